@@ -1,0 +1,170 @@
+"""RESP codec: commands in (parsed by hiredis), replies out (RESP2 or RESP3).
+
+Parsing is hiredis; this module adds what a server needs on top: limits checked on the
+headers of a partial frame before its payload is buffered, inline commands, and clear
+`RemoteProtocolError`s. Encoding maps Python values to replies:
+
+    bytes/str -> bulk string      int -> integer        None -> null
+    list/tuple -> array           dict -> map (RESP3) or flat array (RESP2)
+    Status("OK") -> +OK           Error("ERR x") -> -ERR x
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import hiredis
+
+from catena.errors import RemoteProtocolError
+
+DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024  # like Redis's proto-max-bulk-len
+DEFAULT_MAX_ARGS = 1024 * 1024
+_HEADER_WINDOW = 64 * 1024  # bytes of a partial frame kept to check its headers
+_INLINE_MAX = 64 * 1024  # like Redis's PROTO_INLINE_MAX_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A simple-string reply such as +OK or +PONG."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """An error reply; `message` starts with its code (ERR, NOAUTH, MOVED, ...)."""
+
+    message: str
+
+
+OK = Status("OK")
+PONG = Status("PONG")
+
+
+class CommandParser:
+    """Turns a byte stream from a client into commands (lists of bytes)."""
+
+    __slots__ = ("_reader", "_partial", "max_bulk_len", "max_args")
+
+    def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, max_args: int = DEFAULT_MAX_ARGS):
+        self._reader = hiredis.Reader()
+        self._partial = b""
+        self.max_bulk_len = max_bulk_len
+        self.max_args = max_args
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        """Parse `data`; return the complete commands. Raises RemoteProtocolError."""
+        reader = self._reader
+        if not reader.len() and data[:1] != b"*":
+            return self._inline(data)
+        reader.feed(data)
+        commands = []
+        try:
+            while (cmd := reader.gets()) is not False:
+                if type(cmd) is not list or not cmd:
+                    raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
+                commands.append(cmd)
+        except hiredis.ProtocolError as exc:
+            raise RemoteProtocolError(f"Protocol error: {exc}") from None
+        pending = reader.len()
+        if pending:
+            self._check_partial(data, pending)
+        else:
+            self._partial = b""
+        return commands
+
+    def _check_partial(self, data: bytes, pending: int) -> None:
+        """Validate the headers of the incomplete frame before more of it is buffered."""
+        if pending <= len(data):
+            self._partial = data[len(data) - pending :][:_HEADER_WINDOW]
+        elif len(self._partial) < _HEADER_WINDOW:
+            self._partial = (self._partial + data)[:_HEADER_WINDOW]
+        if pending > self.max_bulk_len + _HEADER_WINDOW:
+            raise RemoteProtocolError("Protocol error: too big request")
+        buf = self._partial
+        end = buf.find(b"\r\n")
+        if end < 0:
+            return
+        nargs = _length(buf, 1, end, "multibulk")
+        if nargs > self.max_args:
+            raise RemoteProtocolError("Protocol error: invalid multibulk length")
+        pos = end + 2
+        for _ in range(nargs):
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                return
+            if buf[pos : pos + 1] != b"$":
+                raise RemoteProtocolError("Protocol error: expected '$'")
+            size = _length(buf, pos + 1, end, "bulk")
+            if size > self.max_bulk_len:
+                raise RemoteProtocolError("Protocol error: invalid bulk length")
+            pos = end + 2 + size + 2
+
+    def _inline(self, data: bytes) -> list[list[bytes]]:
+        """Inline commands (`PING\\r\\n` typed into a terminal), as Redis accepts them."""
+        buf = self._partial + data
+        commands = []
+        while buf and buf[:1] != b"*":
+            end = buf.find(b"\n")
+            if end < 0:
+                if len(buf) > _INLINE_MAX:
+                    raise RemoteProtocolError("Protocol error: too big inline request")
+                self._partial = buf
+                return commands
+            words = buf[:end].split()
+            buf = buf[end + 1 :]
+            if words:
+                commands.append(words)
+        self._partial = b""
+        if buf:
+            commands.extend(self.feed(buf))
+        return commands
+
+
+def _length(buf: bytes, start: int, end: int, what: str) -> int:
+    try:
+        return int(buf[start:end])
+    except ValueError:
+        raise RemoteProtocolError(f"Protocol error: invalid {what} length") from None
+
+
+def encode(value, resp3: bool = False) -> bytes:
+    """Encode one reply."""
+    out: list[bytes] = []
+    _encode(value, resp3, out)
+    return b"".join(out)
+
+
+def _encode(value, resp3: bool, out: list[bytes]) -> None:
+    t = type(value)
+    if t is bytes:
+        out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    elif t is Status:
+        out.append(b"+%s\r\n" % value.text.encode())
+    elif t is int:
+        out.append(b":%d\r\n" % value)
+    elif value is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is str:
+        _encode(value.encode(), resp3, out)
+    elif t is list or t is tuple:
+        out.append(b"*%d\r\n" % len(value))
+        for item in value:
+            _encode(item, resp3, out)
+    elif t is dict:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) if resp3 else 2 * len(value)))
+        for k, v in value.items():
+            _encode(k, resp3, out)
+            _encode(v, resp3, out)
+    elif t is Error:
+        out.append(b"-%s\r\n" % value.message.replace("\r", " ").replace("\n", " ").encode())
+    elif t is bool:
+        out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n"))
+    elif t is float:
+        out.append(b",%r\r\n" % value if resp3 else _bulk(repr(value).encode()))
+    else:
+        raise TypeError(f"cannot encode {t.__name__} as RESP")
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)

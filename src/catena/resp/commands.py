@@ -1,0 +1,162 @@
+"""Command table: connection-level commands every catena process answers, plus registration.
+
+Members, coordinators and membership agents each register their own commands on a
+`CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, CLIENT, SELECT, CONFIG GET,
+COMMAND, QUIT) and the error shapes (unknown command, NOAUTH, WRONGPASS, arity) live here once.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Callable
+
+from catena import __version__
+from catena.resp.codec import OK, PONG, Error, Status
+
+Handler = Callable  # (client, args: list[bytes]) -> reply | Future | Takeover
+
+
+def wrong_args(name: bytes) -> Error:
+    return Error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
+
+
+def parse_int(raw: bytes) -> int:
+    """An integer argument as Redis parses it; ValueError with Redis's message otherwise."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("value is not an integer or out of range") from None
+
+
+class CommandTable:
+    """Maps command names to handlers and enforces authentication."""
+
+    def __init__(self, password: str | None = None, server_name: str = "catena", role: str = "master"):
+        self.password = password
+        self.server_name = server_name
+        self.role = role
+        self.handlers: dict[bytes, tuple[Handler, int]] = {}
+        for name, fn, arity in (
+            (b"PING", self._ping, -1),
+            (b"ECHO", self._echo, 2),
+            (b"SELECT", self._select, 2),
+            (b"CLIENT", self._client, -2),
+            (b"CONFIG", self._config, -2),
+            (b"COMMAND", self._command, -1),
+            (b"QUIT", lambda c, a: OK, -1),
+            (b"RESET", lambda c, a: Status("RESET"), 1),
+        ):
+            self.register(name, fn, arity)
+
+    def register(self, name: bytes, handler: Handler, arity: int) -> None:
+        """arity > 0: exactly that many words (name included); arity < 0: at least -arity."""
+        self.handlers[name.upper()] = (handler, arity)
+
+    def dispatch(self, client, args: list[bytes]):
+        name = args[0].upper()
+        if name == b"AUTH":
+            return self._auth(client, args)
+        if name == b"HELLO":
+            return self._hello(client, args)
+        if not client.authenticated:
+            return Error("NOAUTH Authentication required.")
+        entry = self.handlers.get(name)
+        if entry is None:
+            shown = " ".join(repr(a.decode(errors="replace")) for a in args[1:4])
+            return Error(f"ERR unknown command '{args[0].decode(errors='replace')}', with args beginning with: {shown}")
+        handler, arity = entry
+        n = len(args)
+        if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
+            return wrong_args(name)
+        try:
+            return handler(client, args)
+        except ValueError as exc:
+            return Error(f"ERR {exc}")
+
+    # -- authentication and protocol negotiation --------------------------------------------
+
+    def _check_password(self, client, user: bytes, password: bytes):
+        if self.password is None:
+            return Error("ERR AUTH <password> called without any password configured for the default user. "
+                         "Are you sure your configuration is correct?")
+        ok = user == b"default" and hmac.compare_digest(password, self.password.encode())
+        client.authenticated = ok
+        return None if ok else Error("WRONGPASS invalid username-password pair or user is disabled.")
+
+    def _auth(self, client, args):
+        if len(args) not in (2, 3):
+            return wrong_args(b"AUTH")
+        user, password = (b"default", args[1]) if len(args) == 2 else (args[1], args[2])
+        return self._check_password(client, user, password) or OK
+
+    def _hello(self, client, args):
+        version = 2
+        rest = args[1:]
+        if rest:
+            try:
+                version = int(rest[0])
+            except ValueError:
+                return Error("ERR Protocol version is not an integer or out of range")
+            if version not in (2, 3):
+                return Error("NOPROTO unsupported protocol version")
+            rest = rest[1:]
+        while rest:
+            opt = rest[0].upper()
+            if opt == b"AUTH" and len(rest) >= 3:
+                err = self._check_password(client, rest[1], rest[2])
+                if err:
+                    return err
+                rest = rest[3:]
+            elif opt == b"SETNAME" and len(rest) >= 2:
+                client.name = rest[1]
+                rest = rest[2:]
+            else:
+                return Error(f"ERR Syntax error in HELLO option '{opt.decode(errors='replace')}'")
+        if not client.authenticated:
+            return Error("NOAUTH HELLO must be called with the client already authenticated, "
+                         "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate "
+                         "the client and select the RESP protocol version at the same time")
+        client.resp3 = version == 3
+        return {
+            "server": self.server_name, "version": __version__, "proto": version,
+            "id": client.id, "mode": "standalone", "role": self.role, "modules": [],
+        }
+
+    # -- connection commands -----------------------------------------------------------------
+
+    def _ping(self, client, args):
+        if len(args) > 2:
+            return wrong_args(b"PING")
+        return args[1] if len(args) == 2 else PONG
+
+    def _echo(self, client, args):
+        return args[1]
+
+    def _select(self, client, args):
+        return OK if args[1] == b"0" else Error("ERR DB index is out of range")
+
+    def _client(self, client, args):
+        sub = args[1].upper()
+        if sub == b"SETNAME" and len(args) == 3:
+            client.name = args[2]
+            return OK
+        if sub == b"GETNAME":
+            return client.name or None
+        if sub == b"ID":
+            return client.id
+        if sub == b"SETINFO" and len(args) == 4:
+            client.info[args[2].lower()] = args[3]
+            return OK
+        if sub == b"INFO":
+            return f"id={client.id} addr={client.addr} name={client.name.decode(errors='replace')}\n"
+        return Error(f"ERR unknown subcommand or wrong number of arguments for 'CLIENT|{sub.decode(errors='replace')}'")
+
+    def _config(self, client, args):
+        if args[1].upper() == b"GET":
+            return {} if client.resp3 else []
+        return Error("ERR CONFIG SET is not supported; catena takes settings from flags, a TOML file or CATENA_* variables")
+
+    def _command(self, client, args):
+        if len(args) > 1 and args[1].upper() == b"COUNT":
+            return len(self.handlers) + 2
+        return []
