@@ -1,0 +1,476 @@
+"""A member's durable log: checksummed records in numbered segments, plus one snapshot.
+
+The log owns one member's data directory. It stores opaque records (bytes; the chain layer
+decides what they mean), fsyncs them by policy, writes snapshots atomically, drops the segments a
+snapshot covers, and on restart returns the snapshot and the records after it. It locks the
+directory so that two processes never write it at once.
+
+On-disk format (integers little-endian)
+---------------------------------------
+    LOCK          flock()ed while a log is open; holds the owner's pid, for error messages only.
+    log.000001 …  b"CTNALOG1", then records: u32 n | u32 crc32(n ‖ payload) | payload (n bytes).
+                  n is at most MAX_RECORD (512 MiB); the checksum covers the length bytes too, so
+                  an all-zero frame (a zero-filled tail after a crash) is never a valid record.
+    snapshot      b"CTNASNP1" | u64 first_segment | u64 n | u32 crc32(first_segment ‖ n ‖ blob)
+                  | blob (n bytes). The blob holds the effect of every record in the segments
+                  numbered below first_segment (1 when there is no snapshot).
+    snapshot.tmp  a snapshot being written; deleted by recovery.
+
+Recovery replays segments first_segment, first_segment+1, … in order (they must follow on
+without a gap) and deletes the segments below first_segment. snapshot(blob) runs three steps:
+  1. write snapshot.tmp, fsync it, rename it over snapshot, fsync the directory. This is the
+     commit point: before it the old snapshot and the old segments hold the state, after it the
+     new snapshot does (its first_segment is the number of the segment about to be created);
+  2. create the new segment (header fsynced) and fsync the directory;
+  3. delete the older segments and fsync the directory.
+A crash inside step 1 leaves snapshot.tmp (deleted) and the old state intact; a crash after it
+leaves old segments that recovery deletes, and perhaps no new segment, which recovery creates.
+No record is ever replayed on top of a snapshot that already contains it.
+
+Damage. The last segment may end in a torn record (a header or payload cut short, a bad checksum,
+a length above the limit) after which no valid record starts at any byte offset: that tail is an
+append that never completed (under fsync=always, never acknowledged), so recovery drops it and
+truncates the file before it. Any other bad record (one followed by a valid record, or one in an
+earlier segment), a bad header or a damaged snapshot raises CorruptLog naming the file and byte
+offset: the member must stop rather than serve wrong data.
+
+fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() returns; "everysec"
+leaves it to the owner's timer calling maybe_sync(now), which syncs at most once a second and
+only when something was written; "no" leaves it to the operating system. Snapshots and segment
+creation are always fsynced, whatever the policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from catena.errors import CatenaError, CorruptLog, LocalProtocolError
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+SYNC_INTERVAL = 1.0  # seconds between two fsyncs under "everysec"
+MAX_RECORD = 512 * 1024 * 1024
+
+SEGMENT_MAGIC = b"CTNALOG1"
+SNAPSHOT_MAGIC = b"CTNASNP1"
+SNAPSHOT_NAME = "snapshot"
+SNAPSHOT_TMP_NAME = "snapshot.tmp"
+LOCK_NAME = "LOCK"
+
+_FRAME = struct.Struct("<II")  # payload length, crc32(length bytes ‖ payload)
+_LENGTH = struct.Struct("<I")
+_SNAPSHOT_HEADER = struct.Struct("<8sQQI")  # magic, first_segment, blob length, crc32
+_SEGMENT_NAME = re.compile(r"log\.(\d{6,})")
+_NONZERO = re.compile(rb"[^\x00]")
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+class DirectoryInUse(CatenaError):
+    """Another live process has the data directory open."""
+
+
+class DurableLog:
+    """The durable log of one member, kept in `directory`.
+
+    Open it, call recover() once, then append(); close() when done. Not thread-safe: the member's
+    event loop is its only caller.
+    """
+
+    def __init__(self, directory: Path, fsync: str = "everysec") -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}; got {fsync!r}")
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self._always = fsync == "always"
+        self._fd = -1  # the segment appended to; -1 until recover(), after close() or a failure
+        self._unusable = "recover() must be called before the log is used"
+        self._recovered = False
+        self._first = 1  # lowest live segment (the snapshot's first_segment)
+        self._segment = 1  # the segment appended to
+        self._size = 0  # bytes in that segment's file
+        self._bytes = 0  # framed record bytes since the snapshot
+        self._count = 0  # records since the snapshot
+        self._dirty = False
+        self._last_sync: float | None = None
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.directory.parent)
+        self._lock_fd = _lock(self.directory)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def append(self, records: Sequence[bytes]) -> None:
+        """Append a batch of records with one write(); fdatasync first under fsync="always"."""
+        fd = self._fd
+        if fd < 0:
+            raise LocalProtocolError(self._unusable)
+        if not records:
+            return
+        parts = []
+        add = parts.append
+        crc32 = zlib.crc32
+        length = _LENGTH.pack
+        for record in records:
+            n = len(record)
+            if n > MAX_RECORD:
+                raise ValueError(f"a log record holds at most {MAX_RECORD} bytes; got {n}")
+            size = length(n)
+            add(size)
+            add(length(crc32(record, crc32(size))))
+            add(record)
+        buf = b"".join(parts)
+        try:
+            _write_all(fd, buf)
+        except OSError as exc:
+            self._undo_partial_write(fd, exc)
+            raise
+        self._size += len(buf)
+        self._bytes += len(buf)
+        self._count += len(records)
+        if self._always:
+            self._datasync(fd)
+        else:
+            self._dirty = True
+
+    def maybe_sync(self, now: float) -> bool:
+        """Under "everysec", fdatasync if something was written and a second passed since the
+        last sync made here. Returns whether it synced. `now` is monotonic seconds."""
+        if not self._dirty or self.fsync != "everysec":
+            return False
+        if self._last_sync is not None and now - self._last_sync < SYNC_INTERVAL:
+            return False
+        self.sync()
+        self._last_sync = now
+        return True
+
+    def sync(self) -> None:
+        """fdatasync now if anything was written since the last sync, whatever the policy."""
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        if self._dirty:
+            self._datasync(self._fd)
+
+    def size_bytes(self) -> int:
+        """Bytes of framed records written since the last snapshot."""
+        return self._bytes
+
+    def records_since_snapshot(self) -> int:
+        return self._count
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def recover(self) -> tuple[bytes | None, list[bytes]]:
+        """Return (snapshot blob or None, records after it), repair a torn tail, and open the
+        last segment for appending. Raises CorruptLog on damage it must not repair."""
+        if self._lock_fd < 0:
+            raise LocalProtocolError("the log is closed")
+        if self._recovered:
+            raise LocalProtocolError("recover() is called once, right after opening the log")
+        self._recovered = True
+        directory = self.directory
+        with contextlib.suppress(FileNotFoundError):
+            (directory / SNAPSHOT_TMP_NAME).unlink()
+        blob, first = self._read_snapshot()
+        numbers = sorted(
+            int(m[1]) for name in os.listdir(directory) if (m := _SEGMENT_NAME.fullmatch(name))
+        )
+        covered = [n for n in numbers if n < first]
+        live = [n for n in numbers if n >= first]
+        if live and live != list(range(first, first + len(live))):
+            where = "the snapshot covers" if blob is not None else "there is no snapshot; expected"
+            raise CorruptLog(
+                f"{directory}: log segments {[_segment_name(n) for n in live]} do not follow on "
+                f"from {_segment_name(first)} ({where} segments below {first}): a file is missing"
+            )
+        for n in covered:
+            os.unlink(self._path(n))
+        if covered:
+            _fsync_dir(directory)
+        records: list[bytes] = []
+        for n in live:
+            records += self._load_segment(n, last=n == live[-1])
+        if not live:
+            self._fd = self._create_segment(first)
+            self._size = len(SEGMENT_MAGIC)
+            self._segment = first
+        self._first = first
+        self._count = len(records)
+        self._unusable = ""
+        return blob, records
+
+    def _read_snapshot(self) -> tuple[bytes | None, int]:
+        path = self.directory / SNAPSHOT_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None, 1
+        header = _SNAPSHOT_HEADER.size
+        if len(data) < header:
+            raise CorruptLog(f"{path}: {len(data)} bytes, shorter than a snapshot header")
+        magic, first, n, crc = _SNAPSHOT_HEADER.unpack_from(data)
+        if magic != SNAPSHOT_MAGIC:
+            raise CorruptLog(f"{path}: not a catena snapshot (bad header at byte offset 0)")
+        if len(data) - header != n:
+            raise CorruptLog(
+                f"{path}: header promises {n} bytes of state, the file holds {len(data) - header}"
+            )
+        view = memoryview(data)
+        if first < 1 or zlib.crc32(view[header:], zlib.crc32(view[8:24])) != crc:
+            raise CorruptLog(f"{path}: checksum mismatch (header at byte offset 0)")
+        return data[header:], first
+
+    def _load_segment(self, number: int, last: bool) -> list[bytes]:
+        path = self._path(number)
+        data = path.read_bytes()
+        start = len(SEGMENT_MAGIC)
+        if len(data) < start and last:
+            good = 0  # creation torn before its header was complete: no record was ever in it
+            records: list[bytes] = []
+        elif data[:start] != SEGMENT_MAGIC:
+            raise CorruptLog(f"{path}: not a catena log segment (bad header at byte offset 0)")
+        else:
+            records, good = _parse(path, data, start, last)
+        self._bytes += max(good - start, 0)
+        if last:
+            self._fd = self._open_segment(path, good, len(data))
+            self._size = max(good, start)
+            self._segment = number
+        return records
+
+    def _open_segment(self, path: Path, keep: int, size: int) -> int:
+        """Open the last segment for appending, cutting it to its first `keep` bytes."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            if keep < size or keep == 0:
+                os.ftruncate(fd, keep)
+                if keep == 0:  # its creation was torn: write the header again
+                    _write_all(fd, SEGMENT_MAGIC)
+                _datasync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self, blob: bytes) -> None:
+        """Store `blob` as the state after every record appended so far, then start a new
+        segment and delete the old ones. Crash-safe at every step (see the module docstring).
+        If it raises after the new snapshot became visible, the log is unusable: reopen it."""
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        directory = self.directory
+        new = self._segment + 1
+        header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), 0)
+        crc = zlib.crc32(blob, zlib.crc32(header[8:24]))
+        tmp = directory / SNAPSHOT_TMP_NAME
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc))
+            _write_all(fd, blob)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, directory / SNAPSHOT_NAME)
+        try:
+            _fsync_dir(directory)
+            fd = self._create_segment(new)
+            old, self._fd = self._fd, fd
+            os.close(old)
+            for n in range(self._first, new):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path(n))
+            _fsync_dir(directory)
+        except OSError as exc:
+            self._fail(exc)
+            raise
+        self._first = self._segment = new
+        self._size = len(SEGMENT_MAGIC)
+        self._bytes = self._count = 0
+        self._dirty = False
+
+    def _create_segment(self, number: int) -> int:
+        fd = os.open(
+            self._path(number),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            0o644,
+        )
+        try:
+            _write_all(fd, SEGMENT_MAGIC)
+            _datasync(fd)
+            _fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    # -- closing and failures -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Sync what was written (whatever the policy), close the files, release the lock."""
+        fd, self._fd = self._fd, -1
+        self._unusable = "the log is closed"
+        try:
+            if fd >= 0:
+                try:
+                    if self._dirty:
+                        _datasync(fd)
+                        self._dirty = False
+                finally:
+                    os.close(fd)
+        finally:
+            lock_fd, self._lock_fd = self._lock_fd, -1
+            if lock_fd >= 0:
+                os.close(lock_fd)
+
+    def __enter__(self) -> DurableLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _datasync(self, fd: int) -> None:
+        try:
+            _datasync(fd)
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: nothing
+            # written since the last good sync can be trusted, so stop here.
+            self._fail(exc)
+            raise
+        self._dirty = False
+
+    def _undo_partial_write(self, fd: int, exc: OSError) -> None:
+        """Cut a half-written batch off, so the next append does not follow garbage."""
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        fd, self._fd = self._fd, -1
+        self._unusable = f"the log is unusable after an I/O error ({exc}); close and reopen it"
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _path(self, number: int) -> Path:
+        return self.directory / _segment_name(number)
+
+
+def _parse(path: Path, data: bytes, pos: int, last: bool) -> tuple[list[bytes], int]:
+    """The records of one segment from offset `pos`, and the offset where the good ones end."""
+    view = memoryview(data)
+    end = len(data)
+    records = []
+    add = records.append
+    while pos < end:
+        n = _record_at(view, pos, end)
+        if n < 0:
+            break
+        stop = pos + 8 + n
+        add(data[pos + 8 : stop])
+        pos = stop
+    else:
+        return records, pos
+    reason = _why_bad(view, pos, end)
+    later = _next_valid(view, pos + 1, end)
+    if later is not None:
+        raise CorruptLog(
+            f"{path}: bad record at byte offset {pos} ({reason}), "
+            f"followed by a valid record at byte offset {later}"
+        )
+    if not last:
+        raise CorruptLog(f"{path}: bad record at byte offset {pos} ({reason}) in a closed segment")
+    return records, pos
+
+
+def _record_at(view: memoryview, pos: int, end: int) -> int:
+    """The payload length of the valid record at `pos`, or -1 if none starts there."""
+    if end - pos < 8:
+        return -1
+    n, crc = _FRAME.unpack_from(view, pos)
+    if n > MAX_RECORD or pos + 8 + n > end:
+        return -1
+    if zlib.crc32(view[pos + 8 : pos + 8 + n], zlib.crc32(view[pos : pos + 4])) != crc:
+        return -1
+    return n
+
+
+def _why_bad(view: memoryview, pos: int, end: int) -> str:
+    if end - pos < 8:
+        return f"header cut short after {end - pos} bytes"
+    n = _LENGTH.unpack_from(view, pos)[0]
+    if n > MAX_RECORD:
+        return f"length {n} above the {MAX_RECORD}-byte limit"
+    if pos + 8 + n > end:
+        return f"{n}-byte payload cut short after {end - pos - 8} bytes"
+    return "checksum mismatch"
+
+
+def _next_valid(view: memoryview, pos: int, end: int) -> int | None:
+    """The first offset at or after `pos` where a valid record starts, trying every byte.
+
+    Runs only on the damaged part of a segment. A valid frame's first 8 bytes are never all zero,
+    so zero-filled stretches (what some file systems show after a crash) are skipped at once.
+    """
+    while pos <= end - 8:
+        if not any(view[pos : pos + 8]):
+            found = _NONZERO.search(view, pos)
+            if found is None:
+                return None
+            pos = max(pos + 1, found.start() - 7)
+            continue
+        if _record_at(view, pos, end) >= 0:
+            return pos
+        pos += 1
+    return None
+
+
+def _segment_name(number: int) -> str:
+    return f"log.{number:06d}"
+
+
+def _write_all(fd: int, buf: bytes) -> None:
+    written = os.write(fd, buf)
+    if written < len(buf):
+        view = memoryview(buf)
+        while written < len(buf):
+            written += os.write(fd, view[written:])
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock(directory: Path) -> int:
+    """flock the directory's LOCK file, or raise DirectoryInUse. Released when the fd closes
+    (also when the process dies), so a LOCK file left by a crash never blocks a restart."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DirectoryInUse(
+                f"{directory} is in use by another catena process (pid {holder}); "
+                "two members on one data directory would corrupt it"
+            ) from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -1,0 +1,430 @@
+"""The durable log: framing, torn tails, mid-log damage, snapshots and crashes between their
+steps, fsync policies, the directory lock."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catena.chain import log as log_module
+from catena.chain.log import (
+    MAX_RECORD,
+    SEGMENT_MAGIC,
+    DirectoryInUse,
+    DurableLog,
+)
+from catena.errors import CorruptLog, LocalProtocolError
+
+HEADER = len(SEGMENT_MAGIC)
+RECORDS = [f"entry-{i:03d}-".encode() * 4 for i in range(5)]  # 5 records of 40 bytes
+
+
+def opened(directory: Path, fsync: str = "everysec") -> tuple[DurableLog, bytes | None, list[bytes]]:
+    log = DurableLog(directory, fsync=fsync)
+    blob, records = log.recover()
+    return log, blob, records
+
+
+def reopen(directory: Path) -> tuple[bytes | None, list[bytes]]:
+    log, blob, records = opened(directory)
+    log.close()
+    return blob, records
+
+
+def write_log(directory: Path, batches: list[list[bytes]]) -> None:
+    log, _, _ = opened(directory)
+    for batch in batches:
+        log.append(batch)
+    log.close()
+
+
+def offsets(records: list[bytes]) -> list[int]:
+    """Where each record's frame starts in segment 1, plus where the last one ends."""
+    out = [HEADER]
+    for record in records:
+        out.append(out[-1] + 8 + len(record))
+    return out
+
+
+def segment(directory: Path, number: int = 1) -> Path:
+    return directory / f"log.{number:06d}"
+
+
+def frame(payload: bytes) -> bytes:
+    size = struct.pack("<I", len(payload))
+    return size + struct.pack("<I", zlib.crc32(payload, zlib.crc32(size))) + payload
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.binary(max_size=300), max_size=6), max_size=6))
+def test_records_come_back_in_order_after_reopen(batches):
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "data"
+        write_log(directory, batches)
+        assert reopen(directory) == (None, [r for batch in batches for r in batch])
+
+
+def test_appends_continue_after_recovery(tmp_path):
+    write_log(tmp_path, [RECORDS[:2]])
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, RECORDS[:2])
+    log.append(RECORDS[2:])
+    log.close()
+    assert reopen(tmp_path) == (None, RECORDS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LOCK", "log.000001"]
+
+
+def test_batch_is_framed_length_then_checksum(tmp_path):
+    write_log(tmp_path, [[b"a", b""], [b"hello"]])
+    data = segment(tmp_path).read_bytes()
+    assert data == SEGMENT_MAGIC + frame(b"a") + frame(b"") + frame(b"hello")
+
+
+def test_append_writes_a_batch_in_one_syscall(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="no")
+    calls = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, buf: calls.append(len(buf)) or real_write(fd, buf))
+    log.append(RECORDS)
+    monkeypatch.undo()
+    log.close()
+    assert calls == [offsets(RECORDS)[-1] - HEADER]
+
+
+def test_size_and_count_since_snapshot(tmp_path):
+    log, _, _ = opened(tmp_path)
+    assert (log.size_bytes(), log.records_since_snapshot()) == (0, 0)
+    log.append(RECORDS[:3])
+    assert (log.size_bytes(), log.records_since_snapshot()) == (3 * 48, 3)
+    log.close()
+    log, _, _ = opened(tmp_path)
+    assert (log.size_bytes(), log.records_since_snapshot()) == (3 * 48, 3)
+    log.snapshot(b"state")
+    assert (log.size_bytes(), log.records_since_snapshot()) == (0, 0)
+    log.close()
+
+
+def test_misuse_is_refused(tmp_path, monkeypatch):
+    log = DurableLog(tmp_path)
+    with pytest.raises(LocalProtocolError, match="recover"):
+        log.append([b"x"])
+    log.recover()
+    with pytest.raises(LocalProtocolError, match="once"):
+        log.recover()
+    monkeypatch.setattr(log_module, "MAX_RECORD", 10)
+    with pytest.raises(ValueError, match="at most 10 bytes"):
+        log.append([b"x" * 11])
+    log.close()
+    with pytest.raises(LocalProtocolError, match="closed"):
+        log.append([b"x"])
+
+
+# -- torn tails and damage --------------------------------------------------------------------
+
+
+def last_record_copies(tmp_path: Path):
+    """(offset, directory) for every byte offset of the last of RECORDS, each directory a fresh
+    copy of a log holding RECORDS, for a test to damage at that offset."""
+    source = tmp_path / "source"
+    write_log(source, [RECORDS])
+    ends = offsets(RECORDS)
+    for offset in range(ends[-2], ends[-1]):
+        directory = tmp_path / f"at{offset}"
+        shutil.copytree(source, directory)
+        yield offset, directory
+
+
+def test_torn_last_record_is_dropped_at_every_cut(tmp_path):
+    for cut, directory in last_record_copies(tmp_path):
+        os.truncate(segment(directory), cut)
+        log, blob, records = opened(directory)
+        assert records == RECORDS[:-1], cut
+        assert segment(directory).stat().st_size == offsets(RECORDS)[-2]
+        log.append([b"after"])
+        log.close()
+        assert reopen(directory) == (None, RECORDS[:-1] + [b"after"]), cut
+
+
+def test_torn_batch_keeps_its_complete_records(tmp_path):
+    write_log(tmp_path, [RECORDS[:2], RECORDS[2:]])
+    os.truncate(segment(tmp_path), offsets(RECORDS)[4] - 3)
+    assert reopen(tmp_path) == (None, RECORDS[:3])
+
+
+def test_flipped_byte_in_last_record_is_dropped(tmp_path):
+    for offset, directory in last_record_copies(tmp_path):
+        flip(segment(directory), offset)
+        assert reopen(directory) == (None, RECORDS[:-1]), offset
+        assert segment(directory).stat().st_size == offsets(RECORDS)[-2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, len(RECORDS) - 2), st.data())
+def test_flipped_byte_in_middle_record_raises_naming_file_and_offset(index, data):
+    ends = offsets(RECORDS)
+    offset = data.draw(st.integers(ends[index], ends[index + 1] - 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_log(directory, [RECORDS])
+        flip(segment(directory), offset)
+        with pytest.raises(CorruptLog) as raised:
+            reopen(directory)
+        message = str(raised.value)
+        assert str(segment(directory)) in message
+        assert f"byte offset {ends[index]} " in message
+        assert f"valid record at byte offset {ends[index + 1]}" in message
+
+
+def test_huge_length_in_last_record_is_dropped_in_middle_raises(tmp_path):
+    huge = struct.pack("<I", 0xFFFFFFFF)
+    assert 0xFFFFFFFF > MAX_RECORD
+    ends = offsets(RECORDS)
+    write_log(tmp_path / "last", [RECORDS])
+    with segment(tmp_path / "last").open("r+b") as f:
+        f.seek(ends[-2])
+        f.write(huge)
+    assert reopen(tmp_path / "last") == (None, RECORDS[:-1])
+
+    write_log(tmp_path / "middle", [RECORDS])
+    with segment(tmp_path / "middle").open("r+b") as f:
+        f.seek(ends[1])
+        f.write(huge)
+    with pytest.raises(CorruptLog, match=f"offset {ends[1]} .*limit"):
+        reopen(tmp_path / "middle")
+
+
+def test_zero_filled_tail_is_dropped(tmp_path):
+    write_log(tmp_path, [RECORDS])
+    with segment(tmp_path).open("ab") as f:
+        f.write(bytes(4096))
+    assert reopen(tmp_path) == (None, RECORDS)
+    assert segment(tmp_path).stat().st_size == offsets(RECORDS)[-1]
+
+
+def test_valid_record_after_zeros_is_corruption(tmp_path):
+    write_log(tmp_path, [RECORDS])
+    with segment(tmp_path).open("ab") as f:
+        f.write(bytes(5000) + frame(b"late"))
+    with pytest.raises(CorruptLog, match=f"valid record at byte offset {offsets(RECORDS)[-1] + 5000}"):
+        reopen(tmp_path)
+
+
+def test_bad_segment_header_raises(tmp_path):
+    write_log(tmp_path, [RECORDS])
+    flip(segment(tmp_path), 0)
+    with pytest.raises(CorruptLog, match="not a catena log segment"):
+        reopen(tmp_path)
+
+
+def test_torn_segment_creation_is_repaired(tmp_path):
+    write_log(tmp_path, [])
+    os.truncate(segment(tmp_path), 3)
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, [])
+    log.append([b"x"])
+    log.close()
+    assert reopen(tmp_path) == (None, [b"x"])
+
+
+def test_failed_write_is_cut_off_so_later_appends_are_clean(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="no")
+    log.append(RECORDS[:1])
+    real_write = os.write
+
+    def half_then_full_disk(fd, buf):
+        real_write(fd, bytes(buf)[: len(buf) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full_disk)
+    with pytest.raises(OSError):
+        log.append(RECORDS[1:3])
+    monkeypatch.undo()
+    log.append(RECORDS[3:])
+    log.close()
+    assert reopen(tmp_path) == (None, RECORDS[:1] + RECORDS[3:])
+
+
+def test_failed_fsync_makes_the_log_unusable(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="always")
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(log_module, "_datasync", broken)
+    with pytest.raises(OSError):
+        log.append([b"x"])
+    monkeypatch.undo()
+    with pytest.raises(LocalProtocolError, match="I/O error"):
+        log.append([b"y"])
+    log.close()
+
+
+# -- snapshots and crashes between their steps ------------------------------------------------
+
+
+def test_snapshot_then_records(tmp_path):
+    log, _, _ = opened(tmp_path)
+    log.append(RECORDS[:3])
+    log.snapshot(b"state after 3")
+    log.append(RECORDS[3:])
+    log.close()
+    assert reopen(tmp_path) == (b"state after 3", RECORDS[3:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LOCK", "log.000002", "snapshot"]
+
+
+def test_repeated_snapshots_keep_only_the_newest(tmp_path):
+    log, _, _ = opened(tmp_path)
+    for i in range(3):
+        log.append([RECORDS[i]])
+        log.snapshot(b"state %d" % i)
+    log.close()
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (b"state 2", [])
+    log.append([b"next"])
+    log.snapshot(b"state 3")
+    log.close()
+    assert reopen(tmp_path) == (b"state 3", [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LOCK", "log.000005", "snapshot"]
+
+
+def crashed_snapshot(tmp_path: Path) -> tuple[Path, bytes, bytes]:
+    """A log with snapshot "old" + RECORDS[:2] in log.000002, then a snapshot "new" of RECORDS[:2]
+    that finished; returns the directory and the bytes of the old snapshot and old segment, so a
+    test can put the files back as a crash between two steps would have left them."""
+    log, _, _ = opened(tmp_path)
+    log.snapshot(b"old")
+    log.append(RECORDS[:2])
+    old_snapshot = (tmp_path / "snapshot").read_bytes()
+    old_segment = segment(tmp_path, 2).read_bytes()
+    log.snapshot(b"new")
+    log.close()
+    return tmp_path, old_snapshot, old_segment
+
+
+def test_crash_while_writing_snapshot_tmp_keeps_old_state(tmp_path):
+    directory, old_snapshot, old_segment = crashed_snapshot(tmp_path)
+    segment(directory, 3).unlink()
+    (directory / "snapshot.tmp").write_bytes((directory / "snapshot").read_bytes()[:20])
+    (directory / "snapshot").write_bytes(old_snapshot)
+    segment(directory, 2).write_bytes(old_segment)
+    assert reopen(directory) == (b"old", RECORDS[:2])
+    assert not (directory / "snapshot.tmp").exists()
+
+
+def test_crash_after_rename_before_new_segment(tmp_path):
+    directory, _, old_segment = crashed_snapshot(tmp_path)
+    segment(directory, 3).unlink()
+    segment(directory, 2).write_bytes(old_segment)
+    log, blob, records = opened(directory)
+    assert (blob, records) == (b"new", [])
+    assert not segment(directory, 2).exists()
+    log.append([b"after"])
+    log.close()
+    assert reopen(directory) == (b"new", [b"after"])
+
+
+def test_crash_before_old_segment_deleted_does_not_replay_it(tmp_path):
+    directory, _, old_segment = crashed_snapshot(tmp_path)
+    segment(directory, 2).write_bytes(old_segment)
+    assert reopen(directory) == (b"new", [])
+    assert not segment(directory, 2).exists()
+
+
+def test_damaged_snapshot_raises(tmp_path):
+    directory, _, _ = crashed_snapshot(tmp_path)
+    flip(directory / "snapshot", 30)
+    with pytest.raises(CorruptLog, match="snapshot: checksum mismatch"):
+        reopen(directory)
+
+
+def test_missing_segment_raises(tmp_path):
+    write_log(tmp_path, [RECORDS])
+    segment(tmp_path).rename(segment(tmp_path, 2))
+    with pytest.raises(CorruptLog, match="a file is missing"):
+        reopen(tmp_path)
+
+
+# -- fsync policies ---------------------------------------------------------------------------
+
+
+def count_syncs(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    monkeypatch.setattr(log_module, "_datasync", calls.append)
+    return calls
+
+
+def test_fsync_always_syncs_every_append(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="always")
+    calls = count_syncs(monkeypatch)
+    log.append([b"a"])
+    log.append([b"b", b"c"])
+    assert len(calls) == 2
+    assert log.maybe_sync(100.0) is False
+
+
+def test_fsync_everysec_syncs_at_most_once_a_second_when_dirty(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="everysec")
+    calls = count_syncs(monkeypatch)
+    assert log.maybe_sync(10.0) is False  # nothing written
+    log.append([b"a"])
+    assert calls == []
+    assert log.maybe_sync(10.0) is True
+    log.append([b"b"])
+    assert log.maybe_sync(10.9) is False
+    assert log.maybe_sync(11.0) is True
+    assert log.maybe_sync(15.0) is False  # clean
+    log.append([b"c"])
+    log.sync()
+    assert log.maybe_sync(20.0) is False
+    assert len(calls) == 3
+
+
+def test_fsync_no_leaves_it_to_the_os(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="no")
+    calls = count_syncs(monkeypatch)
+    log.append([b"a"])
+    assert log.maybe_sync(10.0) is False
+    assert calls == []
+    log.close()  # a clean shutdown still syncs
+    assert len(calls) == 1
+
+
+def test_unknown_fsync_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="always, everysec, no; got 'sometimes'"):
+        DurableLog(tmp_path / "data", fsync="sometimes")
+    assert not (tmp_path / "data").exists()
+
+
+# -- the directory lock -----------------------------------------------------------------------
+
+
+def test_second_opener_is_refused_until_first_closes(tmp_path):
+    first = DurableLog(tmp_path)
+    with pytest.raises(DirectoryInUse, match=f"pid {os.getpid()}"):
+        DurableLog(tmp_path)
+    first.close()
+    DurableLog(tmp_path).close()
+
+
+def test_lock_file_left_by_a_dead_process_does_not_block(tmp_path):
+    (tmp_path / "LOCK").write_text("99999999\n")
+    with DurableLog(tmp_path) as log:
+        assert log.recover() == (None, [])
