@@ -93,9 +93,10 @@ def test_appends_continue_after_recovery(tmp_path):
 
 
 def test_batch_is_framed_length_then_checksum(tmp_path):
-    write_log(tmp_path, [[b"a", b""], [b"hello"]])
+    big = b"z" * 3000  # above the lengths whose checksum seed is precomputed
+    write_log(tmp_path, [[b"a", b""], [b"hello", big]])
     data = segment(tmp_path).read_bytes()
-    assert data == SEGMENT_MAGIC + frame(b"a") + frame(b"") + frame(b"hello")
+    assert data == SEGMENT_MAGIC + frame(b"a") + frame(b"") + frame(b"hello") + frame(big)
 
 
 def test_append_writes_a_batch_in_one_syscall(tmp_path, monkeypatch):
@@ -130,6 +131,7 @@ def test_misuse_is_refused(tmp_path, monkeypatch):
     with pytest.raises(LocalProtocolError, match="once"):
         log.recover()
     monkeypatch.setattr(log_module, "MAX_RECORD", 10)
+    monkeypatch.setattr(log_module, "_SMALL", 4)
     with pytest.raises(ValueError, match="at most 10 bytes"):
         log.append([b"x" * 11])
     log.close()
