@@ -57,7 +57,7 @@ def run_raw(path: Path, fsync: str, buf: bytes, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--dir", type=Path, help="where to write (default: a temp dir)")
     parser.add_argument("--seconds-each", type=float, default=0.4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

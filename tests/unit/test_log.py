@@ -28,7 +28,10 @@ HEADER = len(SEGMENT_MAGIC)
 RECORDS = [f"entry-{i:03d}-".encode() * 4 for i in range(5)]  # 5 records of 40 bytes
 
 
-def opened(directory: Path, fsync: str = "everysec") -> tuple[DurableLog, bytes | None, list[bytes]]:
+Recovered = tuple[DurableLog, bytes | None, list[bytes]]
+
+
+def opened(directory: Path, fsync: str = "everysec") -> Recovered:
     log = DurableLog(directory, fsync=fsync)
     blob, records = log.recover()
     return log, blob, records
@@ -225,7 +228,8 @@ def test_valid_record_after_zeros_is_corruption(tmp_path):
     write_log(tmp_path, [RECORDS])
     with segment(tmp_path).open("ab") as f:
         f.write(bytes(5000) + frame(b"late"))
-    with pytest.raises(CorruptLog, match=f"valid record at byte offset {offsets(RECORDS)[-1] + 5000}"):
+    late = offsets(RECORDS)[-1] + 5000
+    with pytest.raises(CorruptLog, match=f"valid record at byte offset {late}"):
         reopen(tmp_path)
 
 

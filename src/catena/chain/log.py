@@ -88,7 +88,8 @@ class DurableLog:
 
     def __init__(self, directory: Path, fsync: str = "everysec") -> None:
         if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}; got {fsync!r}")
+            choices = ", ".join(FSYNC_POLICIES)
+            raise ValueError(f"fsync policy must be one of {choices}; got {fsync!r}")
         self.directory = Path(directory)
         self.fsync = fsync
         self._always = fsync == "always"
@@ -428,15 +429,20 @@ def _next_valid(view: memoryview, pos: int, end: int) -> int | None:
     Runs only on the damaged part of a segment. A valid frame's first 8 bytes are never all zero,
     so zero-filled stretches (what some file systems show after a crash) are skipped at once.
     """
+    unpack = _FRAME.unpack_from
+    crc32 = zlib.crc32
     while pos <= end - 8:
-        if not any(view[pos : pos + 8]):
+        n, crc = unpack(view, pos)
+        if n == 0 and crc == 0:
             found = _NONZERO.search(view, pos)
             if found is None:
                 return None
             pos = max(pos + 1, found.start() - 7)
             continue
-        if _record_at(view, pos, end) >= 0:
-            return pos
+        stop = pos + 8 + n
+        if stop <= end and n <= MAX_RECORD:
+            if crc32(view[pos + 8 : stop], crc32(view[pos : pos + 4])) == crc:
+                return pos
         pos += 1
     return None
 
