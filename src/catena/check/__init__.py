@@ -1,0 +1,6 @@
+"""Checkers of recorded client histories: linearizability per key."""
+
+from catena.check.history import History, Operation
+from catena.check.linearizability import CheckResult, Model, RegisterModel, check
+
+__all__ = ["CheckResult", "History", "Model", "Operation", "RegisterModel", "check"]
