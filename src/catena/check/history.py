@@ -52,7 +52,8 @@ class Operation:
         else:
             what = f"{kind} {self.key!r}"
         if self.known:
-            return f"client {self.client!r}: {what} => {self.result!r}  [{self.call:g}, {self.ret:g}]"
+            interval = f"[{self.call:g}, {self.ret:g}]"
+            return f"client {self.client!r}: {what} => {self.result!r}  {interval}"
         return f"client {self.client!r}: {what} => ?  [{self.call:g}, unknown]"
 
 
@@ -107,5 +108,7 @@ class History:
         if pending is None:
             raise LocalProtocolError(f"operation {op_id} is not open")
         if now < pending.call:
-            raise LocalProtocolError(f"operation {op_id} ends at {now} before its call at {pending.call}")
+            raise LocalProtocolError(
+                f"operation {op_id} ends at {now} before its call at {pending.call}"
+            )
         return pending

@@ -11,6 +11,12 @@ of an operation it has not placed yet (that operation had to take effect before 
 A cache of (set of placed operations, model state) pairs already explored keeps the search
 from doing the same work twice, which makes mostly sequential histories nearly linear.
 
+Operations of unknown outcome (timeouts) are what makes such searches blow up, since each one
+may be placed anywhere after its call. Here they are tried only when no known operation can
+come next, and an operation placed right after one of them is not explored further when it
+would leave the same state without it (a later blind write hides an earlier one). Both prune
+only orders that another branch of the search covers, so the verdict is unchanged.
+
 Conventions:
 - Two operations are concurrent when one's call is at or before the other's return: a return
   and a call at the same instant overlap (as in porcupine).
@@ -49,7 +55,7 @@ class Model(Protocol):
         """
 
     def prepare(self, ops: list[Operation]) -> list[Operation]:
-        """Simplify one key's operations without changing the verdict (may return `ops`)."""
+        """Simplify one key's operations without changing the verdict (optional)."""
 
     def describe(self, state: Hashable) -> str:
         """A short text for a state, for explanations."""
@@ -210,41 +216,52 @@ def check(
 
 
 def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int) -> CheckResult:
-    """The Wing & Gong / Lowe search over one key's operations."""
+    """The Wing & Gong / Lowe search over one key's operations.
+
+    Operations of known outcome sit in the main list as a call and a return node. Those of
+    unknown outcome have no return (they never force anything) and sit in a list of their own,
+    by call time; they are tried only after every known call that could come next, and only
+    those called before the first return still in the main list.
+    """
     n = len(ops)
     events = []
     for i, op in enumerate(ops):
         events.append((op.call, 0, i))
-        events.append((op.ret if op.known else math.inf, 1, i))
+        if op.known:
+            events.append((op.ret, 1, i))
     events.sort()
-    # Nodes 1..2n are the events in time order, node 0 the head; -1 ends the list.
-    size = 2 * n + 1
-    nxt = list(range(1, size + 1))
-    nxt[-1] = -1
-    prv = list(range(-1, size - 1))
+    # Nodes 1.. are the events in time order; node 0 is the head of both lists; -1 ends a list.
+    size = len(events) + 1
+    nxt, prv = [-1] * size, [-1] * size  # the main list
+    unxt, uprv = [-1] * size, [-1] * size  # the list of calls of unknown outcome
     op_of = [0] * size
-    match = [-1] * size  # a call's return node; -1 on return nodes
+    match = [-1] * size  # a known call's return node; -1 elsewhere
     call_node = [0] * n
+    last, ulast = 0, 0
     for node, (_, is_return, i) in enumerate(events, start=1):
         op_of[node] = i
         if is_return:
             match[call_node[i]] = node
         else:
             call_node[i] = node
-    known = [op.known for op in ops]
+        if ops[i].known:
+            nxt[last], prv[node], last = node, last, node
+        else:
+            unxt[ulast], uprv[node], ulast = node, ulast, node
 
     step = model.step
     state = model.init()
     placed = 0  # bit i set when operation i is in the linearization
-    remaining = sum(known)
+    remaining = sum(op.known for op in ops)
     cache: set[tuple[int, Hashable]] = set()
     # The placements so far, newest first, as a linked list of (call node, state before it,
-    # rest): a snapshot of it for the explanation costs nothing.
+    # limit, rest); limit is 0 for a known operation, else the return node that bounded the
+    # choice of unknown ones. A snapshot of it for the explanation costs nothing.
     calls: tuple | None = None
     depth = 0
     best: tuple[int, tuple | None, int, Hashable, tuple[int, ...]] | None = None
     steps = 0
-    entry = nxt[0]
+    entry, limit, in_unknown = nxt[0], 0, False
     while remaining:
         if steps >= budget:
             return CheckResult(
@@ -255,19 +272,25 @@ def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int)
                 steps=steps,
             )
         steps += 1
-        ret_node = match[entry]
-        if ret_node != -1:
+        if not in_unknown:
+            ret_node = match[entry]
+            if ret_node == -1:
+                # The first return still in the list: now the unknown calls made before it.
+                entry, limit, in_unknown = unxt[0], entry, True
+                continue
             i = op_of[entry]
             accepted, new_state = step(state, ops[i])
+            if accepted and calls is not None and calls[2]:
+                accepted = not _absorbs(step, calls[1], ops[i], new_state)
             if accepted:
                 new_placed = placed | (1 << i)
                 seen = (new_placed, new_state)
                 if seen not in cache:
                     cache.add(seen)
-                    calls = (entry, state, calls)
+                    calls = (entry, state, 0, calls)
                     depth += 1
                     state, placed = new_state, new_placed
-                    remaining -= known[i]
+                    remaining -= 1
                     # lift the call and its return out of the list
                     nxt[prv[entry]] = nxt[entry]
                     prv[nxt[entry]] = prv[entry]
@@ -277,37 +300,72 @@ def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int)
                     entry = nxt[0]
                     continue
             entry = nxt[entry]
-        else:
-            # The return of an operation not placed yet: undo the last placement.
-            if best is None or depth > best[0]:
-                best = (depth, calls, op_of[entry], state, _pending(nxt, match, op_of, entry))
-            if calls is None:
-                break
-            entry, state, calls = calls
-            depth -= 1
+            continue
+        if entry != -1 and entry < limit:
             i = op_of[entry]
-            placed ^= 1 << i
-            remaining += known[i]
+            accepted, new_state = step(state, ops[i])
+            if accepted and calls is not None and calls[2]:
+                accepted = not _absorbs(step, calls[1], ops[i], new_state)
+            if accepted:
+                new_placed = placed | (1 << i)
+                seen = (new_placed, new_state)
+                if seen not in cache:
+                    cache.add(seen)
+                    calls = (entry, state, limit, calls)
+                    depth += 1
+                    state, placed = new_state, new_placed
+                    uprv[unxt[entry]] = uprv[entry]
+                    unxt[uprv[entry]] = unxt[entry]
+                    entry, in_unknown = nxt[0], False
+                    continue
+            entry = unxt[entry]
+            continue
+        # Nothing more can come before the return at `limit`: undo the last placement.
+        if best is None or depth > best[0]:
+            pending = _pending(nxt, unxt, op_of, limit)
+            best = (depth, calls, op_of[limit], state, pending)
+        if calls is None:
+            break
+        entry, state, frame_limit, calls = calls
+        depth -= 1
+        placed ^= 1 << op_of[entry]
+        if frame_limit:
+            if unxt[entry] != -1:
+                uprv[unxt[entry]] = entry
+            unxt[uprv[entry]] = entry
+            entry, limit = unxt[entry], frame_limit
+        else:
+            remaining += 1
             ret_node = match[entry]
             if nxt[ret_node] != -1:
                 prv[nxt[ret_node]] = ret_node
             nxt[prv[ret_node]] = ret_node
             prv[nxt[entry]] = entry
             nxt[prv[entry]] = entry
-            entry = nxt[entry]
+            entry, in_unknown = nxt[entry], False
     else:
         return CheckResult(ok=True, steps=steps)
     return _failure(key, ops, model, op_of, best, steps)
 
 
-def _pending(nxt: list[int], match: list[int], op_of: list[int], stop: int) -> tuple[int, ...]:
-    """The operations whose calls are still in the list before node `stop`."""
+def _absorbs(step: Any, before: Hashable, op: Operation, after: Hashable) -> bool:
+    """Whether `op`, placed right after an operation of unknown outcome, would be placed as
+    well, with the same state after, without it (from `before`, the state that one started
+    from). If so the search need not go on from here: what follows can follow that shorter
+    placement too, and an operation of unknown outcome need never be placed.
+    """
+    accepted, alone = step(before, op)
+    return accepted and alone == after
+
+
+def _pending(nxt: list[int], unxt: list[int], op_of: list[int], limit: int) -> tuple[int, ...]:
+    """The operations not placed yet that were called before the return node `limit`."""
     found = []
-    node = nxt[0]
-    while node != stop and len(found) < _SHOWN_PENDING:
-        if match[node] != -1:
+    for links in (nxt, unxt):
+        node = links[0]
+        while node != -1 and node < limit and len(found) < _SHOWN_PENDING:
             found.append(op_of[node])
-        node = nxt[node]
+            node = links[node]
     return tuple(found)
 
 
@@ -318,7 +376,7 @@ def _failure(
     depth, calls, blocked_i, state, pending = best
     prefix: list[Operation] = []
     while calls is not None:
-        node, _, calls = calls
+        node, _, _, calls = calls
         prefix.append(ops[op_of[node]])
     prefix.reverse()
     blocked = ops[blocked_i]
