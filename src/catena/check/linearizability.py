@@ -272,36 +272,15 @@ def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int)
                 steps=steps,
             )
         steps += 1
-        if not in_unknown:
-            ret_node = match[entry]
-            if ret_node == -1:
-                # The first return still in the list: now the unknown calls made before it.
-                entry, limit, in_unknown = unxt[0], entry, True
-                continue
-            i = op_of[entry]
-            accepted, new_state = step(state, ops[i])
-            if accepted and calls is not None and calls[2]:
-                accepted = not _absorbs(step, calls[1], ops[i], new_state)
-            if accepted:
-                new_placed = placed | (1 << i)
-                seen = (new_placed, new_state)
-                if seen not in cache:
-                    cache.add(seen)
-                    calls = (entry, state, 0, calls)
-                    depth += 1
-                    state, placed = new_state, new_placed
-                    remaining -= 1
-                    # lift the call and its return out of the list
-                    nxt[prv[entry]] = nxt[entry]
-                    prv[nxt[entry]] = prv[entry]
-                    nxt[prv[ret_node]] = nxt[ret_node]
-                    if nxt[ret_node] != -1:
-                        prv[nxt[ret_node]] = prv[ret_node]
-                    entry = nxt[0]
-                    continue
-            entry = nxt[entry]
+        if in_unknown:
+            candidate = entry != -1 and entry < limit
+        elif match[entry] == -1:
+            # The first return still in the list: now the unknown calls made before it.
+            entry, limit, in_unknown = unxt[0], entry, True
             continue
-        if entry != -1 and entry < limit:
+        else:
+            candidate = True
+        if candidate:
             i = op_of[entry]
             accepted, new_state = step(state, ops[i])
             if accepted and calls is not None and calls[2]:
@@ -311,14 +290,24 @@ def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int)
                 seen = (new_placed, new_state)
                 if seen not in cache:
                     cache.add(seen)
-                    calls = (entry, state, limit, calls)
+                    calls = (entry, state, limit if in_unknown else 0, calls)
                     depth += 1
                     state, placed = new_state, new_placed
-                    uprv[unxt[entry]] = uprv[entry]
-                    unxt[uprv[entry]] = unxt[entry]
+                    if in_unknown:
+                        uprv[unxt[entry]] = uprv[entry]
+                        unxt[uprv[entry]] = unxt[entry]
+                    else:
+                        remaining -= 1
+                        # lift the call and its return out of the list
+                        ret_node = match[entry]
+                        nxt[prv[entry]] = nxt[entry]
+                        prv[nxt[entry]] = prv[entry]
+                        nxt[prv[ret_node]] = nxt[ret_node]
+                        if nxt[ret_node] != -1:
+                            prv[nxt[ret_node]] = prv[ret_node]
                     entry, in_unknown = nxt[0], False
                     continue
-            entry = unxt[entry]
+            entry = unxt[entry] if in_unknown else nxt[entry]
             continue
         # Nothing more can come before the return at `limit`: undo the last placement.
         if best is None or depth > best[0]:
