@@ -1,0 +1,5 @@
+import sys
+
+from catena.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""Peer links (shell): one outbound TCP connection per peer, msgpack frames after a RESP hello.
+
+A member sends its own messages on connections it opened (`PEER <its address>` on the
+peer's RESP port, then frames) and receives on connections its peers opened, so each direction
+of a pair is one ordered stream. Frames queued in one event-loop turn leave in one write.
+A link that breaks drops what it had queued, reconnects with bounded exponential backoff and
+reports up/down to its owner, which redoes the chain handshake (the machine resends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Callable
+
+from catena.chain import messages
+from catena.errors import RemoteProtocolError
+from catena.resp.client import encode_command, split_addr
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.02, 1.0
+IDLE_CLOSE_S = 30.0
+
+
+class _Outbound:
+    def __init__(self, links: "PeerLinks", addr: str):
+        self.links, self.addr = links, addr
+        self.queue: list[bytes] = []
+        self.writer: asyncio.StreamWriter | None = None
+        self.wake = asyncio.Event()
+        self.up = False
+
+    async def run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                await self._connect()
+                backoff = BACKOFF_MIN_S
+                self.up = True
+                self.links.on_link(self.addr, True)
+                await self._pump()
+            except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
+                log.debug("link to %s: %s", self.addr, exc)
+                self.queue.clear()
+            finally:
+                if self.writer is not None:
+                    self.writer.close()
+                    self.writer = None
+                if self.up:
+                    self.up = False
+                    self.links.on_link(self.addr, False)
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    async def _connect(self) -> None:
+        host, port = split_addr(self.addr)
+        async with asyncio.timeout(2.0):
+            reader, writer = await asyncio.open_connection(host, port)
+            self.writer = writer
+            hello = [b"PEER", self.links.me.encode()]
+            if self.links.secret:
+                hello.append(self.links.secret.encode())
+            writer.write(encode_command(hello))
+            line = await reader.readline()
+        if line != b"+OK\r\n":
+            raise RemoteProtocolError(f"peer {self.addr} refused the link: {line[:120]!r}")
+        self.reader = reader
+
+    async def _pump(self) -> None:
+        reader_task = asyncio.ensure_future(self.reader.read(1))  # EOF tells us the peer went away
+        try:
+            while True:
+                self.wake.clear()
+                if self.queue:
+                    self.writer.write(b"".join(self.queue))
+                    self.queue.clear()
+                    await self.writer.drain()
+                    continue
+                waiter = asyncio.ensure_future(self.wake.wait())
+                done, _ = await asyncio.wait({waiter, reader_task}, return_when=asyncio.FIRST_COMPLETED)
+                if reader_task in done:
+                    waiter.cancel()
+                    raise ConnectionError(f"peer {self.addr} closed the link")
+        finally:
+            reader_task.cancel()
+
+
+class PeerLinks:
+    """Outbound links by address, created on first use and owned by `group`."""
+
+    def __init__(self, me: str, group: asyncio.TaskGroup, on_link: Callable[[str, bool], None],
+                 secret: str | None = None):
+        self.me, self.group, self.on_link, self.secret = me, group, on_link, secret
+        self.links: dict[str, _Outbound] = {}
+        self.tasks: dict[str, asyncio.Task] = {}
+
+    def send(self, addr: str, frame: bytes) -> None:
+        link = self.links.get(addr)
+        if link is None:
+            link = self.links[addr] = _Outbound(self, addr)
+            self.tasks[addr] = self.group.create_task(link.run())
+        link.queue.append(frame)  # kept while connecting, dropped if the attempt fails
+        link.wake.set()
+
+    def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+
+class PeerInbound:
+    """The receiving side of a peer's link: frames in, decoded messages to `deliver`."""
+
+    def __init__(self, transport: asyncio.Transport, sender: str, deliver: Callable):
+        self.transport, self.sender, self.deliver = transport, sender, deliver
+        self.unpacker = messages.unpacker()
+
+    def feed(self, data: bytes) -> None:
+        self.unpacker.feed(data)
+        try:
+            for frame in self.unpacker:
+                self.deliver(self.sender, messages.decode(frame))
+        except (RemoteProtocolError, ValueError) as exc:
+            log.warning("closing link from %s: %s", self.sender, exc)
+            self.transport.close()
+
+    def lost(self, exc) -> None:
+        pass

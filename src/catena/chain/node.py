@@ -1,0 +1,241 @@
+"""The member process (shell): RESP server, durable log, peer links and the coordinator, around
+one `Replica` machine. No protocol decisions here: inputs go to the machine, its effects are
+executed in order (persist before send), and one flush per event-loop turn batches the chain
+traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import msgpack
+
+from catena.chain import messages, ops
+from catena.chain.links import PeerInbound, PeerLinks
+from catena.chain.log import DurableLog
+from catena.chain.replica import REQ, Replica
+from catena.chain.state import KVState
+from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.resp.client import ReplyError, call
+from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
+from catena.resp.commands import CommandTable
+from catena.resp.server import RespServer, Takeover
+from catena.view import View
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+SNAPSHOT_EVERY = 200_000  # log records between snapshots
+VIEW_POLL_S = 1.0
+
+
+class MemberNode:
+    def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
+                 password: str | None = None, fsync: str = "everysec", secret: str | None = None,
+                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN):
+        self.listen = listen
+        self.data_dir = Path(data_dir)
+        self.coordinator = coordinator
+        self.secret = secret
+        self.log = DurableLog(self.data_dir / "log", fsync)
+        self.replica = self._recover()
+        self.table = CommandTable(password, server_name="catena-member")
+        self.server = RespServer(self.table, max_bulk_len)
+        self._register_commands()
+        self._flush_scheduled = False
+        self._fetch = asyncio.Event()
+        self.links: PeerLinks | None = None
+        self.started = time.time()
+        self.ready = asyncio.Event()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def _recover(self) -> Replica:
+        blob, records = self.log.recover()
+        incarnation = b"%s/%d" % (self.listen.encode(), time.time_ns())
+        if blob is None:
+            state, last = KVState(), (0, 0)
+        else:
+            last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
+            state, last = KVState.load(state_blob), (last_epoch, last_seq)
+        entries = [msgpack.unpackb(r, raw=True, use_list=False) for r in records]
+        replica = Replica(self.listen, incarnation, state, last, entries, epoch=self._load_epoch())
+        log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
+                 len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
+        return replica
+
+    def _epoch_file(self) -> Path:
+        return self.data_dir / "epoch"
+
+    def _load_epoch(self) -> int:
+        try:
+            return int(self._epoch_file().read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _save_epoch(self, epoch: int) -> None:
+        tmp = self._epoch_file().with_suffix(".tmp")
+        tmp.write_text(str(epoch))
+        os.replace(tmp, self._epoch_file())
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _register_commands(self) -> None:
+        t = self.table
+        for name, (arity, _) in ops.WRITES.items():
+            t.register(name, self._data, arity)
+        for name, (arity, _, _) in ops.READS.items():
+            t.register(name, self._data, arity)
+        t.register(REQ, self._data, -4)
+        t.register(b"INFO", self._info, -1)
+        t.register(b"PEER", self._peer, -2)
+        t.register(b"MEMBER.VIEW", self._view_cmd, -4)
+        t.register(b"MEMBER.STATUS", lambda c, a: self.replica.status(), 1)
+
+    def _data(self, client, args):
+        fut = asyncio.get_running_loop().create_future()
+        self._run(self.replica.on_client(fut, args, time.time()))
+        return fut.result() if fut.done() else fut
+
+    def _peer(self, client, args):
+        if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
+            return Error("WRONGPASS bad cluster secret on a peer link")
+        sender = args[1].decode()
+        return Takeover(lambda transport: PeerInbound(transport, sender, self._on_peer_message))
+
+    def _view_cmd(self, client, args):
+        """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""
+        view = parse_view(args[1:])
+        self._on_view(view)
+        return OK
+
+    def _info(self, client, args):
+        s = self.replica.status()
+        lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
+                 f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
+                 f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
+        lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
+        lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
+                  f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+    # -- machine inputs and effects -------------------------------------------------------------
+
+    def _on_view(self, view: View) -> None:
+        if view.epoch > self.replica.epoch or self.replica.view is None:
+            log.info("view epoch %d: %s learner=%s (%s)", view.epoch, ",".join(view.members), view.learner,
+                     view.role(self.listen))
+            self._run(self.replica.on_view(view, time.time()))
+            self._save_epoch(self.replica.epoch)
+            self.ready.set()
+
+    def _on_peer_message(self, sender: str, msg) -> None:
+        self._run(self.replica.on_message(sender, msg, time.time()))
+
+    def _on_link(self, addr: str, up: bool) -> None:
+        self._run(self.replica.on_link(addr, up, time.time()))
+
+    def _run(self, effects: list) -> None:
+        if effects:
+            self._execute(effects)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._execute(self.replica.flush())
+
+    def _execute(self, effects: list) -> None:
+        for fx in effects:
+            kind = type(fx)
+            if kind is Send:
+                self.links.send(fx.to, messages.pack(fx.msg))
+            elif kind is Reply:
+                if not fx.token.done():
+                    fx.token.set_result(fx.value)
+            elif kind is Persist:
+                self.log.append([msgpack.packb(e, use_bin_type=True) for e in fx.entries])
+            elif kind is PersistSnapshot:
+                self._snapshot()
+            elif kind is FetchView:
+                self._fetch.set()
+
+    def _snapshot(self) -> None:
+        last_epoch, last_seq, state = self.replica.snapshot_blob()
+        self.log.snapshot(msgpack.packb([last_epoch, last_seq, state], use_bin_type=True))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        host, port = self.listen.rsplit(":", 1)
+        async with asyncio.TaskGroup() as group:
+            self.links = PeerLinks(self.listen, group, self._on_link, self.secret)
+            await self.server.start(host, int(port))
+            log.info("member listening on %s, data in %s", self.listen, self.data_dir)
+            if started is not None:
+                started.set()
+            try:
+                group.create_task(self._ticker())
+                if self.coordinator:
+                    group.create_task(self._coordinator_loop())
+                await asyncio.Future()  # until cancelled
+            finally:
+                self.links.close()
+                await self.server.close()
+                self.log.close()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.time()
+            self._run(self.replica.on_timer(now))
+            self.log.maybe_sync(time.monotonic())
+            if self.log.records_since_snapshot() >= SNAPSHOT_EVERY:
+                self._snapshot()
+
+    async def _coordinator_loop(self) -> None:
+        """Register with the coordinator, then keep our view current (push + poll)."""
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    host, port = self.listen.rsplit(":", 1)
+                    await call(self.coordinator, b"MASTER.REGISTER", host, port, timeout=2.0)
+                    registered = True
+                raw = await call(self.coordinator, b"MASTER.GET_VIEW", self.listen, timeout=2.0)
+                if raw:
+                    self._on_view(parse_view(raw))
+            except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+                log.warning("coordinator %s: %s", self.coordinator, exc)
+            try:
+                async with asyncio.timeout(VIEW_POLL_S):
+                    await self._fetch.wait()
+            except TimeoutError:
+                pass
+            self._fetch.clear()
+
+
+def parse_view(words) -> View:
+    """`chain_id epoch learner|- member ...` (bytes or str words) as a View."""
+    words = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
+    if len(words) < 3:
+        raise ValueError("a view is: chain_id epoch learner|- member ...")
+    learner = None if words[2] == "-" else words[2]
+    return View(int(words[0]), int(words[1]), tuple(words[3:]), learner)
+
+
+def view_words(view: View) -> list[str]:
+    return [str(view.chain_id), str(view.epoch), view.learner or "-", *view.members]
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0

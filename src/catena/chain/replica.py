@@ -1,0 +1,496 @@
+"""The chain replication machine of one member (pure: no I/O, no clocks, no randomness).
+
+van Renesse & Schneider's protocol with CRAQ reads. The head stamps each write with
+(epoch, seq, ts) and applies it; every member applies entries in seq order and forwards them to
+its successor; the tail commits and acks flow upstream, trimming each sent list (the entries
+above `commit_seq`). The head answers a write once its ack arrives. A member answers a read
+itself when every key it touches is clean (no uncommitted entry touches it), else asks the tail.
+
+One handshake serves a new tail, a removed middle member and a restarted member: under each new
+epoch the successor sends `Sync(last_epoch, last_seq)` and the predecessor answers with the
+entries after it (`Append`, possibly empty) or, when the successor's history is not a prefix of
+its own or the entries are gone from its window, with a `Snapshot` followed by the rest.
+
+`now` is wall-clock seconds: expiry deadlines are absolute and must mean the same after a
+restart. Inputs are `on_view`, `on_client`, `on_message`, `on_link`, `on_timer`; each returns
+effects to execute at once (replies to reads, forwards), and `flush()` returns what the event
+loop turn batched: one Persist of the new entries, then one Append per successor and one Ack
+per predecessor, then the replies to committed writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+from catena.chain import ops
+from catena.chain.messages import (
+    Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply,
+)
+from catena.chain.state import PURGE, KVState, op_keys
+from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.resp.codec import Error
+from catena.view import View
+
+WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
+RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
+READ_TIMEOUT_S = 5.0
+BATCH = 4096
+LEARNER_LAG = 1000  # entries a learner may trail the tail by and still be promoted  # entries per Append frame when catching a successor up
+
+NO_VIEW = Error("TRYAGAIN this member has no view of its chain yet")
+NOT_SERVING = Error("TRYAGAIN the chain is being reconfigured, retry")
+REQ = b"CATENA.REQ"
+
+
+class Replica:
+    def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
+                 last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0):
+        self.me = me
+        self.client_id = client_id  # names the writes this member forwards on behalf of clients
+        self.state = state or KVState()
+        self.last_epoch, self.last_seq = last
+        self.window: deque = deque()  # recent entries in seq order; all above commit_seq are here
+        self.base = last  # (epoch, seq) of the entry just before window[0]
+        self.view: View | None = None
+        self.epoch = epoch  # highest epoch seen (persisted by the shell across restarts)
+        self.commit_seq = 0  # highest seq known committed
+        self.dirty: dict[bytes, int] = {}  # key -> uncommitted entries touching it
+        self.dirty_until = 0  # after a snapshot: anything up to here may be uncommitted
+        self.in_chain = False  # a member of the chain since this process learnt it (not a learner)
+        self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
+        # successor link
+        self.succ: str | None = None
+        self.succ_ready = False
+        self.out_entries: list = []
+        self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
+        # predecessor link
+        self.pred: str | None = None
+        self.pred_synced = False
+        self.sync_sent_at = 0.0
+        self.out_ack: int | None = None
+        # the head: replies waiting for their seq to commit: seq -> [(origin | None, token, reply)]
+        self.waiting: dict[int, list] = {}
+        # requests this member sent elsewhere: token -> record
+        self._tokens = itertools.count(1)
+        self._rids = itertools.count(1)
+        self.forwarded: dict[int, list] = {}  # token -> [local token, rid, args, sent_at]
+        self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
+        self.to_persist: list = []
+        self.deferred: list = []
+        for entry in entries:
+            self._apply(entry, dirty=False)
+        self.to_persist.clear()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        return self.view.role(self.me) if self.view else "none"
+
+    def is_tail(self) -> bool:
+        return self.view is not None and self.view.tail == self.me
+
+    def is_head(self) -> bool:
+        return self.view is not None and self.view.head == self.me
+
+    def serving_reads(self) -> bool:
+        return self.in_chain and (self.barrier is None or (self.pred_synced and self.last_seq >= self.barrier))
+
+    def sent_list_len(self) -> int:
+        return self.last_seq - self.commit_seq
+
+    def status(self) -> dict:
+        return {
+            "role": self.role, "epoch": self.epoch, "chain_id": self.view.chain_id if self.view else 0,
+            "last_epoch": self.last_epoch, "last_seq": self.last_seq, "commit_seq": self.commit_seq,
+            "sent_list": self.sent_list_len(), "keys": len(self.state.data),
+            "members": ",".join(self.view.members) if self.view else "", "learner": (self.view and self.view.learner) or "",
+            "serving_reads": int(self.serving_reads()), "learner_caught_up": int(self.learner_caught_up()), "waiting_writes": sum(len(w) for w in self.waiting.values()),
+        }
+
+    def snapshot_blob(self) -> tuple[int, int, bytes]:
+        return self.last_epoch, self.last_seq, self.state.dump()
+
+    # -- views -----------------------------------------------------------------------------------
+
+    def on_view(self, view: View, now: float) -> list:
+        """Adopt a newer view; older ones are ignored (never act on an old view). After a restart
+        the view of the highest epoch seen is adopted once more."""
+        if view.epoch < self.epoch or (view.epoch == self.epoch and self.view is not None):
+            return []
+        fx: list = []
+        old = self.view
+        self.view, self.epoch = view, view.epoch
+        in_chain = self.me in view.members
+        was_in_chain = self.in_chain
+        self.in_chain = in_chain and (was_in_chain or view.role(self.me) in ("tail", "head+tail"))
+        if self.in_chain and not was_in_chain:
+            # Joined as the tail (a learner promoted) or founded the chain: serve reads only
+            # once the predecessor's committed prefix is here (set by its first Append).
+            self.barrier = None if view.predecessor(self.me) is None else 0
+        if not in_chain:
+            self.in_chain = False
+            fx += self._fail_waiting(NOT_SERVING)
+        # successor: always re-handshake under the new epoch
+        self.succ = view.successor(self.me)
+        self.succ_ready = False
+        self.learner_acked = -1
+        self.out_entries.clear()
+        if self.succ:
+            fx.append(Send(self.succ, SyncRequest(self.epoch)))
+        # predecessor
+        self.pred = view.predecessor(self.me)
+        self.pred_synced = self.pred is None
+        self.out_ack = None
+        if self.pred:
+            fx.append(self._sync(now))
+        if self.is_tail():
+            self._commit_to(self.last_seq)
+        if old is None or old.head != view.head:
+            fx += self._reforward(now)
+        return fx
+
+    def _sync(self, now: float) -> Send:
+        self.sync_sent_at = now
+        return Send(self.pred, Sync(self.epoch, self.last_epoch, self.last_seq))
+
+    # -- client commands ---------------------------------------------------------------------------
+
+    def on_client(self, token, args: list[bytes], now: float) -> list:
+        """A data command from a local client; the reply comes as Reply(token, ...)."""
+        rid = None
+        if args[0].upper() == REQ:
+            if len(args) < 4:
+                return [Reply(token, Error("ERR wrong number of arguments for 'catena.req' command"))]
+            try:
+                rid = (args[1], int(args[2]))
+            except ValueError:
+                return [Reply(token, Error("ERR request number is not an integer"))]
+            args = args[3:]
+        name = args[0].upper()
+        if name in ops.WRITES:
+            return self._write(None, token, rid, args, now)
+        if name in ops.READS:
+            return self._read(token, args, now)
+        return [Reply(token, Error(f"ERR unknown command '{args[0].decode(errors='replace')}'"))]
+
+    def _write(self, origin, token, rid, args, now) -> list:
+        view = self.view
+        if view is None or not view.members:
+            return [self._answer(origin, token, NO_VIEW)]
+        if view.head != self.me:
+            if origin is not None:  # a forward reached a member that is not the head
+                return [Send(origin, Stale(self.epoch))]
+            ftoken = next(self._tokens)
+            rid = rid or (self.client_id, next(self._rids))
+            self.forwarded[ftoken] = [token, rid, tuple(args), now]
+            return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args)))]
+        if rid is not None:
+            seen = self.state.seen(rid)
+            if seen is not None:
+                seq, reply = seen
+                if seq <= self.commit_seq:
+                    return [self._answer(origin, token, reply)]
+                self.waiting.setdefault(seq, []).append((origin, token, reply))
+                return []
+        now_ms = int(now * 1000)
+        op = ops.to_op(args, now_ms)
+        if type(op) is Error:
+            return [self._answer(origin, token, op)]
+        seq, reply = self._assign(op, rid, now_ms)
+        self.waiting.setdefault(seq, []).append((origin, token, reply))
+        if self.is_tail():
+            self._commit_to(seq)
+        return []
+
+    def _assign(self, op, rid, now_ms: int):
+        """The head: give `op` the next seq under the current epoch and apply it."""
+        seq = self.last_seq + 1
+        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.is_tail())
+
+    def _answer(self, origin, token, value):
+        return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
+
+    def _read(self, token, args, now) -> list:
+        if self.can_answer(ops.read_keys(args)):
+            return [Reply(token, ops.read(self.state, args, int(now * 1000)))]
+        if self.view is None or not self.view.members:
+            return [Reply(token, NO_VIEW)]
+        tail = self.view.tail
+        if tail == self.me:
+            return [Reply(token, NOT_SERVING)]
+        rtoken = next(self._tokens)
+        self.reads[rtoken] = (token, now)
+        return [Send(tail, Read(self.epoch, rtoken, tuple(args)))]
+
+    def can_answer(self, keys) -> bool:
+        """CRAQ: committed data only; the tail's is always committed, others' when clean."""
+        if not self.serving_reads():
+            return False
+        if self.is_tail():
+            return True
+        if self.commit_seq < self.dirty_until:
+            return False
+        if keys is None:
+            return not self.dirty
+        dirty = self.dirty
+        return not dirty or not any(k in dirty for k in keys)
+
+    # -- applying and committing -------------------------------------------------------------------
+
+    def _apply(self, entry, dirty: bool):
+        epoch, seq, ts, rid, op = entry
+        state = self.state
+        reply = state.apply(op, ts)
+        if rid is not None:
+            state.remember(rid, seq, reply)
+        self.last_epoch, self.last_seq = epoch, seq
+        self.window.append(entry)
+        self.to_persist.append(entry)
+        if dirty:
+            counts = self.dirty
+            for key in op_keys(op):
+                counts[key] = counts.get(key, 0) + 1
+        if self.succ_ready:
+            self.out_entries.append(entry)
+        return reply
+
+    def _commit_to(self, seq: int) -> None:
+        seq = min(seq, self.last_seq)
+        if seq <= self.commit_seq:
+            return
+        old = self.commit_seq
+        self.commit_seq = seq
+        counts = self.dirty
+        if counts:
+            start = self.window[0][1] if self.window else seq + 1
+            for i in range(max(old + 1, start) - start, seq - start + 1):
+                for key in op_keys(self.window[i][4]):
+                    n = counts.get(key, 0) - 1
+                    if n > 0:
+                        counts[key] = n
+                    else:
+                        counts.pop(key, None)
+        waiting = self.waiting
+        if waiting:
+            for s in range(old + 1, seq + 1):
+                for origin, token, reply in waiting.pop(s, ()):
+                    self.deferred.append(self._answer(origin, token, reply))
+        if self.pred is not None and not self._learning():
+            self.out_ack = seq
+        self._trim()
+
+    def _learning(self) -> bool:
+        return self.view is not None and self.view.learner == self.me
+
+    def _trim(self) -> None:
+        window = self.window
+        keep_from = min(self.commit_seq, self.last_seq - WINDOW)
+        while window and window[0][1] <= keep_from:
+            entry = window.popleft()
+            self.base = (entry[0], entry[1])
+
+    # -- peer messages ----------------------------------------------------------------------------
+
+    def on_message(self, sender: str, msg, now: float) -> list:
+        kind = type(msg)
+        if kind is WriteReply:
+            rec = self.forwarded.pop(msg.token, None)
+            return [Reply(rec[0], msg.reply)] if rec else []
+        if kind is ReadReply:
+            rec = self.reads.pop(msg.token, None)
+            return [Reply(rec[0], msg.reply)] if rec else []
+        if kind is Stale:
+            return [FetchView(msg.epoch)] if msg.epoch > self.epoch else []
+        if kind is Read and msg.epoch > self.epoch:
+            return [FetchView(msg.epoch), Send(sender, ReadReply(msg.token, NOT_SERVING))]
+        if msg.epoch > self.epoch:
+            return [FetchView(msg.epoch)]
+        if kind is Forward:
+            return self._write(sender, msg.token, tuple(msg.rid) if msg.rid else None, list(msg.args), now)
+        if kind is Read:
+            if self.can_answer(ops.read_keys(list(msg.args))):
+                reply = ops.read(self.state, list(msg.args), int(now * 1000))
+            else:
+                reply = NOT_SERVING
+            return [Send(sender, ReadReply(msg.token, reply))]
+        if msg.epoch < self.epoch:
+            return [Send(sender, Stale(self.epoch))]
+        if kind is Append:
+            return self._on_append(sender, msg, now) if sender == self.pred else []
+        if kind is Ack:
+            return self._on_ack(sender, msg) if sender == self.succ else []
+        if kind is Sync:
+            return self._on_sync(sender, msg) if sender == self.succ else []
+        if kind is Snapshot:
+            return self._on_snapshot(sender, msg, now) if sender == self.pred else []
+        if kind is SyncRequest:
+            return [self._sync(now)] if sender == self.pred else []
+        return []
+
+    def _on_sync(self, sender, msg: Sync) -> list:
+        """Our successor says where its history ends: resend from there, or send a snapshot."""
+        point = (msg.last_epoch, msg.last_seq)
+        commit = self.last_seq if self.is_tail() else self.commit_seq
+        self.succ_ready = True
+        self.out_entries.clear()
+        if point == (self.last_epoch, self.last_seq) or self._holds(point):
+            entries = [e for e in self.window if e[1] > msg.last_seq]
+            fx = [Send(sender, Append(self.epoch, commit, tuple(entries[i:i + BATCH])))
+                  for i in range(0, len(entries), BATCH)]
+            return fx or [Send(sender, Append(self.epoch, commit, ()))]
+        return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.state.dump()))]
+
+    def _holds(self, point) -> bool:
+        """Is (epoch, seq) an entry of our history from which the window can resend?"""
+        epoch, seq = point
+        if seq > self.last_seq:
+            return False
+        if (epoch, seq) == self.base:
+            return True
+        window = self.window
+        if not window or seq < window[0][1]:
+            return False
+        return window[seq - window[0][1]][0] == epoch
+
+    def _on_append(self, sender, msg: Append, now: float) -> list:
+        tail = self.is_tail()
+        fx = []
+        for entry in msg.entries:
+            seq = entry[1]
+            if seq <= self.last_seq:
+                continue  # resent after a reconnect: apply is idempotent by seq
+            if seq != self.last_seq + 1:
+                fx.append(self._sync(now))  # a gap: ask for the missing entries
+                break
+            self._apply(entry, dirty=not tail)
+        self._synced_with_pred(msg.commit_seq)
+        return fx
+
+    def _synced_with_pred(self, commit_seq: int) -> None:
+        """After an Append or Snapshot: commit what we can and tell the predecessor."""
+        first = not self.pred_synced
+        self.pred_synced = True
+        if first and self.barrier is not None:
+            self.barrier = commit_seq
+        if self.is_tail():
+            self._commit_to(self.last_seq)
+        if self._learning():
+            self.out_ack = self.last_seq  # a learner's ack reports progress, not commit
+        elif first and self.commit_seq:
+            self.out_ack = self.commit_seq  # a new predecessor may not know how far we committed
+        if self.barrier is not None and self.pred_synced and self.last_seq >= self.barrier:
+            self.barrier = None
+
+    def _on_snapshot(self, sender, msg: Snapshot, now: float) -> list:
+        self.state = KVState.load(msg.state)
+        self.last_epoch, self.last_seq = msg.last_epoch, msg.last_seq
+        self.window.clear()
+        self.base = (msg.last_epoch, msg.last_seq)
+        self.to_persist.clear()
+        self.dirty.clear()
+        self.commit_seq = min(msg.commit_seq, msg.last_seq)
+        self.dirty_until = msg.last_seq
+        fx: list = [PersistSnapshot()]
+        self._synced_with_pred(msg.commit_seq)
+        if self.succ:  # our successor's history may no longer be a prefix of ours
+            self.succ_ready = False
+            fx.append(Send(self.succ, SyncRequest(self.epoch)))
+        return fx
+
+    def _on_ack(self, sender, msg: Ack) -> list:
+        view = self.view
+        if view.learner == sender:
+            self.learner_acked = msg.seq
+            return []
+        self._commit_to(msg.seq)
+        return []
+
+    # -- links and timers -----------------------------------------------------------------------------
+
+    def on_link(self, peer: str, up: bool, now: float) -> list:
+        """The shell's connection to `peer` went down or came back: redo the handshake."""
+        fx = []
+        if peer == self.succ:
+            self.succ_ready = False
+            self.out_entries.clear()
+            if up:
+                fx.append(Send(peer, SyncRequest(self.epoch)))
+        if peer == self.pred:
+            self.pred_synced = False
+            if up:
+                fx.append(self._sync(now))
+        if up and self.view is not None and peer == self.view.head:
+            fx += self._reforward(now, older_than=0.0)
+        return fx
+
+    def on_timer(self, now: float) -> list:
+        fx = []
+        if self.pred and not self.pred_synced and now - self.sync_sent_at >= RETRY_S:
+            fx.append(self._sync(now))
+        fx += self._reforward(now, older_than=RETRY_S)
+        for rtoken, (token, sent) in list(self.reads.items()):
+            if now - sent >= READ_TIMEOUT_S:
+                del self.reads[rtoken]
+                fx.append(Reply(token, NOT_SERVING))
+        if self.is_head():
+            now_ms = int(now * 1000)
+            for key in self.state.expired_keys(now_ms, 64):
+                self._assign((PURGE, key), None, now_ms)
+            if self.is_tail():
+                self._commit_to(self.last_seq)
+        return fx
+
+    def learner_caught_up(self) -> bool:
+        """The tail's word that its learner holds (nearly) all its history: the coordinator
+        polls this and then promotes the learner."""
+        view = self.view
+        return (view is not None and view.learner is not None and self.is_tail() and self.succ_ready
+                and self.learner_acked >= 0 and self.last_seq - self.learner_acked <= LEARNER_LAG)
+
+    def next_deadline(self, now: float) -> float:
+        return now + 0.1
+
+    def _reforward(self, now: float, older_than: float = 0.0) -> list:
+        view = self.view
+        if not self.forwarded or view is None or not view.head or view.head == self.me:
+            if view is not None and view.head == self.me and self.forwarded:
+                # We became the head: apply our own outstanding forwards (dedup by rid).
+                fx = []
+                for ftoken, (token, rid, args, _) in list(self.forwarded.items()):
+                    del self.forwarded[ftoken]
+                    fx += self._write(None, token, rid, list(args), now)
+                return fx
+            return []
+        fx = []
+        for ftoken, rec in self.forwarded.items():
+            if now - rec[3] >= older_than:
+                rec[3] = now
+                fx.append(Send(view.head, Forward(self.epoch, ftoken, rec[1], rec[2])))
+        return fx
+
+    def _fail_waiting(self, error) -> list:
+        fx = [self._answer(origin, token, error) for waits in self.waiting.values()
+              for origin, token, _ in waits if origin is None]
+        self.waiting.clear()
+        return fx
+
+    # -- the batch of one event-loop turn ---------------------------------------------------------
+
+    def flush(self) -> list:
+        fx = []
+        if self.to_persist:
+            fx.append(Persist(self.to_persist))
+            self.to_persist = []
+        if self.out_entries:
+            commit = self.last_seq if self.is_tail() else self.commit_seq
+            fx.append(Send(self.succ, Append(self.epoch, commit, tuple(self.out_entries))))
+            self.out_entries = []
+        if self.out_ack is not None:
+            fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
+            self.out_ack = None
+        if self.deferred:
+            fx += self.deferred
+            self.deferred = []
+        return fx

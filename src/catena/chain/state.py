@@ -1,0 +1,211 @@
+"""The replicated state: keys, absolute expiry deadlines, and the dedup table.
+
+`apply(op, ts)` is deterministic: every member applies the same ops in seq order with the
+timestamp the head stamped on each entry, so every member computes the same state and the same
+reply. Expiry is decided by that timestamp during apply (never by a member's own clock); reads
+hide keys whose deadline passed on the local clock but never delete them.
+
+Ops are tuples built by `catena.chain.ops` at the head:
+
+    (SET, key, value, pxat | None, flags)   flags: NX XX GET KEEPTTL
+    (MSET, (k1, v1, k2, v2, ...))
+    (DEL, (key, ...))
+    (INCRBY, key, delta)
+    (PEXPIREAT, key, pxat | None)           None: PERSIST
+    (PURGE, key)                            expiry decided by the head
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import msgpack
+
+from catena.resp.codec import OK, Error, Status
+
+SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
+NX, XX, GET, KEEPTTL = 1, 2, 4, 8
+
+DEDUP_PER_CLIENT = 64  # replies kept per client id for retried requests
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def op_keys(op) -> tuple:
+    """The keys an op writes."""
+    kind = op[0]
+    if kind == MSET:
+        return op[1][0::2]
+    if kind == DEL:
+        return op[1]
+    return (op[1],)
+
+
+
+class KVState:
+    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table."""
+
+    __slots__ = ("data", "expires", "dedup", "_heap")
+
+    def __init__(self):
+        self.data: dict[bytes, bytes] = {}
+        self.expires: dict[bytes, int] = {}
+        self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
+        self._heap: list[tuple[int, bytes]] = []
+
+    # -- reads (local clock) ----------------------------------------------------------------
+
+    def get(self, key: bytes, now_ms: int):
+        value = self.data.get(key)
+        if value is not None and self.expires and key in self.expires and self.expires[key] <= now_ms:
+            return None
+        return value
+
+    def ttl_ms(self, key: bytes, now_ms: int) -> int:
+        if self.get(key, now_ms) is None:
+            return -2
+        deadline = self.expires.get(key)
+        return -1 if deadline is None else max(0, deadline - now_ms)
+
+    def live_count(self, now_ms: int) -> int:
+        if not self.expires:
+            return len(self.data)
+        return len(self.data) - sum(1 for d in self.expires.values() if d <= now_ms)
+
+    def expired_keys(self, now_ms: int, limit: int) -> list[bytes]:
+        """Keys whose deadline passed (for the head to purge through the chain)."""
+        heap, out = self._heap, []
+        while heap and heap[0][0] <= now_ms and len(out) < limit:
+            deadline, key = heapq.heappop(heap)
+            if self.expires.get(key) == deadline:
+                out.append(key)
+        return out
+
+    # -- writes (entry timestamp) -------------------------------------------------------------
+
+    def _live(self, key: bytes, ts: int) -> bytes | None:
+        value = self.data.get(key)
+        if value is not None and self.expires:
+            deadline = self.expires.get(key)
+            if deadline is not None and deadline <= ts:
+                self._drop(key)
+                return None
+        return value
+
+    def _drop(self, key: bytes) -> bool:
+        self.expires.pop(key, None)
+        return self.data.pop(key, None) is not None
+
+    def _set_deadline(self, key: bytes, pxat: int | None) -> None:
+        if pxat is None:
+            self.expires.pop(key, None)
+        else:
+            self.expires[key] = pxat
+            heapq.heappush(self._heap, (pxat, key))
+
+    def apply(self, op: tuple, ts: int):
+        """Apply one op stamped with time `ts`; return the client's reply."""
+        kind = op[0]
+        if kind == SET:
+            _, key, value, pxat, flags = op
+            if flags:
+                old = self._live(key, ts)
+                if (flags & NX and old is not None) or (flags & XX and old is None):
+                    return old if flags & GET else None
+                keep = flags & KEEPTTL and key in self.expires
+                self.data[key] = value
+                if not keep:
+                    self._set_deadline(key, pxat)
+                return old if flags & GET else OK
+            self.data[key] = value
+            if pxat is not None or (self.expires and key in self.expires):
+                self._set_deadline(key, pxat)
+            return OK
+        if kind == INCRBY:
+            _, key, delta = op
+            old = self._live(key, ts)
+            try:
+                n = int(old) if old is not None else 0
+            except ValueError:
+                return Error("ERR value is not an integer or out of range")
+            n += delta
+            if not _INT_MIN <= n <= _INT_MAX:
+                return Error("ERR increment or decrement would overflow")
+            self.data[key] = b"%d" % n
+            return n
+        if kind == MSET:
+            pairs = op[1]
+            for i in range(0, len(pairs), 2):
+                self.data[pairs[i]] = pairs[i + 1]
+                if self.expires:
+                    self.expires.pop(pairs[i], None)
+            return OK
+        if kind == DEL:
+            return sum(1 for key in op[1] if self._live(key, ts) is not None and self._drop(key))
+        if kind == PEXPIREAT:
+            _, key, pxat = op
+            if self._live(key, ts) is None:
+                return 0
+            if pxat is None:
+                return 1 if self.expires.pop(key, None) is not None else 0
+            if pxat <= ts:
+                self._drop(key)
+            else:
+                self._set_deadline(key, pxat)
+            return 1
+        if kind == PURGE:
+            deadline = self.expires.get(op[1])
+            if deadline is not None and deadline <= ts:
+                self._drop(op[1])
+            return 0
+        raise ValueError(f"unknown op kind {kind!r}")
+
+    # -- dedup table (replicated with the data) ------------------------------------------------
+
+    def seen(self, rid) -> tuple[int, object] | None:
+        """(seq, reply) of an already applied request id, or None."""
+        client = self.dedup.get(rid[0])
+        return None if client is None else client.get(rid[1])
+
+    def remember(self, rid, seq: int, reply) -> None:
+        client = self.dedup.get(rid[0])
+        if client is None:
+            client = self.dedup[rid[0]] = {}
+        client[rid[1]] = (seq, reply)
+        if len(client) > DEDUP_PER_CLIENT:
+            del client[min(client)]
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def dump(self) -> bytes:
+        dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
+        return msgpack.packb([self.data, self.expires, dedup], use_bin_type=True)
+
+    @classmethod
+    def load(cls, blob: bytes) -> "KVState":
+        data, expires, dedup = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
+        state = cls()
+        state.data = dict(data)
+        state.expires = dict(expires)
+        state._heap = [(d, k) for k, d in state.expires.items()]
+        heapq.heapify(state._heap)
+        state.dedup = {c: {r: (s, unwire_reply(v)) for r, s, v in reqs} for c, reqs in dedup.items()}
+        return state
+
+
+def wire_reply(value):
+    """Replies are kept in the dedup table; encode the non-msgpack kinds."""
+    if type(value) is Status:
+        return [b"+", value.text.encode()]
+    if type(value) is Error:
+        return [b"-", value.message.encode()]
+    return [b"=", value]
+
+
+def unwire_reply(raw):
+    tag, value = raw
+    if tag == b"+":
+        return OK if value == b"OK" else Status(value.decode())
+    if tag == b"-":
+        return Error(value.decode())
+    return value
+

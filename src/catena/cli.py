@@ -1,0 +1,134 @@
+"""`catena` command line: member, coordinator, up, status (and the membership commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from catena.config import apply_defaults, read_secret
+from catena.errors import CatenaError
+
+log = logging.getLogger("catena")
+
+
+def _listen(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return f"{host}:{int(port)}"
+
+
+def _run_async(main) -> int:
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    async def guarded():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await main
+        except asyncio.CancelledError:
+            pass
+
+    runner(guarded())
+    return 0
+
+
+def cmd_member(args) -> int:
+    from catena.chain.node import MemberNode
+
+    secret = read_secret(args.secret, args.secret_file)
+    node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
+                      args.max_bulk_len)
+    return _run_async(node.run())
+
+
+def cmd_coordinator(args) -> int:
+    from catena.coordinator.service import embedded
+
+    coord = embedded(args.listen, Path(args.data_dir), args.requirepass)
+    return _run_async(coord.run())
+
+
+def cmd_status(args) -> int:
+    from catena.status import print_status
+
+    return asyncio.run(print_status(args.coordinator))
+
+
+def cmd_up(args) -> int:
+    from catena.up import run_cluster
+
+    return run_cluster(args.members, args.port, args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catena", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("CATENA_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("member", help="run a chain member (serves RESP)")
+    m.add_argument("--listen", type=_listen, required=False, default=None, help="HOST:PORT")
+    m.add_argument("--data-dir", default=None, help="where the log and snapshots live")
+    m.add_argument("--coordinator", default=None, help="coordinator address HOST:PORT")
+    m.add_argument("--requirepass", default=None, help="password clients must AUTH with")
+    m.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
+    m.add_argument("--secret", default=None, help="cluster secret for peer links")
+    m.add_argument("--secret-file", default=None)
+    m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
+
+    c = sub.add_parser("coordinator", help="run the coordinator (embedded store)")
+    c.add_argument("--listen", type=_listen, default=None)
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--requirepass", default=None)
+    c.set_defaults(func=cmd_coordinator, required=("listen", "data_dir"))
+
+    u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")
+    u.add_argument("--members", type=int, default=3)
+    u.add_argument("--port", type=int, default=6369, help="coordinator port; members take the next ones")
+    u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
+    u.set_defaults(func=cmd_up)
+
+    s = sub.add_parser("status", help="print chains, members, roles, epochs")
+    s.add_argument("--coordinator", default="127.0.0.1:6369")
+    s.set_defaults(func=cmd_status)
+
+    try:
+        from catena.membership.cli import add_parsers
+    except ImportError:
+        add_parsers = None
+    if add_parsers is not None:
+        add_parsers(sub)
+    for p in (m, c, u, s):
+        p.add_argument("--config", default=None, help="TOML settings file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        pre, _ = parser.parse_known_args(argv)
+        sub = parser._subparsers._group_actions[0].choices[pre.command]
+        apply_defaults(sub, pre.command, getattr(pre, "config", None))
+        args = parser.parse_args(argv)
+        for name in getattr(args, "required", ()):
+            if getattr(args, name) is None:
+                parser.error(f"{args.command}: --{name.replace('_', '-')} is required")
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return args.func(args) or 0
+    except CatenaError as exc:
+        print(f"catena: {exc}", file=sys.stderr)
+        return 2

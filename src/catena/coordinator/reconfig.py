@@ -1,0 +1,93 @@
+"""Reconfiguration (pure): the coordinator's decisions about chain views.
+
+State is the current view of each chain, the member registry and the queue of adds waiting
+their turn. Every decision returns the new state's views; the shell persists the state before
+it pushes a view anywhere, so a restarted coordinator resumes a half-done add (the learner is
+still in the view; its tail keeps reporting) and never regresses an epoch.
+
+Adding a member (van Renesse & Schneider's new tail): the member first becomes the view's
+learner, streaming from the tail while the tail stays the commit point; once the tail reports
+it caught up, the next view makes it the tail. One add at a time per chain; later ones queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from catena.view import View
+
+
+@dataclass
+class CoordinatorState:
+    views: dict[int, View] = field(default_factory=lambda: {0: View(0, 0, ())})
+    registry: dict[str, float] = field(default_factory=dict)  # member address -> registered at
+    queued: list[str] = field(default_factory=list)  # adds waiting for the current one
+
+    def to_dict(self) -> dict:
+        return {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
+                "queued": self.queued}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "CoordinatorState":
+        views = {v.chain_id: v for v in (View.from_wire(w) for w in raw["views"])}
+        return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])))
+
+
+class Reconfig:
+    """Pure decisions; each method returns the views that changed (to persist, then push)."""
+
+    def __init__(self, state: CoordinatorState):
+        self.state = state
+
+    def view(self, chain_id: int = 0) -> View:
+        return self.state.views[chain_id]
+
+    def _set(self, view: View) -> list[View]:
+        self.state.views[view.chain_id] = view
+        return [view]
+
+    def register(self, addr: str, now: float) -> None:
+        self.state.registry.setdefault(addr, now)
+
+    def add(self, addr: str, chain_id: int = 0) -> list[View]:
+        """Add `addr` as the new tail (idempotent for a member already there or on its way)."""
+        view = self.view(chain_id)
+        if addr in view.members or addr == view.learner or addr in self.state.queued:
+            return []
+        if not view.members:
+            return self._set(View(chain_id, view.epoch + 1, (addr,)))
+        if view.learner is not None:
+            self.state.queued.append(addr)
+            return []
+        return self._set(replace(view, epoch=view.epoch + 1, learner=addr))
+
+    def caught_up(self, epoch: int, learner: str, chain_id: int = 0) -> list[View]:
+        """The tail says its learner holds its history: promote the learner to tail."""
+        view = self.view(chain_id)
+        if view.epoch != epoch or view.learner != learner:
+            return []
+        changed = self._set(View(chain_id, view.epoch + 1, view.members + (learner,)))
+        return changed + self._next_queued(chain_id)
+
+    def _next_queued(self, chain_id: int) -> list[View]:
+        while self.state.queued:
+            changed = self.add(self.state.queued.pop(0), chain_id)
+            if changed:
+                return changed
+        return []
+
+    def remove(self, addr: str, chain_id: int = 0) -> list[View]:
+        """Take `addr` out of the chain (head, middle, tail or learner) under a new epoch."""
+        view = self.view(chain_id)
+        if addr in self.state.queued:
+            self.state.queued.remove(addr)
+        if addr == view.learner:
+            return self._set(replace(view, epoch=view.epoch + 1, learner=None)) + self._next_queued(chain_id)
+        if addr not in view.members:
+            return []
+        members = tuple(m for m in view.members if m != addr)
+        # A learner without a tail to stream from starts over once the chain has a member.
+        learner = view.learner if members else None
+        if view.learner and not members:
+            self.state.queued.insert(0, view.learner)
+        return self._set(View(chain_id, view.epoch + 1, members, learner))

@@ -1,0 +1,41 @@
+"""Effects: what pure machines ask their shells to do, in order (persist before send)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send a peer message to the process at address `to`."""
+
+    to: str
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the local client request identified by `token`."""
+
+    token: Any
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Append entries to the durable log before anything later in the effect list happens."""
+
+    entries: list
+
+
+@dataclass(frozen=True, slots=True)
+class PersistSnapshot:
+    """The machine's state was replaced wholesale (a state transfer): snapshot it durably."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchView:
+    """The machine saw a newer epoch than its view: ask the coordinator for the current view."""
+
+    epoch: int

@@ -1,0 +1,75 @@
+"""A small asyncio RESP client for catena's own control traffic (members <-> coordinator, CLI).
+
+One connection, requests answered in order; every call has a deadline. Applications use
+redis-py or catena's client library; this exists so the server side needs no redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import hiredis
+
+from catena.errors import CatenaError
+
+
+class ReplyError(CatenaError):
+    """The server answered with an error reply."""
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"bad address {addr!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class RespConnection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader, self._writer = reader, writer
+        self._parser = hiredis.Reader(replyError=ReplyError)
+
+    @classmethod
+    async def open(cls, addr: str, timeout: float = 2.0) -> "RespConnection":
+        host, port = split_addr(addr)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def call(self, *args, timeout: float = 5.0):
+        """Send one command; return its reply; raise ReplyError for an error reply."""
+        self._writer.write(encode_command(args))
+        async with asyncio.timeout(timeout):
+            while (reply := self._parser.gets()) is False:
+                data = await self._reader.read(65536)
+                if not data:
+                    raise ConnectionError("connection closed by the server")
+                self._parser.feed(data)
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass
+
+
+def encode_command(args) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+async def call(addr: str, *args, timeout: float = 5.0):
+    """Open a connection, send one command, close; the whole thing within `timeout`."""
+    async with asyncio.timeout(timeout):
+        conn = await RespConnection.open(addr, timeout)
+        try:
+            return await conn.call(*args, timeout=timeout)
+        finally:
+            await conn.close()

@@ -1,0 +1,40 @@
+"""`catena status`: the chain as the coordinator sees it, and each member as it sees itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from catena.chain.node import parse_view
+from catena.resp.client import ReplyError, call
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+async def member_rows(coordinator: str) -> tuple[object, list[list[str]]]:
+    view = parse_view(await call(coordinator, b"MASTER.GET_VIEW", timeout=2.0))
+    rows = [["MEMBER", "ROLE", "EPOCH", "LAST SEQ", "COMMITTED", "SENT LIST", "KEYS"]]
+    addrs = list(view.members) + ([view.learner] if view.learner else [])
+    for addr in addrs:
+        try:
+            raw = await call(addr, b"MEMBER.STATUS", timeout=1.0)
+            s = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
+            dec = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in s.items()}
+            rows.append([addr, dec["role"], dec["epoch"], dec["last_seq"], dec["commit_seq"], dec["sent_list"],
+                         dec["keys"]])
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            rows.append([addr, "unreachable", "-", "-", "-", "-", f"({type(exc).__name__})"])
+    return view, rows
+
+
+async def print_status(coordinator: str) -> int:
+    try:
+        view, rows = await member_rows(coordinator)
+    except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+        print(f"catena: cannot reach the coordinator at {coordinator}: {exc or type(exc).__name__}")
+        return 1
+    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}")
+    print(_table(rows))
+    return 0

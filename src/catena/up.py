@@ -1,0 +1,83 @@
+"""`catena up`: a coordinator and N members as real processes on 127.0.0.1, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from catena.resp.client import call
+from catena.status import _table, member_rows
+
+START_TIMEOUT_S = 30.0
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    out = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "catena", *args], stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a catena process exited early (status {p.returncode}); see its log")
+        try:
+            if len(await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0)) >= n:
+                return
+        except (OSError, asyncio.TimeoutError, ConnectionError):
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the chain did not reach {n} members within {START_TIMEOUT_S:.0f} s")
+
+
+def run_cluster(members: int, port: int, data_dir: str | None) -> int:
+    if members < 1:
+        print("catena up: --members must be at least 1", file=sys.stderr)
+        return 2
+    root = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="catena-"))
+    root.mkdir(parents=True, exist_ok=True)
+    coordinator = f"127.0.0.1:{port}"
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator")],
+                            root / "coordinator.log"))
+        for i in range(1, members + 1):
+            addr = f"127.0.0.1:{port + i}"
+            procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
+                                 "--coordinator", coordinator], root / f"member-{port + i}.log"))
+        asyncio.run(_wait_chain(coordinator, members, procs))
+        _, rows = asyncio.run(member_rows(coordinator))
+        rows[0].insert(1, "ENDPOINT")
+        for r in rows[1:]:
+            r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}")
+        print(f"catena is up. Data and logs in {root}")
+        print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)")
+        print(_table([[r[0], r[1], r[2], r[3]] for r in rows]))
+        print("Ctrl-C stops everything.", flush=True)
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+        return 0
+    except RuntimeError as exc:
+        print(f"catena up: {exc}. Logs are in {root}", file=sys.stderr)
+        return 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+        print("catena stopped.", file=sys.stderr)
+
