@@ -1,0 +1,38 @@
+# catena: `make up` starts a local cluster, `make test` runs every test tier.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test install system-deps sim-long bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server).
+system-deps:
+	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; \
+	fi
+
+up: $(STAMP)
+	$(VENV)/bin/catena up
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+# Many more simulation schedules than `make test` runs.
+sim-long: $(STAMP)
+	CATENA_SIM_SEEDS=1000 $(PY) -m pytest -q tests/sim
+
+bench: $(STAMP) system-deps
+	$(PY) bench/throughput/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
