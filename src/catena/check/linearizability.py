@@ -28,7 +28,6 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Protocol
@@ -116,44 +115,23 @@ class RegisterModel:
 
     @staticmethod
     def prepare(ops: list[Operation]) -> list[Operation]:
-        """Drop or bound operations of unknown outcome where that cannot change the verdict.
+        """Drop operations of unknown outcome that cannot change the verdict.
 
-        Every pending operation multiplies the search, so this matters for histories with
-        timeouts: an unknown get has no effect and is dropped; an unknown set whose value
-        nothing on the key could observe is dropped; an unknown set of a value written by no
-        other operation and read by a get must have taken effect before the first such get
-        returned, so it gets that return time.
+        Every pending operation widens the search, so this matters for histories with
+        timeouts: an unknown get has no effect, and an unknown set whose value nothing on the
+        key could observe (no get returned it, no cas expected it, and no del, cas or incr
+        could tell that the key held something) may as well never have happened.
         """
         kinds = {op.kind for op in ops}
-        if "incr" in kinds:
-            return [op for op in ops if op.known or op.kind != "get"]
-        writers: dict[Any, int] = defaultdict(int)
-        first_read: dict[Any, float] = {}
-        expected: set[Any] = set()
-        for op in ops:
-            if op.kind == "set":
-                writers[_norm(op.arg)] += 1
-            elif op.kind == "cas":
-                writers[_norm(op.arg[1])] += 1
-                expected.add(_norm(op.arg[0]))
-            elif op.kind == "get" and op.known:
-                value = _norm(op.result)
-                first_read[value] = min(first_read.get(value, math.inf), op.ret)
-        # A del's count or a failed cas can tell that some value was there, whichever it was.
-        blind = "del" not in kinds and "cas" not in kinds
+        blind = not kinds & {"del", "cas", "incr"}
+        observed = {_norm(op.result) for op in ops if op.kind == "get" and op.known}
         kept = []
         for op in ops:
-            if op.known or op.kind not in ("get", "set"):
-                kept.append(op)
-                continue
-            if op.kind == "get":
-                continue
-            value = _norm(op.arg)
-            seen = first_read.get(value)
-            if seen is None and value not in expected and blind:
-                continue
-            if seen is not None and value is not None and writers[value] == 1 and seen >= op.call:
-                op = dataclasses.replace(op, ret=seen)
+            if not op.known:
+                if op.kind == "get":
+                    continue
+                if op.kind == "set" and blind and _norm(op.arg) not in observed:
+                    continue
             kept.append(op)
         return kept
 
@@ -309,8 +287,9 @@ def _check_key(key: Any, ops: list[Operation], model: Model | type, budget: int)
                     continue
             entry = unxt[entry] if in_unknown else nxt[entry]
             continue
-        # Nothing more can come before the return at `limit`: undo the last placement.
-        if best is None or depth > best[0]:
+        # Nothing more can come before the return at `limit`: undo the last placement. (The
+        # explanation shows the deepest such point reached by placing a known operation.)
+        if best is None or depth > best[0] and (calls is None or not calls[2]):
             pending = _pending(nxt, unxt, op_of, limit)
             best = (depth, calls, op_of[limit], state, pending)
         if calls is None:
