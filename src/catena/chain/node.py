@@ -23,7 +23,7 @@ from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
-from catena.resp.server import RespServer, Takeover
+from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ class MemberNode:
         t.register(b"MEMBER.STATUS", lambda c, a: self.replica.status(), 1)
 
     def _data(self, client, args):
-        fut = asyncio.get_running_loop().create_future()
-        self._run(self.replica.on_client(fut, args, time.time()))
-        return fut.result() if fut.done() else fut
+        reply = Deferred()
+        self._run(self.replica.on_client(reply, args, time.time()))
+        return reply
 
     def _peer(self, client, args):
         if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
@@ -156,8 +156,7 @@ class MemberNode:
             if kind is Send:
                 self.links.send(fx.to, messages.pack(fx.msg))
             elif kind is Reply:
-                if not fx.token.done():
-                    fx.token.set_result(fx.value)
+                fx.token.resolve(fx.value)
             elif kind is Persist:
                 self.log.append([msgpack.packb(e, use_bin_type=True) for e in fx.entries])
             elif kind is PersistSnapshot:

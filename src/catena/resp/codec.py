@@ -44,18 +44,19 @@ PONG = Status("PONG")
 class CommandParser:
     """Turns a byte stream from a client into commands (lists of bytes)."""
 
-    __slots__ = ("_reader", "_partial", "max_bulk_len", "max_args")
+    __slots__ = ("_reader", "_partial", "_pending", "max_bulk_len", "max_args")
 
     def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, max_args: int = DEFAULT_MAX_ARGS):
         self._reader = hiredis.Reader()
-        self._partial = b""
+        self._partial = b""  # the first bytes of the incomplete frame (to check its headers)
+        self._pending = 0  # length of the incomplete frame so far
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Parse `data`; return the complete commands. Raises RemoteProtocolError."""
         reader = self._reader
-        if not reader.len() and data[:1] != b"*":
+        if not self._pending and data[:1] != b"*":
             return self._inline(data)
         reader.feed(data)
         commands = []
@@ -66,11 +67,16 @@ class CommandParser:
                 commands.append(cmd)
         except hiredis.ProtocolError as exc:
             raise RemoteProtocolError(f"Protocol error: {exc}") from None
-        pending = reader.len()
+        # hiredis does not say where an incomplete frame starts; the complete commands before
+        # it are canonical RESP, so their sizes tell.
+        pending = self._pending + len(data)
+        for c in commands:
+            pending -= _wire_size(c)
         if pending:
             self._check_partial(data, pending)
-        else:
+        elif self._pending:
             self._partial = b""
+        self._pending = pending
         return commands
 
     def _check_partial(self, data: bytes, pending: int) -> None:
@@ -119,6 +125,15 @@ class CommandParser:
         if buf:
             commands.extend(self.feed(buf))
         return commands
+
+
+def _wire_size(command: list[bytes]) -> int:
+    size = 3 + len(str(len(command)))
+    for a in command:
+        n = len(a)
+        size += n + 6 + (n > 9) + (n > 99) + (n > 999) + (n > 9999) + (n > 99999) + (n > 999999) \
+            + (n > 9999999) + (n > 99999999) + (n > 999999999)
+    return size
 
 
 def _length(buf: bytes, start: int, end: int, what: str) -> int:

@@ -1,9 +1,10 @@
 """RESP server shell: bytes from sockets to a command table, replies back in order.
 
-One `asyncio.Protocol` per connection. A command's handler returns a reply value, or an
-`asyncio.Future` when the answer comes later (a write waits for its commit). Replies leave in
-request order whatever order futures finish in, and everything ready in one event-loop turn
-goes out in one `write()`. A handler may return `Takeover(factory)` to hand the connection to
+One `asyncio.Protocol` per connection. A command's handler returns a reply value, or a
+`Deferred` when the answer comes later (a write waits for its commit), or an `asyncio.Future`
+(an admin command that awaits something). Replies leave in request order whatever order they
+are resolved in, and everything resolved in one event-loop turn goes out in one `write()` per
+connection. A handler may return `Takeover(factory)` to hand the connection to
 another protocol after `+OK` (peer links use this to switch from RESP to msgpack frames).
 """
 
@@ -36,6 +37,40 @@ class Client:
     info: dict = field(default_factory=dict)
 
 
+class Deferred:
+    """A reply that is not known yet; `resolve(value)` releases it (and any behind it)."""
+
+    __slots__ = ("value", "done", "conn")
+
+    def __init__(self):
+        self.value = None
+        self.done = False
+        self.conn: _Connection | None = None
+
+    def resolve(self, value) -> None:
+        if self.done:
+            return
+        self.value, self.done = value, True
+        conn = self.conn
+        if conn is not None:
+            conn.server.ready(conn)
+
+
+def _from_future(fut: asyncio.Future) -> Deferred:
+    deferred = Deferred()
+
+    def done(f: asyncio.Future):
+        if f.cancelled():
+            deferred.resolve(Error("ERR request cancelled"))
+        elif f.exception() is not None:
+            deferred.resolve(Error(f"ERR {f.exception()}"))
+        else:
+            deferred.resolve(f.result())
+
+    fut.add_done_callback(done)
+    return deferred
+
+
 @dataclass(frozen=True, slots=True)
 class Takeover:
     """Reply +OK, then give the transport to `factory(transport)` -> object with feed/lost."""
@@ -44,14 +79,14 @@ class Takeover:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "parser", "client", "pending", "out", "scheduled", "peer", "closing")
+    __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures")
 
     def __init__(self, server: "RespServer"):
         self.server = server
         self.parser = CommandParser(server.max_bulk_len)
-        self.pending: deque = deque()  # replies in request order: encoded bytes or Futures
+        self.pending: deque = deque()  # replies in request order: encoded bytes or Deferreds
         self.out: list[bytes] = []
-        self.scheduled = False
+        self.futures: set[asyncio.Future] = set()  # admin commands still running
         self.peer = None
         self.closing = False
 
@@ -64,9 +99,11 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.server.connections.discard(self)
         for item in self.pending:
-            if isinstance(item, asyncio.Future):
-                item.cancel()
+            if type(item) is Deferred:
+                item.conn = None
         self.pending.clear()
+        for fut in self.futures:
+            fut.cancel()
         if self.peer is not None:
             self.peer.lost(exc)
 
@@ -81,7 +118,7 @@ class _Connection(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self.pending.append(encode(Error(f"ERR {exc}")))
             self.closing = True
-            self._flush()
+            self.flush()
             self.transport.close()
             return
         table = self.server.table
@@ -95,13 +132,21 @@ class _Connection(asyncio.Protocol):
                 reply = Error("ERR internal error")
             if type(reply) is Takeover:
                 pending.append(encode(OK))
-                self._flush()
+                self.flush()
                 self.peer = reply.factory(self.transport)
                 return
             if isinstance(reply, asyncio.Future):
-                pending.append(reply)
-                reply.add_done_callback(self._future_done)
-            elif pending:
+                self.futures.add(reply)
+                reply.add_done_callback(self.futures.discard)
+                reply = _from_future(reply)
+            if type(reply) is Deferred:
+                if reply.done:
+                    reply = reply.value
+                else:
+                    reply.conn = self
+                    pending.append(reply)
+                    continue
+            if pending:
                 pending.append(encode(reply, client.resp3))
             else:
                 self.out.append(encode(reply, client.resp3))
@@ -111,11 +156,6 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(self.out))
             self.out.clear()
 
-    def _future_done(self, _fut):
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
     def _drain(self):
         pending = self.pending
         resp3 = self.client.resp3
@@ -123,19 +163,13 @@ class _Connection(asyncio.Protocol):
             head = pending[0]
             if type(head) is bytes:
                 self.out.append(head)
-            elif head.done():
-                if head.cancelled():
-                    self.out.append(encode(Error("ERR request cancelled")))
-                elif head.exception() is not None:
-                    self.out.append(encode(Error(f"ERR {head.exception()}")))
-                else:
-                    self.out.append(encode(head.result(), resp3))
+            elif head.done:
+                self.out.append(encode(head.value, resp3))
             else:
                 return
             pending.popleft()
 
-    def _flush(self):
-        self.scheduled = False
+    def flush(self):
         self._drain()
         if self.out and not self.transport.is_closing():
             self.transport.write(b"".join(self.out))
@@ -149,7 +183,19 @@ class RespServer:
         self.table = table
         self.max_bulk_len = max_bulk_len
         self.connections: set[_Connection] = set()
+        self._ready: list[_Connection] = []
         self._server: asyncio.base_events.Server | None = None
+
+    def ready(self, conn: _Connection) -> None:
+        """A deferred reply of `conn` resolved: write it (and whatever else is ready) this turn."""
+        if not self._ready:
+            asyncio.get_running_loop().call_soon(self._flush_ready)
+        self._ready.append(conn)
+
+    def _flush_ready(self) -> None:
+        ready, self._ready = self._ready, []
+        for conn in set(ready):
+            conn.flush()
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
