@@ -56,7 +56,8 @@ class MemberNode:
 
     def _recover(self) -> Replica:
         blob, records = self.log.recover()
-        incarnation = b"%s/%d" % (self.listen.encode(), time.time_ns())
+        self.incarnation = time.time_ns()  # a restarted process is a new incarnation
+        incarnation = b"%s/%d" % (self.listen.encode(), self.incarnation)
         if blob is None:
             state, last = KVState(), (0, 0)
         else:
@@ -124,6 +125,10 @@ class MemberNode:
         return ("\r\n".join(lines) + "\r\n").encode()
 
     # -- machine inputs and effects -------------------------------------------------------------
+
+    def _left_chain(self) -> bool:
+        view = self.replica.view
+        return view is not None and self.listen not in view.members and view.learner != self.listen
 
     def _on_view(self, view: View) -> None:
         if view.epoch > self.replica.epoch or self.replica.view is None:
@@ -204,11 +209,13 @@ class MemberNode:
             try:
                 if not registered:
                     host, port = self.listen.rsplit(":", 1)
-                    await call(self.coordinator, b"MASTER.REGISTER", host, port, timeout=2.0)
+                    await call(self.coordinator, b"MASTER.REGISTER", host, port, self.incarnation, timeout=2.0)
                     registered = True
                 raw = await call(self.coordinator, b"MASTER.GET_VIEW", self.listen, timeout=2.0)
                 if raw:
                     self._on_view(parse_view(raw))
+                if self._left_chain():
+                    registered = False  # removed (e.g. after a pause): rejoin as a learner
             except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                 log.warning("coordinator %s: %s", self.coordinator, exc)
             try:

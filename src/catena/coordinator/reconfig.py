@@ -20,17 +20,18 @@ from catena.view import View
 @dataclass
 class CoordinatorState:
     views: dict[int, View] = field(default_factory=lambda: {0: View(0, 0, ())})
-    registry: dict[str, float] = field(default_factory=dict)  # member address -> registered at
+    registry: dict[str, str] = field(default_factory=dict)  # member address -> incarnation
     queued: list[str] = field(default_factory=list)  # adds waiting for the current one
+    retired: dict[str, str] = field(default_factory=dict)  # removed by an operator: address -> incarnation
 
     def to_dict(self) -> dict:
         return {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
-                "queued": self.queued}
+                "queued": self.queued, "retired": self.retired}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CoordinatorState":
         views = {v.chain_id: v for v in (View.from_wire(w) for w in raw["views"])}
-        return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])))
+        return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])), dict(raw.get("retired", {})))
 
 
 class Reconfig:
@@ -46,8 +47,29 @@ class Reconfig:
         self.state.views[view.chain_id] = view
         return [view]
 
-    def register(self, addr: str, now: float) -> None:
-        self.state.registry.setdefault(addr, now)
+    def register(self, addr: str, incarnation: str, chain_id: int = 0) -> list[View] | None:
+        """A member process announces itself. A new incarnation of a chain member never resumes
+        its old place: it is removed and added again as a learner (its log is truncated to what
+        the chain holds by the sync handshake). None: refused, an operator removed this very
+        process."""
+        state = self.state
+        if state.retired.get(addr) == incarnation:
+            return None
+        state.retired.pop(addr, None)
+        known = state.registry.get(addr)
+        state.registry[addr] = incarnation
+        view = self.view(chain_id)
+        changed = []
+        if known is not None and known != incarnation and (addr in view.members or addr == view.learner):
+            changed += self.remove(addr, chain_id)
+        return changed + self.add(addr, chain_id)
+
+    def retire(self, addr: str, chain_id: int = 0) -> list[View]:
+        """MASTER.REMOVE: take the member out and do not let this process rejoin by itself."""
+        incarnation = self.state.registry.pop(addr, None)
+        if incarnation is not None:
+            self.state.retired[addr] = incarnation
+        return self.remove(addr, chain_id)
 
     def add(self, addr: str, chain_id: int = 0) -> list[View]:
         """Add `addr` as the new tail (idempotent for a member already there or on its way)."""

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from catena.chain.node import view_words
+from catena.coordinator.health import HealthCheck
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.store import ConfigStore, EmbeddedStore
-from catena.resp.client import ReplyError, call
+from catena.resp.client import ReplyError, RespConnection, call
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
 from catena.resp.server import RespServer
@@ -47,9 +48,11 @@ class Coordinator:
         self._push_wake: dict[str, asyncio.Event] = {}
         self._group: asyncio.TaskGroup | None = None
         self._watcher: asyncio.Task | None = None
+        self.health = HealthCheck()
+        self._probers: dict[str, asyncio.Task] = {}
         for name, fn, arity in (
             (b"MASTER.ADD", self._add, 3), (b"MASTER.REMOVE", self._remove, 3),
-            (b"MASTER.REGISTER", self._register, 3), (b"MASTER.GET_CHAIN", self._get_chain, -1),
+            (b"MASTER.REGISTER", self._register, -3), (b"MASTER.GET_CHAIN", self._get_chain, -1),
             (b"MASTER.HEAD", self._head, -1), (b"MASTER.TAIL", self._tail, -1),
             (b"MASTER.GET_VIEW", self._get_view, -1),
             (b"MASTER.STATUS", self._status, -1),
@@ -63,14 +66,18 @@ class Coordinator:
     # -- commands -------------------------------------------------------------------------------
 
     def _register(self, client, args):
+        """MASTER.REGISTER host port [incarnation]: a member started with --coordinator."""
         addr = _addr(args)
-        self.reconfig.register(addr, time.time())
-        self._commit(self.reconfig.add(addr))
+        incarnation = args[3].decode() if len(args) > 3 else "0"
+        changed = self.reconfig.register(addr, incarnation)
+        if changed is None:
+            return Error(f"ERR {addr} was removed by MASTER.REMOVE; restart it or MASTER.ADD it to rejoin")
+        self._commit(changed)
         return OK
 
     def _add(self, client, args):
         addr = _addr(args)
-        self.reconfig.register(addr, time.time())
+        self.reconfig.state.retired.pop(addr, None)
         self._commit(self.reconfig.add(addr))
         if addr in self.view.members:
             return OK
@@ -89,9 +96,7 @@ class Coordinator:
         addr = _addr(args)
         if addr not in self.view.members and addr != self.view.learner and addr not in self.reconfig.state.queued:
             return Error(f"ERR {addr} is not a member of the chain")
-        changed = self.reconfig.remove(addr)
-        self.reconfig.state.registry.pop(addr, None)
-        self._commit(changed, also=[addr])
+        self._commit(self.reconfig.retire(addr), also=[addr])
         return OK
 
     def _get_chain(self, client, args):
@@ -125,6 +130,9 @@ class Coordinator:
             targets |= set(old.members)
         for addr in targets:
             self._ensure_pusher(addr).set()
+        for addr in self._watched():
+            if addr not in self._probers:
+                self._probers[addr] = self._group.create_task(self._probe(addr))
         if self.view.learner and (self._watcher is None or self._watcher.done()):
             self._watcher = self._group.create_task(self._watch_learner())
         self._changed.set()
@@ -168,6 +176,40 @@ class Coordinator:
                 log.debug("learner progress from %s: %s", view.tail, exc)
             await asyncio.sleep(LEARNER_POLL_S)
 
+    def _watched(self) -> set[str]:
+        view = self.view
+        return set(view.members) | ({view.learner} - {None})
+
+    async def _probe(self, addr: str) -> None:
+        """Our own check of a chain member: PING with a short deadline on a kept connection.
+        A member that stops answering (crashed, paused, wedged) is confirmed dead after
+        `misses_to_fail` probes in a row and removed from the chain: the repair needs no human."""
+        health, conn = self.health, None
+        try:
+            while addr in self._watched():
+                started = time.monotonic()
+                try:
+                    if conn is None:
+                        conn = await RespConnection.open(addr, health.timeout_s)
+                    await conn.call(b"PING", timeout=health.timeout_s)
+                    ok = True
+                except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
+                    ok = False
+                    if conn is not None:
+                        await conn.close()
+                        conn = None
+                if health.result(addr, ok) and addr in self._watched():
+                    log.warning("member %s failed %d probes in a row: removing it from the chain",
+                                addr, health.misses_to_fail)
+                    self._commit(self.reconfig.remove(addr), also=[addr])
+                    break
+                await asyncio.sleep(max(0.0, health.interval_s - (time.monotonic() - started)))
+        finally:
+            health.forget(addr)
+            self._probers.pop(addr, None)
+            if conn is not None:
+                await conn.close()
+
     async def run(self, started: asyncio.Event | None = None) -> None:
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
@@ -179,6 +221,8 @@ class Coordinator:
                 started.set()
             for addr in set(self.view.members) | ({self.view.learner} - {None}):
                 self._ensure_pusher(addr).set()
+            for addr in self._watched():
+                self._probers[addr] = group.create_task(self._probe(addr))
             if self.view.learner:  # an add that was under way when we stopped
                 self._watcher = group.create_task(self._watch_learner())
             try:
