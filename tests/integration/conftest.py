@@ -1,0 +1,445 @@
+"""Fixtures for the integration tier: real catena processes on 127.0.0.1.
+
+Everything here is generic so later tests (failover, etcd) can build on it:
+
+- `free_port()` hands out loopback ports that are free for TCP and UDP (members use the same
+  number for membership heartbeats) and never hands out the same one twice in a run.
+- `Proc` is one child process with its own log file: stop (SIGTERM, then SIGKILL after a
+  deadline), kill -9, SIGSTOP/SIGCONT, all by PID.
+- `Cluster` starts a coordinator and members as subprocesses with data dirs under tmp_path,
+  drives the coordinator's admin commands, waits on conditions with deadlines (never bare
+  sleeps), restarts members from their data dir, and stops every process it started.
+
+The `cluster` fixture yields an empty `Cluster` (call `cluster.start(n)`); on failure the tails
+of the processes' logs are printed to help the diagnosis.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import redis
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30.0  # a process starts listening (python startup under CPU contention)
+CHAIN_TIMEOUT_S = 45.0  # the chain reaches an expected shape
+STOP_TIMEOUT_S = 5.0  # SIGTERM grace before SIGKILL
+CLIENT_TIMEOUT_S = 15.0  # socket timeout of the clients the fixtures hand out
+
+_used_ports: set[int] = set()
+
+
+def _port_range() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range, so outgoing connections never take them."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (max(1024, low - 20000), low - 1) if low > 11024 else (40000, 60000)
+
+
+def _is_free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port free for TCP and UDP, not handed out before in this run."""
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    low, high = _port_range()
+    for _ in range(1000):
+        port = rng.randrange(low, high)
+        if port not in _used_ports and _is_free(port):
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free loopback port found")
+
+
+def free_port_block(n: int) -> int:
+    """The first of `n` consecutive free loopback ports (for `catena up --port P`)."""
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    low, high = _port_range()
+    for _ in range(1000):
+        first = rng.randrange(low, high - n)
+        block = range(first, first + n)
+        if not _used_ports.intersection(block) and all(_is_free(p) for p in block):
+            _used_ports.update(block)
+            return first
+    raise RuntimeError(f"no {n} consecutive free loopback ports found")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s.
+
+    Exceptions from the predicate count as "not yet" (a process may still be starting); the
+    last one is shown if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except (redis.RedisError, OSError) as exc:
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def addr_of(port: int) -> str:
+    return f"{HOST}:{port}"
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rpartition(":")[2])
+
+
+def as_dict(reply) -> dict:
+    """A map reply (RESP3 dict or RESP2 flat list) as a dict with str keys."""
+    if isinstance(reply, dict):
+        items = reply.items()
+    else:
+        items = zip(reply[0::2], reply[1::2])
+    out = {}
+    for k, v in items:
+        k = k.decode() if isinstance(k, bytes) else k
+        out[k] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+class Proc:
+    """One child process; every signal goes to its PID."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      env=env, start_new_session=True)
+        self.pid = self.popen.pid
+        self.stopped = False  # SIGSTOPped
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            os.kill(self.pid, sig)
+
+    def kill9(self) -> None:
+        """SIGKILL and reap: the process is gone when this returns."""
+        if self.alive:
+            os.kill(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=STOP_TIMEOUT_S)
+        self._log.close()
+
+    def sigstop(self) -> None:
+        self.signal(signal.SIGSTOP)
+        self.stopped = True
+
+    def sigcont(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.stopped = False
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, then SIGKILL if it is still there after `timeout` s; returns the exit status."""
+        if self.alive:
+            if self.stopped:
+                self.sigcont()  # a stopped process would not see SIGTERM
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=timeout)
+        self._log.close()
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+def catena_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "catena", *args]
+
+
+class Cluster:
+    """A coordinator and members as real processes; addresses are "127.0.0.1:PORT" strings."""
+
+    def __init__(self, root: Path, fsync: str = "everysec", password: str | None = None,
+                 member_args: tuple[str, ...] = (), env: dict | None = None):
+        self.root = root
+        self.fsync = fsync
+        self.password = password
+        self.member_args = tuple(member_args)
+        self.env = env
+        self.coordinator: str | None = None
+        self.procs: dict[str, Proc] = {}  # addr -> the newest process serving it
+        self.all_procs: list[Proc] = []  # every process ever started, for teardown
+        self._clients: list = []
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], addr: str) -> Proc:
+        proc = Proc(name, argv, self.root / "logs" / f"{name}.log", self.env)
+        self.procs[addr] = proc
+        self.all_procs.append(proc)
+        return proc
+
+    def start_coordinator(self, port: int | None = None, wait: bool = True) -> str:
+        port = port or free_port()
+        addr = addr_of(port)
+        self._spawn(f"coordinator-{port}", catena_argv(
+            "coordinator", "--listen", addr, "--data-dir", str(self.root / f"coordinator-{port}")), addr)
+        self.coordinator = addr
+        if wait:
+            self.wait_listening(addr)
+        return addr
+
+    def data_dir(self, addr: str) -> Path:
+        return self.root / f"member-{port_of(addr)}"
+
+    def spawn_member(self, port: int | None = None, register: bool = False, extra: tuple[str, ...] = ()) -> str:
+        """Start a member process (not yet in the chain unless `register`); returns its address."""
+        port = port or free_port()
+        addr = addr_of(port)
+        args = ["member", "--listen", addr, "--data-dir", str(self.data_dir(addr)), "--fsync", self.fsync]
+        if register:
+            args += ["--coordinator", self.coordinator]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        args += [*self.member_args, *extra]
+        self._spawn(f"member-{port}", catena_argv(*args), addr)
+        return addr
+
+    def start_member(self, port: int | None = None, register: bool = False, extra: tuple[str, ...] = ()) -> str:
+        addr = self.spawn_member(port, register, extra)
+        self.wait_listening(addr)
+        return addr
+
+    def start(self, members: int = 3) -> list[str]:
+        """A coordinator and `members` members added in order (head first); returns the chain."""
+        if self.coordinator is None:
+            self.start_coordinator(wait=False)
+        addrs = [self.spawn_member() for _ in range(members)]
+        self.wait_listening(self.coordinator)
+        for addr in addrs:
+            self.wait_listening(addr)
+            self.add(addr)
+        self.wait_chain(addrs)
+        return addrs
+
+    def wait_listening(self, addr: str, timeout: float = START_TIMEOUT_S) -> None:
+        proc = self.procs.get(addr)
+
+        def up():
+            if proc is not None and not proc.alive:
+                raise AssertionError(f"{proc.name} exited with status {proc.popen.returncode}:\n{proc.log_tail()}")
+            with socket.create_connection((HOST, port_of(addr)), timeout=1.0):
+                return True
+
+        wait_until(up, timeout, f"{addr} to listen")
+
+    def kill9(self, addr: str) -> None:
+        self.procs[addr].kill9()
+
+    def sigstop(self, addr: str) -> None:
+        self.procs[addr].sigstop()
+
+    def sigcont(self, addr: str) -> None:
+        self.procs[addr].sigcont()
+
+    def stop(self, addr: str) -> int | None:
+        return self.procs[addr].stop()
+
+    def restart(self, addr: str, wait: bool = True, register: bool = False) -> None:
+        """Start `addr` again from its data dir (after kill9/stop), same port and flags."""
+        old = self.procs[addr]
+        if old.alive:
+            old.stop()
+        argv = list(old.argv)
+        if register and "--coordinator" not in argv:
+            argv += ["--coordinator", self.coordinator]
+        self._spawn(old.name, argv, addr)
+        if wait:
+            self.wait_listening(addr)
+
+    def close(self) -> None:
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - best effort on teardown
+                pass
+        errors = []
+        for proc in reversed(self.all_procs):
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                errors.append(f"{proc.name}: {exc!r}")
+        if errors:
+            raise RuntimeError("could not stop: " + "; ".join(errors))
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(f"----- {p.name} (pid {p.pid}) -----\n{p.log_tail(lines)}" for p in self.all_procs)
+
+    # -- clients ----------------------------------------------------------------------------------
+
+    def client(self, addr: str, **kwargs) -> redis.Redis:
+        """A redis-py client (default protocol) closed at teardown."""
+        kwargs.setdefault("socket_timeout", CLIENT_TIMEOUT_S)
+        kwargs.setdefault("socket_connect_timeout", CLIENT_TIMEOUT_S)
+        if self.password is not None and addr != self.coordinator:
+            kwargs.setdefault("password", self.password)
+        c = redis.Redis(host=HOST, port=port_of(addr), **kwargs)
+        self._clients.append(c)
+        return c
+
+    def admin(self, *args, timeout: float = CLIENT_TIMEOUT_S):
+        """One command to the coordinator on a fresh connection, replies decoded."""
+        with redis.Redis(host=HOST, port=port_of(self.coordinator), socket_timeout=timeout,
+                         socket_connect_timeout=timeout, decode_responses=True, protocol=2) as c:
+            return c.execute_command(*args)
+
+    def member_cmd(self, addr: str, *args, timeout: float = CLIENT_TIMEOUT_S):
+        with redis.Redis(host=HOST, port=port_of(addr), socket_timeout=timeout, socket_connect_timeout=timeout,
+                         password=self.password, protocol=2) as c:
+            return c.execute_command(*args)
+
+    # -- coordinator ------------------------------------------------------------------------------
+
+    def add(self, addr: str, timeout: float = CHAIN_TIMEOUT_S) -> None:
+        """MASTER.ADD; returns once the coordinator answered OK (the member is the tail)."""
+        host, port = addr.rsplit(":", 1)
+        reply = self.admin("MASTER.ADD", host, port, timeout=timeout)
+        assert reply in ("OK", True), reply
+
+    def remove(self, addr: str) -> None:
+        host, port = addr.rsplit(":", 1)
+        reply = self.admin("MASTER.REMOVE", host, port)
+        assert reply in ("OK", True), reply
+
+    def chain(self) -> list[str]:
+        return list(self.admin("MASTER.GET_CHAIN"))
+
+    def coordinator_status(self) -> dict:
+        return as_dict(self.admin("MASTER.STATUS"))
+
+    def status(self, addr: str) -> dict:
+        """The member's MEMBER.STATUS as a dict with str keys (ints stay ints)."""
+        return as_dict(self.member_cmd(addr, "MEMBER.STATUS"))
+
+    def wait_chain(self, members: list[str], timeout: float = CHAIN_TIMEOUT_S) -> None:
+        """The coordinator's chain is `members` and every member acts on that view."""
+        wait_until(lambda: self.chain() == list(members), timeout, f"the chain to be {members}")
+        epoch = self.coordinator_status()["epoch"]
+
+        def adopted():
+            for addr in members:
+                s = self.status(addr)
+                if s["epoch"] != epoch or s["members"] != ",".join(members):
+                    return False
+            return True
+
+        wait_until(adopted, timeout, f"every member to act on epoch {epoch}")
+
+    def wait_converged(self, members: list[str], timeout: float = CHAIN_TIMEOUT_S) -> list[dict]:
+        """Every member has the same history, all of it committed and no sent list left."""
+
+        def converged():
+            st = [self.status(a) for a in members]
+            last = {s["last_seq"] for s in st}
+            done = all(s["commit_seq"] == s["last_seq"] and s["sent_list"] == 0 for s in st)
+            return st if len(last) == 1 and done else None
+
+        return wait_until(converged, timeout, f"{members} to converge")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for c in getattr(item, "catena_clusters", ()):
+            report.sections.append((f"catena logs ({c.root.name})", c.logs()))
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def make_cluster(tmp_path, request):
+    """Factory for clusters with options; all of them are stopped at teardown."""
+    made: list[Cluster] = []
+    request.node.catena_clusters = made  # the report hook shows their logs when the test fails
+
+    def make(**kwargs) -> Cluster:
+        c = Cluster(tmp_path / f"cluster-{len(made)}", **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    errors = []
+    for c in made:
+        try:
+            c.close()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+    assert not errors, errors
+
+
+@pytest.fixture
+def cluster(make_cluster) -> Cluster:
+    """An empty cluster (default settings): call `cluster.start(n)`."""
+    return make_cluster()
+
+
+@pytest.fixture
+def chain3(cluster) -> tuple[Cluster, list[str]]:
+    """A running three-member chain of its own: (cluster, [head, middle, tail])."""
+    return cluster, cluster.start(3)
+
+
+@pytest.fixture(scope="module")
+def _module_chain3(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("chain3"))
+    try:
+        members = c.start(3)
+        yield c, members
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def shared_chain3(_module_chain3, request) -> tuple[Cluster, list[str]]:
+    """A three-member chain shared by the tests of one module (they must not change its
+    membership and should use their own keys): (cluster, [head, middle, tail])."""
+    request.node.catena_clusters = [_module_chain3[0]]
+    return _module_chain3

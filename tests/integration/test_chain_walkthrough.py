@@ -1,0 +1,76 @@
+"""The credis walkthrough of the README, with redis-cli, on free ports."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HOST, Proc, free_port_block, port_of, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+
+
+def cli(port: int, *args: str) -> str:
+    out = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), *args], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return out.stdout.strip()
+
+
+def test_credis_walkthrough_with_redis_cli(cluster):
+    coord = port_of(cluster.start_coordinator())
+    m1, m2, m3 = (port_of(cluster.start_member()) for _ in range(3))
+    assert cli(coord, "MASTER.ADD", HOST, str(m1)) == "OK"
+    assert cli(coord, "MASTER.ADD", HOST, str(m2)) == "OK"
+    assert cli(m1, "MEMBER.PUT", "a", "1") == "OK"
+    assert cli(coord, "MASTER.ADD", HOST, str(m3)) == "OK"
+    assert cli(m3, "GET", "a") == "1"
+    assert cli(coord, "MASTER.GET_CHAIN").split() == [f"{HOST}:{p}" for p in (m1, m2, m3)]
+    assert cli(coord, "MASTER.HEAD") == f"{HOST}:{m1}"
+    assert cli(coord, "MASTER.TAIL") == f"{HOST}:{m3}"
+    # The other data commands through redis-cli, at every member.
+    for p in (m1, m2, m3):
+        assert cli(p, "SET", f"k{p}", "v") == "OK"
+        assert cli(p, "INCR", "n").isdigit()
+    assert cli(m2, "GET", "n") == "3"
+    assert "chain_role:tail" in cli(m3, "INFO")
+    assert cli(m1, "DBSIZE") == "5"
+
+
+def test_catena_status(cluster):
+    members = cluster.start(2)
+    out = subprocess.run([sys.executable, "-m", "catena", "status", "--coordinator", cluster.coordinator],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for addr in members:
+        assert addr in out.stdout
+    assert "head" in out.stdout and "tail" in out.stdout
+
+
+def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
+    port = free_port_block(3)
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "2", "--port", str(port),
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+        # Members register themselves concurrently, so the chain order is not fixed.
+        assert sorted(cli(port, "MASTER.GET_CHAIN").split()) == [f"{HOST}:{port + 1}", f"{HOST}:{port + 2}"]
+        assert cli(port + 2, "SET", "k", "v") == "OK"
+        assert cli(port + 1, "GET", "k") == "v"
+    finally:
+        status = up.stop(timeout=20)
+    assert status == 0, up.log_tail()
+    for p in (port, port + 1, port + 2):  # the children were stopped too
+        wait_until(lambda: not _listening(p), 20, f"port {p} to close")
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
