@@ -21,7 +21,6 @@ from catena.resp.client import encode_command, split_addr
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.02, 1.0
-IDLE_CLOSE_S = 30.0
 
 
 class _Outbound:
@@ -29,7 +28,6 @@ class _Outbound:
         self.links, self.addr = links, addr
         self.queue: list[bytes] = []
         self.writer: asyncio.StreamWriter | None = None
-        self.wake = asyncio.Event()
         self.up = False
 
     async def run(self) -> None:
@@ -38,9 +36,12 @@ class _Outbound:
             try:
                 await self._connect()
                 backoff = BACKOFF_MIN_S
+                if self.queue:  # what was sent while connecting goes first
+                    self.writer.write(b"".join(self.queue))
+                    self.queue.clear()
                 self.up = True
                 self.links.on_link(self.addr, True)
-                await self._pump()
+                await self._wait_closed()
             except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
                 log.debug("link to %s: %s", self.addr, exc)
                 self.queue.clear()
@@ -68,23 +69,11 @@ class _Outbound:
             raise RemoteProtocolError(f"peer {self.addr} refused the link: {line[:120]!r}")
         self.reader = reader
 
-    async def _pump(self) -> None:
-        reader_task = asyncio.ensure_future(self.reader.read(1))  # EOF tells us the peer went away
-        try:
-            while True:
-                self.wake.clear()
-                if self.queue:
-                    self.writer.write(b"".join(self.queue))
-                    self.queue.clear()
-                    await self.writer.drain()
-                    continue
-                waiter = asyncio.ensure_future(self.wake.wait())
-                done, _ = await asyncio.wait({waiter, reader_task}, return_when=asyncio.FIRST_COMPLETED)
-                if reader_task in done:
-                    waiter.cancel()
-                    raise ConnectionError(f"peer {self.addr} closed the link")
-        finally:
-            reader_task.cancel()
+    async def _wait_closed(self) -> None:
+        """While the link is up, frames go straight to the transport; this waits for its end."""
+        if await self.reader.read(1) == b"":
+            raise ConnectionError(f"peer {self.addr} closed the link")
+        raise RemoteProtocolError(f"peer {self.addr} sent bytes on a one-way link")
 
 
 class PeerLinks:
@@ -101,8 +90,10 @@ class PeerLinks:
         if link is None:
             link = self.links[addr] = _Outbound(self, addr)
             self.tasks[addr] = self.group.create_task(link.run())
-        link.queue.append(frame)  # kept while connecting, dropped if the attempt fails
-        link.wake.set()
+        if link.up:
+            link.writer.write(frame)  # the transport buffers; frames are already batched per turn
+        else:
+            link.queue.append(frame)  # kept while connecting, dropped if the attempt fails
 
     def close(self) -> None:
         for task in self.tasks.values():

@@ -94,7 +94,8 @@ class Coordinator:
 
     def _remove(self, client, args):
         addr = _addr(args)
-        if addr not in self.view.members and addr != self.view.learner and addr not in self.reconfig.state.queued:
+        state = self.reconfig.state
+        if addr not in self._watched() and addr not in state.queued and addr not in state.registry:
             return Error(f"ERR {addr} is not a member of the chain")
         self._commit(self.reconfig.retire(addr), also=[addr])
         return OK
