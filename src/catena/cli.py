@@ -30,18 +30,23 @@ def _run_async(main) -> int:
     except ImportError:
         runner = asyncio.run
 
-    async def guarded():
+    async def guarded() -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
+        failures: list[BaseException] = []
         try:
             await main
-        except asyncio.CancelledError:
+        except* asyncio.CancelledError:
             pass
+        except* CatenaError as group:  # a task of the process's TaskGroup stopped it on purpose
+            failures.extend(group.exceptions)
+        for exc in failures:
+            log.error("%s", exc)
+        return 2 if failures else 0
 
-    runner(guarded())
-    return 0
+    return runner(guarded())
 
 
 def cmd_member(args) -> int:

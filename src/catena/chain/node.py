@@ -20,6 +20,7 @@ from catena.chain.log import DurableLog
 from catena.chain.replica import REQ, Replica
 from catena.chain.state import KVState
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.errors import CatenaError
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
@@ -126,6 +127,18 @@ class MemberNode:
 
     # -- machine inputs and effects -------------------------------------------------------------
 
+    async def _register(self) -> None:
+        """Announce this incarnation; keep the cluster id the coordinator answers with. Data
+        from another cluster, or an epoch newer than the coordinator's, is refused there."""
+        host, port = self.listen.rsplit(":", 1)
+        path = self.data_dir / "cluster_id"
+        known = path.read_text().strip() if path.exists() else ""
+        reply = await call(self.coordinator, b"MASTER.REGISTER", host, port, self.incarnation, known or "",
+                           self.replica.epoch, timeout=2.0)
+        cluster_id = reply.decode() if isinstance(reply, bytes) else ""
+        if cluster_id and not known:
+            path.write_text(cluster_id + "\n")
+
     def _left_chain(self) -> bool:
         view = self.replica.view
         return view is not None and self.listen not in view.members and view.learner != self.listen
@@ -209,16 +222,19 @@ class MemberNode:
         while True:
             try:
                 if not registered:
-                    host, port = self.listen.rsplit(":", 1)
-                    await call(self.coordinator, b"MASTER.REGISTER", host, port, self.incarnation, timeout=2.0)
+                    await self._register()
                     registered = True
                 raw = await call(self.coordinator, b"MASTER.GET_VIEW", self.listen, timeout=2.0)
                 if raw:
                     self._on_view(parse_view(raw))
                 if self._left_chain():
                     registered = False  # removed (e.g. after a pause): rejoin as a learner
-            except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            except ReplyError as exc:
+                if str(exc).startswith("ERR refused"):
+                    raise CatenaError(f"the coordinator {self.coordinator} refused this member: {exc}") from None
                 log.warning("coordinator %s: %s", self.coordinator, exc)
+            except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                log.warning("coordinator %s unreachable: %s", self.coordinator, exc or type(exc).__name__)
             try:
                 async with asyncio.timeout(VIEW_POLL_S):
                     await self._fetch.wait()

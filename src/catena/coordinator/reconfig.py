@@ -23,15 +23,17 @@ class CoordinatorState:
     registry: dict[str, str] = field(default_factory=dict)  # member address -> incarnation
     queued: list[str] = field(default_factory=list)  # adds waiting for the current one
     retired: dict[str, str] = field(default_factory=dict)  # removed by an operator: address -> incarnation
+    cluster_id: str = ""  # names this cluster; a member's data from another cluster is refused
 
     def to_dict(self) -> dict:
         return {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
-                "queued": self.queued, "retired": self.retired}
+                "queued": self.queued, "retired": self.retired, "cluster_id": self.cluster_id}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CoordinatorState":
         views = {v.chain_id: v for v in (View.from_wire(w) for w in raw["views"])}
-        return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])), dict(raw.get("retired", {})))
+        return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])),
+                   dict(raw.get("retired", {})), raw.get("cluster_id", ""))
 
 
 class Reconfig:
@@ -47,14 +49,20 @@ class Reconfig:
         self.state.views[view.chain_id] = view
         return [view]
 
-    def register(self, addr: str, incarnation: str, chain_id: int = 0) -> list[View] | None:
+    def register(self, addr: str, incarnation: str, chain_id: int = 0, cluster_id: str = "",
+                 epoch: int = 0) -> list[View] | str:
         """A member process announces itself. A new incarnation of a chain member never resumes
         its old place: it is removed and added again as a learner (its log is truncated to what
-        the chain holds by the sync handshake). None: refused, an operator removed this very
-        process."""
+        the chain holds by the sync handshake). A string: refused, and why."""
         state = self.state
         if state.retired.get(addr) == incarnation:
-            return None
+            return "was removed by MASTER.REMOVE; restart it or MASTER.ADD it to rejoin"
+        if cluster_id and cluster_id != state.cluster_id:
+            return (f"holds data of cluster {cluster_id}, this coordinator's cluster is {state.cluster_id}; "
+                    "its data dir was left untouched")
+        if epoch > self.view(chain_id).epoch:
+            return (f"has seen epoch {epoch}, newer than this coordinator's {self.view(chain_id).epoch}: "
+                    "the coordinator's state is older than the member's; its data dir was left untouched")
         state.retired.pop(addr, None)
         known = state.registry.get(addr)
         state.registry[addr] = incarnation
@@ -97,6 +105,14 @@ class Reconfig:
             if changed:
                 return changed
         return []
+
+    def fail(self, addr: str, chain_id: int = 0) -> list[View]:
+        """A confirmed crash. The last member of a chain stays in its view: it holds every
+        committed write, so the chain waits for it (or for its restart) rather than lose them."""
+        view = self.view(chain_id)
+        if view.members == (addr,):
+            return []
+        return self.remove(addr, chain_id)
 
     def remove(self, addr: str, chain_id: int = 0) -> list[View]:
         """Take `addr` out of the chain (head, middle, tail or learner) under a new epoch."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from pathlib import Path
 
 from catena.chain.node import view_words
@@ -40,7 +41,10 @@ class Coordinator:
         self.listen = listen
         self.store = store
         saved = store.load()
-        self.reconfig = Reconfig(CoordinatorState.from_dict(saved) if saved else CoordinatorState())
+        self.reconfig = Reconfig(CoordinatorState.from_dict(saved) if saved else
+                                 CoordinatorState(cluster_id=uuid.uuid4().hex))
+        if not saved:
+            store.save(self.reconfig.state.to_dict())
         self.table = CommandTable(password, server_name="catena-coordinator")
         self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
@@ -66,14 +70,18 @@ class Coordinator:
     # -- commands -------------------------------------------------------------------------------
 
     def _register(self, client, args):
-        """MASTER.REGISTER host port [incarnation]: a member started with --coordinator."""
+        """MASTER.REGISTER host port [incarnation [cluster-id epoch]]: a member started with
+        --coordinator announces itself; the reply is the cluster id it must keep."""
         addr = _addr(args)
         incarnation = args[3].decode() if len(args) > 3 else "0"
-        changed = self.reconfig.register(addr, incarnation)
-        if changed is None:
-            return Error(f"ERR {addr} was removed by MASTER.REMOVE; restart it or MASTER.ADD it to rejoin")
+        cluster_id = args[4].decode() if len(args) > 4 else ""
+        epoch = int(args[5]) if len(args) > 5 else 0
+        changed = self.reconfig.register(addr, incarnation, cluster_id=cluster_id, epoch=epoch)
+        if isinstance(changed, str):
+            log.warning("refused registration of %s: %s", addr, changed)
+            return Error(f"ERR refused: {addr} {changed}")
         self._commit(changed)
-        return OK
+        return self.reconfig.state.cluster_id
 
     def _add(self, client, args):
         addr = _addr(args)
@@ -200,9 +208,14 @@ class Coordinator:
                         await conn.close()
                         conn = None
                 if health.result(addr, ok) and addr in self._watched():
-                    log.warning("member %s failed %d probes in a row: removing it from the chain",
+                    changed = self.reconfig.fail(addr)
+                    if not changed:
+                        log.warning("member %s failed %d probes in a row, but it is the last member of its "
+                                    "chain: keeping it; the chain waits for it", addr, health.misses_to_fail)
+                        continue
+                    log.warning("member %s failed %d probes in a row: removed it from the chain",
                                 addr, health.misses_to_fail)
-                    self._commit(self.reconfig.remove(addr), also=[addr])
+                    self._commit(changed, also=[addr])
                     break
                 await asyncio.sleep(max(0.0, health.interval_s - (time.monotonic() - started)))
         finally:
