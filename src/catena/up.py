@@ -49,11 +49,11 @@ def run_cluster(members: int, port: int, data_dir: str | None) -> int:
     try:
         procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator")],
                             root / "coordinator.log"))
-        for i in range(1, members + 1):
+        for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
             addr = f"127.0.0.1:{port + i}"
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
                                  "--coordinator", coordinator], root / f"member-{port + i}.log"))
-        asyncio.run(_wait_chain(coordinator, members, procs))
+            asyncio.run(_wait_chain(coordinator, i, procs))
         _, rows = asyncio.run(member_rows(coordinator))
         rows[0].insert(1, "ENDPOINT")
         for r in rows[1:]:
