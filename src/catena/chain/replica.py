@@ -446,8 +446,12 @@ class Replica:
         """The tail's word that its learner holds (nearly) all its history: the coordinator
         polls this and then promotes the learner."""
         view = self.view
+        # Only a tail synced with its predecessor under this epoch knows the chain's committed
+        # prefix: until then the learner would inherit a commit point that misses acknowledged
+        # writes (the barrier it gets from us is our commit_seq).
+        synced = self.serving_reads() and (self.pred is None or self.pred_synced)
         return (view is not None and view.learner is not None and self.is_tail() and self.succ_ready
-                and self.learner_acked >= 0 and self.last_seq - self.learner_acked <= LEARNER_LAG)
+                and synced and self.learner_acked >= 0 and self.last_seq - self.learner_acked <= LEARNER_LAG)
 
     def next_deadline(self, now: float) -> float:
         return now + 0.1
