@@ -117,9 +117,6 @@ def test_pipeline_at_each_member(shared_chain3, role):
         assert vals == [str(i).encode() for i in range(300)] + [b"300"]
 
 
-@pytest.mark.xfail(strict=True, reason="a read pipelined behind a write on the same connection is answered "
-                   "before the write commits, so it misses the connection's own write (Redis answers "
-                   "commands of one connection in order against the state they leave)")
 def test_pipelined_read_sees_the_same_connections_earlier_write(shared_chain3):
     cluster, members = shared_chain3
     stale = {}

@@ -91,7 +91,7 @@ class MemberNode:
         for name, (arity, _) in ops.WRITES.items():
             t.register(name, self._data, arity)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity)
+            t.register(name, self._data, arity, ordered=True)
         t.register(REQ, self._data, -4)
         t.register(b"INFO", self._info, -1)
         t.register(b"PEER", self._peer, -2)

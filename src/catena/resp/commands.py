@@ -36,6 +36,7 @@ class CommandTable:
         self.server_name = server_name
         self.role = role
         self.handlers: dict[bytes, tuple[Handler, int]] = {}
+        self.ordered: set[bytes] = set()  # run only once the connection's earlier commands are answered
         for name, fn, arity in (
             (b"PING", self._ping, -1),
             (b"ECHO", self._echo, 2),
@@ -48,9 +49,12 @@ class CommandTable:
         ):
             self.register(name, fn, arity)
 
-    def register(self, name: bytes, handler: Handler, arity: int) -> None:
-        """arity > 0: exactly that many words (name included); arity < 0: at least -arity."""
+    def register(self, name: bytes, handler: Handler, arity: int, ordered: bool = False) -> None:
+        """arity > 0: exactly that many words (name included); arity < 0: at least -arity.
+        `ordered`: a read that must see the effects of the connection's earlier commands."""
         self.handlers[name.upper()] = (handler, arity)
+        if ordered:
+            self.ordered.add(name.upper())
 
     def dispatch(self, client, args: list[bytes]):
         name = args[0].upper()

@@ -6,6 +6,10 @@ One `asyncio.Protocol` per connection. A command's handler returns a reply value
 are resolved in, and everything resolved in one event-loop turn goes out in one `write()` per
 connection. A handler may return `Takeover(factory)` to hand the connection to
 another protocol after `+OK` (peer links use this to switch from RESP to msgpack frames).
+
+Commands the table marks `ordered` (reads) are not run while an earlier command of the same
+connection is still unanswered: they wait in the queue and run once everything before them
+is answered, so a connection reads its own writes, as with Redis.
 """
 
 from __future__ import annotations
@@ -71,6 +75,15 @@ def _from_future(fut: asyncio.Future) -> Deferred:
     return deferred
 
 
+class _Parked:
+    """An ordered command waiting for the connection's earlier replies."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list[bytes]):
+        self.args = args
+
+
 @dataclass(frozen=True, slots=True)
 class Takeover:
     """Reply +OK, then give the transport to `factory(transport)` -> object with feed/lost."""
@@ -124,21 +137,17 @@ class _Connection(asyncio.Protocol):
         table = self.server.table
         client = self.client
         pending = self.pending
+        ordered = table.ordered
         for args in commands:
-            try:
-                reply = table.dispatch(client, args)
-            except Exception:  # a bug in a handler must not take the server down
-                log.exception("command %r failed", args[:1])
-                reply = Error("ERR internal error")
+            if pending and args[0].upper() in ordered:
+                pending.append(_Parked(args))
+                continue
+            reply = self._dispatch(args)
             if type(reply) is Takeover:
                 pending.append(encode(OK))
                 self.flush()
                 self.peer = reply.factory(self.transport)
                 return
-            if isinstance(reply, asyncio.Future):
-                self.futures.add(reply)
-                reply.add_done_callback(self.futures.discard)
-                reply = _from_future(reply)
             if type(reply) is Deferred:
                 if reply.done:
                     reply = reply.value
@@ -156,13 +165,33 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"".join(self.out))
             self.out.clear()
 
+    def _dispatch(self, args: list[bytes]):
+        try:
+            reply = self.server.table.dispatch(self.client, args)
+        except Exception:  # a bug in a handler must not take the server down
+            log.exception("command %r failed", args[:1])
+            return Error("ERR internal error")
+        if isinstance(reply, asyncio.Future):
+            self.futures.add(reply)
+            reply.add_done_callback(self.futures.discard)
+            reply = _from_future(reply)
+        return reply
+
     def _drain(self):
         pending = self.pending
         resp3 = self.client.resp3
         while pending:
             head = pending[0]
-            if type(head) is bytes:
+            kind = type(head)
+            if kind is bytes:
                 self.out.append(head)
+            elif kind is _Parked:
+                reply = self._dispatch(head.args)  # everything before it is answered now
+                if type(reply) is Deferred and not reply.done:
+                    reply.conn = self
+                    pending[0] = reply
+                    continue
+                self.out.append(encode(reply.value if type(reply) is Deferred else reply, resp3))
             elif head.done:
                 self.out.append(encode(head.value, resp3))
             else:
