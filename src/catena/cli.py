@@ -77,6 +77,25 @@ def cmd_up(args) -> int:
     return run_cluster(args.members, args.port, args.data_dir)
 
 
+def cmd_kv(args) -> int:
+    """catena get/set/del KEY [VALUE]: one call through the client library."""
+    from catena.client import Client, ClientError
+
+    try:
+        with Client(args.coordinator, timeout=args.timeout_ms / 1000) as client:
+            if args.command == "get":
+                value = client.get(args.key)
+                print("(nil)" if value is None else value.decode(errors="replace"))
+            elif args.command == "set":
+                print("OK" if client.set(args.key, args.value) else "(nil)")
+            else:
+                print(client.delete(*args.key))
+        return 0
+    except (ClientError, ValueError) as exc:
+        print(f"catena {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catena", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("CATENA_LOG_LEVEL", "INFO"))
@@ -108,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="print chains, members, roles, epochs")
     s.add_argument("--coordinator", default="127.0.0.1:6369")
     s.set_defaults(func=cmd_status)
+
+    for name, helptext in (("get", "print a key's value"), ("set", "set a key"), ("del", "delete keys")):
+        kv = sub.add_parser(name, help=helptext)
+        kv.add_argument("key", nargs="+" if name == "del" else None)
+        if name == "set":
+            kv.add_argument("value")
+        kv.add_argument("--coordinator", default="127.0.0.1:6369", help="host:port[,host:port…]")
+        kv.add_argument("--timeout-ms", type=int, default=5000)
+        kv.set_defaults(func=cmd_kv)
 
     try:
         from catena.membership.cli import add_parsers

@@ -1,0 +1,18 @@
+"""catena's client library: `Client` (blocking) and `AsyncClient` (asyncio), same API.
+
+    from catena.client import Client
+    with Client("127.0.0.1:6369") as c:
+        c.set("k", "v")
+        c.incr("n")
+        c.get("k")  # b"v"
+
+Writes go to the chain's head and carry request ids (a retry applies once); reads go to any
+member. Every call has a deadline (`timeout=5.0` s) after which it raises `Timeout`.
+"""
+
+from catena.client.aio import AsyncClient, AsyncPipeline
+from catena.client.errors import ClientError, ResponseError, Timeout, Unavailable
+from catena.client.sync import Client, Pipeline
+
+__all__ = ["Client", "AsyncClient", "Pipeline", "AsyncPipeline", "ClientError", "ResponseError", "Timeout",
+           "Unavailable"]

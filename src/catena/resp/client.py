@@ -49,6 +49,24 @@ class RespConnection:
             raise reply
         return reply
 
+    async def call_many(self, commands: list, timeout: float = 5.0) -> list:
+        """Pipeline: send all commands in one write, return their replies in order (error
+        replies as ReplyError objects, not raised)."""
+        self._writer.write(b"".join(encode_command(c) for c in commands))
+        replies = []
+        async with asyncio.timeout(timeout):
+            while len(replies) < len(commands):
+                while (reply := self._parser.gets()) is False:
+                    data = await self._reader.read(65536)
+                    if not data:
+                        raise ConnectionError("connection closed by the server")
+                    self._parser.feed(data)
+                replies.append(reply)
+        return replies
+
+    def close_nowait(self) -> None:
+        self._writer.close()
+
     async def close(self) -> None:
         self._writer.close()
         try:
