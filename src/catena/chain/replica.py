@@ -64,6 +64,7 @@ class Replica:
         self.succ_ready = False
         self.out_entries: list = []
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
+        self.handing_over = False  # the tail commits only what its caught-up learner acked
         # predecessor link
         self.pred: str | None = None
         self.pred_synced = False
@@ -90,6 +91,10 @@ class Replica:
 
     def is_tail(self) -> bool:
         return self.view is not None and self.view.tail == self.me
+
+    def commits_on_apply(self) -> bool:
+        """The tail commits what it applies, unless it is handing over to a caught-up learner."""
+        return self.is_tail() and not self.handing_over
 
     def is_head(self) -> bool:
         return self.view is not None and self.view.head == self.me
@@ -136,6 +141,7 @@ class Replica:
         self.succ = view.successor(self.me)
         self.succ_ready = False
         self.learner_acked = -1
+        self.handing_over = False
         self.out_entries.clear()
         if self.succ:
             fx.append(Send(self.succ, SyncRequest(self.epoch)))
@@ -145,7 +151,7 @@ class Replica:
         self.out_ack = None
         if self.pred:
             fx.append(self._sync(now))
-        if self.is_tail():
+        if self.commits_on_apply():
             self._commit_to(self.last_seq)
         if old is None or old.head != view.head:
             fx += self._reforward(now)
@@ -200,14 +206,14 @@ class Replica:
             return [self._answer(origin, token, op)]
         seq, reply = self._assign(op, rid, now_ms)
         self.waiting.setdefault(seq, []).append((origin, token, reply))
-        if self.is_tail():
+        if self.commits_on_apply():
             self._commit_to(seq)
         return []
 
     def _assign(self, op, rid, now_ms: int):
         """The head: give `op` the next seq under the current epoch and apply it."""
         seq = self.last_seq + 1
-        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.is_tail())
+        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.commits_on_apply())
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -228,7 +234,7 @@ class Replica:
         """CRAQ: committed data only; the tail's is always committed, others' when clean."""
         if not self.serving_reads():
             return False
-        if self.is_tail():
+        if self.commits_on_apply():
             return True
         if self.commit_seq < self.dirty_until:
             return False
@@ -332,7 +338,7 @@ class Replica:
     def _on_sync(self, sender, msg: Sync) -> list:
         """Our successor says where its history ends: resend from there, or send a snapshot."""
         point = (msg.last_epoch, msg.last_seq)
-        commit = self.last_seq if self.is_tail() else self.commit_seq
+        commit = self.last_seq if self.commits_on_apply() else self.commit_seq
         self.succ_ready = True
         self.out_entries.clear()
         if point == (self.last_epoch, self.last_seq) or self._holds(point):
@@ -355,7 +361,7 @@ class Replica:
         return window[seq - window[0][1]][0] == epoch
 
     def _on_append(self, sender, msg: Append, now: float) -> list:
-        tail = self.is_tail()
+        tail = self.commits_on_apply()
         fx = []
         for entry in msg.entries:
             seq = entry[1]
@@ -374,7 +380,7 @@ class Replica:
         self.pred_synced = True
         if first and self.barrier is not None:
             self.barrier = commit_seq
-        if self.is_tail():
+        if self.commits_on_apply():
             self._commit_to(self.last_seq)
         if self._learning():
             self.out_ack = self.last_seq  # a learner's ack reports progress, not commit
@@ -403,6 +409,10 @@ class Replica:
         view = self.view
         if view.learner == sender:
             self.learner_acked = msg.seq
+            if self.handing_over:
+                self._commit_to(msg.seq)
+            else:
+                self._maybe_hand_over()
             return []
         self._commit_to(msg.seq)
         return []
@@ -426,6 +436,7 @@ class Replica:
         return fx
 
     def on_timer(self, now: float) -> list:
+        self._maybe_hand_over()
         fx = []
         if self.pred and not self.pred_synced and now - self.sync_sent_at >= RETRY_S:
             fx.append(self._sync(now))
@@ -438,20 +449,31 @@ class Replica:
             now_ms = int(now * 1000)
             for key in self.state.expired_keys(now_ms, 64):
                 self._assign((PURGE, key), None, now_ms)
-            if self.is_tail():
+            if self.commits_on_apply():
                 self._commit_to(self.last_seq)
         return fx
 
     def learner_caught_up(self) -> bool:
         """The tail's word that its learner holds (nearly) all its history: the coordinator
-        polls this and then promotes the learner."""
+        polls this and then promotes the learner. From the first such ack on, the tail commits
+        only what the learner acked (`handing_over`), so the coordinator may act on this answer
+        at any later time."""
         view = self.view
+        return view is not None and view.learner is not None and self.is_tail() and self.handing_over
+
+    def _maybe_hand_over(self) -> None:
+        """Once the learner is close behind, put it in the commit path: from then on whatever
+        we acknowledge it holds, so nothing acknowledged is lost if we are removed (or fail)
+        before we learn of the view that makes it the tail."""
+        if self.handing_over or self.view is None or self.view.learner is None or not self.is_tail():
+            return
         # Only a tail synced with its predecessor under this epoch knows the chain's committed
         # prefix: until then the learner would inherit a commit point that misses acknowledged
         # writes (the barrier it gets from us is our commit_seq).
         synced = self.serving_reads() and (self.pred is None or self.pred_synced)
-        return (view is not None and view.learner is not None and self.is_tail() and self.succ_ready
-                and synced and self.learner_acked >= 0 and self.last_seq - self.learner_acked <= LEARNER_LAG)
+        if (self.succ_ready and synced and self.learner_acked >= 0
+                and self.last_seq - self.learner_acked <= LEARNER_LAG):
+            self.handing_over = True
 
     def next_deadline(self, now: float) -> float:
         return now + 0.1
@@ -488,7 +510,7 @@ class Replica:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
         if self.out_entries:
-            commit = self.last_seq if self.is_tail() else self.commit_seq
+            commit = self.last_seq if self.commits_on_apply() else self.commit_seq
             fx.append(Send(self.succ, Append(self.epoch, commit, tuple(self.out_entries))))
             self.out_entries = []
         if self.out_ack is not None:
