@@ -23,6 +23,34 @@ def _listen(value: str) -> str:
     return f"{host}:{int(port)}"
 
 
+class _BadAddress(argparse.ArgumentTypeError, ValueError):
+    """argparse shows its message; the settings file / environment path sees a ValueError."""
+
+
+def _store(value: str) -> str:
+    if value == "embedded":
+        return value
+    from catena.coordinator.discovery import AddressError, EtcdAddress, parse
+
+    try:
+        address = parse(value)
+    except AddressError as exc:
+        raise _BadAddress(str(exc)) from None
+    if not isinstance(address, EtcdAddress):
+        raise _BadAddress(f"expected 'embedded' or etcd://HOST:PORT[,HOST:PORT]/PREFIX, got {value!r}")
+    return value
+
+
+def _coordinator_address(value: str) -> str:
+    from catena.coordinator.discovery import AddressError, parse
+
+    try:
+        parse(value)
+    except AddressError as exc:
+        raise _BadAddress(str(exc)) from None
+    return value
+
+
 def _run_async(main) -> int:
     try:
         import uvloop
@@ -59,9 +87,12 @@ def cmd_member(args) -> int:
 
 
 def cmd_coordinator(args) -> int:
-    from catena.coordinator.service import embedded
+    from catena.coordinator.service import with_store
 
-    coord = embedded(args.listen, Path(args.data_dir), args.requirepass)
+    if args.store == "embedded" and args.data_dir is None:
+        raise CatenaError("coordinator: --data-dir is required with the embedded store")
+    coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
+                       args.cluster_id, args.lease_ttl_s, args.advertise)
     return _run_async(coord.run())
 
 
@@ -104,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("member", help="run a chain member (serves RESP)")
     m.add_argument("--listen", type=_listen, required=False, default=None, help="HOST:PORT")
     m.add_argument("--data-dir", default=None, help="where the log and snapshots live")
-    m.add_argument("--coordinator", default=None, help="coordinator address HOST:PORT")
+    m.add_argument("--coordinator", default=None, type=_coordinator_address,
+                   help="coordinators: HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
     m.add_argument("--requirepass", default=None, help="password clients must AUTH with")
     m.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
     m.add_argument("--secret", default=None, help="cluster secret for peer links")
@@ -112,11 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
-    c = sub.add_parser("coordinator", help="run the coordinator (embedded store)")
+    c = sub.add_parser("coordinator", help="run a coordinator (embedded store, or one of several on etcd)")
     c.add_argument("--listen", type=_listen, default=None)
-    c.add_argument("--data-dir", default=None)
+    c.add_argument("--data-dir", default=None, help="where the embedded store keeps its file")
+    c.add_argument("--store", default="embedded", type=_store,
+                   help="embedded (default: one coordinator) or etcd://HOST:PORT[,HOST:PORT]/PREFIX (several, one leads)")
+    c.add_argument("--lease-ttl-s", type=int, default=2,
+                   help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
+    c.add_argument("--advertise", type=_listen, default=None,
+                   help="etcd: the HOST:PORT published as the leader's address (default: --listen)")
+    c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None)
-    c.set_defaults(func=cmd_coordinator, required=("listen", "data_dir"))
+    c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")
     u.add_argument("--members", type=int, default=3)
@@ -125,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_up)
 
     s = sub.add_parser("status", help="print chains, members, roles, epochs")
-    s.add_argument("--coordinator", default="127.0.0.1:6369")
+    s.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
+                   help="HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
     s.set_defaults(func=cmd_status)
 
     for name, helptext in (("get", "print a key's value"), ("set", "set a key"), ("del", "delete keys")):

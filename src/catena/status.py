@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from catena.chain.node import parse_view
+from catena.coordinator.discovery import CoordinatorClient
+from catena.errors import CatenaError
 from catena.resp.client import ReplyError, call
 
 
@@ -13,8 +15,14 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-async def member_rows(coordinator: str) -> tuple[object, list[list[str]]]:
-    view = parse_view(await call(coordinator, b"MASTER.GET_VIEW", timeout=2.0))
+async def member_rows(coordinator: str | CoordinatorClient) -> tuple[object, list[list[str]]]:
+    """`coordinator`: an address in any form discovery accepts (the leader is found), or a client."""
+    client = coordinator if isinstance(coordinator, CoordinatorClient) else CoordinatorClient(coordinator)
+    try:
+        view = parse_view(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
+    finally:
+        if client is not coordinator:
+            await client.close()
     rows = [["MEMBER", "ROLE", "EPOCH", "LAST SEQ", "COMMITTED", "SENT LIST", "KEYS"]]
     addrs = list(view.members) + ([view.learner] if view.learner else [])
     for addr in addrs:
@@ -30,11 +38,15 @@ async def member_rows(coordinator: str) -> tuple[object, list[list[str]]]:
 
 
 async def print_status(coordinator: str) -> int:
+    client = CoordinatorClient(coordinator)
     try:
-        view, rows = await member_rows(coordinator)
-    except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
-        print(f"catena: cannot reach the coordinator at {coordinator}: {exc or type(exc).__name__}")
+        view, rows = await member_rows(client)
+    except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:
+        print(f"catena: cannot reach the coordinator leader at {coordinator}: {exc or type(exc).__name__}")
         return 1
-    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}")
+    finally:
+        await client.close()
+    shown = client.leader if client.leader and client.leader != coordinator else None
+    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}" + (f" (leader {shown})" if shown else ""))
     print(_table(rows))
     return 0

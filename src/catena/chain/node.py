@@ -19,9 +19,10 @@ from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import DurableLog
 from catena.chain.replica import REQ, Replica
 from catena.chain.state import KVState
+from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError
-from catena.resp.client import ReplyError, call
+from catena.resp.client import ReplyError
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
 from catena.resp.server import Deferred, RespServer, Takeover
@@ -41,6 +42,9 @@ class MemberNode:
         self.listen = listen
         self.data_dir = Path(data_dir)
         self.coordinator = coordinator
+        # Finds the coordinator leader: host:port[,host:port…] (followers redirect) or
+        # etcd://…/prefix (the leader key, watched). A bad address fails here, before serving.
+        self.discovery = CoordinatorClient(coordinator, on_change=self._leader_changed) if coordinator else None
         self.secret = secret
         self.log = DurableLog(self.data_dir / "log", fsync)
         self.replica = self._recover()
@@ -133,8 +137,8 @@ class MemberNode:
         host, port = self.listen.rsplit(":", 1)
         path = self.data_dir / "cluster_id"
         known = path.read_text().strip() if path.exists() else ""
-        reply = await call(self.coordinator, b"MASTER.REGISTER", host, port, self.incarnation, known or "",
-                           self.replica.epoch, timeout=2.0)
+        reply = await self.discovery.call(b"MASTER.REGISTER", host, port, self.incarnation, known or "",
+                                          self.replica.epoch, timeout=2.0)
         cluster_id = reply.decode() if isinstance(reply, bytes) else ""
         if cluster_id and not known:
             path.write_text(cluster_id + "\n")
@@ -216,25 +220,43 @@ class MemberNode:
             if self.log.size_bytes() >= SNAPSHOT_BYTES:
                 self._snapshot()
 
+    def _leader_changed(self, leader: str) -> None:
+        log.info("coordinator leader is %s", leader)
+        self._fetch.set()  # ask the new leader for the view now
+
     async def _coordinator_loop(self) -> None:
-        """Register with the coordinator, then keep our view current (push + poll)."""
+        """Register with the coordinator leader, then keep our view current (push + poll). While
+        no coordinator leads, keep serving with the view we have."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.discovery.watch())  # etcd addresses: follow the leader key
+                try:
+                    await self._poll_coordinator()
+                finally:
+                    await self.discovery.close()
+        except ExceptionGroup as group_exc:  # surface a refusal as itself (the process exits with it)
+            if len(group_exc.exceptions) == 1:
+                raise group_exc.exceptions[0] from None
+            raise
+
+    async def _poll_coordinator(self) -> None:
         registered = False
         while True:
             try:
                 if not registered:
                     await self._register()
                     registered = True
-                raw = await call(self.coordinator, b"MASTER.GET_VIEW", self.listen, timeout=2.0)
+                raw = await self.discovery.call(b"MASTER.GET_VIEW", self.listen, timeout=2.0)
                 if raw:
                     self._on_view(parse_view(raw))
                 if self._left_chain():
                     registered = False  # removed (e.g. after a pause): rejoin as a learner
             except ReplyError as exc:
                 if str(exc).startswith("ERR refused"):
-                    raise CatenaError(f"the coordinator {self.coordinator} refused this member: {exc}") from None
-                log.warning("coordinator %s: %s", self.coordinator, exc)
-            except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-                log.warning("coordinator %s unreachable: %s", self.coordinator, exc or type(exc).__name__)
+                    raise CatenaError(f"the coordinator {self.discovery.leader} refused this member: {exc}") from None
+                log.warning("coordinator %s: %s", self.discovery.leader or self.coordinator, exc)
+            except NoLeader as exc:
+                log.warning("%s; serving with the view of epoch %d meanwhile", exc, self.replica.epoch)
             try:
                 async with asyncio.timeout(VIEW_POLL_S):
                     await self._fetch.wait()

@@ -2,6 +2,13 @@
 store, and view pushes to members. Decisions are `Reconfig`'s; this file persists them before
 pushing (a view no store has seen never reaches a member) and retries pushes until each member
 has the newest view.
+
+Leader and follower: the store (`store.py`) decides who leads. A follower keeps the saved
+state in memory (warm standby) and answers leader-only commands with `-NOTLEADER host:port`
+(or `-TRYAGAIN` while no leader is known). All leader-only work (pushes, probes, learner
+watch, pending admin commands) runs in one TaskGroup that `step_down` cancels. Every change is
+decided and saved under one lock: the working state is rolled back to the saved one if the
+save fails, and views are pushed and answered from the saved state only.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ import uuid
 from pathlib import Path
 
 from catena.chain.node import view_words
+from catena.errors import CatenaError
+from catena.coordinator.discovery import notleader_error
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
-from catena.coordinator.store import ConfigStore, EmbeddedStore
+from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
 from catena.resp.client import ReplyError, RespConnection, call
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
@@ -37,20 +46,23 @@ def _addr(args) -> str:
 
 
 class Coordinator:
-    def __init__(self, listen: str, store: ConfigStore, password: str | None = None):
+    def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None):
         self.listen = listen
         self.store = store
-        saved = store.load()
-        self.reconfig = Reconfig(CoordinatorState.from_dict(saved) if saved else
-                                 CoordinatorState(cluster_id=uuid.uuid4().hex))
-        if not saved:
-            store.save(self.reconfig.state.to_dict())
+        self.cluster_id = cluster_id
+        self.saved = CoordinatorState(cluster_id=cluster_id or "")  # the state the store holds
+        self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))  # working copy
+        self.role = "follower"
         self.table = CommandTable(password, server_name="catena-coordinator")
         self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
+        self._lock = asyncio.Lock()  # one decision + save at a time
         self._pushed: dict[str, int] = {}  # member -> newest epoch it acknowledged
         self._push_wake: dict[str, asyncio.Event] = {}
-        self._group: asyncio.TaskGroup | None = None
+        self._main: asyncio.TaskGroup | None = None  # the process's tasks
+        self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
+        self._leading: asyncio.Task | None = None
+        self._stopping: asyncio.Task | None = None  # the last term's leader work, winding down
         self._watcher: asyncio.Task | None = None
         self.health = HealthCheck()
         self._probers: dict[str, asyncio.Task] = {}
@@ -59,13 +71,80 @@ class Coordinator:
             (b"MASTER.REGISTER", self._register, -3), (b"MASTER.GET_CHAIN", self._get_chain, -1),
             (b"MASTER.HEAD", self._head, -1), (b"MASTER.TAIL", self._tail, -1),
             (b"MASTER.GET_VIEW", self._get_view, -1),
-            (b"MASTER.STATUS", self._status, -1),
         ):
-            self.table.register(name, fn, arity)
+            self.table.register(name, self._leader_only(fn), arity)
+        self.table.register(b"MASTER.STATUS", self._status, -1)
+        self.table.register(b"MASTER.LEADER", self._leader, 1)
 
     @property
     def view(self) -> View:
-        return self.reconfig.view(0)
+        """The newest saved view (what members may be told)."""
+        return self.saved.views[0]
+
+    # -- leader / follower (called by the store) ---------------------------------------------------
+
+    def lead(self, fence: int, state: dict | None) -> None:
+        """We lead under `fence`, starting from `state` (the newest saved; None: a new store)."""
+        self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(
+            cluster_id=self.cluster_id or uuid.uuid4().hex)
+        self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
+        self.role = "leader"
+        self._leading = self._main.create_task(self._lead(state is None, self._leading or self._stopping))
+
+    def step_down(self, reason: str) -> None:
+        """Stop acting now: no admin command is answered as leader from here on; all leader-only
+        work is cancelled; the working state goes back to the saved one."""
+        if self.role != "leader":
+            return
+        self.role = "follower"
+        log.warning("no longer the leader (%s): cancelling leader work", reason)
+        if self._leading is not None:
+            self._leading.cancel()
+            self._stopping, self._leading = self._leading, None
+        self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
+
+    def follow(self, state: dict) -> None:
+        """A follower's warm copy of the saved state (from the store's watch)."""
+        if self.role == "leader":
+            return
+        self.saved = CoordinatorState.from_dict(state)
+        self.reconfig = Reconfig(CoordinatorState.from_dict(state))
+
+    def _acting(self) -> bool:
+        return self.role == "leader" and self._group is not None and self.store.leading()
+
+    def _not_leader(self) -> Error:
+        leader = self.store.leader
+        return Error(notleader_error(leader if leader != self.listen else None))
+
+    def _leader_only(self, fn):
+        def handler(client, args):
+            if not self._acting():
+                return self._not_leader()
+            return fn(client, args)
+        return handler
+
+    def _spawn(self, coro) -> asyncio.Future:
+        """Run an admin command's work as leader work (cancelled on step-down, not when the
+        client disconnects); the returned future is the client's reply."""
+        reply = asyncio.get_running_loop().create_future()
+
+        async def guarded():
+            try:
+                result = await coro
+            except NotLeader:
+                result = self._not_leader()
+            except asyncio.CancelledError:
+                if not reply.done():
+                    reply.set_result(self._not_leader())
+                raise
+            except (ValueError, CatenaError) as exc:
+                result = Error(f"ERR {exc}")
+            if not reply.done():
+                reply.set_result(result)
+
+        self._group.create_task(guarded())
+        return reply
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -76,20 +155,28 @@ class Coordinator:
         incarnation = args[3].decode() if len(args) > 3 else "0"
         cluster_id = args[4].decode() if len(args) > 4 else ""
         epoch = int(args[5]) if len(args) > 5 else 0
-        changed = self.reconfig.register(addr, incarnation, cluster_id=cluster_id, epoch=epoch)
-        if isinstance(changed, str):
-            log.warning("refused registration of %s: %s", addr, changed)
-            return Error(f"ERR refused: {addr} {changed}")
-        self._commit(changed)
-        return self.reconfig.state.cluster_id
+
+        async def work():
+            changed = await self._change(lambda r: r.register(addr, incarnation, cluster_id=cluster_id, epoch=epoch))
+            if isinstance(changed, str):
+                log.warning("refused registration of %s: %s", addr, changed)
+                return Error(f"ERR refused: {addr} {changed}")
+            return self.saved.cluster_id
+
+        return self._spawn(work())
 
     def _add(self, client, args):
         addr = _addr(args)
-        self.reconfig.state.retired.pop(addr, None)
-        self._commit(self.reconfig.add(addr))
-        if addr in self.view.members:
-            return OK
-        return asyncio.ensure_future(self._wait_member(addr))
+
+        def decide(r: Reconfig):
+            r.state.retired.pop(addr, None)
+            return r.add(addr)
+
+        async def work():
+            await self._change(decide)
+            return await self._wait_member(addr)
+
+        return self._spawn(work())
 
     async def _wait_member(self, addr: str):
         try:
@@ -102,11 +189,15 @@ class Coordinator:
 
     def _remove(self, client, args):
         addr = _addr(args)
-        state = self.reconfig.state
+        state = self.saved
         if addr not in self._watched() and addr not in state.queued and addr not in state.registry:
             return Error(f"ERR {addr} is not a member of the chain")
-        self._commit(self.reconfig.retire(addr), also=[addr])
-        return OK
+
+        async def work():
+            await self._change(lambda r: r.retire(addr), also=[addr])
+            return OK
+
+        return self._spawn(work())
 
     def _get_chain(self, client, args):
         return list(self.view.members)
@@ -121,17 +212,45 @@ class Coordinator:
         return view_words(self.view)
 
     def _status(self, client, args):
+        """Answered by every coordinator: a follower shows its warm copy of the saved state."""
         v = self.view
+        role = "leader" if self._acting() else "follower"
         return {"chain_id": v.chain_id, "epoch": v.epoch, "members": list(v.members), "learner": v.learner,
-                "queued": list(self.reconfig.state.queued), "fence": self.store.fence}
+                "queued": list(self.saved.queued), "fence": self.store.fence if role == "leader" else 0,
+                "role": role, "leader": self.listen if role == "leader" else self.store.leader,
+                "cluster_id": self.saved.cluster_id, "store": str(self.store)}
+
+    def _leader(self, client, args):
+        """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
+        return self.listen if self._acting() else self.store.leader
 
     # -- persisting and pushing views -----------------------------------------------------------
 
-    def _commit(self, changed: list[View], also: list[str] = ()) -> None:
-        """Persist first, then push to every member the view names (and to removed ones)."""
+    async def _change(self, decide, also: list[str] = ()):
+        """Decide (on the working state) and save, one change at a time, as the leader; then push
+        the views that changed. A failed save puts the working state back to the saved one and
+        raises (NotLeader: we lost the term; nothing was pushed)."""
+        async with self._lock:
+            if not self._acting():
+                raise NotLeader(self.store.leader)
+            changed = decide(self.reconfig)
+            if isinstance(changed, str):
+                return changed
+            new = self.reconfig.state.to_dict()
+            if new != self.saved.to_dict():
+                try:
+                    await self.store.save(new)
+                except BaseException:
+                    self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
+                    raise
+                self.saved = CoordinatorState.from_dict(new)
+            self._after_save(changed, also)
+            return changed
+
+    def _after_save(self, changed: list[View], also: list[str] = ()) -> None:
+        """Push to every member the view names (and to removed ones); probe and watch as needed."""
         if not changed:
             return
-        self.store.save(self.reconfig.state.to_dict())
         for view in changed:
             log.info("view epoch %d: members=%s learner=%s", view.epoch, ",".join(view.members), view.learner)
         targets = set(self.view.members) | set(also) | ({self.view.learner} - {None})
@@ -179,7 +298,7 @@ class Coordinator:
                 raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0)
                 status = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
                 if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
-                    self._commit(self.reconfig.caught_up(view.epoch, view.learner))
+                    await self._change(lambda r: r.caught_up(view.epoch, view.learner))
                     continue
             except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                 log.debug("learner progress from %s: %s", view.tail, exc)
@@ -208,14 +327,14 @@ class Coordinator:
                         await conn.close()
                         conn = None
                 if health.result(addr, ok) and addr in self._watched():
-                    changed = self.reconfig.fail(addr)
+                    changed = await self._change(lambda r: r.fail(addr) if addr in self._watched() else [],
+                                                 also=[addr])
                     if not changed:
                         log.warning("member %s failed %d probes in a row, but it is the last member of its "
                                     "chain: keeping it; the chain waits for it", addr, health.misses_to_fail)
                         continue
                     log.warning("member %s failed %d probes in a row: removed it from the chain",
                                 addr, health.misses_to_fail)
-                    self._commit(changed, also=[addr])
                     break
                 await asyncio.sleep(max(0.0, health.interval_s - (time.monotonic() - started)))
         finally:
@@ -224,27 +343,72 @@ class Coordinator:
             if conn is not None:
                 await conn.close()
 
+    async def _lead(self, initialize: bool, previous: asyncio.Task | None) -> None:
+        """All leader-only work, in one TaskGroup: cancelled as a whole by `step_down`. A new
+        leader first finishes what its predecessor left half done: it pushes the saved view to
+        every member (idempotent: members ignore an epoch they have), probes them, and resumes
+        watching an add in progress (the learner in the view; queued adds follow it)."""
+        if previous is not None and not previous.done():
+            previous.cancel()
+            await asyncio.wait({previous})  # the last term's tasks are gone before this one starts
+        self._pushed, self._push_wake, self._probers, self._watcher = {}, {}, {}, None
+        self.health = HealthCheck()
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                if initialize:
+                    async with self._lock:
+                        await self.store.save(self.saved.to_dict())
+                view = self.view
+                log.info("leading: epoch %d, chain %s%s", view.epoch, ",".join(view.members) or "(empty)",
+                         f", finishing the add of {view.learner}" if view.learner else "")
+                for addr in set(view.members) | ({view.learner} - {None}):
+                    self._ensure_pusher(addr).set()
+                for addr in self._watched():
+                    self._probers[addr] = group.create_task(self._probe(addr))
+                if view.learner:  # an add that was under way when the last leader stopped
+                    self._watcher = group.create_task(self._watch_learner())
+                self._changed.set()
+                self._changed = asyncio.Event()
+                await asyncio.Future()
+        except* NotLeader:
+            pass  # the store steps us down (it already has, or will at its next check)
+        finally:
+            self._group = None
+
     async def run(self, started: asyncio.Event | None = None) -> None:
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
-            self._group = group
+            self._main = group
             await self.server.start(host, int(port))
-            log.info("coordinator listening on %s, epoch %d, chain %s", self.listen, self.view.epoch,
-                     ",".join(self.view.members) or "(empty)")
+            log.info("coordinator listening on %s, store %s", self.listen, self.store)
             if started is not None:
                 started.set()
-            for addr in set(self.view.members) | ({self.view.learner} - {None}):
-                self._ensure_pusher(addr).set()
-            for addr in self._watched():
-                self._probers[addr] = group.create_task(self._probe(addr))
-            if self.view.learner:  # an add that was under way when we stopped
-                self._watcher = group.create_task(self._watch_learner())
             try:
-                await asyncio.Future()
+                # Only now may we lead: the address we publish answers.
+                await self.store.run(self)
             finally:
+                self.step_down("shutting down")
                 await self.server.close()
 
 
-def embedded(listen: str, data_dir: Path, password: str | None = None) -> Coordinator:
-    return Coordinator(listen, EmbeddedStore(data_dir), password)
+def embedded(listen: str, data_dir: Path, password: str | None = None, cluster_id: str | None = None) -> Coordinator:
+    return Coordinator(listen, EmbeddedStore(data_dir, listen, cluster_id), password, cluster_id)
 
+
+def with_store(listen: str, store: str, data_dir: Path | None = None, password: str | None = None,
+               cluster_id: str | None = None, lease_ttl_s: int = 2, advertise: str | None = None) -> Coordinator:
+    """`store`: "embedded" (needs `data_dir`) or `etcd://host:port[,host:port]/prefix`."""
+    from catena.coordinator.discovery import EtcdAddress, parse
+
+    if store == "embedded":
+        if data_dir is None:
+            raise CatenaError("the embedded store needs --data-dir")
+        return embedded(listen, data_dir, password, cluster_id)
+    address = parse(store)
+    if not isinstance(address, EtcdAddress):
+        raise CatenaError(f"--store {store!r}: expected 'embedded' or etcd://host:port[,host:port]/prefix")
+    from catena.coordinator.etcd_store import EtcdStore
+
+    return Coordinator(listen, EtcdStore(address, advertise or listen, lease_ttl_s, cluster_id), password,
+                       cluster_id)

@@ -1,0 +1,223 @@
+"""Finding the coordinator leader, for members, clients and the CLI.
+
+Two address forms (DESIGN.md section 5):
+
+- `host:port[,host:port…]`: the coordinators themselves. Ask any; a coordinator that does not
+  lead answers a leader-only command with `-NOTLEADER host:port` (the leader's address) or, while
+  no leader is known, `-TRYAGAIN …`. A single address of a coordinator with the embedded store
+  is the common case: it always leads.
+- `etcd://host:port[,host:port…]/prefix`: the etcd cluster the coordinators share. The leader's
+  address is the value of `<prefix>/leader`; it is read once and then watched.
+
+`parse()` rejects anything else at once, naming the input and what it expected; a call that
+finds no leader within its deadline fails with every address it tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+from catena.errors import CatenaError
+from catena.resp.client import ReplyError, call
+
+log = logging.getLogger(__name__)
+
+NOTLEADER = "NOTLEADER"
+TRYAGAIN = "TRYAGAIN"
+MAX_REDIRECTS = 4
+EXPECTED = "expected host:port[,host:port...] or etcd://host:port[,host:port...]/prefix"
+
+
+class AddressError(CatenaError, ValueError):
+    """A coordinator address that cannot be used."""
+
+
+class NoLeader(CatenaError):
+    """No coordinator leader answered before the deadline."""
+
+
+@dataclass(frozen=True)
+class StaticAddress:
+    addrs: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return ",".join(self.addrs)
+
+
+@dataclass(frozen=True)
+class EtcdAddress:
+    endpoints: tuple[str, ...]
+    prefix: str  # "/a/b": no trailing slash
+
+    @property
+    def leader_key(self) -> bytes:
+        return f"{self.prefix}/leader".encode()
+
+    @property
+    def state_key(self) -> bytes:
+        return f"{self.prefix}/state".encode()
+
+    @property
+    def range_prefix(self) -> bytes:
+        return f"{self.prefix}/".encode()
+
+    def __str__(self) -> str:
+        return f"etcd://{','.join(self.endpoints)}{self.prefix}"
+
+
+def _host_port(text: str, whole: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/ "):
+        raise AddressError(f"bad coordinator address {whole!r}: {text.strip()!r} is not host:port ({EXPECTED})")
+    return f"{host}:{int(port)}"
+
+
+def parse(text: str) -> StaticAddress | EtcdAddress:
+    """`host:port,…` or `etcd://host:port,…/prefix`; AddressError for anything else."""
+    if not isinstance(text, str) or not text.strip():
+        raise AddressError(f"empty coordinator address ({EXPECTED})")
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return StaticAddress(tuple(_host_port(part, text) for part in text.split(",")))
+    if scheme.lower() != "etcd":
+        raise AddressError(f"bad coordinator address {text!r}: unknown scheme {scheme + '://'!r} ({EXPECTED})")
+    hosts, slash, prefix = rest.partition("/")
+    prefix = "/" + prefix.strip("/")
+    if not slash or prefix == "/":
+        raise AddressError(f"bad coordinator address {text!r}: an etcd address needs a key prefix, "
+                           "e.g. etcd://127.0.0.1:2379/catena/prod")
+    if not hosts:
+        raise AddressError(f"bad coordinator address {text!r}: no etcd endpoint ({EXPECTED})")
+    return EtcdAddress(tuple(_host_port(part, text) for part in hosts.split(",")), prefix)
+
+
+def notleader_error(leader: str | None) -> str:
+    """The error a coordinator that does not lead answers with (without the leading '-')."""
+    if leader:
+        return f"{NOTLEADER} {leader}"
+    return f"{TRYAGAIN} no coordinator leads right now (election in progress); retry"
+
+
+def redirect_of(message: str) -> tuple[bool, str | None]:
+    """(is a redirect, leader address or None) for an error reply's text."""
+    words = message.split()
+    if words and words[0] == NOTLEADER:
+        return True, words[1] if len(words) > 1 else None
+    if words and words[0] == TRYAGAIN:
+        return True, None
+    return False, None
+
+
+class CoordinatorClient:
+    """Calls the coordinator leader, wherever it is. One instance per process; `call` is safe to
+    use from several tasks. For etcd addresses, `watch()` (run it in the owner's TaskGroup)
+    keeps the leader's address current and calls `on_change` when it changes."""
+
+    def __init__(self, address: str | StaticAddress | EtcdAddress, on_change=None, rng: random.Random | None = None):
+        self.address = parse(address) if isinstance(address, str) else address
+        self.on_change = on_change
+        self.leader: str | None = None  # best guess of the leader's address
+        self._rng = rng or random.Random()
+        self._etcd = None  # EtcdConnection, for etcd addresses
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+    async def close(self) -> None:
+        if self._etcd is not None:
+            await self._etcd.close()
+
+    def _set_leader(self, addr: str | None) -> None:
+        if addr != self.leader:
+            self.leader = addr
+            if addr and self.on_change is not None:
+                self.on_change(addr)
+
+    async def _etcd_leader(self, timeout: float) -> str | None:
+        from catena.coordinator.etcd_store import EtcdConnection
+
+        if self._etcd is None:
+            self._etcd = EtcdConnection(self.address.endpoints, op_timeout=timeout)
+        kv = await self._etcd.run(lambda c: c.get(self.address.leader_key), "read the leader key",
+                                  timeout=timeout)
+        return kv.value.decode() if kv is not None else None
+
+    async def call(self, *args, timeout: float = 2.0):
+        """Send one command to the leader; follow redirects; try the other addresses on
+        connection errors. Raises NoLeader (naming what was tried) when the deadline passes,
+        ReplyError for the leader's own error replies."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tried: list[str] = []
+        problems: list[str] = []
+        static = self.address.addrs if isinstance(self.address, StaticAddress) else ()
+        order = list(static)
+        self._rng.shuffle(order) if len(order) > 1 else None
+        redirects = 0
+        pause = 0.02
+        while (left := deadline - loop.time()) > 0:
+            target = self.leader
+            if target is None:
+                if static:
+                    target = order[len(tried) % len(order)]
+                else:
+                    try:
+                        target = await self._etcd_leader(min(left, 1.0))
+                    except CatenaError as exc:
+                        problems.append(str(exc))
+                        target = None
+                    if target is None:
+                        problems.append(f"no leader key {self.address.leader_key.decode()} in etcd")
+                        await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+                        pause = min(pause * 2, 0.5)
+                        continue
+                    self._set_leader(target)
+            tried.append(target)
+            try:
+                reply = await call(target, *args, timeout=max(0.05, min(left, 2.0)))
+                self._set_leader(target)
+                return reply
+            except ReplyError as exc:
+                is_redirect, leader = redirect_of(str(exc))
+                if not is_redirect:
+                    raise
+                problems.append(f"{target}: {exc}")
+                if leader and leader != target and redirects < MAX_REDIRECTS:
+                    redirects += 1
+                    self._set_leader(leader)
+                    continue
+                self.leader = None
+            except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                problems.append(f"{target}: {exc or type(exc).__name__}")
+                self.leader = None
+            redirects = 0
+            if static and len(tried) % len(order) != 0:
+                continue  # try the next address before pausing
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, 0.5)
+        seen = ", ".join(dict.fromkeys(tried)) or "nothing"
+        last = "; ".join(problems[-3:]) or "no answer"
+        raise NoLeader(f"no coordinator leader answered within {timeout:g} s at {self.address} "
+                       f"(tried {seen}; last: {last})")
+
+    async def watch(self) -> None:
+        """For etcd addresses: follow the leader key (read, then watch from the next revision,
+        resumed after a reconnect). Returns at once for host:port lists."""
+        if not isinstance(self.address, EtcdAddress):
+            return
+        from catena.coordinator.etcd_store import EtcdConnection, watch_prefix
+
+        if self._etcd is None:
+            self._etcd = EtcdConnection(self.address.endpoints)
+        key = self.address.leader_key
+        async for kind, kv, _rev in watch_prefix(self._etcd, key, exact=True):
+            if kind == "snapshot":
+                self._set_leader(kv[key].value.decode() if key in kv else None)
+            elif kind == "put":
+                self._set_leader(kv.value.decode())
+            elif kind == "delete":
+                self.leader = None

@@ -1,0 +1,425 @@
+"""The etcd config store (shell): several coordinators on one key prefix, one fenced leader.
+
+Keys under the prefix (docs/protocol.md, "Coordinator discovery and etcd layout"):
+
+- `<prefix>/leader`: the leader's RESP address `host:port`, attached to its lease. Created only
+  by a create-if-absent transaction; its create revision is the leader's **fence**.
+- `<prefix>/state`: the coordinator state as JSON (`schema`, the writer's `fence`, views,
+  registry, queued adds, retired members, cluster id). Written only by a transaction that
+  compares the leader key's create revision with the writer's fence.
+
+Followers read both keys and then watch the prefix (resumed from the last revision + 1 after a
+reconnect), so they hold the full state in memory and take over without reloading; the
+campaign transaction reads the state in the same transaction that creates the leader key, so a
+new leader starts from exactly the state its predecessor last wrote. Election decisions are
+the pure `election.Election`'s; this file executes them.
+
+etcd trouble (unreachable, restarted, changing its own leader) is logged as etcd's, retried with
+exponential backoff and jitter up to a bounded maximum, and moves to the next endpoint; every
+call has a deadline. The leader stops acting at its local deadline when renewals fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+
+from catena.coordinator.discovery import EtcdAddress
+from catena.coordinator.election import Backoff, Campaign, Election, Lead, Renew, Revoke, StepDown
+from catena.coordinator.store import SCHEMA, NotLeader, check_state
+from catena.errors import CatenaError
+
+log = logging.getLogger(__name__)
+
+OP_TIMEOUT_S = 2.0
+FOLLOWER_POLL_S = 1.0  # a follower also reads the leader key this often (a watch can go quiet)
+GRPC_OPTIONS = {
+    # Short reconnect backoff: gRPC's default grows to 120 s, the failover stall Mooncake hit.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # Find a dead connection (etcd refuses pings more often than every 5 s by default).
+    "grpc.keepalive_time_ms": 5000,
+    "grpc.keepalive_timeout_ms": 2000,
+    "grpc.keepalive_permit_without_calls": 1,
+}
+
+
+_POLL = object()  # timer task: read the leader key now
+
+
+class EtcdUnavailable(CatenaError):
+    """etcd did not answer (unreachable, restarting, no quorum, or too slow)."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class EtcdConnection:
+    """An aetcd client on one of several endpoints; after a failed call the next call goes to
+    the next endpoint (on a fresh channel). Every call has a deadline."""
+
+    def __init__(self, endpoints, op_timeout: float = OP_TIMEOUT_S):
+        self.endpoints = list(endpoints)
+        self.op_timeout = op_timeout
+        self._i = 0
+        self._client = None
+        self._gen = 0  # bumped on each rotation; a late failure of an old channel rotates nothing
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._i % len(self.endpoints)]
+
+    async def client(self):
+        import aetcd
+
+        if self._client is None:
+            host, port = self.endpoint.rsplit(":", 1)
+            self._client = aetcd.Client(host, int(port), timeout=self.op_timeout, options=GRPC_OPTIONS)
+        await self._client.connect()
+        return self._client
+
+    async def run(self, fn, what: str, timeout: float | None = None):
+        """`await fn(client)` within the deadline; EtcdUnavailable (naming the endpoint and what
+        we were doing) on any failure, after switching to the next endpoint."""
+        import aetcd
+
+        gen, endpoint = self._gen, self.endpoint
+        try:
+            async with asyncio.timeout(self.op_timeout if timeout is None else max(0.01, timeout)):
+                return await fn(await self.client())
+        except (aetcd.ClientError, OSError, TimeoutError, ValueError, RuntimeError) as exc:
+            # etcd's own answers (e.g. "lease not found") leave the channel alone; anything that
+            # looks like a connection problem moves to the next endpoint.
+            if not isinstance(exc, aetcd.ClientError) or isinstance(exc, (
+                    aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError,
+                    aetcd.exceptions.InternalError)) or type(exc) is aetcd.ClientError and "etcdserver" not in str(exc):
+                await self.rotate(gen)
+            raise EtcdUnavailable(f"etcd at {endpoint} could not {what}: {_describe(exc)}") from None
+
+    async def rotate(self, gen: int | None = None) -> None:
+        if gen is not None and gen != self._gen:
+            return
+        self._gen += 1
+        self._i += 1
+        old, self._client = self._client, None
+        if old is not None:
+            try:
+                async with asyncio.timeout(1.0):
+                    await old.close()
+            except Exception as exc:  # noqa: BLE001 - a broken channel may fail to close; it is dropped
+                log.debug("closing etcd channel: %s", _describe(exc))
+
+    async def close(self) -> None:
+        await self.rotate()
+
+
+def _range_end(key: bytes, exact: bool) -> bytes:
+    if exact:
+        return key + b"\0"
+    from aetcd.utils import prefix_range_end
+
+    return prefix_range_end(key)
+
+
+async def watch_prefix(conn: EtcdConnection, key: bytes, exact: bool = False, rng: random.Random | None = None):
+    """Follow a key (exact) or a prefix for ever: yields ("snapshot", {key: kv}, revision) first,
+    then ("put" | "delete", kv, revision) for each change. After a broken stream it resumes from
+    the last revision + 1; if etcd compacted past it, it yields a fresh snapshot."""
+    backoff = Backoff(rng or random.Random())
+    end = _range_end(key, exact)
+    rev = None
+    while True:
+        try:
+            if rev is None:
+                got = await conn.run(lambda c: c.get_range(key, end), f"read {key.decode()}")
+                rev = got.header.revision
+                yield "snapshot", {kv.key: kv for kv in got}, rev
+            watch = await conn.run(lambda c: c.watch(key, range_end=end, start_revision=rev + 1),
+                                   f"watch {key.decode()} from revision {rev + 1}")
+            backoff.reset()
+            async for ev in watch:
+                rev = max(rev, ev.kv.mod_revision)
+                yield ("put" if ev.kind == "PUT" else "delete"), ev.kv, rev
+            log.warning("etcd at %s: the watch on %s ended; resuming from revision %d", conn.endpoint, key.decode(),
+                        rev + 1)
+        except EtcdUnavailable as exc:
+            log.warning("%s; retrying", exc)
+        except Exception as exc:  # noqa: BLE001 - aetcd raises its errors out of the watch iterator
+            import aetcd
+
+            if isinstance(exc, aetcd.exceptions.RevisionCompactedError):
+                log.warning("etcd compacted past revision %d of %s: reading it again", rev + 1, key.decode())
+                rev = None
+            elif isinstance(exc, aetcd.ClientError):
+                log.warning("etcd at %s: the watch on %s broke (%s); resuming from revision %s", conn.endpoint,
+                            key.decode(), _describe(exc), "start" if rev is None else rev + 1)
+                await conn.rotate()
+            else:
+                raise
+        await asyncio.sleep(backoff.next())
+
+
+class EtcdStore:
+    """The coordinator's store and election on etcd (see the module docstring). The coordinator
+    calls `run(coordinator)` once its listener is up; `save(state)` is fenced; `leading()` says
+    whether it may act right now."""
+
+    def __init__(self, address: EtcdAddress, advertise: str, lease_ttl_s: int = 2, cluster_id: str | None = None,
+                 rng: random.Random | None = None):
+        self.address = address
+        self.advertise = advertise
+        self.lease_ttl_s = max(1, int(lease_ttl_s))
+        self.cluster_id = cluster_id
+        self.rng = rng or random.Random()
+        self.conn = EtcdConnection(address.endpoints)
+        self.election = Election(advertise, self.rng)
+        self.coordinator = None
+        self._wake = asyncio.Event()
+        self._pending: list = []  # effects for the timer task, in order
+        self._campaign_state: dict | None = None
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+    # -- what the coordinator asks --------------------------------------------------------------
+
+    @property
+    def fence(self) -> int:
+        return self.election.fence
+
+    @property
+    def leader(self) -> str | None:
+        return self.election.leader
+
+    def leading(self) -> bool:
+        return self.election.leading(time.monotonic())
+
+    async def save(self, state: dict) -> None:
+        """Write the state under our fence; retried while etcd does not answer, until our local
+        deadline. Raises NotLeader when we do not (or no longer) lead."""
+        el = self.election
+        fence = el.fence
+        payload = json.dumps({"schema": SCHEMA, "fence": fence, **state}).encode()
+        backoff = Backoff(self.rng)
+        key, lkey = self.address.state_key, self.address.leader_key
+
+        async def txn(c):
+            t = c.transactions
+            return await c.transaction(compare=[t.create(lkey) == fence], success=[t.put(key, payload)],
+                                       failure=[t.get(lkey)])
+
+        while True:
+            now = time.monotonic()
+            if not el.leading(now) or el.fence != fence:
+                raise NotLeader(el.leader)
+            try:
+                ok, responses = await self.conn.run(txn, "write the coordinator state", timeout=el.deadline - now)
+            except EtcdUnavailable as exc:
+                log.warning("%s; retrying until the lease deadline", exc)
+                await asyncio.sleep(min(backoff.next(), max(0.0, el.deadline - time.monotonic())))
+                continue
+            if ok:
+                return
+            holder = responses[0][0][0].decode() if responses and responses[0] else None
+            self._apply(el.on_fenced(fence, time.monotonic()))
+            raise NotLeader(holder if holder != self.advertise else None)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self, coordinator) -> None:
+        """Check the prefix, then follow, campaign and lead for ever (cancel to stop; a leader
+        gives its lease back on the way out)."""
+        self.coordinator = coordinator
+        await self._check_prefix()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._watch())
+                group.create_task(self._timer())
+        finally:
+            # Shutting down: stop leading and give the lease back so a standby takes over now.
+            lease = self.election.lease_id
+            if self.election.on_stop():
+                self.coordinator.step_down("shutting down")
+                await self._revoke(lease)
+            await self.conn.close()
+
+    async def _check_prefix(self) -> None:
+        """Refuse a prefix that holds something other than catena's keys, or a state of another
+        cluster or an unknown schema. Retries (with a plain log line) while etcd is unreachable."""
+        backoff = Backoff(self.rng, max_s=2.0)
+        while True:
+            try:
+                got = await self.conn.run(lambda c: c.get_prefix(self.address.range_prefix),
+                                          f"read the prefix {self.address.prefix}")
+                break
+            except EtcdUnavailable as exc:
+                log.warning("%s; retrying (the coordinator needs etcd to start)", exc)
+                await asyncio.sleep(backoff.next())
+        known = {self.address.leader_key, self.address.state_key}
+        foreign = sorted(kv.key.decode(errors="replace") for kv in got if kv.key not in known)
+        if foreign:
+            raise CatenaError(f"the etcd prefix {self.address.prefix} holds keys catena does not write "
+                              f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}): it belongs to something "
+                              "else; refusing to start. Give the coordinators a prefix of their own")
+        for kv in got:
+            if kv.key == self.address.state_key:
+                self._decode(kv.value)
+        log.info("etcd store %s: %s", self.address, "existing state" if any(kv.key == self.address.state_key
+                                                                              for kv in got) else "empty prefix")
+
+    def _decode(self, raw: bytes) -> dict:
+        try:
+            state = json.loads(raw)
+        except ValueError:
+            raise CatenaError(f"{self.address.state_key.decode()} in etcd is not catena state (not JSON); "
+                              "refusing to use this prefix") from None
+        check_state(state, f"{self.address.state_key.decode()} in etcd", self.cluster_id)
+        return state
+
+    async def _watch(self) -> None:
+        lkey, skey = self.address.leader_key, self.address.state_key
+        async for kind, kv, _rev in watch_prefix(self.conn, self.address.range_prefix, rng=self.rng):
+            now = time.monotonic()
+            if kind == "snapshot":
+                if skey in kv:
+                    self._follow_state(self._decode(kv[skey].value))
+                leader = kv.get(lkey)
+                self._apply(self.election.on_leader_key(leader.value.decode() if leader else None,
+                                                        leader.create_revision if leader else 0,
+                                                        leader.lease if leader else 0, now))
+            elif kv.key == lkey:
+                if kind == "put":
+                    self._apply(self.election.on_leader_key(kv.value.decode(), kv.create_revision, kv.lease, now))
+                else:
+                    self._apply(self.election.on_leader_key(None, 0, 0, now))
+            elif kv.key == skey and kind == "put":
+                self._follow_state(self._decode(kv.value))
+            self._wake.set()
+
+    def _follow_state(self, state: dict) -> None:
+        """Followers keep the newest state in memory (warm standby); the leader's own writes come
+        back here too and are ignored (its memory is ahead or equal)."""
+        if self.election.role != "leader":
+            self.coordinator.follow(state)
+
+    def _apply(self, effects: list) -> None:
+        """Effects that must happen now (start or stop leading) are executed here, synchronously;
+        the ones that talk to etcd are queued for the timer task, which runs them in order."""
+        for fx in effects:
+            if isinstance(fx, Lead):
+                state, self._campaign_state = self._campaign_state, None
+                log.info("leading under fence %d (lease %x, ttl %g s) as %s", fx.fence, self.election.lease_id,
+                         self.election.ttl, self.advertise)
+                self.coordinator.lead(fx.fence, state)
+            elif isinstance(fx, StepDown):
+                log.warning("stepping down: %s", fx.reason)
+                self.coordinator.step_down(fx.reason)
+                self._pending += [Revoke(fx.lease_id), _POLL]
+            else:
+                self._pending.append(fx)
+        if self._pending:
+            self._wake.set()
+
+    async def _timer(self) -> None:
+        el = self.election
+        while True:
+            while self._pending:
+                fx = self._pending.pop(0)
+                if isinstance(fx, Campaign):
+                    await self._campaign()
+                elif isinstance(fx, Renew):
+                    await self._renew(fx.lease_id)
+                elif isinstance(fx, Revoke):
+                    await self._revoke(fx.lease_id)
+                elif fx is _POLL:
+                    await self._poll_leader_key()
+            now = time.monotonic()
+            due = el.next_deadline()
+            if due is not None and now >= due:
+                self._apply(el.on_timer(now))
+                continue
+            wait = FOLLOWER_POLL_S if due is None else min(due - now, FOLLOWER_POLL_S)
+            self._wake.clear()
+            if self._pending:
+                continue
+            try:
+                async with asyncio.timeout(max(0.0, wait)):
+                    await self._wake.wait()
+            except TimeoutError:
+                if el.role == "follower" and el.next_deadline() is None:
+                    self._pending.append(_POLL)
+
+    async def _poll_leader_key(self) -> None:
+        try:
+            kv = await self.conn.run(lambda c: c.get(self.address.leader_key), "read the leader key",
+                                     timeout=1.0)
+        except EtcdUnavailable as exc:
+            log.warning("%s (following; will retry)", exc)
+            return
+        self._apply(self.election.on_leader_key(kv.value.decode() if kv else None, kv.create_revision if kv else 0,
+                                                kv.lease if kv else 0, time.monotonic()))
+
+    async def _campaign(self) -> None:
+        el, lkey, skey = self.election, self.address.leader_key, self.address.state_key
+        sent_at = time.monotonic()
+        lease_id = 0
+        try:
+            lease = await self.conn.run(lambda c: c.lease(self.lease_ttl_s), "grant a lease")
+            lease_id, ttl = lease.id, float(lease.ttl)
+            if ttl > self.lease_ttl_s:
+                log.info("etcd granted a %g s lease (asked %d s): its minimum follows its election timeout",
+                         ttl, self.lease_ttl_s)
+
+            async def txn(c):
+                t = c.transactions
+                return await c.transaction(compare=[t.create(lkey) == 0],
+                                           success=[t.put(lkey, self.advertise.encode(), lease=lease_id), t.get(skey)],
+                                           failure=[t.get(lkey)])
+
+            ok, responses = await self.conn.run(txn, "run the leader campaign")
+        except EtcdUnavailable as exc:
+            log.warning("%s; campaigning again after a backoff", exc)
+            if lease_id:
+                await self._revoke(lease_id)
+            self._apply(el.on_campaign_failed(time.monotonic()))
+            return
+        now = time.monotonic()
+        if ok:
+            fence = responses[0].response_put.header.revision
+            got = responses[1]
+            self._campaign_state = self._decode(got[0][0]) if got else None
+            self._apply(el.on_campaign_result(True, fence, lease_id, ttl, sent_at, now))
+        else:
+            got = responses[0]
+            holder, fence = (got[0][0].decode(), got[0][1].create_revision) if got else (None, 0)
+            self._apply(el.on_campaign_result(False, fence, lease_id, ttl, sent_at, now, holder))
+
+    async def _renew(self, lease_id: int) -> None:
+        el = self.election
+        sent_at = time.monotonic()
+        try:
+            reply = await self.conn.run(lambda c: c.refresh_lease(lease_id), "renew the leader lease",
+                                        timeout=min(el.deadline - sent_at, max(0.2, el.ttl / 3)))
+        except EtcdUnavailable as exc:
+            log.warning("%s; the leader acts until its local deadline (%.2f s from now)", exc,
+                        el.deadline - time.monotonic())
+            self._apply(el.on_renew_failed(lease_id, time.monotonic()))
+            return
+        ttl_left = reply.TTL if reply is not None else 0
+        self._apply(el.on_renewed(lease_id, sent_at, ttl_left, time.monotonic()))
+
+    async def _revoke(self, lease_id: int) -> None:
+        if not lease_id:
+            return
+        try:
+            await self.conn.run(lambda c: c.revoke_lease(lease_id), f"revoke lease {lease_id:x}", timeout=1.0)
+        except EtcdUnavailable as exc:
+            log.info("%s (it expires by itself)", exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. the lease is already gone
+            log.debug("revoke lease %x: %s", lease_id, _describe(exc))
