@@ -103,6 +103,41 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
+def _listen_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP `port` (from /proc/net/tcp)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself holds the listening socket of `port` (not some other
+    process that happens to use the port). True where /proc cannot tell."""
+    if not Path("/proc/net/tcp").exists():
+        return True
+    inodes = _listen_inodes(port)
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 def addr_of(port: int) -> str:
     return f"{HOST}:{port}"
 
@@ -260,7 +295,10 @@ class Cluster:
             if proc is not None and not proc.alive:
                 raise AssertionError(f"{proc.name} exited with status {proc.popen.returncode}:\n{proc.log_tail()}")
             with socket.create_connection((HOST, port_of(addr)), timeout=1.0):
-                return True
+                pass
+            if proc is not None and not listens(proc.pid, port_of(addr)):
+                raise AssertionError(f"{addr} is served by another process than {proc.name} (pid {proc.pid})")
+            return True
 
         wait_until(up, timeout, f"{addr} to listen")
 
@@ -337,10 +375,18 @@ class Cluster:
         reply = self.admin("MASTER.ADD", host, port, timeout=timeout)
         assert reply in ("OK", True), reply
 
-    def remove(self, addr: str) -> None:
+    def remove(self, addr: str, missing_ok: bool = False) -> bool:
+        """MASTER.REMOVE. With `missing_ok`, a member the coordinator already took out (its own
+        failure detection may beat us to it) is fine. Returns whether this call removed it."""
         host, port = addr.rsplit(":", 1)
-        reply = self.admin("MASTER.REMOVE", host, port)
+        try:
+            reply = self.admin("MASTER.REMOVE", host, port)
+        except redis.ResponseError as exc:
+            if missing_ok and "not a member" in str(exc):
+                return False
+            raise
         assert reply in ("OK", True), reply
+        return True
 
     def chain(self) -> list[str]:
         return list(self.admin("MASTER.GET_CHAIN"))
@@ -376,6 +422,90 @@ class Cluster:
             return st if len(last) == 1 and done else None
 
         return wait_until(converged, timeout, f"{members} to converge")
+
+
+class WriteLoad:
+    """Background writers (threads, one redis-py client each) doing SETs of unique keys at the
+    given members, recording every acknowledged write. Errors and timeouts are counted, not
+    raised: during a failure a write's outcome may be unknown, and only acknowledged ones
+    must survive. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, cluster: Cluster, targets: list[str], threads_per_target: int = 1, prefix: str = "load",
+                 pause_after_error_s: float = 0.05):
+        import threading
+
+        self.cluster = cluster
+        self.targets = list(targets)
+        self.prefix = prefix
+        self.pause = pause_after_error_s
+        self.acked: dict[str, bytes] = {}
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(t, i), daemon=True, name=f"{prefix}-{t}-{i}")
+                         for t in self.targets for i in range(threads_per_target)]
+
+    def _run(self, target: str, n: int) -> None:
+        client = redis.Redis(host=HOST, port=port_of(target), socket_timeout=CLIENT_TIMEOUT_S,
+                             socket_connect_timeout=2.0, password=self.cluster.password)
+        i = 0
+        try:
+            while not self._stop.is_set():
+                key, value = f"{self.prefix}:{port_of(target)}:{n}:{i}", b"%d" % i
+                i += 1
+                try:
+                    ok = client.set(key, value)
+                except (redis.RedisError, OSError) as exc:
+                    with self._lock:
+                        self.errors.append(f"{target}: {exc!r}")
+                    self._stop.wait(self.pause)  # back off, not synchronisation
+                    continue
+                if ok:
+                    with self._lock:
+                        self.acked[key] = value
+        finally:
+            client.close()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.acked)
+
+    def wait_for_acks(self, more: int, timeout: float = CHAIN_TIMEOUT_S) -> None:
+        """Until `more` writes beyond the ones acknowledged so far were acknowledged."""
+        goal = self.count + more
+        wait_until(lambda: self.count >= goal, timeout, f"{goal} acknowledged writes (errors: {self.errors[-3:]})")
+
+    def start(self) -> "WriteLoad":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=CLIENT_TIMEOUT_S + 5)
+        assert not any(t.is_alive() for t in self._threads), "a writer thread did not stop"
+
+    def __enter__(self) -> "WriteLoad":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def missing_at(self, addr: str, chunk: int = 500) -> dict[str, tuple[bytes, bytes | None]]:
+        """Acknowledged writes that `addr` does not show: key -> (acknowledged, found)."""
+        with self._lock:
+            items = sorted(self.acked.items())
+        wrong = {}
+        with redis.Redis(host=HOST, port=port_of(addr), socket_timeout=CLIENT_TIMEOUT_S,
+                         password=self.cluster.password) as c:
+            for i in range(0, len(items), chunk):
+                part = items[i : i + chunk]
+                for (k, v), got in zip(part, c.mget([k for k, _ in part])):
+                    if got != v:
+                        wrong[k] = (v, got)
+        return wrong
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -431,7 +561,11 @@ def chain3(cluster) -> tuple[Cluster, list[str]]:
 def _module_chain3(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("chain3"))
     try:
-        members = c.start(3)
+        try:
+            members = c.start(3)
+        except BaseException:
+            sys.stderr.write(c.logs())  # shown with the setup error
+            raise
         yield c, members
     finally:
         c.close()
