@@ -34,6 +34,7 @@ the history is linearizable per key, INCR counters were not double counted.
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
 import math
 import random
@@ -69,13 +70,21 @@ class SimConfig:
     reconfigs: float = 1.5  # planned reconfigurations per virtual second
     cuts: float = 3.0  # link cuts per virtual second
     slow: float = 0.5  # slow-link periods per virtual second
-    live_remove: float = 0.0  # chance that a removed member keeps running (else it was stopped)
+    live_remove: float = 0.3  # chance that a removed member keeps running (else it was stopped)
+    # A running member that is removed learns its view before the others do (as a coordinator
+    # that pushes to it first and waits for its answer). False: in any order, as for the rest;
+    # the removed member then serves stale reads until it learns (see the report in the scenarios).
+    removed_first: bool = True
     lost_reply: float = 0.02  # a client's connection drops before the reply arrives
     stale_client: float = 0.1  # a client routes with an older view
     rid: float = 0.5  # writes sent as CATENA.REQ with a request id
     think: tuple = (0.005, 0.03)  # client pause between operations
     client_timeout: float = 2.0
     pair_check_every: int = 25  # events between checks of neighbour pairs
+    # Scripted steps, (seconds into the safety phase, action, *args): ("add",),
+    # ("remove", who, running), ("cut", who, who, seconds); `who` is a role in the current view
+    # ("head", "middle", "tail", "learner") or a member name.
+    script: tuple = ()
     trace: bool = False
 
 
@@ -179,6 +188,7 @@ class ChainSim:
         self.values = 0
         self._snap_hist = None
         self.check_result = None
+        self.stats: collections.Counter = collections.Counter()  # what the run exercised
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -235,6 +245,7 @@ class ChainSim:
             self.fail(f"{m.name} restarted with data that its history does not give")
         m.alive, m.flush_at, m.commit_seen, m.verified = True, None, 0, 0
         m.epoch_seen = m.saved_epoch
+        self.stats["restart"] += 1
         self.log(f"{m.name} restarts at {last} + {len(m.log)} log entries, epoch {m.saved_epoch}")
         self.sync_hist(m)
         for (src, dst), link in self.links.items():
@@ -376,6 +387,9 @@ class ChainSim:
         before = (r.epoch, r.last_seq, r.last_epoch)
         self._snap_hist = frame.snap_hist
         self.log(f"{frame.src}->{frame.dst} {_short(msg)}")
+        self.stats[type(msg).__name__] += 1
+        if frame.conn != self.link(frame.src, frame.dst).conn:
+            self.stats["late frame"] += 1
         self.deliver_input(m, r.on_message, frame.src, msg, self.now)
         self._snap_hist = None
         epoch = getattr(msg, "epoch", None)
@@ -411,6 +425,7 @@ class ChainSim:
         link.inflight.clear()
         link.pending.clear()
         self.log(f"cut {src}->{dst} (kept {keep} of {len(frames)} in flight)")
+        self.stats["cut"] += 1
         if self.members[src].alive:
             link.down_told = False
             self.after(self.rng.uniform(0, 0.002), self.link_down, src, dst, link.conn,
@@ -461,7 +476,7 @@ class ChainSim:
 
     # -- coordinator ------------------------------------------------------------------------------
 
-    def commit_views(self, changed: list, also: list = ()) -> None:
+    def commit_views(self, changed: list, also: list = (), first: str | None = None) -> None:
         if not changed:
             return
         for view in changed:
@@ -471,6 +486,8 @@ class ChainSim:
         targets = list(also) + list(current.members) + ([current.learner] if current.learner else [])
         for old in changed:
             targets += list(old.members)
+        if first is not None:
+            self.push_view(first)
         for name in dict.fromkeys(targets):
             delay = self.rng.uniform(0.0002, 0.02)
             if self.faults and self.rng.random() < 0.2:
@@ -522,6 +539,7 @@ class ChainSim:
             else:
                 m = self.new_member()
                 self.log(f"coordinator: add {m.name}")
+            self.stats["add"] += 1
             self.commit_views(self.reconfig.add(m.name))
             return
         candidates = list(view.members) + ([view.learner] if view.learner else [])
@@ -538,7 +556,40 @@ class ChainSim:
             if not live and m.alive:
                 self.crash(m)
             self.log(f"coordinator: remove {name} ({'running' if live else 'stopped'})")
-            self.commit_views(self.reconfig.remove(name), also=[name])
+            role = self.reconfig.view().role(name)
+            self.stats[f"remove {role}"] += 1
+            first = name if live and self.cfg.removed_first else None
+            self.commit_views(self.reconfig.remove(name), also=[name], first=first)
+
+    def who(self, role: str) -> str:
+        view = self.reconfig.view()
+        if role in self.members:
+            return role
+        if role == "learner":
+            return view.learner
+        if role == "middle":
+            return view.members[1]
+        return view.head if role == "head" else view.tail
+
+    def scripted(self, action: str, *args) -> None:
+        self.log(f"script: {action} {args}")
+        if action == "add":
+            m = self.new_member()
+            self.stats["add"] += 1
+            self.commit_views(self.reconfig.add(m.name))
+        elif action == "remove":
+            name, live = self.who(args[0]), args[1]
+            if not live:
+                self.crash(self.members[name])
+            self.stats[f"remove {self.reconfig.view().role(name)}"] += 1
+            self.commit_views(self.reconfig.remove(name), also=[name],
+                              first=name if live and self.cfg.removed_first else None)
+        elif action == "cut":
+            a, b = self.who(args[0]), self.who(args[1])
+            self.cut_link(a, b, args[2])
+            self.cut_link(b, a, args[2])
+        else:
+            raise ValueError(action)
 
     def random_fault(self) -> None:
         if not self.faults:
@@ -548,6 +599,9 @@ class ChainSim:
         if len(names) < 2:
             return
         a, b = self.rng.sample(names, 2)
+        busy = [pair for pair, link in self.links.items() if link.inflight]
+        if busy and self.rng.random() < 0.5:
+            a, b = self.rng.choice(busy)  # cut a connection with frames in flight
         if self.rng.random() < self.cfg.slow / (self.cfg.cuts + self.cfg.slow):
             link = self.link(a, b)
             link.slow_until = self.now + self.rng.uniform(0.05, 0.5)
@@ -648,6 +702,7 @@ class ChainSim:
         if op is None or (idx, op.attempt) != token:
             return  # an abandoned attempt
         self.log(f"client {idx} <- {value!r}")
+        self.stats["client " + type(value).__name__] += 1
         failed = isinstance(value, (Error, OSError, TimeoutError))
         if not failed:
             self.client_done(c, value)
@@ -794,8 +849,12 @@ class ChainSim:
         for i in range(cfg.clients):
             self.clients.append(Client(i, b"c%d" % i))
             self.after(self.rng.uniform(0, 0.01), self.client_next, i)
-        self.after(self.rng.expovariate(cfg.reconfigs), self.planned_reconfig)
-        self.after(self.rng.expovariate(cfg.cuts + cfg.slow), self.random_fault)
+        if cfg.reconfigs > 0:
+            self.after(self.rng.expovariate(cfg.reconfigs), self.planned_reconfig)
+        if cfg.cuts + cfg.slow > 0:
+            self.after(self.rng.expovariate(cfg.cuts + cfg.slow), self.random_fault)
+        for offset, action, *args in cfg.script:
+            self.after(offset, self.scripted, action, *args)
         end = self.now + cfg.duration
         self.run_until(lambda: False, end)
         # Liveness: faults off, links heal, the add under way finishes, clients finish.
@@ -898,14 +957,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=100, help="run seeds 0..N-1")
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--trace", action="store_true", help="print every event")
-    parser.add_argument("--live-remove", type=float, default=0.0,
+    parser.add_argument("--live-remove", type=float, default=0.3,
                         help="chance that a removed member keeps running")
+    parser.add_argument("--any-order", action="store_true",
+                        help="a running removed member learns its removal in any order")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
     failed = 0
     for seed in seeds:
         try:
-            sim = run_seed(seed, trace=args.trace, live_remove=args.live_remove)
+            sim = run_seed(seed, trace=args.trace, live_remove=args.live_remove,
+                           removed_first=not args.any_order)
         except SimFailure as exc:
             failed += 1
             print(exc, file=sys.stderr)

@@ -1,0 +1,578 @@
+"""The chain replication machine (catena.chain.replica), one behaviour per test, no event loop.
+
+A small synchronous harness routes the machines' Send effects through FIFO queues (frames go
+through the real wire codec), flushes every machine after each delivery as the shell does once
+per loop turn, and collects replies. Tests drop or hold messages by kind to build the failure
+cases of van Renesse & Schneider and CRAQ.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from catena.chain import messages
+from catena.chain.messages import (
+    Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply,
+)
+from catena.chain.replica import NOT_SERVING, Replica
+from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState
+from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.resp.codec import OK, Error
+from catena.view import View
+
+NOW = 1000.0
+
+
+def wire(msg):
+    unpacker = messages.unpacker()
+    unpacker.feed(messages.pack(msg))
+    return messages.decode(next(unpacker))
+
+
+class Cluster:
+    def __init__(self, *names, now=NOW):
+        self.r = {n: Replica(n, f"{n}/1".encode()) for n in names}
+        self.queue: deque = deque()  # (src, dst, msg)
+        self.replies: dict = {}
+        self.fetches: list = []
+        self.persisted: dict = {n: [] for n in names}
+        self.snapshots: dict = {n: 0 for n in names}
+        self.sent: list = []  # every (src, dst, msg) ever sent
+        self.now = now
+        self.views: list[View] = []
+
+    def add(self, name, replica=None):
+        self.r[name] = replica or Replica(name, f"{name}/1".encode())
+        self.persisted[name], self.snapshots[name] = [], 0
+
+    def run(self, name, fx):
+        for f in fx:
+            if type(f) is Send:
+                msg = wire(f.msg)
+                self.queue.append((name, f.to, msg))
+                self.sent.append((name, f.to, msg))
+            elif type(f) is Reply:
+                self.replies[f.token] = f.value
+            elif type(f) is FetchView:
+                self.fetches.append((name, f.epoch))
+            elif type(f) is Persist:
+                self.persisted[name] += list(f.entries)
+            elif type(f) is PersistSnapshot:
+                self.snapshots[name] += 1
+        return fx
+
+    def flush(self):
+        for name, r in self.r.items():
+            self.run(name, r.flush())
+
+    def view(self, epoch, members, learner=None, to=None):
+        v = View(0, epoch, tuple(members), learner)
+        self.views.append(v)
+        for n in to if to is not None else list(members) + ([learner] if learner else []):
+            self.run(n, self.r[n].on_view(v, self.now))
+        self.flush()
+        return v
+
+    def turn(self, name, *commands):
+        """Several client commands in one event-loop turn (one flush)."""
+        for token, *args in commands:
+            self.run(name, self.r[name].on_client(token, [str(a).encode() for a in args], self.now))
+        self.flush()
+
+    def client(self, name, token, *args):
+        fx = self.run(name, self.r[name].on_client(token, [a if isinstance(a, bytes) else str(a).encode()
+                                                            for a in args], self.now))
+        self.flush()
+        return fx
+
+    def deliver_one(self):
+        src, dst, msg = self.queue.popleft()
+        self.run(dst, self.r[dst].on_message(src, msg, self.now))
+        self.flush()
+        return src, dst, msg
+
+    def settle(self, drop=lambda src, dst, msg: False, hold=lambda src, dst, msg: False, limit=10_000):
+        """Deliver until nothing moves; `drop` loses a message, `hold` keeps it queued."""
+        held = deque()
+        for _ in range(limit):
+            self.flush()
+            if not self.queue:
+                break
+            src, dst, msg = self.queue.popleft()
+            if drop(src, dst, msg):
+                continue
+            if hold(src, dst, msg):
+                held.append((src, dst, msg))
+                continue
+            self.run(dst, self.r[dst].on_message(src, msg, self.now))
+        else:
+            raise AssertionError("messages never settle")
+        self.queue.extend(held)
+
+    def history(self, name):
+        r = self.r[name]
+        return [(e[0], e[1]) for e in r.window]
+
+
+E = 5  # the epoch of chain3()
+
+
+def chain3(**kw):
+    """a -> b -> c, built as the coordinator builds it (each added as a learner, then
+    promoted), synced under epoch E."""
+    c = Cluster("a", "b", "c", **kw)
+    for epoch, members, learner in ((1, "a", None), (2, "a", "b"), (3, "ab", None), (4, "ab", "c"),
+                                    (5, "abc", None)):
+        c.view(epoch, tuple(members), learner)
+        c.settle()
+        if learner:
+            c.run(members[-1], c.r[members[-1]].on_timer(c.now))
+            assert c.r[members[-1]].learner_caught_up()
+    return c
+
+
+def kinds(c, src=None, dst=None):
+    return [type(m).__name__ for s, d, m in c.sent if (src is None or s == src) and (dst is None or d == dst)]
+
+
+# -- the write path ---------------------------------------------------------------------------
+
+
+def test_head_assigns_seq_and_answers_only_after_commit():
+    c = chain3()
+    assert c.client("a", "w1", "SET", "k", "v") == []
+    assert "w1" not in c.replies
+    a = c.r["a"]
+    assert (a.last_epoch, a.last_seq, a.commit_seq) == (E, 1, 0)
+    assert a.window[-1][:2] == (E, 1)
+    # The Append reaches b, then c (the tail commits), acks flow back; only then the reply.
+    c.deliver_one()  # a -> b Append
+    assert "w1" not in c.replies
+    c.deliver_one()  # b -> c Append
+    assert c.r["c"].commit_seq == 1
+    assert "w1" not in c.replies
+    c.deliver_one()  # c -> b Ack
+    assert "w1" not in c.replies
+    c.deliver_one()  # b -> a Ack
+    assert c.replies["w1"] == OK
+    assert c.r["a"].commit_seq == 1
+
+
+def test_persist_comes_before_the_append_in_a_flush():
+    c = chain3()
+    c.run("a", c.r["a"].on_client("t", [b"SET", b"k", b"v"], NOW))
+    fx = c.r["a"].flush()
+    assert [type(f) for f in fx][:2] == [Persist, Send]
+    assert type(fx[1].msg) is Append
+
+
+def test_writes_of_one_turn_leave_in_one_append():
+    c = chain3()
+    for i in range(5):
+        c.run("a", c.r["a"].on_client(i, [b"SET", b"k%d" % i, b"v"], NOW))
+    c.flush()
+    appends = [m for s, d, m in c.sent if type(m) is Append and m.entries]
+    assert len(appends) == 1 and [e[1] for e in appends[0].entries] == [1, 2, 3, 4, 5]
+
+
+def test_tail_commits_and_acks_trim_the_sent_lists():
+    c = chain3()
+    for i in range(3):  # one event-loop turn: one Append
+        c.run("a", c.r["a"].on_client(i, [b"INCR", b"n"], NOW))
+    c.flush()
+    assert c.r["a"].sent_list_len() == 3
+    c.deliver_one()  # a -> b
+    assert c.r["b"].sent_list_len() == 3
+    c.deliver_one()  # b -> c: the tail commits on apply
+    assert c.r["c"].commit_seq == 3 and c.r["c"].sent_list_len() == 0
+    c.deliver_one()  # c -> b Ack 3
+    assert c.r["b"].sent_list_len() == 0
+    assert c.r["a"].sent_list_len() == 3
+    c.settle()
+    assert c.r["a"].sent_list_len() == 0
+    assert [c.replies[i] for i in range(3)] == [1, 2, 3]
+
+
+def test_a_write_to_a_non_head_is_forwarded_and_answered_there():
+    c = chain3()
+    c.client("c", "w", "SET", "k", "v")
+    assert kinds(c, "c", "a") == ["Forward"]
+    c.settle()
+    assert c.replies["w"] == OK
+    assert ("a", "c") in [(s, d) for s, d, m in c.sent if type(m) is WriteReply]
+
+
+# -- reads (CRAQ) -----------------------------------------------------------------------------
+
+
+def test_clean_read_is_answered_locally_dirty_read_goes_to_the_tail():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "old")
+    c.settle()
+    c.client("a", "w2", "SET", "k", "new")
+    c.deliver_one()  # a -> b: b now holds an uncommitted write of k
+    assert c.r["b"].dirty == {b"k": 1}
+    before = len(c.sent)
+    fx = c.client("b", "r-clean", "GET", "other")
+    assert fx == [Reply("r-clean", None)]
+    fx = c.client("b", "r-dirty", "GET", "k")
+    assert [type(f) for f in fx] == [Send] and fx[0].to == "c" and type(fx[0].msg) is Read
+    assert len(c.sent) == before + 1
+    c.settle()
+    # The tail answered with committed data only: the old value or the new one once committed.
+    assert c.replies["r-dirty"] in (b"old", b"new")
+    fx = c.client("b", "r-again", "GET", "k")
+    assert fx == [Reply("r-again", b"new")]  # clean again after the ack
+
+
+def test_tail_answers_reads_itself():
+    c = chain3()
+    c.client("a", "w", "SET", "k", "v")
+    c.deliver_one()
+    c.deliver_one()
+    assert c.client("c", "r", "GET", "k") == [Reply("r", b"v")]
+
+
+# -- failures (planned removals) --------------------------------------------------------------
+
+
+def test_head_failure_successor_continues_numbering_with_the_new_epoch():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "1")
+    c.settle()
+    # The old head applies a write it never forwards (it fails right after).
+    c.run("a", c.r["a"].on_client("lost", [b"SET", b"k", b"lost"], NOW))
+    assert c.r["a"].last_seq == 2
+    del c.r["a"]
+    c.queue.clear()
+    c.view(E + 1, ("b", "c"))
+    c.settle()
+    assert c.r["b"].is_head()
+    c.client("b", "w2", "SET", "k", "2")
+    c.settle()
+    assert c.replies["w2"] == OK
+    for n in ("b", "c"):
+        assert c.history(n)[-2:] == [(E, 1), (E + 1, 2)]  # not the old head's (E, 2)
+        assert c.r[n].state.get(b"k", 0) == b"2"
+
+
+def test_the_old_heads_unforwarded_entry_is_never_mixed_in_when_it_rejoins():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "1")
+    c.settle()
+    c.run("a", c.r["a"].on_client("lost", [b"SET", b"k", b"lost"], NOW))
+    c.r["a"].flush()  # persisted and sent, but the frame is lost with the connection
+    c.queue.clear()
+    c.view(E + 1, ("b", "c"), to=["b", "c"])
+    c.settle()
+    c.client("b", "w2", "SET", "k", "2")
+    c.settle()
+    # a comes back as a learner behind c; its history (1, 2) is not a prefix of the chain's.
+    c.view(E + 2, ("b", "c"), learner="a")
+    c.settle()
+    assert any(type(m) is Snapshot for s, d, m in c.sent if d == "a")
+    assert c.snapshots["a"] >= 1
+    a = c.r["a"]
+    assert (a.last_epoch, a.last_seq) == (E + 1, 2)
+    assert a.state.get(b"k", 0) == b"2"
+    assert "lost" not in c.replies or isinstance(c.replies["lost"], Error)
+
+
+def test_tail_failure_predecessor_commits_its_sent_list_and_answers_clients():
+    c = chain3()
+    c.turn("a", ("w1", "INCR", "n"), ("w2", "INCR", "n"))
+    c.deliver_one()  # a -> b; b -> c is lost with the tail
+    c.queue.clear()
+    del c.r["c"]
+    assert c.r["b"].sent_list_len() == 2
+    c.view(E + 1, ("a", "b"))
+    assert c.r["b"].is_tail() and c.r["b"].commit_seq == 2 and c.r["b"].sent_list_len() == 0
+    c.settle()
+    assert c.replies["w1"] == 1 and c.replies["w2"] == 2
+    assert c.r["a"].sent_list_len() == 0
+
+
+def test_middle_failure_successor_syncs_and_predecessor_resends_from_its_last_seq():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "1")
+    c.settle()
+    c.turn("a", ("w2", "SET", "k", "2"), ("w3", "SET", "k", "3"))
+    c.deliver_one()  # a -> b carries 2 and 3; b dies before forwarding them
+    c.queue.clear()
+    del c.r["b"]
+    c.view(E + 1, ("a", "c"))
+    syncs = [m for s, d, m in c.sent if s == "c" and d == "a" and type(m) is Sync]
+    assert syncs[-1] == Sync(E + 1, E, 1)
+    c.settle()
+    resent = [m for s, d, m in c.sent if s == "a" and d == "c" and type(m) is Append and m.epoch == E + 1]
+    # (both ends start the handshake under the new epoch, so the resend may come twice; the
+    # store applies it once)
+    assert [e[1] for e in resent[0].entries] == [2, 3]
+    assert c.history("c") == [(E, 1), (E, 2), (E, 3)]
+    assert c.replies["w2"] == OK and c.replies["w3"] == OK
+    assert c.r["c"].last_seq == 3
+
+
+def test_views_out_of_order_never_regress():
+    c = chain3()
+    c.view(E + 2, ("a", "c"), to=["a"])
+    c.run("a", c.r["a"].on_view(View(0, E + 1, ("a", "b", "c")), NOW))
+    assert c.r["a"].epoch == E + 2 and c.r["a"].view.members == ("a", "c")
+
+
+# -- adding a member ----------------------------------------------------------------------------
+
+
+def test_learner_added_during_writes_is_promoted_and_new_tail_waits_for_its_barrier():
+    c = chain3()
+    for i in range(5):
+        c.client("a", f"w{i}", "INCR", "n")
+    c.settle()
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.client("a", "w5", "INCR", "n")  # writes keep flowing while d syncs
+    c.settle()
+    assert c.replies["w5"] == 6
+    assert c.r["d"].last_seq == 6 and not c.r["d"].serving_reads()
+    assert c.r["c"].learner_caught_up()
+    # d is promoted, but c learns the new view late: d must not serve reads before it synced
+    # with c under the new epoch.
+    c.view(E + 2, ("a", "b", "c", "d"), to=["d"])
+    assert c.r["d"].is_tail()
+    assert c.client("d", "r", "GET", "n") == [Reply("r", NOT_SERVING)]
+    c.settle()  # d's Sync under epoch 3 makes c fetch the view
+    assert ("c", E + 2) in c.fetches
+    c.view(E + 2, ("a", "b", "c", "d"), to=["a", "b", "c"])
+    c.settle()
+    assert c.r["d"].serving_reads()
+    assert c.client("d", "r2", "GET", "n") == [Reply("r2", b"6")]
+    c.client("a", "w6", "INCR", "n")
+    c.settle()
+    assert c.replies["w6"] == 7 and c.r["d"].commit_seq == 7
+
+
+def test_learner_is_not_caught_up_while_the_tail_itself_is_unsynced():
+    """Seed 158 of the simulator: a new tail that has not synced with its predecessor must not
+    hand its (stale) commit point on to a learner."""
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "1")
+    c.settle()
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.settle(hold=lambda s, d, m: s == "b" and d == "c")  # b's messages to c are slow
+    c.queue = deque(x for x in c.queue if not (x[0] == "b" and x[1] == "c"))
+    c.run("c", c.r["c"].on_link("b", False, NOW))
+    assert c.r["c"].learner_acked >= 0
+    assert not c.r["c"].learner_caught_up()
+    c.run("c", c.r["c"].on_link("b", True, NOW))
+    c.settle()
+    c.run("c", c.r["c"].on_timer(NOW))
+    assert c.r["c"].learner_caught_up()
+
+
+def test_a_tail_handing_over_commits_only_what_its_learner_acked():
+    """Seeds 562 and 906 of the simulator: a lone member extended by a learner must not
+    acknowledge a write the learner lacks, or removing it loses the write."""
+    c = Cluster("a")
+    c.view(1, ("a",))
+    c.client("a", "w0", "SET", "k", "0")
+    assert c.replies["w0"] == OK  # a one-member chain commits at once
+    c.add("d")
+    c.view(2, ("a",), learner="d")
+    c.settle()
+    c.run("a", c.r["a"].on_timer(NOW))
+    assert c.r["a"].learner_caught_up() and c.r["a"].handing_over
+    c.client("a", "w1", "SET", "k", "1")
+    assert "w1" not in c.replies  # not before d has it
+    assert c.client("a", "r", "GET", "k") == [Reply("r", NOT_SERVING)]  # k is dirty
+    c.settle()
+    assert c.replies["w1"] == OK and c.r["d"].last_seq == 2
+    # The coordinator promotes d, then removes a: d holds every acknowledged write.
+    c.view(4, ("d",), to=["d"])
+    assert c.r["d"].state.get(b"k", 0) == b"1"
+
+
+# -- epochs ----------------------------------------------------------------------------------
+
+
+def test_stale_epoch_messages_are_refused_and_newer_ones_fetch_the_view():
+    c = chain3()
+    c.view(E + 1, ("a", "b", "c"), to=["b"])
+    c.queue.clear()
+    b = c.r["b"]
+    entry = (E, 1, 1000000, None, (SET, b"k", b"x", None, 0))
+    fx = b.on_message("a", Append(E, 0, (entry,)), NOW)
+    assert fx == [Send("a", Stale(E + 1))]
+    assert b.last_seq == 0
+    fx = c.r["a"].on_message("b", Stale(E + 1), NOW)
+    assert fx == [FetchView(E + 1)]
+    fx = c.r["a"].on_message("b", Ack(E + 4, 0), NOW)
+    assert fx == [FetchView(E + 4)]
+    fx = b.on_message("c", Read(E + 6, 1, (b"GET", b"k")), NOW)
+    assert fx == [FetchView(E + 6), Send("c", ReadReply(1, NOT_SERVING))]
+    assert c.r["a"].epoch == E  # it fetches the view, it never guesses one
+
+
+def test_messages_from_a_member_that_is_not_our_neighbour_are_ignored():
+    c = chain3()
+    entry = (E, 1, 1000000, None, (SET, b"k", b"x", None, 0))
+    assert c.r["c"].on_message("a", Append(E, 0, (entry,)), NOW) == []
+    assert c.r["c"].last_seq == 0
+
+
+def test_gap_in_append_triggers_a_resync():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "1")
+    c.settle()
+    c.turn("a", ("w2", "SET", "k", "2"), ("w3", "SET", "k", "3"))
+    lost = c.queue.popleft()  # the Append of seq 2 and 3 is lost ...
+    assert [e[1] for e in lost[2].entries] == [2, 3]
+    c.client("a", "w4", "SET", "k", "4")  # ... and seq 4 arrives on a new connection
+    src, dst, msg = c.queue.popleft()
+    fx = c.r["b"].on_message(src, msg, NOW)
+    assert fx == [Send("a", Sync(E, E, 1))]
+    assert c.r["b"].last_seq == 1  # 4 is not applied over the gap
+    c.run("b", fx)
+    c.settle()
+    assert [c.replies[f"w{i}"] for i in (2, 3, 4)] == [OK, OK, OK]
+    assert c.history("c")[-3:] == [(E, 2), (E, 3), (E, 4)]
+
+
+def test_duplicate_entries_after_a_reconnect_are_applied_once():
+    c = chain3()
+    c.client("a", "w1", "INCR", "n")
+    c.settle()
+    c.run("a", c.r["a"].on_link("b", False, NOW))
+    c.run("a", c.r["a"].on_link("b", True, NOW))
+    c.settle()  # b re-syncs; a resends nothing twice into b's store
+    assert c.r["b"].state.get(b"n", 0) == b"1"
+    for m in [m for s, d, m in c.sent if type(m) is Append and m.entries]:
+        c.run("b", c.r["b"].on_message("a", m, NOW))  # old frames delivered again
+    assert c.r["b"].state.get(b"n", 0) == b"1"
+
+
+# -- request ids --------------------------------------------------------------------------------
+
+
+def test_retried_request_id_gets_the_original_reply_and_applies_once():
+    c = chain3()
+    req = ["CATENA.REQ", "cl", "7", "INCR", "n"]
+    c.client("a", "t1", *req)
+    c.settle()
+    assert c.replies["t1"] == 1
+    c.client("a", "t2", *req)  # the reply was lost: the client retries
+    assert c.replies["t2"] == 1
+    c.settle()
+    assert c.r["c"].state.get(b"n", 0) == b"1" and c.r["a"].last_seq == 1
+    # Retried at a new head after the old one failed: the dedup table travelled with the data.
+    del c.r["a"]
+    c.queue.clear()
+    c.view(E + 1, ("b", "c"))
+    c.settle()
+    c.client("b", "t3", *req)
+    c.settle()
+    assert c.replies["t3"] == 1 and c.r["c"].state.get(b"n", 0) == b"1"
+
+
+def test_retry_of_an_uncommitted_request_waits_for_the_commit():
+    c = chain3()
+    req = ["CATENA.REQ", "cl", "1", "INCR", "n"]
+    c.client("a", "t1", *req)
+    c.client("a", "t2", *req)
+    assert c.r["a"].last_seq == 1
+    c.settle()
+    assert c.replies["t1"] == 1 and c.replies["t2"] == 1
+
+
+def test_forwarded_write_retried_after_a_head_change_applies_once():
+    c = chain3()
+    c.client("c", "w", "INCR", "n")
+    src, _, fwd = c.queue.popleft()
+    c.run("a", c.r["a"].on_message(src, fwd, NOW))
+    c.flush()
+    c.deliver_one()  # a -> b Append
+    c.queue.clear()  # the head fails before anything else gets out
+    del c.r["a"]
+    c.view(E + 1, ("b", "c"))
+    c.settle()
+    assert c.replies["w"] == 1
+    assert c.r["c"].state.get(b"n", 0) == b"1"
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+
+def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
+    from catena.chain import replica as replica_module
+    monkeypatch.setattr(replica_module, "WINDOW", 2)
+    c = chain3()
+    for i in range(6):
+        c.client("a", f"w{i}", "SET", f"k{i}", "v")
+    c.settle()
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.settle()
+    assert any(type(m) is Snapshot for s, d, m in c.sent if d == "d")
+    assert c.r["d"].state.data == c.r["c"].state.data
+    assert c.r["d"].state.dedup == c.r["c"].state.dedup
+    assert (c.r["d"].last_epoch, c.r["d"].last_seq) == (E, 6)
+
+
+def test_snapshot_carries_the_dedup_table():
+    state = KVState()
+    state.apply((INCRBY, b"n", 5), 0)
+    state.remember((b"cl", 3), 1, 5)
+    loaded = KVState.load(state.dump())
+    assert loaded.seen((b"cl", 3)) == (1, 5)
+
+
+# -- expiry --------------------------------------------------------------------------------------
+
+
+def test_only_the_head_purges_expired_keys():
+    c = chain3()
+    c.client("a", "w", "SET", "k", "v", "PX", "100")
+    c.settle()
+    later = NOW + 1.0
+    for n in ("b", "c"):
+        c.run(n, c.r[n].on_timer(later))
+        c.flush()
+        assert c.r[n].last_seq == 1  # non-heads never delete on their own ...
+        assert c.r[n].state.data.get(b"k") == b"v"
+        assert c.r[n].state.get(b"k", int(later * 1000)) is None  # ... but hide the key
+    c.run("a", c.r["a"].on_timer(later))
+    c.flush()
+    assert c.r["a"].window[-1][4] == (PURGE, b"k")
+    c.settle()
+    for n in ("a", "b", "c"):
+        assert b"k" not in c.r[n].state.data and c.r[n].last_seq == 2
+
+
+def test_expiry_deadline_is_stamped_by_the_head():
+    c = chain3()
+    c.client("b", "w", "SET", "k", "v", "EX", "10")
+    c.settle()
+    deadlines = {c.r[n].state.expires[b"k"] for n in ("a", "b", "c")}
+    assert deadlines == {int(NOW * 1000) + 10_000}
+
+
+# -- restart ------------------------------------------------------------------------------------
+
+
+def test_restart_replays_the_log_and_rejoins_without_a_snapshot():
+    c = chain3()
+    for i in range(3):
+        c.client("a", f"w{i}", "INCR", "n")
+    c.settle()
+    log = list(c.persisted["c"])
+    c.r["c"] = Replica("c", b"c/2", KVState(), (0, 0), log, epoch=E)
+    c.view(E, ("a", "b", "c"), to=["c"])
+    c.settle()
+    assert not any(type(m) is Snapshot for s, d, m in c.sent)
+    assert c.r["c"].state.get(b"n", 0) == b"3" and c.r["c"].last_seq == 3
+
+
+def test_delete_reply_counts_only_live_keys():
+    s = KVState()
+    s.apply((SET, b"k", b"v", 5, 0), 0)
+    assert s.apply((DEL, (b"k",)), 10) == 0
