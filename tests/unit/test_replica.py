@@ -576,3 +576,16 @@ def test_delete_reply_counts_only_live_keys():
     s = KVState()
     s.apply((SET, b"k", b"v", 5, 0), 0)
     assert s.apply((DEL, (b"k",)), 10) == 0
+
+
+def test_restart_skips_log_entries_the_snapshot_already_holds():
+    """The shell may snapshot between a turn's applies and its flush, so the log can repeat
+    entries the snapshot covers; replaying them again would count an INCR twice."""
+    entries = [(E, s, 1000000 + s, None, (INCRBY, b"n", 1)) for s in (1, 2, 3)]
+    state = KVState()
+    for e in entries[:2]:
+        state.apply(e[4], e[2])
+    r = Replica("c", b"c/2", state, (E, 2), entries[1:], epoch=E)
+    assert r.state.get(b"n", 0) == b"3"
+    assert (r.last_epoch, r.last_seq) == (E, 3)
+    assert [e[1] for e in r.window] == [3]

@@ -80,7 +80,8 @@ class Replica:
         self.to_persist: list = []
         self.deferred: list = []
         for entry in entries:
-            self._apply(entry, dirty=False)
+            if entry[1] > self.last_seq:  # the log may repeat entries the snapshot holds
+                self._apply(entry, dirty=False)
         self.to_persist.clear()
 
     # -- queries -------------------------------------------------------------------------------
