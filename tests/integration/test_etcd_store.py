@@ -1,0 +1,136 @@
+"""The etcd store against a real etcd, in-process: fencing at etcd itself (a deposed leader that
+still believes it leads cannot write), warm standby, and refusal of prefixes that are not ours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+
+import pytest
+
+from catena.coordinator.discovery import parse
+from catena.coordinator.etcd_store import EtcdStore
+from catena.coordinator.store import NotLeader
+from catena.errors import CatenaError
+from etcd_helpers import PREFIX, etcd, requires_etcd  # noqa: F401 - fixture
+
+pytestmark = requires_etcd
+
+
+class Recorder:
+    """Stands in for the coordinator: records what the store tells it."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def lead(self, fence, state):
+        self.events.append(("lead", fence, state))
+
+    def step_down(self, reason):
+        self.events.append(("step_down", reason))
+
+    def follow(self, state):
+        self.events.append(("follow", state))
+
+
+def state(epoch: int, cluster: str = "c1") -> dict:
+    return {"views": [[0, epoch, ["127.0.0.1:1"], None]], "registry": {}, "queued": [], "retired": {},
+            "cluster_id": cluster}
+
+
+async def until(predicate, timeout: float, what: str):
+    async with asyncio.timeout(timeout):
+        while not (result := predicate()):
+            await asyncio.sleep(0.02)
+    assert result, what
+    return result
+
+
+def store(etcd_cluster, me: str, prefix: str = PREFIX, **kw) -> tuple[EtcdStore, Recorder]:
+    s = EtcdStore(parse(etcd_cluster.url(prefix)), me, lease_ttl_s=1, rng=random.Random(7), **kw)
+    rec = Recorder()
+    s.coordinator = rec
+    return s, rec
+
+
+def test_deposed_leader_write_is_refused_by_etcd(etcd):
+    """A leader whose lease is gone but who still believes it leads (a paused process whose
+    clock check has not fired yet) writes under its old fence: etcd refuses, the state stays the
+    new leader's, and the old leader steps down."""
+
+    async def main():
+        a, rec_a = store(etcd, "127.0.0.1:1001")
+        b, rec_b = store(etcd, "127.0.0.1:1002")
+        await a._check_prefix()
+        a.election.on_timer(0.0)  # follower with no key observed: campaign
+        await a._campaign()
+        assert a.election.role == "leader" and rec_a.events[0][:2] == ("lead", a.fence)
+        fence_a = a.fence
+        await a.save(state(1))
+        # A's lease ends at etcd (as if A was paused past its TTL); B campaigns and wins.
+        await a.conn.run(lambda c: c.revoke_lease(a.election.lease_id), "revoke")
+        b.election.on_timer(0.0)
+        await b._campaign()
+        assert b.election.role == "leader" and b.fence > fence_a
+        assert rec_b.events[-1][2]["views"][0][1] == 1  # B starts from the newest saved state
+        await b.save(state(2))
+        # A resumes believing it still leads: only the fence stands between it and etcd.
+        a.election.deadline = math.inf
+        with pytest.raises(NotLeader) as refused:
+            await a.save(state(99))
+        assert refused.value.leader == "127.0.0.1:1002"
+        assert a.election.role == "follower" and rec_a.events[-1][0] == "step_down"
+        got = await b.conn.run(lambda c: c.get(f"{PREFIX}/state".encode()), "read")
+        saved = json.loads(got.value)
+        assert saved["views"][0][1] == 2 and saved["fence"] == b.fence
+        for s in (a, b):
+            await s.conn.close()
+
+    asyncio.run(main())
+
+
+def test_follower_keeps_the_state_warm_and_takes_over_on_revoke(etcd):
+    """Followers hold the saved state from the watch; when the leader gives its lease back the
+    follower leads at once, starting from the newest state."""
+
+    async def main():
+        a, rec_a = store(etcd, "127.0.0.1:2001")
+        b, rec_b = store(etcd, "127.0.0.1:2002")
+        ta = asyncio.create_task(a.run(rec_a))
+        await until(lambda: a.leading(), 10, "a leads")
+        tb = asyncio.create_task(b.run(rec_b))
+        await a.save(state(5))
+        await until(lambda: any(e[0] == "follow" and e[1]["views"][0][1] == 5 for e in rec_b.events), 10,
+                    "b follows epoch 5")
+        assert not b.leading() and b.leader == "127.0.0.1:2001"
+        ta.cancel()  # shutting down: a gives its lease back
+        await asyncio.wait({ta})
+        await until(lambda: b.leading(), 10, "b leads")
+        lead = [e for e in rec_b.events if e[0] == "lead"][-1]
+        assert lead[2]["views"][0][1] == 5 and lead[1] == b.fence
+        tb.cancel()
+        await asyncio.wait({tb})
+
+    asyncio.run(main())
+
+
+def test_prefix_of_something_else_or_unknown_schema_is_refused(etcd):
+    async def main():
+        s, _ = store(etcd, "127.0.0.1:3001", prefix="/other")
+        await s.conn.run(lambda c: c.put(b"/other/config", b"x"), "put")
+        with pytest.raises(CatenaError, match="keys catena does not write"):
+            await s._check_prefix()
+        s2, _ = store(etcd, "127.0.0.1:3002", prefix="/newer")
+        await s2.conn.run(lambda c: c.put(b"/newer/state", json.dumps({**state(1), "schema": 99}).encode()), "put")
+        with pytest.raises(CatenaError, match="schema version 99"):
+            await s2._check_prefix()
+        s3, _ = store(etcd, "127.0.0.1:3003", prefix="/mine", cluster_id="c2")
+        await s3.conn.run(lambda c: c.put(b"/mine/state", json.dumps(state(1, "c1")).encode()), "put")
+        with pytest.raises(CatenaError, match="cluster c1, not of cluster c2"):
+            await s3._check_prefix()
+        for x in (s, s2, s3):
+            await x.conn.close()
+
+    asyncio.run(main())
