@@ -192,8 +192,6 @@ def test_malformed_frames_raise_protocol_errors(data):
         feed_all([data, wire(b"PING")])
 
 
-@pytest.mark.xfail(strict=True, reason="array elements that are not bulk strings are not refused: ':' raises "
-                   "TypeError from the parser (not RemoteProtocolError), '+' is taken as an argument")
 @pytest.mark.parametrize("data", [b"*1\r\n:5\r\n", b"*2\r\n$3\r\nGET\r\n+OK\r\n"], ids=["integer", "status"])
 def test_non_bulk_elements_raise_protocol_errors(data):
     with pytest.raises(RemoteProtocolError, match="^Protocol error"):

@@ -84,8 +84,8 @@ class Reconfig:
         view = self.view(chain_id)
         if addr in view.members or addr == view.learner or addr in self.state.queued:
             return []
-        if not view.members:
-            return self._set(View(chain_id, view.epoch + 1, (addr,)))
+        if not view.members:  # found the chain, then start the first add that waited for it
+            return self._set(View(chain_id, view.epoch + 1, (addr,))) + self._next_queued(chain_id)
         if view.learner is not None:
             self.state.queued.append(addr)
             return []

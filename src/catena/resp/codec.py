@@ -44,40 +44,57 @@ PONG = Status("PONG")
 class CommandParser:
     """Turns a byte stream from a client into commands (lists of bytes)."""
 
-    __slots__ = ("_reader", "_partial", "_pending", "max_bulk_len", "max_args")
+    __slots__ = ("_reader", "_partial", "_pending", "max_bulk_len", "max_args", "failed")
 
     def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, max_args: int = DEFAULT_MAX_ARGS):
         self._reader = hiredis.Reader()
         self._partial = b""  # the first bytes of the incomplete frame (to check its headers)
         self._pending = 0  # length of the incomplete frame so far
+        self.failed: str | None = None  # set when the stream broke the protocol: no more commands
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        """Parse `data`; return the complete commands. Raises RemoteProtocolError."""
+        """Parse `data`; return the complete commands. On bad input raise RemoteProtocolError
+        whose `commands` are the complete commands that came before the bad frame (a server
+        answers them, then the error). The error is final: the stream cannot be resynchronised."""
+        if self.failed:
+            raise _error(self.failed, [])
+        commands: list[list[bytes]] = []
+        try:
+            self._feed(data, commands)
+        except RemoteProtocolError as exc:
+            self.failed = str(exc)
+            raise _error(self.failed, commands) from None
+        return commands
+
+    def _feed(self, data: bytes, commands: list) -> None:
         reader = self._reader
         if not self._pending and data[:1] != b"*":
-            return self._inline(data)
+            return self._inline(data, commands)
         reader.feed(data)
-        commands = []
+        pending = self._pending + len(data)
         try:
             while (cmd := reader.gets()) is not False:
-                if type(cmd) is not list or not cmd:
+                if type(cmd) is not list or not cmd or not all(type(a) is bytes for a in cmd):
                     raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
+                # hiredis does not say where an incomplete frame starts; complete commands are
+                # canonical RESP, so their sizes tell (and a size that does not add up means an
+                # element was not a bulk string).
+                pending -= _wire_size(cmd)
+                if pending < 0:
+                    raise RemoteProtocolError("Protocol error: expected '$', got something else")
+                end = len(data) - pending  # where this command ends in `data`
+                if end >= 2 and data[end - 2 : end] != b"\r\n":  # hiredis skips it unchecked
+                    raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
                 commands.append(cmd)
         except hiredis.ProtocolError as exc:
             raise RemoteProtocolError(f"Protocol error: {exc}") from None
-        # hiredis does not say where an incomplete frame starts; the complete commands before
-        # it are canonical RESP, so their sizes tell.
-        pending = self._pending + len(data)
-        for c in commands:
-            pending -= _wire_size(c)
         if pending:
             self._check_partial(data, pending)
         elif self._pending:
             self._partial = b""
         self._pending = pending
-        return commands
 
     def _check_partial(self, data: bytes, pending: int) -> None:
         """Validate the headers of the incomplete frame before more of it is buffered."""
@@ -88,6 +105,8 @@ class CommandParser:
         if pending > self.max_bulk_len + _HEADER_WINDOW:
             raise RemoteProtocolError("Protocol error: too big request")
         buf = self._partial
+        if buf[:1] != b"*":
+            raise RemoteProtocolError("Protocol error: expected '*', got something else")
         end = buf.find(b"\r\n")
         if end < 0:
             return
@@ -106,25 +125,29 @@ class CommandParser:
                 raise RemoteProtocolError("Protocol error: invalid bulk length")
             pos = end + 2 + size + 2
 
-    def _inline(self, data: bytes) -> list[list[bytes]]:
+    def _inline(self, data: bytes, commands: list) -> None:
         """Inline commands (`PING\\r\\n` typed into a terminal), as Redis accepts them."""
         buf = self._partial + data
-        commands = []
         while buf and buf[:1] != b"*":
             end = buf.find(b"\n")
             if end < 0:
                 if len(buf) > _INLINE_MAX:
                     raise RemoteProtocolError("Protocol error: too big inline request")
                 self._partial = buf
-                return commands
+                return
             words = buf[:end].split()
             buf = buf[end + 1 :]
             if words:
                 commands.append(words)
         self._partial = b""
         if buf:
-            commands.extend(self.feed(buf))
-        return commands
+            self._feed(buf, commands)
+
+
+def _error(message: str, commands: list) -> RemoteProtocolError:
+    exc = RemoteProtocolError(message)
+    exc.commands = commands
+    return exc
 
 
 def _wire_size(command: list[bytes]) -> int:

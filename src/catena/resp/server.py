@@ -127,13 +127,9 @@ class _Connection(asyncio.Protocol):
         if self.closing:
             return
         try:
-            commands = self.parser.feed(data)
-        except RemoteProtocolError as exc:
-            self.pending.append(encode(Error(f"ERR {exc}")))
-            self.closing = True
-            self.flush()
-            self.transport.close()
-            return
+            commands, failed = self.parser.feed(data), None
+        except RemoteProtocolError as exc:  # answer what came before the bad frame, then close
+            commands, failed = exc.commands, exc
         table = self.server.table
         client = self.client
         pending = self.pending
@@ -159,11 +155,16 @@ class _Connection(asyncio.Protocol):
                 pending.append(encode(reply, client.resp3))
             else:
                 self.out.append(encode(reply, client.resp3))
+        if failed is not None:
+            pending.append(encode(Error(f"ERR {failed}")))
+            self.closing = True
         if pending:
             self._drain()
         if self.out:
             self.transport.write(b"".join(self.out))
             self.out.clear()
+        if self.closing and not pending:
+            self.transport.close()
 
     def _dispatch(self, args: list[bytes]):
         try:
@@ -203,6 +204,8 @@ class _Connection(asyncio.Protocol):
         if self.out and not self.transport.is_closing():
             self.transport.write(b"".join(self.out))
         self.out.clear()
+        if self.closing and not self.pending:
+            self.transport.close()
 
 
 class RespServer:
