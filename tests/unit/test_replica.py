@@ -589,3 +589,37 @@ def test_restart_skips_log_entries_the_snapshot_already_holds():
     assert r.state.get(b"n", 0) == b"3"
     assert (r.last_epoch, r.last_seq) == (E, 3)
     assert [e[1] for e in r.window] == [3]
+
+
+def test_request_watermark_bounds_the_dedup_table_and_refuses_answered_ids():
+    """RIFL's watermark: a client says the lowest request it still awaits; replies below it are
+    forgotten, and a request below it is refused rather than applied a second time."""
+    from catena.chain.state import KVState, INCRBY
+
+    state = KVState()
+    for n in range(1, 201):
+        state.apply((INCRBY, b"k", 1), 0)
+        state.remember((b"c", n, max(1, n - 3)), n, n)
+    assert len(state.dedup[b"c"]) <= 4  # only what may still be retried
+    assert state.seen((b"c", 200, 197)) == (200, 200)
+    assert state.seen((b"c", 10, 197)) is None and state.answered((b"c", 10, 197))
+    assert not state.answered((b"c", 199, 197))
+    again = KVState.load(state.dump())  # the watermark is part of the replicated state
+    assert again.answered((b"c", 10, 0)) and again.seen((b"c", 200, 0)) == (200, 200)
+
+
+def test_many_forwarded_writes_re_forwarded_after_a_lost_head_apply_once():
+    """A member forwards 70 INCRs (more than any fixed per-client dedup window); the head
+    applies them but every reply is lost; the member re-forwards all of them: each is
+    answered from the dedup table, none applied twice."""
+    c = Cluster("h", "m", "t")
+    c.view(1, ["h", "m", "t"])
+    c.settle()
+    c.turn("m", *[(f"w{i}", "INCR", "n") for i in range(70)])
+    c.settle(drop=lambda src, dst, msg: type(msg) is WriteReply)
+    assert c.r["t"].state.data[b"n"] == b"70"
+    c.run("m", c.r["m"].on_timer(NOW + 5))  # the member's retry of unanswered forwards
+    c.flush()
+    c.settle()
+    assert c.r["t"].state.data[b"n"] == b"70"
+    assert sorted(c.replies[f"w{i}"] for i in range(70)) == list(range(1, 71))

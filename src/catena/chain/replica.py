@@ -41,6 +41,7 @@ LEARNER_LAG = 1000  # entries a learner may trail the tail by and still be promo
 NO_VIEW = Error("TRYAGAIN this member has no view of its chain yet")
 NOT_SERVING = Error("TRYAGAIN the chain is being reconfigured, retry")
 REQ = b"CATENA.REQ"
+ANSWERED = Error("ERR this request id was answered before and is not applied again")
 
 
 class Replica:
@@ -168,13 +169,17 @@ class Replica:
         """A data command from a local client; the reply comes as Reply(token, ...)."""
         rid = None
         if args[0].upper() == REQ:
+            # CATENA.REQ <client-id> <request-no> [<lowest-unanswered-no>] <command…>
             if len(args) < 4:
                 return [Reply(token, Error("ERR wrong number of arguments for 'catena.req' command"))]
             try:
-                rid = (args[1], int(args[2]))
+                n = int(args[2])
+                low = int(args[3]) if args[3].isdigit() else 0
             except ValueError:
-                return [Reply(token, Error("ERR request number is not an integer"))]
-            args = args[3:]
+                return [Reply(token, Error("ERR request number is not an integer or out of range"))]
+            rid, args = (args[1], n, low), args[4 if low or args[3].isdigit() else 3:]
+            if not args:
+                return [Reply(token, Error("ERR wrong number of arguments for 'catena.req' command"))]
         name = args[0].upper()
         if name in ops.WRITES:
             return self._write(None, token, rid, args, now)
@@ -190,11 +195,16 @@ class Replica:
             if origin is not None:  # a forward reached a member that is not the head
                 return [Send(origin, Stale(self.epoch))]
             ftoken = next(self._tokens)
-            rid = rid or (self.client_id, next(self._rids))
+            if rid is None:  # our own request id: a re-forward after a head change applies once
+                n = next(self._rids)
+                low = next(iter(self.forwarded.values()))[1][1] if self.forwarded else n
+                rid = (self.client_id, n, low)
             self.forwarded[ftoken] = [token, rid, tuple(args), now]
             return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args)))]
         if rid is not None:
             seen = self.state.seen(rid)
+            if seen is None and self.state.answered(rid):
+                return [self._answer(origin, token, ANSWERED)]
             if seen is not None:
                 seq, reply = seen
                 if seq <= self.commit_seq:

@@ -26,7 +26,7 @@ from catena.resp.codec import OK, Error, Status
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
 NX, XX, GET, KEEPTTL = 1, 2, 4, 8
 
-DEDUP_PER_CLIENT = 64  # replies kept per client id for retried requests
+DEDUP_PER_CLIENT = 100_000  # a bound on replies kept per client id (the watermark keeps it small)
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
@@ -44,12 +44,13 @@ def op_keys(op) -> tuple:
 class KVState:
     """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table."""
 
-    __slots__ = ("data", "expires", "dedup", "_heap")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
         self.expires: dict[bytes, int] = {}
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
+        self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
         self._heap: list[tuple[int, bytes]] = []
 
     # -- reads (local clock) ----------------------------------------------------------------
@@ -161,33 +162,48 @@ class KVState:
 
     # -- dedup table (replicated with the data) ------------------------------------------------
 
+    # A request id is (client, number, lowest number the client still awaits an answer for).
+    # The third part is a watermark (RIFL's): replies below it can be forgotten, so the table
+    # holds only what a client may still retry, however many requests it has in flight.
+
     def seen(self, rid) -> tuple[int, object] | None:
         """(seq, reply) of an already applied request id, or None."""
         client = self.dedup.get(rid[0])
         return None if client is None else client.get(rid[1])
 
+    def answered(self, rid) -> bool:
+        """Below the client's watermark and forgotten: answered already, never to re-apply."""
+        return rid[1] < self.floors.get(rid[0], 0)
+
     def remember(self, rid, seq: int, reply) -> None:
-        client = self.dedup.get(rid[0])
+        name = rid[0]
+        client = self.dedup.get(name)
         if client is None:
-            client = self.dedup[rid[0]] = {}
+            client = self.dedup[name] = {}
         client[rid[1]] = (seq, reply)
+        floor = rid[2] if len(rid) > 2 else 0
+        if floor > self.floors.get(name, 0):
+            self.floors[name] = floor
+            for n in [n for n in client if n < floor]:
+                del client[n]
         if len(client) > DEDUP_PER_CLIENT:
-            del client[min(client)]
+            del client[next(iter(client))]
 
     # -- snapshots -----------------------------------------------------------------------------
 
     def dump(self) -> bytes:
         dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
-        return msgpack.packb([self.data, self.expires, dedup], use_bin_type=True)
+        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True)
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
-        data, expires, dedup = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
+        data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
         state = cls()
         state.data = dict(data)
         state.expires = dict(expires)
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
+        state.floors = dict(floors)
         state.dedup = {c: {r: (s, unwire_reply(v)) for r, s, v in reqs} for c, reqs in dedup.items()}
         return state
 

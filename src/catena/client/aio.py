@@ -60,6 +60,7 @@ class AsyncClient:
         self.router = Router(self.rng)
         self.client_id = client_id or uuid.uuid4().hex
         self._requests = itertools.count(1)
+        self._unanswered: dict[int, None] = {}  # request numbers in flight, oldest first
         self._pool = _Pool(password)
         self._ever_routed = False
 
@@ -115,8 +116,16 @@ class AsyncClient:
     # -- routing and retries ------------------------------------------------------------------
 
     def tag(self, args: list) -> list:
-        """A write with this client's next request id (kept across its retries)."""
-        return [b"CATENA.REQ", self.client_id, next(self._requests), *args]
+        """A write with this client's next request id (kept across its retries) and the lowest
+        id still awaiting an answer, below which the chain may forget replies."""
+        n = next(self._requests)
+        self._unanswered[n] = None
+        return [b"CATENA.REQ", self.client_id, n, next(iter(self._unanswered)), *args]
+
+    def answered(self, commands: list[list]) -> None:
+        for command in commands:
+            if command[0] == b"CATENA.REQ":
+                self._unanswered.pop(command[2], None)
 
     async def _write(self, args: list):
         return (await self.execute([self.tag(args)], write=True))[0]
@@ -127,6 +136,12 @@ class AsyncClient:
     async def execute(self, commands: list[list], write: bool) -> list:
         """Send `commands` as one pipeline to the head (writes) or a member (reads), retrying
         on transient trouble until the deadline; raise ResponseError for a refused command."""
+        try:
+            return await self._execute(commands, write)
+        finally:
+            self.answered(commands)  # answered, or given up on: never retried again
+
+    async def _execute(self, commands: list[list], write: bool) -> list:
         deadline = time.monotonic() + self.policy.deadline_s
         attempt, last = 0, None
         while True:
