@@ -271,6 +271,7 @@ class Trial:
     restarted: float | None = None
     rejoined: float | None = None
     rejoin_gap: float = 0.0  # longest pause between acknowledgements while the victim rejoined
+    removed_again: bool = False  # the rejoined member was taken out again before the next trial
 
     @property
     def recovery_s(self) -> float:
@@ -363,6 +364,15 @@ def rejoin_gaps(load: Load, trials: list[Trial]) -> None:
         t.rejoin_gap = max(b - a for a, b in zip(edges, edges[1:]))
 
 
+def removed_again(watch: ViewWatch, trials: list[Trial], t_end: float) -> None:
+    """Mark the trials whose rejoined member was removed again (its probes failed) before the
+    next kill: a rejoin that does not hold."""
+    for t, nxt in zip(trials, [*trials[1:], None]):
+        if t.rejoined is not None:
+            again = watch.removed_at(t.victim, t.rejoined)
+            t.removed_again = again is not None and again < (nxt.kill if nxt else t_end)
+
+
 def lost_writes(load: Load, addr: str, chunk: int = 1000) -> list[Ack]:
     lost = []
     host, port = addr.rsplit(":", 1)
@@ -385,7 +395,7 @@ def percentile(values: list[float], q: float) -> float:
 def report(trials: list[Trial], lost_by_case: dict[str, int], tail_total: int, acked: int, load: Load) -> bool:
     print()
     print(f"{'case':8s}{'trials':>7s}{'p50_ms':>9s}{'p99_ms':>9s}{'max_ms':>9s}{'removed_p50_ms':>16s}"
-          f"{'rejoin_gap_max_ms':>19s}{'failed':>8s}{'lost':>6s}")
+          f"{'rejoin_gap_max_ms':>19s}{'removed_again':>15s}{'failed':>8s}{'lost':>6s}")
     ok = True
     worst_p99 = 0.0
     for case in CASES:
@@ -400,10 +410,12 @@ def report(trials: list[Trial], lost_by_case: dict[str, int], tail_total: int, a
         ok &= failed == 0 and lost_by_case[case] == 0 and p99 <= TARGET_P99_S
         print(f"{case:8s}{len(ts):7d}{p50 * 1000:9.0f}{p99 * 1000:9.0f}{max(rec) * 1000:9.0f}"
               f"{(percentile(removed, 50) * 1000 if removed else math.nan):16.0f}"
-              f"{max(t.rejoin_gap for t in ts) * 1000:19.0f}{failed:8d}{lost_by_case[case]:6d}")
+              f"{max(t.rejoin_gap for t in ts) * 1000:19.0f}{sum(t.removed_again for t in ts):15d}"
+              f"{failed:8d}{lost_by_case[case]:6d}")
     print("p50/p99/max: kill -9 until the first acknowledged write sent after it (nearest rank: with 20 trials"
           " the p99 is the slowest); removed: until the coordinator's new view; rejoin_gap: longest pause"
-          " between acknowledged writes while the restarted member rejoined as tail")
+          " between acknowledged writes while the restarted member rejoined as tail; removed_again: trials whose"
+          " rejoined member was removed again by the coordinator's probes before the next kill")
     print()
     print(f"acknowledged writes: {acked}, read back from the tail: {acked - tail_total} intact, "
           f"lost: {tail_total} (must be 0); client errors retried: {load.errors}")
@@ -557,6 +569,7 @@ def main() -> int:
             watch.stop()
         t_end = time.monotonic()
         rejoin_gaps(load, results)
+        removed_again(watch, results, t_end)
         tail = cluster.whole(3)[-1]
         lost = lost_writes(load, tail)
         lost_by_case = {case: 0 for case in CASES}
