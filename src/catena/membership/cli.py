@@ -3,7 +3,7 @@
     catena agent --listen HOST:PORT [--join HOST:PORT[,HOST:PORT…]] [--secret S | --secret-file F]
                  [--heartbeat-interval-ms 100] [--k 3] [--suspect-after-ms 500]
                  [--confirm-timeout-ms 300] [--gossip-fanout 3] [--gossip-interval-ms 50]
-                 [--incarnation N] [--log-level info]
+                 [--join-timeout-ms 5000] [--incarnation N] [--log-level info]
     catena members --agent HOST:PORT [--all] [--stats]
 
 The secret may also come from CATENA_SECRET. Runnable without the top-level CLI:
@@ -53,6 +53,8 @@ def add_parsers(subparsers) -> None:
     a.add_argument("--confirm-timeout-ms", type=int, default=d.confirm_timeout_ms)
     a.add_argument("--gossip-fanout", type=int, default=d.gossip_fanout)
     a.add_argument("--gossip-interval-ms", type=int, default=d.gossip_interval_ms)
+    a.add_argument("--join-timeout-ms", type=int, default=d.join_timeout_ms,
+                   help="give up (exit 2) if no introducer admits us within this time")
     a.add_argument("--incarnation", type=int, default=None,
                    help="override the incarnation (default: start time in ms); must grow across restarts")
     a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -82,7 +84,8 @@ def cmd_agent(args) -> int:
     try:
         settings = Settings(heartbeat_interval_ms=args.heartbeat_interval_ms, k=args.k,
                             suspect_after_ms=args.suspect_after_ms, confirm_timeout_ms=args.confirm_timeout_ms,
-                            gossip_fanout=args.gossip_fanout, gossip_interval_ms=args.gossip_interval_ms)
+                            gossip_fanout=args.gossip_fanout, gossip_interval_ms=args.gossip_interval_ms,
+                            join_timeout_ms=args.join_timeout_ms)
         secret = read_secret(args)
     except (ConfigError, OSError) as exc:
         print(f"catena agent: {exc}", file=sys.stderr)

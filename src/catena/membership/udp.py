@@ -16,7 +16,7 @@ from typing import Callable
 
 from catena.errors import LocalProtocolError
 from catena.membership import wire
-from catena.membership.messages import Message
+from catena.membership.messages import Join, Message
 
 log = logging.getLogger("catena.membership")
 
@@ -100,7 +100,9 @@ class UdpShell(asyncio.DatagramProtocol):
                 log.debug("dir=drop src=%s:%s bytes=%d reason=%s", addr[0], addr[1], len(data), exc)
             return
         s = msg.sender
-        if not self.guard.accept(s.addr, s.incarnation, seq):
+        # Join is exempt: an older process asking to join must hear why it is refused, and a
+        # replayed Join is harmless (admission is idempotent; a stale incarnation is refused).
+        if type(msg) is not Join and not self.guard.accept(s.addr, s.incarnation, seq):
             self.counters["dropped_replay"] += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("dir=drop src=%s:%s reason=replay from=%s seq=%d", addr[0], addr[1], s, seq)
