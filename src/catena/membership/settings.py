@@ -59,4 +59,5 @@ class Settings:
         return rounds * self.gossip_interval_ms
 
     def transmit_limit(self, n: int) -> int:
-        return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
+        # at least 2 "decades" so small groups under loss still get enough copies
+        return self.retransmit_mult * max(2, math.ceil(math.log10(n + 1)))
