@@ -259,26 +259,24 @@ class HaCluster(Cluster):
 # -- fixtures (import them into a test module to use them) ------------------------------------------
 
 
+def _etcd(root: Path, size: int):
+    cluster = EtcdCluster(root, size)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def etcd(tmp_path, request):
+def etcd(tmp_path):
     """One etcd node with default timings, on free loopback ports; stopped at teardown."""
-    cluster = EtcdCluster(tmp_path / "etcd", 1)
-    request.node.catena_etcd = cluster
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    yield from _etcd(tmp_path / "etcd", 1)
 
 
 @pytest.fixture
-def etcd3(tmp_path, request):
+def etcd3(tmp_path):
     """A three-node etcd cluster with default timings; stopped at teardown."""
-    cluster = EtcdCluster(tmp_path / "etcd3", 3)
-    request.node.catena_etcd = cluster
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    yield from _etcd(tmp_path / "etcd3", 3)
 
 
 @pytest.fixture

@@ -156,14 +156,16 @@ class CoordinatorClient:
         problems: list[str] = []
         static = self.address.addrs if isinstance(self.address, StaticAddress) else ()
         order = list(static)
-        self._rng.shuffle(order) if len(order) > 1 else None
+        self._rng.shuffle(order)
+        asked = 0  # addresses of the list asked so far (the list is walked round robin)
         redirects = 0
         pause = 0.02
         while (left := deadline - loop.time()) > 0:
             target = self.leader
             if target is None:
                 if static:
-                    target = order[len(tried) % len(order)]
+                    target = order[asked % len(order)]
+                    asked += 1
                 else:
                     try:
                         target = await self._etcd_leader(min(left, 1.0))
@@ -195,7 +197,7 @@ class CoordinatorClient:
                 problems.append(f"{target}: {exc or type(exc).__name__}")
                 self.leader = None
             redirects = 0
-            if static and len(tried) % len(order) != 0:
+            if static and asked % len(order) != 0:
                 continue  # try the next address before pausing
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, 0.5)
