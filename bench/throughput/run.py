@@ -1,0 +1,301 @@
+"""Throughput and memory of a 3-member catena chain against Redis, measured in the same run.
+
+Starts Debian's redis-server (no persistence) and a catena chain (coordinator + 3 members,
+log on, fsync everysec) on free loopback ports, runs
+
+    redis-benchmark -t set,get -n N -c 50 -P 1   and   -P 16
+
+against both (catena: at the head), and prints ops/s with `ratio_vs_redis=` per line. Then it
+loads M keys of 16 bytes (16-byte values) into both over one pipelined connection and prints the
+resident-memory growth per key. Every process it starts is stopped by PID at the end.
+
+    python bench/throughput/run.py            # N=200000, M=1000000 (about 2-3 minutes)
+    python bench/throughput/run.py --quick    # N=50000,  M=200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+CLIENTS = 50
+VALUE = b"v" * 16
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+class Procs:
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "ab")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        log.close()
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, name: str) -> None:
+        for n, p in self.procs:
+            if n == name and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait()
+
+    def stop_all(self) -> None:
+        for _, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for name, p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"# {name} (pid {p.pid}) ignored SIGTERM; killing it", file=sys.stderr)
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def free_port(taken: set[int]) -> int:
+    rng = random.Random()
+    while True:
+        port = rng.randrange(15000, 32000)
+        if port in taken:
+            continue
+        ok = True
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    ok = False
+        if ok:
+            taken.add(port)
+            return port
+
+
+def cli(port: int, *args: str, timeout: float = 60) -> str:
+    out = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), *args], capture_output=True, text=True,
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"redis-cli -p {port} {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except (OSError, RuntimeError, subprocess.TimeoutExpired):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def ping(port: int) -> bool:
+    return cli(port, "PING", timeout=5) == "PONG"
+
+
+def info(port: int) -> dict[str, str]:
+    out = {}
+    for line in cli(port, "INFO").splitlines():
+        k, sep, v = line.partition(":")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def member_status(port: int) -> dict[str, str]:
+    words = cli(port, "MEMBER.STATUS").splitlines()
+    return dict(zip(words[0::2], words[1::2]))
+
+
+def start_redis(procs: Procs, port: int) -> None:
+    procs.start("redis", ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                          "--daemonize", "no", "--dir", str(procs.root)])
+    wait_for(lambda: ping(port), 30, "redis-server")
+
+
+def start_chain(procs: Procs, ports: list[int]) -> list[int]:
+    """Coordinator on ports[0], members on the rest, added in order (head first)."""
+    coord, members = ports[0], ports[1:]
+    py = [sys.executable, "-m", "catena"]
+    procs.start("coordinator", [*py, "coordinator", "--listen", f"{HOST}:{coord}",
+                                "--data-dir", str(procs.root / "coordinator")])
+    for p in members:
+        procs.start(f"member-{p}", [*py, "member", "--listen", f"{HOST}:{p}", "--data-dir",
+                                    str(procs.root / f"member-{p}"), "--fsync", "everysec"])
+    for p in [coord, *members]:
+        wait_for(lambda: ping(p), 60, f"catena on port {p}")
+    for p in members:
+        reply = cli(coord, "MASTER.ADD", HOST, str(p))
+        if reply != "OK":
+            raise RuntimeError(f"MASTER.ADD {p}: {reply}")
+    want = [f"{HOST}:{p}" for p in members]
+    wait_for(lambda: cli(coord, "MASTER.GET_CHAIN").split() == want, 60, "the chain")
+    wait_for(lambda: all(member_status(p)["members"] == ",".join(want) for p in members), 60, "the members' views")
+    return members
+
+
+# -- measurements --------------------------------------------------------------------------------
+
+
+def benchmark(port: int, n: int, pipeline: int) -> dict[str, float]:
+    """ops/s per test from redis-benchmark's CSV output."""
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "set,get", "-n", str(n),
+                          "-c", str(CLIENTS), "-P", str(pipeline), "--csv"],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"redis-benchmark against {port} failed: {out.stderr.strip()}")
+    rows = {r["test"]: float(r["rps"]) for r in csv.DictReader(io.StringIO(out.stdout)) if r.get("rps")}
+    if not {"SET", "GET"} <= rows.keys():
+        raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout!r} {out.stderr!r}")
+    return rows
+
+
+def rss(port: int) -> int:
+    return int(info(port)["used_memory_rss"])
+
+
+def load_keys(port: int, count: int) -> float:
+    """SET `count` 16-byte keys (16-byte values), pipelined on one connection (a writer
+    thread sends, this thread counts the +OK replies); returns seconds.
+
+    (Not `redis-cli --pipe`: it sends an empty line before its closing ECHO, which catena
+    refuses as a protocol error when it shares a read with a command.)"""
+    import threading
+
+    sock = socket.create_connection((HOST, port), timeout=120)
+    errors: list[BaseException] = []
+
+    def send():
+        try:
+            batch = []
+            for i in range(count):
+                batch.append(b"*3\r\n$3\r\nSET\r\n$16\r\nm:%014d\r\n$16\r\n%s\r\n" % (i, VALUE))
+                if len(batch) == 5000:
+                    sock.sendall(b"".join(batch))
+                    batch.clear()
+            sock.sendall(b"".join(batch))
+        except OSError as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    writer = threading.Thread(target=send, daemon=True)
+    writer.start()
+    replies, buf = 0, b""
+    try:
+        while replies < count:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise RuntimeError(f"connection closed after {replies} replies")
+            buf += data
+            lines = buf.split(b"\r\n")
+            buf = lines.pop()
+            for line in lines:
+                if line != b"+OK":
+                    raise RuntimeError(f"unexpected reply {line[:100]!r} after {replies} replies")
+            replies += len(lines)
+    finally:
+        writer.join(timeout=120)
+        sock.close()
+    if errors:
+        raise RuntimeError(f"sending keys failed: {errors[0]}")
+    return time.monotonic() - started
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer requests and keys (about a minute)")
+    ap.add_argument("-n", "--requests", type=int, default=None, help="requests per redis-benchmark run")
+    ap.add_argument("--keys", type=int, default=None, help="keys loaded for the memory figure")
+    ap.add_argument("--keep-coordinator", action="store_true",
+                    help="keep the coordinator running while measuring (by default it is stopped once the "
+                         "chain is built: the data path does not use it, and its 300 ms health probes can "
+                         "take a member saturated by the benchmark for dead and remove it)")
+    args = ap.parse_args(argv)
+    n = args.requests or (50_000 if args.quick else 200_000)
+    keys = args.keys or (200_000 if args.quick else 1_000_000)
+    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (Debian: apt-get install redis-server redis-tools)", file=sys.stderr)
+            return 2
+
+    root = Path(tempfile.mkdtemp(prefix="catena-bench-"))
+    procs = Procs(root)
+    taken: set[int] = set()
+    try:
+        redis_port = free_port(taken)
+        chain_ports = [free_port(taken) for _ in range(4)]
+        start_redis(procs, redis_port)
+        members = start_chain(procs, chain_ports)
+        head, tail = members[0], members[-1]
+        if not args.keep_coordinator:
+            procs.stop("coordinator")
+        print(f"# redis-server {cli(redis_port, 'INFO', 'server').split('redis_version:')[1].split()[0]} "
+              f"(no persistence) on {redis_port}; catena chain {members} (fsync everysec), benchmark at the head"
+              + ("" if args.keep_coordinator else "; coordinator stopped after building the chain"))
+        print(f"# redis-benchmark -t set,get -n {n} -c {CLIENTS}; {os.cpu_count()} CPUs")
+
+        for pipeline in (1, 16):
+            theirs = benchmark(redis_port, n, pipeline)
+            ours = benchmark(head, n, pipeline)
+            for test in ("SET", "GET"):
+                print(f"{test:<4} -P {pipeline:<2}  redis={theirs[test]:>9.0f} ops/s  catena={ours[test]:>9.0f} ops/s  "
+                      f"ratio_vs_redis={ours[test] / theirs[test]:.2f}", flush=True)
+
+        # Memory: resident growth per key while loading `keys` 16-byte keys.
+        before_r, before_used = rss(redis_port), int(info(redis_port)["used_memory"])
+        load_keys(redis_port, keys)
+        after_r, after_used = rss(redis_port), int(info(redis_port)["used_memory"])
+        before_c = {p: rss(p) for p in members}
+        secs = load_keys(head, keys)
+        last = member_status(head)["last_seq"]
+        wait_for(lambda: member_status(tail)["last_seq"] == last and member_status(tail)["keys"] == member_status(head)["keys"],
+                 120, "the tail to hold every key")
+        after_c = {p: rss(p) for p in members}
+        if int(cli(tail, "DBSIZE")) < keys:
+            raise RuntimeError("catena holds fewer keys than loaded")
+        redis_per_key = (after_r - before_r) / keys
+        per_member = {p: (after_c[p] - before_c[p]) / keys for p in members}
+        catena_per_key = max(per_member.values())
+        print(f"# {keys} keys of 16 bytes (16-byte values); catena loaded them in {secs:.1f} s "
+              f"({keys / secs:.0f} keys/s, pipelined on one connection)")
+        print(f"bytes_per_key redis={redis_per_key:.0f} (used_memory {(after_used - before_used) / keys:.0f}) "
+              f"catena={catena_per_key:.0f} (per member: "
+              f"{', '.join(f'{p}={v:.0f}' for p, v in per_member.items())}) "
+              f"ratio_vs_redis={catena_per_key / redis_per_key:.2f}")
+        return 0
+    except RuntimeError as exc:
+        print(f"bench failed: {exc}; logs in {root}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        if not os.environ.get("CATENA_BENCH_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
