@@ -312,3 +312,11 @@ def test_messages_during_join_are_ignored_and_refusal_is_reported():
     assert d.on_message(Heartbeat(mid(0)), 0.1) == []
     out = d.on_message(JoinRefused(mid(0), "nope"), 0.2)
     assert d.phase == JOIN_FAILED and "nope" in out[0].reason
+
+
+def test_a_lone_member_that_was_paused_refounds_its_group():
+    d = Detector(mid(0), S, random.Random(0), 0.0)
+    d.start(0.0)
+    out = d.on_timer(5.0)
+    assert d.phase == ALIVE and d.me.incarnation > mid(0).incarnation and d.members() == [d.me]
+    assert Joined(d.me) in out

@@ -405,6 +405,9 @@ class Detector:
         self.next_hb = self.next_gossip = self.next_sync = self.next_gc = INF
         self.rejoining = True
         known = self.ring.sample(self.rng, 3, exclude=self.introducers)
+        if not known and not self.introducers:
+            self._become_alive(now, out)  # we were the whole group: found it again
+            return
         self._begin_join(now, list(self.introducers) + known, out)
 
     def _admit(self, j: MemberId, now: float, out: list) -> None:
