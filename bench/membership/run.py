@@ -39,9 +39,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))]
 
 
-def line(label, first, all_lists, false_removals, msgs, bps):
+def line(label, first, all_lists, false_removals, msgs, bps, news=()):
     f50, f99, a99 = pct(first, 50), pct(first, 99), pct(all_lists, 99)
-    print(f"{label:<22} crashes={len(first):<3} first_p50={f50:.3f}s first_p99={f99:.3f}s all_p99={a99:.3f}s "
+    extra = f"join_leave_all_p99={pct(news, 99):.3f}s " if news else ""
+    print(f"{label:<22} crashes={len(first):<3} first_p50={f50:.3f}s first_p99={f99:.3f}s all_p99={a99:.3f}s {extra}"
           f"false_removals={false_removals} msgs/s/member={msgs:.1f} bytes/s/member={bps:.0f} "
           f"ratio_first_p99_vs_goal={f99 / GOAL_FIRST:.2f} ratio_all_p99_vs_goal={a99 / GOAL_ALL:.2f} "
           f"ratio_first_p99_vs_bound={f99 / BOUND_FIRST:.2f} ratio_all_p99_vs_bound={a99 / BOUND_ALL:.2f} "
@@ -54,7 +55,7 @@ def sim_sweep(ns, losses, seed):
     for n in ns:
         for loss in losses:
             seeds = [seed + i for i in range(5 if n <= 100 else 1)]
-            first, all_lists, false, msgs, bps = [], [], 0, [], []
+            first, all_lists, false, msgs, bps, news = [], [], 0, [], [], []
             t0 = time.process_time()
             for s in seeds:
                 r = run_scenario(n, s, loss=loss, measure_bytes=True, bursts=1 if n >= 5000 else 2)
@@ -63,10 +64,11 @@ def sim_sweep(ns, losses, seed):
                     print(f"  seed {s}: {problems}")
                 first += r.first
                 all_lists += r.all_lists
+                news += r.news_all_lists
                 false += len(r.false_removals)
                 msgs.append(r.msgs_per_node_s)
                 bps.append(r.bytes_per_node_s)
-            line(f"sim n={n} loss={loss:.0%}", first, all_lists, false, statistics.mean(msgs), statistics.mean(bps))
+            line(f"sim n={n} loss={loss:.0%}", first, all_lists, false, statistics.mean(msgs), statistics.mean(bps), news)
             print(f"  (seeds {seeds[0]}..{seeds[-1]}, {time.process_time() - t0:.1f} s CPU)", flush=True)
 
 

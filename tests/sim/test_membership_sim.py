@@ -26,7 +26,8 @@ def seeds(default):
 def check(report):
     problems = report.failures()
     print(f"seed={report.seed} n={report.n} loss={report.loss} first={[round(x, 3) for x in report.first]} "
-          f"all={[round(x, 3) for x in report.all_lists]} events={report.events}")
+          f"all={[round(x, 3) for x in report.all_lists]} join/leave all={[round(x, 3) for x in report.news_all_lists]} "
+          f"events={report.events}")
     assert not problems, f"seed {report.seed}: {problems}\n" + REPLAY.format(seed=report.seed)
 
 

@@ -56,7 +56,8 @@ def add_parsers(subparsers) -> None:
     a.add_argument("--join-timeout-ms", type=int, default=d.join_timeout_ms,
                    help="give up (exit 2) if no introducer admits us within this time")
     a.add_argument("--incarnation", type=int, default=None,
-                   help="override the incarnation (default: start time in ms); must grow across restarts")
+                   help="override the incarnation (default: start time in ms since the epoch); it must exceed every "
+                        "earlier incarnation at this address, including rejoins (which add the ms elapsed since start)")
     a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a.set_defaults(func=cmd_agent)
 

@@ -74,6 +74,7 @@ class Sim:
         self._seq = 0
         self.nodes: dict[str, SimNode] = {}
         self.crashes: dict[MemberId, Crash] = {}
+        self.news: dict[MemberId, Crash] = {}  # joins and leaves being timed (same bookkeeping)
         self.false_removals: list[tuple[float, str, MemberId]] = []
         self.join_failures: list[tuple[float, str, str]] = []
         self.events = 0
@@ -169,6 +170,10 @@ class Sim:
             elif t is Event:
                 if e.kind == "failed" or e.kind == "leave":
                     self._removed(node, e)
+                if e.kind != "failed" and e.member in self.news:
+                    c = self.news[e.member]
+                    c.first = min(c.first, now - c.at)
+                    c.removed_at.setdefault(node.addr, now - c.at)
             elif t is Stopped:
                 node.up = False
             elif t is JoinFailed:
@@ -216,6 +221,7 @@ class Sim:
         intro = [n.addr for n in self.rng.sample(self.live_nodes(), 3)]
         mach = Detector(me, self.s, random.Random(self.rng.getrandbits(64)), self.now, intro)
         node = SimNode(addr, mach, available_since=self.now, gen=old.gen + 1)
+        self.news[me] = Crash(me, self.now, {n.addr for n in self.live_nodes()})
         self.nodes[addr] = node
         self._apply(node, mach.start(self.now))
         self._arm(node)
@@ -246,6 +252,8 @@ class Sim:
 
     def leave(self, addr: str) -> None:
         node = self.nodes[addr]
+        m = node.machine.me
+        self.news[m] = Crash(m, self.now, {o.addr for o in self.live_nodes() if o.addr != addr and self._lists(o, m)})
         self._apply(node, node.machine.leave(self.now))
         self._arm(node)
 
@@ -289,6 +297,7 @@ class Report:
     refuted: bool
     paused_rejoined: bool
     restart_rejoined: bool
+    news_all_lists: list[float]  # a join or leave reaching every stable list, seconds
     join_failures: list
     bytes_per_node_s: float
     msgs_per_node_s: float
@@ -300,6 +309,8 @@ class Report:
             out.append(f"first detection {self.first} exceeds {first_bound} s")
         if not self.all_lists or max(self.all_lists) > all_bound:
             out.append(f"all-lists {self.all_lists} exceeds {all_bound} s")
+        if not self.news_all_lists or max(self.news_all_lists) > all_bound:
+            out.append(f"a join or leave took {self.news_all_lists} s to reach every list (bound {all_bound} s)")
         if self.false_removals:
             out.append(f"false removals: {self.false_removals[:5]}")
         if self.divergence:
@@ -399,6 +410,7 @@ def run_scenario(n: int, seed: int, loss: float = 0.05, settings: Settings | Non
         seed=seed, n=n, loss=loss, first=first, all_lists=all_lists,
         false_removals=sim.false_removals, divergence=sim.divergence(), refuted=refuted,
         paused_rejoined=paused_rejoined, restart_rejoined=restart_rejoined,
+        news_all_lists=[sim.all_lists_latency(c, stable) for c in sim.news.values()],
         join_failures=sim.join_failures,
         bytes_per_node_s=sum(x.sent_bytes for x in sim.nodes.values()) / count / span,
         msgs_per_node_s=sum(x.sent for x in sim.nodes.values()) / count / span,
