@@ -31,7 +31,10 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class PersistSnapshot:
-    """The machine's state was replaced wholesale (a state transfer): snapshot it durably."""
+    """The machine's state was replaced wholesale by `state` (a state transfer's blob, as
+    `KVState.dump` makes it): snapshot it durably."""
+
+    state: bytes
 
 
 @dataclass(frozen=True, slots=True)

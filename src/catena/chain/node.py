@@ -31,7 +31,8 @@ from catena.view import View
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-SNAPSHOT_BYTES = 64 * 1024 * 1024  # log size that triggers a snapshot (and log truncation)
+SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
+# triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
 
 
@@ -56,6 +57,7 @@ class MemberNode:
         self.links: PeerLinks | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
+        self._snapshot_bytes = 0
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -183,13 +185,18 @@ class MemberNode:
                 # One record per batch: one msgpack call and one checksum per event-loop turn.
                 self.log.append([msgpack.packb(fx.entries, use_bin_type=True)])
             elif kind is PersistSnapshot:
-                self._snapshot()
+                self._snapshot(fx.state)
             elif kind is FetchView:
                 self._fetch.set()
 
-    def _snapshot(self) -> None:
-        last_epoch, last_seq, state = self.replica.snapshot_blob()
-        self.log.snapshot(msgpack.packb([last_epoch, last_seq, state], use_bin_type=True))
+    def _snapshot(self, state: bytes | None = None) -> None:
+        """Snapshot the replica's state (`state`: its dump, when the caller has one already)."""
+        last_epoch, last_seq = self.replica.last_epoch, self.replica.last_seq
+        if state is None:
+            state = self.replica.state.dump()
+        blob = msgpack.packb([last_epoch, last_seq, state], use_bin_type=True)
+        self.log.snapshot(blob)
+        self._snapshot_bytes = len(blob)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -217,7 +224,7 @@ class MemberNode:
             now = time.time()
             self._run(self.replica.on_timer(now))
             self.log.maybe_sync(time.monotonic())
-            if self.log.size_bytes() >= SNAPSHOT_BYTES:
+            if self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes):
                 self._snapshot()
 
     def _leader_changed(self, leader: str) -> None:

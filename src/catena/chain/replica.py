@@ -84,6 +84,11 @@ class Replica:
             if entry[1] > self.last_seq:  # the log may repeat entries the snapshot holds
                 self._apply(entry, dirty=False)
         self.to_persist.clear()
+        # Recovered entries are in no sent list (a restarted process rejoins as a learner), so
+        # the window keeps only its bound of them, for a delta catch-up of a successor.
+        while len(self.window) > WINDOW:
+            entry = self.window.popleft()
+            self.base = (entry[0], entry[1])
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -303,7 +308,8 @@ class Replica:
 
     def _trim(self) -> None:
         window = self.window
-        keep_from = min(self.commit_seq, self.last_seq - WINDOW)
+        bound = self.last_seq - WINDOW
+        keep_from = bound if self._learning() else min(self.commit_seq, bound)
         while window and window[0][1] <= keep_from:
             entry = window.popleft()
             self.base = (entry[0], entry[1])
@@ -373,6 +379,7 @@ class Replica:
 
     def _on_append(self, sender, msg: Append, now: float) -> list:
         tail = self.commits_on_apply()
+        learning = self._learning()  # serves no reads and has no sent list
         fx = []
         for entry in msg.entries:
             seq = entry[1]
@@ -381,7 +388,9 @@ class Replica:
             if seq != self.last_seq + 1:
                 fx.append(self._sync(now))  # a gap: ask for the missing entries
                 break
-            self._apply(entry, dirty=not tail)
+            self._apply(entry, dirty=not tail and not learning)
+        if learning:
+            self._trim()
         self._synced_with_pred(msg.commit_seq)
         return fx
 
@@ -409,7 +418,7 @@ class Replica:
         self.dirty.clear()
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
-        fx: list = [PersistSnapshot()]
+        fx: list = [PersistSnapshot(msg.state)]
         self._synced_with_pred(msg.commit_seq)
         if self.succ:  # our successor's history may no longer be a prefix of ours
             self.succ_ready = False

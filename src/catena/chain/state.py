@@ -199,8 +199,8 @@ class KVState:
     def load(cls, blob: bytes) -> "KVState":
         data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
         state = cls()
-        state.data = dict(data)
-        state.expires = dict(expires)
+        state.data = data  # msgpack builds the dicts; no copy
+        state.expires = expires
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
         state.floors = dict(floors)
