@@ -38,15 +38,12 @@ def test_credis_walkthrough_with_redis_cli(cluster):
     assert cli(m2, "GET", "n") == "3"
     assert "chain_role:tail" in cli(m3, "INFO")
     assert cli(m1, "DBSIZE") == "5"
-
-
-def test_catena_status(cluster):
-    members = cluster.start(2)
+    # `catena status` shows the same chain.
     out = subprocess.run([sys.executable, "-m", "catena", "status", "--coordinator", cluster.coordinator],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for addr in members:
-        assert addr in out.stdout
+    for p in (m1, m2, m3):
+        assert f"{HOST}:{p}" in out.stdout
     assert "head" in out.stdout and "tail" in out.stdout
 
 
@@ -79,7 +76,7 @@ def _listening(port: int) -> bool:
 @pytest.mark.xfail(strict=True, reason="redis-cli --pipe sends an empty line before its closing ECHO; when it "
                    "shares a read with a command catena answers -ERR Protocol error (Redis skips empty lines)")
 def test_mass_insertion_with_redis_cli_pipe(cluster):
-    members = cluster.start(2)
+    members = cluster.start(1) * 2  # head and tail alike
     data = b"".join(b"*3\r\n$3\r\nSET\r\n$6\r\np:%04d\r\n$1\r\nv\r\n" % i for i in range(1000))
     out = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port_of(members[0])), "--pipe"], input=data,
                          capture_output=True, timeout=60)
