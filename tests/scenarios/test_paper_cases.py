@@ -105,4 +105,5 @@ def test_head_removed_while_its_link_to_the_successor_is_cut(seed):
                           "learns its removal; unless the coordinator tells it first (or it holds a "
                           "read lease), a client that reaches it reads a stale value")
 def test_removed_member_learning_its_removal_last_serves_stale_reads():
-    run_seed(17, live_remove=0.5, removed_first=False)
+    for seed in range(1, 200):  # the first schedule that shows it (seed 17 when this was written)
+        run_seed(seed, live_remove=0.5, removed_first=False)
