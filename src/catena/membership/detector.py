@@ -16,8 +16,8 @@ member that learns it is suspected refutes: it re-announces itself ALIVE with re
 FAILED is final for an incarnation: a member that learns it was declared failed (it was paused,
 or cut off, past the timeout) rejoins under a new, larger incarnation -- so catena never takes
 back a failure it has announced, and a restarted or resumed process is never confused with its
-earlier self. A member that finds its own timers ran late by more than the failure timeout
-(it was paused) rejoins at once without waiting to be told.
+earlier self. A member whose own timers ran late (it was paused or starved) gives its
+predecessors a fresh grace period instead of suspecting them: it was not listening.
 
 Dissemination: every change is queued (`BroadcastQueue`) and piggybacked on heartbeats, probes
 and acks, and pushed at once and then every `gossip_interval` to `gossip_fanout` random
@@ -216,14 +216,14 @@ class Detector:
         self.last_tick = now
         phase = self.phase
         if phase == ALIVE:
-            if gap > self.t_suspect + self.t_confirm:
-                # Our timers ran this late: we were paused (SIGSTOP, VM freeze, a stalled loop)
-                # long enough to have been declared failed. Come back as a new incarnation.
-                self.counters["pauses_detected"] += 1
-                self._rejoin(now, out)
-                return out
             if gap > 2 * self.t_hb:
-                # A shorter stall: we were not listening, so silence is no evidence.
+                # Our timers ran late: we were paused (SIGSTOP, VM freeze, a starved loop) and
+                # not listening, so the silence of our predecessors is no evidence. If the others
+                # declared us failed meanwhile, they tell us (FAILED gossip, or a notice in
+                # answer to our next heartbeat) and we rejoin then; if everyone stalled
+                # together, nobody was declared and nothing changes.
+                if gap > self.t_suspect:
+                    self.counters["pauses_detected"] += 1
                 for p in self.heard:
                     self.heard[p] = max(self.heard[p], now - self.t_hb)
                 for pr in self.probes.values():
