@@ -56,6 +56,12 @@ class UdpShell(asyncio.DatagramProtocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # room for a burst of State parts (a 5,000-member list is ~125 datagrams)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self.transport is not None:
