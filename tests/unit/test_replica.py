@@ -623,3 +623,21 @@ def test_many_forwarded_writes_re_forwarded_after_a_lost_head_apply_once():
     c.settle()
     assert c.r["t"].state.data[b"n"] == b"70"
     assert sorted(c.replies[f"w{i}"] for i in range(70)) == list(range(1, 71))
+
+
+def test_read_lease_gates_local_reads():
+    """With leases on, a member answers reads only under a lease from the coordinator's probe
+    of its current epoch; once it runs out (the coordinator may have replaced it) it answers
+    TRYAGAIN instead of possibly stale data. A probe from a newer epoch fetches the view."""
+    r = Replica("a", b"a/1", lease_s=0.5)
+    r.on_view(View(0, 1, ("a",)), NOW)
+    r.flush()
+    r.on_client("w", [b"SET", b"k", b"v"], NOW)
+    r.flush()
+    assert r.on_client("r1", [b"GET", b"k"], NOW) == [Reply("r1", NOT_SERVING)]
+    assert r.on_probe(1, NOW) == []
+    assert r.on_client("r2", [b"GET", b"k"], NOW + 0.4) == [Reply("r2", b"v")]
+    assert r.on_client("r3", [b"GET", b"k"], NOW + 0.6) == [Reply("r3", NOT_SERVING)]
+    assert r.on_probe(0, NOW + 0.6) == [] and r.lease_until == NOW + 0.5  # an older epoch grants nothing
+    assert r.on_probe(2, NOW + 0.6) == [FetchView(2)]
+    assert r.on_client("r4", [b"GET", b"k"], NOW + 0.6) == [Reply("r4", NOT_SERVING)]

@@ -46,7 +46,7 @@ ANSWERED = Error("ERR this request id was answered before and is not applied aga
 
 class Replica:
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
-                 last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0):
+                 last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None):
         self.me = me
         self.client_id = client_id  # names the writes this member forwards on behalf of clients
         self.state = state or KVState()
@@ -59,6 +59,8 @@ class Replica:
         self.dirty: dict[bytes, int] = {}  # key -> uncommitted entries touching it
         self.dirty_until = 0  # after a snapshot: anything up to here may be uncommitted
         self.in_chain = False  # a member of the chain since this process learnt it (not a learner)
+        self.lease_s = lease_s  # None: no read leases (a fail-stop world, as in the simulator)
+        self.lease_until = float("-inf")
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -235,7 +237,7 @@ class Replica:
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
 
     def _read(self, token, args, now) -> list:
-        if self.can_answer(ops.read_keys(args)):
+        if self.can_answer(ops.read_keys(args), now):
             return [Reply(token, ops.read(self.state, args, int(now * 1000)))]
         if self.view is None or not self.view.members:
             return [Reply(token, NO_VIEW)]
@@ -246,9 +248,13 @@ class Replica:
         self.reads[rtoken] = (token, now)
         return [Send(tail, Read(self.epoch, rtoken, tuple(args)))]
 
-    def can_answer(self, keys) -> bool:
-        """CRAQ: committed data only; the tail's is always committed, others' when clean."""
+    def can_answer(self, keys, now: float) -> bool:
+        """CRAQ: committed data only; the tail's is always committed, others' when clean. And
+        only under a read lease, when leases are on: a member the coordinator can no longer
+        reach may have been replaced, and must not answer from data others have moved past."""
         if not self.serving_reads():
+            return False
+        if self.lease_s is not None and now >= self.lease_until:
             return False
         if self.commits_on_apply():
             return True
@@ -333,7 +339,7 @@ class Replica:
         if kind is Forward:
             return self._write(sender, msg.token, tuple(msg.rid) if msg.rid else None, list(msg.args), now)
         if kind is Read:
-            if self.can_answer(ops.read_keys(list(msg.args))):
+            if self.can_answer(ops.read_keys(list(msg.args)), now):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000))
             else:
                 reply = NOT_SERVING
@@ -435,6 +441,18 @@ class Replica:
                 self._maybe_hand_over()
             return []
         self._commit_to(msg.seq)
+        return []
+
+    # -- read leases --------------------------------------------------------------------------
+
+    def on_probe(self, epoch: int, now: float) -> list:
+        """The coordinator's probe under `epoch` grants a read lease until now + lease_s: it
+        will not install a view without us before that lease ran out (it counts from when our
+        answer reached it, which is later than now). A probe from a newer epoch: we are stale."""
+        if epoch > self.epoch:
+            return [FetchView(epoch)]
+        if epoch == self.epoch and self.lease_s is not None:
+            self.lease_until = now + self.lease_s
         return []
 
     # -- links and timers -----------------------------------------------------------------------------
