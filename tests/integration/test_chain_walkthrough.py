@@ -73,8 +73,6 @@ def _listening(port: int) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="redis-cli --pipe sends an empty line before its closing ECHO; when it "
-                   "shares a read with a command catena answers -ERR Protocol error (Redis skips empty lines)")
 def test_mass_insertion_with_redis_cli_pipe(cluster):
     members = cluster.start(1) * 2  # head and tail alike
     data = b"".join(b"*3\r\n$3\r\nSET\r\n$6\r\np:%04d\r\n$1\r\nv\r\n" % i for i in range(1000))

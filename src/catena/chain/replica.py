@@ -32,6 +32,7 @@ from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
+LEASE_S = 1.0  # a read lease from the coordinator's probe (members with a coordinator)
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0
@@ -61,6 +62,7 @@ class Replica:
         self.in_chain = False  # a member of the chain since this process learnt it (not a learner)
         self.lease_s = lease_s  # None: no read leases (a fail-stop world, as in the simulator)
         self.lease_until = float("-inf")
+        self.revoked_epoch = -1
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -448,12 +450,20 @@ class Replica:
     def on_probe(self, epoch: int, now: float) -> list:
         """The coordinator's probe under `epoch` grants a read lease until now + lease_s: it
         will not install a view without us before that lease ran out (it counts from when our
-        answer reached it, which is later than now). A probe from a newer epoch: we are stale."""
+        answer reached it, which is later than now) unless we gave the lease back. A probe from
+        a newer epoch: we are stale."""
         if epoch > self.epoch:
             return [FetchView(epoch)]
-        if epoch == self.epoch and self.lease_s is not None:
+        if epoch == self.epoch and self.lease_s is not None and epoch != self.revoked_epoch:
             self.lease_until = now + self.lease_s
         return []
+
+    def revoke(self, epoch: int) -> None:
+        """The coordinator is about to replace the view of `epoch`: stop answering reads from
+        local data now, and take no new lease under it."""
+        if epoch >= self.epoch:
+            self.lease_until = float("-inf")
+            self.revoked_epoch = epoch
 
     # -- links and timers -----------------------------------------------------------------------------
 
@@ -549,7 +559,9 @@ class Replica:
             self.to_persist = []
         if self.out_entries:
             commit = self.last_seq if self.commits_on_apply() else self.commit_seq
-            fx.append(Send(self.succ, Append(self.epoch, commit, tuple(self.out_entries))))
+            out = self.out_entries
+            for i in range(0, len(out), BATCH):  # bounded frames: a successor's turn stays short
+                fx.append(Send(self.succ, Append(self.epoch, commit, tuple(out[i:i + BATCH]))))
             self.out_entries = []
         if self.out_ack is not None:
             fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))

@@ -89,6 +89,12 @@ class CommandParser:
                     raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
                 commands.append(cmd)
         except hiredis.ProtocolError as exc:
+            start = len(data) - pending  # where the unparsed rest begins in `data`
+            if 0 <= start < len(data) and data[start:start + 1] != b"*":
+                # A blank line or an inline command between frames (redis-cli --pipe sends
+                # one): Redis takes it; so do we, with a fresh reader for what follows.
+                self._reader, self._pending, self._partial = hiredis.Reader(), 0, b""
+                return self._inline(data[start:], commands)
             raise RemoteProtocolError(f"Protocol error: {exc}") from None
         if pending:
             self._check_partial(data, pending)
