@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from catena.resp.client import call
+from catena.resp.client import ReplyError, call
 from catena.status import _table, member_rows
 
 START_TIMEOUT_S = 30.0
@@ -30,12 +30,23 @@ async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen]) -
             if p.poll() is not None:
                 raise RuntimeError(f"a catena process exited early (status {p.returncode}); see its log")
         try:
-            if len(await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0)) >= n:
+            chain = await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0)
+            if len(chain) >= n and await _all_serve_reads([m.decode() for m in chain]):
                 return
-        except (OSError, asyncio.TimeoutError, ConnectionError):
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             pass
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the chain did not reach {n} members within {START_TIMEOUT_S:.0f} s")
+
+
+async def _all_serve_reads(members: list[str]) -> bool:
+    """Every member answers a read (it holds the read lease the coordinator's probes grant)."""
+    for addr in members:
+        try:
+            await call(addr, b"EXISTS", b"catena:up", timeout=1.0)
+        except ReplyError:
+            return False
+    return True
 
 
 def run_cluster(members: int, port: int, data_dir: str | None) -> int:

@@ -209,3 +209,29 @@ def test_whole_chain_restart_with_the_remaining_member_restarted_last(cluster):
     assert rebuilt[0] == last
     cluster.wait_chain(rebuilt)
     assert_nothing_lost(cluster, rebuilt, load)
+
+
+def test_a_paused_tail_replaced_meanwhile_answers_no_stale_read(cluster):
+    """SIGSTOP the tail; the coordinator replaces it (after its read lease ran out) and new
+    writes commit at the new tail. On SIGCONT the old tail, before it has heard of the new
+    view, must not answer the old value: its lease is gone, so it answers TRYAGAIN (or, once
+    it learnt the new view, the new value)."""
+    import redis
+
+    chain = registered_chain(cluster, 3)
+    head, tail = cluster.client(chain[0]), chain[2]
+    assert head.set("fresh", "old")
+    wait_until(lambda: cluster.client(tail).get("fresh") == b"old", 10, "the tail to have the old value")
+    with redis.Redis(host="127.0.0.1", port=int(tail.rsplit(":", 1)[1]), single_connection_client=True,
+                     socket_timeout=30) as stale_conn:
+        stale_conn.ping()  # the connection is open before the pause; the read is queued during it
+        cluster.sigstop(tail)
+        wait_removed(cluster, tail)
+        assert head.set("fresh", "new")
+        stale_conn.connection.send_command("GET", "fresh")  # lands in the paused process's socket
+        cluster.sigcont(tail)
+        try:
+            got = stale_conn.connection.read_response()
+        except redis.ResponseError as exc:
+            got = exc
+    assert got != b"old", "a replaced tail answered a read from data the chain has moved past"

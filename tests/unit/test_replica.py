@@ -626,18 +626,26 @@ def test_many_forwarded_writes_re_forwarded_after_a_lost_head_apply_once():
 
 
 def test_read_lease_gates_local_reads():
-    """With leases on, a member answers reads only under a lease from the coordinator's probe
-    of its current epoch; once it runs out (the coordinator may have replaced it) it answers
-    TRYAGAIN instead of possibly stale data. A probe from a newer epoch fetches the view."""
+    """With leases on, a member answers reads only under a lease: the coordinator's probe n+1
+    grants it for probe n, counted from when we answered probe n. Once it runs out (the
+    coordinator may have replaced us) we answer TRYAGAIN rather than possibly stale data; a
+    revoked epoch takes no new lease; a probe from a newer epoch fetches the view."""
     r = Replica("a", b"a/1", lease_s=0.5)
     r.on_view(View(0, 1, ("a",)), NOW)
     r.flush()
     r.on_client("w", [b"SET", b"k", b"v"], NOW)
     r.flush()
-    assert r.on_client("r1", [b"GET", b"k"], NOW) == [Reply("r1", NOT_SERVING)]
-    assert r.on_probe(1, NOW) == []
-    assert r.on_client("r2", [b"GET", b"k"], NOW + 0.4) == [Reply("r2", b"v")]
-    assert r.on_client("r3", [b"GET", b"k"], NOW + 0.6) == [Reply("r3", NOT_SERVING)]
-    assert r.on_probe(0, NOW + 0.6) == [] and r.lease_until == NOW + 0.5  # an older epoch grants nothing
-    assert r.on_probe(2, NOW + 0.6) == [FetchView(2)]
-    assert r.on_client("r4", [b"GET", b"k"], NOW + 0.6) == [Reply("r4", NOT_SERVING)]
+    assert r.on_client("r1", [b"GET", b"k"], NOW) == [Reply("r1", b"v")]  # no coordinator manages it yet
+    assert r.on_probe(1, 1, 0, NOW) == []  # answered, nothing granted yet
+    assert r.on_client("r2", [b"GET", b"k"], NOW + 0.1) == [Reply("r2", NOT_SERVING)]
+    assert r.on_probe(1, 2, 1, NOW + 0.1) == []  # grants probe 1: lease from NOW
+    assert r.on_client("r3", [b"GET", b"k"], NOW + 0.4) == [Reply("r3", b"v")]
+    assert r.on_client("r4", [b"GET", b"k"], NOW + 0.55) == [Reply("r4", NOT_SERVING)]
+    # A paused member: probe 3 waited in its socket; granting probe 2 (answered at NOW + 0.1)
+    # after the pause gives no lease that is still running.
+    assert r.on_probe(1, 3, 2, NOW + 5) == []
+    assert r.on_client("r5", [b"GET", b"k"], NOW + 5) == [Reply("r5", NOT_SERVING)]
+    assert r.on_probe(1, 4, 99, NOW + 5.1) == [] and r.lease_until < NOW + 5  # a grant for another probe
+    r.revoke(1)
+    assert r.on_probe(1, 5, 4, NOW + 5.2) == [] and r.lease_until < NOW + 5
+    assert r.on_probe(2, 6, 5, NOW + 5.3) == [FetchView(2)]

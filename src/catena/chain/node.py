@@ -17,7 +17,7 @@ import msgpack
 from catena.chain import messages, ops
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import DurableLog
-from catena.chain.replica import REQ, Replica
+from catena.chain.replica import LEASE_S, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -71,7 +71,8 @@ class MemberNode:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
-        replica = Replica(self.listen, incarnation, state, last, entries, epoch=self._load_epoch())
+        replica = Replica(self.listen, incarnation, state, last, entries, epoch=self._load_epoch(),
+                          lease_s=LEASE_S)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         return replica
@@ -103,6 +104,20 @@ class MemberNode:
         t.register(b"PEER", self._peer, -2)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4)
         t.register(b"MEMBER.STATUS", lambda c, a: self.replica.status(), 1)
+        t.register(b"MEMBER.PROBE", self._probe_cmd, 4)
+        t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2)
+
+    def _probe_cmd(self, client, args):
+        """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
+        read lease for the previous probe we answered in time; answers this process's
+        incarnation (a restart shows as a new one)."""
+        self._run(self.replica.on_probe(int(args[1]), int(args[2]), int(args[3]), time.time()))
+        return self.incarnation
+
+    def _revoke_cmd(self, client, args):
+        """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
+        self.replica.revoke(int(args[1]))
+        return OK
 
     def _data(self, client, args):
         reply = Deferred()

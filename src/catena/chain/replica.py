@@ -63,6 +63,7 @@ class Replica:
         self.lease_s = lease_s  # None: no read leases (a fail-stop world, as in the simulator)
         self.lease_until = float("-inf")
         self.revoked_epoch = -1
+        self.probe_nonce, self.probe_answered_at = 0, float("-inf")
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -253,10 +254,12 @@ class Replica:
     def can_answer(self, keys, now: float) -> bool:
         """CRAQ: committed data only; the tail's is always committed, others' when clean. And
         only under a read lease, when leases are on: a member the coordinator can no longer
-        reach may have been replaced, and must not answer from data others have moved past."""
+        reach may have been replaced, and must not answer from data others have moved past.
+        Leases hold from the first probe on: a member no coordinator manages has nobody to be
+        replaced by."""
         if not self.serving_reads():
             return False
-        if self.lease_s is not None and now >= self.lease_until:
+        if self.lease_s is not None and self.probe_nonce and now >= self.lease_until:
             return False
         if self.commits_on_apply():
             return True
@@ -447,15 +450,20 @@ class Replica:
 
     # -- read leases --------------------------------------------------------------------------
 
-    def on_probe(self, epoch: int, now: float) -> list:
-        """The coordinator's probe under `epoch` grants a read lease until now + lease_s: it
-        will not install a view without us before that lease ran out (it counts from when our
-        answer reached it, which is later than now) unless we gave the lease back. A probe from
-        a newer epoch: we are stale."""
+    def on_probe(self, epoch: int, nonce: int, grant: int, now: float) -> list:
+        """The coordinator's probe `nonce` under `epoch`. We answer it at `now`; the next probe
+        names it in `grant` only if our answer reached the coordinator in time, and then the
+        lease runs from `now` of that answer (the coordinator counts from when it got it, which
+        is later). A probe delayed in our socket (we were paused) grants nothing new. The
+        coordinator installs no view without us before our lease ran out, unless we gave it
+        back (`revoke`). A probe from a newer epoch: we are stale."""
         if epoch > self.epoch:
             return [FetchView(epoch)]
-        if epoch == self.epoch and self.lease_s is not None and epoch != self.revoked_epoch:
-            self.lease_until = now + self.lease_s
+        if epoch != self.epoch or epoch == self.revoked_epoch or self.lease_s is None:
+            return []
+        if grant and grant == self.probe_nonce:
+            self.lease_until = max(self.lease_until, self.probe_answered_at + self.lease_s)
+        self.probe_nonce, self.probe_answered_at = nonce, now
         return []
 
     def revoke(self, epoch: int) -> None:

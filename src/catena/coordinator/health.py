@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 class HealthCheck:
     misses_to_fail: int = 3
     interval_s: float = 0.1
-    timeout_s: float = 0.3
+    timeout_s: float = 0.5
     misses: dict[str, int] = field(default_factory=dict)
 
     def result(self, addr: str, ok: bool) -> bool:

@@ -114,6 +114,14 @@ class Reconfig:
             return []
         return self.remove(addr, chain_id)
 
+    def restarted(self, addr: str, chain_id: int = 0) -> list[View]:
+        """A probe found a new process at a member's address: it never resumes the old one's
+        place; it is added again behind the tail (its log cut back by the sync handshake)."""
+        view = self.view(chain_id)
+        if addr not in view.members and addr != view.learner:
+            return []
+        return self.remove(addr, chain_id) + self.add(addr, chain_id)
+
     def remove(self, addr: str, chain_id: int = 0) -> list[View]:
         """Take `addr` out of the chain (head, middle, tail or learner) under a new epoch."""
         view = self.view(chain_id)

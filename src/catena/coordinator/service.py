@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from catena.chain.node import view_words
+from catena.chain.replica import LEASE_S
 from catena.errors import CatenaError
 from catena.coordinator.discovery import notleader_error
 from catena.coordinator.health import HealthCheck
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ADD_TIMEOUT_S = 30.0
 PUSH_RETRY_S = 0.5
+REVOKE_TIMEOUT_S = 0.3
+LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
 LEARNER_POLL_S = 0.05
 
 
@@ -66,6 +69,10 @@ class Coordinator:
         self._watcher: asyncio.Task | None = None
         self.health = HealthCheck()
         self._probers: dict[str, asyncio.Task] = {}
+        self._lease_ok: dict[str, float] = {}  # member -> when its last probe answer arrived
+        self._dead: set[str] = set()  # members whose port refused our last probe
+        self._incarnations: dict[str, object] = {}  # member -> the incarnation its probes answer
+        self._term_started = time.monotonic()
         for name, fn, arity in (
             (b"MASTER.ADD", self._add, 3), (b"MASTER.REMOVE", self._remove, 3),
             (b"MASTER.REGISTER", self._register, -3), (b"MASTER.GET_CHAIN", self._get_chain, -1),
@@ -179,10 +186,13 @@ class Coordinator:
         return self._spawn(work())
 
     async def _wait_member(self, addr: str):
+        """Until `addr` is in the chain and holds a read lease (so it answers reads at once)."""
         try:
             async with asyncio.timeout(ADD_TIMEOUT_S):
                 while addr not in self.view.members:
                     await self._changed.wait()
+                while addr in self.view.members and addr not in self._lease_ok:
+                    await asyncio.sleep(self.health.interval_s / 2)
             return OK
         except TimeoutError:
             return Error(f"ERR {addr} is still catching up with the tail; it joins when it has (see MASTER.GET_CHAIN)")
@@ -233,9 +243,12 @@ class Coordinator:
         async with self._lock:
             if not self._acting():
                 raise NotLeader(self.store.leader)
+            before = set(self.saved.views[0].members)
             changed = decide(self.reconfig)
             if isinstance(changed, str):
                 return changed
+            for addr in before - set(self.reconfig.view(0).members):
+                await self._revoke(addr)
             new = self.reconfig.state.to_dict()
             if new != self.saved.to_dict():
                 try:
@@ -246,6 +259,25 @@ class Coordinator:
                 self.saved = CoordinatorState.from_dict(new)
             self._after_save(changed, also)
             return changed
+
+    async def _revoke(self, addr: str) -> None:
+        """Before a view without `addr` is saved (and so can be seen): make sure `addr` no longer
+        answers reads from local data. It gives its lease back when asked; if it cannot be
+        asked, its lease (counted from the last probe answer we granted, or from our start as
+        leader) runs out first. A member whose port refuses connections has no process left
+        to answer."""
+        if addr in self._dead:
+            return
+        try:
+            await call(addr, b"MEMBER.REVOKE", self.saved.views[0].epoch, timeout=REVOKE_TIMEOUT_S)
+            return
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
+            pass
+        until = max(self._lease_ok.get(addr, float("-inf")), self._term_started) + LEASE_S + LEASE_MARGIN_S
+        delay = until - time.monotonic()
+        if delay > 0:
+            log.info("waiting %.2f s for the read lease of %s to run out before replacing it", delay, addr)
+            await asyncio.sleep(delay)
 
     def _after_save(self, changed: list[View], also: list[str] = ()) -> None:
         """Push to every member the view names (and to removed ones); probe and watch as needed."""
@@ -309,20 +341,36 @@ class Coordinator:
         return set(view.members) | ({view.learner} - {None})
 
     async def _probe(self, addr: str) -> None:
-        """Our own check of a chain member: PING with a short deadline on a kept connection.
-        A member that stops answering (crashed, paused, wedged) is confirmed dead after
-        `misses_to_fail` probes in a row and removed from the chain: the repair needs no human."""
+        """Our own check of a chain member: MEMBER.PROBE with a short deadline on a kept
+        connection, which also renews the member's read lease. A member that stops answering
+        (crashed, paused, wedged) is confirmed dead after `misses_to_fail` probes in a row and
+        removed from the chain: the repair needs no human. A new incarnation answering at its
+        address (a quick restart) is taken out and added again behind the tail."""
         health, conn = self.health, None
+        nonce, grant, answered_at = 0, 0, float("-inf")
         try:
             while addr in self._watched():
                 started = time.monotonic()
+                nonce += 1
                 try:
                     if conn is None:
                         conn = await RespConnection.open(addr, health.timeout_s)
-                    await conn.call(b"PING", timeout=health.timeout_s)
+                    if grant:  # the member's lease now runs until at most answered_at + LEASE_S
+                        self._lease_ok[addr] = max(self._lease_ok.get(addr, answered_at), answered_at)
+                    incarnation = await conn.call(b"MEMBER.PROBE", self.view.epoch, nonce, grant,
+                                                  timeout=health.timeout_s)
+                    grant, answered_at = nonce, time.monotonic()  # answered in time: grant it next
+                    self._dead.discard(addr)
                     ok = True
-                except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
-                    ok = False
+                    known = self._incarnations.setdefault(addr, incarnation)
+                    if known != incarnation:
+                        self._incarnations[addr] = incarnation
+                        log.warning("member %s restarted (new incarnation): adding it again behind the tail", addr)
+                        await self._change(lambda r: r.restarted(addr), also=[addr])
+                except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+                    ok, grant = False, 0
+                    if isinstance(exc, ConnectionRefusedError):
+                        self._dead.add(addr)  # nothing listens there: no process can answer reads
                     if conn is not None:
                         await conn.close()
                         conn = None
@@ -352,6 +400,7 @@ class Coordinator:
             previous.cancel()
             await asyncio.wait({previous})  # the last term's tasks are gone before this one starts
         self._pushed, self._push_wake, self._probers, self._watcher = {}, {}, {}, None
+        self._term_started = time.monotonic()  # leases a former leader granted run out by + LEASE_S
         self.health = HealthCheck()
         try:
             async with asyncio.TaskGroup() as group:
