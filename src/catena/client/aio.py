@@ -11,7 +11,8 @@ import uuid
 
 from catena.chain.node import parse_view
 from catena.client.errors import ResponseError, Timeout, Unavailable
-from catena.client.router import RetryPolicy, Router, check_value, parse_coordinators, retryable
+from catena.client.router import RetryPolicy, Router, check_value, retryable
+from catena.coordinator.discovery import CoordinatorClient, NoLeader, parse
 from catena.resp.client import ReplyError, RespConnection
 
 _TRANSIENT = (OSError, ConnectionError, asyncio.TimeoutError, EOFError)
@@ -49,12 +50,12 @@ class _Pool:
 
 
 class AsyncClient:
-    """`AsyncClient("host:port,host:port")`: the coordinators' addresses (etcd:// as well once
-    the coordinator runs on etcd). `timeout` is every call's deadline in seconds."""
+    """`AsyncClient("host:port,host:port")` or `AsyncClient("etcd://host:port/prefix")`: where
+    to find the coordinator leader. `timeout` is every call's deadline in seconds."""
 
     def __init__(self, coordinators: str, *, timeout: float = 5.0, password: str | None = None,
                  client_id: str | None = None, seed: int | None = None):
-        self.coordinators = parse_coordinators(coordinators)
+        self.coordinators = CoordinatorClient(parse(coordinators), rng=random.Random(seed))
         self.policy = RetryPolicy(deadline_s=timeout)
         self.rng = random.Random(seed)
         self.router = Router(self.rng)
@@ -106,6 +107,7 @@ class AsyncClient:
 
     async def close(self) -> None:
         await self._pool.close()
+        await self.coordinators.close()
 
     async def __aenter__(self):
         return self
@@ -178,21 +180,13 @@ class AsyncClient:
             attempt += 1
 
     async def refresh(self, timeout: float) -> None:
-        """Fetch the chain's view from the first coordinator that answers."""
-        tried = []
-        for addr in self.coordinators:
-            try:
-                conn = await RespConnection.open(addr, min(timeout, 1.0))
-                try:
-                    raw = await conn.call(b"MASTER.GET_VIEW", timeout=min(timeout, 1.0))
-                finally:
-                    await conn.close()
-                self.router.on_view(parse_view(raw))
-                self._ever_routed = True
-                return
-            except (*_TRANSIENT, ReplyError, ValueError) as exc:
-                tried.append(f"{addr} ({type(exc).__name__}: {exc})")
-        raise Unavailable("no coordinator answered: " + ", ".join(tried))
+        """Fetch the chain's view from the coordinator leader (following redirects)."""
+        try:
+            raw = await self.coordinators.call(b"MASTER.GET_VIEW", timeout=min(timeout, 1.0))
+        except (NoLeader, ReplyError) as exc:
+            raise Unavailable(str(exc)) from None
+        self.router.on_view(parse_view(raw))
+        self._ever_routed = True
 
 
 class AsyncPipeline:

@@ -58,18 +58,3 @@ def check_value(value) -> bytes | str | int:
     if isinstance(value, (bytes, str)) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise TypeError(f"catena stores bytes, str or int values, not {type(value).__name__}")
-
-
-def parse_coordinators(spec: str) -> list[str]:
-    """`host:port[,host:port…]` as a list; ValueError naming the bad part."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("no coordinator address given: expected host:port[,host:port…] or etcd://host:port/prefix")
-    if "://" in spec and not spec.startswith("etcd://"):
-        raise ValueError(f"unknown address scheme in {spec!r}: expected host:port[,host:port…] or etcd://…")
-    out = []
-    for part in spec.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"bad coordinator address {part!r} in {spec!r}: expected host:port")
-        out.append(f"{host}:{int(port)}")
-    return out
