@@ -371,7 +371,10 @@ def run_scenario(n: int, seed: int, loss: float = 0.05, settings: Settings | Non
         stable_excluded.add(a)
         story["short"] = sim.nodes[a].machine.me
         story["short_refutations"] = sim.nodes[a].machine.counters["refutations"]
-        sim.pause(a, (s.suspect_after_ms + s.confirm_timeout_ms / 3) / 1000)
+        # long enough to be suspected (silence > suspect_after), short enough that the probes are
+        # still open when it resumes (suspect_after + confirm), even if its last heartbeats before
+        # the pause were lost
+        sim.pause(a, (s.suspect_after_ms + s.confirm_timeout_ms / 6) / 1000)
 
     def restart():
         a = crashed[0]
