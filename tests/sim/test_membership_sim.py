@@ -71,3 +71,22 @@ def test_per_member_traffic_is_flat_in_n(seed):
 
     small, large = steady(20), steady(400)
     assert large < 1.3 * small, (small, large)
+
+
+@pytest.mark.parametrize("seed", seeds([51, 52]))
+def test_an_isolated_member_removes_nobody_and_comes_back(seed):
+    sim = Sim(80, seed, loss=0.05)
+    sim.run_until(1.0)
+    cut = sim.rng.choice(sorted(sim.nodes))
+    before = {a: n.machine.me for a, n in sim.nodes.items()}
+    sim.isolate(cut, 3.0)
+    sim.run_until(4.0)
+    node = sim.nodes[cut].machine
+    assert node.counters["failures_declared"] == 0, f"seed {seed}: a cut-off member removed others"
+    assert node.counters["probes_inconclusive"] > 0
+    sim.loss = 0.0
+    sim.run_until(8.0)
+    after = {a: n.machine.me for a, n in sim.nodes.items()}
+    changed = {a for a in before if before[a] != after[a]}
+    assert changed == {cut}, f"seed {seed}: only the cut-off member should rejoin, got {changed}"
+    assert not sim.divergence(), f"seed {seed}: {sim.divergence()[:3]}\n" + REPLAY.format(seed=seed)

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from catena.errors import LocalProtocolError
 from catena.membership import wire
 from catena.membership.messages import (
-    Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Ping, PingReq, State, Status, Update,
+    Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Nack, Ping, PingReq, State, Status, Update,
 )
 from catena.membership.wire import DropReason, ReplayGuard, decode, encode
 
@@ -25,7 +25,7 @@ def samples():
     return [
         Heartbeat(A), Heartbeat(A, u), Ping(A, 7, B, u), PingReq(A, 8, B), Ack(B, 9, A, u), Join(B),
         State(A, 1, 3, True, u), JoinRefused(A, "address in use"), Gossip(A, u),
-        Digest(A, (1 << 64) - 1, 1500, True), Digest(B, 0, 0, False, True),
+        Digest(A, (1 << 64) - 1, 1500, True), Digest(B, 0, 0, False, True), Nack(B, 3, A, u),
     ]
 
 
@@ -41,7 +41,7 @@ def test_tags_are_the_published_ones():
     # append-only: these numbers are in docs/protocol.md and must never change
     assert {c.__name__: t for c, t in wire.TAGS.items()} == {
         "Heartbeat": 1, "Ping": 2, "PingReq": 3, "Ack": 4, "Join": 5, "State": 6,
-        "JoinRefused": 7, "Gossip": 8, "Digest": 9}
+        "JoinRefused": 7, "Gossip": 8, "Digest": 9, "Nack": 10}
 
 
 @given(updates)

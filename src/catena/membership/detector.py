@@ -10,8 +10,11 @@ Failure detection. Live members sit on a ring ordered by a hash of their address
 `heartbeat_interval` a member sends a Heartbeat to its k successors; each member monitors its k
 predecessors. A predecessor silent for `suspect_after` becomes SUSPECT (gossiped, so it can
 refute); the monitor probes it directly (Ping) and indirectly through the suspect's other
-monitors (PingReq), retrying once halfway. Any datagram from the suspect, or a relayed Ack,
-clears the suspicion; otherwise after `confirm_timeout` the monitor declares it FAILED. A
+monitors and one random member (PingReq), retrying once halfway. Any datagram from the suspect,
+or a relayed Ack, clears the suspicion; otherwise after `confirm_timeout` the monitor declares
+it FAILED -- provided at least one helper answered (Nack: "I could not reach it either"). A
+monitor that hears from nobody may itself be cut off: it keeps suspecting and probes again
+through other helpers rather than remove anyone (Lifeguard's nack, in spirit). A
 member that learns it is suspected refutes: it re-announces itself ALIVE with refute + 1.
 FAILED is final for an incarnation: a member that learns it was declared failed (it was paused,
 or cut off, past the timeout) rejoins under a new, larger incarnation -- so catena never takes
@@ -36,7 +39,8 @@ from catena.membership import wire
 from catena.membership.dissemination import BroadcastQueue, chunk
 from catena.membership.effects import Event, Joined, JoinFailed, Send, Stopped
 from catena.membership.messages import (
-    LAST_LIVE, Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Ping, PingReq, State, Status, Update,
+    LAST_LIVE, Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Nack, Ping, PingReq, State, Status,
+    Update,
 )
 from catena.membership.ring import Ring
 from catena.membership.settings import Settings
@@ -55,6 +59,7 @@ class _Probe:
     retry_at: float
     deadline: float
     helpers: list[str]
+    nacks: int = 0  # helpers that answered "could not reach it": we ourselves can still talk
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,7 @@ class Detector:
         self.heard: dict[str, float] = {}  # predecessor -> last datagram from it
         self.last_direct: dict[str, float] = {}  # any member -> last datagram from it
         self.probes: dict[str, _Probe] = {}
-        self.relays: dict[int, tuple[str, int, float]] = {}  # our ping seq -> (origin, origin seq, expiry)
+        self.relays: dict[int, list] = {}  # our ping seq -> [origin, origin seq, target, nack at]
         self._seq = 0
         self._notified: dict[str, float] = {}  # tombstoned sender -> when we last told it
         self._synced: dict[str, float] = {}  # peer -> last urgent list exchange
@@ -117,7 +122,7 @@ class Detector:
         self.counters: dict[str, int] = {
             "suspicions": 0, "refutations": 0, "failures_declared": 0, "probes": 0,
             "indirect_probes": 0, "probes_cleared": 0, "joins_admitted": 0, "joins_refused": 0,
-            "rejoins": 0, "pauses_detected": 0, "syncs": 0, "stale_ignored": 0,
+            "rejoins": 0, "pauses_detected": 0, "syncs": 0, "stale_ignored": 0, "probes_inconclusive": 0,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -201,6 +206,9 @@ class Detector:
                 t = pr.retry_at if pr.retry_at < pr.deadline else pr.deadline
                 if t < d:
                     d = t
+            for r in self.relays.values():
+                if r[3] < d:
+                    d = r[3]
             return d
         if self.phase == JOINING:
             return min(self.join_deadline, self.join_retry_at)
@@ -265,13 +273,20 @@ class Detector:
                     continue  # settled by an earlier step of this loop
                 if now >= pr.deadline:
                     del self.probes[addr]
-                    self._declare_failed(pr, now, out)
+                    if pr.nacks or not pr.helpers:
+                        self._declare_failed(pr, now, out)
+                    else:
+                        # Nobody answered at all, not even a helper: we may be the one cut
+                        # off. Keep suspecting and probe again through other helpers.
+                        self.counters["probes_inconclusive"] += 1
+                        self._start_probe(addr, now, out)
                 elif now >= pr.retry_at:
                     pr.retry_at = INF
                     self._send_probes(pr, out)
         if self.relays:
-            for seq in [q for q, r in self.relays.items() if r[2] <= now]:
-                del self.relays[seq]
+            for seq in [q for q, r in self.relays.items() if r[3] <= now]:
+                origin, oseq, target, _ = self.relays.pop(seq)
+                out.append(Send(origin, Nack(self.me, oseq, target, self._piggyback())))
         if now >= self.next_gossip:
             self._gossip_round(now, out)
         if now >= self.next_sync:
@@ -348,10 +363,15 @@ class Detector:
                 out.append(Send(addr, Ack(self.me, msg.seq, target, self._piggyback(first=self._self_update()))))
             else:
                 seq = self._next_seq()
-                self.relays[seq] = (addr, msg.seq, now + self.t_confirm)
+                self.relays[seq] = [addr, msg.seq, target, now + self.t_confirm * 0.4]
                 trec = self.table.records.get(target.addr)
                 first = trec.update if trec is not None else None
                 out.append(Send(target.addr, Ping(self.me, seq, target, self._piggyback(first=first))))
+        elif t is Nack:
+            self._merge(msg.updates, now, out)
+            pr = self.probes.get(msg.target.addr)
+            if pr is not None and pr.seq == msg.seq:
+                pr.nacks += 1
         elif t is Join:
             self._admit(sender, now, out)
         elif t is State:
@@ -474,13 +494,14 @@ class Detector:
         rec = self.table.records.get(p)
         if rec is None or rec.update.status > LAST_LIVE:
             return
-        self.counters["suspicions"] += 1
         if rec.update.status == Status.ALIVE:
+            self.counters["suspicions"] += 1
             self._merge((Update(rec.member, rec.update.refute, Status.SUSPECT),), now, out)
+        # the suspect's other monitors (they heard its heartbeats), plus one random member, so a
+        # burst that took the other monitors down still leaves a helper to answer
         helpers = [h for h in self.ring.successors(p, self.s.k) if h != self.me.addr][: self.s.indirect_probes]
-        if len(helpers) < self.s.indirect_probes:
-            helpers += self.ring.sample(self.rng, self.s.indirect_probes - len(helpers),
-                                        exclude=[p, self.me.addr, *helpers])
+        helpers += self.ring.sample(self.rng, self.s.indirect_probes + 1 - len(helpers),
+                                    exclude=[p, self.me.addr, *helpers])
         pr = _Probe(rec.member, self._next_seq(), now, now + self.t_confirm / 2, now + self.t_confirm, helpers)
         self.probes[p] = pr
         self._send_probes(pr, out)

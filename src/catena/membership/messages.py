@@ -172,4 +172,18 @@ class Digest:
     urgent: bool = False
 
 
-Message = Heartbeat | Ping | PingReq | Ack | Join | State | JoinRefused | Gossip | Digest
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """(10) A helper asked to probe `target` (PingReq) got no answer from it in time.
+
+    It proves the asker can still reach someone: a prober declares a suspect failed only when
+    at least one helper answered, so a member that is itself cut off never removes others.
+    """
+
+    sender: MemberId
+    seq: int
+    target: MemberId
+    updates: tuple[Update, ...] = ()
+
+
+Message = Heartbeat | Ping | PingReq | Ack | Join | State | JoinRefused | Gossip | Digest | Nack

@@ -10,7 +10,8 @@ real wire codec to count bytes).
 Faults: `crash` (crash-stop: the node stops, its datagrams are lost), `restart` (a new process
 at the same address with a larger incarnation joins through live introducers), `pause` (the
 node freezes: timers stop, datagrams queue as in a socket buffer, and are handed over on
-resume), `leave`, plus network `loss` and uniform `delay`.
+resume), `isolate` (the node runs but nothing reaches it or leaves it), `leave`, plus network
+`loss` and uniform `delay`.
 
 Checkers: first-detection and all-lists latencies per crash, false removals (a member declared
 failed while it had been able to talk for the whole detection window), convergence of every
@@ -79,6 +80,7 @@ class Sim:
         self.join_failures: list[tuple[float, str, str]] = []
         self.events = 0
         self.delivered = 0
+        self.isolated: set[str] = set()  # addresses cut off from everyone (both directions)
         addrs = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:7946" for i in range(1, n + 1)]
         members = [self._id(a, 0.0) for a in addrs]
         if not bootstrap:
@@ -144,6 +146,8 @@ class Sim:
                 node.timer_at = INF
                 effects = node.machine.on_timer(t)
             else:
+                if addr in self.isolated:
+                    continue
                 if node.paused:
                     node.buffer.append(payload)
                     continue
@@ -165,6 +169,8 @@ class Sim:
                 if self.measure_bytes:
                     node.sent_bytes += len(wire.encode(e.msg, node.sent, self.secret, self.s.max_datagram))
                 if self.loss and rng.random() < self.loss:
+                    continue
+                if self.isolated and (node.addr in self.isolated or e.to in self.isolated):
                     continue
                 self._push(now + lo + (hi - lo) * rng.random(), _MSG, e.to, e.msg)
             elif t is Event:
@@ -249,6 +255,16 @@ class Sim:
             self._arm(node)
 
         self.at(self.now + duration, resume)
+
+    def isolate(self, addr: str, duration: float) -> None:
+        """Cut `addr` off from everyone (it keeps running) for `duration` seconds."""
+        self.isolated.add(addr)
+
+        def heal():
+            self.isolated.discard(addr)
+            self.nodes[addr].available_since = self.now
+
+        self.at(self.now + duration, heal)
 
     def leave(self, addr: str) -> None:
         node = self.nodes[addr]

@@ -4,7 +4,7 @@ Layout of every datagram (documented in docs/protocol.md, "Membership datagrams"
 
     byte 0      version (1)
     byte 1      flags: bit 0 = signed (a 32-byte HMAC-SHA256 trailer follows the body)
-    byte 2      type tag (append-only: 1 heartbeat .. 9 digest)
+    byte 2      type tag (append-only: 1 heartbeat .. 10 nack)
     bytes 3..   msgpack array: [sender_host, sender_port, sender_incarnation, seq, *fields]
     trailer     HMAC-SHA256(secret, bytes 0 .. end of body) when signed
 
@@ -22,7 +22,7 @@ import msgpack
 
 from catena.errors import LocalProtocolError, RemoteProtocolError
 from catena.membership.messages import (
-    Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Message, Ping, PingReq, State,
+    Ack, Digest, Gossip, Heartbeat, Join, JoinRefused, MemberId, Message, Nack, Ping, PingReq, State,
     Status, Update,
 )
 
@@ -34,6 +34,7 @@ MAX_DATAGRAM = 1400
 
 TAGS: dict[type, int] = {
     Heartbeat: 1, Ping: 2, PingReq: 3, Ack: 4, Join: 5, State: 6, JoinRefused: 7, Gossip: 8, Digest: 9,
+    Nack: 10,
 }
 _BY_TAG = {tag: cls for cls, tag in TAGS.items()}
 TYPE_NAMES = {cls: cls.__name__.lower() for cls in TAGS}
@@ -103,7 +104,7 @@ def _fields(msg: Message) -> list:
     t = type(msg)
     if t is Heartbeat or t is Gossip:
         return [[_upd(u) for u in msg.updates]]
-    if t is Ping or t is PingReq or t is Ack:
+    if t is Ping or t is PingReq or t is Ack or t is Nack:
         return [msg.seq, _id(msg.target), [_upd(u) for u in msg.updates]]
     if t is Join:
         return []
@@ -217,7 +218,7 @@ def decode(data: bytes, secret: bytes | None = None, max_datagram: int = MAX_DAT
         if cls is Heartbeat or cls is Gossip:
             (ups,) = f
             return cls(sender, _dec_updates(ups)), seq
-        if cls is Ping or cls is PingReq or cls is Ack:
+        if cls is Ping or cls is PingReq or cls is Ack or cls is Nack:
             pseq, target, ups = f
             return cls(sender, _check_int(pseq), _dec_id(target), _dec_updates(ups)), seq
         if cls is Join:
