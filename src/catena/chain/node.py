@@ -7,6 +7,7 @@ traffic.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -216,6 +217,10 @@ class MemberNode:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, started: asyncio.Event | None = None) -> None:
+        # The recovered state is long-lived: keep the cyclic GC from walking it, and let it
+        # run less often (the hot path allocates many short-lived tuples, few cycles).
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
             self.links = PeerLinks(self.listen, group, self._on_link, self.secret)

@@ -27,6 +27,7 @@ from catena.resp.codec import OK, CommandParser, Error, encode
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+MAX_UNANSWERED = 4096  # replies a connection may owe before we stop reading from it
 
 
 @dataclass(slots=True)
@@ -92,7 +93,8 @@ class Takeover:
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures")
+    __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures",
+                 "paused")
 
     def __init__(self, server: "RespServer"):
         self.server = server
@@ -102,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self.futures: set[asyncio.Future] = set()  # admin commands still running
         self.peer = None
         self.closing = False
+        self.paused = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -165,6 +168,9 @@ class _Connection(asyncio.Protocol):
             self.out.clear()
         if self.closing and not pending:
             self.transport.close()
+        elif len(pending) > MAX_UNANSWERED and not self.paused:
+            self.paused = True  # backpressure: a deep pipeline waits in the client's socket
+            self.transport.pause_reading()
 
     def _dispatch(self, args: list[bytes]):
         try:
@@ -206,6 +212,9 @@ class _Connection(asyncio.Protocol):
         self.out.clear()
         if self.closing and not self.pending:
             self.transport.close()
+        elif self.paused and len(self.pending) <= MAX_UNANSWERED // 2:
+            self.paused = False
+            self.transport.resume_reading()
 
 
 class RespServer:
