@@ -159,6 +159,18 @@ def as_dict(reply) -> dict:
     return out
 
 
+def patient_redis(addr: str, **kwargs) -> redis.Redis:
+    """A redis-py client that retries -TRYAGAIN for a few seconds, as an application would: a
+    member answers it while the chain is reconfigured or until its read lease is renewed."""
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import TryAgainError
+    from redis.retry import Retry
+
+    kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=0.25, base=0.02), 30))
+    kwargs.setdefault("retry_on_error", [TryAgainError])
+    return redis.Redis(host=HOST, port=port_of(addr), **kwargs)
+
+
 class Proc:
     """One child process; every signal goes to its PID."""
 
@@ -347,12 +359,12 @@ class Cluster:
     # -- clients ----------------------------------------------------------------------------------
 
     def client(self, addr: str, **kwargs) -> redis.Redis:
-        """A redis-py client (default protocol) closed at teardown."""
+        """A redis-py client (default protocol) closed at teardown; retries TRYAGAIN."""
         kwargs.setdefault("socket_timeout", CLIENT_TIMEOUT_S)
         kwargs.setdefault("socket_connect_timeout", CLIENT_TIMEOUT_S)
         if self.password is not None and addr != self.coordinator:
             kwargs.setdefault("password", self.password)
-        c = redis.Redis(host=HOST, port=port_of(addr), **kwargs)
+        c = patient_redis(addr, **kwargs)
         self._clients.append(c)
         return c
 
@@ -363,8 +375,8 @@ class Cluster:
             return c.execute_command(*args)
 
     def member_cmd(self, addr: str, *args, timeout: float = CLIENT_TIMEOUT_S):
-        with redis.Redis(host=HOST, port=port_of(addr), socket_timeout=timeout, socket_connect_timeout=timeout,
-                         password=self.password, protocol=2) as c:
+        with patient_redis(addr, socket_timeout=timeout, socket_connect_timeout=timeout,
+                           password=self.password, protocol=2) as c:
             return c.execute_command(*args)
 
     # -- coordinator ------------------------------------------------------------------------------
@@ -498,8 +510,7 @@ class WriteLoad:
         with self._lock:
             items = sorted(self.acked.items())
         wrong = {}
-        with redis.Redis(host=HOST, port=port_of(addr), socket_timeout=CLIENT_TIMEOUT_S,
-                         password=self.cluster.password) as c:
+        with patient_redis(addr, socket_timeout=CLIENT_TIMEOUT_S, password=self.cluster.password) as c:
             for i in range(0, len(items), chunk):
                 part = items[i : i + chunk]
                 for (k, v), got in zip(part, c.mget([k for k, _ in part])):
