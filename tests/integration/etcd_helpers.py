@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import time
 from pathlib import Path
 
 import pytest

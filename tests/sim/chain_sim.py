@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import collections
 import heapq
-import math
 import random
 import sys
 from dataclasses import dataclass, field

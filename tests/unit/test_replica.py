@@ -12,7 +12,7 @@ from collections import deque
 
 from catena.chain import messages
 from catena.chain.messages import (
-    Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply,
+    Ack, Append, Read, ReadReply, Snapshot, Stale, Sync, WriteReply,
 )
 from catena.chain.replica import NOT_SERVING, Replica
 from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState
