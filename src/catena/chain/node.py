@@ -23,6 +23,7 @@ from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError
+from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
@@ -35,6 +36,7 @@ TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
+MEMBERSHIP_RETRY_S = 1.0
 
 
 class MemberNode:
@@ -257,6 +259,7 @@ class MemberNode:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.discovery.watch())  # etcd addresses: follow the leader key
+                group.create_task(self._membership())
                 try:
                     await self._poll_coordinator()
                 finally:
@@ -265,6 +268,28 @@ class MemberNode:
             if len(group_exc.exceptions) == 1:
                 raise group_exc.exceptions[0] from None
             raise
+
+    async def _membership(self) -> None:
+        """Join the membership group (UDP heartbeats on our port number) through the coordinator
+        leader, retrying until admitted; on shutdown announce the leave. The coordinator hears
+        of our failure from our ring monitors, then confirms it with its own probe."""
+        agent = None
+        try:
+            while agent is None:
+                leader = self.discovery.leader
+                if leader:
+                    candidate = MembershipAgent(self.listen, [leader], table=self.table)
+                    try:
+                        await candidate.start()
+                        agent = candidate
+                        break
+                    except (JoinError, OSError) as exc:
+                        log.warning("membership: %s; retrying", exc)
+                await asyncio.sleep(MEMBERSHIP_RETRY_S)
+            await asyncio.Future()
+        finally:
+            if agent is not None:
+                await agent.leave()
 
     async def _poll_coordinator(self) -> None:
         registered = False

@@ -24,8 +24,11 @@ from catena.chain.replica import LEASE_S
 from catena.errors import CatenaError
 from catena.coordinator.discovery import notleader_error
 from catena.coordinator.health import HealthCheck
+from catena.coordinator import sessions
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
+from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
+from catena.membership.agent import MembershipAgent
 from catena.resp.client import ReplyError, RespConnection, call
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
@@ -39,6 +42,8 @@ PUSH_RETRY_S = 0.5
 REVOKE_TIMEOUT_S = 0.3
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
 LEARNER_POLL_S = 0.05
+SESSION_CHECK_S = 0.1  # how often the leader looks for expired sessions
+SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
 
 
 def _addr(args) -> str:
@@ -72,6 +77,8 @@ class Coordinator:
         self._lease_ok: dict[str, float] = {}  # member -> when its last probe answer arrived
         self._dead: set[str] = set()  # members whose port refused our last probe
         self._incarnations: dict[str, object] = {}  # member -> the incarnation its probes answer
+        self._probe_now: dict[str, asyncio.Event] = {}  # set: probe this member at once
+        self.membership: MembershipAgent | None = None
         self._term_started = time.monotonic()
         for name, fn, arity in (
             (b"MASTER.ADD", self._add, 3), (b"MASTER.REMOVE", self._remove, 3),
@@ -82,6 +89,13 @@ class Coordinator:
             self.table.register(name, self._leader_only(fn), arity)
         self.table.register(b"MASTER.STATUS", self._status, -1)
         self.table.register(b"MASTER.LEADER", self._leader, 1)
+        for name, fn, arity in ((b"MASTER.SESSION.OPEN", self._session_open, 2),
+                                (b"MASTER.SESSION.PING", self._session_ping, 2),
+                                (b"MASTER.SESSION.ATTACH", self._session_attach, -3),
+                                (b"MASTER.SESSION.CLOSE", self._session_close, 2)):
+            self.table.register(name, self._leader_only(fn), arity)
+        self._session_clock = SessionClock()  # when each session last pinged (leader only, never saved)
+        self._session_enders: dict[str, asyncio.Task] = {}  # session -> the task ending it
 
     @property
     def view(self) -> View:
@@ -234,6 +248,119 @@ class Coordinator:
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
         return self.listen if self._acting() else self.store.leader
 
+    # -- client sessions ------------------------------------------------------------------------
+
+    def _session_open(self, client, args):
+        """MASTER.SESSION.OPEN ttl_ms: a new session; the reply is its id. Its TTL runs from now."""
+        ttl_ms = sessions.check_ttl_ms(args[1])
+        sid = uuid.uuid4().hex
+
+        async def work():
+            await self._change(lambda r: sessions.open_session(r.state.sessions, sid, ttl_ms))
+            self._session_clock.track(sid, ttl_ms / 1000, time.monotonic())
+            return sid
+
+        return self._spawn(work())
+
+    def _session_alive(self, sid: str, sessions_table: dict) -> bool:
+        """A ping: the session is saved, not being ended, and its TTL has not run out."""
+        entry = sessions_table.get(sid)
+        return (entry is not None and not entry.get("ending")
+                and self._session_clock.ping(sid, entry["ttl_ms"] / 1000, time.monotonic()))
+
+    def _session_ping(self, client, args):
+        """MASTER.SESSION.PING id: OK, or `-ERR no such session` (expired, closed or unknown)."""
+        return OK if self._session_alive(args[1].decode(errors="replace"), self.saved.sessions) \
+            else Error(sessions.NO_SUCH_SESSION)
+
+    def _session_attach(self, client, args):
+        """MASTER.SESSION.ATTACH id key…: bind keys to a live session (also counts as a ping)."""
+        sid, keys = args[1].decode(errors="replace"), list(args[2:])
+
+        def decide(r: Reconfig):
+            if not self._session_alive(sid, r.state.sessions):
+                return sessions.NO_SUCH_SESSION
+            return sessions.attach(r.state.sessions, sid, keys)
+
+        async def work():
+            refused = await self._change(decide)
+            return Error(refused) if isinstance(refused, str) else OK
+
+        return self._spawn(work())
+
+    def _session_close(self, client, args):
+        """MASTER.SESSION.CLOSE id: delete the session's keys (through the chain), then drop it."""
+        sid = args[1].decode(errors="replace")
+        if sid not in self.saved.sessions:
+            return Error(sessions.NO_SUCH_SESSION)
+
+        async def work():
+            await self._end_session(sid)
+            return OK
+
+        return self._spawn(work())
+
+    def _end_session(self, sid: str) -> asyncio.Task:
+        """The task ending `sid` (one per session, in the leader's TaskGroup)."""
+        task = self._session_enders.get(sid)
+        if task is None:
+            enders = self._session_enders  # this term's (a new term starts a new dict)
+            task = enders[sid] = self._group.create_task(self._ending(sid))
+            task.add_done_callback(lambda _: enders.pop(sid, None))
+        return task
+
+    async def _ending(self, sid: str) -> None:
+        """Mark it ending (saved: no more keys or pings; a new leader resumes from here), delete
+        its keys through the chain, then drop it (saved)."""
+        entry = self.saved.sessions.get(sid)
+        if entry is None:
+            return
+        if not entry.get("ending"):
+            if isinstance(await self._change(lambda r: sessions.mark_ending(r.state.sessions, sid)), str):
+                return
+        keys = [sessions.key_bytes(k) for k in self.saved.sessions.get(sid, {}).get("keys", [])]
+        await self._delete_session_keys(sid, keys)
+        await self._change(lambda r: sessions.drop(r.state.sessions, sid))
+        self._session_clock.forget(sid)
+        log.info("session %s ended: its %d keys deleted", sid, len(keys))
+
+    async def _delete_session_keys(self, sid: str, keys: list[bytes]) -> None:
+        """DEL at the head (a write the head answers is committed), in batches; each batch has
+        a request id derived from the session, so a retry (ours, or the next leader's) applies
+        once. Retried until the head answers; the chain may be repairing meanwhile."""
+        for first in range(0, len(keys), SESSION_DEL_BATCH):
+            n = first // SESSION_DEL_BATCH + 1
+            pause = SESSION_CHECK_S
+            while True:
+                head = self.view.head
+                try:
+                    if head is None:
+                        raise ConnectionError("the chain has no members")
+                    await call(head, b"CATENA.REQ", f"session:{sid}", n, n, b"DEL",
+                               *keys[first:first + SESSION_DEL_BATCH], timeout=2.0)
+                    break
+                except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+                    log.info("deleting the keys of session %s at %s: %s; retrying", sid, head, exc)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
+
+    async def _expire_sessions(self) -> None:
+        """Leader only: end each session whose pings stopped for its TTL, and finish the ends a
+        former leader left half done. Sessions it had not timed get a full TTL from now."""
+        while True:
+            now = time.monotonic()
+            saved = self.saved.sessions
+            self._session_clock.sync({sid: e["ttl_ms"] / 1000 for sid, e in saved.items()}, now)
+            for sid in self._session_clock.expired(now):
+                if sid in saved and not saved[sid].get("ending") and sid not in self._session_enders:
+                    log.info("session %s expired (no ping for %d ms): deleting its %d keys", sid,
+                             saved[sid]["ttl_ms"], len(saved[sid]["keys"]))
+                    self._end_session(sid)
+            for sid, entry in saved.items():
+                if entry.get("ending"):
+                    self._end_session(sid)
+            await asyncio.sleep(SESSION_CHECK_S)
+
     # -- persisting and pushing views -----------------------------------------------------------
 
     async def _change(self, decide, also: list[str] = ()):
@@ -352,6 +479,7 @@ class Coordinator:
             while addr in self._watched():
                 started = time.monotonic()
                 nonce += 1
+                refused = False
                 try:
                     if conn is None:
                         conn = await RespConnection.open(addr, health.timeout_s)
@@ -369,12 +497,13 @@ class Coordinator:
                         await self._change(lambda r: r.restarted(addr), also=[addr])
                 except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                     ok, grant = False, 0
-                    if isinstance(exc, ConnectionRefusedError):
+                    refused = isinstance(exc, ConnectionRefusedError)
+                    if refused:
                         self._dead.add(addr)  # nothing listens there: no process can answer reads
                     if conn is not None:
                         await conn.close()
                         conn = None
-                if health.result(addr, ok) and addr in self._watched():
+                if health.result(addr, ok, refused) and addr in self._watched():
                     changed = await self._change(lambda r: r.fail(addr) if addr in self._watched() else [],
                                                  also=[addr])
                     if not changed:
@@ -384,7 +513,13 @@ class Coordinator:
                     log.warning("member %s failed %d probes in a row: removed it from the chain",
                                 addr, health.misses_to_fail)
                     break
-                await asyncio.sleep(max(0.0, health.interval_s - (time.monotonic() - started)))
+                wake = self._probe_now.setdefault(addr, asyncio.Event())
+                try:  # the next probe at its time, or at once when membership suspects the member
+                    async with asyncio.timeout(max(0.0, health.interval_s - (time.monotonic() - started))):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+                wake.clear()
         finally:
             health.forget(addr)
             self._probers.pop(addr, None)
@@ -402,9 +537,11 @@ class Coordinator:
         self._pushed, self._push_wake, self._probers, self._watcher = {}, {}, {}, None
         self._term_started = time.monotonic()  # leases a former leader granted run out by + LEASE_S
         self.health = HealthCheck()
+        self._session_clock, self._session_enders = SessionClock(), {}  # full TTLs from our takeover
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                group.create_task(self._expire_sessions())
                 if initialize:
                     async with self._lock:
                         await self.store.save(self.saved.to_dict())
@@ -417,6 +554,8 @@ class Coordinator:
                     self._probers[addr] = group.create_task(self._probe(addr))
                 if view.learner:  # an add that was under way when the last leader stopped
                     self._watcher = group.create_task(self._watch_learner())
+                if self.membership is not None:
+                    group.create_task(self._follow_membership(self.membership.events()))
                 self._changed.set()
                 self._changed = asyncio.Event()
                 await asyncio.Future()
@@ -425,12 +564,28 @@ class Coordinator:
         finally:
             self._group = None
 
+    async def _follow_membership(self, events) -> None:
+        """Membership says a chain member failed or left: probe it now rather than at its turn
+        (the probe, not the heartbeat, confirms the failure and decides the repair)."""
+        async for event in events:
+            addr = event.member.addr
+            if event.kind in ("failed", "leave") and addr in self._watched():
+                log.info("membership: %s %s; probing it now", addr, event.kind)
+                self._probe_now.setdefault(addr, asyncio.Event()).set()
+
     async def run(self, started: asyncio.Event | None = None) -> None:
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
             self._main = group
             await self.server.start(host, int(port))
             log.info("coordinator listening on %s, store %s", self.listen, self.store)
+            # Members join the membership group through us (same port number, UDP).
+            agent = MembershipAgent(self.listen, (), table=self.table)
+            try:
+                await agent.start()
+                self.membership = agent
+            except OSError as exc:  # our own probes still find failures, only later
+                log.warning("membership disabled: cannot bind UDP %s (%s)", self.listen, exc)
             if started is not None:
                 started.set()
             try:
@@ -438,6 +593,8 @@ class Coordinator:
                 await self.store.run(self)
             finally:
                 self.step_down("shutting down")
+                if self.membership is not None:
+                    await agent.close()
                 await self.server.close()
 
 
