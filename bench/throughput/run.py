@@ -231,10 +231,6 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer requests and keys (about a minute)")
     ap.add_argument("-n", "--requests", type=int, default=None, help="requests per redis-benchmark run")
     ap.add_argument("--keys", type=int, default=None, help="keys loaded for the memory figure")
-    ap.add_argument("--keep-coordinator", action="store_true",
-                    help="keep the coordinator running while measuring (by default it is stopped once the "
-                         "chain is built: the data path does not use it, and its 300 ms health probes can "
-                         "take a member saturated by the benchmark for dead and remove it)")
     args = ap.parse_args(argv)
     n = args.requests or (50_000 if args.quick else 200_000)
     keys = args.keys or (200_000 if args.quick else 1_000_000)
@@ -252,11 +248,9 @@ def main(argv=None) -> int:
         start_redis(procs, redis_port)
         members = start_chain(procs, chain_ports)
         head, tail = members[0], members[-1]
-        if not args.keep_coordinator:
-            procs.stop("coordinator")
         print(f"# redis-server {cli(redis_port, 'INFO', 'server').split('redis_version:')[1].split()[0]} "
-              f"(no persistence) on {redis_port}; catena chain {members} (fsync everysec), benchmark at the head"
-              + ("" if args.keep_coordinator else "; coordinator stopped after building the chain"))
+              f"(no persistence) on {redis_port}; catena chain {members} (fsync everysec, coordinator probing), "
+              "benchmark at the head")
         print(f"# redis-benchmark -t set,get -n {n} -c {CLIENTS}; {os.cpu_count()} CPUs")
 
         for pipeline in (1, 16):
