@@ -8,11 +8,14 @@
 
 Writes go to the chain's head and carry request ids (a retry applies once); reads go to any
 member. Every call has a deadline (`timeout=5.0` s) after which it raises `Timeout`.
+
+    c.open_session(ttl=10.0, on_lost=print)  # pinged every ttl/3 by the client itself
+    c.set("lock", "me", nx=True, session=True)  # deleted when the session ends
 """
 
 from catena.client.aio import AsyncClient, AsyncPipeline
-from catena.client.errors import ClientError, ResponseError, Timeout, Unavailable
+from catena.client.errors import ClientError, ResponseError, SessionLost, Timeout, Unavailable
 from catena.client.sync import Client, Pipeline
 
-__all__ = ["Client", "AsyncClient", "Pipeline", "AsyncPipeline", "ClientError", "ResponseError", "Timeout",
-           "Unavailable"]
+__all__ = ["Client", "AsyncClient", "Pipeline", "AsyncPipeline", "ClientError", "ResponseError", "SessionLost",
+           "Timeout", "Unavailable"]

@@ -1,22 +1,40 @@
-"""`AsyncClient`: routes commands to the right member, retries within a deadline, and gives
-every write a request id so that a retry after a lost reply applies once."""
+"""`AsyncClient`: routes commands to the right member, retries within a deadline, gives every
+write a request id so that a retry after a lost reply applies once, and keeps a session alive
+(keys written with `session=True` are deleted when the session ends)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 import time
 import uuid
 
 from catena.chain.node import parse_view
-from catena.client.errors import ResponseError, Timeout, Unavailable
+from catena.client.errors import ClientError, ResponseError, SessionLost, Timeout, Unavailable
 from catena.client.router import RetryPolicy, Router, check_value, retryable
 from catena.coordinator.discovery import CoordinatorClient, NoLeader, parse
 from catena.resp.client import ReplyError, RespConnection
 
+log = logging.getLogger(__name__)
+
 _TRANSIENT = (OSError, ConnectionError, asyncio.TimeoutError, EOFError)
 IDLE_PER_MEMBER = 8
+NO_SUCH_SESSION = "ERR no such session"
+# A write bound to a session is known to precede any deletion of the session's keys if it was
+# acknowledged within this fraction of the TTL after a ping the coordinator answered (the rest
+# is margin for the two clocks' rates); past it, the client asks the coordinator.
+SESSION_SURE = 0.8
+
+
+class _Session:
+    def __init__(self, sid: str, ttl: float, on_lost, confirmed: float):
+        self.id = sid
+        self.ttl = ttl
+        self.on_lost = on_lost
+        self.confirmed = confirmed  # when the newest ping (or attach) that was answered OK was sent
+        self.lost = False
 
 
 class _Pool:
@@ -64,6 +82,8 @@ class AsyncClient:
         self._unanswered: dict[int, None] = {}  # request numbers in flight, oldest first
         self._pool = _Pool(password)
         self._ever_routed = False
+        self._session: _Session | None = None
+        self._pinger: asyncio.Task | None = None
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -77,7 +97,9 @@ class AsyncClient:
         return await self._read([b"EXISTS", *keys])
 
     async def set(self, key, value, *, ex: int | None = None, px: int | None = None, nx: bool = False,
-                  xx: bool = False) -> bool | None:
+                  xx: bool = False, session: bool = False) -> bool | None:
+        """`session=True`: the key is bound to this client's session (see `open_session`) and
+        deleted when the session ends; raises SessionLost once the session is gone."""
         args = [b"SET", key, check_value(value)]
         if ex is not None:
             args += [b"EX", ex]
@@ -87,6 +109,8 @@ class AsyncClient:
             args.append(b"NX")
         if xx:
             args.append(b"XX")
+        if session:
+            return await self._session_set(key, args, conditional=nx or xx)
         reply = await self._write(args)
         return True if reply == b"OK" else None
 
@@ -106,6 +130,12 @@ class AsyncClient:
         return AsyncPipeline(self)
 
     async def close(self) -> None:
+        """Close the session (its keys are deleted; if no coordinator answers in time they go
+        when it expires), then the connections."""
+        try:
+            await self.close_session()
+        except ClientError as exc:
+            log.warning("could not close session: %s (its keys go when it expires)", exc)
         await self._pool.close()
         await self.coordinators.close()
 
@@ -114,6 +144,131 @@ class AsyncClient:
 
     async def __aexit__(self, *exc):
         await self.close()
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The open session's id (None: no session, or it was lost)."""
+        return self._session.id if self._session is not None and not self._session.lost else None
+
+    async def open_session(self, ttl: float = 10.0, on_lost=None) -> str:
+        """Open a session with `ttl` seconds to live without a ping; a task of this client pings
+        the coordinator leader every ttl/3 (following it through failovers) until `close()` or
+        `close_session()`. When the coordinator says the session is gone (expired: no ping
+        reached it for `ttl`), `on_lost(session_id)` is called once and `set(..., session=True)`
+        raises SessionLost. Returns the session id."""
+        if self.session_id is not None:
+            raise ClientError(f"this client already has session {self.session_id}; close_session() first")
+        await self.close_session()  # a lost one: stop its pinger
+        sent = time.monotonic()
+        sid = await self._coordinator(b"MASTER.SESSION.OPEN", round(ttl * 1000), unreachable=Unavailable)
+        self._session = _Session(sid.decode(), ttl, on_lost, sent)
+        self._pinger = asyncio.create_task(self._keep_alive(self._session), name=f"catena-session-{sid.decode()}")
+        return self._session.id
+
+    async def close_session(self) -> None:
+        """Stop pinging and end the session at the coordinator: its keys are deleted."""
+        session, self._session = self._session, None
+        if self._pinger is not None:
+            self._pinger.cancel()
+            await asyncio.wait({self._pinger})
+            self._pinger = None
+        if session is not None and not session.lost:
+            session.lost = True  # closed on purpose: no on_lost
+            try:
+                await self._coordinator(b"MASTER.SESSION.CLOSE", session.id)
+            except SessionLost:
+                pass  # expired meanwhile: its keys are deleted all the same
+
+    async def _keep_alive(self, session: _Session) -> None:
+        """Ping every ttl/3; after a failed ping, again at once (the coordinator client follows
+        redirects and rediscovers the leader with its own backoff) until one is answered."""
+        interval = session.ttl / 3
+        while not session.lost:
+            await asyncio.sleep(max(0.0, session.confirmed + interval - time.monotonic()))
+            sent = time.monotonic()
+            try:
+                await self.coordinators.call(b"MASTER.SESSION.PING", session.id, timeout=max(0.1, interval))
+                session.confirmed = max(session.confirmed, sent)
+            except ReplyError as exc:
+                if str(exc).startswith(NO_SUCH_SESSION):
+                    self._lose(session)
+                    return
+                log.info("session %s: ping refused: %s", session.id, exc)
+                await asyncio.sleep(min(interval, 0.1))
+            except NoLeader as exc:
+                log.info("session %s: no coordinator answered the ping yet: %s", session.id, exc)
+
+    def _lose(self, session: _Session) -> None:
+        if session.lost:
+            return
+        session.lost = True
+        log.warning("session %s is gone (expired or closed at the coordinator)", session.id)
+        if session.on_lost is not None:
+            try:
+                session.on_lost(session.id)
+            except Exception:  # noqa: BLE001 - the caller's callback must not stop the client
+                log.exception("on_lost callback of session %s failed", session.id)
+
+    def _live_session(self) -> _Session:
+        session = self._session
+        if session is None:
+            raise ClientError("set(..., session=True) needs an open session: call open_session() first")
+        if session.lost:
+            raise SessionLost(f"session {session.id} expired or was closed; open a new one")
+        return session
+
+    async def _coordinator(self, *args, deadline: float | None = None, unreachable=Timeout):
+        """One command to the coordinator leader within the deadline; `-ERR no such session`
+        raises SessionLost (the caller marks the session lost)."""
+        deadline = deadline or time.monotonic() + self.policy.deadline_s
+        try:
+            return await self.coordinators.call(*args, timeout=max(0.05, deadline - time.monotonic()))
+        except NoLeader as exc:
+            raise unreachable(str(exc)) from None
+        except ReplyError as exc:
+            if str(exc).startswith(NO_SUCH_SESSION):
+                raise SessionLost(f"session {args[1]} expired or was closed") from None
+            raise ResponseError(str(exc)) from None
+
+    async def _session_call(self, session: _Session, *args, deadline: float | None = None) -> None:
+        """ATTACH or PING for `session`; either proves it alive when sent. SessionLost marks it lost."""
+        sent = time.monotonic()
+        try:
+            await self._coordinator(*args, deadline=deadline)
+        except SessionLost:
+            self._lose(session)
+            raise
+        session.confirmed = max(session.confirmed, sent)
+
+    async def _session_set(self, key, args: list, conditional: bool) -> bool | None:
+        """An unconditional SET binds the key first, then writes it: a client that dies between
+        the two leaves a bound key that is not there yet (its deletion is harmless), never a
+        written key that no session owns. After the write, if the session might have expired
+        since its last answered ping (so its keys' deletion could have run before our write),
+        the client asks; if it did, the client deletes the key itself and raises SessionLost.
+        A conditional SET (nx/xx) writes first and binds the key only if it wrote it, so a
+        failed `nx` never binds (and later deletes) a key someone else owns."""
+        session = self._live_session()
+        deadline = time.monotonic() + self.policy.deadline_s
+        attach = (b"MASTER.SESSION.ATTACH", session.id, key)
+        if not conditional:
+            await self._session_call(session, *attach, deadline=deadline)
+        written = await self._write(args, deadline) == b"OK"
+        try:
+            if written and conditional:
+                await self._session_call(session, *attach, deadline=deadline)
+            elif time.monotonic() >= session.confirmed + SESSION_SURE * session.ttl:
+                await self._session_call(session, b"MASTER.SESSION.PING", session.id, deadline=deadline)
+        except SessionLost:
+            if written:
+                try:
+                    await self.delete(key)
+                except ClientError as exc:
+                    log.warning("session %s lost: could not delete %r: %s", session.id, key, exc)
+            raise
+        return True if written else None
 
     # -- routing and retries ------------------------------------------------------------------
 
@@ -129,22 +284,23 @@ class AsyncClient:
             if command[0] == b"CATENA.REQ":
                 self._unanswered.pop(command[2], None)
 
-    async def _write(self, args: list):
-        return (await self.execute([self.tag(args)], write=True))[0]
+    async def _write(self, args: list, deadline: float | None = None):
+        return (await self.execute([self.tag(args)], write=True, deadline=deadline))[0]
 
     async def _read(self, args: list):
         return (await self.execute([args], write=False))[0]
 
-    async def execute(self, commands: list[list], write: bool) -> list:
+    async def execute(self, commands: list[list], write: bool, deadline: float | None = None) -> list:
         """Send `commands` as one pipeline to the head (writes) or a member (reads), retrying
         on transient trouble until the deadline; raise ResponseError for a refused command."""
         try:
-            return await self._execute(commands, write)
+            return await self._execute(commands, write, deadline)
         finally:
             self.answered(commands)  # answered, or given up on: never retried again
 
-    async def _execute(self, commands: list[list], write: bool) -> list:
-        deadline = time.monotonic() + self.policy.deadline_s
+    async def _execute(self, commands: list[list], write: bool, deadline: float | None) -> list:
+        if deadline is None:
+            deadline = time.monotonic() + self.policy.deadline_s
         attempt, last = 0, None
         while True:
             remaining = deadline - time.monotonic()

@@ -18,3 +18,8 @@ class Unavailable(ClientError):
 
 class ResponseError(ClientError):
     """The server refused the command itself (bad syntax, not an integer, …): not retried."""
+
+
+class SessionLost(ClientError):
+    """The client's session expired (its pings stopped reaching the coordinator for its TTL) or
+    was closed: the keys bound to it are deleted. Open a new session to bind keys again."""

@@ -5,9 +5,12 @@ exists once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 from catena.client.aio import AsyncClient, AsyncPipeline
+
+log = logging.getLogger(__name__)
 
 
 class Client:
@@ -43,6 +46,30 @@ class Client:
 
     def pipeline(self) -> "Pipeline":
         return Pipeline(self)
+
+    @property
+    def session_id(self) -> str | None:
+        return self._aio.session_id
+
+    def open_session(self, ttl: float = 10.0, on_lost=None) -> str:
+        """See `AsyncClient.open_session`; the pings run on this client's own thread, and
+        `on_lost(session_id)` is called on a worker thread (so it may use the client)."""
+        return self._run(self._aio.open_session(ttl, None if on_lost is None else self._off_loop(on_lost)))
+
+    def close_session(self) -> None:
+        self._run(self._aio.close_session())
+
+    def _off_loop(self, callback):
+        def call(session_id: str) -> None:
+            def guarded():
+                try:
+                    callback(session_id)
+                except Exception:  # noqa: BLE001 - the caller's callback must not stop the client
+                    log.exception("on_lost callback of session %s failed", session_id)
+
+            self._loop.run_in_executor(None, guarded)
+
+        return call
 
     def close(self) -> None:
         if self._loop.is_running():

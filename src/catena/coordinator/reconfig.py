@@ -24,16 +24,20 @@ class CoordinatorState:
     queued: list[str] = field(default_factory=list)  # adds waiting for the current one
     retired: dict[str, str] = field(default_factory=dict)  # removed by an operator: address -> incarnation
     cluster_id: str = ""  # names this cluster; a member's data from another cluster is refused
+    # client sessions: id -> {"ttl_ms": int, "keys": [str], "ending": bool (only when true)}
+    sessions: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
-                "queued": self.queued, "retired": self.retired, "cluster_id": self.cluster_id}
+                "queued": self.queued, "retired": self.retired, "cluster_id": self.cluster_id,
+                "sessions": self.sessions}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CoordinatorState":
         views = {v.chain_id: v for v in (View.from_wire(w) for w in raw["views"])}
         return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])),
-                   dict(raw.get("retired", {})), raw.get("cluster_id", ""))
+                   dict(raw.get("retired", {})), raw.get("cluster_id", ""),
+                   {sid: {**s, "keys": list(s.get("keys", []))} for sid, s in raw.get("sessions", {}).items()})
 
 
 class Reconfig:
