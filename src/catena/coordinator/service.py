@@ -475,6 +475,7 @@ class Coordinator:
         address (a quick restart) is taken out and added again behind the tail."""
         health, conn = self.health, None
         nonce, grant, answered_at = 0, 0, float("-inf")
+        retried = False
         try:
             while addr in self._watched():
                 started = time.monotonic()
@@ -503,6 +504,10 @@ class Coordinator:
                     if conn is not None:
                         await conn.close()
                         conn = None
+                        if not retried and not isinstance(exc, asyncio.TimeoutError):
+                            retried = True  # the kept connection broke: ask again on a new one now
+                            continue
+                retried = retried and not ok
                 if health.result(addr, ok, refused) and addr in self._watched():
                     changed = await self._change(lambda r: r.fail(addr) if addr in self._watched() else [],
                                                  also=[addr])
