@@ -16,7 +16,7 @@ from catena.client import AsyncClient, ClientError, SessionLost
 from conftest import CHAIN_TIMEOUT_S, START_TIMEOUT_S, Proc, wait_until
 from etcd_helpers import etcd, join_chain, make_ha, saved_state  # noqa: F401 - fixtures
 
-TTL_S = 1.0
+TTL_S = 2.0  # pings every 0.67 s: a stall of over 1.3 s under load would be needed to lose it
 
 CLIENT = textwrap.dedent("""
     import sys, threading
@@ -43,7 +43,7 @@ def test_session_keys_are_deleted_after_the_client_is_killed(cluster, tmp_path):
         wait_until(lambda: "ready" in log.read_text() or not client.alive, START_TIMEOUT_S, "the client's writes")
         assert client.alive, client.log_tail()
         # While it pings, its keys stay (past its TTL).
-        alive_until = time.monotonic() + 2 * TTL_S
+        alive_until = time.monotonic() + 1.5 * TTL_S
         while time.monotonic() < alive_until:
             assert keys_on(cluster, members[0], "s") == 10
             time.sleep(0.1)
@@ -72,7 +72,7 @@ def test_a_client_that_stops_pinging_is_told_once_and_closed_sessions_delete_the
         async with AsyncClient(cluster.coordinator) as c:
             with pytest.raises(ClientError):
                 await c.set("k", 1, session=True)  # no session yet
-            sid = await c.open_session(ttl=0.5, on_lost=on_lost)
+            sid = await c.open_session(ttl=1.5, on_lost=on_lost)
             assert await c.set("eph", 1, session=True) is True
             assert await c.set("lock", "me", nx=True, session=True) is True
             assert await c.set("lock", "you", nx=True, session=True) is None
