@@ -50,7 +50,7 @@ def test_session_keys_are_deleted_after_the_client_is_killed(cluster, tmp_path):
         client.kill9()
         killed = time.monotonic()
         for addr in members:
-            wait_until(lambda: keys_on(cluster, addr, "s") == 0, CHAIN_TIMEOUT_S, f"session keys gone at {addr}")
+            wait_until(lambda a=addr: keys_on(cluster, a, "s") == 0, CHAIN_TIMEOUT_S, f"session keys gone at {addr}")
         assert time.monotonic() - killed > TTL_S * 0.5  # not before its TTL ran out (last ping <= ttl/3 before the kill)
         assert all(keys_on(cluster, addr, "plain") == 10 for addr in members)
     finally:

@@ -315,9 +315,9 @@ class Coordinator:
         entry = self.saved.sessions.get(sid)
         if entry is None:
             return
-        if not entry.get("ending"):
-            if isinstance(await self._change(lambda r: sessions.mark_ending(r.state.sessions, sid)), str):
-                return
+        if not entry.get("ending") and isinstance(
+                await self._change(lambda r: sessions.mark_ending(r.state.sessions, sid)), str):
+            return
         keys = [sessions.key_bytes(k) for k in self.saved.sessions.get(sid, {}).get("keys", [])]
         await self._delete_session_keys(sid, keys)
         await self._change(lambda r: sessions.drop(r.state.sessions, sid))
