@@ -1,0 +1,5 @@
+import sys
+
+from catena.chaos.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3]`.
+
+Starts a local cluster in a temporary directory, runs the workload while the seeded fault
+schedule kills, restarts and pauses processes, then heals the cluster, reads every key back,
+checks the history and prints the verdict. Exits 0 only when the verdict is clean (1 when not,
+2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from catena.chaos.report import Verdict, judge_counters, judge_registers, plot
+from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
+from catena.chaos.workload import Workload
+
+HEAL_TIMEOUT_S = 60.0
+
+
+class _Progress:
+    """One line on stderr: tqdm when installed, else a plain bar."""
+
+    def __init__(self, total: float, enabled: bool):
+        self.total, self.enabled, self.bar, self.shown = total, enabled, None, 0
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=int(total), unit="s", desc="chaos", file=sys.stderr, leave=True,
+                                bar_format="{desc} {bar} {n_fmt}/{total_fmt} s {postfix}")
+            except ImportError:
+                self.bar = None
+
+    def update(self, elapsed: float, text: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = min(int(elapsed), int(self.total))
+        if self.bar is not None:
+            self.bar.update(elapsed - self.bar.n)
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            width = 30
+            done = int(width * elapsed / max(1, self.total))
+            sys.stderr.write(f"\rchaos [{'#' * done}{'.' * (width - done)}] {elapsed}/{int(self.total)} s {text}   ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+
+
+def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
+        progress: bool = True, say=print) -> Verdict:
+    """One chaos run; returns its verdict (the PNG is written to `out`)."""
+    faults = schedule(seed, duration, members)
+    root = temp_root()
+    cluster = LocalCluster(root, members)
+    verdict = Verdict()
+    say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, data in {root}")
+    workload = nemesis = None
+    try:
+        cluster.start()
+        workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers)
+        workload.start()
+        nemesis = Nemesis(cluster, faults, workload.t0)
+        nemesis.start()
+        bar = _Progress(duration, progress)
+        try:
+            while (elapsed := time.monotonic() - workload.t0) < duration and workload.failure is None:
+                acked = sum(s.outcome == "ok" for s in workload.samples)
+                bar.update(elapsed, f"ops {acked} faults {len(nemesis.applied)}/{len(faults)}")
+                time.sleep(0.5)
+            bar.update(duration, f"ops {sum(s.outcome == 'ok' for s in workload.samples)} "
+                                 f"faults {len(nemesis.applied)}/{len(faults)}")
+        finally:
+            bar.close()
+        nemesis.stop()
+        cluster.heal()
+        if not cluster.wait_whole(HEAL_TIMEOUT_S):
+            verdict.problems.append(f"the chain was not whole again {HEAL_TIMEOUT_S:.0f} s after the faults ended")
+        time.sleep(1.0)  # some load on the healed chain
+        workload.stop()
+        if workload.failure is not None:
+            verdict.problems.append(f"the workload failed: {workload.failure!r}")
+        counters, unread = workload.final_reads()
+        verdict.problems += [f"no final read of {u}" for u in unread]
+        verdict.problems += nemesis.errors
+        judge_registers(workload.history.operations(), verdict)
+        judge_counters(workload.counters, counters, verdict)
+        out.mkdir(parents=True, exist_ok=True)
+        png = out / f"chaos-{seed}.png"
+        plot(png, workload.samples, nemesis.applied, workload.t0,
+             f"catena chaos --seed {seed} --duration {duration:g}: {len(nemesis.applied)} faults, "
+             f"{len(workload.samples)} ops, "
+             + ("clean" if verdict.clean else "NOT CLEAN"))
+        kinds: dict[str, int] = {}
+        for a in nemesis.applied:
+            kinds[a.fault.kind] = kinds.get(a.fault.kind, 0) + 1
+        say("faults applied: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
+        if workload.errors:
+            say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
+        for line in verdict.lines():
+            say(line)
+        say(f"timeline: {png}")
+        verdict.faults = len(nemesis.applied)  # type: ignore[attr-defined]
+        return verdict
+    finally:
+        if nemesis is not None:
+            nemesis.stop()
+        if workload is not None:
+            workload.stop()
+        cluster.stop()
+        if keep or not verdict.clean:
+            say(f"logs kept in {root / 'logs'}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def cmd_chaos(args) -> int:
+    try:
+        verdict = run(args.seed, args.duration, Path(args.out), args.members, args.workers, args.keep,
+                      progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("chaos: interrupted; every process was stopped", file=sys.stderr)
+        return 130
+    except (OSError, TimeoutError, RuntimeError) as exc:
+        print(f"chaos: the run could not be done: {exc}", file=sys.stderr)
+        return 2
+    return 0 if verdict.clean else 1
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("chaos", help="run a local cluster under seeded faults and check the history",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=1, help="draws the fault schedule (same seed, same schedule)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of faults and load")
+    p.add_argument("--out", default=".", help="directory for the timeline PNG (default: current directory)")
+    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--workers", type=int, default=6, help="concurrent clients")
+    p.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_chaos)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="catena")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parsers(sub)
+    args = parser.parse_args(["chaos", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)

@@ -1,0 +1,161 @@
+"""The verdict of a chaos run and its timeline PNG.
+
+Checks, all on the recorded history:
+- per-key linearizability of the registers (Wing–Gong search of `catena.check`), the final reads
+  included. A key that is linearizable without its final read but not with it lost an
+  acknowledged write; any other failure is a linearizability violation.
+- counters (INCR only): every acknowledged INCR returned a distinct value; the final value is at
+  least the number of acknowledged INCRs (else some were lost) and at most that plus the number of
+  INCRs of unknown outcome (else some were applied twice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from catena.check import Operation, check
+
+KEY_MAX_STEPS = 2_000_000
+BIN_S = 0.1
+
+
+@dataclass
+class Verdict:
+    operations: int = 0  # recorded register operations, final reads excluded
+    acknowledged: int = 0
+    unknown: int = 0
+    keys: int = 0
+    counter_incrs: int = 0
+    violations: list[str] = field(default_factory=list)  # linearizability, one text per key
+    lost: list[str] = field(default_factory=list)  # lost acknowledged writes
+    duplicates: list[str] = field(default_factory=list)  # INCRs applied twice
+    undecided: list[str] = field(default_factory=list)  # keys the search gave up on
+    problems: list[str] = field(default_factory=list)  # the run itself went wrong (no final read, …)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.violations or self.lost or self.duplicates or self.undecided or self.problems)
+
+    def lines(self) -> list[str]:
+        out = [f"operations {self.operations} (acknowledged {self.acknowledged}, unknown outcome {self.unknown}) "
+               f"on {self.keys} keys, counter increments {self.counter_incrs}",
+               f"linearizability violations {len(self.violations)}, lost acknowledged writes {len(self.lost)}, "
+               f"duplicated increments {len(self.duplicates)}, undecided keys {len(self.undecided)}"]
+        for title, items in (("violation", self.violations), ("lost", self.lost), ("duplicate", self.duplicates),
+                             ("undecided", self.undecided), ("problem", self.problems)):
+            for text in items[:5]:
+                out.append(f"{title}: {text}")
+            if len(items) > 5:
+                out.append(f"… and {len(items) - 5} more of kind {title}")
+        out.append("verdict: " + ("CLEAN" if self.clean else "NOT CLEAN"))
+        return out
+
+
+def judge_registers(ops: Iterable[Operation], verdict: Verdict, final_client="final",
+                    max_steps: int = KEY_MAX_STEPS) -> None:
+    """Check each key's operations (final reads are those of client `final_client`)."""
+    by_key: dict = defaultdict(list)
+    for op in ops:
+        by_key[op.key].append(op)
+    verdict.keys += len(by_key)
+    for key, key_ops in sorted(by_key.items()):
+        body = [op for op in key_ops if op.client != final_client]
+        verdict.operations += len(body)
+        verdict.acknowledged += sum(op.known for op in body)
+        verdict.unknown += sum(not op.known for op in body)
+        result = check(key_ops, max_steps=max_steps)
+        if result.ok:
+            continue
+        if result.ok is None:
+            verdict.undecided.append(result.explanation)
+            continue
+        if len(body) < len(key_ops) and check(body, max_steps=max_steps).ok:
+            finals = [op for op in key_ops if op.client == final_client]
+            verdict.lost.append(f"key {key!r}: the final read {finals[-1].result!r} is not a value the history "
+                                f"allows:\n{result.explanation}")
+        else:
+            verdict.violations.append(result.explanation)
+
+
+def judge_counters(counters: dict, finals: dict, verdict: Verdict) -> None:
+    """`counters`: key -> object with `acked` (results of acknowledged INCRs) and `unknown`;
+    `finals`: key -> final value (None when it could not be read)."""
+    for key, c in sorted(counters.items()):
+        verdict.counter_incrs += len(c.acked) + c.unknown
+        if key in finals and finals[key] is None:
+            verdict.problems.append(f"counter {key!r}: no final read")
+            continue
+        final = finals.get(key) or 0
+        seen = sorted(c.acked)
+        repeated = sorted({v for a, v in zip(seen, seen[1:]) if a == v})
+        if repeated:
+            verdict.violations.append(f"counter {key!r}: acknowledged INCRs returned the same value: {repeated[:5]}")
+        if final < len(c.acked) or (seen and final < seen[-1]):
+            verdict.lost.append(f"counter {key!r}: final value {final} but {len(c.acked)} acknowledged INCRs "
+                                f"(highest reply {seen[-1] if seen else None})")
+        if final > len(c.acked) + c.unknown:
+            verdict.duplicates.append(f"counter {key!r}: final value {final} but only {len(c.acked)} acknowledged "
+                                      f"+ {c.unknown} unknown INCRs")
+
+
+# -- the timeline -------------------------------------------------------------------------------
+
+FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-coordinator": "tab:purple"}
+
+
+def plot(path: Path, samples, applied, t0: float, title: str) -> None:
+    """Throughput (by outcome) and latency per 100 ms, with every fault marked as a span from
+    its start to its end and a dotted line when the chain was whole again."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end = max((s.end for s in samples), default=t0 + 1) - t0
+    nbins = max(1, int(math.ceil(end / BIN_S)))
+    xs = [i * BIN_S for i in range(nbins)]
+    counts = {o: [0] * nbins for o in ("ok", "unknown", "fail")}
+    lat: list[list[float]] = [[] for _ in range(nbins)]
+    for s in samples:
+        b = min(nbins - 1, max(0, int((s.end - t0) / BIN_S)))
+        counts[s.outcome][b] += 1
+        if s.outcome == "ok":
+            lat[b].append((s.end - s.start) * 1000)
+
+    def pct(values, q):
+        if not values:
+            return float("nan")
+        values = sorted(values)
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(14, 7), sharex=True)
+    for outcome, color in (("ok", "tab:green"), ("unknown", "tab:gray"), ("fail", "tab:blue")):
+        ax1.plot(xs, [c / BIN_S for c in counts[outcome]], color=color, lw=0.8, label=outcome)
+    ax1.set_ylabel("operations/s (per 100 ms)")
+    ax2.plot(xs, [pct(v, 0.5) for v in lat], color="tab:green", lw=0.8, label="p50")
+    ax2.plot(xs, [pct(v, 0.99) for v in lat], color="tab:red", lw=0.8, label="p99")
+    ax2.plot(xs, [max(v) if v else float("nan") for v in lat], color="black", lw=0.5, alpha=0.5, label="max")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency of acknowledged ops, ms")
+    ax2.set_xlabel("seconds since the workload started")
+    seen = set()
+    for a in applied:
+        color = FAULT_COLORS.get(a.fault.kind, "tab:brown")
+        label = a.fault.kind if a.fault.kind not in seen else None
+        seen.add(a.fault.kind)
+        for ax in (ax1, ax2):
+            ax.axvspan(a.start - t0, (a.end or a.start) - t0, color=color, alpha=0.2, label=label if ax is ax1 else None)
+            if a.rejoined:
+                ax.axvline(a.rejoined - t0, color=color, ls=":", lw=0.7)
+        ax1.text(a.start - t0, 1.0, a.target.rsplit(":", 1)[1], transform=ax1.get_xaxis_transform(), fontsize=6,
+                 rotation=90, va="top", color=color)
+    ax1.legend(loc="upper right", fontsize=7, ncols=3)
+    ax2.legend(loc="upper right", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

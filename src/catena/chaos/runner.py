@@ -1,0 +1,297 @@
+"""Local cluster processes for a chaos run, the seeded fault schedule, and the run itself.
+
+Every process is a child started here and signalled by its PID only: kill -9 (then a restart from
+the same data dir and port), SIGSTOP/SIGCONT. Faults come one at a time: after each one the
+runner waits (bounded) until the chain has all its members again before the next, so the chain
+never loses every copy at once. The schedule (kinds, targets, durations, gaps) is drawn from the
+seed alone; the wall-clock moments at which it is applied vary with the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+REJOIN_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+WARMUP_S = 2.0
+
+FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator")
+FAULT_WEIGHTS = (4, 3, 2)
+
+
+# -- processes --------------------------------------------------------------------------------------
+
+def free_ports(n: int, rng: random.Random | None = None) -> list[int]:
+    """Loopback ports free for TCP and UDP (members use the number for heartbeats too), below the
+    kernel's ephemeral range so outgoing connections never take them."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = rng or random.Random(os.getpid() ^ time.time_ns())
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(max(1024, low - 20000), low - 1)
+        if port in ports:
+            continue
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((HOST, port))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
+
+
+class Proc:
+    """One child process with its log file; signals go to its PID."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path):
+        self.name, self.argv, self.log_path = name, argv, log_path
+        with open(log_path, "ab") as log:
+            self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+        self.paused = False
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill9(self) -> None:
+        if self.alive:
+            os.kill(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=STOP_TIMEOUT_S)
+        self.paused = False
+
+    def pause(self) -> None:
+        if self.alive:
+            os.kill(self.popen.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.alive and self.paused:
+            os.kill(self.popen.pid, signal.SIGCONT)
+        self.paused = False
+
+    def stop(self) -> None:
+        if self.alive:
+            self.resume()
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
+
+
+def admin(addr: str, *args, timeout: float = 2.0):
+    host, port = addr.rsplit(":", 1)
+    with redis.Redis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout,
+                     decode_responses=True, protocol=2) as c:
+        return c.execute_command(*args)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except (redis.RedisError, OSError) as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last!r})" if last else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+class LocalCluster:
+    """A coordinator (embedded store) and `members` members on 127.0.0.1 under `root`."""
+
+    def __init__(self, root: Path, members: int = 3):
+        self.root = root
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        ports = free_ports(members + 1)
+        self.coordinator = f"{HOST}:{ports[0]}"
+        self.members = [f"{HOST}:{p}" for p in ports[1:]]
+        self.procs: dict[str, Proc] = {}
+        self._all: list[Proc] = []
+
+    def _argv(self, addr: str) -> list[str]:
+        port = addr.rsplit(":", 1)[1]
+        if addr == self.coordinator:
+            args = ["coordinator", "--listen", addr, "--data-dir", str(self.root / f"coordinator-{port}")]
+        else:
+            args = ["member", "--listen", addr, "--data-dir", str(self.root / f"member-{port}"),
+                    "--coordinator", self.coordinator]
+        return [sys.executable, "-m", "catena", *args]
+
+    def _spawn(self, addr: str) -> Proc:
+        name = ("coordinator-" if addr == self.coordinator else "member-") + addr.rsplit(":", 1)[1]
+        proc = Proc(name, self._argv(addr), self.root / "logs" / f"{name}.log")
+        self.procs[addr] = proc
+        self._all.append(proc)
+        return proc
+
+    def chain(self) -> list[str]:
+        return [a if isinstance(a, str) else a.decode() for a in admin(self.coordinator, "MASTER.GET_CHAIN")]
+
+    def start(self) -> None:
+        self._spawn(self.coordinator)
+        wait_for(lambda: admin(self.coordinator, "PING"), START_TIMEOUT_S, "the coordinator to listen")
+        for addr in self.members:  # they register themselves; one at a time
+            self._spawn(addr)
+            wait_for(lambda: addr in self.chain(), START_TIMEOUT_S, f"{addr} to join the chain")
+
+    def kill9(self, addr: str) -> None:
+        self.procs[addr].kill9()
+
+    def restart(self, addr: str) -> None:
+        if self.procs[addr].alive:
+            self.procs[addr].kill9()
+        self._spawn(addr)
+
+    def pause(self, addr: str) -> None:
+        self.procs[addr].pause()
+
+    def resume(self, addr: str) -> None:
+        self.procs[addr].resume()
+
+    def heal(self) -> None:
+        """Every process running and not paused."""
+        for addr, proc in list(self.procs.items()):
+            if proc.paused:
+                proc.resume()
+            if not proc.alive:
+                self._spawn(addr)
+
+    def wait_whole(self, timeout: float = REJOIN_TIMEOUT_S) -> bool:
+        """Until the coordinator's chain holds every member (in any order); False on timeout."""
+        try:
+            wait_for(lambda: sorted(self.chain()) == sorted(self.members), timeout, "the whole chain")
+            return True
+        except TimeoutError:
+            return False
+
+    def stop(self) -> None:
+        errors = []
+        for proc in reversed(self._all):
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                errors.append(f"{proc.name}: {exc!r}")
+        if errors:
+            raise RuntimeError("could not stop: " + "; ".join(errors))
+
+
+# -- the fault schedule -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fault:
+    """One planned fault: `at` s after the start (at the earliest), `target` an index into the
+    members (ignored for the coordinator), held for `hold` s."""
+
+    at: float
+    kind: str
+    target: int
+    hold: float
+
+
+def schedule(seed: int, duration: float, members: int) -> list[Fault]:
+    """The faults of a run, drawn from the seed alone."""
+    rng = random.Random(f"catena-chaos-{seed}")
+    faults, t = [], WARMUP_S
+    while True:
+        t += rng.uniform(0.5, 2.5)
+        kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
+        target = rng.randrange(members)
+        hold = rng.uniform(0.2, 3.0) if kind != "kill-coordinator" else rng.uniform(0.2, 2.0)
+        if t + hold > duration - 1.0:
+            return faults
+        faults.append(Fault(round(t, 3), kind, target, round(hold, 3)))
+        t += hold
+
+
+@dataclass
+class Applied:
+    """A fault as it happened (monotonic seconds), for the report and the timeline."""
+
+    fault: Fault
+    target: str
+    start: float
+    end: float = 0.0
+    rejoined: float | None = None  # when the chain was whole again
+    note: str = ""
+
+
+@dataclass
+class Nemesis:
+    """Applies a schedule to a cluster in its own thread; stops early when asked."""
+
+    cluster: LocalCluster
+    faults: list[Fault]
+    t0: float
+    applied: list[Applied] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-nemesis", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=REJOIN_TIMEOUT_S + 10)
+
+    def _run(self) -> None:
+        c = self.cluster
+        for fault in self.faults:
+            if self._stop.wait(max(0.0, self.t0 + fault.at - time.monotonic())):
+                return
+            target = c.coordinator if fault.kind == "kill-coordinator" else c.members[fault.target]
+            a = Applied(fault, target, time.monotonic())
+            self.applied.append(a)
+            try:
+                if fault.kind == "pause-member":
+                    c.pause(target)
+                    self._stop.wait(fault.hold)
+                    c.resume(target)
+                else:
+                    c.kill9(target)
+                    self._stop.wait(fault.hold)
+                    c.restart(target)
+                a.end = time.monotonic()
+                if c.wait_whole():
+                    a.rejoined = time.monotonic()
+                else:
+                    a.note = f"chain not whole {REJOIN_TIMEOUT_S:.0f} s after the fault"
+                    self.errors.append(f"{fault.kind} {target}: {a.note}")
+            except Exception as exc:  # noqa: BLE001 - report, heal later
+                a.end = a.end or time.monotonic()
+                a.note = repr(exc)
+                self.errors.append(f"{fault.kind} {target}: {exc!r}")
+            if self._stop.is_set():
+                return
+
+
+def temp_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="catena-chaos-"))
