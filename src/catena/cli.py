@@ -92,7 +92,7 @@ def cmd_coordinator(args) -> int:
     if args.store == "embedded" and args.data_dir is None:
         raise CatenaError("coordinator: --data-dir is required with the embedded store")
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
-                       args.cluster_id, args.lease_ttl_s, args.advertise)
+                       args.cluster_id, args.lease_ttl_s, args.advertise, read_secret(args.secret, args.secret_file))
     return _run_async(coord.run())
 
 
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="coordinators: HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
     m.add_argument("--requirepass", default=None, help="password clients must AUTH with")
     m.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
-    m.add_argument("--secret", default=None, help="cluster secret for peer links")
+    m.add_argument("--secret", default=None, help="cluster secret: authenticates peer links, the coordinator's "
+                   "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
@@ -154,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--advertise", type=_listen, default=None,
                    help="etcd: the HOST:PORT published as the leader's address (default: --listen)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
-    c.add_argument("--requirepass", default=None)
+    c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
+    c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
+                   "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")
+    c.add_argument("--secret-file", default=None)
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")

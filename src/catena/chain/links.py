@@ -63,6 +63,10 @@ class _Outbound:
             hello = [b"PEER", self.links.me.encode()]
             if self.links.secret:
                 hello.append(self.links.secret.encode())
+                # AUTH first: a member with --requirepass answers PEER only once authenticated
+                writer.write(encode_command([b"AUTH", b"catena", self.links.secret.encode()]))
+                if (line := await reader.readline()) != b"+OK\r\n":
+                    raise RemoteProtocolError(f"peer {self.addr} refused the cluster secret: {line[:120]!r}")
             writer.write(encode_command(hello))
             line = await reader.readline()
         if line != b"+OK\r\n":

@@ -24,7 +24,7 @@ from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError
 from catena.membership.agent import JoinError, MembershipAgent
-from catena.resp.client import ReplyError
+from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
 from catena.resp.server import Deferred, RespServer, Takeover
@@ -48,11 +48,12 @@ class MemberNode:
         self.coordinator = coordinator
         # Finds the coordinator leader: host:port[,host:port…] (followers redirect) or
         # etcd://…/prefix (the leader key, watched). A bad address fails here, before serving.
-        self.discovery = CoordinatorClient(coordinator, on_change=self._leader_changed) if coordinator else None
+        self.discovery = (CoordinatorClient(coordinator, on_change=self._leader_changed, auth=internal_auth(secret))
+                          if coordinator else None)
         self.secret = secret
         self.log = DurableLog(self.data_dir / "log", fsync)
         self.replica = self._recover()
-        self.table = CommandTable(password, server_name="catena-member")
+        self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len)
         self._register_commands()
         self._flush_scheduled = False
@@ -278,7 +279,7 @@ class MemberNode:
             while agent is None:
                 leader = self.discovery.leader
                 if leader:
-                    candidate = MembershipAgent(self.listen, [leader], table=self.table)
+                    candidate = MembershipAgent(self.listen, [leader], table=self.table, secret=self.secret)
                     try:
                         await candidate.start()
                         agent = candidate

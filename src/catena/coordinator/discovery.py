@@ -117,8 +117,10 @@ class CoordinatorClient:
     use from several tasks. For etcd addresses, `watch()` (run it in the owner's TaskGroup)
     keeps the leader's address current and calls `on_change` when it changes."""
 
-    def __init__(self, address: str | StaticAddress | EtcdAddress, on_change=None, rng: random.Random | None = None):
+    def __init__(self, address: str | StaticAddress | EtcdAddress, on_change=None, rng: random.Random | None = None,
+                 auth: tuple | None = None):
         self.address = parse(address) if isinstance(address, str) else address
+        self.auth = auth  # (user, password) sent before each call, e.g. catena.resp.client.internal_auth
         self.on_change = on_change
         self.leader: str | None = None  # best guess of the leader's address
         self._rng = rng or random.Random()
@@ -180,7 +182,7 @@ class CoordinatorClient:
                     self._set_leader(target)
             tried.append(target)
             try:
-                reply = await call(target, *args, timeout=max(0.05, min(left, 2.0)))
+                reply = await call(target, *args, timeout=max(0.05, min(left, 2.0)), auth=self.auth)
                 self._set_leader(target)
                 return reply
             except ReplyError as exc:

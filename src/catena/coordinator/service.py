@@ -29,7 +29,7 @@ from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
 from catena.membership.agent import MembershipAgent
-from catena.resp.client import ReplyError, RespConnection, call
+from catena.resp.client import ReplyError, RespConnection, call, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
 from catena.resp.server import RespServer
@@ -54,14 +54,17 @@ def _addr(args) -> str:
 
 
 class Coordinator:
-    def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None):
+    def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None,
+                 secret: str | None = None):
         self.listen = listen
+        self.secret = secret  # the cluster secret: our calls to members authenticate with it
+        self._auth = internal_auth(secret)
         self.store = store
         self.cluster_id = cluster_id
         self.saved = CoordinatorState(cluster_id=cluster_id or "")  # the state the store holds
         self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))  # working copy
         self.role = "follower"
-        self.table = CommandTable(password, server_name="catena-coordinator")
+        self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret)
         self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
         self._lock = asyncio.Lock()  # one decision + save at a time
@@ -337,7 +340,7 @@ class Coordinator:
                     if head is None:
                         raise ConnectionError("the chain has no members")
                     await call(head, b"CATENA.REQ", f"session:{sid}", n, n, b"DEL",
-                               *keys[first:first + SESSION_DEL_BATCH], timeout=2.0)
+                               *keys[first:first + SESSION_DEL_BATCH], timeout=2.0, auth=self._auth)
                     break
                 except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                     log.info("deleting the keys of session %s at %s: %s; retrying", sid, head, exc)
@@ -396,7 +399,7 @@ class Coordinator:
         if addr in self._dead:
             return
         try:
-            await call(addr, b"MEMBER.REVOKE", self.saved.views[0].epoch, timeout=REVOKE_TIMEOUT_S)
+            await call(addr, b"MEMBER.REVOKE", self.saved.views[0].epoch, timeout=REVOKE_TIMEOUT_S, auth=self._auth)
             return
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             pass
@@ -441,7 +444,7 @@ class Coordinator:
             if self._pushed.get(addr, -1) >= view.epoch:
                 continue
             try:
-                await call(addr, b"MEMBER.VIEW", *view_words(view), timeout=1.0)
+                await call(addr, b"MEMBER.VIEW", *view_words(view), timeout=1.0, auth=self._auth)
                 self._pushed[addr] = view.epoch
             except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                 log.debug("push of epoch %d to %s failed: %s", view.epoch, addr, exc)
@@ -454,7 +457,7 @@ class Coordinator:
         once the tail says it is caught up (under the view we made)."""
         while (view := self.view).learner:
             try:
-                raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0)
+                raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
                 status = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
                 if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
                     await self._change(lambda r: r.caught_up(view.epoch, view.learner))
@@ -483,7 +486,7 @@ class Coordinator:
                 refused = False
                 try:
                     if conn is None:
-                        conn = await RespConnection.open(addr, health.timeout_s)
+                        conn = await RespConnection.open(addr, health.timeout_s, self._auth)
                     if grant:  # the member's lease now runs until at most answered_at + LEASE_S
                         self._lease_ok[addr] = max(self._lease_ok.get(addr, answered_at), answered_at)
                     incarnation = await conn.call(b"MEMBER.PROBE", self.view.epoch, nonce, grant,
@@ -585,7 +588,7 @@ class Coordinator:
             await self.server.start(host, int(port))
             log.info("coordinator listening on %s, store %s", self.listen, self.store)
             # Members join the membership group through us (same port number, UDP).
-            agent = MembershipAgent(self.listen, (), table=self.table)
+            agent = MembershipAgent(self.listen, (), table=self.table, secret=self.secret)
             try:
                 await agent.start()
                 self.membership = agent
@@ -603,23 +606,25 @@ class Coordinator:
                 await self.server.close()
 
 
-def embedded(listen: str, data_dir: Path, password: str | None = None, cluster_id: str | None = None) -> Coordinator:
-    return Coordinator(listen, EmbeddedStore(data_dir, listen, cluster_id), password, cluster_id)
+def embedded(listen: str, data_dir: Path, password: str | None = None, cluster_id: str | None = None,
+             secret: str | None = None) -> Coordinator:
+    return Coordinator(listen, EmbeddedStore(data_dir, listen, cluster_id), password, cluster_id, secret)
 
 
 def with_store(listen: str, store: str, data_dir: Path | None = None, password: str | None = None,
-               cluster_id: str | None = None, lease_ttl_s: int = 2, advertise: str | None = None) -> Coordinator:
+               cluster_id: str | None = None, lease_ttl_s: int = 2, advertise: str | None = None,
+               secret: str | None = None) -> Coordinator:
     """`store`: "embedded" (needs `data_dir`) or `etcd://host:port[,host:port]/prefix`."""
     from catena.coordinator.discovery import EtcdAddress, parse
 
     if store == "embedded":
         if data_dir is None:
             raise CatenaError("the embedded store needs --data-dir")
-        return embedded(listen, data_dir, password, cluster_id)
+        return embedded(listen, data_dir, password, cluster_id, secret)
     address = parse(store)
     if not isinstance(address, EtcdAddress):
         raise CatenaError(f"--store {store!r}: expected 'embedded' or etcd://host:port[,host:port]/prefix")
     from catena.coordinator.etcd_store import EtcdStore
 
     return Coordinator(listen, EtcdStore(address, advertise or listen, lease_ttl_s, cluster_id), password,
-                       cluster_id)
+                       cluster_id, secret)

@@ -30,11 +30,19 @@ class RespConnection:
         self._parser = hiredis.Reader(replyError=ReplyError)
 
     @classmethod
-    async def open(cls, addr: str, timeout: float = 2.0) -> "RespConnection":
+    async def open(cls, addr: str, timeout: float = 2.0, auth: tuple | None = None) -> "RespConnection":
+        """Connect; with `auth` = (user, password), authenticate first."""
         host, port = split_addr(addr)
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
+        conn = cls(reader, writer)
+        if auth is not None:
+            try:
+                await conn.call(b"AUTH", *auth, timeout=timeout)
+            except BaseException:
+                await conn.close()
+                raise
+        return conn
 
     async def call(self, *args, timeout: float = 5.0):
         """Send one command; return its reply; raise ReplyError for an error reply."""
@@ -83,10 +91,16 @@ def encode_command(args) -> bytes:
     return b"".join(parts)
 
 
-async def call(addr: str, *args, timeout: float = 5.0):
+def internal_auth(secret: str | None) -> tuple | None:
+    """How catena's own processes authenticate to each other: the user `catena` with the
+    cluster secret (None: no secret, no AUTH)."""
+    return (b"catena", secret) if secret else None
+
+
+async def call(addr: str, *args, timeout: float = 5.0, auth: tuple | None = None):
     """Open a connection, send one command, close; the whole thing within `timeout`."""
     async with asyncio.timeout(timeout):
-        conn = await RespConnection.open(addr, timeout)
+        conn = await RespConnection.open(addr, timeout, auth)
         try:
             return await conn.call(*args, timeout=timeout)
         finally:

@@ -31,8 +31,10 @@ def parse_int(raw: bytes) -> int:
 class CommandTable:
     """Maps command names to handlers and enforces authentication."""
 
-    def __init__(self, password: str | None = None, server_name: str = "catena", role: str = "master"):
+    def __init__(self, password: str | None = None, server_name: str = "catena", role: str = "master",
+                 cluster_secret: str | None = None):
         self.password = password
+        self.cluster_secret = cluster_secret  # user `catena`: catena's own processes
         self.server_name = server_name
         self.role = role
         self.handlers: dict[bytes, tuple[Handler, int]] = {}
@@ -80,6 +82,10 @@ class CommandTable:
     # -- authentication and protocol negotiation --------------------------------------------
 
     def _check_password(self, client, user: bytes, password: bytes):
+        if user == b"catena" and self.cluster_secret is not None:
+            ok = hmac.compare_digest(password, self.cluster_secret.encode())
+            client.authenticated = client.authenticated or ok
+            return None if ok else Error("WRONGPASS invalid username-password pair or user is disabled.")
         if self.password is None:
             return Error("ERR AUTH <password> called without any password configured for the default user. "
                          "Are you sure your configuration is correct?")
