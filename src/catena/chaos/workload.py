@@ -31,7 +31,7 @@ from catena.client import AsyncClient, ClientError, ResponseError, Timeout
 GENERATION_S = 3.0
 REGISTERS = 4
 COUNTERS = 3
-OP_TIMEOUT_S = 3.0
+OP_TIMEOUT_S = 1.0
 FINAL_TIMEOUT_S = 15.0
 
 
