@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         kv.add_argument("--timeout-ms", type=int, default=5000)
         kv.set_defaults(func=cmd_kv)
 
+    from catena.chaos.cli import add_parsers as add_chaos
+
+    add_chaos(sub)
     try:
         from catena.membership.cli import add_parsers
     except ImportError:
