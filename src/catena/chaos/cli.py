@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from catena.chaos.report import Verdict, judge_counters, judge_registers, plot
-from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
-from catena.chaos.workload import Workload
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from catena.chaos.report import Verdict
 
 HEAL_TIMEOUT_S = 60.0
 
@@ -56,8 +57,13 @@ class _Progress:
 
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
-        progress: bool = True, say=print) -> Verdict:
+        progress: bool = True, say=print) -> "Verdict":
     """One chaos run; returns its verdict (the PNG is written to `out`)."""
+    # Imported here: `catena --help` and the servers need none of it.
+    from catena.chaos.report import Verdict, judge_counters, judge_registers, plot
+    from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
+    from catena.chaos.workload import Workload
+
     faults = schedule(seed, duration, members)
     root = temp_root()
     cluster = LocalCluster(root, members)
