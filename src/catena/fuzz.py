@@ -24,10 +24,14 @@ membership  `wire.decode()` without and with a secret (mutated datagrams are als
 Anything else is a crash: counted per signature (stage, exception, innermost catena line) and
 its first inputs printed in hex with a `--replay` command. Each target first runs a few fixed
 hostile headers (`PROBES`: lengths of 2^29..2^32, deep nesting); an input that takes longer than
-`--slow` seconds (default 0.25) is a finding too (an allocation sized by a header). A watchdog (SIGALRM, once a second)
-turns an input that runs longer than `--timeout` seconds into a hang. Peak RSS (ru_maxrss) is
-printed before and after; growth above `--max-rss-growth-mb` fails the run. Exit status: 0 only
-with no crash, no hang and memory within the bound.
+`--slow` seconds (default 0.25) is a finding too (an allocation sized by a header). A watchdog
+(SIGALRM, once a second) turns an input that runs longer than `--timeout` seconds into a hang.
+Peak RSS (ru_maxrss) is printed before and after; growth above `--max-rss-growth-mb` fails the
+run. Exit status: 0 only with no crash, no slow input, no hang and memory within the bound.
+
+Speed on one core of the 2-core reference machine: peer and membership ~90,000 inputs/s, resp
+~9,000 inputs/s (two or three parses per input, and the slow inputs it finds); the documented
+run of 3,000,000 inputs takes about 2.5 minutes.
 """
 
 from __future__ import annotations
@@ -338,7 +342,7 @@ class MembershipTarget:
 PROBES = {
     "resp": [b"*536870913\r\n", b"*4290967296\r\n", b"*1048577\r\n$3\r\nGET\r\n", b"$536870913\r\n",
              b"*1\r\n$536870913\r\n", b"*1\r\n$4294967296\r\nab", b"*2\r\n$1\r\na\r\n$-1\r\n",
-             b"x" * 70000],
+             b"x" * 70000, b"*1\r\n%1\r\n%0\r\n:1\r\n"],
     "peer": [b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff",
              b"\xdb\xff\xff\xff\xff", b"\x92\x02\xdd\x7f\xff\xff\xff", b"\x91" * 100_000, b"\x81\x80\x01"],
     "membership": [b"\x01\x00\x01\xdd\xff\xff\xff\xff", b"\x01\x00\x01\xdf\xff\xff\xff\xff",

@@ -1,0 +1,358 @@
+"""Soak: a 3-member chain under a steady SET load at 80% of its measured peak, for minutes.
+
+Starts a coordinator and three members (`python -m catena coordinator|member`, members joining
+with `--coordinator`, fsync everysec) on free loopback ports with data in a temporary directory,
+measures the peak SET rate with the same loader running closed-loop (no rate limit) for
+`--peak-seconds`, then offers `--load` (default 0.8) of that rate for `--duration` seconds from
+rate-limited client threads. Every `--every` seconds it prints ops/s, p50/p99/max latency and
+each member's RSS; at the end, p99 over time and each member's memory growth.
+
+    python bench/soak/run.py                    # the documented 10-minute soak (600 s)
+    python bench/soak/run.py --quick            # 60 s
+    python bench/soak/run.py --duration 120
+
+Latency is measured from when a request was *scheduled* (open-loop: a stalled chain delays the
+requests behind it, and that delay counts), to its reply. Keys are drawn from `--keys` (default
+100,000) names with 16-byte values, so the data set stops growing once every key is written;
+the in-memory window of recent entries is bounded too (catena.chain.replica.WINDOW).
+
+Verdict, exit status 1 when any holds:
+  * an error reply or a broken connection;
+  * the achieved rate falls below 90% of the offered rate over the run;
+  * memory that grows without bound: a member's RSS at the end exceeds its RSS at mid-run by
+    more than max(--rss-slack-mb (16), 10%) — in the second half the key set is full and the
+    entry window has long reached its bound, so a healthy member is flat there.
+
+Every process it starts is stopped by PID at the end (SIGTERM, then SIGKILL after 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from catena.chaos.runner import free_ports  # loopback ports free for TCP and UDP
+
+HOST = "127.0.0.1"
+VALUE = b"v" * 16
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+class Cluster:
+    """A coordinator and members, each a child process we stop by PID."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: dict[str, subprocess.Popen] = {}
+        ports = free_ports(4)
+        self.coordinator = ports[0]
+        self.members = ports[1:]
+
+    def _start(self, name: str, *argv: str) -> None:
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen([sys.executable, "-m", "catena", *argv], stdout=log,
+                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                start_new_session=True)
+
+    def start(self) -> None:
+        coord = f"{HOST}:{self.coordinator}"
+        self._start("coordinator", "coordinator", "--listen", coord, "--data-dir", str(self.root / "coordinator"))
+        wait_for(lambda: call(self.coordinator, "PING") == b"PONG", 30, "the coordinator")
+        want: list[str] = []
+        for port in self.members:
+            addr = f"{HOST}:{port}"
+            self._start(f"member-{port}", "member", "--listen", addr, "--data-dir", str(self.root / f"member-{port}"),
+                        "--coordinator", coord, "--fsync", "everysec")
+            want.append(addr)
+            wait_for(lambda: [m.decode() for m in call(self.coordinator, "MASTER.GET_CHAIN")] == want, 60,
+                     f"{addr} to join the chain")
+        for port in self.members:
+            wait_for(lambda: member_status(port).get(b"members") == ",".join(want).encode(), 60,
+                     f"member {port} to act on the chain")
+
+    def pid(self, port: int) -> int:
+        return self.procs[f"member-{port}"].pid
+
+    def dead(self) -> list[str]:
+        return [name for name, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self) -> None:
+        """SIGTERM to every child by PID; SIGKILL to those still there 10 s later."""
+        live = [p for p in self.procs.values() if p.poll() is None]
+        for p in live:
+            os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for p in live:
+            if p.poll() is None:
+                print(f"# pid {p.pid} ignored SIGTERM; killing it", file=sys.stderr)
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- a minimal RESP client (the loader's hot path stays small) -------------------------------------
+
+
+def _cmd(*args) -> bytes:
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def _read_reply(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise ValueError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_reply(f) for _ in range(n)]
+    raise ValueError(f"unexpected reply {line!r}")
+
+
+def call(port: int, *args):
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(_cmd(*args))
+        return _read_reply(s.makefile("rb"))
+
+
+def member_status(port: int) -> dict:
+    words = call(port, "MEMBER.STATUS")
+    return dict(zip(words[0::2], words[1::2]))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- the load -----------------------------------------------------------------------------------
+
+
+class Load:
+    """`threads` connections to the head, each sending one SET at a time. With `rate` None they
+    run closed-loop (as fast as replies come); else each keeps its share of `rate` on a fixed
+    schedule and latency counts from the scheduled time."""
+
+    def __init__(self, port: int, threads: int, keys: int, rate: float | None):
+        self.port, self.threads, self.keys, self.rate = port, threads, keys, rate
+        self.latencies: list[float] = []  # swapped out by take()
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for w in self.workers:
+            w.join(timeout=10)
+
+    def take(self) -> tuple[list[float], int]:
+        """The latencies since the last call, and how many SETs they are."""
+        lat, self.latencies = self.latencies, []
+        return lat, len(lat)
+
+    def _run(self, i: int) -> None:
+        rng = random.Random(i)
+        try:
+            sock = socket.create_connection((HOST, self.port), timeout=30)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            self.errors.append(f"connect: {exc}")
+            return
+        recv, send = sock.recv, sock.sendall
+        clock = time.perf_counter
+        period = self.threads / self.rate if self.rate else 0.0
+        keys = self.keys
+        next_at = clock() + rng.random() * period
+        stopping = self.stopping
+        try:
+            while not stopping.is_set():
+                if period:
+                    delay = next_at - clock()
+                    if delay > 0:
+                        time.sleep(delay)
+                    sent = next_at
+                    next_at += period
+                else:
+                    sent = clock()
+                key = b"soak:%06d" % int(rng.random() * keys)
+                send(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE))
+                reply = recv(256)
+                while not reply.endswith(b"\r\n"):
+                    more = recv(256)
+                    if not more:
+                        raise ConnectionError("connection closed")
+                    reply += more
+                if reply != b"+OK\r\n":
+                    self.errors.append(f"reply {reply[:100]!r}")
+                    if len(self.errors) > 100:
+                        return
+                    continue
+                self.latencies.append(clock() - sent)
+        except OSError as exc:
+            if not stopping.is_set():
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            sock.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds of soak (default 600)")
+    ap.add_argument("--quick", action="store_true", help="60 s")
+    ap.add_argument("--load", type=float, default=0.8, help="fraction of the measured peak to offer")
+    ap.add_argument("--peak-seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--every", type=float, default=30.0, help="seconds between report lines")
+    ap.add_argument("--rss-slack-mb", type=float, default=16.0)
+    ap.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    args = ap.parse_args()
+    duration = 60.0 if args.quick else args.duration
+
+    root = Path(tempfile.mkdtemp(prefix="catena-soak-"))
+    cluster = Cluster(root)
+    ok = True
+    try:
+        cluster.start()
+        head = cluster.members[0]
+        print(f"# chain {','.join(str(p) for p in cluster.members)} (head {head}), coordinator "
+              f"{cluster.coordinator}; data in {root}", flush=True)
+
+        # peak: the same loader, closed-loop; the first 2 s warm up and are not counted
+        peak_load = Load(head, args.threads, args.keys, None)
+        peak_load.start()
+        time.sleep(2.0)
+        peak_load.take()
+        t = time.monotonic()
+        time.sleep(args.peak_seconds)
+        lat, done = peak_load.take()
+        peak = done / (time.monotonic() - t)
+        peak_load.stop()
+        if peak_load.errors:
+            print(f"# errors while measuring the peak: {peak_load.errors[:5]}")
+            return 1
+        rate = args.load * peak
+        print(f"peak_set_ops_s={peak:,.0f} (closed loop, {args.threads} connections, p99 "
+              f"{pct(lat, 0.99) * 1000:.1f} ms); offering {args.load:.0%}: {rate:,.0f} ops/s for {duration:.0f} s",
+              flush=True)
+
+        load = Load(head, args.threads, args.keys, rate)
+        pids = {port: cluster.pid(port) for port in cluster.members}
+        rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
+        print("   t_s     ops_s  p50_ms  p99_ms  max_ms  " + "  ".join(f"rss_{p}_mb" for p in cluster.members))
+        print(f"     0         -       -       -       -  " + "  ".join(f"{rss0[p]:>11.1f}" for p in cluster.members),
+              flush=True)
+        rows = []
+        load.start()
+        start = time.monotonic()
+        total_done = 0
+        next_report = start + args.every
+        while True:
+            end = min(next_report, start + duration)
+            time.sleep(max(0.0, end - time.monotonic()))
+            lat, done = load.take()
+            now = time.monotonic()
+            total_done += done
+            since = rows[-1][0] if rows else 0.0
+            elapsed = now - start
+            rss = {port: rss_mb(pid) for port, pid in pids.items()}
+            rows.append((elapsed, done / (elapsed - since), pct(lat, 0.5), pct(lat, 0.99), max(lat, default=0.0), rss))
+            r = rows[-1]
+            print(f"{elapsed:>6.0f}  {r[1]:>8,.0f}  {r[2] * 1000:>6.2f}  {r[3] * 1000:>6.2f}  {r[4] * 1000:>6.1f}  "
+                  + "  ".join(f"{rss[p]:>11.1f}" for p in cluster.members), flush=True)
+            if cluster.dead():
+                print(f"# processes exited: {cluster.dead()}")
+                ok = False
+                break
+            if elapsed >= duration - 0.01:
+                break
+            next_report += args.every
+        load.stop()
+        elapsed = time.monotonic() - start
+
+        print("\n# p99 latency over time (ms): " + " ".join(f"{r[3] * 1000:.1f}@{r[0]:.0f}s" for r in rows))
+        achieved = total_done / elapsed
+        print(f"# achieved {achieved:,.0f} ops/s of {rate:,.0f} offered ({achieved / rate:.0%}); "
+              f"{total_done:,} SETs; errors={len(load.errors)}")
+        if load.errors:
+            print(f"# first errors: {load.errors[:5]}")
+            ok = False
+        if achieved < 0.9 * rate:
+            print("# FAIL: the chain did not keep up with the offered rate")
+            ok = False
+        mid = min(rows, key=lambda r: abs(r[0] - elapsed / 2))
+        for port in cluster.members:
+            end_mb, mid_mb, peak_mb = rows[-1][5][port], mid[5][port], max(r[5][port] for r in rows)
+            bound = max(args.rss_slack_mb, 0.10 * mid_mb)
+            grows = end_mb - mid_mb > bound
+            ok &= not grows
+            print(f"member {port}: rss start {rss0[port]:.1f} MB, mid ({mid[0]:.0f} s) {mid_mb:.1f} MB, "
+                  f"end {end_mb:.1f} MB, peak {peak_mb:.1f} MB; growth total {end_mb - rss0[port]:+.1f} MB, "
+                  f"second half {end_mb - mid_mb:+.1f} MB (bound {bound:.1f} MB) {'GROWS' if grows else 'flat'}")
+        sizes = {p: sum(f.stat().st_size for f in (root / f"member-{p}").rglob("*") if f.is_file())
+                 for p in cluster.members}
+        print("# data dir sizes: " + ", ".join(f"{p}: {s / 2**20:.0f} MB" for p, s in sizes.items()))
+        print(f"verdict={'ok' if ok else 'FAIL'}")
+        return 0 if ok else 1
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"# kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
