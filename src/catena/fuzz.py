@@ -11,7 +11,7 @@ a run is reproducible from `--seed`. `--inputs` counts per target. For every inp
 resp        `CommandParser(max_bulk_len, max_args).feed()` returns lists of bytes or raises
             `RemoteProtocolError`; feeding the same bytes split in two gives the same commands
             and the same verdict; after an error the parser stays failed (sticky).
-peer        `messages.unpacker()` yields frames or raises a `ValueError` (what a link closes on);
+peer        `messages.unpacker()` yields frames or raises `RemoteProtocolError` (what a link closes on);
             `messages.decode()` returns a message or raises `RemoteProtocolError`; each message
             goes to two replicas (the head of a 2-member chain receiving from its successor, the
             tail receiving from its predecessor), whose `on_message` returns effects or refuses
@@ -284,7 +284,7 @@ class PeerTarget:
                     raise
             else:
                 outcome = "decoded" if msgs else "incomplete"
-        except ValueError:
+        except (ValueError, RemoteProtocolError):
             outcome = "unpack refused"
         except Exception as exc:
             if not hasattr(exc, "stage"):
@@ -440,6 +440,8 @@ def run_target(name: str, inputs: int, seed: int, timeout: float = 2.0, progress
             except Hang:
                 report.hangs.append(data)
                 outcomes["hang"] += 1
+                if reset is not None:  # interrupted anywhere: start from fresh replicas
+                    reset()
             except Exception as exc:  # anything but the documented refusals: a crash
                 sig = _signature(exc)
                 report.crashes[sig] += 1

@@ -1,8 +1,6 @@
 """Peer frames under hypothesis, and short runs of the fuzz runner (catena.fuzz).
 
-The xfail(strict=True) cases are bugs the fuzzer found that are not fixed yet: each names its
-reproducer. When a fix lands the case passes, strict xfail turns that into a failure, and the
-marker should go.
+The @example inputs are bugs the fuzzer found (all fixed): they stay as regression cases.
 """
 
 import random
@@ -63,10 +61,6 @@ def test_strategies_cover_every_tag():
     assert {cls.TAG for cls in pm.MESSAGES.values()} == set(range(1, 11))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a msgpack map used as a map key makes the unpacker raise TypeError (b'\\x81\\x80\\x01'), and "
-    "decode() lets AttributeError out of unwire_reply (b'\\x93\\x07\\x01\\x92\\xc4\\x01+\\x01'); PeerInbound.feed "
-    "catches only RemoteProtocolError and ValueError"))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 @example(b"\x81\x80\x01")
@@ -96,10 +90,6 @@ def two_replicas():
     return (head, "b:2"), (tail, "a:1")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Replica.on_message trusts field types: Ack(1, b'x') from the successor raises TypeError, "
-    "a Snapshot whose state is not a KVState dump raises from KVState.load, an Append entry of the "
-    "wrong shape raises from KVState.apply (python -m catena.fuzz --target peer)"))
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(garbage())
 @example((3, 1, b"x"))
@@ -139,17 +129,11 @@ def test_fuzz_membership_short_run_finds_nothing():
     assert any("accepted" in o for o in report.outcomes)  # mutations reach past the MAC and parser
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bugs: an inline command split across reads where the second read starts with '*' is parsed "
-    "as RESP (feed(b'ECHO a') then feed(b'*b\\r\\n') refuses what feed(b'ECHO a*b\\r\\n') accepts); "
-    "'*4290967296\\r\\n' raises MemoryError from hiredis; '*536870913\\r\\n' allocates ~4 GB and takes "
-    "1-3 s; '*1\\r\\n%1\\r\\n%0\\r\\n:1\\r\\n' (a RESP3 map as a map key) raises TypeError"))
 def test_fuzz_resp_short_run_finds_nothing():
     report = short_run("resp")
     assert report.ok, describe(report)
 
 
-@pytest.mark.xfail(strict=True, reason="bugs: see the two peer-frame xfails above")
 def test_fuzz_peer_short_run_finds_nothing():
     report = short_run("peer")
     assert report.ok, describe(report)

@@ -113,19 +113,76 @@ def pack(msg) -> bytes:
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
 
 
-def unpacker() -> msgpack.Unpacker:
-    return msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=MAX_FRAME + 1024,
-                            strict_map_key=False)
+class _Frames:
+    """msgpack frames from a byte stream; anything msgpack cannot read is RemoteProtocolError."""
+
+    def __init__(self):
+        self._unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=MAX_FRAME + 1024,
+                                          strict_map_key=False)
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            raise RemoteProtocolError(f"peer frame larger than {MAX_FRAME} bytes") from None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._unpacker)
+        except StopIteration:
+            raise
+        except Exception as exc:  # msgpack raises several kinds on garbage (even TypeError)
+            raise RemoteProtocolError(f"bad peer frame: {exc!r}"[:200]) from None
+
+
+def unpacker() -> _Frames:
+    return _Frames()
+
+
+# Field types per message (after the tag): "i" int, "b" bytes, "e" entries, "r" request id or
+# nil, "a" command words, "*" anything (a reply, checked by unwire_reply).
+_FIELDS = {Sync: "iii", Append: "iie", Ack: "ii", Snapshot: "iiiib", SyncRequest: "i", Forward: "iira",
+           WriteReply: "i*", Read: "iia", ReadReply: "i*", Stale: "i"}
+
+
+def _is_int(v) -> bool:
+    return type(v) is int
+
+
+def _is_words(v) -> bool:
+    return type(v) is tuple and len(v) > 0 and all(type(w) is bytes for w in v)
+
+
+def _is_rid(v) -> bool:
+    return v is None or (type(v) is tuple and 2 <= len(v) <= 3 and type(v[0]) is bytes
+                         and all(_is_int(n) for n in v[1:]))
+
+
+def _is_entry(v) -> bool:
+    return (type(v) is tuple and len(v) == 5 and _is_int(v[0]) and _is_int(v[1]) and _is_int(v[2])
+            and _is_rid(v[3]) and type(v[4]) is tuple and len(v[4]) > 0 and _is_int(v[4][0]))
+
+
+_CHECKS = {"i": _is_int, "b": lambda v: type(v) is bytes, "r": _is_rid, "a": _is_words, "*": lambda v: True,
+           "e": lambda v: type(v) is tuple and all(_is_entry(e) for e in v)}
 
 
 def decode(frame) -> NamedTuple:
-    """A frame from `unpacker()` as a message; RemoteProtocolError if it is not one."""
+    """A frame from `unpacker()` as a message whose fields have the documented types;
+    RemoteProtocolError if it is not one (the receiver then closes the link)."""
     try:
         cls = MESSAGES[frame[0]]
+        fields = frame[1:]
+        kinds = _FIELDS[cls]
+        if len(fields) != len(kinds) or not all(_CHECKS[k](v) for k, v in zip(kinds, fields)):
+            raise ValueError(f"fields of {cls.__name__} have the wrong shape or types")
         if cls in _REPLIES:
-            return cls(frame[1], unwire_reply(frame[2]))
-        return cls(*frame[1:])
-    except (KeyError, TypeError, IndexError, ValueError) as exc:
+            return cls(fields[0], unwire_reply(fields[1]))
+        return cls(*fields)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
         raise RemoteProtocolError(f"bad peer frame: {exc!r}"[:200]) from None
 
 

@@ -101,6 +101,8 @@ WRITES = {
 def to_op(args: list[bytes], now_ms: int):
     """A write command as an op, or an Error reply for bad syntax."""
     name = args[0].upper()
+    if name not in WRITES:  # a forward from a peer can name anything
+        return Error(f"ERR unknown command '{args[0].decode(errors='replace')}'")
     arity, build = WRITES[name]
     if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
         return wrong_args(name)
@@ -172,13 +174,15 @@ def read_keys(args: list[bytes]):
     """The keys a read touches (None: all of them); () when the arity is wrong."""
     try:
         return READS[args[0].upper()][1](args)
-    except IndexError:
+    except (IndexError, KeyError):
         return ()
 
 
 def read(state: KVState, args: list[bytes], now_ms: int):
     """Answer a read command from `state`, or an Error reply for bad syntax."""
     name = args[0].upper()
+    if name not in READS:
+        return Error(f"ERR unknown command '{args[0].decode(errors='replace')}'")
     arity, _, answer = READS[name]
     if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
         return wrong_args(name)

@@ -27,7 +27,8 @@ from catena.chain import ops
 from catena.chain.messages import (
     Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply,
 )
-from catena.chain.state import PURGE, KVState, op_keys
+from catena.chain.state import PURGE, KVState, op_keys, valid_op
+from catena.errors import RemoteProtocolError
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
@@ -399,6 +400,8 @@ class Replica:
             if seq != self.last_seq + 1:
                 fx.append(self._sync(now))  # a gap: ask for the missing entries
                 break
+            if not valid_op(entry[4]):
+                raise RemoteProtocolError(f"entry {seq} from {sender} holds no op this member applies")
             self._apply(entry, dirty=not tail and not learning)
         if learning:
             self._trim()
@@ -421,7 +424,11 @@ class Replica:
             self.barrier = None
 
     def _on_snapshot(self, sender, msg: Snapshot, now: float) -> list:
-        self.state = KVState.load(msg.state)
+        try:
+            state = KVState.load(msg.state)
+        except Exception as exc:  # anything msgpack or the shape check raises: nothing changed yet
+            raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc!r}"[:200]) from None
+        self.state = state
         self.last_epoch, self.last_seq = msg.last_epoch, msg.last_seq
         self.window.clear()
         self.base = (msg.last_epoch, msg.last_seq)

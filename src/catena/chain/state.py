@@ -30,6 +30,31 @@ DEDUP_PER_CLIENT = 100_000  # a bound on replies kept per client id (the waterma
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
+def _key(v) -> bool:
+    return type(v) is bytes
+
+
+def _deadline(v) -> bool:
+    return v is None or type(v) is int
+
+
+_SHAPES = {
+    SET: lambda op: len(op) == 5 and _key(op[1]) and _key(op[2]) and _deadline(op[3]) and type(op[4]) is int,
+    MSET: lambda op: (len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 2 and len(op[1]) % 2 == 0
+                      and all(_key(w) for w in op[1])),
+    DEL: lambda op: len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 1 and all(_key(k) for k in op[1]),
+    INCRBY: lambda op: len(op) == 3 and _key(op[1]) and type(op[2]) is int,
+    PEXPIREAT: lambda op: len(op) == 3 and _key(op[1]) and _deadline(op[2]),
+    PURGE: lambda op: len(op) == 2 and _key(op[1]),
+}
+
+
+def valid_op(op) -> bool:
+    """Is `op` one this module applies (checked before applying an entry from a peer)?"""
+    shape = _SHAPES.get(op[0]) if type(op) is tuple and op else None
+    return shape is not None and shape(op)
+
+
 def op_keys(op) -> tuple:
     """The keys an op writes."""
     kind = op[0]
@@ -198,6 +223,8 @@ class KVState:
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
         data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
+        if not (type(data) is dict and type(expires) is dict and type(dedup) is dict and type(floors) is dict):
+            raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
         state.data = data  # msgpack builds the dicts; no copy
         state.expires = expires
@@ -218,7 +245,11 @@ def wire_reply(value):
 
 
 def unwire_reply(raw):
+    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"="):
+        raise ValueError("a reply is [\"+\"|\"-\"|\"=\", value]")
     tag, value = raw
+    if tag != b"=" and type(value) is not bytes:
+        raise ValueError("a status or error reply carries bytes")
     if tag == b"+":
         return OK if value == b"OK" else Status(value.decode())
     if tag == b"-":

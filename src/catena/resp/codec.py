@@ -44,12 +44,13 @@ PONG = Status("PONG")
 class CommandParser:
     """Turns a byte stream from a client into commands (lists of bytes)."""
 
-    __slots__ = ("_reader", "_partial", "_pending", "max_bulk_len", "max_args", "failed")
+    __slots__ = ("_reader", "_partial", "_pending", "_inline_line", "max_bulk_len", "max_args", "failed")
 
     def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, max_args: int = DEFAULT_MAX_ARGS):
         self._reader = hiredis.Reader()
         self._partial = b""  # the first bytes of the incomplete frame (to check its headers)
         self._pending = 0  # length of the incomplete frame so far
+        self._inline_line = False  # `_partial` holds the start of an inline command
         self.failed: str | None = None  # set when the stream broke the protocol: no more commands
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
@@ -70,12 +71,21 @@ class CommandParser:
 
     def _feed(self, data: bytes, commands: list) -> None:
         reader = self._reader
-        if not self._pending and data[:1] != b"*":
+        if self._inline_line or (not self._pending and data[:1] != b"*"):
             return self._inline(data, commands)
         reader.feed(data)
         pending = self._pending + len(data)
         try:
-            while (cmd := reader.gets()) is not False:
+            while True:
+                start = len(data) - pending  # where the frame hiredis parses next begins
+                if 0 <= start < len(data) and data[start:start + 1] != b"*":
+                    # A blank line or an inline command between frames (redis-cli --pipe sends
+                    # one): Redis takes it; so do we, with a fresh reader for what follows.
+                    self._reader, self._pending, self._partial = hiredis.Reader(), 0, b""
+                    return self._inline(data[start:], commands)
+                self._guard(data, pending)
+                if (cmd := reader.gets()) is False:
+                    break
                 if type(cmd) is not list or not cmd or not all(type(a) is bytes for a in cmd):
                     raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
                 # hiredis does not say where an incomplete frame starts; complete commands are
@@ -84,23 +94,46 @@ class CommandParser:
                 pending -= _wire_size(cmd)
                 if pending < 0:
                     raise RemoteProtocolError("Protocol error: expected '$', got something else")
-                end = len(data) - pending  # where this command ends in `data`
-                if end >= 2 and data[end - 2 : end] != b"\r\n":  # hiredis skips it unchecked
-                    raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
+                self._check_crlfs(data, len(data) - pending, cmd)
                 commands.append(cmd)
-        except hiredis.ProtocolError as exc:
-            start = len(data) - pending  # where the unparsed rest begins in `data`
-            if 0 <= start < len(data) and data[start:start + 1] != b"*":
-                # A blank line or an inline command between frames (redis-cli --pipe sends
-                # one): Redis takes it; so do we, with a fresh reader for what follows.
-                self._reader, self._pending, self._partial = hiredis.Reader(), 0, b""
-                return self._inline(data[start:], commands)
+        except (hiredis.ProtocolError, TypeError, ValueError) as exc:  # (a RESP3 map as a map key: TypeError)
             raise RemoteProtocolError(f"Protocol error: {exc}") from None
         if pending:
             self._check_partial(data, pending)
         elif self._pending:
             self._partial = b""
         self._pending = pending
+
+    def _check_crlfs(self, data: bytes, end: int, cmd: list[bytes]) -> None:
+        """hiredis skips the two bytes after a bulk string unchecked (a bulk longer than its
+        announced length would be cut and the rest taken as the next command) and accepts
+        any reply type as an element: check both (the command ends at `end` in `data`; it may
+        have begun in an earlier read)."""
+        start = end - _wire_size(cmd)
+        if start < 0:  # began in an earlier read: its first bytes are in _partial
+            if len(self._partial) + start < 0 or len(self._partial) >= _HEADER_WINDOW:
+                return  # too long to have kept; the final CRLF is checked below when it is here
+            data, end, start = self._partial[: -start] + data[:end], end - start, 0
+        pos = start + 3 + len(str(len(cmd)))
+        for arg in cmd:
+            if data[pos:pos + 1] != b"$":
+                raise RemoteProtocolError("Protocol error: expected '$', got something else")
+            n = len(arg)
+            pos += 3 + len(str(n)) + n
+            if data[pos:pos + 2] != b"\r\n":
+                raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
+            pos += 2
+
+    def _guard(self, data: bytes, pending: int) -> None:
+        """hiredis allocates an array as soon as it reads its header: check the argument count
+        of the frame it parses next (it starts `pending` bytes before the end of `data`)."""
+        start = len(data) - pending
+        head = data[start:start + 16] if start >= 0 else (self._partial + data)[:16]
+        if head[:1] == b"*":
+            end = head.find(b"\r\n")
+            digits = head[1:end] if end >= 0 else head[1:]
+            if len(digits) > len(str(self.max_args)) or (end > 1 and digits.isdigit() and int(digits) > self.max_args):
+                raise RemoteProtocolError("Protocol error: invalid multibulk length")
 
     def _check_partial(self, data: bytes, pending: int) -> None:
         """Validate the headers of the incomplete frame before more of it is buffered."""
@@ -139,13 +172,13 @@ class CommandParser:
             if end < 0:
                 if len(buf) > _INLINE_MAX:
                     raise RemoteProtocolError("Protocol error: too big inline request")
-                self._partial = buf
+                self._partial, self._inline_line = buf, True
                 return
             words = buf[:end].split()
             buf = buf[end + 1 :]
             if words:
                 commands.append(words)
-        self._partial = b""
+        self._partial, self._inline_line = b"", False
         if buf:
             self._feed(buf, commands)
 
