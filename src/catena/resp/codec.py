@@ -74,27 +74,32 @@ class CommandParser:
         if self._inline_line or (not self._pending and data[:1] != b"*"):
             return self._inline(data, commands)
         reader.feed(data)
-        pending = self._pending + len(data)
+        size = len(data)
+        pending = self._pending + size
         try:
             while True:
-                start = len(data) - pending  # where the frame hiredis parses next begins
-                if 0 <= start < len(data) and data[start:start + 1] != b"*":
+                # hiredis does not say where a frame starts: complete commands are canonical
+                # RESP, so walking each one (which also checks what hiredis leaves unchecked)
+                # tells where the next begins.
+                start = size - pending
+                if 0 <= start < size and data[start] != 42:  # not '*'
                     # A blank line or an inline command between frames (redis-cli --pipe sends
                     # one): Redis takes it; so do we, with a fresh reader for what follows.
                     self._reader, self._pending, self._partial = hiredis.Reader(), 0, b""
                     return self._inline(data[start:], commands)
-                self._guard(data, pending)
+                self._guard(data, start)
                 if (cmd := reader.gets()) is False:
                     break
                 if type(cmd) is not list or not cmd or not all(type(a) is bytes for a in cmd):
                     raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
-                # hiredis does not say where an incomplete frame starts; complete commands are
-                # canonical RESP, so their sizes tell (and a size that does not add up means an
-                # element was not a bulk string).
-                pending -= _wire_size(cmd)
+                if start >= 0:
+                    pending = size - _walk(data, start, cmd)
+                elif len(self._partial) + start >= 0 and len(self._partial) < _HEADER_WINDOW:
+                    pending = size - (_walk(self._partial[:-start] + data, 0, cmd) + start)
+                else:  # began long ago: too long to have kept; its size still tells
+                    pending -= _wire_size(cmd)
                 if pending < 0:
                     raise RemoteProtocolError("Protocol error: expected '$', got something else")
-                self._check_crlfs(data, len(data) - pending, cmd)
                 commands.append(cmd)
         except (hiredis.ProtocolError, TypeError, ValueError) as exc:  # (a RESP3 map as a map key: TypeError)
             raise RemoteProtocolError(f"Protocol error: {exc}") from None
@@ -104,31 +109,16 @@ class CommandParser:
             self._partial = b""
         self._pending = pending
 
-    def _check_crlfs(self, data: bytes, end: int, cmd: list[bytes]) -> None:
-        """hiredis skips the two bytes after a bulk string unchecked (a bulk longer than its
-        announced length would be cut and the rest taken as the next command) and accepts
-        any reply type as an element: check both (the command ends at `end` in `data`; it may
-        have begun in an earlier read)."""
-        start = end - _wire_size(cmd)
-        if start < 0:  # began in an earlier read: its first bytes are in _partial
-            if len(self._partial) + start < 0 or len(self._partial) >= _HEADER_WINDOW:
-                return  # too long to have kept; the final CRLF is checked below when it is here
-            data, end, start = self._partial[: -start] + data[:end], end - start, 0
-        pos = start + 3 + len(str(len(cmd)))
-        for arg in cmd:
-            if data[pos:pos + 1] != b"$":
-                raise RemoteProtocolError("Protocol error: expected '$', got something else")
-            n = len(arg)
-            pos += 3 + len(str(n)) + n
-            if data[pos:pos + 2] != b"\r\n":
-                raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
-            pos += 2
-
-    def _guard(self, data: bytes, pending: int) -> None:
+    def _guard(self, data: bytes, start: int) -> None:
         """hiredis allocates an array as soon as it reads its header: check the argument count
-        of the frame it parses next (it starts `pending` bytes before the end of `data`)."""
-        start = len(data) - pending
-        head = data[start:start + 16] if start >= 0 else (self._partial + data)[:16]
+        of the frame it parses next (it starts at `start` in `data`, or in `_partial` before)."""
+        if start >= 0:
+            end = data.find(b"\r\n", start, start + 8)
+            if 0 <= end - start < 7:  # up to 5 digits: below any sane limit, nothing to parse
+                return
+            head = data[start:start + 16]
+        else:
+            head = (self._partial + data)[:16]
         if head[:1] == b"*":
             end = head.find(b"\r\n")
             digits = head[1:end] if end >= 0 else head[1:]
@@ -187,6 +177,26 @@ def _error(message: str, commands: list) -> RemoteProtocolError:
     exc = RemoteProtocolError(message)
     exc.commands = commands
     return exc
+
+
+def _walk(buf: bytes, pos: int, cmd: list[bytes]) -> int:
+    """Where the canonical frame of `cmd` that starts at `pos` in `buf` ends, checking what
+    hiredis does not: each element is a '$' bulk followed by CRLF (hiredis skips those two
+    bytes unchecked, so a bulk longer than announced would be cut and the rest taken as the
+    next command)."""
+    n = len(cmd)
+    pos += 4 if n < 10 else 3 + len(str(n))
+    try:
+        for arg in cmd:
+            if buf[pos] != 36:  # '$'
+                raise RemoteProtocolError("Protocol error: expected '$', got something else")
+            k = len(arg)
+            pos += (6 if k < 10 else 7 if k < 100 else 5 + len(str(k))) + k
+            if buf[pos - 2] != 13 or buf[pos - 1] != 10:
+                raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
+    except IndexError:
+        raise RemoteProtocolError("Protocol error: expected '$', got something else") from None
+    return pos
 
 
 def _wire_size(command: list[bytes]) -> int:
