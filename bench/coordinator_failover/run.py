@@ -25,11 +25,9 @@ import argparse
 import json
 import math
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-HOST = "127.0.0.1"
+from catena.loopback import HOST, free_ports
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 PREFIX = "/catena/bench"
 SETTINGS = {  # name: (extra etcd flags, coordinator --lease-ttl-s or None for its default, target p99 s)
@@ -59,19 +58,7 @@ SETTLE_DEADLINE_S = 60.0
 
 def free_port(taken: set[int]) -> int:
     """A loopback port free for TCP and UDP (members use the number for both)."""
-    rng = random.Random()
-    while True:
-        port = rng.randrange(20000, 32000)
-        if port in taken:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind((HOST, port))
-        except OSError:
-            continue
-        taken.add(port)
-        return port
+    return free_ports(1, taken)[0]
 
 
 class Procs:

@@ -25,10 +25,8 @@ import argparse
 import itertools
 import math
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-HOST = "127.0.0.1"
+from catena.loopback import HOST, free_ports
+
 CASES = ("head", "middle", "tail")
 SENTINEL_DOWN_AFTER_S = 30.0  # Redis Sentinel's default down-after-milliseconds
 REDIS_CLUSTER_FAILOVER_S = 16.0  # cluster-node-timeout 15 s + election, as commonly measured
@@ -54,28 +53,6 @@ REJOIN_WINDOW_S = 0.5  # after the rejoin view, still counted as rejoining (for 
 
 
 # -- processes ------------------------------------------------------------------------------------
-
-def free_ports(n: int) -> list[int]:
-    """Loopback ports free for TCP and UDP (members use the number for both), below the
-    kernel's ephemeral range so outgoing connections never take them."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng, ports = random.Random(), []
-    while len(ports) < n:
-        port = rng.randrange(max(1024, low - 20000), low - 1)
-        if port in ports:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind((HOST, port))
-        except OSError:
-            continue
-        ports.append(port)
-    return ports
-
 
 class Processes:
     """Every process this benchmark starts, each stopped by its PID."""

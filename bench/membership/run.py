@@ -17,13 +17,13 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from catena.loopback import HOST, free_ports
 from catena.membership.cli import resp_call
 from catena.membership.sim import run_scenario
 
@@ -74,20 +74,8 @@ def sim_sweep(ns, losses, seed):
 
 # -- real processes --------------------------------------------------------------------------
 
-HOST = "127.0.0.1"
-
-
 def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind((HOST, port))
-            return port
-        except OSError:
-            continue
+    return free_ports(1)[0]
 
 
 def live(port):

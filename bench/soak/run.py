@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from catena.chaos.runner import free_ports  # loopback ports free for TCP and UDP
+from catena.loopback import free_ports
 
 HOST = "127.0.0.1"
 VALUE = b"v" * 16
@@ -292,7 +292,7 @@ def main() -> int:
         pids = {port: cluster.pid(port) for port in cluster.members}
         rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
         print("   t_s     ops_s  p50_ms  p99_ms  max_ms  " + "  ".join(f"rss_{p}_mb" for p in cluster.members))
-        print(f"     0         -       -       -       -  " + "  ".join(f"{rss0[p]:>11.1f}" for p in cluster.members),
+        print("     0         -       -       -       -  " + "  ".join(f"{rss0[p]:>11.1f}" for p in cluster.members),
               flush=True)
         rows = []
         load.start()

@@ -19,7 +19,6 @@ import argparse
 import csv
 import io
 import os
-import random
 import shutil
 import signal
 import socket
@@ -29,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from catena.loopback import HOST, free_ports
+
 CLIENTS = 50
 VALUE = b"v" * 16
 
@@ -75,21 +75,8 @@ class Procs:
 
 
 def free_port(taken: set[int]) -> int:
-    rng = random.Random()
-    while True:
-        port = rng.randrange(15000, 32000)
-        if port in taken:
-            continue
-        ok = True
-        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            with socket.socket(socket.AF_INET, kind) as s:
-                try:
-                    s.bind((HOST, port))
-                except OSError:
-                    ok = False
-        if ok:
-            taken.add(port)
-            return port
+    """A loopback port free for TCP and UDP (members use the number for both)."""
+    return free_ports(1, taken)[0]
 
 
 def cli(port: int, *args: str, timeout: float = 60) -> str:

@@ -29,6 +29,8 @@ from typing import Callable
 import pytest
 import redis
 
+from catena.loopback import free_ports, port_is_free, port_range
+
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0  # a process starts listening (python startup under CPU contention)
 CHAIN_TIMEOUT_S = 45.0  # the chain reaches an expected shape
@@ -38,45 +40,19 @@ CLIENT_TIMEOUT_S = 15.0  # socket timeout of the clients the fixtures hand out
 _used_ports: set[int] = set()
 
 
-def _port_range() -> tuple[int, int]:
-    """Ports below the kernel's ephemeral range, so outgoing connections never take them."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return (max(1024, low - 20000), low - 1) if low > 11024 else (40000, 60000)
-
-
-def _is_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((HOST, port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port() -> int:
     """A loopback port free for TCP and UDP, not handed out before in this run."""
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    low, high = _port_range()
-    for _ in range(1000):
-        port = rng.randrange(low, high)
-        if port not in _used_ports and _is_free(port):
-            _used_ports.add(port)
-            return port
-    raise RuntimeError("no free loopback port found")
+    return free_ports(1, _used_ports)[0]
 
 
 def free_port_block(n: int) -> int:
     """The first of `n` consecutive free loopback ports (for `catena up --port P`)."""
     rng = random.Random(os.getpid() ^ time.time_ns())
-    low, high = _port_range()
+    low, high = port_range()
     for _ in range(1000):
         first = rng.randrange(low, high - n)
         block = range(first, first + n)
-        if not _used_ports.intersection(block) and all(_is_free(p) for p in block):
+        if not _used_ports.intersection(block) and all(port_is_free(p) for p in block):
             _used_ports.update(block)
             return first
     raise RuntimeError(f"no {n} consecutive free loopback ports found")

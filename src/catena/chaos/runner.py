@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import redis
 
-HOST = "127.0.0.1"
+from catena.loopback import HOST, free_ports
+
 START_TIMEOUT_S = 30.0
 REJOIN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
@@ -34,29 +34,6 @@ FAULT_WEIGHTS = (4, 3, 2)
 
 
 # -- processes --------------------------------------------------------------------------------------
-
-def free_ports(n: int, rng: random.Random | None = None) -> list[int]:
-    """Loopback ports free for TCP and UDP (members use the number for heartbeats too), below the
-    kernel's ephemeral range so outgoing connections never take them."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    rng = rng or random.Random(os.getpid() ^ time.time_ns())
-    ports: list[int] = []
-    while len(ports) < n:
-        port = rng.randrange(max(1024, low - 20000), low - 1)
-        if port in ports:
-            continue
-        try:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind((HOST, port))
-        except OSError:
-            continue
-        ports.append(port)
-    return ports
-
 
 class Proc:
     """One child process with its log file; signals go to its PID."""

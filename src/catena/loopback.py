@@ -1,0 +1,51 @@
+"""Free loopback ports for local clusters: `catena chaos`, the benchmarks and the tests.
+
+A catena process uses its port number for TCP (RESP) and UDP (membership), so a port is free
+only when both bind. Ports come from below the kernel's ephemeral range, so the outgoing
+connections of other processes never take them meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def port_range() -> tuple[int, int]:
+    """Ports below the ephemeral range (from /proc when it can be read)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (max(1024, low - 20000), low - 1) if low > 11024 else (40000, 60000)
+
+
+def free_ports(n: int, taken: set[int] | None = None, rng: random.Random | None = None) -> list[int]:
+    """`n` distinct free ports, none in `taken` (which, when given, records them)."""
+    rng = rng or random.Random(os.getpid() ^ time.time_ns())
+    low, high = port_range()
+    taken = set() if taken is None else taken
+    ports: list[int] = []
+    for _ in range(100_000):
+        if len(ports) == n:
+            return ports
+        port = rng.randrange(low, high)
+        if port not in taken and port_is_free(port):
+            taken.add(port)
+            ports.append(port)
+    raise RuntimeError(f"could not find {n} free loopback ports")
