@@ -118,12 +118,15 @@ class Reconfig:
             return []
         return self.remove(addr, chain_id)
 
-    def restarted(self, addr: str, chain_id: int = 0) -> list[View]:
-        """A probe found a new process at a member's address: it never resumes the old one's
-        place; it is added again behind the tail (its log cut back by the sync handshake)."""
+    def restarted(self, addr: str, incarnation: str, chain_id: int = 0) -> list[View]:
+        """A probe found a new process (`incarnation`) at a member's address: it never resumes
+        the old one's place; it is added again behind the tail (its log cut back by the sync
+        handshake). Known from then on, so its own registration changes nothing more."""
         view = self.view(chain_id)
-        if addr not in view.members and addr != view.learner:
+        if self.state.registry.get(addr) == incarnation or (addr not in view.members and addr != view.learner):
             return []
+        if addr in self.state.registry:
+            self.state.registry[addr] = incarnation
         return self.remove(addr, chain_id) + self.add(addr, chain_id)
 
     def remove(self, addr: str, chain_id: int = 0) -> list[View]:

@@ -185,6 +185,7 @@ class Coordinator:
             if isinstance(changed, str):
                 log.warning("refused registration of %s: %s", addr, changed)
                 return Error(f"ERR refused: {addr} {changed}")
+            self._incarnations[addr] = incarnation  # its probes will answer this one
             return self.saved.cluster_id
 
         return self._spawn(work())
@@ -494,11 +495,13 @@ class Coordinator:
                     grant, answered_at = nonce, time.monotonic()  # answered in time: grant it next
                     self._dead.discard(addr)
                     ok = True
+                    incarnation = str(incarnation)
                     known = self._incarnations.setdefault(addr, incarnation)
                     if known != incarnation:
                         self._incarnations[addr] = incarnation
-                        log.warning("member %s restarted (new incarnation): adding it again behind the tail", addr)
-                        await self._change(lambda r: r.restarted(addr), also=[addr])
+                        if await self._change(lambda r: r.restarted(addr, incarnation), also=[addr]):
+                            log.warning("member %s restarted (new incarnation): added it again behind the tail",
+                                        addr)
                 except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                     ok, grant = False, 0
                     refused = isinstance(exc, ConnectionRefusedError)
