@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                   f"(redis-py->catena head, no request ids={raw[test]:.0f} ops/s; "
                   f"catena.Client/that={ours[test] / raw[test]:.2f})", flush=True)
         failed = False
-    except (RuntimeError, redis.RedisError, ClientError, AssertionError) as exc:
+    except (RuntimeError, TimeoutError, redis.RedisError, ClientError, AssertionError) as exc:
         print(f"bench failed: {exc!r}; logs kept in {root}", file=sys.stderr)
     finally:
         procs.stop_all()  # by PID, on every way out

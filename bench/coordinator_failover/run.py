@@ -39,7 +39,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from catena.loopback import HOST, free_ports
+from catena.loopback import HOST, free_ports, wait_until
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 PREFIX = "/catena/bench"
@@ -120,14 +120,7 @@ def try_ask(addr: str, *args, timeout: float = 0.5):
 
 
 def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(POLL_S)
+    return wait_until(predicate, timeout, what, interval=POLL_S, retry_on=())
 
 
 def etcd_healthy(client_url: str) -> bool:

@@ -39,7 +39,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from catena.loopback import HOST, free_ports
+from catena.loopback import HOST, free_ports, wait_until
 
 CASES = ("head", "middle", "tail")
 SENTINEL_DOWN_AFTER_S = 30.0  # Redis Sentinel's default down-after-milliseconds
@@ -93,17 +93,7 @@ class Processes:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (redis.RedisError, OSError):
-            pass
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, what, interval=interval, retry_on=(redis.RedisError, OSError))
 
 
 def command(addr: str, *args, timeout: float = 2.0):

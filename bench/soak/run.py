@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from catena.loopback import free_ports
+from catena.loopback import free_ports, wait_until
 
 HOST = "127.0.0.1"
 VALUE = b"v" * 16
@@ -104,16 +104,7 @@ class Cluster:
 
 
 def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    wait_until(predicate, timeout, what, retry_on=(OSError, ValueError))
 
 
 # -- a minimal RESP client (the loader's hot path stays small) -------------------------------------

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from catena.loopback import HOST, free_ports
+from catena.loopback import HOST, free_ports, wait_until
 
 CLIENTS = 50
 VALUE = b"v" * 16
@@ -88,17 +88,7 @@ def cli(port: int, *args: str, timeout: float = 60) -> str:
 
 
 def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (OSError, RuntimeError, subprocess.TimeoutExpired):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(predicate, timeout, what, retry_on=(OSError, RuntimeError, subprocess.TimeoutExpired))
 
 
 def ping(port: int) -> bool:
@@ -269,7 +259,7 @@ def main(argv=None) -> int:
               f"{', '.join(f'{p}={v:.0f}' for p, v in per_member.items())}) "
               f"ratio_vs_redis={catena_per_key / redis_per_key:.2f}")
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, TimeoutError) as exc:
         print(f"bench failed: {exc}; logs in {root}", file=sys.stderr)
         return 1
     finally:

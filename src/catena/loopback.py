@@ -49,3 +49,22 @@ def free_ports(n: int, taken: set[int] | None = None, rng: random.Random | None 
             taken.add(port)
             ports.append(port)
     raise RuntimeError(f"could not find {n} free loopback ports")
+
+
+def wait_until(predicate, timeout: float, what: str, *, interval: float = 0.05, retry_on: tuple = (OSError,)):
+    """Poll `predicate` until it returns something truthy (returned). Exceptions in `retry_on`
+    count as "not yet" (a process may still be starting); after `timeout` s raise TimeoutError
+    naming `what` and the last such exception."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except retry_on as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last!r})" if last else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(interval)

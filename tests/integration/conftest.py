@@ -29,6 +29,7 @@ from typing import Callable
 import pytest
 import redis
 
+from catena import loopback
 from catena.loopback import free_ports, port_is_free, port_range
 
 HOST = "127.0.0.1"
@@ -59,24 +60,12 @@ def free_port_block(n: int) -> int:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` s.
-
-    Exceptions from the predicate count as "not yet" (a process may still be starting); the
-    last one is shown if the deadline passes.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (redis.RedisError, OSError) as exc:
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_exc!r})" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        time.sleep(interval)
+    """Poll `predicate` until it returns something truthy (returned); fail the test after
+    `timeout` s (exceptions from the predicate count as "not yet": a process may be starting)."""
+    try:
+        return loopback.wait_until(predicate, timeout, what, interval=interval, retry_on=(redis.RedisError, OSError))
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def _listen_inodes(port: int) -> set[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from catena.loopback import HOST, free_ports
+from catena.loopback import HOST, free_ports, wait_until
 
 START_TIMEOUT_S = 30.0
 REJOIN_TIMEOUT_S = 30.0
@@ -84,19 +84,7 @@ def admin(addr: str, *args, timeout: float = 2.0):
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (redis.RedisError, OSError) as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last!r})" if last else ""
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, what, interval=interval, retry_on=(redis.RedisError, OSError))
 
 
 class LocalCluster:
