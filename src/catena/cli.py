@@ -52,11 +52,9 @@ def _coordinator_address(value: str) -> str:
 
 
 def _run_async(main) -> int:
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    from catena.runtime import runner as event_loop
+
+    runner = event_loop()
 
     async def guarded() -> int:
         task = asyncio.current_task()
@@ -79,18 +77,22 @@ def _run_async(main) -> int:
 
 def cmd_member(args) -> int:
     from catena.chain.node import MemberNode
+    from catena.resp.client import set_source_address
 
     secret = read_secret(args.secret, args.secret_file)
+    set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
-                      args.max_bulk_len)
+                      args.max_bulk_len, args.advertise)
     return _run_async(node.run())
 
 
 def cmd_coordinator(args) -> int:
     from catena.coordinator.service import with_store
+    from catena.resp.client import set_source_address
 
     if args.store == "embedded" and args.data_dir is None:
         raise CatenaError("coordinator: --data-dir is required with the embedded store")
+    set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
                        args.cluster_id, args.lease_ttl_s, args.advertise, read_secret(args.secret, args.secret_file))
     return _run_async(coord.run())
@@ -127,6 +129,13 @@ def cmd_kv(args) -> int:
         return 1
 
 
+def _add_address_flags(parser: argparse.ArgumentParser, who: str) -> None:
+    parser.add_argument("--advertise", type=_listen, default=None,
+                        help=f"the HOST:PORT others reach {who} at, when not --listen (a NAT, a proxy)")
+    parser.add_argument("--source-addr", default=None, metavar="HOST",
+                        help="outbound connections leave from this local address (default: the kernel's choice)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catena", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("CATENA_LOG_LEVEL", "INFO"))
@@ -143,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    _add_address_flags(m, "this member")
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
     c = sub.add_parser("coordinator", help="run a coordinator (embedded store, or one of several on etcd)")
@@ -152,13 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedded (default: one coordinator) or etcd://HOST:PORT[,HOST:PORT]/PREFIX (several, one leads)")
     c.add_argument("--lease-ttl-s", type=int, default=2,
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
-    c.add_argument("--advertise", type=_listen, default=None,
-                   help="etcd: the HOST:PORT published as the leader's address (default: --listen)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
                    "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")
     c.add_argument("--secret-file", default=None)
+    _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")

@@ -16,7 +16,7 @@ from typing import Callable
 
 from catena.chain import messages
 from catena.errors import RemoteProtocolError
-from catena.resp.client import encode_command, split_addr
+from catena.resp.client import encode_command, open_tcp, split_addr
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class _Outbound:
     async def _connect(self) -> None:
         host, port = split_addr(self.addr)
         async with asyncio.timeout(2.0):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await open_tcp(host, port)
             self.writer = writer
             hello = [b"PEER", self.links.me.encode()]
             if self.links.secret:

@@ -42,8 +42,9 @@ MEMBERSHIP_RETRY_S = 1.0
 class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
-                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN):
-        self.listen = listen
+                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None):
+        self.listen = listen  # where the server binds
+        self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
         self.coordinator = coordinator
         # Finds the coordinator leader: host:port[,host:port…] (followers redirect) or
@@ -68,14 +69,14 @@ class MemberNode:
     def _recover(self) -> Replica:
         blob, records = self.log.recover()
         self.incarnation = time.time_ns()  # a restarted process is a new incarnation
-        incarnation = b"%s/%d" % (self.listen.encode(), self.incarnation)
+        incarnation = b"%s/%d" % (self.me.encode(), self.incarnation)
         if blob is None:
             state, last = KVState(), (0, 0)
         else:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
-        replica = Replica(self.listen, incarnation, state, last, entries, epoch=self._load_epoch(),
+        replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
                           lease_s=LEASE_S)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
@@ -155,7 +156,7 @@ class MemberNode:
     async def _register(self) -> None:
         """Announce this incarnation; keep the cluster id the coordinator answers with. Data
         from another cluster, or an epoch newer than the coordinator's, is refused there."""
-        host, port = self.listen.rsplit(":", 1)
+        host, port = self.me.rsplit(":", 1)
         path = self.data_dir / "cluster_id"
         known = path.read_text().strip() if path.exists() else ""
         reply = await self.discovery.call(b"MASTER.REGISTER", host, port, self.incarnation, known or "",
@@ -166,12 +167,12 @@ class MemberNode:
 
     def _left_chain(self) -> bool:
         view = self.replica.view
-        return view is not None and self.listen not in view.members and view.learner != self.listen
+        return view is not None and self.me not in view.members and view.learner != self.me
 
     def _on_view(self, view: View) -> None:
         if view.epoch > self.replica.epoch or self.replica.view is None:
             log.info("view epoch %d: %s learner=%s (%s)", view.epoch, ",".join(view.members), view.learner,
-                     view.role(self.listen))
+                     view.role(self.me))
             self._run(self.replica.on_view(view, time.time()))
             self._save_epoch(self.replica.epoch)
             self.ready.set()
@@ -226,9 +227,9 @@ class MemberNode:
         gc.set_threshold(50_000, 20, 100)
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
-            self.links = PeerLinks(self.listen, group, self._on_link, self.secret)
+            self.links = PeerLinks(self.me, group, self._on_link, self.secret)
             await self.server.start(host, int(port))
-            log.info("member listening on %s, data in %s", self.listen, self.data_dir)
+            log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
             if started is not None:
                 started.set()
             try:
@@ -279,7 +280,8 @@ class MemberNode:
             while agent is None:
                 leader = self.discovery.leader
                 if leader:
-                    candidate = MembershipAgent(self.listen, [leader], table=self.table, secret=self.secret)
+                    candidate = MembershipAgent(self.me, [leader], table=self.table, secret=self.secret,
+                                                bind=self.listen)
                     try:
                         await candidate.start()
                         agent = candidate
@@ -299,7 +301,7 @@ class MemberNode:
                 if not registered:
                     await self._register()
                     registered = True
-                raw = await self.discovery.call(b"MASTER.GET_VIEW", self.listen, timeout=2.0)
+                raw = await self.discovery.call(b"MASTER.GET_VIEW", self.me, timeout=2.0)
                 if raw:
                     self._on_view(parse_view(raw))
                 if self._left_chain():

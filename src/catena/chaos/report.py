@@ -104,7 +104,9 @@ def judge_counters(counters: dict, finals: dict, verdict: Verdict) -> None:
 
 # -- the timeline -------------------------------------------------------------------------------
 
-FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-coordinator": "tab:purple"}
+FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-coordinator": "tab:purple",
+                "isolate-member": "tab:cyan", "isolate-coordinator": "tab:pink",
+                "cut-coordinator-member": "tab:olive", "cut-members": "tab:blue"}
 
 
 def plot(path: Path, samples, applied, t0: float, title: str) -> None:
@@ -151,7 +153,7 @@ def plot(path: Path, samples, applied, t0: float, title: str) -> None:
             ax.axvspan(a.start - t0, (a.end or a.start) - t0, color=color, alpha=0.2, label=label if ax is ax1 else None)
             if a.rejoined:
                 ax.axvline(a.rejoined - t0, color=color, ls=":", lw=0.7)
-        ax1.text(a.start - t0, 1.0, a.target.rsplit(":", 1)[1], transform=ax1.get_xaxis_transform(), fontsize=6,
+        ax1.text(a.start - t0, 1.0, a.target.rsplit(":", 1)[-1], transform=ax1.get_xaxis_transform(), fontsize=6,
                  rotation=90, va="top", color=color)
     ax1.legend(loc="upper right", fontsize=7, ncols=3)
     ax2.legend(loc="upper right", fontsize=7)

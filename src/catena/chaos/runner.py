@@ -1,7 +1,9 @@
 """Local cluster processes for a chaos run, the seeded fault schedule, and the run itself.
 
 Every process is a child started here and signalled by its PID only: kill -9 (then a restart from
-the same data dir and port), SIGSTOP/SIGCONT. Faults come one at a time: after each one the
+the same data dir and port), SIGSTOP/SIGCONT. Every process listens on a loopback address of its
+own (127.0.2.N) behind the fault-injecting proxy (`proxy.py`), which holds the addresses the
+cluster knows it by, so partitions cut chosen pairs of processes. Faults come one at a time: after each one the
 runner waits (bounded) until the chain has all its members again before the next, so the chain
 never loses every copy at once. The schedule (kinds, targets, durations, gaps) is drawn from the
 seed alone; the wall-clock moments at which it is applied vary with the machine.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import redis
 
+from catena.chaos.proxy import CLIENT, ProxyProcess, Route
 from catena.loopback import HOST, free_ports, wait_until
 
 START_TIMEOUT_S = 30.0
@@ -29,8 +32,11 @@ REJOIN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 WARMUP_S = 2.0
 
-FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator")
-FAULT_WEIGHTS = (4, 3, 2)
+FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator",
+               "isolate-member", "isolate-coordinator", "cut-coordinator-member", "cut-members")
+FAULT_WEIGHTS = (4, 3, 2, 2, 1, 2, 2)
+PARTITIONS = frozenset(FAULT_KINDS[3:])
+REAL_NET = "127.0.2."  # each process's own loopback host: N = its index + 1
 
 
 # -- processes --------------------------------------------------------------------------------------
@@ -88,7 +94,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class LocalCluster:
-    """A coordinator (embedded store) and `members` members on 127.0.0.1 under `root`."""
+    """A coordinator (embedded store) and `members` members under `root`, known by their
+    addresses on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N."""
 
     def __init__(self, root: Path, members: int = 3):
         self.root = root
@@ -96,20 +103,30 @@ class LocalCluster:
         ports = free_ports(members + 1)
         self.coordinator = f"{HOST}:{ports[0]}"
         self.members = [f"{HOST}:{p}" for p in ports[1:]]
+        self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" for i, a in enumerate(self.everyone)}
         self.procs: dict[str, Proc] = {}
         self._all: list[Proc] = []
+        self.proxy: ProxyProcess | None = None
+
+    @property
+    def everyone(self) -> list[str]:
+        return [self.coordinator, *self.members]
+
+    def name(self, addr: str) -> str:
+        return ("coordinator-" if addr == self.coordinator else "member-") + addr.rsplit(":", 1)[1]
 
     def _argv(self, addr: str) -> list[str]:
         port = addr.rsplit(":", 1)[1]
+        real = self.real[addr]
+        net = ["--listen", real, "--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
         if addr == self.coordinator:
-            args = ["coordinator", "--listen", addr, "--data-dir", str(self.root / f"coordinator-{port}")]
+            args = ["coordinator", *net, "--data-dir", str(self.root / f"coordinator-{port}")]
         else:
-            args = ["member", "--listen", addr, "--data-dir", str(self.root / f"member-{port}"),
-                    "--coordinator", self.coordinator]
+            args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"), "--coordinator", self.coordinator]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
-        name = ("coordinator-" if addr == self.coordinator else "member-") + addr.rsplit(":", 1)[1]
+        name = self.name(addr)
         proc = Proc(name, self._argv(addr), self.root / "logs" / f"{name}.log")
         self.procs[addr] = proc
         self._all.append(proc)
@@ -119,6 +136,8 @@ class LocalCluster:
         return [a if isinstance(a, str) else a.decode() for a in admin(self.coordinator, "MASTER.GET_CHAIN")]
 
     def start(self) -> None:
+        self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
+                                  self.root / "logs" / "proxy.log")
         self._spawn(self.coordinator)
         wait_for(lambda: admin(self.coordinator, "PING"), START_TIMEOUT_S, "the coordinator to listen")
         for addr in self.members:  # they register themselves; one at a time
@@ -139,8 +158,21 @@ class LocalCluster:
     def resume(self, addr: str) -> None:
         self.procs[addr].resume()
 
+    def partition(self, pairs: list[tuple[str, str]]) -> None:
+        """Cut each pair of processes (addresses, or CLIENT for the workload) both ways; the
+        cuts replace any in force."""
+        self.proxy.cut([(self._proxy_name(a), self._proxy_name(b)) for a, b in pairs])
+
+    def _proxy_name(self, addr: str) -> str:
+        return CLIENT if addr == CLIENT else self.name(addr)
+
+    def heal_network(self) -> None:
+        self.proxy.heal()
+
     def heal(self) -> None:
-        """Every process running and not paused."""
+        """Every process running and not paused, nothing cut."""
+        if self.proxy is not None:
+            self.heal_network()
         for addr, proc in list(self.procs.items()):
             if proc.paused:
                 proc.resume()
@@ -162,6 +194,8 @@ class LocalCluster:
                 proc.stop()
             except Exception as exc:  # noqa: BLE001 - keep stopping the others
                 errors.append(f"{proc.name}: {exc!r}")
+        if self.proxy is not None:
+            self.proxy.stop()
         if errors:
             raise RuntimeError("could not stop: " + "; ".join(errors))
 
@@ -187,11 +221,23 @@ def schedule(seed: int, duration: float, members: int) -> list[Fault]:
         t += rng.uniform(0.5, 2.5)
         kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
         target = rng.randrange(members)
-        hold = rng.uniform(0.2, 3.0) if kind != "kill-coordinator" else rng.uniform(0.2, 2.0)
+        hold = rng.uniform(0.2, 2.0) if kind == "kill-coordinator" else rng.uniform(0.2, 3.0)
         if t + hold > duration - 1.0:
             return faults
         faults.append(Fault(round(t, 3), kind, target, round(hold, 3)))
         t += hold
+
+
+def cut_pairs(fault: Fault, coordinator: str, members: list[str]) -> list[tuple[str, str]]:
+    """The pairs a partition fault cuts (empty for the other kinds)."""
+    m = members[fault.target]
+    others = [x for x in (coordinator, *members) if x != m]
+    return {
+        "isolate-member": [(m, x) for x in [*others, CLIENT]],
+        "isolate-coordinator": [(coordinator, x) for x in [*members, CLIENT]],
+        "cut-coordinator-member": [(coordinator, m)],
+        "cut-members": [(m, members[(fault.target + 1) % len(members)])],
+    }.get(fault.kind, [])
 
 
 @dataclass
@@ -232,7 +278,13 @@ class Nemesis:
         for fault in self.faults:
             if self._stop.wait(max(0.0, self.t0 + fault.at - time.monotonic())):
                 return
-            target = c.coordinator if fault.kind == "kill-coordinator" else c.members[fault.target]
+            cuts = cut_pairs(fault, c.coordinator, c.members)
+            if len(cuts) > 1:
+                target = f"{c.name(cuts[0][0])} from all"
+            elif cuts:
+                target = f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}"
+            else:
+                target = c.coordinator if fault.kind == "kill-coordinator" else c.members[fault.target]
             a = Applied(fault, target, time.monotonic())
             self.applied.append(a)
             try:
@@ -240,6 +292,10 @@ class Nemesis:
                     c.pause(target)
                     self._stop.wait(fault.hold)
                     c.resume(target)
+                elif cuts:
+                    c.partition(cuts)
+                    self._stop.wait(fault.hold)
+                    c.heal_network()
                 else:
                     c.kill9(target)
                     self._stop.wait(fault.hold)

@@ -55,8 +55,9 @@ def _addr(args) -> str:
 
 class Coordinator:
     def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None,
-                 secret: str | None = None):
-        self.listen = listen
+                 secret: str | None = None, advertise: str | None = None):
+        self.listen = listen  # where the server binds
+        self.me = advertise or listen  # the address members, clients and the store know us by
         self.secret = secret  # the cluster secret: our calls to members authenticate with it
         self._auth = internal_auth(secret)
         self.store = store
@@ -139,7 +140,7 @@ class Coordinator:
 
     def _not_leader(self) -> Error:
         leader = self.store.leader
-        return Error(notleader_error(leader if leader != self.listen else None))
+        return Error(notleader_error(leader if leader != self.me else None))
 
     def _leader_only(self, fn):
         def handler(client, args):
@@ -245,12 +246,12 @@ class Coordinator:
         role = "leader" if self._acting() else "follower"
         return {"chain_id": v.chain_id, "epoch": v.epoch, "members": list(v.members), "learner": v.learner,
                 "queued": list(self.saved.queued), "fence": self.store.fence if role == "leader" else 0,
-                "role": role, "leader": self.listen if role == "leader" else self.store.leader,
+                "role": role, "leader": self.me if role == "leader" else self.store.leader,
                 "cluster_id": self.saved.cluster_id, "store": str(self.store)}
 
     def _leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
-        return self.listen if self._acting() else self.store.leader
+        return self.me if self._acting() else self.store.leader
 
     # -- client sessions ------------------------------------------------------------------------
 
@@ -589,9 +590,9 @@ class Coordinator:
         async with asyncio.TaskGroup() as group:
             self._main = group
             await self.server.start(host, int(port))
-            log.info("coordinator listening on %s, store %s", self.listen, self.store)
+            log.info("coordinator %s listening on %s, store %s", self.me, self.listen, self.store)
             # Members join the membership group through us (same port number, UDP).
-            agent = MembershipAgent(self.listen, (), table=self.table, secret=self.secret)
+            agent = MembershipAgent(self.me, (), table=self.table, secret=self.secret, bind=self.listen)
             try:
                 await agent.start()
                 self.membership = agent
@@ -610,8 +611,9 @@ class Coordinator:
 
 
 def embedded(listen: str, data_dir: Path, password: str | None = None, cluster_id: str | None = None,
-             secret: str | None = None) -> Coordinator:
-    return Coordinator(listen, EmbeddedStore(data_dir, listen, cluster_id), password, cluster_id, secret)
+             secret: str | None = None, advertise: str | None = None) -> Coordinator:
+    return Coordinator(listen, EmbeddedStore(data_dir, advertise or listen, cluster_id), password, cluster_id,
+                       secret, advertise)
 
 
 def with_store(listen: str, store: str, data_dir: Path | None = None, password: str | None = None,
@@ -623,11 +625,11 @@ def with_store(listen: str, store: str, data_dir: Path | None = None, password: 
     if store == "embedded":
         if data_dir is None:
             raise CatenaError("the embedded store needs --data-dir")
-        return embedded(listen, data_dir, password, cluster_id, secret)
+        return embedded(listen, data_dir, password, cluster_id, secret, advertise)
     address = parse(store)
     if not isinstance(address, EtcdAddress):
         raise CatenaError(f"--store {store!r}: expected 'embedded' or etcd://host:port[,host:port]/prefix")
     from catena.coordinator.etcd_store import EtcdStore
 
     return Coordinator(listen, EtcdStore(address, advertise or listen, lease_ttl_s, cluster_id), password,
-                       cluster_id, secret)
+                       cluster_id, secret, advertise)

@@ -59,14 +59,17 @@ class MembershipAgent:
 
     listen: "host:port" (or a (host, port) tuple); the UDP socket binds it, and the RESP server
     (when no `table` is given) listens on the same port over TCP.
+    bind: "host:port" to bind instead when `listen` is the address others reach this process at
+    (through a NAT or a proxy) but not a local one.
     introducers: "host:port" strings; empty = start a new group.
     incarnation: defaults to the start time in ms since the epoch (larger for every restart).
     """
 
     def __init__(self, listen, introducers=(), settings: Settings | None = None, *,
                  secret: bytes | str | None = None, table=None, incarnation: int | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, bind: str | None = None):
         host, port = parse_addr(listen) if isinstance(listen, str) else listen
+        self.bind = parse_addr(bind) if bind else (host, port)
         self.settings = settings or Settings()
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.me = MemberId(host, port, incarnation if incarnation is not None else wall_ms())
@@ -96,7 +99,7 @@ class MembershipAgent:
         self._stopped = loop.create_future()
         now = loop.time()
         self.machine = Detector(self.me, self.settings, self._rng, now, self.introducers)
-        await self.udp.open(self.me.host, self.me.port)
+        await self.udp.open(*self.bind)
         try:
             table = self._table
             if table is None:
@@ -105,7 +108,7 @@ class MembershipAgent:
 
                 table = CommandTable(server_name="catena-agent", role="agent")
                 self._own_server = RespServer(table, MAX_BULK)
-                await self._own_server.start(self.me.host, self.me.port)
+                await self._own_server.start(*self.bind)
             self.register(table)
             log.info("event=start member=%s introducers=%s k=%d heartbeat_interval_ms=%d signed=%s",
                      self.me, ",".join(self.introducers) or "-", self.settings.k,

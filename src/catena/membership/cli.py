@@ -14,7 +14,6 @@ Exit codes: 0 clean leave, 1 cannot listen / bad flags, 2 join failed, 3 agent u
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import socket
@@ -91,11 +90,9 @@ def cmd_agent(args) -> int:
     except (ConfigError, OSError) as exc:
         print(f"catena agent: {exc}", file=sys.stderr)
         return 1
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    from catena.runtime import runner as event_loop
+
+    runner = event_loop()
     return runner(run(args.listen, args.join, settings, secret, args.incarnation))
 
 

@@ -7,6 +7,7 @@ redis-py or catena's client library; this exists so the server side needs no red
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import hiredis
 
@@ -24,6 +25,27 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_source_host: str | None = None
+
+
+def set_source_address(host: str | None) -> None:
+    """Make this process's outbound TCP connections leave from `host` (like Redis's
+    bind-source-addr); None: the kernel chooses. Refuses an address this host does not have."""
+    global _source_host
+    if host is not None:
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.bind((host, 0))
+        except OSError as exc:
+            raise CatenaError(f"--source-addr {host}: not an address of this host ({exc.strerror})") from None
+    _source_host = host
+
+
+async def open_tcp(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An outbound connection from this process's source address (when one is set)."""
+    return await asyncio.open_connection(host, port, local_addr=(_source_host, 0) if _source_host else None)
+
+
 class RespConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader, self._writer = reader, writer
@@ -34,7 +56,7 @@ class RespConnection:
         """Connect; with `auth` = (user, password), authenticate first."""
         host, port = split_addr(addr)
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await open_tcp(host, port)
         conn = cls(reader, writer)
         if auth is not None:
             try:
