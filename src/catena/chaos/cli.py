@@ -1,9 +1,14 @@
-"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3]`.
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3 | --target ADDRESS]`.
 
 Starts a local cluster in a temporary directory, runs the workload while the seeded fault
 schedule kills, restarts and pauses processes, then heals the cluster, reads every key back,
 checks the history and prints the verdict. Exits 0 only when the verdict is clean (1 when not,
 2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
+
+With --target (the coordinator address as clients are given it) the faults go to a cluster
+already running on this machine instead: its processes are found by their listening ports and
+restarted after a kill -9 with their own command line, directory and environment. It is left
+running and whole; the PIDs that changed are printed. Only the run's own keys are touched.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -57,18 +61,34 @@ class _Progress:
 
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
-        progress: bool = True, say=print) -> "Verdict":
-    """One chaos run; returns its verdict (the PNG is written to `out`)."""
+        progress: bool = True, say=print, target: str | None = None) -> Verdict:
+    """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
+    coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
     from catena.chaos.report import Verdict, judge_counters, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
     from catena.chaos.workload import Workload
 
-    faults = schedule(seed, duration, members)
     root = temp_root()
-    cluster = LocalCluster(root, members)
+    if target is None:
+        cluster = LocalCluster(root, members)
+        where = f"data in {root}"
+    else:
+        from catena.chaos.target import FAULT_KINDS as TARGET_FAULTS
+        from catena.chaos.target import RunningCluster
+
+        try:
+            cluster = RunningCluster(target, root, say=say)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        members = len(cluster.members)
+        where = f"target {cluster.coordinator} (pids {', '.join(str(p.pid) for p in cluster.procs.values())})"
+    faults = schedule(seed, duration, members)
+    if target is not None:  # partitions need the proxy of a cluster started here
+        faults = [f for f in faults if f.kind in TARGET_FAULTS]
     verdict = Verdict()
-    say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, data in {root}")
+    say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
     workload = nemesis = None
     try:
         cluster.start()
@@ -122,18 +142,22 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         if workload is not None:
             workload.stop()
         cluster.stop()
-        if keep or not verdict.clean:
+        if keep or not verdict.clean or getattr(cluster, "respawned", None):  # respawned: still writing there
             say(f"logs kept in {root / 'logs'}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def cmd_chaos(args) -> int:
+    if args.target is not None and args.members is not None:
+        print("chaos: --members does not go with --target (the target's chain is used)", file=sys.stderr)
+        return 2
     try:
-        verdict = run(args.seed, args.duration, Path(args.out), args.members, args.workers, args.keep,
-                      progress=not args.no_progress)
+        verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
+                      progress=not args.no_progress, target=args.target)
     except KeyboardInterrupt:
-        print("chaos: interrupted; every process was stopped", file=sys.stderr)
+        print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
+                                        "the target cluster was healed and left running"), file=sys.stderr)
         return 130
     except (OSError, TimeoutError, RuntimeError) as exc:
         print(f"chaos: the run could not be done: {exc}", file=sys.stderr)
@@ -142,12 +166,15 @@ def cmd_chaos(args) -> int:
 
 
 def add_parsers(subparsers) -> None:
-    p = subparsers.add_parser("chaos", help="run a local cluster under seeded faults and check the history",
+    p = subparsers.add_parser("chaos", help="run a local cluster (or fault a running one) under seeded faults and check the history",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=1, help="draws the fault schedule (same seed, same schedule)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of faults and load")
     p.add_argument("--out", default=".", help="directory for the timeline PNG (default: current directory)")
-    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--members", type=int, default=None, help="members of the local cluster (default 3)")
+    p.add_argument("--target", default=None, metavar="ADDRESS",
+                   help="fault a cluster already running on this machine instead: its coordinator(s), "
+                        "HOST:PORT[,HOST:PORT...] or etcd://HOST:PORT[,...]/PREFIX; it is left running")
     p.add_argument("--workers", type=int, default=6, help="concurrent clients")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

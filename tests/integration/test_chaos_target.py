@@ -1,0 +1,103 @@
+"""`catena chaos --target`: seeded faults on a cluster that `catena up` started, not the harness;
+the run must come out clean and leave that cluster running, whole, with its data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import HOST, Proc, free_port_block, wait_until
+
+from catena.chaos.runner import admin, schedule
+from catena.chaos.target import FAULT_KINDS, TargetError, pid_listening_on, proc_stat
+from catena.client import Client
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux /proc")
+
+CHAOS_S = 15
+MEMBERS = 3
+
+
+def _seed() -> int:
+    """A seed whose schedule, partitions left out, begins with a member kill and also kills the
+    coordinator (so that PIDs change whatever else the schedule holds)."""
+    for seed in range(1, 1000):
+        kinds = [f.kind for f in schedule(seed, CHAOS_S, MEMBERS) if f.kind in FAULT_KINDS]
+        if kinds[:1] == ["kill-member"] and "kill-coordinator" in kinds:
+            return seed
+    raise AssertionError("no seed kills a member and the coordinator")
+
+
+def _pids(addrs: list[str]) -> dict[str, int]:
+    return {a: pid_listening_on(a) for a in addrs}
+
+
+def _gone(pid: int) -> bool:
+    stat = proc_stat(pid)
+    return stat is None or stat[0] in "ZX"
+
+
+def _stop_by_port(addrs: list[str]) -> None:
+    """Stop whatever still serves `addrs`, found by port as the tool finds it: the processes the
+    chaos run started again are not children of anything here."""
+    pids = []
+    for addr in addrs:
+        try:
+            pids.append(pid_listening_on(addr))
+        except TargetError:
+            continue
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)  # a paused process would not see SIGTERM
+        os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        try:
+            wait_until(lambda pid=pid: _gone(pid), 10, f"pid {pid} to exit")
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda pid=pid: _gone(pid), 10, f"pid {pid} to die")
+
+
+def test_chaos_on_a_running_cluster(tmp_path):
+    port = free_port_block(MEMBERS + 1)
+    coordinator = f"{HOST}:{port}"
+    members = [f"{HOST}:{port + i}" for i in range(1, MEMBERS + 1)]
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", str(MEMBERS), "--port", str(port),
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+        with Client(coordinator, timeout=15) as client:
+            assert client.set("user:before", "kept")
+        before = _pids([coordinator, *members])
+        seed = _seed()
+        out = tmp_path / "out"
+        run = subprocess.run(
+            [sys.executable, "-m", "catena.chaos", "--target", coordinator, "--seed", str(seed), "--duration",
+             str(CHAOS_S), "--no-progress", "--out", str(out)],
+            capture_output=True, text=True, timeout=CHAOS_S + 150, check=False)
+        text = run.stdout + run.stderr
+        assert run.returncode == 0, text
+        assert "verdict: CLEAN" in run.stdout, text
+        applied = run.stdout.split("faults applied: ")[1].split("\n")[0]
+        assert "kill-member" in applied, text
+        png = out / f"chaos-{seed}.png"
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"the cluster at {coordinator} is left running" in run.stdout, text
+
+        # Left running and whole, the PIDs that changed said, the user's key still there.
+        after = _pids([coordinator, *members])
+        changed = [a for a in before if before[a] != after[a]]
+        assert changed, (before, after)
+        for addr in changed:
+            assert f"{addr}: pid {before[addr]} -> {after[addr]}" in run.stdout, text
+        assert sorted(admin(coordinator, "MASTER.GET_CHAIN")) == sorted(members)
+        for addr in members:
+            wait_until(lambda addr=addr: admin(addr, "GET", "user:before") == "kept", 30, f"{addr} to serve reads")
+        with Client(coordinator, timeout=15) as client:
+            assert client.get("user:before") == b"kept"
+    finally:
+        up.stop(timeout=20)  # `catena up` stops the children it still has
+        _stop_by_port([coordinator, *members])
