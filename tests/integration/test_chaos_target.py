@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from conftest import HOST, Proc, free_port_block, wait_until
+from etcd_helpers import etcd, join_chain, make_ha, requires_etcd  # noqa: F401 - fixtures
 
 from catena.chaos.runner import admin, schedule
 from catena.chaos.target import FAULT_KINDS, TargetError, pid_listening_on, proc_stat
@@ -60,6 +61,38 @@ def _stop_by_port(addrs: list[str]) -> None:
             wait_until(lambda pid=pid: _gone(pid), 10, f"pid {pid} to die")
 
 
+def _chaos_leaves_it_whole(tmp_path, target: str, coordinators: list[str], members: list[str]) -> None:
+    """A seeded run on `target` is clean, says which PIDs changed, and leaves the chain whole with
+    every member serving a key written before the run."""
+    with Client(target, timeout=15) as client:
+        assert client.set("user:before", "kept")
+    before = _pids([*coordinators, *members])
+    seed = _seed()
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "catena.chaos", "--target", target, "--seed", str(seed), "--duration",
+         str(CHAOS_S), "--no-progress", "--out", str(out)],
+        capture_output=True, text=True, timeout=CHAOS_S + 150, check=False)
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text
+    assert "verdict: CLEAN" in run.stdout, text
+    applied = run.stdout.split("faults applied: ")[1].split("\n")[0]
+    assert "kill-member" in applied, text
+    png = out / f"chaos-{seed}.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"the cluster at {target} is left running" in run.stdout, text
+
+    after = _pids([*coordinators, *members])
+    changed = [a for a in before if before[a] != after[a]]
+    assert changed, (before, after)
+    for addr in changed:
+        assert f"{addr}: pid {before[addr]} -> {after[addr]}" in run.stdout, text
+    with Client(target, timeout=15) as client:
+        assert client.get("user:before") == b"kept"
+    for addr in members:
+        wait_until(lambda addr=addr: admin(addr, "GET", "user:before") == "kept", 30, f"{addr} to serve reads")
+
+
 def test_chaos_on_a_running_cluster(tmp_path):
     port = free_port_block(MEMBERS + 1)
     coordinator = f"{HOST}:{port}"
@@ -69,35 +102,20 @@ def test_chaos_on_a_running_cluster(tmp_path):
     try:
         wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
         assert up.alive, up.log_tail()
-        with Client(coordinator, timeout=15) as client:
-            assert client.set("user:before", "kept")
-        before = _pids([coordinator, *members])
-        seed = _seed()
-        out = tmp_path / "out"
-        run = subprocess.run(
-            [sys.executable, "-m", "catena.chaos", "--target", coordinator, "--seed", str(seed), "--duration",
-             str(CHAOS_S), "--no-progress", "--out", str(out)],
-            capture_output=True, text=True, timeout=CHAOS_S + 150, check=False)
-        text = run.stdout + run.stderr
-        assert run.returncode == 0, text
-        assert "verdict: CLEAN" in run.stdout, text
-        applied = run.stdout.split("faults applied: ")[1].split("\n")[0]
-        assert "kill-member" in applied, text
-        png = out / f"chaos-{seed}.png"
-        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"the cluster at {coordinator} is left running" in run.stdout, text
-
-        # Left running and whole, the PIDs that changed said, the user's key still there.
-        after = _pids([coordinator, *members])
-        changed = [a for a in before if before[a] != after[a]]
-        assert changed, (before, after)
-        for addr in changed:
-            assert f"{addr}: pid {before[addr]} -> {after[addr]}" in run.stdout, text
+        _chaos_leaves_it_whole(tmp_path, coordinator, [coordinator], members)
         assert sorted(admin(coordinator, "MASTER.GET_CHAIN")) == sorted(members)
-        for addr in members:
-            wait_until(lambda addr=addr: admin(addr, "GET", "user:before") == "kept", 30, f"{addr} to serve reads")
-        with Client(coordinator, timeout=15) as client:
-            assert client.get("user:before") == b"kept"
     finally:
         up.stop(timeout=20)  # `catena up` stops the children it still has
         _stop_by_port([coordinator, *members])
+
+
+@requires_etcd
+def test_chaos_on_a_running_cluster_found_through_etcd(tmp_path, etcd, make_ha):  # noqa: F811 - fixtures
+    ha = make_ha(etcd, coordinators=2)
+    members = []
+    try:
+        members = join_chain(ha, MEMBERS, discovery=etcd.url(ha.prefix))
+        _chaos_leaves_it_whole(tmp_path, etcd.url(ha.prefix), [ha.coordinator], members)
+        assert sorted(admin(ha.wait_leader(), "MASTER.GET_CHAIN")) == sorted(members)
+    finally:
+        _stop_by_port([*ha.coordinators, *members])  # the ones started again; make_ha stops its own

@@ -259,6 +259,7 @@ class RunningCluster:
     coordinator: str = field(init=False)  # the address as given: the workload's clients find the leader with it
     members: list[str] = field(init=False)  # the chain (and learner) at the start
     coordinators: list[str] = field(init=False)  # the coordinator processes faults may kill
+    etcd: str | None = field(init=False, default=None)  # an etcd the coordinators use is never faulted here
     procs: dict[str, Process] = field(init=False, default_factory=dict)  # address -> its process now
     first_pids: dict[str, int] = field(init=False, default_factory=dict)
 
