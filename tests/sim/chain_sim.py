@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import heapq
+import itertools
 import random
 import sys
 from dataclasses import dataclass, field
@@ -188,6 +189,7 @@ class ChainSim:
         self._snap_hist = None
         self.check_result = None
         self.stats: collections.Counter = collections.Counter()  # what the run exercised
+        self.lease_s: float | None = None  # read leases of the members' machines (None: off)
 
     # -- scheduling -------------------------------------------------------------------------------
 
@@ -216,7 +218,7 @@ class ChainSim:
     def new_member(self) -> Member:
         self.names += 1
         name = f"m{self.names}"
-        m = Member(name, Replica(name, b"%s/1" % name.encode()))
+        m = Member(name, Replica(name, b"%s/1" % name.encode(), lease_s=self.lease_s))
         self.members[name] = m
         self.at(self.now + self.rng.uniform(0, 0.1), self.tick, name, 1)
         return m
@@ -230,7 +232,7 @@ class ChainSim:
             (le, ls, blob), hist = m.snap
             state, last, hist = KVState.load(blob), (le, ls), list(hist)
         m.replica = Replica(m.name, b"%s/%d" % (m.name.encode(), m.incarnation), state, last,
-                            list(m.log), epoch=m.saved_epoch)
+                            list(m.log), epoch=m.saved_epoch, lease_s=self.lease_s)
         for entry in m.log:
             if entry[1] == len(hist) + 1:
                 hist.append(entry)
@@ -257,7 +259,7 @@ class ChainSim:
     def crash(self, m: Member) -> None:
         m.alive = False
         self.log(f"{m.name} stops")
-        for (src, dst), link in self.links.items():
+        for (src, dst) in self.links:
             if dst == m.name or src == m.name:
                 self.cut_link(src, dst, down_for=None)
 
@@ -392,9 +394,9 @@ class ChainSim:
         self.deliver_input(m, r.on_message, frame.src, msg, self.now)
         self._snap_hist = None
         epoch = getattr(msg, "epoch", None)
-        if epoch is not None and epoch < before[0] and type(msg) in (Append, Snapshot):
-            if (r.last_seq, r.last_epoch) != before[1:]:
-                self.fail(f"{m.name} at epoch {before[0]} applied {type(msg).__name__} of epoch {epoch}")
+        if (epoch is not None and epoch < before[0] and type(msg) in (Append, Snapshot)
+                and (r.last_seq, r.last_epoch) != before[1:]):
+            self.fail(f"{m.name} at epoch {before[0]} applied {type(msg).__name__} of epoch {epoch}")
         self.maybe_check_pairs()
 
     @staticmethod
@@ -454,7 +456,7 @@ class ChainSim:
             if self.members[src].alive:
                 self.after(self.rng.uniform(0.05, 0.5), self.reconnect, src, dst, conn)
             return
-        if self.faults and self.rng.random() < 0.2:  # this attempt fails too
+        if (self.faults and self.rng.random() < 0.2) or not self.reachable(src, dst):  # fails too
             link.pending.clear()
             self.after(self.rng.uniform(0.02, 0.2), self.reconnect, src, dst, conn)
             return
@@ -465,6 +467,10 @@ class ChainSim:
         for frame in pending[self.rng.randint(0, len(pending)):]:  # only the last attempt's frames
             self.transmit(link, frame)
         self.link_event(src, dst, True, self.members[src].incarnation)
+
+    def reachable(self, a: str, b: str) -> bool:
+        """Can `a` reach `b` (no partition between them)? The chain alone has no partitions."""
+        return True
 
     def link_event(self, src: str, dst: str, up: bool, inc: int) -> None:
         m = self.members[src]
@@ -820,7 +826,7 @@ class ChainSim:
         successor's history is the predecessor's (minus the sent list, empty when quiet)."""
         view = self.reconfig.view()
         chain = list(view.members) + ([view.learner] if view.learner else [])
-        for pred, succ in zip(chain, chain[1:]):
+        for pred, succ in itertools.pairwise(chain):
             p, s = self.members[pred], self.members[succ]
             if not (p.alive and s.alive and p.replica.epoch == view.epoch == s.replica.epoch):
                 continue
@@ -836,7 +842,7 @@ class ChainSim:
 
     # -- running ----------------------------------------------------------------------------------
 
-    def run(self) -> "ChainSim":
+    def run(self) -> ChainSim:
         cfg = self.cfg
         for _ in range(cfg.members):
             m = self.new_member()

@@ -22,7 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from chain_sim import ChainSim, SimConfig, SimFailure, run_seed  # noqa: E402
+from chain_sim import ChainSim, SimConfig, SimFailure, run_seed
 
 FIRST = int(os.environ.get("CATENA_SIM_FIRST", "0"))
 COUNT = int(os.environ.get("CATENA_SIM_SEEDS", "150"))
@@ -38,10 +38,10 @@ def test_seed(seed):
 
 # Shapes the default configuration rarely reaches, a few seeds each.
 VARIANTS = {
-    "long-chain": dict(members=5, max_members=6, clients=6),
-    "busy-reconfig": dict(reconfigs=5.0, cuts=6.0, duration=2.0),
-    "single-member": dict(members=1, max_members=2, reconfigs=3.0),
-    "lossy-clients": dict(lost_reply=0.2, rid=0.9, stale_client=0.4),
+    "long-chain": {"members": 5, "max_members": 6, "clients": 6},
+    "busy-reconfig": {"reconfigs": 5.0, "cuts": 6.0, "duration": 2.0},
+    "single-member": {"members": 1, "max_members": 2, "reconfigs": 3.0},
+    "lossy-clients": {"lost_reply": 0.2, "rid": 0.9, "stale_client": 0.4},
 }
 
 

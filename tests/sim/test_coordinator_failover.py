@@ -21,81 +21,30 @@ import heapq
 import itertools
 import os
 import random
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from catena.coordinator.election import Campaign, Election, Lead, Renew, Revoke, StepDown
+from catena.coordinator.election import (
+    Campaign,
+    Election,
+    Lead,
+    Renew,
+    Revoke,
+    StepDown,
+)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.view import View
 
-TTL = 2.0
-EXPIRY_CHECK_S = 0.5
+sys.path.insert(0, str(Path(__file__).parent))
+
+from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
 
 class SimFailure(AssertionError):
     pass
-
-
-@dataclass
-class Etcd:
-    """Keys `leader` and `state`, leases, a revision counter; every accepted write is recorded."""
-    rev: int = 0
-    leader: tuple | None = None  # (holder, create_revision, lease_id)
-    state: dict | None = None
-    leases: dict[int, float] = field(default_factory=dict)  # lease id -> expiry time
-    next_lease: int = 1
-    writes: list = field(default_factory=list)  # (time, fence, state)
-    watchers: list = field(default_factory=list)  # callbacks(event)
-
-    def expire(self, now: float) -> None:
-        for lid, exp in list(self.leases.items()):
-            if exp <= now:
-                del self.leases[lid]
-                if self.leader and self.leader[2] == lid:
-                    self.rev += 1
-                    self.leader = None
-                    self._emit(("leader", None, 0, 0))
-
-    def lease_alive(self, lid: int, now: float) -> bool:
-        return lid in self.leases and self.leases[lid] > now
-
-    def campaign(self, holder: str, now: float):
-        lid = self.next_lease
-        self.next_lease += 1
-        self.leases[lid] = now + TTL
-        if self.leader is not None:
-            return False, self.leader[1], lid, self.leader[0], None
-        self.rev += 1
-        self.leader = (holder, self.rev, lid)
-        self._emit(("leader", holder, self.rev, lid))
-        return True, self.rev, lid, holder, self.state
-
-    def keepalive(self, lid: int, now: float) -> float:
-        if not self.lease_alive(lid, now):
-            return 0.0
-        self.leases[lid] = now + TTL
-        return TTL
-
-    def revoke(self, lid: int) -> None:
-        self.leases.pop(lid, None)
-        if self.leader and self.leader[2] == lid:
-            self.rev += 1
-            self.leader = None
-            self._emit(("leader", None, 0, 0))
-
-    def save(self, fence: int, state: dict, now: float) -> bool:
-        if self.leader is None or self.leader[1] != fence:
-            return False
-        self.rev += 1
-        self.state = state
-        self.writes.append((now, fence, state, self.leader[1]))
-        self._emit(("state", state))
-        return True
-
-    def _emit(self, event) -> None:
-        for w in self.watchers:
-            w(event)
 
 
 @dataclass
@@ -251,7 +200,7 @@ class Sim:
                 c.working = Reconfig(CoordinatorState.from_dict(c.saved))
 
     def push_all(self, view: View) -> None:
-        for m in set(view.members) | ({view.learner} - {None}):
+        for m in sorted(set(view.members) | ({view.learner} - {None})):  # not hash order: replays exactly
             self.at(self.now + self.delay(), self._member_view, m, view)
 
     def _member_view(self, m: str, view: View) -> None:
@@ -373,7 +322,7 @@ def test_coordinator_failover_schedules(seed):
 def test_a_deadline_from_receive_time_would_be_caught():
     """The checker is not vacuous: a leader that counted its deadline from when a renewal's
     answer arrived (not when it was sent) acts after its lease expired under slow links."""
-    import catena.coordinator.election as election
+    from catena.coordinator import election
 
     original = Election.on_renewed
 

@@ -649,3 +649,22 @@ def test_read_lease_gates_local_reads():
     r.revoke(1)
     assert r.on_probe(1, 5, 4, NOW + 5.2) == [] and r.lease_until < NOW + 5
     assert r.on_probe(2, 6, 5, NOW + 5.3) == [FetchView(2)]
+
+
+def test_a_probe_from_a_newer_epoch_or_a_revoke_turns_leases_on():
+    """Regression (cluster simulation, seed 90): a member added behind the tail was probed only
+    while it still had an older epoch (the probe made it fetch its view), then adopted the view
+    that made it the tail and was cut off from everyone but clients. It counted as managed by no
+    coordinator and answered reads with no lease, long after the coordinator replaced it (it had
+    waited out every lease it granted): stale reads. A probe of any epoch, or a revoke, shows
+    that a coordinator manages the member, so from then on reads need a lease."""
+    r = Replica("a", b"a/1", lease_s=0.5)
+    assert r.on_probe(1, 1, 0, NOW) == [FetchView(1)]  # probed before it learnt epoch 1
+    r.on_view(View(0, 1, ("a",)), NOW)
+    r.flush()
+    assert r.on_client("r1", [b"GET", b"k"], NOW + 0.1) == [Reply("r1", NOT_SERVING)]
+    s = Replica("b", b"b/1", lease_s=0.5)
+    s.on_view(View(0, 1, ("b",)), NOW)
+    s.flush()
+    s.revoke(1)  # revoked before any probe reached it
+    assert s.on_client("r2", [b"GET", b"k"], NOW) == [Reply("r2", NOT_SERVING)]

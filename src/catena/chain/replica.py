@@ -65,6 +65,7 @@ class Replica:
         self.lease_until = float("-inf")
         self.revoked_epoch = -1
         self.probe_nonce, self.probe_answered_at = 0, float("-inf")
+        self.managed = False  # a coordinator probed us or revoked our lease: reads need a lease from now on
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -256,11 +257,11 @@ class Replica:
         """CRAQ: committed data only; the tail's is always committed, others' when clean. And
         only under a read lease, when leases are on: a member the coordinator can no longer
         reach may have been replaced, and must not answer from data others have moved past.
-        Leases hold from the first probe on: a member no coordinator manages has nobody to be
-        replaced by."""
+        Leases hold from the first probe (of any epoch, even one newer than ours) or revocation
+        on: a member no coordinator manages has nobody to be replaced by."""
         if not self.serving_reads():
             return False
-        if self.lease_s is not None and self.probe_nonce and now >= self.lease_until:
+        if self.lease_s is not None and self.managed and now >= self.lease_until:
             return False
         if self.commits_on_apply():
             return True
@@ -463,7 +464,9 @@ class Replica:
         lease runs from `now` of that answer (the coordinator counts from when it got it, which
         is later). A probe delayed in our socket (we were paused) grants nothing new. The
         coordinator installs no view without us before our lease ran out, unless we gave it
-        back (`revoke`). A probe from a newer epoch: we are stale."""
+        back (`revoke`). A probe from a newer epoch: we are stale (and managed all the same: a
+        coordinator that probed us may replace us, whether or not our epoch was current)."""
+        self.managed = self.lease_s is not None
         if epoch > self.epoch:
             return [FetchView(epoch)]
         if epoch != self.epoch or epoch == self.revoked_epoch or self.lease_s is None:
@@ -476,6 +479,7 @@ class Replica:
     def revoke(self, epoch: int) -> None:
         """The coordinator is about to replace the view of `epoch`: stop answering reads from
         local data now, and take no new lease under it."""
+        self.managed = self.lease_s is not None
         if epoch >= self.epoch:
             self.lease_until = float("-inf")
             self.revoked_epoch = epoch
