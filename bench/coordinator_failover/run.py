@@ -39,13 +39,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from catena.etcd_local import ETCD, etcd_argv
 from catena.loopback import HOST, free_ports, wait_until
 
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 PREFIX = "/catena/bench"
-SETTINGS = {  # name: (extra etcd flags, coordinator --lease-ttl-s or None for its default, target p99 s)
-    "default": ((), None, 2.5),
-    "tuned": (("--heartbeat-interval", "50", "--election-timeout", "500"), 1, 1.5),
+SETTINGS = {  # name: (tuned etcd timings, coordinator --lease-ttl-s or None for its default, target p99 s)
+    "default": (False, None, 2.5),
+    "tuned": (True, 1, 1.5),
 }
 DOCUMENTED_S = {  # documented figures, not measured here
     "Mooncake master failover (5 s lease + 5 s warm-up)": 10.0,
@@ -139,18 +139,15 @@ def nearest_rank(values: list[float], q: float) -> float:
 class Setup:
     """One etcd, three coordinators on one prefix, three members, for one setting."""
 
-    def __init__(self, root: Path, name: str, etcd_flags: tuple[str, ...], lease_ttl_s: int | None):
+    def __init__(self, root: Path, name: str, tuned: bool, lease_ttl_s: int | None):
         self.root, self.name = root, name
         (root / "logs").mkdir(parents=True)
         self.procs = Procs(root / "logs")
         ports: set[int] = set()
         client, peer = free_port(ports), free_port(ports)
         self.client_url, peer_url = f"http://{HOST}:{client}", f"http://{HOST}:{peer}"
-        self.etcd_argv = [ETCD, "--name", "e0", "--data-dir", str(root / "etcd"),
-                          "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
-                          "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                          "--initial-cluster", f"e0={peer_url}", "--initial-cluster-state", "new",
-                          "--log-level", "warn", "--logger", "zap", *etcd_flags]
+        self.etcd_argv = etcd_argv("e0", root / "etcd", self.client_url, peer_url, f"e0={peer_url}",
+                                   f"catena-bench-{name}", tuned=tuned)
         self.store = f"etcd://{HOST}:{client}{PREFIX}"
         self.lease_ttl_s = lease_ttl_s
         self.coordinators = [f"{HOST}:{free_port(ports)}" for _ in range(3)]
@@ -233,8 +230,8 @@ class Setup:
 
 
 def run_setting(root: Path, name: str, trials: int) -> dict:
-    etcd_flags, ttl, target = SETTINGS[name]
-    setup = Setup(root / name, name, etcd_flags, ttl)
+    tuned, ttl, target = SETTINGS[name]
+    setup = Setup(root / name, name, tuned, ttl)
     try:
         t0 = time.monotonic()
         setup.start()

@@ -30,6 +30,7 @@ import pytest
 import redis
 
 from catena import loopback
+from catena.chaos.target import listening_inodes, pids_holding
 from catena.loopback import free_ports, port_is_free, port_range
 
 HOST = "127.0.0.1"
@@ -68,39 +69,12 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         raise AssertionError(str(exc)) from None
 
 
-def _listen_inodes(port: int) -> set[str]:
-    """Socket inodes listening on TCP `port` (from /proc/net/tcp)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f[9])
-    return inodes
-
-
 def listens(pid: int, port: int) -> bool:
     """Whether process `pid` itself holds the listening socket of `port` (not some other
     process that happens to use the port). True where /proc cannot tell."""
     if not Path("/proc/net/tcp").exists():
         return True
-    inodes = _listen_inodes(port)
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:[") and link[8:-1] in inodes:
-            return True
-    return False
+    return pid in pids_holding(listening_inodes(HOST, port))[0]
 
 
 def addr_of(port: int) -> str:

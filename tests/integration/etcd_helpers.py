@@ -15,17 +15,17 @@ the coordinators ask for is then the smallest etcd grants (2 s by default, 1 s t
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 import redis
 
+from catena.etcd_local import ETCD, etcd_argv
+
 from conftest import CHAIN_TIMEOUT_S, HOST, START_TIMEOUT_S, Cluster, Proc, addr_of, as_dict, catena_argv, free_port, \
     port_of, wait_until
 
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCD_START_S = 20.0
 PREFIX = "/catena/test"
 
@@ -56,15 +56,8 @@ class EtcdNode:
         return addr_of(self.client_port)
 
     def argv(self, initial_cluster: str, state: str) -> list[str]:
-        args = [ETCD, "--name", self.name, "--data-dir", str(self.data_dir),
-                "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
-                "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-                "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
-                "--initial-cluster-token", f"catena-test-{self.root.name}",
-                "--log-level", "warn", "--logger", "zap"]
-        if self.tuned:
-            args += ["--heartbeat-interval", "50", "--election-timeout", "500"]
-        return args
+        return etcd_argv(self.name, self.data_dir, self.client_url, self.peer_url, initial_cluster,
+                         f"catena-test-{self.root.name}", state, self.tuned)
 
     def start(self, initial_cluster: str, state: str = "new") -> None:
         self.proc = Proc(f"etcd-{self.name}", self.argv(initial_cluster, state),

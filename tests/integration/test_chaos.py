@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 
 from catena.chaos.report import Verdict, judge_counters, judge_registers
-from catena.chaos.runner import FAULT_KINDS, PARTITIONS, schedule
+from catena.chaos.runner import FAULT_KINDS, PARTITIONS, Fault, Nemesis, schedule
 from catena.chaos.workload import Counter
 from catena.check import Operation
 
@@ -84,3 +85,19 @@ def test_counters_catch_lost_and_duplicated_increments():
     assert [t.split("'")[1] for t in v.lost] == ["lost"]
     assert [t.split("'")[1] for t in v.duplicates] == ["dup"]
     assert [t.split("'")[1] for t in v.violations] == ["same"]
+
+
+def test_a_fault_that_cannot_be_applied_fails_the_run():
+    class Broken:
+        coordinators, members, etcd = ["c:1"], ["m:1", "m:2", "m:3"], None
+
+        def name(self, addr):
+            return addr
+
+        def kill9(self, addr):
+            raise OSError(f"cannot signal {addr}")
+
+    nemesis = Nemesis(Broken(), [Fault(0.0, "kill-member", 1, 0.0)], time.monotonic())
+    nemesis._run()
+    assert nemesis.errors == ["kill-member: OSError('cannot signal m:2')"]
+    assert nemesis.applied[0].note == "OSError('cannot signal m:2')"

@@ -69,6 +69,7 @@ def test_a_target_on_another_host_is_refused_up_front(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def test_members_does_not_go_with_target(capsys):
-    assert main(["--target", "127.0.0.1:6369", "--members", "5"]) == 2
-    assert "--members does not go with --target" in capsys.readouterr().err
+def test_members_or_store_do_not_go_with_target(capsys):
+    for flag in (["--members", "5"], ["--store", "etcd"]):
+        assert main(["--target", "127.0.0.1:6369", *flag]) == 2
+        assert "--members and --store do not go with --target" in capsys.readouterr().err

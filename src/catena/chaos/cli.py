@@ -1,7 +1,8 @@
-"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3 | --target ADDRESS]`.
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--store etcd] | [--target ADDRESS]`.
 
-Starts a local cluster in a temporary directory, runs the workload while the seeded fault
-schedule kills, restarts and pauses processes, then heals the cluster, reads every key back,
+Starts a local cluster in a temporary directory (with --store etcd: two coordinators on an etcd
+node), runs the workload while the seeded fault schedule kills, restarts and pauses processes
+(etcd too), and partitions them through a fault-injecting proxy, then heals the cluster, reads every key back,
 checks the history and prints the verdict. Exits 0 only when the verdict is clean (1 when not,
 2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
 
@@ -61,7 +62,7 @@ class _Progress:
 
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
-        progress: bool = True, say=print, target: str | None = None) -> Verdict:
+        progress: bool = True, say=print, target: str | None = None, store: str = "embedded") -> Verdict:
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
     coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
@@ -71,10 +72,9 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
 
     root = temp_root()
     if target is None:
-        cluster = LocalCluster(root, members)
-        where = f"data in {root}"
+        cluster = LocalCluster(root, members, store)
+        where = f"{store} store, data in {root}"
     else:
-        from catena.chaos.target import FAULT_KINDS as TARGET_FAULTS
         from catena.chaos.target import RunningCluster
 
         try:
@@ -84,9 +84,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
             raise
         members = len(cluster.members)
         where = f"target {cluster.coordinator} (pids {', '.join(str(p.pid) for p in cluster.procs.values())})"
-    faults = schedule(seed, duration, members)
-    if target is not None:  # partitions need the proxy of a cluster started here
-        faults = [f for f in faults if f.kind in TARGET_FAULTS]
+    # partitions need the proxy of a cluster started here
+    faults = schedule(seed, duration, members, store, partitions=target is None)
     verdict = Verdict()
     say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
     workload = nemesis = None
@@ -149,12 +148,13 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
 
 
 def cmd_chaos(args) -> int:
-    if args.target is not None and args.members is not None:
-        print("chaos: --members does not go with --target (the target's chain is used)", file=sys.stderr)
+    if args.target is not None and (args.members is not None or args.store is not None):
+        print("chaos: --members and --store do not go with --target (the target's cluster is used)",
+              file=sys.stderr)
         return 2
     try:
         verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
-                      progress=not args.no_progress, target=args.target)
+                      progress=not args.no_progress, target=args.target, store=args.store or "embedded")
     except KeyboardInterrupt:
         print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
                                         "the target cluster was healed and left running"), file=sys.stderr)
@@ -172,6 +172,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of faults and load")
     p.add_argument("--out", default=".", help="directory for the timeline PNG (default: current directory)")
     p.add_argument("--members", type=int, default=None, help="members of the local cluster (default 3)")
+    p.add_argument("--store", choices=("embedded", "etcd"), default=None,
+                   help="the local cluster's coordinator store: embedded (default: one coordinator) or "
+                        "etcd (two coordinators on a local etcd node, which is faulted too)")
     p.add_argument("--target", default=None, metavar="ADDRESS",
                    help="fault a cluster already running on this machine instead: its coordinator(s), "
                         "HOST:PORT[,HOST:PORT...] or etcd://HOST:PORT[,...]/PREFIX; it is left running")

@@ -106,7 +106,8 @@ def judge_counters(counters: dict, finals: dict, verdict: Verdict) -> None:
 
 FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-coordinator": "tab:purple",
                 "isolate-member": "tab:cyan", "isolate-coordinator": "tab:pink",
-                "cut-coordinator-member": "tab:olive", "cut-members": "tab:blue"}
+                "cut-coordinator-member": "tab:olive", "cut-members": "tab:blue",
+                "kill-etcd": "tab:brown", "pause-etcd": "tab:gray"}
 
 
 def plot(path: Path, samples, applied, t0: float, title: str) -> None:

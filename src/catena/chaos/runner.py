@@ -25,6 +25,7 @@ from pathlib import Path
 import redis
 
 from catena.chaos.proxy import CLIENT, ProxyProcess, Route
+from catena.etcd_local import etcd_argv
 from catena.loopback import HOST, free_ports, wait_until
 
 START_TIMEOUT_S = 30.0
@@ -36,6 +37,9 @@ FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator",
                "isolate-member", "isolate-coordinator", "cut-coordinator-member", "cut-members")
 FAULT_WEIGHTS = (4, 3, 2, 2, 1, 2, 2)
 PARTITIONS = frozenset(FAULT_KINDS[3:])
+ETCD_FAULT_KINDS = ("kill-etcd", "pause-etcd")  # with --store etcd, on top of the others
+ETCD_FAULT_WEIGHTS = (2, 1)
+ETCD_PREFIX = "/catena/chaos"
 REAL_NET = "127.0.2."  # each process's own loopback host: N = its index + 1
 
 
@@ -94,15 +98,20 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class LocalCluster:
-    """A coordinator (embedded store) and `members` members under `root`, known by their
-    addresses on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N."""
+    """`members` members and a coordinator (embedded store), or two coordinators on one etcd
+    node (`store="etcd"`), under `root`. Coordinators and members are known by their addresses
+    on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly."""
 
-    def __init__(self, root: Path, members: int = 3):
+    def __init__(self, root: Path, members: int = 3, store: str = "embedded"):
         self.root = root
         (root / "logs").mkdir(parents=True, exist_ok=True)
-        ports = free_ports(members + 1)
-        self.coordinator = f"{HOST}:{ports[0]}"
-        self.members = [f"{HOST}:{p}" for p in ports[1:]]
+        coordinators = 2 if store == "etcd" else 1
+        ports = free_ports(coordinators + members + (2 if store == "etcd" else 0))
+        self.coordinators = [f"{HOST}:{p}" for p in ports[:coordinators]]
+        self.coordinator = ",".join(self.coordinators)  # as clients take it
+        self.members = [f"{HOST}:{p}" for p in ports[coordinators:coordinators + members]]
+        self.etcd = f"{HOST}:{ports[-2]}" if store == "etcd" else None
+        self._etcd_peer = f"http://{HOST}:{ports[-1]}"
         self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" for i, a in enumerate(self.everyone)}
         self.procs: dict[str, Proc] = {}
         self._all: list[Proc] = []
@@ -110,19 +119,33 @@ class LocalCluster:
 
     @property
     def everyone(self) -> list[str]:
-        return [self.coordinator, *self.members]
+        """The processes behind the proxy."""
+        return [*self.coordinators, *self.members]
+
+    @property
+    def store_url(self) -> str:
+        return f"etcd://{self.etcd}{ETCD_PREFIX}"
 
     def name(self, addr: str) -> str:
-        return ("coordinator-" if addr == self.coordinator else "member-") + addr.rsplit(":", 1)[1]
+        if addr == self.etcd:
+            return "etcd"
+        return ("coordinator-" if addr in self.coordinators else "member-") + addr.rsplit(":", 1)[1]
 
     def _argv(self, addr: str) -> list[str]:
+        if addr == self.etcd:
+            return etcd_argv("etcd", self.root / "etcd", f"http://{addr}", self._etcd_peer,
+                             f"etcd={self._etcd_peer}", f"catena-chaos-{self.root.name}",
+                             "existing" if (self.root / "etcd").exists() else "new")
         port = addr.rsplit(":", 1)[1]
         real = self.real[addr]
         net = ["--listen", real, "--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
-        if addr == self.coordinator:
-            args = ["coordinator", *net, "--data-dir", str(self.root / f"coordinator-{port}")]
+        if addr in self.coordinators:
+            store = (["--store", self.store_url] if self.etcd else
+                     ["--data-dir", str(self.root / f"coordinator-{port}")])
+            args = ["coordinator", *net, *store]
         else:
-            args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"), "--coordinator", self.coordinator]
+            args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"),
+                    "--coordinator", self.store_url if self.etcd else self.coordinator]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
@@ -133,13 +156,23 @@ class LocalCluster:
         return proc
 
     def chain(self) -> list[str]:
-        return [a if isinstance(a, str) else a.decode() for a in admin(self.coordinator, "MASTER.GET_CHAIN")]
+        """The chain as the coordinator leader has it (followers answer NOTLEADER: the next is asked)."""
+        for i, addr in enumerate(self.coordinators):
+            try:
+                return [a if isinstance(a, str) else a.decode() for a in admin(addr, "MASTER.GET_CHAIN")]
+            except (redis.RedisError, OSError):
+                if i == len(self.coordinators) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def start(self) -> None:
         self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
                                   self.root / "logs" / "proxy.log")
-        self._spawn(self.coordinator)
-        wait_for(lambda: admin(self.coordinator, "PING"), START_TIMEOUT_S, "the coordinator to listen")
+        if self.etcd:
+            self._spawn(self.etcd)
+        for addr in self.coordinators:
+            self._spawn(addr)
+        wait_for(lambda: self.chain() is not None, START_TIMEOUT_S, "a coordinator to lead")
         for addr in self.members:  # they register themselves; one at a time
             self._spawn(addr)
             wait_for(lambda: addr in self.chain(), START_TIMEOUT_S, f"{addr} to join the chain")
@@ -205,7 +238,7 @@ class LocalCluster:
 @dataclass(frozen=True)
 class Fault:
     """One planned fault: `at` s after the start (at the earliest), `target` an index into the
-    members (ignored for the coordinator), held for `hold` s."""
+    members (modulo their number for the coordinators; ignored for etcd), held for `hold` s."""
 
     at: float
     kind: str
@@ -213,13 +246,20 @@ class Fault:
     hold: float
 
 
-def schedule(seed: int, duration: float, members: int) -> list[Fault]:
-    """The faults of a run, drawn from the seed alone."""
+def schedule(seed: int, duration: float, members: int, store: str = "embedded",
+             partitions: bool = True) -> list[Fault]:
+    """The faults of a run, drawn from the seed alone (and the kinds the run can apply)."""
+    kinds, weights = list(FAULT_KINDS), list(FAULT_WEIGHTS)
+    if store == "etcd":
+        kinds += ETCD_FAULT_KINDS
+        weights += ETCD_FAULT_WEIGHTS
+    if not partitions:
+        weights = [0 if k in PARTITIONS else w for k, w in zip(kinds, weights)]
     rng = random.Random(f"catena-chaos-{seed}")
     faults, t = [], WARMUP_S
     while True:
         t += rng.uniform(0.5, 2.5)
-        kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
+        kind = rng.choices(kinds, weights)[0]
         target = rng.randrange(members)
         hold = rng.uniform(0.2, 2.0) if kind == "kill-coordinator" else rng.uniform(0.2, 3.0)
         if t + hold > duration - 1.0:
@@ -228,13 +268,23 @@ def schedule(seed: int, duration: float, members: int) -> list[Fault]:
         t += hold
 
 
-def cut_pairs(fault: Fault, coordinator: str, members: list[str]) -> list[tuple[str, str]]:
+def target_of(fault: Fault, coordinators: list[str], members: list[str], etcd: str | None) -> str:
+    """The process a fault acts on (for a partition: the one it cuts off)."""
+    if fault.kind.endswith("-etcd"):
+        return etcd
+    if fault.kind.endswith("-coordinator") or fault.kind == "cut-coordinator-member":
+        return coordinators[fault.target % len(coordinators)]
+    return members[fault.target]
+
+
+def cut_pairs(fault: Fault, coordinators: list[str], members: list[str]) -> list[tuple[str, str]]:
     """The pairs a partition fault cuts (empty for the other kinds)."""
     m = members[fault.target]
-    others = [x for x in (coordinator, *members) if x != m]
+    coordinator = coordinators[fault.target % len(coordinators)]
+    everyone = [*coordinators, *members, CLIENT]
     return {
-        "isolate-member": [(m, x) for x in [*others, CLIENT]],
-        "isolate-coordinator": [(coordinator, x) for x in [*members, CLIENT]],
+        "isolate-member": [(m, x) for x in everyone if x != m],
+        "isolate-coordinator": [(coordinator, x) for x in everyone if x != coordinator],
         "cut-coordinator-member": [(coordinator, m)],
         "cut-members": [(m, members[(fault.target + 1) % len(members)])],
     }.get(fault.kind, [])
@@ -274,44 +324,47 @@ class Nemesis:
         self._thread.join(timeout=REJOIN_TIMEOUT_S + 10)
 
     def _run(self) -> None:
-        c = self.cluster
         for fault in self.faults:
             if self._stop.wait(max(0.0, self.t0 + fault.at - time.monotonic())):
                 return
-            cuts = cut_pairs(fault, c.coordinator, c.members)
-            if len(cuts) > 1:
-                target = f"{c.name(cuts[0][0])} from all"
-            elif cuts:
-                target = f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}"
-            else:
-                target = c.coordinator if fault.kind == "kill-coordinator" else c.members[fault.target]
-            a = Applied(fault, target, time.monotonic())
-            self.applied.append(a)
             try:
-                if fault.kind == "pause-member":
-                    c.pause(target)
-                    self._stop.wait(fault.hold)
-                    c.resume(target)
-                elif cuts:
-                    c.partition(cuts)
-                    self._stop.wait(fault.hold)
-                    c.heal_network()
-                else:
-                    c.kill9(target)
-                    self._stop.wait(fault.hold)
-                    c.restart(target)
-                a.end = time.monotonic()
-                if c.wait_whole():
-                    a.rejoined = time.monotonic()
-                else:
-                    a.note = f"chain not whole {REJOIN_TIMEOUT_S:.0f} s after the fault"
-                    self.errors.append(f"{fault.kind} {target}: {a.note}")
-            except Exception as exc:  # noqa: BLE001 - report, heal later
-                a.end = a.end or time.monotonic()
-                a.note = repr(exc)
-                self.errors.append(f"{fault.kind} {target}: {exc!r}")
+                self._apply(fault)
+            except Exception as exc:  # noqa: BLE001 - a fault that could not be applied fails the run
+                self.errors.append(f"{fault.kind}: {exc!r}")
             if self._stop.is_set():
                 return
+
+    def _apply(self, fault: Fault) -> None:
+        c = self.cluster
+        cuts = cut_pairs(fault, c.coordinators, c.members)
+        target = target_of(fault, c.coordinators, c.members, c.etcd)
+        label = (f"{c.name(target)} from all" if len(cuts) > 1
+                 else f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}" if cuts else target)
+        a = Applied(fault, label, time.monotonic())
+        self.applied.append(a)
+        try:
+            if fault.kind.startswith("pause-"):
+                c.pause(target)
+                self._stop.wait(fault.hold)
+                c.resume(target)
+            elif cuts:
+                c.partition(cuts)
+                self._stop.wait(fault.hold)
+                c.heal_network()
+            else:
+                c.kill9(target)
+                self._stop.wait(fault.hold)
+                c.restart(target)
+            a.end = time.monotonic()
+            if c.wait_whole():
+                a.rejoined = time.monotonic()
+            else:
+                a.note = f"chain not whole {REJOIN_TIMEOUT_S:.0f} s after the fault"
+                raise TimeoutError(f"{label}: {a.note}")
+        except Exception as exc:
+            a.end = a.end or time.monotonic()
+            a.note = a.note or repr(exc)
+            raise
 
 
 def temp_root() -> Path:

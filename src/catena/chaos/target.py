@@ -49,7 +49,6 @@ from catena.coordinator.discovery import (
 )
 from catena.errors import CatenaError
 
-FAULT_KINDS = frozenset({"kill-member", "pause-member", "kill-coordinator"})  # no partitions: no proxy here
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 NET_TABLES = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
 
@@ -250,8 +249,8 @@ class Process:
 
 @dataclass
 class RunningCluster:
-    """A running cluster's processes on this machine; see the module's docstring. Of the
-    schedule it applies the faults of FAULT_KINDS only."""
+    """A running cluster's processes on this machine; see the module's docstring. Its schedule
+    holds no partitions (there is no proxy in front of it)."""
 
     target: str
     root: Path
