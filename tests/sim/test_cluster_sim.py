@@ -39,14 +39,7 @@ STALE_ROUTING = {"stale_client": 0.5, "removes": 0.6, "max_members": 6}
 
 
 # Seeds that expose a problem not fixed yet: strict xfails, so a fix (or a change of schedule) shows.
-KNOWN = {
-    572: "not diagnosed yet: a sole member (m2) that crashed while its learner (m3) was taking over "
-         "restarts as a new incarnation with history up to seq 227; the coordinator re-founds the "
-         "chain from it, but seq 228 (epoch 8) had been committed through the handover, and m2 "
-         "then commits a different entry at seq 228 (epoch 11). Either acknowledged data is lost "
-         "when the last member restarts during a learner handover, or the simulator's model of "
-         "that restart is wrong; replay: python tests/sim/cluster_sim.py --seed 572 --trace",
-}
+KNOWN: dict[int, str] = {}
 
 
 def _param(seed):

@@ -65,7 +65,7 @@ class Replica:
         self.lease_until = float("-inf")
         self.revoked_epoch = -1
         self.probe_nonce, self.probe_answered_at = 0, float("-inf")
-        self.managed = False  # a coordinator probed us or revoked our lease: reads need a lease from now on
+        self.managed = False  # a coordinator's view, probe or revoke reached us: reads need a lease from now on
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -141,6 +141,9 @@ class Replica:
         fx: list = []
         old = self.view
         self.view, self.epoch = view, view.epoch
+        # Views come from a coordinator, which may replace us: from now on reads need its lease
+        # (until its first probe grants one they are refused, never answered unchecked).
+        self.managed = self.lease_s is not None
         in_chain = self.me in view.members
         was_in_chain = self.in_chain
         self.in_chain = in_chain and (was_in_chain or view.role(self.me) in ("tail", "head+tail"))
@@ -229,9 +232,7 @@ class Replica:
             return [self._answer(origin, token, op)]
         seq, reply = self._assign(op, rid, now_ms)
         self.waiting.setdefault(seq, []).append((origin, token, reply))
-        if self.commits_on_apply():
-            self._commit_to(seq)
-        return []
+        return []  # a sole member commits it in `flush`, once it is persisted
 
     def _assign(self, op, rid, now_ms: int):
         """The head: give `op` the next seq under the current epoch and apply it."""
@@ -243,7 +244,13 @@ class Replica:
 
     def _read(self, token, args, now) -> list:
         if self.can_answer(ops.read_keys(args), now):
-            return [Reply(token, ops.read(self.state, args, int(now * 1000)))]
+            reply = Reply(token, ops.read(self.state, args, int(now * 1000)))
+            if self.to_persist and self.is_head():
+                # A sole member's newest writes are durable nowhere until `flush` persists them:
+                # a read that may see them is answered after that, as their writers are.
+                self.deferred.append(reply)
+                return []
+            return [reply]
         if self.view is None or not self.view.members:
             return [Reply(token, NO_VIEW)]
         tail = self.view.tail
@@ -516,8 +523,6 @@ class Replica:
             now_ms = int(now * 1000)
             for key in self.state.expired_keys(now_ms, 64):
                 self._assign((PURGE, key), None, now_ms)
-            if self.commits_on_apply():
-                self._commit_to(self.last_seq)
         return fx
 
     def learner_caught_up(self) -> bool:
@@ -576,6 +581,8 @@ class Replica:
         if self.to_persist:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
+        if self.commits_on_apply() and self.commit_seq < self.last_seq:
+            self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
             commit = self.last_seq if self.commits_on_apply() else self.commit_seq
             out = self.out_entries
