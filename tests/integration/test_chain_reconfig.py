@@ -4,6 +4,7 @@ followed by MASTER.REMOVE, and members restarted from their data dirs."""
 from __future__ import annotations
 
 import pytest
+import redis
 
 from conftest import WriteLoad, wait_until
 
@@ -55,6 +56,17 @@ def test_add_member_under_write_load(cluster):
     # The new tail serves: a write through it is committed everywhere.
     assert cluster.client(new).set("after-add", b"x") is True
     assert [cluster.client(a).get("after-add") for a in chain] == [b"x"] * 3
+
+
+def test_removing_the_last_member_is_refused_and_keeps_its_data(cluster):
+    first, second = cluster.start(2)
+    cluster.client(first).set("kept", b"1")
+    cluster.remove(first)
+    cluster.wait_chain([second])
+    with pytest.raises(redis.ResponseError, match="last member of its chain"):
+        cluster.remove(second)
+    assert cluster.chain() == [second]
+    assert cluster.client(second).get("kept") == b"1"
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -115,11 +115,11 @@ def test_unfenced_config_writes_are_caught():
     assert not failures([1])
 
 
-@pytest.mark.xfail(strict=True, raises=SimFailure, reason=(
-    "MASTER.REMOVE (Reconfig.retire) may take the last member out of a chain: overlapping removes "
-    "(or a remove racing a confirmed failure) leave an empty view, and the next member to register "
-    "founds the chain again from its own, older history, losing acknowledged writes (seed 43)"))
-def test_overlapping_operator_removes_can_empty_the_chain():
+def test_overlapping_operator_removes_never_empty_the_chain():
+    """Regression (seed 43 with removes sent without care): overlapping MASTER.REMOVEs (or one
+    racing a confirmed failure) took the last member out of its chain; the next member to
+    register founded the chain again from its own older history, losing acknowledged writes.
+    The coordinator now refuses to remove a chain's last member."""
     run_seed(43, careful_operator=False)
 
 

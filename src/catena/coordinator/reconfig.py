@@ -76,8 +76,12 @@ class Reconfig:
             changed += self.remove(addr, chain_id)
         return changed + self.add(addr, chain_id)
 
-    def retire(self, addr: str, chain_id: int = 0) -> list[View]:
-        """MASTER.REMOVE: take the member out and do not let this process rejoin by itself."""
+    def retire(self, addr: str, chain_id: int = 0) -> list[View] | str:
+        """MASTER.REMOVE: take the member out and do not let this process rejoin by itself. The
+        last member of a chain is refused (a string says why): it holds every committed write."""
+        if self.view(chain_id).members == (addr,):
+            return (f"ERR {addr} is the last member of its chain and holds every committed write; "
+                    "add another member first")
         incarnation = self.state.registry.pop(addr, None)
         if incarnation is not None:
             self.state.retired[addr] = incarnation

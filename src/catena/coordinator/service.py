@@ -223,8 +223,8 @@ class Coordinator:
             return Error(f"ERR {addr} is not a member of the chain")
 
         async def work():
-            await self._change(lambda r: r.retire(addr), also=[addr])
-            return OK
+            refused = await self._change(lambda r: r.retire(addr), also=[addr])
+            return Error(refused) if isinstance(refused, str) else OK
 
         return self._spawn(work())
 
