@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server).
+# Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd).
 system-deps:
-	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null; then \
+	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server; \
 	fi
 
 up: $(STAMP)

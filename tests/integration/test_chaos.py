@@ -7,33 +7,52 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from catena.chaos.report import Verdict, judge_counters, judge_registers
-from catena.chaos.runner import FAULT_KINDS, PARTITIONS, Fault, Nemesis, schedule
+from catena.chaos.runner import ETCD_FAULT_KINDS, FAULT_KINDS, PARTITIONS, Fault, Nemesis, schedule
 from catena.chaos.workload import Counter
 from catena.check import Operation
+from catena.etcd_local import ETCD
 
 CHAOS_S = 30
 SEED = 66  # its first 30 s plan every kind of fault, partitions included
+ETCD_CHAOS_S = 25
+ETCD_SEED = 60  # its first 25 s kill and pause etcd, kill a coordinator and partition
 
 
 def op(client, kind, key, arg, result, call, ret):
     return Operation(client, kind, key, arg, result, call, ret)
 
 
-def test_short_chaos_run_is_clean(tmp_path):
+def _chaos(tmp_path, seed: int, duration: int, *flags: str) -> set[str]:
+    """A real `catena chaos` run; asserts a clean verdict and the timeline; the kinds applied."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "catena.chaos", "--seed", str(SEED), "--duration", str(CHAOS_S), "--out", str(out),
-         "--no-progress"],
-        capture_output=True, text=True, timeout=CHAOS_S + 150)
+        [sys.executable, "-m", "catena.chaos", "--seed", str(seed), "--duration", str(duration), "--out", str(out),
+         "--no-progress", *flags],
+        capture_output=True, text=True, timeout=duration + 150)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: CLEAN" in proc.stdout
     applied = proc.stdout.split("faults applied: ")[1].split("\n")[0]
-    kinds = {part.rsplit(" ", 1)[0] for part in applied.split(", ")}
-    assert kinds & PARTITIONS and kinds - PARTITIONS, applied  # (a loaded machine may not reach them all)
-    png = out / f"chaos-{SEED}.png"
+    png = out / f"chaos-{seed}.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return {part.rsplit(" ", 1)[0] for part in applied.split(", ")}
+
+
+def test_short_chaos_run_is_clean(tmp_path):
+    kinds = _chaos(tmp_path, SEED, CHAOS_S)
+    assert kinds & PARTITIONS and kinds - PARTITIONS, kinds  # (a loaded machine may not reach them all)
+
+
+@pytest.mark.skipif(not Path(ETCD).exists(), reason="etcd-server is not installed")
+def test_short_chaos_run_on_etcd_is_clean(tmp_path):
+    """Two coordinators on an etcd node that is itself killed and paused."""
+    assert {f.kind for f in schedule(ETCD_SEED, ETCD_CHAOS_S, 3, "etcd")} >= set(ETCD_FAULT_KINDS)
+    kinds = _chaos(tmp_path, ETCD_SEED, ETCD_CHAOS_S, "--store", "etcd")
+    assert kinds & set(ETCD_FAULT_KINDS), kinds
 
 
 def test_same_seed_same_schedule():
