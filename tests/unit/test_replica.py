@@ -653,9 +653,7 @@ def test_read_lease_gates_local_reads():
     r.flush()
     r.on_client("w", [b"SET", b"k", b"v"], NOW)
     r.flush()
-    # Its view came from a coordinator, which may replace it: no lease yet, no local reads (a
-    # member cut off before its first probe would otherwise answer unchecked for ever).
-    assert r.on_client("r1", [b"GET", b"k"], NOW) == [Reply("r1", NOT_SERVING)]
+    assert r.on_client("r1", [b"GET", b"k"], NOW) == [Reply("r1", b"v")]  # no coordinator manages it yet
     assert r.on_probe(1, 1, 0, NOW) == []  # answered, nothing granted yet
     assert r.on_client("r2", [b"GET", b"k"], NOW + 0.1) == [Reply("r2", NOT_SERVING)]
     assert r.on_probe(1, 2, 1, NOW + 0.1) == []  # grants probe 1: lease from NOW
@@ -688,3 +686,12 @@ def test_a_probe_from_a_newer_epoch_or_a_revoke_turns_leases_on():
     s.flush()
     s.revoke(1)  # revoked before any probe reached it
     assert s.on_client("r2", [b"GET", b"k"], NOW) == [Reply("r2", NOT_SERVING)]
+    # A member started with a coordinator waits for its first probe: cut off before that probe,
+    # it would otherwise answer unchecked after the coordinator replaced it.
+    t = Replica("c", b"c/1", lease_s=0.5, managed=True)
+    t.on_view(View(0, 1, ("c",)), NOW)
+    t.flush()
+    assert t.on_client("r3", [b"GET", b"k"], NOW) == [Reply("r3", NOT_SERVING)]
+    t.on_probe(1, 1, 0, NOW)
+    t.on_probe(1, 2, 1, NOW + 0.1)
+    assert t.on_client("r4", [b"GET", b"k"], NOW + 0.2) == [Reply("r4", None)]

@@ -76,8 +76,10 @@ class MemberNode:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
+        # With a coordinator, reads wait for its first probe's lease: a member cut off before that
+        # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
-                          lease_s=LEASE_S)
+                          lease_s=LEASE_S, managed=self.coordinator is not None)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         return replica

@@ -48,7 +48,8 @@ ANSWERED = Error("ERR this request id was answered before and is not applied aga
 
 class Replica:
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
-                 last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None):
+                 last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
+                 managed: bool = False):
         self.me = me
         self.client_id = client_id  # names the writes this member forwards on behalf of clients
         self.state = state or KVState()
@@ -65,7 +66,9 @@ class Replica:
         self.lease_until = float("-inf")
         self.revoked_epoch = -1
         self.probe_nonce, self.probe_answered_at = 0, float("-inf")
-        self.managed = False  # a coordinator's view, probe or revoke reached us: reads need a lease from now on
+        # A coordinator manages us (we were started with one, or its probe or revoke reached us):
+        # it may replace us, so reads need its lease.
+        self.managed = managed and lease_s is not None
         self.barrier: int | None = None  # a new tail serves reads once last_seq reaches this
         # successor link
         self.succ: str | None = None
@@ -141,9 +144,6 @@ class Replica:
         fx: list = []
         old = self.view
         self.view, self.epoch = view, view.epoch
-        # Views come from a coordinator, which may replace us: from now on reads need its lease
-        # (until its first probe grants one they are refused, never answered unchecked).
-        self.managed = self.lease_s is not None
         in_chain = self.me in view.members
         was_in_chain = self.in_chain
         self.in_chain = in_chain and (was_in_chain or view.role(self.me) in ("tail", "head+tail"))
@@ -264,8 +264,9 @@ class Replica:
         """CRAQ: committed data only; the tail's is always committed, others' when clean. And
         only under a read lease, when leases are on: a member the coordinator can no longer
         reach may have been replaced, and must not answer from data others have moved past.
-        Leases hold from the first probe (of any epoch, even one newer than ours) or revocation
-        on: a member no coordinator manages has nobody to be replaced by."""
+        Leases hold from the start for a member started with a coordinator, else from the first
+        probe (of any epoch, even one newer than ours) or revocation on: a member no coordinator
+        manages (a view set by hand) has nobody to be replaced by."""
         if not self.serving_reads():
             return False
         if self.lease_s is not None and self.managed and now >= self.lease_until:
