@@ -160,6 +160,8 @@ def entry_sigs(entry) -> list:
 
 
 class ChainSim:
+    managed = False  # members started with a coordinator (reads wait for its first probe's lease)
+
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
@@ -218,7 +220,7 @@ class ChainSim:
     def new_member(self) -> Member:
         self.names += 1
         name = f"m{self.names}"
-        m = Member(name, Replica(name, b"%s/1" % name.encode(), lease_s=self.lease_s))
+        m = Member(name, Replica(name, b"%s/1" % name.encode(), lease_s=self.lease_s, managed=self.managed))
         self.members[name] = m
         self.at(self.now + self.rng.uniform(0, 0.1), self.tick, name, 1)
         return m
@@ -232,7 +234,7 @@ class ChainSim:
             (le, ls, blob), hist = m.snap
             state, last, hist = KVState.load(blob), (le, ls), list(hist)
         m.replica = Replica(m.name, b"%s/%d" % (m.name.encode(), m.incarnation), state, last,
-                            list(m.log), epoch=m.saved_epoch, lease_s=self.lease_s)
+                            list(m.log), epoch=m.saved_epoch, lease_s=self.lease_s, managed=self.managed)
         for entry in m.log:
             if entry[1] == len(hist) + 1:
                 hist.append(entry)

@@ -169,6 +169,8 @@ def addr_name(addr: str) -> str:
 
 
 class ClusterSim(ChainSim):
+    managed = True  # as `catena member --coordinator …` starts them
+
     def __init__(self, cfg: ClusterConfig):
         super().__init__(cfg)
         self.lease_s = LEASE_S if cfg.leases else None
