@@ -1,12 +1,13 @@
 """Local cluster processes for a chaos run, the seeded fault schedule, and the run itself.
 
-Every process is a child started here and signalled by its PID only: kill -9 (then a restart from
-the same data dir and port), SIGSTOP/SIGCONT. Every process listens on a loopback address of its
-own (127.0.2.N) behind the fault-injecting proxy (`proxy.py`), which holds the addresses the
-cluster knows it by, so partitions cut chosen pairs of processes. Faults come one at a time: after each one the
-runner waits (bounded) until the chain has all its members again before the next, so the chain
-never loses every copy at once. The schedule (kinds, targets, durations, gaps) is drawn from the
-seed alone; the wall-clock moments at which it is applied vary with the machine.
+Every process is a child started here and signalled by its PID only: kill -9 (then a restart
+from the same data dir and port), SIGSTOP/SIGCONT. Coordinators and members listen each on a
+loopback address of its own (127.0.2.N) behind the fault-injecting proxy (`proxy.py`), which
+holds the addresses the cluster knows them by, so partitions cut chosen pairs of processes.
+Faults come one at a time: after each one the runner waits (bounded) until the chain has all its
+members again before the next, so the chain never loses every copy at once. The schedule
+(kinds, targets, durations, gaps) is drawn from the seed alone; the wall-clock moments at which
+it is applied vary with the machine.
 """
 
 from __future__ import annotations
