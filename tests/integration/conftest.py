@@ -30,6 +30,7 @@ import pytest
 import redis
 
 from catena import loopback
+from catena.chaos.runner import stop_all
 from catena.chaos.target import listening_inodes, pids_holding
 from catena.loopback import free_ports, port_is_free, port_range
 
@@ -283,14 +284,7 @@ class Cluster:
                 c.close()
             except Exception:  # noqa: BLE001 - best effort on teardown
                 pass
-        errors = []
-        for proc in reversed(self.all_procs):
-            try:
-                proc.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                errors.append(f"{proc.name}: {exc!r}")
-        if errors:
-            raise RuntimeError("could not stop: " + "; ".join(errors))
+        stop_all(self.all_procs)
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(f"----- {p.name} (pid {p.pid}) -----\n{p.log_tail(lines)}" for p in self.all_procs)

@@ -38,7 +38,8 @@ class Route:
     @classmethod
     def parse(cls, spec: str) -> "Route":
         name, advertised, real = spec.split("=")
-        split_addr(advertised), split_addr(real)
+        for addr in (advertised, real):
+            split_addr(addr)  # raises ValueError for a malformed address
         return cls(name, advertised, real)
 
     def spec(self) -> str:

@@ -87,6 +87,18 @@ class Proc:
                 self.popen.wait(timeout=STOP_TIMEOUT_S)
 
 
+def stop_all(procs) -> None:
+    """Stop every process (the newest first), going on past failures, then report them."""
+    errors = []
+    for proc in reversed(procs):
+        try:
+            proc.stop()
+        except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            errors.append(f"{proc.name}: {exc!r}")
+    if errors:
+        raise RuntimeError("could not stop: " + "; ".join(errors))
+
+
 def admin(addr: str, *args, timeout: float = 2.0):
     host, port = addr.rsplit(":", 1)
     with redis.Redis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout,
@@ -222,16 +234,11 @@ class LocalCluster:
             return False
 
     def stop(self) -> None:
-        errors = []
-        for proc in reversed(self._all):
-            try:
-                proc.stop()
-            except Exception as exc:  # noqa: BLE001 - keep stopping the others
-                errors.append(f"{proc.name}: {exc!r}")
-        if self.proxy is not None:
-            self.proxy.stop()
-        if errors:
-            raise RuntimeError("could not stop: " + "; ".join(errors))
+        try:
+            stop_all(self._all)
+        finally:
+            if self.proxy is not None:
+                self.proxy.stop()
 
 
 # -- the fault schedule -----------------------------------------------------------------------------

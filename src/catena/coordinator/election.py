@@ -19,8 +19,11 @@ back; the simulator (tests/sim) feeds them from a model of etcd. Times are monot
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the seeded generator is handed in; this module draws nothing itself
+    import random
 
 DEADLINE_FRACTION = 0.8  # the leader acts until last confirmed renewal (send time) + this * TTL
 RENEW_FRACTION = 1 / 3  # renew every TTL/3 (etcd's own keepalive cadence)
