@@ -113,3 +113,31 @@ def test_routes_need_distinct_source_hosts():
     a, b = _routes()
     with pytest.raises(ValueError, match="own source host"):
         Proxy([a, Route("b", b.advertised, a.real.rsplit(":", 1)[0] + ":1")])
+
+
+def test_outbound_connections_leave_from_the_source_address():
+    """What the proxy tells processes apart by (`--source-addr`); a foreign address is refused."""
+    from catena.errors import CatenaError
+    from catena.resp.client import open_tcp, set_source_address
+
+    async def main():
+        seen = asyncio.get_running_loop().create_future()
+
+        def accept(reader, writer):
+            seen.set_result(writer.get_extra_info("peername")[0])
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        set_source_address("127.0.2.77")
+        try:
+            _, writer = await open_tcp("127.0.0.1", port)
+            assert await asyncio.wait_for(seen, DEADLINE_S) == "127.0.2.77"
+            writer.close()
+        finally:
+            set_source_address(None)
+            server.close()
+
+    asyncio.run(main())
+    with pytest.raises(CatenaError, match="not an address of this host"):
+        set_source_address("192.0.2.1")
