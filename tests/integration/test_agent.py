@@ -133,8 +133,12 @@ def test_restart_with_an_older_incarnation_is_refused_and_a_newer_one_replaces(a
     wait_until(replaced, 15.0, "the restarted agent to replace its old incarnation")
 
 
-def signed(msg, seq, secret: bytes) -> bytes:
-    return wire.encode(msg, seq, secret)
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def signed(msg, seq, secret: bytes, to: str) -> bytes:
+    return wire.encode(msg, seq, secret, to=to, now_ms=now_ms())
 
 
 def test_bad_datagrams_are_dropped_counted_and_change_nothing(agents):
@@ -145,23 +149,29 @@ def test_bad_datagrams_are_dropped_counted_and_change_nothing(agents):
     victim = next(MemberId(HOST, int(r[1].split(":")[1]), r[2]) for r in members(target) if r[1] != f"{HOST}:{target}")
     evict = Gossip(victim, (Update(victim, 0, Status.FAILED),))
     good_key = agents.secret.encode()
-    body = wire.encode(evict, 1, good_key)
-    def mac(raw: bytes) -> bytes:
-        return raw + hmac.new(good_key, raw, hashlib.sha256).digest()
+    to = f"{HOST}:{target}"
+    body = signed(evict, 1, good_key, to)
+    def mac(tag: int, rest: bytes) -> bytes:
+        raw = bytes((wire.VERSION, 1, tag)) + now_ms().to_bytes(8, "big") + rest
+        return raw + hmac.new(good_key, to.encode() + b"\x00" + raw, hashlib.sha256).digest()
 
     datagrams = {
         # signed with the right key but not a valid body: only a key holder gets this far
-        "malformed": [mac(bytes((1, 1, 8)) + b"\xc1garbage"), mac(bytes((1, 1, 8)) + msgpack.packb([HOST, 0, 1, 1, []]))],
+        "malformed": [mac(8, b"\xc1garbage"), mac(8, msgpack.packb([HOST, 0, 1, 1, []]))],
         "truncated": [b"\x01", body[:10]],
         "oversized": [b"\x01\x01\x08" + b"x" * 1500],
-        "version": [b"\x07" + body[1:]],
-        "unsigned": [wire.encode(evict, 2, None), bytes((1, 0, 8)) + b"\xc1garbage"],
-        "forged": [wire.encode(evict, 3, b"not-the-secret"), body[:-1] + bytes([body[-1] ^ 0xFF])],
-        "unknown_type": [mac(bytes((1, 1, 200)) + msgpack.packb([HOST, 1, 1, 1]))],
+        "version": [b"\x07" + body[1:], b"\x01" + body[1:]],
+        "unsigned": [wire.encode(evict, 2, None), bytes((wire.VERSION, 0, 8)) + bytes(8) + b"\xc1garbage"],
+        "forged": [wire.encode(evict, 3, b"not-the-secret", to=to, now_ms=now_ms()),
+                   body[:-1] + bytes([body[-1] ^ 0xFF]),
+                   # signed for another member: replayed here, it is refused
+                   signed(evict, 4, good_key, f"{HOST}:{ports[1]}")],
+        "stale": [wire.encode(evict, 5, good_key, to=to, now_ms=now_ms() - wire.MAX_AGE_MS - 5_000)],
+        "unknown_type": [mac(200, msgpack.packb([HOST, 1, 1, 1]))],
     }
     # replays: a signed datagram seen twice, and one claiming an older incarnation of a member
-    own = signed(Gossip(me, ()), 7, good_key)
-    older = signed(Gossip(MemberId(HOST, ports[1], 1), (Update(victim, 0, Status.FAILED),)), 1, good_key)
+    own = signed(Gossip(me, ()), 7, good_key, to)
+    older = signed(Gossip(MemberId(HOST, ports[1], 1), (Update(victim, 0, Status.FAILED),)), 1, good_key, to)
     base = stats(target)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for group in datagrams.values():

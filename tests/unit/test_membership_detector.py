@@ -326,3 +326,46 @@ def test_a_lone_member_that_was_paused_carries_on():
     d.on_timer(5.0)
     assert d.phase == ALIVE and d.me == mid(0) and d.members() == [mid(0)]
     assert d.counters["pauses_detected"] == 1
+
+
+def test_a_forged_join_costs_one_ping_to_the_named_address_and_admits_nobody():
+    """A Join names an address that never sent it: the introducer pings that address once
+    (no list, no gossip about it) and forgets it when no Ack comes."""
+    net = Net()
+    a = net.add(1)
+    victim = mid(9)
+    net.sent.clear()
+    net.run(a, a.on_message(Join(victim), 0.1), 0.1)
+    to_victim = [s for s in net.sent if s.to == victim.addr]
+    assert [type(s.msg) for s in to_victim] == [Ping]
+    assert victim.addr not in a.table.records
+    net.advance(0.1, 0.1 + S.join_timeout_ms / 1000 + 0.2)
+    assert victim.addr not in a.table.records
+    assert a.counters["joins_unverified"] == 1
+    assert not [s for s in net.sent if s.to == victim.addr and not isinstance(s.msg, Ping)]
+
+
+def test_a_join_is_admitted_once_the_named_address_acks_the_check():
+    net = Net()
+    a = net.add(1)
+    b = net.add(2, 0.0, introducers=(a.me.addr,))
+    assert b.phase == ALIVE and b.me.addr in a.table.records
+    pings = [s for s in net.sent if s.to == b.me.addr and isinstance(s.msg, Ping)]
+    acks = [s for s in net.sent if s.to == a.me.addr and isinstance(s.msg, Ack) and s.msg.target == b.me]
+    assert len(pings) == 1 and len(acks) == 1 and acks[0].msg.seq == pings[0].msg.seq
+    assert not a.join_checks
+
+
+def test_joins_are_rate_limited():
+    from catena.membership.detector import JOIN_BURST, MAX_JOIN_CHECKS
+
+    net = Net()
+    a = net.add(1)
+    net.sent.clear()
+    flood = [MemberId("127.0.0.2", 1 + i, 1) for i in range(2 * max(JOIN_BURST, MAX_JOIN_CHECKS))]
+    for j in flood:
+        net.run(a, a.on_message(Join(j), 0.5), 0.5)
+    pings = [s for s in net.sent if isinstance(s.msg, Ping)]
+    assert len(pings) == min(JOIN_BURST, MAX_JOIN_CHECKS)
+    assert a.counters["joins_rate_limited"] == len(flood) - len(pings)
+    assert len(a.join_checks) <= MAX_JOIN_CHECKS

@@ -81,17 +81,17 @@ def test_bad_datagrams_are_named():
     assert reason(b"") == "truncated"
     assert reason(good[:3]) == "truncated"
     assert reason(b"\x01" * 1401) == "oversized"
-    assert reason(b"\x02" + good[1:], SECRET) == "version"
+    assert reason(b"\x01" + good[1:], SECRET) == "version"
     assert reason(encode(Heartbeat(A), 1), SECRET) == "unsigned"
     assert reason(good, b"other") == "forged"
     assert reason(good[:-1] + bytes([good[-1] ^ 1]), SECRET) == "forged"
     assert reason(good) == "signed_unexpected"
-    assert reason(bytes((1, 0, 99)) + msgpack.packb(["h", 1, 1, 1])) == "unknown_type"
-    assert reason(bytes((1, 0, 1)) + msgpack.packb(["h", 0, 1, 1, []])) == "malformed"  # port 0
-    assert reason(bytes((1, 0, 1)) + msgpack.packb({"a": 1})) == "malformed"
-    assert reason(bytes((1, 0, 1)) + msgpack.packb(["h", 1, 1, 1, [[1, 2]]])) == "malformed"
-    assert reason(bytes((1, 0, 1)) + msgpack.packb(["h", 1, 1, 1, []])[:-2]) in ("truncated", "malformed")
-    assert reason(bytes((1, 0x80, 1)) + msgpack.packb(["h", 1, 1, 1, []])) == "malformed"
+    assert reason(bytes((2, 0, 99)) + bytes(8) + msgpack.packb(["h", 1, 1, 1])) == "unknown_type"
+    assert reason(bytes((2, 0, 1)) + bytes(8) + msgpack.packb(["h", 0, 1, 1, []])) == "malformed"  # port 0
+    assert reason(bytes((2, 0, 1)) + bytes(8) + msgpack.packb({"a": 1})) == "malformed"
+    assert reason(bytes((2, 0, 1)) + bytes(8) + msgpack.packb(["h", 1, 1, 1, [[1, 2]]])) == "malformed"
+    assert reason(bytes((2, 0, 1)) + bytes(8) + msgpack.packb(["h", 1, 1, 1, []])[:-2]) in ("truncated", "malformed")
+    assert reason(bytes((2, 0x80, 1)) + bytes(8) + msgpack.packb(["h", 1, 1, 1, []])) == "malformed"
 
 
 @settings(max_examples=400, deadline=None)
@@ -114,6 +114,36 @@ def test_single_byte_corruption_of_a_signed_datagram_is_caught(msg, pos, value):
     data[pos] = value
     with pytest.raises(DropReason):
         decode(bytes(data), SECRET)
+
+
+def test_a_signed_datagram_is_bound_to_its_receiver():
+    """Replayed to another receiver, a signed datagram is refused: the MAC names its receiver."""
+    data = encode(Gossip(A, (Update(B, 0, Status.FAILED),)), 1, SECRET, to=B.addr, now_ms=1000)
+    assert decode(data, SECRET, me=(B.addr,), now_ms=1000)[0].updates[0].status is Status.FAILED
+    with pytest.raises(DropReason) as exc:
+        decode(data, SECRET, me=("127.0.0.1:7002",), now_ms=1000)
+    assert exc.value.reason == "forged"
+    assert decode(data, SECRET, me=("127.0.0.1:7002", B.addr), now_ms=1000)  # any of its names
+
+
+def test_a_join_is_bound_to_no_receiver():
+    """A Join goes to an introducer under whatever name an operator gave: it names none."""
+    data = encode(Join(B), 1, SECRET, to="localhost:7001", now_ms=5)
+    assert decode(data, SECRET, me=(A.addr,), now_ms=5) == (Join(B), 1)
+
+
+def test_a_signed_datagram_is_stamped_and_refused_when_stale():
+    data = encode(Heartbeat(A), 1, SECRET, to=B.addr, now_ms=100_000)
+    assert decode(data, SECRET, me=(B.addr,), now_ms=100_000 + wire.MAX_AGE_MS)
+    for now in (100_000 + wire.MAX_AGE_MS + 1, 100_000 - wire.MAX_AGE_MS - 1):
+        with pytest.raises(DropReason) as exc:
+            decode(data, SECRET, me=(B.addr,), now_ms=now)
+        assert exc.value.reason == "stale"
+    tampered = bytearray(data)
+    tampered[10] ^= 1  # the stamp is covered by the MAC
+    with pytest.raises(DropReason) as exc:
+        decode(bytes(tampered), SECRET, me=(B.addr,), now_ms=100_000)
+    assert exc.value.reason == "forged"
 
 
 def test_replay_guard_window():

@@ -81,7 +81,8 @@ class MembershipAgent:
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.machine: Detector | None = None
-        self.udp = UdpShell(self._on_message, self.secret, self.settings.max_datagram)
+        names = tuple(dict.fromkeys((self.me.addr, f"{self.bind[0]}:{self.bind[1]}")))
+        self.udp = UdpShell(self._on_message, self.secret, self.settings.max_datagram, names)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._subs: list[asyncio.Queue] = []

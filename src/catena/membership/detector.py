@@ -27,7 +27,10 @@ and acks, and pushed at once and then every `gossip_interval` to `gossip_fanout`
 members, until each update went out transmit_limit(N) times. Every `sync_interval` a member
 sends a digest of its live list to one random member; quiet lists that differ exchange their
 lists (State parts). Join: a process sends Join to every introducer; the first one reachable
-admits it and sends its list. Leave: the member gossips LEFT for itself for `leave_linger`
+checks that the address the Join names answers (a Ping the joiner must Ack: a forged Join
+costs one datagram to the address it names, never a list), then admits it and sends its list.
+Introducers take at most `JOIN_RATE` joins a second (a burst of `JOIN_BURST`) and track at most
+`MAX_JOIN_CHECKS` unanswered checks; Joins beyond those are dropped and counted. Leave: the member gossips LEFT for itself for `leave_linger`
 and stops.
 """
 
@@ -47,6 +50,9 @@ from catena.membership.settings import Settings
 from catena.membership.table import MemberTable
 
 INF = float("inf")
+JOIN_RATE = 50.0  # joins an introducer acts on per second (token bucket) ...
+JOIN_BURST = 100  # ... with this burst
+MAX_JOIN_CHECKS = 256  # Joins whose named address has not answered yet
 
 JOINING, ALIVE, LEAVING, STOPPED, JOIN_FAILED = "joining", "alive", "leaving", "stopped", "join_failed"
 
@@ -110,6 +116,8 @@ class Detector:
         self._notified: dict[str, float] = {}  # tombstoned sender -> when we last told it
         self._synced: dict[str, float] = {}  # peer -> last urgent list exchange
         self.rejoining = False
+        self.join_checks: dict[str, tuple[MemberId, int, float]] = {}  # joiner -> (id, ping seq, expiry)
+        self.join_tokens, self.join_tokens_at = float(JOIN_BURST), now
         self.join_targets: tuple[str, ...] = ()
         self.join_deadline = INF
         self.join_retry_at = INF
@@ -123,6 +131,7 @@ class Detector:
             "suspicions": 0, "refutations": 0, "failures_declared": 0, "probes": 0,
             "indirect_probes": 0, "probes_cleared": 0, "joins_admitted": 0, "joins_refused": 0,
             "rejoins": 0, "pauses_detected": 0, "syncs": 0, "stale_ignored": 0, "probes_inconclusive": 0,
+            "joins_rate_limited": 0, "joins_unverified": 0,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -294,6 +303,10 @@ class Detector:
             peer = self.ring.sample(self.rng, 1, exclude=(self.me.addr,))
             if peer:
                 out.append(Send(peer[0], self._digest(now, reply=True)))
+        if self.join_checks:
+            for a in [a for a, c in self.join_checks.items() if c[2] <= now]:
+                del self.join_checks[a]
+                self.counters["joins_unverified"] += 1
         if now >= self.next_gc:
             self.next_gc = now + min(10.0, self.t_tomb / 2)
             self.table.gc(now, self.t_tomb)
@@ -318,9 +331,17 @@ class Detector:
             elif t is JoinRefused and addr in self.join_targets:
                 self.phase = JOIN_FAILED
                 out.append(JoinFailed(f"{addr} refused the join: {msg.reason}"))
+            elif t is Ping and msg.target == self.me:  # an introducer checks that we asked
+                out.append(Send(addr, Ack(self.me, msg.seq, msg.target, ())))
             return out
         if phase != ALIVE:
             return out
+        if t is Ack and self.join_checks:
+            check = self.join_checks.get(addr)
+            if check is not None and check[0] == sender and check[1] == msg.seq:
+                del self.join_checks[addr]  # the address a Join named answered: admit it
+                self._admit(sender, now, out)
+                return out
         self.last_direct[addr] = now
         rec = self.table.records.get(addr)
         if rec is not None and (rec.update.member is sender or rec.update.member == sender):
@@ -373,7 +394,7 @@ class Detector:
             if pr is not None and pr.seq == msg.seq:
                 pr.nacks += 1
         elif t is Join:
-            self._admit(sender, now, out)
+            self._check_join(sender, now, out)
         elif t is State:
             self._merge(msg.entries, now, out)
         elif t is Digest:
@@ -430,7 +451,23 @@ class Detector:
             return
         self._begin_join(now, list(self.introducers) + known, out)
 
-    def _admit(self, j: MemberId, now: float, out: list) -> None:
+    def _check_join(self, j: MemberId, now: float, out: list) -> None:
+        """A Join names `j`: ask that address whether it sent it (rate-limited)."""
+        self.join_tokens = min(JOIN_BURST, self.join_tokens + (now - self.join_tokens_at) * JOIN_RATE)
+        self.join_tokens_at = now
+        check = self.join_checks.get(j.addr)
+        if self.join_tokens < 1 or (check is None and len(self.join_checks) >= MAX_JOIN_CHECKS):
+            self.counters["joins_rate_limited"] += 1
+            return
+        self.join_tokens -= 1
+        if self._refuse(j, out):
+            return
+        if check is None or check[0] != j:
+            check = self.join_checks[j.addr] = (j, self._next_seq(), now + self.t_join)
+        out.append(Send(j.addr, Ping(self.me, check[1], j, ())))
+
+    def _refuse(self, j: MemberId, out: list) -> bool:
+        """Refuse a join that can never be admitted (a stale incarnation); True if refused."""
         rec = self.table.records.get(j.addr)
         reason = None
         if rec is not None and rec.member.incarnation > j.incarnation:
@@ -441,8 +478,13 @@ class Detector:
         if reason is not None:
             self.counters["joins_refused"] += 1
             out.append(Send(j.addr, JoinRefused(self.me, reason)))
+        return reason is not None
+
+    def _admit(self, j: MemberId, now: float, out: list) -> None:
+        if self._refuse(j, out):
             return
         self.counters["joins_admitted"] += 1
+        rec = self.table.records.get(j.addr)
         if rec is None or rec.member != j:
             self._merge((Update(j, 0, Status.ALIVE),), now, out)
         self._send_state(j.addr, True, out)

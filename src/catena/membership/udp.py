@@ -1,8 +1,9 @@
 """UDP shell: datagrams in and out for the membership agent. No protocol decisions here.
 
-Incoming bytes are decoded (`wire.decode`), checked against the replay window and handed to
-the agent; anything refused is counted under its reason and dropped. Outgoing messages are
-encoded with the next sequence number and signed when a secret is set. Every datagram sent or
+Incoming bytes are decoded (`wire.decode`: signed for this receiver, fresh by this host's wall
+clock), checked against the replay window and handed to the agent; anything refused is counted
+under its reason and dropped. Outgoing messages are encoded with the next sequence number, the
+wall clock, and signed for their receiver when a secret is set. Every datagram sent or
 received is logged at DEBUG as one key=value line with node ids.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from typing import Callable
 
@@ -40,8 +42,10 @@ def describe(msg: Message) -> str:
 class UdpShell(asyncio.DatagramProtocol):
     """Owns the UDP socket; `deliver(msg)` is called for each accepted datagram."""
 
-    def __init__(self, deliver: Callable[[Message], None], secret: bytes | None, max_datagram: int):
+    def __init__(self, deliver: Callable[[Message], None], secret: bytes | None, max_datagram: int,
+                 names: tuple[str, ...] = ("",)):
         self.deliver = deliver
+        self.names = names  # the receiver names a signed datagram to us may carry
         self.secret = secret
         self.max_datagram = max_datagram
         self.transport: asyncio.DatagramTransport | None = None
@@ -84,7 +88,7 @@ class UdpShell(asyncio.DatagramProtocol):
             return
         self.seq += 1
         try:
-            data = wire.encode(msg, self.seq, self.secret, self.max_datagram)
+            data = wire.encode(msg, self.seq, self.secret, self.max_datagram, to=to, now_ms=time.time_ns() // 1_000_000)
             self.transport.sendto(data, self._addr(to))
         except (LocalProtocolError, OSError, ValueError) as exc:
             self.counters["send_errors"] += 1
@@ -99,7 +103,8 @@ class UdpShell(asyncio.DatagramProtocol):
         self.counters["datagrams_received"] += 1
         self.counters["bytes_received"] += len(data)
         try:
-            msg, seq = wire.decode(data, self.secret, self.max_datagram)
+            msg, seq = wire.decode(data, self.secret, self.max_datagram, me=self.names,
+                                   now_ms=time.time_ns() // 1_000_000)
         except wire.DropReason as exc:
             self.counters[f"dropped_{exc.reason}"] += 1
             if log.isEnabledFor(logging.DEBUG):

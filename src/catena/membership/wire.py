@@ -2,21 +2,27 @@
 
 Layout of every datagram (documented in docs/protocol.md, "Membership datagrams"):
 
-    byte 0      version (1)
+    byte 0      version (2)
     byte 1      flags: bit 0 = signed (a 32-byte HMAC-SHA256 trailer follows the body)
     byte 2      type tag (append-only: 1 heartbeat .. 10 nack)
-    bytes 3..   msgpack array: [sender_host, sender_port, sender_incarnation, seq, *fields]
-    trailer     HMAC-SHA256(secret, bytes 0 .. end of body) when signed
+    bytes 3..10 the sender's wall clock when it sent the datagram, ms since the Unix epoch (u64 BE)
+    bytes 11..  msgpack array: [sender_host, sender_port, sender_incarnation, seq, *fields]
+    trailer     HMAC-SHA256(secret, receiver ‖ 0x00 ‖ bytes 0 .. end of body) when signed
 
-A datagram is at most 1,400 bytes. `decode` raises `RemoteProtocolError` carrying a short
-`reason` for anything it does not accept; the shell counts the reason and drops the datagram.
-Pure: no sockets, no clocks.
+The MAC covers the sender (in the body), the receiver (the address the datagram is meant for:
+its member id's host:port, or "" for a Join, which goes to an introducer by whatever name an
+operator gave) and the timestamp, so a signed datagram replayed to another receiver, or later
+than `max_age_ms`, is refused; the shell's `ReplayGuard` refuses one replayed to the same
+receiver within that time. A datagram is at most 1,400 bytes. `decode` raises
+`RemoteProtocolError` carrying a short `reason` for anything it does not accept; the shell counts
+the reason and drops the datagram. Pure: no sockets, no clocks (the caller passes `now_ms`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 
 import msgpack
 
@@ -26,10 +32,14 @@ from catena.membership.messages import (
     Status, Update,
 )
 
-VERSION = 1
+VERSION = 2
 FLAG_SIGNED = 0x01
 MAC_LEN = 32
-HEADER_LEN = 3
+HEADER_LEN = 11
+MAX_AGE_MS = 30_000  # a signed datagram older (or further ahead) than this is refused: the
+# bound on clock skew between hosts, and how long after a receiver restarts (empty replay
+# guard) a recorded datagram could still be replayed to it once
+_STAMP = struct.Struct(">Q")
 MAX_DATAGRAM = 1400
 
 TAGS: dict[type, int] = {
@@ -117,14 +127,29 @@ def _fields(msg: Message) -> list:
     raise LocalProtocolError(f"not a membership message: {msg!r}")
 
 
-def encode(msg: Message, seq: int, secret: bytes | None = None, max_datagram: int = MAX_DATAGRAM) -> bytes:
-    """Datagram bytes for `msg`; LocalProtocolError if it would exceed `max_datagram`."""
+def receiver_of(msg_type: type, to: str) -> str:
+    """The receiver a datagram's MAC names: `to`, except "" for a Join (sent to an introducer
+    under a name its operator chose; admission answers only after a round trip anyway)."""
+    return "" if msg_type is Join else to
+
+
+def _mac(secret: bytes, receiver: str, data) -> bytes:
+    h = hmac.new(secret, receiver.encode(), hashlib.sha256)
+    h.update(b"\x00")
+    h.update(data)
+    return h.digest()
+
+
+def encode(msg: Message, seq: int, secret: bytes | None = None, max_datagram: int = MAX_DATAGRAM, *,
+           to: str = "", now_ms: int = 0) -> bytes:
+    """Datagram bytes for `msg` to the receiver `to` at wall-clock `now_ms`;
+    LocalProtocolError if it would exceed `max_datagram`."""
     s = msg.sender
     body = msgpack.packb([s.host, s.port, s.incarnation, seq, *_fields(msg)], use_bin_type=True)
-    head = bytes((VERSION, FLAG_SIGNED if secret else 0, TAGS[type(msg)]))
+    head = bytes((VERSION, FLAG_SIGNED if secret else 0, TAGS[type(msg)])) + _STAMP.pack(now_ms)
     data = head + body
     if secret:
-        data += hmac.new(secret, data, hashlib.sha256).digest()
+        data += _mac(secret, receiver_of(type(msg), to), data)
     if len(data) > max_datagram:
         raise LocalProtocolError(f"{type(msg).__name__} of {len(data)} bytes exceeds {max_datagram}")
     return data
@@ -170,11 +195,17 @@ def _check_bool(v) -> bool:
     return v
 
 
-def decode(data: bytes, secret: bytes | None = None, max_datagram: int = MAX_DATAGRAM) -> tuple[Message, int]:
+def decode(data: bytes, secret: bytes | None = None, max_datagram: int = MAX_DATAGRAM, *,
+           me: tuple[str, ...] = ("",), now_ms: int | None = None,
+           max_age_ms: int = MAX_AGE_MS) -> tuple[Message, int]:
     """(message, seq) from a datagram; raises DropReason (a RemoteProtocolError) otherwise.
 
-    Reasons: oversized, truncated, version, unsigned, forged, signed_unexpected, unknown_type,
-    malformed.
+    `me`: the names this receiver answers to (its member id's host:port, its bind address); a
+    signed datagram must name one of them (a Join: ""). `now_ms`: this receiver's wall clock; a
+    signed datagram stamped more than `max_age_ms` away from it is refused.
+
+    Reasons: oversized, truncated, version, unsigned, forged, stale, signed_unexpected,
+    unknown_type, malformed.
     """
     if len(data) > max_datagram:
         raise DropReason("oversized", f"{len(data)} bytes")
@@ -190,9 +221,14 @@ def decode(data: bytes, secret: bytes | None = None, max_datagram: int = MAX_DAT
             raise DropReason("unsigned")
         if len(data) < HEADER_LEN + 1 + MAC_LEN:
             raise DropReason("truncated", "shorter than its MAC")
-        mac = hmac.new(secret, data[:-MAC_LEN], hashlib.sha256).digest()
-        if not hmac.compare_digest(mac, data[-MAC_LEN:]):
+        signed_part, mac = data[:-MAC_LEN], data[-MAC_LEN:]
+        names = ("",) if _BY_TAG.get(data[2]) is Join else me
+        if not any(hmac.compare_digest(_mac(secret, name, signed_part), mac) for name in names):
             raise DropReason("forged")
+        if now_ms is not None:
+            (stamp,) = _STAMP.unpack_from(data, 3)
+            if abs(now_ms - stamp) > max_age_ms:
+                raise DropReason("stale", f"stamped {stamp - now_ms:+d} ms from now")
         body = data[HEADER_LEN:-MAC_LEN]
     else:
         if signed:
