@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from catena.config import apply_defaults, read_secret
+from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
 from catena.errors import CatenaError
 
 log = logging.getLogger("catena")
@@ -80,6 +80,7 @@ def cmd_member(args) -> int:
     from catena.resp.client import set_source_address
 
     secret = read_secret(args.secret, args.secret_file)
+    protected_mode("member", args.listen, args.requirepass, secret)
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.max_bulk_len, args.advertise)
@@ -92,9 +93,11 @@ def cmd_coordinator(args) -> int:
 
     if args.store == "embedded" and args.data_dir is None:
         raise CatenaError("coordinator: --data-dir is required with the embedded store")
+    secret = read_secret(args.secret, args.secret_file)
+    protected_mode("coordinator", args.listen, args.requirepass, secret)
     set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
-                       args.cluster_id, args.lease_ttl_s, args.advertise, read_secret(args.secret, args.secret_file))
+                       args.cluster_id, args.lease_ttl_s, args.advertise, secret)
     return _run_async(coord.run())
 
 
@@ -217,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"{args.command}: --{name.replace('_', '-')} is required")
         logging.basicConfig(level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        if secret_in_argv(argv):
+            log.warning("the cluster secret was given with --secret, so `ps` shows it to every local user: "
+                        "use --secret-file FILE (mode 0600) or CATENA_SECRET instead")
         return args.func(args) or 0
     except CatenaError as exc:
         print(f"catena: {exc}", file=sys.stderr)

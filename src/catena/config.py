@@ -13,6 +13,7 @@ Environment variables name the flag in capitals: `--heartbeat-interval-ms` is
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import tomllib
 
@@ -55,3 +56,30 @@ def read_secret(value: str | None, file: str | None) -> str | None:
         except OSError as exc:
             raise ConfigError(f"cannot read secret file {file}: {exc}") from None
     return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything, so count it as reachable
+
+
+def protected_mode(who: str, listen: str, password: str | None, secret: str | bytes | None) -> None:
+    """Refuse to listen beyond loopback with neither a client password nor a cluster secret
+    (Redis's protected mode): anyone who reaches the port could use it, internal plane included."""
+    host = listen.rpartition(":")[0]
+    if password or secret or _loopback(host):
+        return
+    raise ConfigError(
+        f"{who}: refusing to listen on {listen} with neither --requirepass nor a cluster secret: anyone who "
+        f"can reach that address could read and change the data and the chain. Give every catena process the "
+        f"same secret (--secret-file FILE or CATENA_SECRET) and clients a password (--requirepass), or listen "
+        f"on 127.0.0.1")
+
+
+def secret_in_argv(argv: list[str]) -> bool:
+    """Was a secret given as a flag? Then `ps` shows it: say to use a file or the environment."""
+    return any(a == "--secret" or a.startswith("--secret=") for a in argv)

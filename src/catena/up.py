@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,6 +16,20 @@ from catena.resp.client import ReplyError, call
 from catena.status import _table, member_rows
 
 START_TIMEOUT_S = 30.0
+
+
+def cluster_secret(root: Path) -> Path:
+    """The cluster's secret file in `root` (mode 0600), made with a fresh random secret the
+    first time: catena's own processes authenticate to each other with it (read from the file,
+    never passed in argv)."""
+    path = root / "secret"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
@@ -56,20 +71,21 @@ def run_cluster(members: int, port: int, data_dir: str | None) -> int:
     root = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="catena-"))
     root.mkdir(parents=True, exist_ok=True)
     coordinator = f"127.0.0.1:{port}"
+    secret = ["--secret-file", str(cluster_secret(root))]
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator")],
-                            root / "coordinator.log"))
+        procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
+                             *secret], root / "coordinator.log"))
         for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
             addr = f"127.0.0.1:{port + i}"
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
-                                 "--coordinator", coordinator], root / f"member-{port + i}.log"))
+                                 "--coordinator", coordinator, *secret], root / f"member-{port + i}.log"))
             asyncio.run(_wait_chain(coordinator, i, procs))
         _, rows = asyncio.run(member_rows(coordinator))
         rows[0].insert(1, "ENDPOINT")
         for r in rows[1:]:
             r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}")
-        print(f"catena is up. Data and logs in {root}")
+        print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
         print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)")
         print(_table([[r[0], r[1], r[2], r[3]] for r in rows]))
         print("Ctrl-C stops everything.", flush=True)

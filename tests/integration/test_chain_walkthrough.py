@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import HOST, Proc, free_port_block, port_of, wait_until
+from conftest import HOST, Proc, free_port, free_port_block, port_of, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 
@@ -58,11 +61,52 @@ def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
         assert sorted(cli(port, "MASTER.GET_CHAIN").split()) == [f"{HOST}:{port + 1}", f"{HOST}:{port + 2}"]
         assert cli(port + 2, "SET", "k", "v") == "OK"
         assert cli(port + 1, "GET", "k") == "v"
+        # Secure by default: a random cluster secret in a 0600 file, handed over by file (never
+        # in argv), guarding the peer links.
+        secret_file = tmp_path / "up" / "secret"
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        secret = secret_file.read_text().strip()
+        assert len(secret) == 64
+        for p in (port, port + 1, port + 2):
+            pid = _listener_pid(p)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert b"--secret-file" in argv and secret.encode() not in b" ".join(argv)
+        assert cli(port + 1, "PEER", f"{HOST}:{port + 2}", "guess").startswith("WRONGPASS")
     finally:
         status = up.stop(timeout=20)
     assert status == 0, up.log_tail()
     for p in (port, port + 1, port + 2):  # the children were stopped too
         wait_until(lambda: not _listening(p), 20, f"port {p} to close")
+
+
+def _listener_pid(port: int) -> int:
+    """The PID of the process listening on 127.0.0.1:`port` (from /proc/net/tcp and fd links)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[3] == "0A" and int(f[1].split(":")[1], 16) == port:
+            inodes.add(f[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_protected_mode_refuses_a_reachable_address_without_credentials(tmp_path):
+    for who in (["member", "--data-dir", str(tmp_path / "m")], ["coordinator", "--data-dir", str(tmp_path / "c")]):
+        out = subprocess.run([sys.executable, "-m", "catena", who[0], "--listen", f"0.0.0.0:{free_port()}", *who[1:]],
+                             capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if k != "CATENA_SECRET"})
+        assert out.returncode == 2, out.stderr
+        assert "refusing to listen on 0.0.0.0" in out.stderr and "--secret-file" in out.stderr
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())  # refused before touching data
 
 
 def _listening(port: int) -> bool:

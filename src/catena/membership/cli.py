@@ -21,6 +21,7 @@ import sys
 
 import hiredis
 
+from catena.config import protected_mode
 from catena.errors import ConfigError
 from catena.membership.messages import parse_addr
 from catena.membership.settings import Settings
@@ -87,6 +88,10 @@ def cmd_agent(args) -> int:
                             gossip_fanout=args.gossip_fanout, gossip_interval_ms=args.gossip_interval_ms,
                             join_timeout_ms=args.join_timeout_ms)
         secret = read_secret(args)
+        protected_mode("agent", args.listen, None, secret)
+        if args.secret:
+            logging.getLogger("catena").warning(
+                "the secret was given with --secret, so `ps` shows it: use --secret-file or CATENA_SECRET instead")
     except (ConfigError, OSError) as exc:
         print(f"catena agent: {exc}", file=sys.stderr)
         return 1
