@@ -81,6 +81,10 @@ def cmd_member(args) -> int:
 
     secret = read_secret(args.secret, args.secret_file)
     protected_mode("member", args.listen, args.requirepass, secret)
+    if args.requirepass and args.coordinator and not secret:
+        raise CatenaError("member: --requirepass with --coordinator needs the cluster secret too (--secret-file "
+                          "FILE or CATENA_SECRET, the same for every process): the coordinator and the other "
+                          "members authenticate with it, not with the client password")
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.max_bulk_len, args.advertise)
@@ -97,7 +101,8 @@ def cmd_coordinator(args) -> int:
     protected_mode("coordinator", args.listen, args.requirepass, secret)
     set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
-                       args.cluster_id, args.lease_ttl_s, args.advertise, secret)
+                       args.cluster_id, args.lease_ttl_s, args.advertise, secret,
+                       read_secret(args.admin_password, args.admin_password_file))
     return _run_async(coord.run())
 
 
@@ -170,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
                    "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")
     c.add_argument("--secret-file", default=None)
+    c.add_argument("--admin-password", default=None,
+                   help="password of the user `admin` (AUTH admin PW), who may change views (MASTER.ADD/REMOVE); "
+                   "without one, that needs the cluster secret (AUTH catena SECRET) when there is one")
+    c.add_argument("--admin-password-file", default=None)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 

@@ -301,15 +301,22 @@ class Cluster:
         self._clients.append(c)
         return c
 
+    def _operator(self) -> dict:
+        """Credentials of an operator: the cluster secret (user `catena`) when the processes
+        have one, else none (the member's data password, if any)."""
+        secret = (self.env or {}).get("CATENA_SECRET")
+        return {"username": "catena", "password": secret} if secret else {"password": self.password}
+
     def admin(self, *args, timeout: float = CLIENT_TIMEOUT_S):
         """One command to the coordinator on a fresh connection, replies decoded."""
+        creds = self._operator() if (self.env or {}).get("CATENA_SECRET") else {}
         with redis.Redis(host=HOST, port=port_of(self.coordinator), socket_timeout=timeout,
-                         socket_connect_timeout=timeout, decode_responses=True, protocol=2) as c:
+                         socket_connect_timeout=timeout, decode_responses=True, protocol=2, **creds) as c:
             return c.execute_command(*args)
 
     def member_cmd(self, addr: str, *args, timeout: float = CLIENT_TIMEOUT_S):
         with patient_redis(addr, socket_timeout=timeout, socket_connect_timeout=timeout,
-                           password=self.password, protocol=2) as c:
+                           protocol=2, **self._operator()) as c:
             return c.execute_command(*args)
 
     # -- coordinator ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from catena.errors import CatenaError
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import CommandTable
+from catena.resp.commands import INTERNAL, CommandTable
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
@@ -108,11 +108,11 @@ class MemberNode:
             t.register(name, self._data, arity, ordered=True)
         t.register(REQ, self._data, -4)
         t.register(b"INFO", self._info, -1)
-        t.register(b"PEER", self._peer, -2)
-        t.register(b"MEMBER.VIEW", self._view_cmd, -4)
+        t.register(b"PEER", self._peer, -2, role=INTERNAL)
+        t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
         t.register(b"MEMBER.STATUS", lambda c, a: self.replica.status(), 1)
-        t.register(b"MEMBER.PROBE", self._probe_cmd, 4)
-        t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2)
+        t.register(b"MEMBER.PROBE", self._probe_cmd, 4, role=INTERNAL)
+        t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2, role=INTERNAL)
 
     def _probe_cmd(self, client, args):
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the

@@ -31,7 +31,7 @@ from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
 from catena.membership.agent import MembershipAgent
 from catena.resp.client import ReplyError, RespConnection, call, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import CommandTable
+from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable
 from catena.resp.server import RespServer
 from catena.view import View
 
@@ -55,7 +55,7 @@ def _addr(args) -> str:
 
 class Coordinator:
     def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None,
-                 secret: str | None = None, advertise: str | None = None):
+                 secret: str | None = None, advertise: str | None = None, admin_password: str | None = None):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # the address members, clients and the store know us by
         self.secret = secret  # the cluster secret: our calls to members authenticate with it
@@ -65,7 +65,8 @@ class Coordinator:
         self.saved = CoordinatorState(cluster_id=cluster_id or "")  # the state the store holds
         self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))  # working copy
         self.role = "follower"
-        self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret)
+        self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret,
+                                  admin_password=admin_password)
         self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
         self._lock = asyncio.Lock()  # one decision + save at a time
@@ -84,13 +85,13 @@ class Coordinator:
         self._probe_now: dict[str, asyncio.Event] = {}  # set: probe this member at once
         self.membership: MembershipAgent | None = None
         self._term_started = time.monotonic()
-        for name, fn, arity in (
-            (b"MASTER.ADD", self._add, 3), (b"MASTER.REMOVE", self._remove, 3),
-            (b"MASTER.REGISTER", self._register, -3), (b"MASTER.GET_CHAIN", self._get_chain, -1),
-            (b"MASTER.HEAD", self._head, -1), (b"MASTER.TAIL", self._tail, -1),
-            (b"MASTER.GET_VIEW", self._get_view, -1),
+        for name, fn, arity, role in (
+            (b"MASTER.ADD", self._add, 3, ADMIN), (b"MASTER.REMOVE", self._remove, 3, ADMIN),
+            (b"MASTER.REGISTER", self._register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self._get_chain, -1, DATA),
+            (b"MASTER.HEAD", self._head, -1, DATA), (b"MASTER.TAIL", self._tail, -1, DATA),
+            (b"MASTER.GET_VIEW", self._get_view, -1, DATA),
         ):
-            self.table.register(name, self._leader_only(fn), arity)
+            self.table.register(name, self._leader_only(fn), arity, role=role)
         self.table.register(b"MASTER.STATUS", self._status, -1)
         self.table.register(b"MASTER.LEADER", self._leader, 1)
         for name, fn, arity in ((b"MASTER.SESSION.OPEN", self._session_open, 2),
@@ -611,25 +612,26 @@ class Coordinator:
 
 
 def embedded(listen: str, data_dir: Path, password: str | None = None, cluster_id: str | None = None,
-             secret: str | None = None, advertise: str | None = None) -> Coordinator:
+             secret: str | None = None, advertise: str | None = None,
+             admin_password: str | None = None) -> Coordinator:
     return Coordinator(listen, EmbeddedStore(data_dir, advertise or listen, cluster_id), password, cluster_id,
-                       secret, advertise)
+                       secret, advertise, admin_password)
 
 
 def with_store(listen: str, store: str, data_dir: Path | None = None, password: str | None = None,
                cluster_id: str | None = None, lease_ttl_s: int = 2, advertise: str | None = None,
-               secret: str | None = None) -> Coordinator:
+               secret: str | None = None, admin_password: str | None = None) -> Coordinator:
     """`store`: "embedded" (needs `data_dir`) or `etcd://host:port[,host:port]/prefix`."""
     from catena.coordinator.discovery import EtcdAddress, parse
 
     if store == "embedded":
         if data_dir is None:
             raise CatenaError("the embedded store needs --data-dir")
-        return embedded(listen, data_dir, password, cluster_id, secret, advertise)
+        return embedded(listen, data_dir, password, cluster_id, secret, advertise, admin_password)
     address = parse(store)
     if not isinstance(address, EtcdAddress):
         raise CatenaError(f"--store {store!r}: expected 'embedded' or etcd://host:port[,host:port]/prefix")
     from catena.coordinator.etcd_store import EtcdStore
 
     return Coordinator(listen, EtcdStore(address, advertise or listen, lease_ttl_s, cluster_id), password,
-                       cluster_id, secret, advertise)
+                       cluster_id, secret, advertise, admin_password)

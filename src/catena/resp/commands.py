@@ -2,7 +2,17 @@
 
 Members, coordinators and membership agents each register their own commands on a
 `CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, CLIENT, SELECT, CONFIG GET,
-COMMAND, QUIT) and the error shapes (unknown command, NOAUTH, WRONGPASS, arity) live here once.
+COMMAND, QUIT, ACL WHOAMI) and the error shapes (unknown command, NOAUTH, NOPERM, WRONGPASS,
+arity) live here once.
+
+Roles. Every command is registered for one of three kinds of caller:
+  DATA      data clients (user `default`: no password, or `--requirepass`), and everyone below;
+  INTERNAL  catena's own processes: user `catena` with the cluster secret (peer links, views,
+            probes, revocations, registration);
+  ADMIN     operators: user `admin` with the admin password, or user `catena`.
+Without a cluster secret there is no internal user, so INTERNAL commands are open to any
+authenticated caller (a loopback-only setup: protected mode refuses anything else); without an
+admin password, ADMIN commands need the cluster secret when there is one, else are open too.
 """
 
 from __future__ import annotations
@@ -14,6 +24,10 @@ from catena import __version__
 from catena.resp.codec import OK, PONG, Error, Status
 
 Handler = Callable  # (client, args: list[bytes]) -> reply | Future | Takeover
+
+
+DATA, INTERNAL, ADMIN = "data", "internal", "admin"
+WRONGPASS = Error("WRONGPASS invalid username-password pair or user is disabled.")
 
 
 def wrong_args(name: bytes) -> Error:
@@ -32,12 +46,13 @@ class CommandTable:
     """Maps command names to handlers and enforces authentication."""
 
     def __init__(self, password: str | None = None, server_name: str = "catena", role: str = "master",
-                 cluster_secret: str | None = None):
+                 cluster_secret: str | None = None, admin_password: str | None = None):
         self.password = password
         self.cluster_secret = cluster_secret  # user `catena`: catena's own processes
+        self.admin_password = admin_password  # user `admin`: operators
         self.server_name = server_name
         self.role = role
-        self.handlers: dict[bytes, tuple[Handler, int]] = {}
+        self.handlers: dict[bytes, tuple[Handler, int, str]] = {}
         self.ordered: set[bytes] = set()  # run only once the connection's earlier commands are answered
         for name, fn, arity in (
             (b"PING", self._ping, -1),
@@ -48,15 +63,25 @@ class CommandTable:
             (b"COMMAND", self._command, -1),
             (b"QUIT", lambda c, a: OK, -1),
             (b"RESET", lambda c, a: Status("RESET"), 1),
+            (b"ACL", self._acl, -2),
         ):
             self.register(name, fn, arity)
 
-    def register(self, name: bytes, handler: Handler, arity: int, ordered: bool = False) -> None:
+    def register(self, name: bytes, handler: Handler, arity: int, ordered: bool = False, role: str = DATA) -> None:
         """arity > 0: exactly that many words (name included); arity < 0: at least -arity.
-        `ordered`: a read that must see the effects of the connection's earlier commands."""
-        self.handlers[name.upper()] = (handler, arity)
+        `ordered`: a read that must see the effects of the connection's earlier commands.
+        `role`: who may run it (DATA, INTERNAL or ADMIN; see the module's docstring)."""
+        self.handlers[name.upper()] = (handler, arity, role)
         if ordered:
             self.ordered.add(name.upper())
+
+    def permitted(self, user: str, role: str) -> bool:
+        """May an authenticated `user` run commands of `role`?"""
+        if role == DATA or user == "catena":
+            return True
+        if role == INTERNAL:
+            return self.cluster_secret is None
+        return user == "admin" or (self.admin_password is None and self.cluster_secret is None)
 
     def dispatch(self, client, args: list[bytes]):
         name = args[0].upper()
@@ -70,7 +95,10 @@ class CommandTable:
         if entry is None:
             shown = " ".join(repr(a.decode(errors="replace")) for a in args[1:4])
             return Error(f"ERR unknown command '{args[0].decode(errors='replace')}', with args beginning with: {shown}")
-        handler, arity = entry
+        handler, arity, role = entry
+        if role != DATA and not self.permitted(client.user, role):
+            return Error(f"NOPERM User {client.user} has no permissions to run the "
+                         f"'{name.decode(errors='replace').lower()}' command")
         n = len(args)
         if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
             return wrong_args(name)
@@ -82,16 +110,16 @@ class CommandTable:
     # -- authentication and protocol negotiation --------------------------------------------
 
     def _check_password(self, client, user: bytes, password: bytes):
-        if user == b"catena" and self.cluster_secret is not None:
-            ok = hmac.compare_digest(password, self.cluster_secret.encode())
-            client.authenticated = client.authenticated or ok
-            return None if ok else Error("WRONGPASS invalid username-password pair or user is disabled.")
-        if self.password is None:
+        """Log the connection in as `user`; a failed attempt keeps its identity (as Redis does)."""
+        expected = {b"catena": self.cluster_secret, b"admin": self.admin_password,
+                    b"default": self.password}.get(user)
+        if user == b"default" and expected is None:
             return Error("ERR AUTH <password> called without any password configured for the default user. "
                          "Are you sure your configuration is correct?")
-        ok = user == b"default" and hmac.compare_digest(password, self.password.encode())
-        client.authenticated = ok
-        return None if ok else Error("WRONGPASS invalid username-password pair or user is disabled.")
+        if expected is None or not hmac.compare_digest(password, expected.encode()):
+            return WRONGPASS
+        client.authenticated, client.user = True, user.decode()
+        return None
 
     def _auth(self, client, args):
         if len(args) not in (2, 3):
@@ -138,6 +166,11 @@ class CommandTable:
         if len(args) > 2:
             return wrong_args(b"PING")
         return args[1] if len(args) == 2 else PONG
+
+    def _acl(self, client, args):
+        if args[1].upper() == b"WHOAMI" and len(args) == 2:
+            return client.user
+        return Error(f"ERR unknown subcommand '{args[1].decode(errors='replace')}'. Try ACL WHOAMI.")
 
     def _echo(self, client, args):
         return args[1]

@@ -38,6 +38,7 @@ class Client:
     addr: str
     authenticated: bool
     resp3: bool = False
+    user: str = "default"  # who the connection is logged in as: default, catena or admin
     name: bytes = b""
     info: dict = field(default_factory=dict)
 

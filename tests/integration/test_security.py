@@ -1,0 +1,106 @@
+"""Roles, as an attacker tries them: with a cluster secret (as `catena up` always has), the
+internal plane (views, probes, revocations, peer links, registration) and the operator's
+commands (MASTER.ADD/REMOVE) refuse a caller with no credential and one with the data password,
+and leave data, views and the chain as they were."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from conftest import HOST, port_of, wait_until
+
+PASSWORD = "data-pw"
+SECRET = "cluster-s3cret"
+
+INTERNAL = [
+    ("MEMBER.VIEW", "0", "1000000", "-", "127.0.0.1:1"),
+    ("MEMBER.PROBE", "0", "0", "0"),
+    ("MEMBER.REVOKE", "1000000"),
+    ("PEER", "127.0.0.1:1", SECRET),
+]
+OPERATOR = [("MASTER.REMOVE", HOST, "1"), ("MASTER.ADD", HOST, "1"), ("MASTER.REGISTER", HOST, "1", "1", "", "0")]
+
+
+@pytest.fixture
+def chain(make_cluster):
+    cluster = make_cluster(password=PASSWORD, env={**os.environ, "CATENA_SECRET": SECRET})
+    cluster.start_coordinator()
+    a, b = cluster.start_member(), cluster.start_member()
+    cluster.add(a)
+    cluster.add(b, timeout=20)
+    cluster.wait_chain([a, b], timeout=20)
+    assert cluster.client(a).set("k", b"v") is True
+    return cluster, [a, b]
+
+
+def _callers(port: int):
+    """A connection with no credential, and one logged in with the data password."""
+    anon = redis.Redis(host=HOST, port=port, protocol=2, socket_timeout=10)
+    data = redis.Redis(host=HOST, port=port, protocol=2, password=PASSWORD, socket_timeout=10)
+    return {"anonymous": anon, "data client": data}
+
+
+def test_internal_and_operator_commands_are_refused_and_change_nothing(chain):
+    cluster, members = chain
+    before = {m: cluster.status(m) for m in members}
+    chain_before = cluster.admin("MASTER.GET_CHAIN")
+    for m in members:
+        for who, c in _callers(port_of(m)).items():
+            for cmd in INTERNAL:
+                # NOPERM (redis-py: NoPermissionError) or, with no credential, NOAUTH
+                with pytest.raises((redis.exceptions.NoPermissionError, redis.exceptions.AuthenticationError)):
+                    c.execute_command(*cmd)
+    coordinator = port_of(cluster.coordinator)
+    with redis.Redis(host=HOST, port=coordinator, protocol=2, socket_timeout=10) as c:
+        for cmd in OPERATOR:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                c.execute_command(*cmd)
+        assert c.execute_command("MASTER.GET_CHAIN")  # discovery stays readable
+        assert c.execute_command("ACL", "WHOAMI") == b"default"
+    for m in members:
+        now = cluster.status(m)
+        assert (now["epoch"], now["members"]) == (before[m]["epoch"], before[m]["members"])
+    assert cluster.admin("MASTER.GET_CHAIN") == chain_before
+    # the chain still serves: a write commits and every member reads it
+    assert cluster.client(members[0]).set("after", b"1") is True
+    for m in members:
+        wait_until(lambda m=m: cluster.client(m).get("after") == b"1", 10, f"{m} to read the write")
+        assert cluster.client(m).get("k") == b"v"
+
+
+def test_a_failed_auth_keeps_the_connection_identity(chain):
+    cluster, members = chain
+    with redis.Redis(host=HOST, port=port_of(members[0]), protocol=2, socket_timeout=10,
+                     username="catena", password=SECRET) as c:
+        assert c.execute_command("ACL", "WHOAMI") == b"catena"
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            c.execute_command("AUTH", "default", "wrong")
+        assert c.execute_command("ACL", "WHOAMI") == b"catena"  # still logged in, as Redis keeps it
+        assert c.execute_command("MEMBER.STATUS")
+        c.execute_command("AUTH", PASSWORD)
+        assert c.execute_command("ACL", "WHOAMI") == b"default"
+        with pytest.raises(redis.exceptions.NoPermissionError, match="^User default has no permissions"):
+            c.execute_command("MEMBER.REVOKE", "1000000")
+
+
+def test_the_operator_authenticates_with_the_cluster_secret(chain):
+    """Without an admin password, MASTER.ADD/REMOVE need the cluster secret."""
+    cluster, members = chain
+    with redis.Redis(host=HOST, port=port_of(cluster.coordinator), protocol=2, socket_timeout=30,
+                     username="catena", password=SECRET, decode_responses=True) as c:
+        assert c.execute_command("MASTER.REMOVE", *members[1].rsplit(":", 1)) in ("OK", True)
+    cluster.wait_chain([members[0]], timeout=20)
+
+
+def test_a_member_with_a_password_but_no_secret_refuses_to_start(make_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CATENA_SECRET"}
+    out = subprocess.run([sys.executable, "-m", "catena", "member", "--listen", f"{HOST}:1",
+                          "--data-dir", str(tmp_path / "m"), "--requirepass", "pw",
+                          "--coordinator", f"{HOST}:2"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2 and "needs the cluster secret" in out.stderr, out.stderr
