@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from catena import tls
 from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
 from catena.errors import CatenaError
 
@@ -81,6 +82,7 @@ def cmd_member(args) -> int:
 
     secret = read_secret(args.secret, args.secret_file)
     protected_mode("member", args.listen, args.requirepass, secret)
+    tls.configure_from(args)
     if args.requirepass and args.coordinator and not secret:
         raise CatenaError("member: --requirepass with --coordinator needs the cluster secret too (--secret-file "
                           "FILE or CATENA_SECRET, the same for every process): the coordinator and the other "
@@ -99,6 +101,7 @@ def cmd_coordinator(args) -> int:
         raise CatenaError("coordinator: --data-dir is required with the embedded store")
     secret = read_secret(args.secret, args.secret_file)
     protected_mode("coordinator", args.listen, args.requirepass, secret)
+    tls.configure_from(args)
     set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
                        args.cluster_id, args.lease_ttl_s, args.advertise, secret,
@@ -109,7 +112,8 @@ def cmd_coordinator(args) -> int:
 def cmd_status(args) -> int:
     from catena.status import print_status
 
-    return asyncio.run(print_status(args.coordinator))
+    tls.configure_from(args)
+    return asyncio.run(print_status(args.coordinator, args.password))
 
 
 def cmd_up(args) -> int:
@@ -122,8 +126,9 @@ def cmd_kv(args) -> int:
     """catena get/set/del KEY [VALUE]: one call through the client library."""
     from catena.client import Client, ClientError
 
+    tls.configure_from(args)
     try:
-        with Client(args.coordinator, timeout=args.timeout_ms / 1000) as client:
+        with Client(args.coordinator, timeout=args.timeout_ms / 1000, password=args.password) as client:
             if args.command == "get":
                 value = client.get(args.key)
                 print("(nil)" if value is None else value.decode(errors="replace"))
@@ -161,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--secret-file", default=None)
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
     _add_address_flags(m, "this member")
+    tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
     c = sub.add_parser("coordinator", help="run a coordinator (embedded store, or one of several on etcd)")
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "without one, that needs the cluster secret (AUTH catena SECRET) when there is one")
     c.add_argument("--admin-password-file", default=None)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
+    tls.add_flags(c)
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")
@@ -191,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="print chains, members, roles, epochs")
     s.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
                    help="HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
+    s.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
+    tls.add_flags(s, server=False)
     s.set_defaults(func=cmd_status)
 
     for name, helptext in (("get", "print a key's value"), ("set", "set a key"), ("del", "delete keys")):
@@ -200,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
             kv.add_argument("value")
         kv.add_argument("--coordinator", default="127.0.0.1:6369", help="host:port[,host:port…]")
         kv.add_argument("--timeout-ms", type=int, default=5000)
+        kv.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
+        tls.add_flags(kv, server=False)
         kv.set_defaults(func=cmd_kv)
 
     from catena.chaos.cli import add_parsers as add_chaos

@@ -15,8 +15,11 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-async def member_rows(coordinator: str | CoordinatorClient) -> tuple[object, list[list[str]]]:
-    """`coordinator`: an address in any form discovery accepts (the leader is found), or a client."""
+async def member_rows(coordinator: str | CoordinatorClient,
+                      password: str | None = None) -> tuple[object, list[list[str]]]:
+    """`coordinator`: an address in any form discovery accepts (the leader is found), or a client.
+    `password`: the data password members require, if any."""
+    auth = (b"default", password) if password else None
     client = coordinator if isinstance(coordinator, CoordinatorClient) else CoordinatorClient(coordinator)
     try:
         view = parse_view(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
@@ -27,7 +30,7 @@ async def member_rows(coordinator: str | CoordinatorClient) -> tuple[object, lis
     addrs = list(view.members) + ([view.learner] if view.learner else [])
     for addr in addrs:
         try:
-            raw = await call(addr, b"MEMBER.STATUS", timeout=1.0)
+            raw = await call(addr, b"MEMBER.STATUS", timeout=1.0, auth=auth)
             s = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
             dec = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in s.items()}
             rows.append([addr, dec["role"], dec["epoch"], dec["last_seq"], dec["commit_seq"], dec["sent_list"],
@@ -37,10 +40,10 @@ async def member_rows(coordinator: str | CoordinatorClient) -> tuple[object, lis
     return view, rows
 
 
-async def print_status(coordinator: str) -> int:
+async def print_status(coordinator: str, password: str | None = None) -> int:
     client = CoordinatorClient(coordinator)
     try:
-        view, rows = await member_rows(client)
+        view, rows = await member_rows(client, password)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:
         print(f"catena: cannot reach the coordinator leader at {coordinator}: {exc or type(exc).__name__}")
         return 1

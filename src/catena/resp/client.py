@@ -11,6 +11,7 @@ import socket
 
 import hiredis
 
+from catena import tls
 from catena.errors import CatenaError
 
 
@@ -42,8 +43,10 @@ def set_source_address(host: str | None) -> None:
 
 
 async def open_tcp(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """An outbound connection from this process's source address (when one is set)."""
-    return await asyncio.open_connection(host, port, local_addr=(_source_host, 0) if _source_host else None)
+    """An outbound connection from this process's source address (when one is set), over TLS
+    when the process has it on (`catena.tls`)."""
+    return await asyncio.open_connection(host, port, local_addr=(_source_host, 0) if _source_host else None,
+                                         ssl=tls.client_context())
 
 
 class RespConnection:

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from catena import tls
 from catena.errors import RemoteProtocolError
 from catena.resp.codec import OK, CommandParser, Error, encode
 
@@ -241,7 +242,8 @@ class RespServer:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
+                                                ssl=tls.server_context())
 
     async def close(self) -> None:
         if self._server is not None:
