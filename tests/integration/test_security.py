@@ -104,3 +104,19 @@ def test_a_member_with_a_password_but_no_secret_refuses_to_start(make_cluster, t
                           "--data-dir", str(tmp_path / "m"), "--requirepass", "pw",
                           "--coordinator", f"{HOST}:2"], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 2 and "needs the cluster secret" in out.stderr, out.stderr
+
+
+def test_a_data_client_cannot_poison_the_request_ids_members_forward_under(cluster):
+    """A member forwards a client's write to the head under its own request id
+    (`host:port/incarnation`, n). A data client that pre-records that id at the head with
+    CATENA.REQ must not make the forwarded write answer OK without being applied: data
+    clients' ids live in their own namespace."""
+    head, tail = cluster.start(2)
+    incarnation = cluster.member_cmd(tail, "MEMBER.PROBE", 0, 0, 0)  # as an insider, learn the id
+    forward_id = f"{tail}/{incarnation}"
+    attacker = cluster.client(head)
+    assert attacker.execute_command("CATENA.REQ", forward_id, 1, 1, "SET", "decoy", "x") == b"OK"
+    victim = cluster.client(tail)
+    assert victim.set("victim", b"applied") is True  # forwarded by the tail as (forward_id, 1)
+    for m in (head, tail):
+        wait_until(lambda m=m: cluster.client(m).get("victim") == b"applied", 10, f"{m} to hold the write")

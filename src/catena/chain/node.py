@@ -36,6 +36,7 @@ TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
+CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
 MEMBERSHIP_RETRY_S = 1.0
 
 
@@ -128,6 +129,10 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
+        if client.user != "catena" and args[0].upper() == REQ and len(args) > 1:
+            # A data client's request ids live in their own namespace: it can never name (and so
+            # pre-record or replay) the ids members forward writes under, or catena's own.
+            args = [args[0], CLIENT_RIDS + args[1], *args[2:]]
         self._run(self.replica.on_client(reply, args, time.time()))
         return reply
 
