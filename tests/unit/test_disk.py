@@ -20,6 +20,7 @@ from catena.chain.log import DurableLog
 from catena.chain.node import MemberNode, contiguous
 from catena.chain.replica import Replica
 from catena.effects import Persist, PersistSnapshot, Reply, Send
+from catena.errors import CorruptLog
 from catena.view import View
 
 NOW = 1000.0
@@ -225,3 +226,17 @@ def test_recovery_keeps_the_history_before_a_hole_and_cuts_the_log_there(tmp_pat
     third, _ = node_at(tmp_path)
     assert third.replica.last_seq == 4 and b"k4" in third.replica.state.data
     third.log.close()
+
+
+def test_a_damaged_snapshot_stops_the_member_saying_what_to_do(tmp_path):
+    with DurableLog(tmp_path / "member" / "log") as log:
+        log.recover()
+        log.snapshot(msgpack.packb([1, 0, Replica("a", b"a/1").state.dump()], use_bin_type=True))
+    snapshot = tmp_path / "member" / "log" / "snapshot"
+    data = bytearray(snapshot.read_bytes())
+    data[-1] ^= 0x40
+    snapshot.write_bytes(bytes(data))
+    with pytest.raises(CorruptLog) as raised:
+        MemberNode(ME, tmp_path / "member")
+    assert f"{snapshot}: checksum mismatch" in str(raised.value)
+    assert f"move {tmp_path / 'member'} aside" in str(raised.value)

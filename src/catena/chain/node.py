@@ -23,7 +23,7 @@ from catena.chain.replica import LEASE_S, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
-from catena.errors import CatenaError
+from catena.errors import CatenaError, CorruptLog
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
@@ -62,6 +62,10 @@ class MemberNode:
             self.replica = self._recover()
         except OSError as exc:
             self._disk_failed("recovering the log", exc)
+        except CorruptLog as exc:
+            raise CorruptLog(f"{exc}. The records before it are gone, so this member cannot start from its data: "
+                             f"move {self.data_dir} aside to have it rejoin empty and copy the chain's data "
+                             "(unless it is its chain's last member: then it holds the only copy)") from None
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len)
         self._register_commands()
