@@ -151,14 +151,38 @@ def test_a_failed_epoch_write_stops(tmp_path, monkeypatch, exits, caplog):
 # -- fail-slow ------------------------------------------------------------------------------------
 
 
+def ticks(dog: disk.StallWatchdog, start: float, stop: float) -> float | None:
+    """Tick `dog` every tick_s from `start` to `stop`; when it fired, or None."""
+    now = start
+    while now <= stop:
+        if dog.check(now):
+            return now
+        now += dog.tick_s
+    return None
+
+
 def test_watchdog_fires_only_past_the_bound():
     clock, stalls = disk.IoClock(), []
     dog = disk.StallWatchdog(clock, 5.0, lambda what, s: stalls.append((what, s)))
-    assert not dog.check(100.0)  # nothing in progress
-    clock.busy = ("fsync of the log", 100.0)
-    assert not dog.check(105.0)
-    assert dog.check(105.5) and stalls == [("fsync of the log", 5.5)]
+    assert ticks(dog, 100.0, 200.0) is None  # nothing in progress
+    clock.busy = ("fsync of the log", 200.0)
+    fired = ticks(dog, 200.0, 210.0)
+    assert fired is not None and 205.0 < fired <= 205.0 + 2 * dog.tick_s
+    assert stalls[0][0] == "fsync of the log" and stalls[0][1] > 5.0
+    clock.busy = ("fsync of the log", 300.0)  # another one, which returns in time
+    assert ticks(dog, 300.0, 304.5) is None
+    clock.busy = None
     assert not disk.StallWatchdog(clock, 0, stalls.append).check(1e9)  # 0: never
+
+
+def test_watchdog_does_not_count_time_the_whole_process_was_stopped():
+    clock, stalls = disk.IoClock(), []
+    dog = disk.StallWatchdog(clock, 5.0, lambda what, s: stalls.append((what, s)))
+    clock.busy = ("write to the log", 100.0)
+    assert ticks(dog, 100.0, 101.0) is None
+    assert not dog.check(160.0)  # SIGSTOPped for a minute in the middle of the write
+    assert ticks(dog, 160.0 + dog.tick_s, 163.0) is None  # it returns 3 s later: no stall
+    assert ticks(dog, 163.0, 170.0) is not None  # but it still counts the time it runs
 
 
 def test_a_hung_fsync_trips_the_watchdog_thread(tmp_path, monkeypatch):

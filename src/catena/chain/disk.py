@@ -65,21 +65,36 @@ def fail_stop(data_dir: Path, what: str, error: BaseException | str) -> NoReturn
 
 
 class StallWatchdog:
-    """Calls `on_stall(what, seconds)` when the I/O `clock` shows has been in progress for
-    longer than `timeout_s` (0: never). `check(now)` is the test; a daemon thread runs it."""
+    """Calls `on_stall(what, seconds)` once the I/O that `clock` shows has run for longer than
+    `timeout_s` (0: never). A daemon thread calls `check(now)` every `tick_s`.
+
+    Only time the process ran counts: each tick adds at most two ticks' worth, so a process that
+    was stopped as a whole (SIGSTOP, a paused VM) in the middle of a write is not taken for one
+    on a stalled disk."""
 
     def __init__(self, clock: IoClock, timeout_s: float, on_stall: Callable[[str, float], object]):
         self.clock = clock
         self.timeout_s = timeout_s
         self.on_stall = on_stall
+        self.tick_s = min(timeout_s / 4, 0.25) if timeout_s > 0 else 0.25
+        self._seen: tuple[str, float] | None = None  # the I/O in progress at the last tick
+        self._ran = 0.0  # how long it has run, as counted
+        self._last = 0.0  # the last tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def check(self, now: float) -> bool:
+        """One tick at `now` (monotonic seconds); True once it called on_stall."""
         busy = self.clock.busy
-        if busy is None or self.timeout_s <= 0 or now - busy[1] <= self.timeout_s:
+        if busy is None or self.timeout_s <= 0:
+            self._seen = None
             return False
-        self.on_stall(busy[0], now - busy[1])
+        step = min(now - (busy[1] if busy is not self._seen else self._last), 2 * self.tick_s)
+        self._ran = step if busy is not self._seen else self._ran + step
+        self._seen, self._last = busy, now
+        if self._ran <= self.timeout_s:
+            return False
+        self.on_stall(busy[0], self._ran)
         return True
 
     def start(self) -> None:
@@ -94,8 +109,7 @@ class StallWatchdog:
             self._thread = None
 
     def _run(self) -> None:
-        interval = min(self.timeout_s / 4, 0.25)
-        while not self._stop.wait(interval):
+        while not self._stop.wait(self.tick_s):
             if self.check(time.monotonic()):
                 return
 
