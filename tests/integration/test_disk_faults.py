@@ -1,10 +1,14 @@
-"""A member's disk fills up under a write load (its data dir is a small tmpfs, filled mid-run):
-the member stops with a CRITICAL message and exit status 74, the coordinator removes it, and the
-rest of the chain keeps acknowledging writes; once the tmpfs is enlarged and the member
-restarted, it rejoins and every acknowledged write is readable at every member.
+"""Disk faults with real processes.
 
-Mounting needs root: skipped otherwise. Every mount is unmounted (after the processes using it
-are stopped) whatever the outcome."""
+A member's disk fills up under a write load (its data dir is a small tmpfs, filled mid-run): the
+member stops with a CRITICAL message and exit status 74, the coordinator removes it, and the rest
+of the chain keeps acknowledging writes; once the tmpfs is enlarged and the member restarted, it
+rejoins and every acknowledged write is readable at every member. Mounting needs root: skipped
+otherwise. Every mount is unmounted (after the processes using it are stopped) whatever the
+outcome.
+
+A member whose log was damaged in the middle while it was down keeps the history before the
+damage, rejoins and catches up from the chain."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CHAIN_TIMEOUT_S, Cluster, addr_of, free_port, wait_until
-from repair_helpers import RetryingLoad, wait_rejoined, wait_removed
+from repair_helpers import RetryingLoad, registered_chain, wait_rejoined, wait_removed
 
 EXIT_DISK_FAULT = 74
 FLOWING_DEADLINE_S = 10.0  # writes flow again after the removal (not a timing test)
@@ -101,8 +105,33 @@ def check_full_disk(cluster: Cluster, mounts: ExitStack, position: int) -> None:
         rejoined = wait_rejoined(cluster, victim, 3)
         load.wait_for_acks(50)  # commits now go through the restarted member too
     assert rejoined == survivors + [victim]
-    cluster.wait_converged(rejoined)
     assert len(load.acked) >= 200
-    for addr in rejoined:
+    assert_every_ack_everywhere(cluster, rejoined, load)
+
+
+def assert_every_ack_everywhere(cluster: Cluster, members: list[str], load: RetryingLoad) -> None:
+    cluster.wait_converged(members)
+    for addr in members:
         lost = load.lost_at(addr)
         assert not lost, f"{addr}: {len(lost)} problems with acknowledged writes, e.g. {lost[:3]}"
+
+
+def test_a_log_damaged_in_the_middle_keeps_its_prefix_and_catches_up(cluster):
+    chain = registered_chain(cluster, 3)
+    victim = chain[2]
+    with RetryingLoad(cluster, chain, prefix="damaged") as load:
+        load.wait_for_acks(200)
+        cluster.kill9(victim)
+        assert wait_removed(cluster, victim) == chain[:2]
+        segment = max((cluster.data_dir(victim) / "log").glob("log.*"))
+        data = bytearray(segment.read_bytes())
+        middle = len(data) // 2
+        data[middle] ^= 0x40  # a bad record, with valid ones after it: a hole
+        segment.write_bytes(bytes(data))
+        cluster.restart(victim)
+        rejoined = wait_rejoined(cluster, victim, 3)
+        load.wait_for_acks(50)
+    assert rejoined == chain
+    log = cluster.procs[victim].log_path.read_text()
+    assert f"{segment}: bad record" in log and "followed by a valid record" in log
+    assert_every_ack_everywhere(cluster, rejoined, load)
