@@ -186,9 +186,10 @@ def warnings_of(caplog) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, len(RECORDS) - 2), st.data())
-def test_flipped_byte_in_middle_record_keeps_the_prefix_and_names_file_and_offset(caplog, index, data):
+def test_flipped_byte_in_middle_record_keeps_the_prefix_and_warns(caplog, index, data):
     ends = offsets(RECORDS)
     offset = data.draw(st.integers(ends[index], ends[index + 1] - 1))
     caplog.clear()
@@ -280,7 +281,8 @@ def test_damage_in_an_earlier_segment_drops_every_later_one(tmp_path, caplog):
     assert not segment(tmp_path, 2).exists()
     assert segment(tmp_path).stat().st_size == offsets(RECORDS)[3]
     message = warnings_of(caplog)
-    assert f"{segment(tmp_path)}: bad record (checksum mismatch) at byte offset {offsets(RECORDS)[3]}" in message
+    where = f"{segment(tmp_path)}: bad record (checksum mismatch) at byte offset {offsets(RECORDS)[3]}"
+    assert where in message
     assert "log.000002" in message
     log.append([b"x"])
     log.close()
@@ -317,7 +319,7 @@ def full_disk_after(real_write, fraction: float):
 
 
 @pytest.mark.parametrize("fraction", [0, 0.5])
-def test_failed_write_makes_the_log_unusable_and_leaves_a_clean_end(tmp_path, monkeypatch, fraction):
+def test_failed_write_makes_the_log_unusable_with_a_clean_end(tmp_path, monkeypatch, fraction):
     """A later, smaller append must not land after a batch that is not there: that would ack
     records on the far side of a hole."""
     log, _, _ = opened(tmp_path, fsync="no")
@@ -352,7 +354,7 @@ def test_failed_fsync_under_everysec_makes_the_log_unusable(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("fraction", [0, 0.5])
-def test_failed_snapshot_write_makes_the_log_unusable_and_keeps_the_old_state(tmp_path, monkeypatch, fraction):
+def test_failed_snapshot_makes_the_log_unusable_and_keeps_the_old_state(tmp_path, monkeypatch, fraction):
     log, _, _ = opened(tmp_path)
     log.append(RECORDS[:2])
     log.snapshot(b"old")

@@ -99,7 +99,8 @@ class StallWatchdog:
 
     def start(self) -> None:
         if self.timeout_s > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="disk-stall-watchdog", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="disk-stall-watchdog",
+                                            daemon=True)
             self._thread.start()
 
     def stop(self) -> None:

@@ -18,9 +18,10 @@ On-disk format (integers little-endian)
 
 Recovery replays segments first_segment, first_segment+1, … in order and deletes the segments
 below first_segment. snapshot(blob) runs three steps:
-  1. write snapshot.tmp, fsync it (every 64 MiB written), rename it over snapshot, fsync the directory. This is the
-     commit point: before it the old snapshot and the old segments hold the state, after it the
-     new snapshot does (its first_segment is the number of the segment about to be created);
+  1. write snapshot.tmp, fsync it (every 64 MiB too), rename it over snapshot, fsync the
+     directory. This is the commit point: before it the old snapshot and the old segments hold
+     the state, after it the new snapshot does (its first_segment is the number of the segment
+     about to be created);
   2. create the new segment (header fsynced) and fsync the directory;
   3. delete the older segments and fsync the directory.
 A crash inside step 1 leaves snapshot.tmp (deleted) and the old state intact; a crash after it
@@ -98,7 +99,9 @@ class DurableLog:
     event loop is its only caller (a watchdog thread may read `clock`).
     """
 
-    def __init__(self, directory: Path, fsync: str = "everysec", clock: IoClock | None = None) -> None:
+    def __init__(
+        self, directory: Path, fsync: str = "everysec", clock: IoClock | None = None
+    ) -> None:
         if fsync not in FSYNC_POLICIES:
             choices = ", ".join(FSYNC_POLICIES)
             raise ValueError(f"fsync policy must be one of {choices}; got {fsync!r}")
@@ -224,8 +227,8 @@ class DurableLog:
             if damage is not None:
                 later = live[i + 1 :]
                 if damage.torn and not later:
-                    log.info("%s: dropped a torn last record at byte offset %d (%s): an append that "
-                             "never completed", path, damage.offset, damage.reason)
+                    log.info("%s: dropped a torn last record at byte offset %d (%s): an append "
+                             "that never completed", path, damage.offset, damage.reason)
                 else:
                     self._drop_hole(later, f"{path}: {damage}", len(records), size - good)
                 break
@@ -270,8 +273,9 @@ class DurableLog:
         if segments:
             names = ", ".join(_segment_name(n) for n in segments)
             dropped += f"{' and ' if dropped else ''}the later segments {names}"
-        log.warning("%s: keeping the log before it (%d records since the snapshot) and dropping %s; "
-                    "the chain holds what is dropped and this member catches up from it", where, kept, dropped)
+        log.warning("%s: keeping the log before it (%d records since the snapshot) and dropping "
+                    "%s; the chain holds what is dropped and this member catches up from it",
+                    where, kept, dropped)
         for n in segments:
             os.unlink(self._path(n))
         if segments:
@@ -307,13 +311,14 @@ class DurableLog:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
-                write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc), self.clock,
-                          "write of the snapshot")
+                what = "write of the snapshot"
+                header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc)
+                write_all(fd, header, self.clock, what)
                 view = memoryview(blob)
                 for start in range(0, len(blob), WRITE_CHUNK):
                     if start:  # each fsync has at most a chunk to write: the stall bound holds
                         self._timed_sync(fd)
-                    write_all(fd, view[start : start + WRITE_CHUNK], self.clock, "write of the snapshot")
+                    write_all(fd, view[start : start + WRITE_CHUNK], self.clock, what)
                 self._timed_sync(fd, os.fsync)
             finally:
                 os.close(fd)
@@ -420,8 +425,10 @@ class _Damage(NamedTuple):
     torn: bool  # what an interrupted append or segment creation leaves (nothing valid after it)
 
     def __str__(self) -> str:
-        after = f", followed by a valid record at byte offset {self.later}" if self.later is not None else ""
-        return f"{self.reason} at byte offset {self.offset}{after}"
+        where = f"{self.reason} at byte offset {self.offset}"
+        if self.later is None:
+            return where
+        return f"{where}, followed by a valid record at byte offset {self.later}"
 
 
 def _parse(path: Path, data: bytes) -> tuple[list[bytes], int, _Damage | None]:
@@ -446,7 +453,8 @@ def _parse(path: Path, data: bytes) -> tuple[list[bytes], int, _Damage | None]:
     else:
         return records, pos, None
     later = _next_valid(view, pos + 1, end)
-    return records, pos, _Damage(pos, f"bad record ({_why_bad(view, pos, end)})", later, later is None)
+    reason = f"bad record ({_why_bad(view, pos, end)})"
+    return records, pos, _Damage(pos, reason, later, later is None)
 
 
 def _record_at(view: memoryview, pos: int, end: int) -> int:
@@ -515,7 +523,7 @@ def _lock(directory: Path) -> int:
                 "two members on one data directory would corrupt it"
             ) from None
         raise
-    with contextlib.suppress(OSError):  # the pid is for messages only: a full disk is no reason to stop
+    with contextlib.suppress(OSError):  # the pid is for messages only: no reason to stop on ENOSPC
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
