@@ -281,7 +281,8 @@ def test_damage_in_an_earlier_segment_drops_every_later_one(tmp_path, caplog):
     assert not segment(tmp_path, 2).exists()
     assert segment(tmp_path).stat().st_size == offsets(RECORDS)[3]
     message = warnings_of(caplog)
-    where = f"{segment(tmp_path)}: bad record (checksum mismatch) at byte offset {offsets(RECORDS)[3]}"
+    bad = offsets(RECORDS)[3]
+    where = f"{segment(tmp_path)}: bad record (checksum mismatch) at byte offset {bad}"
     assert where in message
     assert "log.000002" in message
     log.append([b"x"])
@@ -354,7 +355,8 @@ def test_failed_fsync_under_everysec_makes_the_log_unusable(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("fraction", [0, 0.5])
-def test_failed_snapshot_makes_the_log_unusable_and_keeps_the_old_state(tmp_path, monkeypatch, fraction):
+def test_failed_snapshot_makes_the_log_unusable_keeping_the_old_state(tmp_path, monkeypatch,
+                                                                       fraction):
     log, _, _ = opened(tmp_path)
     log.append(RECORDS[:2])
     log.snapshot(b"old")
