@@ -42,6 +42,12 @@ def _store(value: str) -> str:
     return value
 
 
+def _milliseconds(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of milliseconds (0 or more), got {value!r}")
+    return int(value)
+
+
 def _coordinator_address(value: str) -> str:
     from catena.coordinator.discovery import AddressError, parse
 
@@ -89,7 +95,7 @@ def cmd_member(args) -> int:
                           "members authenticate with it, not with the client password")
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
-                      args.max_bulk_len, args.advertise)
+                      args.max_bulk_len, args.advertise, disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000)
     return _run_async(node.run())
 
 
@@ -165,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    m.add_argument("--disk-stall-timeout-ms", type=_milliseconds, default=5000,
+                   help="a write or fsync of the data dir running longer stops the member, as a failed one "
+                   "does (a fail-slow disk); 0: never")
     _add_address_flags(m, "this member")
     tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))

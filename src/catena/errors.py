@@ -18,7 +18,7 @@ class StaleEpoch(CatenaError):
 
 
 class CorruptLog(CatenaError):
-    """The durable log is damaged somewhere other than its torn last record."""
+    """The durable log is damaged where no valid prefix is left to keep (its snapshot)."""
 
 
 class ConfigError(CatenaError):

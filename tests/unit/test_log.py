@@ -1,5 +1,6 @@
-"""The durable log: framing, torn tails, mid-log damage, snapshots and crashes between their
-steps, fsync policies, the directory lock."""
+"""The durable log: framing, torn tails, mid-log damage (the longest valid prefix is kept), a log
+unusable after a failed write or fsync, snapshots and crashes between their steps, fsync
+policies, the directory lock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catena.chain import log as log_module
@@ -181,24 +182,34 @@ def test_flipped_byte_in_last_record_is_dropped(tmp_path):
         assert segment(directory).stat().st_size == offsets(RECORDS)[-2]
 
 
-@settings(max_examples=60, deadline=None)
+def warnings_of(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, len(RECORDS) - 2), st.data())
-def test_flipped_byte_in_middle_record_raises_naming_file_and_offset(index, data):
+def test_flipped_byte_in_middle_record_keeps_the_prefix_and_warns(caplog, index, data):
     ends = offsets(RECORDS)
     offset = data.draw(st.integers(ends[index], ends[index + 1] - 1))
+    caplog.clear()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         write_log(directory, [RECORDS])
         flip(segment(directory), offset)
-        with pytest.raises(CorruptLog) as raised:
-            reopen(directory)
-        message = str(raised.value)
-        assert str(segment(directory)) in message
-        assert f"byte offset {ends[index]} " in message
-        assert f"valid record at byte offset {ends[index + 1]}" in message
+        log, blob, records = opened(directory)
+        assert (blob, records) == (None, RECORDS[:index])
+        assert segment(directory).stat().st_size == ends[index]  # the hole and all after it: gone
+        log.append([b"after"])
+        log.close()
+        assert reopen(directory) == (None, RECORDS[:index] + [b"after"])
+    message = warnings_of(caplog)
+    assert str(segment(directory)) in message
+    assert f"byte offset {ends[index]}, " in message
+    assert f"valid record at byte offset {ends[index + 1]}" in message
 
 
-def test_huge_length_in_last_record_is_dropped_in_middle_raises(tmp_path):
+def test_huge_length_in_last_record_is_dropped_in_middle_keeps_the_prefix(tmp_path, caplog):
     huge = struct.pack("<I", 0xFFFFFFFF)
     assert 0xFFFFFFFF > MAX_RECORD
     ends = offsets(RECORDS)
@@ -207,13 +218,14 @@ def test_huge_length_in_last_record_is_dropped_in_middle_raises(tmp_path):
         f.seek(ends[-2])
         f.write(huge)
     assert reopen(tmp_path / "last") == (None, RECORDS[:-1])
+    assert not warnings_of(caplog)  # a torn last record is an append that never completed
 
     write_log(tmp_path / "middle", [RECORDS])
     with segment(tmp_path / "middle").open("r+b") as f:
         f.seek(ends[1])
         f.write(huge)
-    with pytest.raises(CorruptLog, match=f"offset {ends[1]} .*limit"):
-        reopen(tmp_path / "middle")
+    assert reopen(tmp_path / "middle") == (None, RECORDS[:1])
+    assert f"offset {ends[1]}, " in warnings_of(caplog) and "limit" in warnings_of(caplog)
 
 
 def test_zero_filled_tail_is_dropped(tmp_path):
@@ -224,20 +236,66 @@ def test_zero_filled_tail_is_dropped(tmp_path):
     assert segment(tmp_path).stat().st_size == offsets(RECORDS)[-1]
 
 
-def test_valid_record_after_zeros_is_corruption(tmp_path):
+def test_valid_record_after_zeros_is_a_hole(tmp_path, caplog):
     write_log(tmp_path, [RECORDS])
     with segment(tmp_path).open("ab") as f:
         f.write(bytes(5000) + frame(b"late"))
     late = offsets(RECORDS)[-1] + 5000
-    with pytest.raises(CorruptLog, match=f"valid record at byte offset {late}"):
-        reopen(tmp_path)
+    assert reopen(tmp_path) == (None, RECORDS)
+    assert segment(tmp_path).stat().st_size == offsets(RECORDS)[-1]
+    assert f"valid record at byte offset {late}" in warnings_of(caplog)
 
 
-def test_bad_segment_header_raises(tmp_path):
+def test_bad_segment_header_keeps_nothing_of_it(tmp_path, caplog):
     write_log(tmp_path, [RECORDS])
     flip(segment(tmp_path), 0)
-    with pytest.raises(CorruptLog, match="not a catena log segment"):
-        reopen(tmp_path)
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, [])
+    assert "not a catena log segment" in warnings_of(caplog)
+    log.append([b"x"])
+    log.close()
+    assert reopen(tmp_path) == (None, [b"x"])
+
+
+def two_segments(directory: Path, second: int = 2) -> None:
+    """A log of RECORDS in log.000001 and RECORDS again in log.<second> (what a crash between a
+    snapshot's steps can leave, here without the snapshot)."""
+    write_log(directory, [RECORDS])
+    shutil.copy(segment(directory), segment(directory, second))
+
+
+def test_segments_that_follow_on_are_replayed_in_order(tmp_path):
+    two_segments(tmp_path)
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, RECORDS + RECORDS)
+    log.append([b"x"])  # appends go to the last segment
+    log.close()
+    assert segment(tmp_path, 2).read_bytes().endswith(frame(b"x"))
+
+
+def test_damage_in_an_earlier_segment_drops_every_later_one(tmp_path, caplog):
+    two_segments(tmp_path)
+    flip(segment(tmp_path), offsets(RECORDS)[3] + 9)
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, RECORDS[:3])
+    assert not segment(tmp_path, 2).exists()
+    assert segment(tmp_path).stat().st_size == offsets(RECORDS)[3]
+    message = warnings_of(caplog)
+    bad = offsets(RECORDS)[3]
+    where = f"{segment(tmp_path)}: bad record (checksum mismatch) at byte offset {bad}"
+    assert where in message
+    assert "log.000002" in message
+    log.append([b"x"])
+    log.close()
+    assert reopen(tmp_path) == (None, RECORDS[:3] + [b"x"])
+
+
+def test_a_torn_end_of_an_earlier_segment_is_a_hole(tmp_path, caplog):
+    two_segments(tmp_path)
+    os.truncate(segment(tmp_path), offsets(RECORDS)[-1] - 2)
+    assert reopen(tmp_path) == (None, RECORDS[:-1])
+    assert not segment(tmp_path, 2).exists()
+    assert "log.000002" in warnings_of(caplog)
 
 
 def test_torn_segment_creation_is_repaired(tmp_path):
@@ -250,22 +308,86 @@ def test_torn_segment_creation_is_repaired(tmp_path):
     assert reopen(tmp_path) == (None, [b"x"])
 
 
-def test_failed_write_is_cut_off_so_later_appends_are_clean(tmp_path, monkeypatch):
-    log, _, _ = opened(tmp_path, fsync="no")
-    log.append(RECORDS[:1])
-    real_write = os.write
+def full_disk_after(real_write, fraction: float):
+    """An os.write that writes `fraction` of what it is given, then fails with ENOSPC."""
 
-    def half_then_full_disk(fd, buf):
-        real_write(fd, bytes(buf)[: len(buf) // 2])
+    def write(fd, buf):
+        if fraction:
+            real_write(fd, bytes(buf)[: int(len(buf) * fraction)])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", half_then_full_disk)
-    with pytest.raises(OSError):
+    return write
+
+
+@pytest.mark.parametrize("fraction", [0, 0.5])
+def test_failed_write_makes_the_log_unusable_with_a_clean_end(tmp_path, monkeypatch, fraction):
+    """A later, smaller append must not land after a batch that is not there: that would ack
+    records on the far side of a hole."""
+    log, _, _ = opened(tmp_path, fsync="no")
+    log.append(RECORDS[:1])
+    monkeypatch.setattr(os, "write", full_disk_after(os.write, fraction))
+    with pytest.raises(OSError) as raised:
         log.append(RECORDS[1:3])
+    assert raised.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    log.append(RECORDS[3:])
+    for call in (lambda: log.append([b"small"]), log.sync, lambda: log.snapshot(b"s")):
+        with pytest.raises(LocalProtocolError, match="unusable after an I/O error .*No space left"):
+            call()
     log.close()
-    assert reopen(tmp_path) == (None, RECORDS[:1] + RECORDS[3:])
+    assert segment(tmp_path).stat().st_size == offsets(RECORDS)[1]  # the half batch was cut off
+    assert reopen(tmp_path) == (None, RECORDS[:1])
+
+
+def test_failed_fsync_under_everysec_makes_the_log_unusable(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="everysec")
+    log.append([b"x"])
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(log_module, "_datasync", broken)
+    with pytest.raises(OSError):
+        log.maybe_sync(100.0)
+    monkeypatch.undo()
+    with pytest.raises(LocalProtocolError, match="I/O error"):
+        log.append([b"y"])
+    log.close()
+
+
+@pytest.mark.parametrize("fraction", [0, 0.5])
+def test_failed_snapshot_makes_the_log_unusable_keeping_the_old_state(tmp_path, monkeypatch,
+                                                                       fraction):
+    log, _, _ = opened(tmp_path)
+    log.append(RECORDS[:2])
+    log.snapshot(b"old")
+    log.append(RECORDS[2:])
+    monkeypatch.setattr(os, "write", full_disk_after(os.write, fraction))
+    with pytest.raises(OSError):
+        log.snapshot(b"new" * 1000)
+    monkeypatch.undo()
+    with pytest.raises(LocalProtocolError, match="unusable"):
+        log.append([b"z"])
+    log.close()
+    assert not (tmp_path / "snapshot.tmp").exists()
+    assert reopen(tmp_path) == (b"old", RECORDS[2:])
+
+
+def test_each_write_and_fsync_shows_on_the_clock_while_it_runs(tmp_path, monkeypatch):
+    """What the stall watchdog reads: set while a write or fsync runs, cleared after."""
+    log, _, _ = opened(tmp_path, fsync="always")
+    seen = []
+    real_write = os.write
+
+    def write(fd, buf):
+        seen.append(log.clock.busy[0])
+        return real_write(fd, buf)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(log_module, "_datasync", lambda fd: seen.append(log.clock.busy[0]))
+    log.append([b"x"])
+    assert seen == ["write to the log", "fsync of the log"]
+    assert log.clock.busy is None
+    log.close()
 
 
 def test_failed_fsync_makes_the_log_unusable(tmp_path, monkeypatch):
@@ -361,11 +483,23 @@ def test_damaged_snapshot_raises(tmp_path):
         reopen(directory)
 
 
-def test_missing_segment_raises(tmp_path):
+def test_missing_segment_is_a_hole(tmp_path, caplog):
+    two_segments(tmp_path, second=3)
+    log, blob, records = opened(tmp_path)
+    assert (blob, records) == (None, RECORDS)
+    assert not segment(tmp_path, 3).exists()
+    assert f"{segment(tmp_path, 2)} is missing" in warnings_of(caplog)
+    log.append([b"x"])
+    log.close()
+    assert reopen(tmp_path) == (None, RECORDS + [b"x"])
+
+
+def test_missing_first_segment_keeps_nothing_after_the_snapshot(tmp_path, caplog):
     write_log(tmp_path, [RECORDS])
     segment(tmp_path).rename(segment(tmp_path, 2))
-    with pytest.raises(CorruptLog, match="a file is missing"):
-        reopen(tmp_path)
+    assert reopen(tmp_path) == (None, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LOCK", "log.000001"]
+    assert f"{segment(tmp_path)} is missing" in warnings_of(caplog)
 
 
 # -- fsync policies ---------------------------------------------------------------------------

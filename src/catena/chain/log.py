@@ -16,23 +16,30 @@ On-disk format (integers little-endian)
                   numbered below first_segment (1 when there is no snapshot).
     snapshot.tmp  a snapshot being written; deleted by recovery.
 
-Recovery replays segments first_segment, first_segment+1, … in order (they must follow on
-without a gap) and deletes the segments below first_segment. snapshot(blob) runs three steps:
-  1. write snapshot.tmp, fsync it, rename it over snapshot, fsync the directory. This is the
-     commit point: before it the old snapshot and the old segments hold the state, after it the
-     new snapshot does (its first_segment is the number of the segment about to be created);
+Recovery replays segments first_segment, first_segment+1, … in order and deletes the segments
+below first_segment. snapshot(blob) runs three steps:
+  1. write snapshot.tmp, fsync it (every 64 MiB too), rename it over snapshot, fsync the
+     directory. This is the commit point: before it the old snapshot and the old segments hold
+     the state, after it the new snapshot does (its first_segment is the number of the segment
+     about to be created);
   2. create the new segment (header fsynced) and fsync the directory;
   3. delete the older segments and fsync the directory.
 A crash inside step 1 leaves snapshot.tmp (deleted) and the old state intact; a crash after it
 leaves old segments that recovery deletes, and perhaps no new segment, which recovery creates.
 No record is ever replayed on top of a snapshot that already contains it.
 
-Damage. The last segment may end in a torn record (a header or payload cut short, a bad checksum,
-a length above the limit) after which no valid record starts at any byte offset: that tail is an
-append that never completed (under fsync=always, never acknowledged), so recovery drops it and
-truncates the file before it. Any other bad record (one followed by a valid record, or one in an
-earlier segment), a bad header or a damaged snapshot raises CorruptLog naming the file and byte
-offset: the member must stop rather than serve wrong data.
+Damage. Recovery keeps the longest valid prefix of the log and cuts the rest off on disk before
+anything is appended. The last segment may end in a torn record (a header or payload cut short, a
+bad checksum, a length above the limit) after which no valid record starts: an append that never
+completed (under fsync=always, never acknowledged). Any other damage (a bad record followed by a
+valid one, a bad record or header in an earlier segment, a missing segment) is a hole: the records
+after it are dropped too, with a warning naming the file and byte offset, because a member's
+history must have no gap; the chain holds them and the member catches up from it. A damaged
+snapshot raises CorruptLog: the segments before it are gone, so no prefix is left to keep.
+
+Failures. After a write or fsync fails (ENOSPC, EIO, EROFS, …) the log is unusable: every later
+call raises LocalProtocolError, so nothing can be appended after a record that may be missing.
+The owner must stop (see disk.py). Each write and fsync is timed on an IoClock, for a watchdog.
 
 fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() returns; "everysec"
 leaves it to the owner's timer calling maybe_sync(now), which syncs at most once a second and
@@ -45,14 +52,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Sequence
+from typing import NamedTuple
 from pathlib import Path
 
+from catena.chain.disk import WRITE_CHUNK, IoClock, fsync_dir, write_all
 from catena.errors import CatenaError, CorruptLog, LocalProtocolError
+
+log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 SYNC_INTERVAL = 1.0  # seconds between two fsyncs under "everysec"
@@ -83,15 +96,18 @@ class DurableLog:
     """The durable log of one member, kept in `directory`.
 
     Open it, call recover() once, then append(); close() when done. Not thread-safe: the member's
-    event loop is its only caller.
+    event loop is its only caller (a watchdog thread may read `clock`).
     """
 
-    def __init__(self, directory: Path, fsync: str = "everysec") -> None:
+    def __init__(
+        self, directory: Path, fsync: str = "everysec", clock: IoClock | None = None
+    ) -> None:
         if fsync not in FSYNC_POLICIES:
             choices = ", ".join(FSYNC_POLICIES)
             raise ValueError(f"fsync policy must be one of {choices}; got {fsync!r}")
         self.directory = Path(directory)
         self.fsync = fsync
+        self.clock = clock or IoClock()  # the write or fsync in progress
         self._always = fsync == "always"
         self._fd = -1  # the segment appended to; -1 until recover(), after close() or a failure
         self._unusable = "recover() must be called before the log is used"
@@ -105,13 +121,14 @@ class DurableLog:
         self._last_sync: float | None = None
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.directory.parent)
+            fsync_dir(self.directory.parent, self.clock)
         self._lock_fd = _lock(self.directory)
 
     # -- the hot path -------------------------------------------------------------------------
 
     def append(self, records: Sequence[bytes]) -> None:
-        """Append a batch of records with one write(); fdatasync first under fsync="always"."""
+        """Append a batch of records with one write(); fdatasync first under fsync="always".
+        An OSError leaves the log unusable."""
         fd = self._fd
         if fd < 0:
             raise LocalProtocolError(self._unusable)
@@ -133,9 +150,10 @@ class DurableLog:
             add(record)
         buf = b"".join(parts)
         try:
-            _write_all(fd, buf)
+            write_all(fd, buf, self.clock, "write to the log")
         except OSError as exc:
-            self._undo_partial_write(fd, exc)
+            self._undo_partial_write(fd)
+            self._fail(exc)
             raise
         self._size += len(buf)
         self._bytes += len(buf)
@@ -173,8 +191,9 @@ class DurableLog:
     # -- restart ------------------------------------------------------------------------------
 
     def recover(self) -> tuple[bytes | None, list[bytes]]:
-        """Return (snapshot blob or None, records after it), repair a torn tail, and open the
-        last segment for appending. Raises CorruptLog on damage it must not repair."""
+        """Return (snapshot blob or None, records after it): the longest valid prefix of the log,
+        whatever follows it cut off on disk (see "Damage" above); then open the last segment kept
+        for appending. Raises CorruptLog if the snapshot is damaged."""
         if self._lock_fd < 0:
             raise LocalProtocolError("the log is closed")
         if self._recovered:
@@ -189,24 +208,38 @@ class DurableLog:
         )
         covered = [n for n in numbers if n < first]
         live = [n for n in numbers if n >= first]
-        if live and live != list(range(first, first + len(live))):
-            where = "the snapshot covers" if blob is not None else "there is no snapshot; expected"
-            raise CorruptLog(
-                f"{directory}: log segments {[_segment_name(n) for n in live]} do not follow on "
-                f"from {_segment_name(first)} ({where} segments below {first}): a file is missing"
-            )
         for n in covered:
             os.unlink(self._path(n))
         if covered:
-            _fsync_dir(directory)
+            fsync_dir(directory, self.clock)
         records: list[bytes] = []
-        for n in live:
-            records += self._load_segment(n, last=n == live[-1])
-        if not live:
-            self._fd = self._create_segment(first)
+        number, keep, size = first, -1, 0  # the segment appended to, its good bytes (-1: create it)
+        for i, n in enumerate(live):
+            if n != first + i:
+                self._drop_hole(live[i:], f"{self._path(first + i)} is missing", len(records))
+                break
+            path = self._path(n)
+            data = path.read_bytes()
+            got, good, damage = _parse(path, data)
+            records += got
+            self._bytes += max(good - len(SEGMENT_MAGIC), 0)
+            number, keep, size = n, good, len(data)
+            if damage is not None:
+                later = live[i + 1 :]
+                if damage.torn and not later:
+                    log.info("%s: dropped a torn last record at byte offset %d (%s): an append "
+                             "that never completed", path, damage.offset, damage.reason)
+                else:
+                    self._drop_hole(later, f"{path}: {damage}", len(records), size - good)
+                break
+        if keep < 0:
+            self._fd = self._create_segment(number)
             self._size = len(SEGMENT_MAGIC)
-            self._segment = first
+        else:
+            self._fd = self._open_segment(self._path(number), keep, size)
+            self._size = max(keep, len(SEGMENT_MAGIC))
         self._first = first
+        self._segment = number
         self._count = len(records)
         self._unusable = ""
         return blob, records
@@ -232,23 +265,21 @@ class DurableLog:
             raise CorruptLog(f"{path}: checksum mismatch (header at byte offset 0)")
         return data[header:], first
 
-    def _load_segment(self, number: int, last: bool) -> list[bytes]:
-        path = self._path(number)
-        data = path.read_bytes()
-        start = len(SEGMENT_MAGIC)
-        if len(data) < start and last:
-            good = 0  # creation torn before its header was complete: no record was ever in it
-            records: list[bytes] = []
-        elif data[:start] != SEGMENT_MAGIC:
-            raise CorruptLog(f"{path}: not a catena log segment (bad header at byte offset 0)")
-        else:
-            records, good = _parse(path, data, start, last)
-        self._bytes += max(good - start, 0)
-        if last:
-            self._fd = self._open_segment(path, good, len(data))
-            self._size = max(good, start)
-            self._segment = number
-        return records
+    def _drop_hole(self, segments: list[int], where: str, kept: int, cut: int = 0) -> None:
+        """Delete `segments` (they follow a hole), saying what is kept and what is dropped.
+        Called before the segment holding the hole is cut back, so that a crash in between
+        never leaves records after a hole."""
+        dropped = f"{cut} bytes there" if cut else ""
+        if segments:
+            names = ", ".join(_segment_name(n) for n in segments)
+            dropped += f"{' and ' if dropped else ''}the later segments {names}"
+        log.warning("%s: keeping the log before it (%d records since the snapshot) and dropping "
+                    "%s; the chain holds what is dropped and this member catches up from it",
+                    where, kept, dropped)
+        for n in segments:
+            os.unlink(self._path(n))
+        if segments:
+            fsync_dir(self.directory, self.clock)
 
     def _open_segment(self, path: Path, keep: int, size: int) -> int:
         """Open the last segment for appending, cutting it to its first `keep` bytes."""
@@ -256,9 +287,9 @@ class DurableLog:
         try:
             if keep < size or keep == 0:
                 os.ftruncate(fd, keep)
-                if keep == 0:  # its creation was torn: write the header again
-                    _write_all(fd, SEGMENT_MAGIC)
-                _datasync(fd)
+                if keep == 0:  # its creation was torn, or its header is bad: write it again
+                    write_all(fd, SEGMENT_MAGIC, self.clock, "write to the log")
+                self._timed_sync(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -269,7 +300,7 @@ class DurableLog:
     def snapshot(self, blob: bytes) -> None:
         """Store `blob` as the state after every record appended so far, then start a new
         segment and delete the old ones. Crash-safe at every step (see the module docstring).
-        If it raises after the new snapshot became visible, the log is unusable: reopen it."""
+        An OSError leaves the log unusable."""
         if self._fd < 0:
             raise LocalProtocolError(self._unusable)
         directory = self.directory
@@ -277,27 +308,32 @@ class DurableLog:
         header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), 0)
         crc = zlib.crc32(blob, zlib.crc32(header[8:24]))
         tmp = directory / SNAPSHOT_TMP_NAME
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            _write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc))
-            _write_all(fd, blob)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, directory / SNAPSHOT_NAME)
-        try:
-            _fsync_dir(directory)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                what = "write of the snapshot"
+                header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc)
+                write_all(fd, header, self.clock, what)
+                view = memoryview(blob)
+                for start in range(0, len(blob), WRITE_CHUNK):
+                    if start:  # each fsync has at most a chunk to write: the stall bound holds
+                        self._timed_sync(fd)
+                    write_all(fd, view[start : start + WRITE_CHUNK], self.clock, what)
+                self._timed_sync(fd, os.fsync)
+            finally:
+                os.close(fd)
+            os.replace(tmp, directory / SNAPSHOT_NAME)
+            fsync_dir(directory, self.clock)
             fd = self._create_segment(new)
             old, self._fd = self._fd, fd
             os.close(old)
             for n in range(self._first, new):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._path(n))
-            _fsync_dir(directory)
+            fsync_dir(directory, self.clock)
         except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             self._fail(exc)
             raise
         self._first = self._segment = new
@@ -312,9 +348,9 @@ class DurableLog:
             0o644,
         )
         try:
-            _write_all(fd, SEGMENT_MAGIC)
-            _datasync(fd)
-            _fsync_dir(self.directory)
+            write_all(fd, SEGMENT_MAGIC, self.clock, "write to the log")
+            self._timed_sync(fd)
+            fsync_dir(self.directory, self.clock)
         except BaseException:
             os.close(fd)
             raise
@@ -330,7 +366,7 @@ class DurableLog:
             if fd >= 0:
                 try:
                     if self._dirty:
-                        _datasync(fd)
+                        self._timed_sync(fd)
                         self._dirty = False
                 finally:
                     os.close(fd)
@@ -347,7 +383,7 @@ class DurableLog:
 
     def _datasync(self, fd: int) -> None:
         try:
-            _datasync(fd)
+            self._timed_sync(fd)
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the dirty pages: nothing
             # written since the last good sync can be trusted, so stop here.
@@ -355,16 +391,23 @@ class DurableLog:
             raise
         self._dirty = False
 
-    def _undo_partial_write(self, fd: int, exc: OSError) -> None:
-        """Cut a half-written batch off, so the next append does not follow garbage."""
+    def _timed_sync(self, fd: int, sync=None) -> None:
+        """fdatasync `fd` (or `sync` it), showing it on the clock while it runs."""
+        self.clock.busy = ("fsync of the log", time.monotonic())
         try:
+            (sync or _datasync)(fd)
+        finally:
+            self.clock.busy = None
+
+    def _undo_partial_write(self, fd: int) -> None:
+        """Cut a half-written batch off (best effort), so that a reader finds a clean end."""
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, self._size)
-        except OSError:
-            self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
         fd, self._fd = self._fd, -1
-        self._unusable = f"the log is unusable after an I/O error ({exc}); close and reopen it"
+        self._unusable = (f"the log is unusable after an I/O error ({exc}): stop, and reopen it "
+                          "once the disk is repaired")
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -373,8 +416,29 @@ class DurableLog:
         return self.directory / _segment_name(number)
 
 
-def _parse(path: Path, data: bytes, pos: int, last: bool) -> tuple[list[bytes], int]:
-    """The records of one segment from offset `pos`, and the offset where the good ones end."""
+class _Damage(NamedTuple):
+    """Where a segment stops being valid, and why."""
+
+    offset: int
+    reason: str
+    later: int | None  # where a valid record starts after it, if one does
+    torn: bool  # what an interrupted append or segment creation leaves (nothing valid after it)
+
+    def __str__(self) -> str:
+        where = f"{self.reason} at byte offset {self.offset}"
+        if self.later is None:
+            return where
+        return f"{where}, followed by a valid record at byte offset {self.later}"
+
+
+def _parse(path: Path, data: bytes) -> tuple[list[bytes], int, _Damage | None]:
+    """The valid records at the start of one segment's bytes, the offset where they end, and
+    what stops them there (None: the whole segment is valid)."""
+    pos = len(SEGMENT_MAGIC)
+    if len(data) < pos:
+        return [], 0, _Damage(0, f"segment header cut short after {len(data)} bytes", None, True)
+    if data[:pos] != SEGMENT_MAGIC:
+        return [], 0, _Damage(0, "not a catena log segment (bad header)", None, False)
     view = memoryview(data)
     end = len(data)
     records = []
@@ -387,17 +451,10 @@ def _parse(path: Path, data: bytes, pos: int, last: bool) -> tuple[list[bytes], 
         add(data[pos + 8 : stop])
         pos = stop
     else:
-        return records, pos
-    reason = _why_bad(view, pos, end)
+        return records, pos, None
     later = _next_valid(view, pos + 1, end)
-    if later is not None:
-        raise CorruptLog(
-            f"{path}: bad record at byte offset {pos} ({reason}), "
-            f"followed by a valid record at byte offset {later}"
-        )
-    if not last:
-        raise CorruptLog(f"{path}: bad record at byte offset {pos} ({reason}) in a closed segment")
-    return records, pos
+    reason = f"bad record ({_why_bad(view, pos, end)})"
+    return records, pos, _Damage(pos, reason, later, later is None)
 
 
 def _record_at(view: memoryview, pos: int, end: int) -> int:
@@ -451,22 +508,6 @@ def _segment_name(number: int) -> str:
     return f"log.{number:06d}"
 
 
-def _write_all(fd: int, buf: bytes) -> None:
-    written = os.write(fd, buf)
-    if written < len(buf):
-        view = memoryview(buf)
-        while written < len(buf):
-            written += os.write(fd, view[written:])
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _lock(directory: Path) -> int:
     """flock the directory's LOCK file, or raise DirectoryInUse. Released when the fd closes
     (also when the process dies), so a LOCK file left by a crash never blocks a restart."""
@@ -482,6 +523,7 @@ def _lock(directory: Path) -> int:
                 "two members on one data directory would corrupt it"
             ) from None
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # the pid is for messages only: no reason to stop on ENOSPC
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd

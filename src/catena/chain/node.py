@@ -1,7 +1,7 @@
 """The member process (shell): RESP server, durable log, peer links and the coordinator, around
 one `Replica` machine. No protocol decisions here: inputs go to the machine, its effects are
 executed in order (persist before send), and one flush per event-loop turn batches the chain
-traffic.
+traffic. A write or fsync that fails or stalls stops the process on the spot (chain/disk.py).
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import msgpack
 
-from catena.chain import messages, ops
+from catena.chain import disk, messages, ops
 from catena.chain.links import PeerInbound, PeerLinks
-from catena.chain.log import DurableLog
+from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.replica import LEASE_S, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
-from catena.errors import CatenaError
+from catena.errors import CatenaError, CorruptLog
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
@@ -43,7 +44,8 @@ MEMBERSHIP_RETRY_S = 1.0
 class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
-                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None):
+                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
+                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -53,8 +55,18 @@ class MemberNode:
         self.discovery = (CoordinatorClient(coordinator, on_change=self._leader_changed, auth=internal_auth(secret))
                           if coordinator else None)
         self.secret = secret
-        self.log = DurableLog(self.data_dir / "log", fsync)
-        self.replica = self._recover()
+        self.io = disk.IoClock()  # the data directory's write or fsync in progress
+        self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
+        self._snapshot_bytes = 0
+        try:
+            self.log = DurableLog(self.data_dir / "log", fsync, self.io)
+            self.replica = self._recover()
+        except OSError as exc:
+            self._disk_failed("recovering the log", exc)
+        except CorruptLog as exc:
+            raise CorruptLog(f"{exc}. The records before it are gone, so this member cannot start from its data: "
+                             f"move {self.data_dir} aside to have it rejoin empty and copy the chain's data "
+                             "(unless it is its chain's last member: then it holds the only copy)") from None
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len)
         self._register_commands()
@@ -63,7 +75,6 @@ class MemberNode:
         self.links: PeerLinks | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
-        self._snapshot_bytes = 0
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -77,12 +88,22 @@ class MemberNode:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
+        kept = contiguous(entries, last[1])
+        gap = kept < len(entries)
+        if gap:
+            before = max([last[1]] + [e[1] for e in entries[:kept]])
+            log.warning("the log skips from seq %d to seq %d: keeping the history up to seq %d and dropping "
+                        "%d entries after it; the chain holds them and this member catches up from it",
+                        before, entries[kept][1], before, len(entries) - kept)
+            entries = entries[:kept]
         # With a coordinator, reads wait for its first probe's lease: a member cut off before that
         # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
                           lease_s=LEASE_S, managed=self.coordinator is not None)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
+        if gap:  # cut the log back to what we keep before anything is appended after it
+            self._snapshot(replica)
         return replica
 
     def _epoch_file(self) -> Path:
@@ -95,9 +116,13 @@ class MemberNode:
             return 0
 
     def _save_epoch(self, epoch: int) -> None:
-        tmp = self._epoch_file().with_suffix(".tmp")
-        tmp.write_text(str(epoch))
-        os.replace(tmp, self._epoch_file())
+        self._replace_file(self._epoch_file(), str(epoch).encode())
+
+    def _replace_file(self, path: Path, data: bytes) -> None:
+        try:
+            disk.replace_file(path, data, self.io)
+        except OSError as exc:
+            self._disk_failed(f"writing {path.name}", exc)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -170,7 +195,7 @@ class MemberNode:
                                           self.replica.epoch, timeout=2.0)
         cluster_id = reply.decode() if isinstance(reply, bytes) else ""
         if cluster_id and not known:
-            path.write_text(cluster_id + "\n")
+            self._replace_file(path, (cluster_id + "\n").encode())
 
     def _left_chain(self) -> bool:
         view = self.replica.view
@@ -209,20 +234,43 @@ class MemberNode:
             elif kind is Reply:
                 fx.token.resolve(fx.value)
             elif kind is Persist:
-                # One record per batch: one msgpack call and one checksum per event-loop turn.
-                self.log.append([msgpack.packb(fx.entries, use_bin_type=True)])
+                self._persist(fx.entries)
             elif kind is PersistSnapshot:
-                self._snapshot(fx.state)
+                self._snapshot(state=fx.state)
             elif kind is FetchView:
                 self._fetch.set()
 
-    def _snapshot(self, state: bytes | None = None) -> None:
+    def _persist(self, entries: list) -> None:
+        """Append the entries, one record per batch (one msgpack call and one checksum per
+        event-loop turn), one per entry for a batch too big for a record. Any failure stops the
+        process here: no later effect (a Send, an Ack, a Reply) of this turn is executed."""
+        try:
+            record = msgpack.packb(entries, use_bin_type=True)
+            if len(record) <= MAX_RECORD:
+                self.log.append([record])
+            else:
+                self.log.append([msgpack.packb([e], use_bin_type=True) for e in entries])
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the entries are not stored
+            self._disk_failed("appending to the log", exc)
+
+    def _disk_failed(self, what: str, exc: BaseException) -> NoReturn:
+        disk.fail_stop(self.data_dir, what, exc)
+
+    def _disk_stalled(self, what: str, seconds: float) -> None:
+        """From the watchdog thread: the loop is stuck in this I/O, so stop from here."""
+        disk.fail_stop(self.data_dir, what, f"still running after {seconds:.1f} s, past the "
+                       f"{self.watchdog.timeout_s:g} s bound (--disk-stall-timeout-ms): a fail-slow disk")
+
+    def _snapshot(self, replica: Replica | None = None, state: bytes | None = None) -> None:
         """Snapshot the replica's state (`state`: its dump, when the caller has one already)."""
-        last_epoch, last_seq = self.replica.last_epoch, self.replica.last_seq
+        replica = replica or self.replica
         if state is None:
-            state = self.replica.state.dump()
-        blob = msgpack.packb([last_epoch, last_seq, state], use_bin_type=True)
-        self.log.snapshot(blob)
+            state = replica.state.dump()
+        blob = msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True)
+        try:
+            self.log.snapshot(blob)
+        except OSError as exc:
+            self._disk_failed("writing a snapshot", exc)
         self._snapshot_bytes = len(blob)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -237,6 +285,7 @@ class MemberNode:
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
             await self.server.start(host, int(port))
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
+            self.watchdog.start()
             if started is not None:
                 started.set()
             try:
@@ -247,14 +296,21 @@ class MemberNode:
             finally:
                 self.links.close()
                 await self.server.close()
-                self.log.close()
+                self.watchdog.stop()
+                try:
+                    self.log.close()
+                except OSError as exc:
+                    self._disk_failed("syncing the log at shutdown", exc)
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
             self._run(self.replica.on_timer(now))
-            self.log.maybe_sync(time.monotonic())
+            try:
+                self.log.maybe_sync(time.monotonic())
+            except OSError as exc:
+                self._disk_failed("syncing the log", exc)
             if self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes):
                 self._snapshot()
 
@@ -325,6 +381,19 @@ class MemberNode:
             except TimeoutError:
                 pass
             self._fetch.clear()
+
+
+def contiguous(entries, last_seq: int) -> int:
+    """How many of the recovered `entries` form an unbroken history after `last_seq` (the
+    snapshot's): entries the snapshot already holds may repeat; the first gap ends it."""
+    expected = last_seq + 1
+    for i, entry in enumerate(entries):
+        seq = entry[1]
+        if seq > expected:
+            return i
+        if seq == expected:
+            expected += 1
+    return len(entries)
 
 
 def parse_view(words) -> View:
