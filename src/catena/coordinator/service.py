@@ -66,7 +66,7 @@ class Coordinator:
         self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))  # working copy
         self.role = "follower"
         self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret)
-        self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
+        self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN, internal=True)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
         self._lock = asyncio.Lock()  # one decision + save at a time
         self._pushed: dict[str, int] = {}  # member -> newest epoch it acknowledged

@@ -12,6 +12,7 @@ import socket
 import hiredis
 
 from catena.errors import CatenaError
+from catena.net import detect_dead_peer
 
 
 class ReplyError(CatenaError):
@@ -42,8 +43,11 @@ def set_source_address(host: str | None) -> None:
 
 
 async def open_tcp(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """An outbound connection from this process's source address (when one is set)."""
-    return await asyncio.open_connection(host, port, local_addr=(_source_host, 0) if _source_host else None)
+    """An outbound connection from this process's source address (when one is set), which
+    finds a dead peer within ~2 s (catena.net)."""
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(_source_host, 0) if _source_host else None)
+    detect_dead_peer(writer.get_extra_info("socket"))
+    return reader, writer
 
 
 class RespConnection:
