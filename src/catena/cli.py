@@ -95,6 +95,9 @@ def cmd_coordinator(args) -> int:
     set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
                        args.cluster_id, args.lease_ttl_s, args.advertise, read_secret(args.secret, args.secret_file))
+    if args.add_timeout_s <= 0:
+        raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
+    coord.add_timeout_s = args.add_timeout_s
     return _run_async(coord.run())
 
 
@@ -162,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedded (default: one coordinator) or etcd://HOST:PORT[,HOST:PORT]/PREFIX (several, one leads)")
     c.add_argument("--lease-ttl-s", type=int, default=2,
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
+    c.add_argument("--add-timeout-s", type=float, default=30.0,
+                   help="roll back an add whose learner made no progress for this long")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "

@@ -124,11 +124,12 @@ class Replica:
 
     def status(self) -> dict:
         return {
-            "role": self.role, "epoch": self.epoch, "chain_id": self.view.chain_id if self.view else 0,
+            "me": self.me, "role": self.role, "epoch": self.epoch, "chain_id": self.view.chain_id if self.view else 0,
             "last_epoch": self.last_epoch, "last_seq": self.last_seq, "commit_seq": self.commit_seq,
             "sent_list": self.sent_list_len(), "keys": len(self.state.data),
             "members": ",".join(self.view.members) if self.view else "", "learner": (self.view and self.view.learner) or "",
             "serving_reads": int(self.serving_reads()), "learner_caught_up": int(self.learner_caught_up()), "waiting_writes": sum(len(w) for w in self.waiting.values()),
+            "learner_acked": self.learner_acked,
         }
 
     def snapshot_blob(self) -> tuple[int, int, bytes]:
