@@ -50,3 +50,14 @@ def netns():
     finally:
         os.close(home)
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def cut_rules(a: str, a_src: str, b: str, b_src: str, host: str = "127.0.0.1") -> list[list[str]]:
+    """iptables OUTPUT rules that drop every TCP packet between process a (listening at `a`,
+    sending from `a_src`) and process b, both ways; others (the coordinator) still reach both."""
+    rules = []
+    for src, dst in ((a_src, b), (b_src, a)):
+        port = dst.rpartition(":")[2]
+        rules.append(["-s", src, "-d", host, "-p", "tcp", "--dport", port, "-j", "DROP"])
+        rules.append(["-s", host, "-p", "tcp", "--sport", port, "-d", src, "-j", "DROP"])
+    return rules

@@ -16,20 +16,10 @@ import time
 import redis
 
 from conftest import HOST, port_of, wait_until
-from netns_helpers import netns  # noqa: F401 - a fixture
+from netns_helpers import cut_rules, netns  # noqa: F401 - a fixture
 
 CUT_S = 8.0
 RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, then the handshake
-
-
-def _cut_rules(a: str, a_src: str, b: str, b_src: str) -> list[list[str]]:
-    """Every packet between process a (sending from a_src) and process b, both directions."""
-    rules = []
-    for src, dst in ((a_src, b), (b_src, a)):
-        port = str(port_of(dst))
-        rules.append(["-s", src, "-d", HOST, "-p", "tcp", "--dport", port, "-j", "DROP"])
-        rules.append(["-s", HOST, "-p", "tcp", "--sport", port, "-d", src, "-j", "DROP"])
-    return rules
 
 
 def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make_cluster):  # noqa: F811
@@ -59,7 +49,7 @@ def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make
     thread.start()
     try:
         wait_until(lambda: len(acked) > 200, 30, "writes to flow")
-        rules = _cut_rules(head, sources[0], middle, sources[1])
+        rules = cut_rules(head, sources[0], middle, sources[1])
         for rule in rules:
             iptables("-A", "OUTPUT", *rule)
         cut_at = time.monotonic()

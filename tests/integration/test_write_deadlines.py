@@ -1,0 +1,55 @@
+"""Deadlines travel with forwarded writes (real processes): a write forwarded to a head it
+cannot reach is answered "outcome unknown" at its deadline and is never applied after the
+network returns (on main it was resent every second and applied after the heal).
+
+The cut is iptables in a private network namespace between the tail (which forwards the
+client's write) and the head only: the chain itself keeps flowing, nothing is repaired.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from catena.chain.replica import WRITE_TIMEOUT_S
+from conftest import HOST, port_of, wait_until
+from netns_helpers import cut_rules, netns  # noqa: F401 - a fixture
+
+CUT_S = WRITE_TIMEOUT_S + 3.0
+
+
+def test_a_forwarded_write_past_its_deadline_is_answered_unknown_and_never_applied(netns, make_cluster):  # noqa: F811
+    iptables = netns
+    cluster = make_cluster()
+    cluster.start_coordinator()
+    sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    members = [cluster.start_member(extra=("--source-addr", src)) for src in sources]
+    for addr in members:
+        cluster.add(addr)
+    cluster.wait_chain(members)
+    head, _, tail = members
+    at_tail = redis.Redis(host=HOST, port=port_of(tail), socket_timeout=30)
+    assert at_tail.set("warm", "1")  # the tail's link to the head is up
+
+    rules = cut_rules(head, sources[0], tail, sources[2])
+    for rule in rules:
+        iptables("-A", "OUTPUT", *rule)
+    try:
+        sent = time.monotonic()
+        with pytest.raises(redis.ResponseError, match="may or may not have been applied") as info:
+            at_tail.set("late", "x")
+        answered = time.monotonic() - sent
+        assert WRITE_TIMEOUT_S - 0.5 <= answered <= WRITE_TIMEOUT_S + 1.5, (answered, info.value)
+        time.sleep(max(0.0, CUT_S - (time.monotonic() - sent)))  # the rest of the partition
+    finally:
+        for rule in rules:
+            iptables("-D", "OUTPUT", *rule)
+    # The link is back once a new forwarded write goes through; a resend of the expired one would
+    # have gone first on it.
+    wait_until(lambda: at_tail.set("after", "1"), 30, "a forwarded write after the heal")
+    at_head = redis.Redis(host=HOST, port=port_of(head), socket_timeout=30)
+    assert at_head.get("late") is None and at_head.get("after") == b"1"
+    at_tail.close()
+    at_head.close()
