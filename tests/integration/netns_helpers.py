@@ -61,3 +61,17 @@ def cut_rules(a: str, a_src: str, b: str, b_src: str, host: str = "127.0.0.1") -
         rules.append(["-s", src, "-d", host, "-p", "tcp", "--dport", port, "-j", "DROP"])
         rules.append(["-s", host, "-p", "tcp", "--sport", port, "-d", src, "-j", "DROP"])
     return rules
+
+
+SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")  # each member's own source address (in the namespace)
+
+
+def start_chain(cluster, sources=SOURCES) -> list[str]:
+    """A coordinator and one member per source address (head first), each sending from its own
+    address so that iptables can tell their connections apart; returns the chain."""
+    cluster.start_coordinator()
+    members = [cluster.start_member(extra=("--source-addr", src)) for src in sources]
+    for addr in members:
+        cluster.add(addr)
+    cluster.wait_chain(members)
+    return members

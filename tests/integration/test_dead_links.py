@@ -16,7 +16,7 @@ import time
 import redis
 
 from conftest import HOST, port_of, wait_until
-from netns_helpers import cut_rules, netns  # noqa: F401 - a fixture
+from netns_helpers import SOURCES, cut_rules, netns, start_chain  # noqa: F401 - a fixture
 
 CUT_S = 8.0
 RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, then the handshake
@@ -25,12 +25,8 @@ RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, th
 def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make_cluster):  # noqa: F811
     iptables = netns
     cluster = make_cluster()
-    cluster.start_coordinator()
-    sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-    members = [cluster.start_member(extra=("--source-addr", src)) for src in sources]
-    for addr in members:
-        cluster.add(addr)
-    cluster.wait_chain(members)
+    members = start_chain(cluster, SOURCES)
+    sources = SOURCES
     head, middle, _ = members
 
     acked: list[float] = []

@@ -15,7 +15,7 @@ import redis
 
 from catena.chain.replica import WRITE_TIMEOUT_S
 from conftest import HOST, port_of, wait_until
-from netns_helpers import cut_rules, netns  # noqa: F401 - a fixture
+from netns_helpers import SOURCES, cut_rules, netns, start_chain  # noqa: F401 - a fixture
 
 CUT_S = WRITE_TIMEOUT_S + 3.0
 
@@ -23,12 +23,8 @@ CUT_S = WRITE_TIMEOUT_S + 3.0
 def test_a_forwarded_write_past_its_deadline_is_answered_unknown_and_never_applied(netns, make_cluster):  # noqa: F811
     iptables = netns
     cluster = make_cluster()
-    cluster.start_coordinator()
-    sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-    members = [cluster.start_member(extra=("--source-addr", src)) for src in sources]
-    for addr in members:
-        cluster.add(addr)
-    cluster.wait_chain(members)
+    members = start_chain(cluster, SOURCES)
+    sources = SOURCES
     head, _, tail = members
     at_tail = redis.Redis(host=HOST, port=port_of(tail), socket_timeout=30)
     assert at_tail.set("warm", "1")  # the tail's link to the head is up
