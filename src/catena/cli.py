@@ -80,9 +80,12 @@ def cmd_member(args) -> int:
     from catena.resp.client import set_source_address
 
     secret = read_secret(args.secret, args.secret_file)
+    if args.write_timeout_ms <= 0:
+        raise CatenaError(f"member: --write-timeout-ms must be positive, not {args.write_timeout_ms}")
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.max_bulk_len, args.advertise)
+    node.replica.write_timeout_s = args.write_timeout_ms / 1000
     return _run_async(node.run())
 
 
@@ -155,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
     m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    m.add_argument("--write-timeout-ms", type=int, default=5000,
+                   help="deadline of a write this member forwards to the head: not applied after it")
     _add_address_flags(m, "this member")
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 

@@ -1,5 +1,5 @@
 """Deadlines travel with forwarded writes (real processes): a write forwarded to a head it
-cannot reach is answered "outcome unknown" at its deadline and is never applied after the
+cannot reach is answered "outcome unknown" at its deadline (`--write-timeout-ms`) and is never applied after the
 network returns (on main it was resent every second and applied after the heal).
 
 The cut is iptables in a private network namespace between the tail (which forwards the
@@ -13,17 +13,17 @@ import time
 import pytest
 import redis
 
-from catena.chain.replica import WRITE_TIMEOUT_S
 from conftest import HOST, port_of, wait_until
 from netns_helpers import SOURCES, cut_rules, netns, start_chain  # noqa: F401 - a fixture
 
-CUT_S = WRITE_TIMEOUT_S + 3.0
+WRITE_TIMEOUT_S = 2.0  # --write-timeout-ms
+CUT_S = WRITE_TIMEOUT_S + 4.0
 
 
 def test_a_forwarded_write_past_its_deadline_is_answered_unknown_and_never_applied(netns, make_cluster):  # noqa: F811
     iptables = netns
     cluster = make_cluster()
-    members = start_chain(cluster, SOURCES)
+    members = start_chain(cluster, SOURCES, extra=("--write-timeout-ms", str(int(WRITE_TIMEOUT_S * 1000))))
     sources = SOURCES
     head, _, tail = members
     at_tail = redis.Redis(host=HOST, port=port_of(tail), socket_timeout=30)
