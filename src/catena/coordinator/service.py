@@ -54,6 +54,11 @@ def _addr(args) -> str:
     return f"{host}:{int(port)}"
 
 
+def _as_map(raw) -> dict:
+    """A map reply (a flat RESP2 list of keys and values) as a dict."""
+    return {raw[i]: raw[i + 1] for i in range(0, len(raw) - 1, 2)} if isinstance(raw, list) else {}
+
+
 class Coordinator:
     def __init__(self, listen: str, store: ConfigStore, password: str | None = None, cluster_id: str | None = None,
                  secret: str | None = None, advertise: str | None = None):
@@ -219,8 +224,7 @@ class Coordinator:
             return f"it does not answer as a catena member ({exc})"
         except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
             return f"no catena member answers there ({type(exc).__name__}: {exc or 'no answer'})"
-        status = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)} if isinstance(raw, list) else {}
-        me = status.get(b"me")
+        me = _as_map(raw).get(b"me")
         if not isinstance(me, bytes):
             return "it does not answer as a catena member (no identity in its MEMBER.STATUS)"
         if me.decode() != addr:
@@ -492,7 +496,7 @@ class Coordinator:
                 learner, progress, since = view.learner, None, time.monotonic()
             try:
                 raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
-                status = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
+                status = _as_map(raw)
                 if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
                     await self._change(lambda r: r.caught_up(view.epoch, view.learner))
                     continue
