@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd).
+# Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd,
+# iptables for kernel-level partitions in a test's own network namespace).
 system-deps:
-	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null; then \
+	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null || ! command -v iptables >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables; \
 	fi
 
 up: $(STAMP)

@@ -93,9 +93,12 @@ def cmd_member(args) -> int:
         raise CatenaError("member: --requirepass with --coordinator needs the cluster secret too (--secret-file "
                           "FILE or CATENA_SECRET, the same for every process): the coordinator and the other "
                           "members authenticate with it, not with the client password")
+    if args.write_timeout_ms <= 0:
+        raise CatenaError(f"member: --write-timeout-ms must be positive, not {args.write_timeout_ms}")
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.max_bulk_len, args.advertise, disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000)
+    node.replica.write_timeout_s = args.write_timeout_ms / 1000
     return _run_async(node.run())
 
 
@@ -112,6 +115,9 @@ def cmd_coordinator(args) -> int:
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
                        args.cluster_id, args.lease_ttl_s, args.advertise, secret,
                        read_secret(args.admin_password, args.admin_password_file))
+    if args.add_timeout_s <= 0:
+        raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
+    coord.add_timeout_s = args.add_timeout_s
     return _run_async(coord.run())
 
 
@@ -174,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--disk-stall-timeout-ms", type=_milliseconds, default=5000,
                    help="a write or fsync of the data dir running longer stops the member, as a failed one "
                    "does (a fail-slow disk); 0: never")
+    m.add_argument("--write-timeout-ms", type=int, default=5000,
+                   help="deadline of a write this member forwards to the head: not applied after it")
     _add_address_flags(m, "this member")
     tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
@@ -185,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedded (default: one coordinator) or etcd://HOST:PORT[,HOST:PORT]/PREFIX (several, one leads)")
     c.add_argument("--lease-ttl-s", type=int, default=2,
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
+    c.add_argument("--add-timeout-s", type=float, default=30.0,
+                   help="roll back an add whose learner made no progress for this long")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "

@@ -197,11 +197,11 @@ class Cluster:
         self.all_procs.append(proc)
         return proc
 
-    def start_coordinator(self, port: int | None = None, wait: bool = True) -> str:
+    def start_coordinator(self, port: int | None = None, wait: bool = True, extra: tuple[str, ...] = ()) -> str:
         port = port or free_port()
         addr = addr_of(port)
         self._spawn(f"coordinator-{port}", catena_argv(
-            "coordinator", "--listen", addr, "--data-dir", str(self.root / f"coordinator-{port}")), addr)
+            "coordinator", "--listen", addr, "--data-dir", str(self.root / f"coordinator-{port}"), *extra), addr)
         self.coordinator = addr
         if wait:
             self.wait_listening(addr)

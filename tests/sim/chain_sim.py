@@ -28,7 +28,9 @@ epoch changes nothing; a request id is applied at most once. Every few steps, fo
 neighbours in the current view whose link is quiet, the successor's history is its predecessor's
 minus its sent list. After the run (a safety phase with faults, then a quiet liveness phase):
 every member of the final view holds the same history and state, every client operation ended,
-the history is linearizable per key, INCR counters were not double counted.
+the history is linearizable per key, INCR counters were not double counted. And a write gets
+its seq no later than `write_timeout` after the client's send that carried it (a forwarded
+write's deadline; members share the virtual wall clock).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 
 from catena.chain import messages
 from catena.chain.messages import Append, Snapshot
-from catena.chain.replica import REQ, Replica
+from catena.chain.replica import REQ, WRITE_TIMEOUT_S, Replica
 from catena.chain.state import SET, KVState
 from catena.check import History, check
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
@@ -80,6 +82,7 @@ class SimConfig:
     rid: float = 0.5  # writes sent as CATENA.REQ with a request id
     think: tuple = (0.005, 0.03)  # client pause between operations
     client_timeout: float = 2.0
+    write_timeout: float = WRITE_TIMEOUT_S  # the deadline members give the writes they forward
     pair_check_every: int = 25  # events between checks of neighbour pairs
     # Scripted steps, (seconds into the safety phase, action, *args): ("add",),
     # ("remove", who, running), ("cut", who, who, seconds); `who` is a role in the current view
@@ -179,6 +182,7 @@ class ChainSim:
         self.clients: list[Client] = []
         self.committed: list = []  # the chain's committed history, entry i has seq i + 1
         self.sig_seq: dict = {}  # signature of a committed client write -> seq
+        self.sends: dict = collections.defaultdict(list)  # signature of a client write -> its send times
         self.acked_max = 0  # highest seq of an acknowledged write
         self.acked: list = []  # (seq, entry) of acknowledged writes we could identify
         self.incr_issued: dict[bytes, int] = {}
@@ -221,6 +225,7 @@ class ChainSim:
         self.names += 1
         name = f"m{self.names}"
         m = Member(name, Replica(name, b"%s/1" % name.encode(), lease_s=self.lease_s, managed=self.managed))
+        m.replica.write_timeout_s = self.cfg.write_timeout
         self.members[name] = m
         self.at(self.now + self.rng.uniform(0, 0.1), self.tick, name, 1)
         return m
@@ -235,6 +240,7 @@ class ChainSim:
             state, last, hist = KVState.load(blob), (le, ls), list(hist)
         m.replica = Replica(m.name, b"%s/%d" % (m.name.encode(), m.incarnation), state, last,
                             list(m.log), epoch=m.saved_epoch, lease_s=self.lease_s, managed=self.managed)
+        m.replica.write_timeout_s = self.cfg.write_timeout
         for entry in m.log:
             if entry[1] == len(hist) + 1:
                 hist.append(entry)
@@ -678,6 +684,10 @@ class ChainSim:
         op.tries += 1
         target = self.client_target(c)
         token = (c.idx, op.attempt)
+        if op.rid is not None:
+            self.sends[("rid", *op.rid)].append(self.now)
+        if op.kind == "set":
+            self.sends[("set", op.key, op.args[-1])].append(self.now)
         self.log(f"client {c.idx} try {op.tries} {b' '.join(op.args).decode()} at {target}")
         self.after(self.rng.uniform(0.00005, 0.0005), self.client_arrive, c.idx, token, target, op.args)
         self.after(self.cfg.client_timeout, self.client_timeout, c.idx, token)
@@ -801,6 +811,18 @@ class ChainSim:
             if sig[0] == "set" and sig in self.sig_seq:
                 self.fail(f"SET {sig[1:]} applied twice: seq {self.sig_seq[sig]} and {seq}")
             self.sig_seq[sig] = seq
+        self.check_deadline(entry)
+
+    def check_deadline(self, entry) -> None:
+        """A write is given its seq no later than the deadline of the last send that carried it:
+        never long after its client gave up (a forward held in a cut link is refused)."""
+        assigned = entry[2] / 1000
+        for sig in entry_sigs(entry):
+            sends = [t for t in self.sends.get(sig, ()) if t < assigned + 0.001]  # stamps are whole ms
+            if sends and assigned - max(sends) > self.cfg.write_timeout + 0.001:
+                self.stats["late write"] += 1
+                self.fail(f"write {sig} got seq {entry[1]} {assigned - max(sends):.3f} s after its last send "
+                          f"(deadline {self.cfg.write_timeout} s)")
 
     def verify_against_committed(self, m: Member) -> None:
         upto = min(len(m.hist), len(self.committed))

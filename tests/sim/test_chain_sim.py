@@ -42,6 +42,8 @@ VARIANTS = {
     "busy-reconfig": {"reconfigs": 5.0, "cuts": 6.0, "duration": 2.0},
     "single-member": {"members": 1, "max_members": 2, "reconfigs": 3.0},
     "lossy-clients": {"lost_reply": 0.2, "rid": 0.9, "stale_client": 0.4},
+    # Forwarded writes with a deadline shorter than the cuts and the 1 s resend: many expire.
+    "forward-deadlines": {"write_timeout": 0.3, "stale_client": 0.5, "cuts": 5.0},
 }
 
 

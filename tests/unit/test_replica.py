@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import deque
 
+import msgpack
+
 from catena.chain import messages
 from catena.chain.messages import (
-    Ack, Append, Read, ReadReply, Snapshot, Stale, Sync, WriteReply,
+    Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, WriteReply,
 )
-from catena.chain.replica import NOT_SERVING, Replica
+from catena.chain.replica import NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica
 from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import OK, Error
@@ -218,6 +220,65 @@ def test_a_write_to_a_non_head_is_forwarded_and_answered_there():
     c.settle()
     assert c.replies["w"] == OK
     assert ("a", "c") in [(s, d) for s, d, m in c.sent if type(m) is WriteReply]
+
+
+# -- deadlines of forwarded writes ------------------------------------------------------------
+
+
+def test_a_forward_carries_its_deadline_and_old_frames_without_one_still_decode():
+    c = chain3()
+    c.client("c", "w", "SET", "k", "v")
+    fwd = c.queue[0][2]
+    assert fwd.deadline_ms == int((NOW + WRITE_TIMEOUT_S) * 1000)
+    old = msgpack.packb((6, fwd.epoch, fwd.token, fwd.rid, fwd.args), use_bin_type=True)
+    unpacker = messages.unpacker()
+    unpacker.feed(old)
+    assert messages.decode(next(unpacker)) == fwd._replace(deadline_ms=0)
+
+
+def test_a_forward_reaching_the_head_after_its_deadline_is_refused_and_not_applied():
+    c = chain3()
+    c.client("c", "w", "SET", "k", "late")
+    src, dst, fwd = c.queue.popleft()  # held in a cut link
+    later = NOW + WRITE_TIMEOUT_S + 0.001
+    c.run(dst, c.r[dst].on_message(src, fwd, later))
+    c.settle()
+    assert c.replies["w"] == PAST_DEADLINE
+    assert all(r.last_seq == 0 and r.state.get(b"k", 0) is None for r in c.r.values())
+
+
+def test_the_forwarding_member_stops_resending_at_the_deadline_and_says_the_outcome_is_unknown():
+    c = chain3()
+    c.client("c", "w", "SET", "k", "v")
+    c.queue.clear()  # the head never hears of it (or its reply is lost)
+    fx = c.r["c"].on_timer(NOW + WRITE_TIMEOUT_S - 0.5)
+    assert [type(f.msg) for f in fx if type(f) is Send] == [Forward]  # still within: resent
+    fx = c.run("c", c.r["c"].on_timer(NOW + WRITE_TIMEOUT_S + 0.001))
+    assert not [f for f in fx if type(f) is Send] and c.replies["w"] == OUTCOME_UNKNOWN
+    assert not c.r["c"].forwarded
+    assert not [f for f in c.r["c"].on_timer(NOW + WRITE_TIMEOUT_S + 2) if type(f) is Send]
+
+
+def test_a_late_resend_of_an_applied_forward_gets_its_reply_not_a_refusal():
+    c = chain3()
+    c.client("c", "w", "INCR", "n")
+    c.settle(drop=lambda s, d, m: type(m) is WriteReply)  # applied and committed; the reply is lost
+    fx = c.r["c"].on_timer(NOW + 1.0)
+    (resend,) = [f.msg for f in fx if type(f) is Send]
+    c.run("a", c.r["a"].on_message("c", resend, NOW + WRITE_TIMEOUT_S + 1))
+    c.settle()
+    assert c.replies["w"] == 1 and c.r["a"].state.get(b"n", 0) == b"1"
+
+
+def test_a_new_head_does_not_apply_its_own_forward_past_the_deadline():
+    c = chain3()
+    c.client("b", "w", "SET", "k", "v")
+    c.queue.clear()  # the old head never got it
+    del c.r["a"]
+    c.now = NOW + WRITE_TIMEOUT_S + 0.001
+    c.view(E + 1, ("b", "c"))
+    c.settle()
+    assert c.replies["w"] == PAST_DEADLINE and c.r["b"].state.get(b"k", 0) is None
 
 
 # -- reads (CRAQ) -----------------------------------------------------------------------------

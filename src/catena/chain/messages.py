@@ -65,13 +65,15 @@ class SyncRequest(NamedTuple):
 
 
 class Forward(NamedTuple):
-    """Any member -> head: a client's write command, to be answered with a WriteReply."""
+    """Any member -> head: a client's write command, to be answered with a WriteReply. The
+    head gives it no seq after `deadline_ms` (wall-clock ms; 0: none), and answers so."""
 
     TAG = 6
     epoch: int
     token: int
     rid: tuple
     args: tuple
+    deadline_ms: int = 0
 
 
 class WriteReply(NamedTuple):
@@ -110,6 +112,8 @@ _REPLIES = (WriteReply, ReadReply)
 def pack(msg) -> bytes:
     if type(msg) in _REPLIES:
         return msgpack.packb((msg.TAG, msg.token, wire_reply(msg.reply)), use_bin_type=True)
+    if type(msg) is Forward and not msg.deadline_ms:  # the frame as members before deadlines read it
+        return msgpack.packb((msg.TAG, *msg[:-1]), use_bin_type=True)
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
 
 
@@ -143,8 +147,9 @@ def unpacker() -> _Frames:
 
 
 # Field types per message (after the tag): "i" int, "b" bytes, "e" entries, "r" request id or
-# nil, "a" command words, "*" anything (a reply, checked by unwire_reply).
-_FIELDS = {Sync: "iii", Append: "iie", Ack: "ii", Snapshot: "iiiib", SyncRequest: "i", Forward: "iira",
+# nil, "a" command words, "*" anything (a reply, checked by unwire_reply). Fields after "?" were
+# appended later and may be absent (the NamedTuple's default then).
+_FIELDS = {Sync: "iii", Append: "iie", Ack: "ii", Snapshot: "iiiib", SyncRequest: "i", Forward: "iira?i",
            WriteReply: "i*", Read: "iia", ReadReply: "i*", Stale: "i"}
 
 
@@ -176,8 +181,9 @@ def decode(frame) -> NamedTuple:
     try:
         cls = MESSAGES[frame[0]]
         fields = frame[1:]
-        kinds = _FIELDS[cls]
-        if len(fields) != len(kinds) or not all(_CHECKS[k](v) for k, v in zip(kinds, fields)):
+        required, _, optional = _FIELDS[cls].partition("?")
+        kinds = required + optional
+        if not len(required) <= len(fields) <= len(kinds) or not all(_CHECKS[k](v) for k, v in zip(kinds, fields)):
             raise ValueError(f"fields of {cls.__name__} have the wrong shape or types")
         if cls in _REPLIES:
             return cls(fields[0], unwire_reply(fields[1]))

@@ -44,9 +44,19 @@ NO_VIEW = Error("TRYAGAIN this member has no view of its chain yet")
 NOT_SERVING = Error("TRYAGAIN the chain is being reconfigured, retry")
 REQ = b"CATENA.REQ"
 ANSWERED = Error("ERR this request id was answered before and is not applied again")
+# A write forwarded to the head carries a deadline this long after the member received it: the
+# head assigns it no seq after that, so it never lands behind writes made long after its
+# client gave up (on one host, members share the wall clock the deadline is stamped with).
+WRITE_TIMEOUT_S = 5.0
+PAST_DEADLINE = Error("ERR write not applied: it reached the head after its deadline (a partition or "
+                      "a slow link); retry it")
+OUTCOME_UNKNOWN = Error("ERR write forwarded to the head got no reply before its deadline; it may or may "
+                        "not have been applied")
 
 
 class Replica:
+    write_timeout_s = WRITE_TIMEOUT_S  # the deadline of the writes this member forwards
+
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
                  last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
                  managed: bool = False):
@@ -86,7 +96,7 @@ class Replica:
         # requests this member sent elsewhere: token -> record
         self._tokens = itertools.count(1)
         self._rids = itertools.count(1)
-        self.forwarded: dict[int, list] = {}  # token -> [local token, rid, args, sent_at]
+        self.forwarded: dict[int, list] = {}  # token -> [local token, rid, args, sent_at, deadline_ms]
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
@@ -124,11 +134,12 @@ class Replica:
 
     def status(self) -> dict:
         return {
-            "role": self.role, "epoch": self.epoch, "chain_id": self.view.chain_id if self.view else 0,
+            "me": self.me, "role": self.role, "epoch": self.epoch, "chain_id": self.view.chain_id if self.view else 0,
             "last_epoch": self.last_epoch, "last_seq": self.last_seq, "commit_seq": self.commit_seq,
             "sent_list": self.sent_list_len(), "keys": len(self.state.data),
             "members": ",".join(self.view.members) if self.view else "", "learner": (self.view and self.view.learner) or "",
             "serving_reads": int(self.serving_reads()), "learner_caught_up": int(self.learner_caught_up()), "waiting_writes": sum(len(w) for w in self.waiting.values()),
+            "learner_acked": self.learner_acked,
         }
 
     def snapshot_blob(self) -> tuple[int, int, bytes]:
@@ -214,8 +225,9 @@ class Replica:
                 n = next(self._rids)
                 low = next(iter(self.forwarded.values()))[1][1] if self.forwarded else n
                 rid = (self.client_id, n, low)
-            self.forwarded[ftoken] = [token, rid, tuple(args), now]
-            return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args)))]
+            deadline_ms = int((now + self.write_timeout_s) * 1000)
+            self.forwarded[ftoken] = [token, rid, tuple(args), now, deadline_ms]
+            return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args), deadline_ms))]
         if rid is not None:
             seen = self.state.seen(rid)
             if seen is None and self.state.answered(rid):
@@ -352,7 +364,10 @@ class Replica:
         if msg.epoch > self.epoch:
             return [FetchView(msg.epoch)]
         if kind is Forward:
-            return self._write(sender, msg.token, tuple(msg.rid) if msg.rid else None, list(msg.args), now)
+            rid = tuple(msg.rid) if msg.rid else None
+            if self.is_head() and self._past_deadline(rid, msg.deadline_ms, now):
+                return [Send(sender, WriteReply(msg.token, PAST_DEADLINE))]
+            return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
             if self.can_answer(ops.read_keys(list(msg.args)), now):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000))
@@ -551,22 +566,36 @@ class Replica:
     def next_deadline(self, now: float) -> float:
         return now + 0.1
 
+    def _past_deadline(self, rid, deadline_ms: int, now: float) -> bool:
+        """The head: is this forwarded write past its deadline and not applied already (a
+        resend of an applied one is answered with its reply, as any retry)?"""
+        return (bool(deadline_ms) and now * 1000 > deadline_ms
+                and (rid is None or (self.state.seen(rid) is None and not self.state.answered(rid))))
+
     def _reforward(self, now: float, older_than: float = 0.0) -> list:
+        """Resend our outstanding forwards to the head (those sent `older_than` ago), or, once
+        we are the head, apply them. One past its deadline is sent no more: its client is
+        answered that the outcome is unknown (the head may have applied an earlier send)."""
         view = self.view
-        if not self.forwarded or view is None or not view.head or view.head == self.me:
-            if view is not None and view.head == self.me and self.forwarded:
-                # We became the head: apply our own outstanding forwards (dedup by rid).
-                fx = []
-                for ftoken, (token, rid, args, _) in list(self.forwarded.items()):
-                    del self.forwarded[ftoken]
-                    fx += self._write(None, token, rid, list(args), now)
-                return fx
+        if not self.forwarded or view is None or not view.head:
             return []
         fx = []
-        for ftoken, rec in self.forwarded.items():
-            if now - rec[3] >= older_than:
+        if view.head == self.me:  # we became the head: apply our own outstanding forwards (dedup by rid)
+            for ftoken, (token, rid, args, _, deadline_ms) in list(self.forwarded.items()):
+                del self.forwarded[ftoken]
+                if self._past_deadline(rid, deadline_ms, now):
+                    fx.append(Reply(token, PAST_DEADLINE))
+                else:
+                    fx += self._write(None, token, rid, list(args), now)
+            return fx
+        for ftoken, rec in list(self.forwarded.items()):
+            token, rid, args, sent_at, deadline_ms = rec
+            if now * 1000 > deadline_ms:
+                del self.forwarded[ftoken]
+                fx.append(Reply(token, OUTCOME_UNKNOWN))
+            elif now - sent_at >= older_than:
                 rec[3] = now
-                fx.append(Send(view.head, Forward(self.epoch, ftoken, rec[1], rec[2])))
+                fx.append(Send(view.head, Forward(self.epoch, ftoken, rid, args, deadline_ms)))
         return fx
 
     def _fail_waiting(self, error) -> list:

@@ -66,7 +66,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
     coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
-    from catena.chaos.report import Verdict, judge_counters, judge_registers, plot
+    from catena.chain.replica import WRITE_TIMEOUT_S
+    from catena.chaos.report import Verdict, judge_counters, judge_late_writes, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
     from catena.chaos.workload import Workload
 
@@ -118,6 +119,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         verdict.problems += nemesis.errors
         judge_registers(workload.history.operations(), verdict)
         judge_counters(workload.counters, counters, verdict)
+        judge_late_writes(workload.history.operations(), verdict, WRITE_TIMEOUT_S + 1.0)
         out.mkdir(parents=True, exist_ok=True)
         png = out / f"chaos-{seed}.png"
         plot(png, workload.samples, nemesis.applied, workload.t0,

@@ -7,10 +7,16 @@ Checks, all on the recorded history:
 - counters (INCR only): every acknowledged INCR returned a distinct value; the final value is at
   least the number of acknowledged INCRs (else some were lost) and at most that plus the number of
   INCRs of unknown outcome (else some were applied twice).
+- late writes: a write of unknown outcome (its client gave up) must not take effect more than
+  the chain's bound after it was called (a forwarded write's deadline + 1 s). Proven from the
+  history: a read that returned its value began after another write to the key had completed,
+  so it took effect after that write was called.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,19 +40,25 @@ class Verdict:
     lost: list[str] = field(default_factory=list)  # lost acknowledged writes
     duplicates: list[str] = field(default_factory=list)  # INCRs applied twice
     undecided: list[str] = field(default_factory=list)  # keys the search gave up on
+    late: list[str] = field(default_factory=list)  # writes that took effect past the bound
+    late_bound_s: float = math.inf
+    latest_unknown_s: float = 0.0  # the longest proven delay of a write of unknown outcome
     problems: list[str] = field(default_factory=list)  # the run itself went wrong (no final read, …)
 
     @property
     def clean(self) -> bool:
-        return not (self.violations or self.lost or self.duplicates or self.undecided or self.problems)
+        return not (self.violations or self.lost or self.duplicates or self.undecided or self.problems
+                    or self.late)
 
     def lines(self) -> list[str]:
         out = [f"operations {self.operations} (acknowledged {self.acknowledged}, unknown outcome {self.unknown}) "
                f"on {self.keys} keys, counter increments {self.counter_incrs}",
                f"linearizability violations {len(self.violations)}, lost acknowledged writes {len(self.lost)}, "
-               f"duplicated increments {len(self.duplicates)}, undecided keys {len(self.undecided)}"]
+               f"duplicated increments {len(self.duplicates)}, undecided keys {len(self.undecided)}",
+               f"writes of unknown outcome that took effect late: {len(self.late)} (bound {self.late_bound_s:g} s; "
+               f"longest proven delay {self.latest_unknown_s:.2f} s)"]
         for title, items in (("violation", self.violations), ("lost", self.lost), ("duplicate", self.duplicates),
-                             ("undecided", self.undecided), ("problem", self.problems)):
+                             ("undecided", self.undecided), ("late", self.late), ("problem", self.problems)):
             for text in items[:5]:
                 out.append(f"{title}: {text}")
             if len(items) > 5:
@@ -79,6 +91,51 @@ def judge_registers(ops: Iterable[Operation], verdict: Verdict, final_client="fi
                                 f"allows:\n{result.explanation}")
         else:
             verdict.violations.append(result.explanation)
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def judge_late_writes(ops: Iterable[Operation], verdict: Verdict, bound_s: float) -> None:
+    """Flag writes of unknown outcome proven to have taken effect more than `bound_s` after they
+    were called. A read R returning the value of set W (values are unique per write) that began
+    after another write W2 to the key completed saw W take effect after W2 did, so at or after
+    W2's call. Values an INCR could also have produced are skipped (their writer is not known)."""
+    verdict.late_bound_s = bound_s
+    by_key: dict = defaultdict(list)
+    for op in ops:
+        by_key[op.key].append(op)
+    for key, key_ops in sorted(by_key.items()):
+        writers = {}
+        for op in key_ops:
+            if op.kind == "set" or (op.kind == "cas" and not (op.known and op.result is False)):
+                writers[_int(op.arg if op.kind == "set" else op.arg[1])] = op
+        incrs = sum(op.kind == "incr" for op in key_ops)
+        bases = [0, *(v for v in writers if v is not None)]
+        # writes known to have taken effect, by completion: (ret, call)
+        done = sorted((op.ret, op.call) for op in key_ops if op.known and (
+            op.kind in ("set", "del", "incr") or (op.kind == "cas" and op.result is True)))
+        rets = [r for r, _ in done]
+        latest_call = list(itertools.accumulate((c for _, c in done), max))
+        for read in key_ops:
+            if read.kind != "get" or not read.known or (value := _int(read.result)) is None:
+                continue
+            write = writers.get(value)
+            if write is None or write.known or any(0 < value - b <= incrs for b in bases):
+                continue
+            i = bisect.bisect_left(rets, read.call)
+            if i == 0:
+                continue
+            delay = latest_call[i - 1] - write.call
+            verdict.latest_unknown_s = max(verdict.latest_unknown_s, delay)
+            if delay > bound_s:
+                verdict.late.append(f"key {key!r}: {write} took effect at least {delay:.2f} s after it was "
+                                    f"called (read {read.result!r} at {read.call:g}, after a write called "
+                                    f"{delay:.2f} s after it had completed)")
 
 
 def judge_counters(counters: dict, finals: dict, verdict: Verdict) -> None:

@@ -107,6 +107,14 @@ class Reconfig:
         changed = self._set(View(chain_id, view.epoch + 1, view.members + (learner,)))
         return changed + self._next_queued(chain_id)
 
+    def abandon_add(self, learner: str, chain_id: int = 0) -> list[View]:
+        """The add of `learner` cannot complete (it made no progress for the coordinator's
+        bound): take it out of the view and start the next queued add. Nothing else changes;
+        a no-op once `learner` is no longer the learner."""
+        if self.view(chain_id).learner != learner:
+            return []
+        return self.remove(learner, chain_id)
+
     def _next_queued(self, chain_id: int) -> list[View]:
         while self.state.queued:
             changed = self.add(self.state.queued.pop(0), chain_id)

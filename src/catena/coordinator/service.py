@@ -37,7 +37,8 @@ from catena.view import View
 
 log = logging.getLogger(__name__)
 
-ADD_TIMEOUT_S = 30.0
+ADD_TIMEOUT_S = 30.0  # MASTER.ADD answers within this; and the default bound on an add's progress
+IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 PUSH_RETRY_S = 0.5
 REVOKE_TIMEOUT_S = 0.3
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
@@ -51,6 +52,11 @@ def _addr(args) -> str:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad port {port!r}")
     return f"{host}:{int(port)}"
+
+
+def _as_map(raw) -> dict:
+    """A map reply (a flat RESP2 list of keys and values) as a dict."""
+    return {raw[i]: raw[i + 1] for i in range(0, len(raw) - 1, 2)} if isinstance(raw, list) else {}
 
 
 class Coordinator:
@@ -67,7 +73,7 @@ class Coordinator:
         self.role = "follower"
         self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret,
                                   admin_password=admin_password)
-        self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN)
+        self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN, internal=True)
         self._changed = asyncio.Event()  # set (and replaced) whenever the view changes
         self._lock = asyncio.Lock()  # one decision + save at a time
         self._pushed: dict[str, int] = {}  # member -> newest epoch it acknowledged
@@ -85,6 +91,7 @@ class Coordinator:
         self._probe_now: dict[str, asyncio.Event] = {}  # set: probe this member at once
         self.membership: MembershipAgent | None = None
         self._term_started = time.monotonic()
+        self.add_timeout_s = ADD_TIMEOUT_S  # an add whose learner makes no progress this long is rolled back
         for name, fn, arity, role in (
             (b"MASTER.ADD", self._add, 3, ADMIN), (b"MASTER.REMOVE", self._remove, 3, ADMIN),
             (b"MASTER.REGISTER", self._register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self._get_chain, -1, DATA),
@@ -200,16 +207,40 @@ class Coordinator:
             return r.add(addr)
 
         async def work():
+            if addr not in self._watched() and (refused := await self._identity_refusal(addr)):
+                log.warning("refused MASTER.ADD %s: %s", addr, refused)
+                return Error(f"ERR cannot add {addr}: {refused}")
             await self._change(decide)
             return await self._wait_member(addr)
 
         return self._spawn(work())
 
+    async def _identity_refusal(self, addr: str) -> str | None:
+        """Why `addr` cannot be added (None: it can): a catena member must answer there and know
+        itself by that address, the one its peers and views will use (`localhost:P` for a member
+        that is `127.0.0.1:P` would never take its place as the learner)."""
+        try:
+            raw = await call(addr, b"MEMBER.STATUS", timeout=IDENTITY_TIMEOUT_S, auth=self._auth)
+        except ReplyError as exc:
+            return f"it does not answer as a catena member ({exc})"
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            return f"no catena member answers there ({type(exc).__name__}: {exc or 'no answer'})"
+        me = _as_map(raw).get(b"me")
+        if not isinstance(me, bytes):
+            return "it does not answer as a catena member (no identity in its MEMBER.STATUS)"
+        if me.decode() != addr:
+            return f"the member there knows itself as {me.decode()}; add it by that address"
+        return None
+
     async def _wait_member(self, addr: str):
-        """Until `addr` is in the chain and holds a read lease (so it answers reads at once)."""
+        """Until `addr` is in the chain and holds a read lease (so it answers reads at once), or
+        its add was rolled back."""
         try:
             async with asyncio.timeout(ADD_TIMEOUT_S):
                 while addr not in self.view.members:
+                    if addr != self.view.learner and addr not in self.saved.queued:
+                        return Error(f"ERR the add of {addr} was rolled back: it made no progress for "
+                                     f"{self.add_timeout_s:g} s, or it failed while syncing")
                     await self._changed.wait()
                 while addr in self.view.members and addr not in self._lease_ok:
                     await asyncio.sleep(self.health.interval_s / 2)
@@ -457,16 +488,28 @@ class Coordinator:
 
     async def _watch_learner(self) -> None:
         """While a member is being added, ask the tail how far its learner got; promote it
-        once the tail says it is caught up (under the view we made)."""
+        once the tail says it is caught up (under the view we made). An add whose learner
+        made no progress for `add_timeout_s` (counted from this term's start at the earliest)
+        is rolled back, so that it never blocks the adds and rejoins queued behind it."""
+        learner, progress, since = None, None, time.monotonic()
         while (view := self.view).learner:
+            if view.learner != learner:
+                learner, progress, since = view.learner, None, time.monotonic()
             try:
                 raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
-                status = {raw[i]: raw[i + 1] for i in range(0, len(raw), 2)}
+                status = _as_map(raw)
                 if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
                     await self._change(lambda r: r.caught_up(view.epoch, view.learner))
                     continue
+                acked = status.get(b"learner_acked", -1)
+                if isinstance(acked, int) and acked >= 0 and (view.epoch, acked) != progress:
+                    progress, since = (view.epoch, acked), time.monotonic()
             except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
                 log.debug("learner progress from %s: %s", view.tail, exc)
+            if time.monotonic() - since > self.add_timeout_s:
+                log.warning("the add of %s made no progress for %.0f s: rolled it back", learner, self.add_timeout_s)
+                await self._change(lambda r: r.abandon_add(learner))
+                continue
             await asyncio.sleep(LEARNER_POLL_S)
 
     def _watched(self) -> set[str]:

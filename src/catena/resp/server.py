@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from catena import tls
 from catena.errors import RemoteProtocolError
+from catena.net import detect_dead_peer
 from catena.resp.codec import OK, CommandParser, Error, encode
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         addr = transport.get_extra_info("peername") or ("?", 0)
         self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None)
+        if self.server.internal:
+            detect_dead_peer(transport.get_extra_info("socket"))
         self.server.connections.add(self)
 
     def connection_lost(self, exc):
@@ -222,8 +225,9 @@ class _Connection(asyncio.Protocol):
 class RespServer:
     """Listens on one TCP address and serves a `CommandTable`."""
 
-    def __init__(self, table, max_bulk_len: int):
+    def __init__(self, table, max_bulk_len: int, internal: bool = False):
         self.table = table
+        self.internal = internal  # catena's own processes connect here: find dead peers fast (catena.net)
         self.max_bulk_len = max_bulk_len
         self.connections: set[_Connection] = set()
         self._ready: list[_Connection] = []
