@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from catena.config import apply_defaults, read_secret
+from catena.resp.codec import DEFAULT_MAX_BULK_LEN
+from catena.resp.limits import Limits, parse_output_limit, parse_size
 from catena.errors import CatenaError
 
 log = logging.getLogger("catena")
@@ -23,8 +25,21 @@ def _listen(value: str) -> str:
     return f"{host}:{int(port)}"
 
 
-class _BadAddress(argparse.ArgumentTypeError, ValueError):
+class _BadValue(argparse.ArgumentTypeError, ValueError):
     """argparse shows its message; the settings file / environment path sees a ValueError."""
+
+
+def _checked(parse):
+    """An argparse type from a parser that raises ValueError with a readable message."""
+
+    def convert(value):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise _BadValue(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _store(value: str) -> str:
@@ -35,9 +50,9 @@ def _store(value: str) -> str:
     try:
         address = parse(value)
     except AddressError as exc:
-        raise _BadAddress(str(exc)) from None
+        raise _BadValue(str(exc)) from None
     if not isinstance(address, EtcdAddress):
-        raise _BadAddress(f"expected 'embedded' or etcd://HOST:PORT[,HOST:PORT]/PREFIX, got {value!r}")
+        raise _BadValue(f"expected 'embedded' or etcd://HOST:PORT[,HOST:PORT]/PREFIX, got {value!r}")
     return value
 
 
@@ -47,7 +62,7 @@ def _coordinator_address(value: str) -> str:
     try:
         parse(value)
     except AddressError as exc:
-        raise _BadAddress(str(exc)) from None
+        raise _BadValue(str(exc)) from None
     return value
 
 
@@ -82,7 +97,7 @@ def cmd_member(args) -> int:
     secret = read_secret(args.secret, args.secret_file)
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
-                      args.max_bulk_len, args.advertise)
+                      args.proto_max_bulk_len, args.advertise, _limits(args))
     return _run_async(node.run())
 
 
@@ -95,6 +110,8 @@ def cmd_coordinator(args) -> int:
     set_source_address(args.source_addr)
     coord = with_store(args.listen, args.store, Path(args.data_dir) if args.data_dir else None, args.requirepass,
                        args.cluster_id, args.lease_ttl_s, args.advertise, read_secret(args.secret, args.secret_file))
+    coord.server.limits = _limits(args)
+    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
     return _run_async(coord.run())
 
 
@@ -136,6 +153,33 @@ def _add_address_flags(parser: argparse.ArgumentParser, who: str) -> None:
                         help="outbound connections leave from this local address (default: the kernel's choice)")
 
 
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Redis's client limits, with Redis's names and defaults (see catena.resp.limits)."""
+    d = Limits()
+    parser.add_argument("--maxclients", type=_checked(_positive), default=d.maxclients,
+                        help=f"client connections (default {d.maxclients}); 32 more are kept for catena's own")
+    parser.add_argument("--client-output-buffer-limit", type=_checked(parse_output_limit),
+                        default=(d.output_hard, d.output_soft, d.output_soft_s), metavar="'HARD SOFT SECONDS'",
+                        help="unread replies that disconnect a client: past HARD at once, past SOFT for SECONDS "
+                             "(default '256mb 64mb 60'; 0 turns one off)")
+    parser.add_argument("--client-query-buffer-limit", type=_checked(parse_size), default=d.query_buffer,
+                        metavar="SIZE", help="largest partial command of one client (default 1gb)")
+    parser.add_argument("--max-input-buffer", type=_checked(parse_size), default=d.input_total, metavar="SIZE",
+                        help="partial commands of all clients together (default 2gb)")
+
+
+def _positive(value) -> int:
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _limits(args) -> Limits:
+    hard, soft, soft_s = args.client_output_buffer_limit
+    return Limits(args.maxclients, hard, soft, soft_s, args.client_query_buffer_limit, args.max_input_buffer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catena", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("CATENA_LOG_LEVEL", "INFO"))
@@ -151,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--secret", default=None, help="cluster secret: authenticates peer links, the coordinator's "
                    "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
-    m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    m.add_argument("--proto-max-bulk-len", "--max-bulk-len", type=_checked(parse_size), default=DEFAULT_MAX_BULK_LEN,
+                   metavar="SIZE", help="largest bulk string a client may send (default 512mb)")
+    _add_limit_flags(m)
     _add_address_flags(m, "this member")
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
@@ -167,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
                    "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")
     c.add_argument("--secret-file", default=None)
+    _add_limit_flags(c)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 

@@ -27,6 +27,7 @@ from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
+from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
@@ -37,12 +38,14 @@ SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the l
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
 MEMBERSHIP_RETRY_S = 1.0
+# catena's own commands: a connection above maxclients that starts with one of these is admitted
+INTERNAL = frozenset({b"PEER", b"MEMBER.PROBE", b"MEMBER.VIEW", b"MEMBER.REVOKE", b"MEMBER.STATUS"})
 
 
 class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
-                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None):
+                 max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None, limits: Limits = Limits()):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -55,7 +58,7 @@ class MemberNode:
         self.log = DurableLog(self.data_dir / "log", fsync)
         self.replica = self._recover()
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
-        self.server = RespServer(self.table, max_bulk_len)
+        self.server = RespServer(self.table, max_bulk_len, limits, INTERNAL)
         self._register_commands()
         self._flush_scheduled = False
         self._fetch = asyncio.Event()

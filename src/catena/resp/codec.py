@@ -55,6 +55,11 @@ class CommandParser:
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of the incomplete command held so far (what client-query-buffer-limit bounds)."""
+        return len(self._partial) if self._inline_line else self._pending
+
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Parse `data`; return the complete commands. On bad input raise RemoteProtocolError
         whose `commands` are the complete commands that came before the bad frame (a server
