@@ -23,6 +23,7 @@ from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError
+from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
@@ -66,6 +67,7 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self._snapshot_bytes = 0
+        self.loop_monitor = LoopMonitor()
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -152,6 +154,8 @@ class MemberNode:
                  f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
+        lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
+                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
         lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
                   f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
         return ("\r\n".join(lines) + "\r\n").encode()
@@ -239,6 +243,7 @@ class MemberNode:
                 started.set()
             try:
                 group.create_task(self._ticker())
+                group.create_task(self.loop_monitor.run())
                 if self.coordinator:
                     group.create_task(self._coordinator_loop())
                 await asyncio.Future()  # until cancelled

@@ -1,0 +1,136 @@
+"""Client limits at real members (Redis's): a client that does not read its replies is
+disconnected, not the member; maxclients refuses data clients but leaves room for catena's own
+connections; INFO shows the longest event-loop turn."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+import redis
+
+from conftest import HOST, Cluster, as_dict, port_of, wait_until
+
+CLOSE_TIMEOUT_S = 30.0
+VALUE = b"v" * (1 << 20)
+
+
+def _info(cluster: Cluster, addr: str) -> dict:
+    return cluster.client(addr).info()
+
+
+@pytest.fixture
+def limited(request, tmp_path):
+    """A cluster whose members take the test's parameter as extra flags."""
+    c = Cluster(tmp_path, member_args=request.param)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _member_status(addr: str) -> dict:
+    """MEMBER.STATUS as catena's own tools ask it (catena status): the first command on the
+    connection is an internal one (redis-py would start with CLIENT SETINFO)."""
+    from catena.resp.client import call
+
+    reply = asyncio.run(call(addr, b"MEMBER.STATUS", timeout=10))
+    return as_dict(reply)
+
+
+def _raw(addr: str) -> socket.socket:
+    return socket.create_connection((HOST, port_of(addr)), timeout=CLOSE_TIMEOUT_S)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+@pytest.mark.parametrize("limited", [("--client-output-buffer-limit", "8mb 2mb 10")], indirect=True)
+def test_a_client_that_does_not_read_is_disconnected_and_the_member_stays_in_the_chain(limited):
+    members = limited.start(3)
+    tail = members[-1]
+    epoch = limited.coordinator_status()["epoch"]
+    assert limited.client(members[0]).set("bigkey", VALUE) is True
+    rss_before = int(_info(limited, tail)["used_memory_rss"])
+    hog = _raw(tail)
+    hog.sendall(b"*2\r\n$3\r\nGET\r\n$6\r\nbigkey\r\n" * 2000)  # 2 GB of replies if nobody stopped it
+    wait_until(lambda: "client-output-buffer-limit" in limited.procs[tail].log_tail(200), CLOSE_TIMEOUT_S,
+               "the member to disconnect the client that does not read")
+    got = _read_until_closed(hog)  # what the kernel held, then the end of the connection
+    hog.close()
+    assert len(got) < 64 * len(VALUE), len(got)
+    assert "8388608" in limited.procs[tail].log_tail(200)  # the log names the limit
+    # The member serves everyone else, kept its memory, and is still in the chain.
+    assert limited.client(tail).get("bigkey") == VALUE
+    assert limited.client(members[0]).set("after", b"1") is True
+    assert limited.client(tail).get("after") == b"1"
+    assert int(_info(limited, tail)["used_memory_rss"]) < rss_before + 256 * (1 << 20)
+    assert limited.chain() == members
+    assert limited.coordinator_status()["epoch"] == epoch
+
+
+@pytest.mark.parametrize("limited", [("--maxclients", "4")], indirect=True)
+def test_maxclients_refuses_data_clients_but_a_new_member_still_links_in(limited):
+    (head,) = limited.start(1)
+    data = []
+    refused = None
+    for _ in range(10):  # the coordinator's probe connection counts too, as in Redis
+        sock = _raw(head)
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        reply = sock.recv(100)
+        if reply == b"+PONG\r\n":
+            data.append(sock)
+            continue
+        refused = reply + _read_until_closed(sock)
+        sock.close()
+        break
+    try:
+        assert refused == b"-ERR max number of clients reached\r\n"
+        assert 1 <= len(data) <= 4
+        with pytest.raises(redis.ConnectionError, match="max number of clients reached"):
+            redis.Redis(host=HOST, port=port_of(head), socket_timeout=10).ping()
+        # catena's own connections use the headroom: status, the coordinator's probes and pushes,
+        # and the link of a member that joins behind the full one.
+        assert _member_status(head)["role"] == "head+tail"
+        second = limited.start_member()
+        limited.add(second)
+        wait_until(lambda: limited.chain() == [head, second], 30, "the new member to be the tail")
+        assert _member_status(head)["role"] == "head"
+        data[0].sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+        assert data[0].recv(100) == b"+OK\r\n"
+        wait_until(lambda: limited.client(second).get("k") == b"v", 30, "the write to reach the new tail")
+    finally:
+        for sock in data:
+            sock.close()
+    # Once the data clients leave, new ones are admitted again.
+    wait_until(lambda: redis.Redis(host=HOST, port=port_of(head), socket_timeout=10).ping(), 30,
+               "a data client to be admitted again")
+
+
+def test_info_reports_the_longest_loop_turn(cluster):
+    (member,) = cluster.start(1)
+    info = cluster.client(member).info()
+    for field in ("catena_longest_loop_turn_ms", "catena_longest_loop_turn_recent_ms", "maxclients"):
+        assert field in info, info
+    assert info["maxclients"] == 10_000
+    c = cluster.client(member)
+    p = c.pipeline(transaction=False)
+    for i in range(20_000):
+        p.set(f"k{i}", i)
+    p.execute()
+    start = time.monotonic()
+    c.keys("*")  # one turn over every key: it shows in the longest turn
+    took_ms = (time.monotonic() - start) * 1000
+    longest = float(c.info()["catena_longest_loop_turn_ms"])
+    assert longest > 0.0 and longest <= took_ms + 1000, (longest, took_ms)
