@@ -13,7 +13,7 @@ from pathlib import Path
 from catena.config import apply_defaults, read_secret
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN
 from catena.resp.limits import Limits, parse_output_limit, parse_size
-from catena.errors import CatenaError
+from catena.errors import CatenaError, ConfigError
 
 log = logging.getLogger("catena")
 
@@ -176,8 +176,11 @@ def _positive(value) -> int:
 
 
 def _limits(args) -> Limits:
-    hard, soft, soft_s = args.client_output_buffer_limit
-    return Limits(args.maxclients, hard, soft, soft_s, args.client_query_buffer_limit, args.max_input_buffer)
+    try:
+        hard, soft, soft_s = args.client_output_buffer_limit
+        return Limits(args.maxclients, hard, soft, soft_s, args.client_query_buffer_limit, args.max_input_buffer)
+    except (TypeError, ValueError) as exc:  # a TOML value of the wrong kind skips the flag's parser
+        raise ConfigError(f"bad client limits: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,3 +134,29 @@ def test_info_reports_the_longest_loop_turn(cluster):
     took_ms = (time.monotonic() - start) * 1000
     longest = float(c.info()["catena_longest_loop_turn_ms"])
     assert longest > 0.0 and longest <= took_ms + 1000, (longest, took_ms)
+
+
+def test_the_coordinator_takes_maxclients_too(tmp_path):
+    from conftest import Proc, addr_of, catena_argv, free_port
+    from catena.resp.client import call
+
+    port = free_port()
+    addr = addr_of(port)
+    proc = Proc("coordinator", catena_argv("coordinator", "--listen", addr, "--data-dir", str(tmp_path / "c"),
+                                           "--maxclients", "1"), tmp_path / "coordinator.log")
+    try:
+        admin = wait_until(lambda: _connected(port), 30, "the coordinator to listen")
+        with pytest.raises(redis.ConnectionError, match="max number of clients reached"):
+            redis.Redis(host=HOST, port=port, socket_timeout=10).execute_command("MASTER.GET_CHAIN")
+        # catena's own calls (a member's registration, MASTER.STATUS) still get through
+        assert b"epoch" in asyncio.run(call(addr, b"MASTER.STATUS", timeout=10))
+        assert admin.execute_command("MASTER.GET_CHAIN") == []
+        admin.close()
+    finally:
+        proc.stop()
+
+
+def _connected(port: int) -> redis.Redis:
+    c = redis.Redis(host=HOST, port=port, socket_timeout=10)
+    c.ping()
+    return c
