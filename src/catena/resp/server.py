@@ -237,11 +237,16 @@ class _Connection(asyncio.Protocol):
         self.buffered = buffered
         limits = server.limits
         if limits.query_buffer and buffered > limits.query_buffer:
-            return f"query buffer of {buffered} bytes passed client-query-buffer-limit ({limits.query_buffer})"
-        if limits.input_total and buffered and server.input_buffered > limits.input_total:
-            return (f"partial commands of all clients hold {server.input_buffered} bytes, "
-                    f"past max-input-buffer ({limits.input_total})")
-        return None
+            error = f"query buffer of {buffered} bytes passed client-query-buffer-limit ({limits.query_buffer})"
+        elif limits.input_total and buffered and server.input_buffered > limits.input_total:
+            error = (f"partial commands of all clients hold {server.input_buffered} bytes, "
+                     f"past max-input-buffer ({limits.input_total})")
+        else:
+            return None
+        self.parser = CommandParser(server.max_bulk_len)  # let the partial command go at once
+        server.input_buffered -= buffered
+        self.buffered = 0
+        return error
 
     def _admit(self, args: list[bytes]):
         """On probation, the first command must be one of catena's own (a reserved one, or a
