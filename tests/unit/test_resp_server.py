@@ -96,11 +96,24 @@ async def _ping(reader, writer) -> bytes:
     return await reader.readline()
 
 
-def test_maxclients_refuses_data_clients_and_keeps_headroom_for_catenas_own(monkeypatch):
+async def _internal(server, secret):
+    """A connection as catena's own processes open one: AUTH catena first when there is a secret."""
+    r, w = await _connect(server)
+    if secret:
+        w.write(_wire(b"AUTH", b"catena", secret.encode()))
+        assert await r.readline() == b"+OK\r\n"
+    w.write(_wire(b"MEMBER.PROBE"))
+    assert await r.readline() == b":7\r\n"
+    return r, w
+
+
+@pytest.mark.parametrize("secret", [None, "s3cret"])
+def test_maxclients_refuses_data_clients_and_keeps_headroom_for_catenas_own(monkeypatch, secret):
     monkeypatch.setattr("catena.resp.server.PROBATION_S", 0.2)
+    full = b"-ERR max number of clients reached\r\n"
 
     async def main():
-        table = CommandTable(cluster_secret="s3cret")
+        table = CommandTable(cluster_secret=secret)
         table.register(b"MEMBER.PROBE", lambda c, a: 7, 1)
         server, r1, w1 = await _served(table, Limits(maxclients=2), frozenset({b"MEMBER.PROBE"}))
         conns = [(r1, w1)]
@@ -111,31 +124,32 @@ def test_maxclients_refuses_data_clients_and_keeps_headroom_for_catenas_own(monk
             # A third data client: refused with Redis's error, and nothing it sent ran.
             r, w = await _connect(server)
             w.write(_wire(b"SET", b"k", b"v"))
-            assert await _closed(r) == b"-ERR max number of clients reached\r\n"
+            assert await _closed(r) == full
             # A silent one is refused once its probation ends.
             r, w = await _connect(server)
-            assert await _closed(r) == b"-ERR max number of clients reached\r\n"
-            # catena's own: a reserved command, or AUTH as the user catena, admits it.
+            assert await _closed(r) == full
+            # catena's own is admitted: AUTH catena <secret>, or a reserved command when there is
+            # no secret (then it runs reserved commands only).
+            conns.append(await _internal(server, secret))
+            r, w = conns[-1]
+            w.write(_wire(b"PING"))
+            if secret:
+                assert await r.readline() == b"+PONG\r\n"
+            else:
+                assert await _closed(r) == full
+                conns.pop()
             r, w = await _connect(server)
-            w.write(_wire(b"MEMBER.PROBE"))
-            assert await r.readline() == b":7\r\n"
-            conns.append((r, w))
-            r, w = await _connect(server)
-            w.write(_wire(b"AUTH", b"catena", b"s3cret") + _wire(b"PING"))
-            assert await _read_n(r, 2) == [b"+OK\r\n", b"+PONG\r\n"]
-            conns.append((r, w))
-            r, w = await _connect(server)  # a wrong secret is refused like any data client
-            w.write(_wire(b"AUTH", b"catena", b"guess"))
-            assert await _closed(r) == b"-ERR max number of clients reached\r\n"
-            # The headroom is bounded: past maxclients + RESERVED nobody is admitted.
-            while len(conns) < 2 + RESERVED:
+            w.write(_wire(b"AUTH", b"catena", b"guess"))  # a wrong secret is refused like any data client
+            assert await _closed(r) == full
+            if secret:  # with a secret, a reserved command alone does not admit
                 r, w = await _connect(server)
                 w.write(_wire(b"MEMBER.PROBE"))
-                assert await r.readline() == b":7\r\n"
-                conns.append((r, w))
+                assert await _closed(r) == full
+            # The headroom is bounded: past maxclients + RESERVED nobody is admitted.
+            while len(conns) < 2 + RESERVED:
+                conns.append(await _internal(server, secret))
             r, w = await _connect(server)
-            w.write(_wire(b"MEMBER.PROBE"))
-            assert await _closed(r) == b"-ERR max number of clients reached\r\n"
+            assert await _closed(r) == full
             assert len(server.connections) == 2 + RESERVED
             # Every connection counts (as in Redis): once they are under maxclients, a data client fits.
             for _, w in conns[1:]:

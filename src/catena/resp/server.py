@@ -13,8 +13,8 @@ is answered, so a connection reads its own writes, as with Redis.
 
 Limits (`catena.resp.limits`), as Redis applies them: a connection beyond `maxclients` is told
 `-ERR max number of clients reached` and closed, except that RESERVED more connections are
-admitted on probation for catena's own traffic (their first command must be a `reserved` one or
-`AUTH catena <secret>`). A client whose unread replies pass the output-buffer hard limit, or the
+admitted on probation for catena's own traffic (their first command must be `AUTH catena
+<secret>`, or without a cluster secret a `reserved` one, and then they run only those). A client whose unread replies pass the output-buffer hard limit, or the
 soft limit for its seconds, is disconnected; while its unread replies pass the soft limit its
 commands are not read (they wait in its socket). A partial command larger than the per-client
 query-buffer limit, or one that takes all partial commands past the total cap, closes its
@@ -40,6 +40,7 @@ _ids = itertools.count(1)
 MAX_UNANSWERED = 4096  # replies a connection may owe before we stop reading from it
 PROBATION_S = 2.0  # a connection admitted above maxclients must prove it is catena's within this
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+_RESERVED_ONLY = object()  # `probation` of a connection in the headroom admitted by a reserved command
 
 
 @dataclass(slots=True)
@@ -122,7 +123,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0  # bytes of the partial command the parser holds (counted in the server's total)
         self.soft_since: float | None = None  # when unread replies went past the soft limit
         self.soft_timer: asyncio.TimerHandle | None = None
-        self.probation: asyncio.TimerHandle | None = None  # admitted above maxclients: catena's own only
+        self.probation = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -147,7 +148,7 @@ class _Connection(asyncio.Protocol):
         self.server.input_buffered -= self.buffered
         self.buffered = 0
         for timer in (self.probation, self.soft_timer):
-            if timer is not None:
+            if timer is not None and timer is not _RESERVED_ONLY:
                 timer.cancel()
         for item in self.pending:
             if type(item) is Deferred:
@@ -249,17 +250,26 @@ class _Connection(asyncio.Protocol):
         return error
 
     def _admit(self, args: list[bytes]):
-        """On probation, the first command must be one of catena's own (a reserved one, or a
-        successful `AUTH catena <secret>`): its reply, or None to refuse the connection."""
+        """A connection in the headroom above maxclients runs catena's own commands only: its
+        reply to `args`, or None to refuse the connection. `AUTH catena <secret>` admits it for
+        good; without a cluster secret (nobody can prove to be catena) a reserved command is
+        answered, and the connection keeps to reserved commands."""
         name = args[0].upper()
-        if name != b"AUTH" and name not in self.server.reserved:
+        if name == b"AUTH" and len(args) == 3 and args[1] == b"catena":
+            reply = self._dispatch(args)
+            if reply is not OK:
+                return None
+            self._end_probation(None)
+            return reply
+        if name not in self.server.reserved or self.server.table.cluster_secret is not None:
             return None
-        reply = self._dispatch(args)
-        if name == b"AUTH" and (reply is not OK or args[1:2] != [b"catena"]):
-            return None
-        self.probation.cancel()
-        self.probation = None
-        return reply
+        self._end_probation(_RESERVED_ONLY)
+        return self._dispatch(args)
+
+    def _end_probation(self, then) -> None:
+        if self.probation is not _RESERVED_ONLY:
+            self.probation.cancel()
+        self.probation = then
 
     def _refuse(self) -> None:
         """maxclients: this connection is not catena's own (or did not say so in time)."""
