@@ -39,7 +39,8 @@ SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the l
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
 MEMBERSHIP_RETRY_S = 1.0
-# catena's own commands: a connection above maxclients that starts with one of these is admitted
+# catena's own commands: without a cluster secret, a connection above maxclients that starts with
+# one of these is admitted (to these only); with one, `AUTH catena <secret>` admits it
 INTERNAL = frozenset({b"PEER", b"MEMBER.PROBE", b"MEMBER.VIEW", b"MEMBER.REVOKE", b"MEMBER.STATUS"})
 
 
