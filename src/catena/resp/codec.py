@@ -136,9 +136,12 @@ class CommandParser:
             self._partial = data[len(data) - pending :][:_HEADER_WINDOW]
         elif len(self._partial) < _HEADER_WINDOW:
             self._partial = (self._partial + data)[:_HEADER_WINDOW]
+        self._check_headers(self._partial)
         if pending > self.max_bulk_len + _HEADER_WINDOW:
             raise RemoteProtocolError("Protocol error: too big request")
-        buf = self._partial
+
+    def _check_headers(self, buf: bytes) -> None:
+        """The lengths announced in the kept start of the incomplete frame."""
         if buf[:1] != b"*":
             raise RemoteProtocolError("Protocol error: expected '*', got something else")
         end = buf.find(b"\r\n")
