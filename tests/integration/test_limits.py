@@ -1,6 +1,7 @@
-"""Client limits at real members (Redis's): a client that does not read its replies is
+"""Limits at real processes, as Redis's: a client that does not read its replies is
 disconnected, not the member; maxclients refuses data clients but leaves room for catena's own
-connections; INFO shows the longest event-loop turn."""
+connections (members and coordinators); active expiry keeps up with 100,000 keys due at once;
+INFO shows the longest event-loop turn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import time
 import pytest
 import redis
 
-from conftest import HOST, Cluster, as_dict, port_of, wait_until
+from catena.resp.client import call
+from conftest import HOST, Cluster, Proc, addr_of, as_dict, catena_argv, free_port, port_of, wait_until
 
 CLOSE_TIMEOUT_S = 30.0
 VALUE = b"v" * (1 << 20)
@@ -34,8 +36,6 @@ def limited(request, tmp_path):
 def _member_status(addr: str) -> dict:
     """MEMBER.STATUS as catena's own tools ask it (catena status): the first command on the
     connection is an internal one (redis-py would start with CLIENT SETINFO)."""
-    from catena.resp.client import call
-
     reply = asyncio.run(call(addr, b"MEMBER.STATUS", timeout=10))
     return as_dict(reply)
 
@@ -137,9 +137,6 @@ def test_info_reports_the_longest_loop_turn(cluster):
 
 
 def test_the_coordinator_takes_maxclients_too(tmp_path):
-    from conftest import Proc, addr_of, catena_argv, free_port
-    from catena.resp.client import call
-
     port = free_port()
     addr = addr_of(port)
     proc = Proc("coordinator", catena_argv("coordinator", "--listen", addr, "--data-dir", str(tmp_path / "c"),
