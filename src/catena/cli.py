@@ -12,7 +12,9 @@ from pathlib import Path
 
 from catena import tls
 from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
-from catena.errors import CatenaError
+from catena.errors import CatenaError, ConfigError
+from catena.resp.codec import DEFAULT_MAX_BULK_LEN
+from catena.resp.limits import Limits, parse_output_limit, parse_size
 
 log = logging.getLogger("catena")
 
@@ -24,8 +26,21 @@ def _listen(value: str) -> str:
     return f"{host}:{int(port)}"
 
 
-class _BadAddress(argparse.ArgumentTypeError, ValueError):
+class _BadValue(argparse.ArgumentTypeError, ValueError):
     """argparse shows its message; the settings file / environment path sees a ValueError."""
+
+
+def _checked(parse):
+    """An argparse type from a parser that raises ValueError with a readable message."""
+
+    def convert(value):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise _BadValue(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _store(value: str) -> str:
@@ -36,9 +51,9 @@ def _store(value: str) -> str:
     try:
         address = parse(value)
     except AddressError as exc:
-        raise _BadAddress(str(exc)) from None
+        raise _BadValue(str(exc)) from None
     if not isinstance(address, EtcdAddress):
-        raise _BadAddress(f"expected 'embedded' or etcd://HOST:PORT[,HOST:PORT]/PREFIX, got {value!r}")
+        raise _BadValue(f"expected 'embedded' or etcd://HOST:PORT[,HOST:PORT]/PREFIX, got {value!r}")
     return value
 
 
@@ -54,7 +69,7 @@ def _coordinator_address(value: str) -> str:
     try:
         parse(value)
     except AddressError as exc:
-        raise _BadAddress(str(exc)) from None
+        raise _BadValue(str(exc)) from None
     return value
 
 
@@ -97,7 +112,8 @@ def cmd_member(args) -> int:
         raise CatenaError(f"member: --write-timeout-ms must be positive, not {args.write_timeout_ms}")
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
-                      args.max_bulk_len, args.advertise, disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000)
+                      args.proto_max_bulk_len, args.advertise,
+                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args))
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     return _run_async(node.run())
 
@@ -118,6 +134,8 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    coord.server.limits = _limits(args)
+    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
     return _run_async(coord.run())
 
 
@@ -161,6 +179,36 @@ def _add_address_flags(parser: argparse.ArgumentParser, who: str) -> None:
                         help="outbound connections leave from this local address (default: the kernel's choice)")
 
 
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """Redis's client limits, with Redis's names and defaults (see catena.resp.limits)."""
+    d = Limits()
+    parser.add_argument("--maxclients", type=_checked(_positive), default=d.maxclients,
+                        help=f"client connections (default {d.maxclients}); 32 more are kept for catena's own")
+    parser.add_argument("--client-output-buffer-limit", type=_checked(parse_output_limit),
+                        default=(d.output_hard, d.output_soft, d.output_soft_s), metavar="'HARD SOFT SECONDS'",
+                        help="unread replies that disconnect a client: past HARD at once, past SOFT for SECONDS "
+                             "(default '256mb 64mb 60'; 0 turns one off)")
+    parser.add_argument("--client-query-buffer-limit", type=_checked(parse_size), default=d.query_buffer,
+                        metavar="SIZE", help="largest partial command of one client (default 1gb)")
+    parser.add_argument("--max-input-buffer", type=_checked(parse_size), default=d.input_total, metavar="SIZE",
+                        help="partial commands of all clients together (default 2gb)")
+
+
+def _positive(value) -> int:
+    n = int(value)
+    if n < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _limits(args) -> Limits:
+    try:
+        hard, soft, soft_s = args.client_output_buffer_limit
+        return Limits(args.maxclients, hard, soft, soft_s, args.client_query_buffer_limit, args.max_input_buffer)
+    except (TypeError, ValueError) as exc:  # a TOML value of the wrong kind skips the flag's parser
+        raise ConfigError(f"bad client limits: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catena", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("CATENA_LOG_LEVEL", "INFO"))
@@ -176,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--secret", default=None, help="cluster secret: authenticates peer links, the coordinator's "
                    "calls and membership datagrams (needed with --requirepass in a chain of several members)")
     m.add_argument("--secret-file", default=None)
-    m.add_argument("--max-bulk-len", type=int, default=512 * 1024 * 1024, help="largest bulk string, bytes")
+    m.add_argument("--proto-max-bulk-len", "--max-bulk-len", type=_checked(parse_size), default=DEFAULT_MAX_BULK_LEN,
+                   metavar="SIZE", help="largest bulk string a client may send (default 512mb)")
+    _add_limit_flags(m)
     m.add_argument("--disk-stall-timeout-ms", type=_milliseconds, default=5000,
                    help="a write or fsync of the data dir running longer stops the member, as a failed one "
                    "does (a fail-slow disk); 0: never")
@@ -204,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="password of the user `admin` (AUTH admin PW), who may change views (MASTER.ADD/REMOVE); "
                    "without one, that needs the cluster secret (AUTH catena SECRET) when there is one")
     c.add_argument("--admin-password-file", default=None)
+    _add_limit_flags(c)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
     tls.add_flags(c)
     c.set_defaults(func=cmd_coordinator, required=("listen",))

@@ -26,6 +26,7 @@ ops = st.one_of(
     st.tuples(st.just(3), blobs, ints),
     st.tuples(st.just(4), blobs, st.none() | u64),
     st.tuples(st.just(5), blobs),
+    st.tuples(st.just(5), st.lists(blobs, min_size=1, max_size=4).map(tuple)),
 )
 entries = st.tuples(u64, u64, u64, rids, ops)
 replies = st.one_of(blobs, ints, st.none(), texts.map(pm.Status), texts.map(pm.Error),

@@ -16,8 +16,12 @@ from catena.chain import messages
 from catena.chain.messages import (
     Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, WriteReply,
 )
-from catena.chain.replica import NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica
-from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from catena.chain.replica import (
+    EXPIRE_ROUNDS, EXPIRE_SAMPLE, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica,
+)
+from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState, valid_op
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import OK, Error
 from catena.view import View
@@ -621,10 +625,98 @@ def test_only_the_head_purges_expired_keys():
         assert c.r[n].state.get(b"k", int(later * 1000)) is None  # ... but hide the key
     c.run("a", c.r["a"].on_timer(later))
     c.flush()
-    assert c.r["a"].window[-1][4] == (PURGE, b"k")
+    assert c.r["a"].window[-1][4] == (PURGE, (b"k",))
     c.settle()
     for n in ("a", "b", "c"):
         assert b"k" not in c.r[n].state.data and c.r[n].last_seq == 2
+
+
+def _tick_all(c, now):
+    for n in sorted(c.r):
+        c.run(n, c.r[n].on_timer(now))
+    c.settle()
+
+
+def _states(c):
+    return [(c.r[n].state.data, c.r[n].state.expires) for n in sorted(c.r)]
+
+
+def test_active_expiry_purges_100k_keys_due_at_once_in_a_few_bounded_ticks():
+    c = chain3()
+    n = 100_000
+    for start in range(0, n, 10_000):
+        c.turn("a", *((f"w{i}", "SET", f"k{i}", "v", "PX", "500") for i in range(start, start + 10_000)))
+        c.settle()
+    c.client("a", "live", "SET", "live", "v", "EX", "3600")  # not due: never purged
+    c.settle()
+    assert all(len(c.r[m].state.expires) == n + 1 for m in c.r)
+    first = c.r["a"].last_seq
+    now, ticks = NOW + 1.0, 0
+    while any(len(c.r[m].state.data) > 1 for m in c.r):
+        before = c.r["a"].last_seq
+        _tick_all(c, now)
+        purges = [e[4] for e in c.r["a"].window if e[1] > before]
+        assert all(p[0] == PURGE for p in purges)
+        assert len(purges) <= EXPIRE_ROUNDS and all(len(p[1]) <= EXPIRE_SAMPLE for p in purges)  # bounded work
+        assert len({len(p[1]) for p in purges}) <= 2  # full samples (the last one may be short)
+        assert _states(c)[0] == _states(c)[1] == _states(c)[2]  # every member holds the same keys
+        now, ticks = now + 0.1, ticks + 1
+        assert ticks <= 20, "not purged within 2 s of ticks"
+    assert ticks <= (n + EXPIRE_SAMPLE * EXPIRE_ROUNDS - 1) // (EXPIRE_SAMPLE * EXPIRE_ROUNDS) + 1
+    assert c.r["a"].last_seq - first == -(-n // EXPIRE_SAMPLE)  # 1,000 keys per PURGE entry
+    for m in c.r:
+        assert list(c.r[m].state.data) == [b"live"]
+        assert len(c.r[m].state._heap) <= 1  # the heap does not keep purged deadlines anywhere
+
+
+def test_a_sparse_expired_sample_ends_the_cycle_for_this_tick():
+    """As Redis's cycle: when at most a quarter of a sample was expired (the rest were stale
+    deadlines: keys since deleted or given another TTL), the head stops for this tick."""
+    c = chain3()
+    keys = EXPIRE_SAMPLE * 3
+    c.turn("a", *((f"w{i}", "SET", f"k{i}", "v", "PX", "500") for i in range(keys)))
+    c.turn("a", *((f"p{i}", "PERSIST", f"k{i}") for i in range(keys) if i % 5))  # 4 in 5 stale
+    c.settle()
+    before = c.r["a"].last_seq
+    _tick_all(c, NOW + 1.0)
+    assert c.r["a"].last_seq == before + 1  # one sample, 200 expired of 1,000: no second round
+    _tick_all(c, NOW + 1.1)
+    _tick_all(c, NOW + 1.2)
+    assert all(len(c.r[m].state.data) == keys - keys // 5 for m in c.r)
+    assert _states(c)[0] == _states(c)[1] == _states(c)[2]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["SET", "SETPX", "DEL", "PEXPIRE", "PERSIST", "TICK"]),
+                          st.integers(0, 7), st.integers(1, 400)), max_size=60))
+def test_members_hold_identical_states_whatever_expires_when(steps):
+    c = chain3()
+    for i, (cmd, k, ms) in enumerate(steps):
+        key = f"k{k}"
+        if cmd == "TICK":
+            c.now += ms / 1000
+            _tick_all(c, c.now)
+            continue
+        args = {"SET": ("SET", key, "v"), "SETPX": ("SET", key, "v", "PX", ms), "DEL": ("DEL", key),
+                "PEXPIRE": ("PEXPIRE", key, ms), "PERSIST": ("PERSIST", key)}[cmd]
+        c.client("a", f"t{i}", *args)
+        c.settle()
+        assert _states(c)[0] == _states(c)[1] == _states(c)[2]
+    c.now += 1.0
+    _tick_all(c, c.now)
+    assert _states(c)[0] == _states(c)[1] == _states(c)[2]
+    for m in c.r:  # everything due was purged, on every member
+        assert all(d > int(c.now * 1000) for d in c.r[m].state.expires.values())
+
+
+def test_purge_entries_of_older_logs_still_apply():
+    s = KVState()
+    s.apply((SET, b"k", b"v", 5, 0), 0)
+    s.apply((SET, b"j", b"v", 5, 0), 0)
+    assert valid_op((PURGE, b"k")) and valid_op((PURGE, (b"j",)))
+    assert not valid_op((PURGE, ())) and not valid_op((PURGE, (b"j", 1)))
+    assert s.apply((PURGE, b"k"), 10) == 1 and s.apply((PURGE, (b"j", b"none")), 10) == 1
+    assert s.data == {}
 
 
 def test_expiry_deadline_is_stamped_by_the_head():

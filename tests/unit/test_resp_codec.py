@@ -163,6 +163,14 @@ def test_bulk_above_the_limit_is_refused_whatever_the_split(split):
         p.feed(OVERSIZED_HEADER[split:])
 
 
+def test_bulk_above_the_limit_gets_redis_error_however_much_payload_came_with_it():
+    """proto-max-bulk-len: Redis's `Protocol error: invalid bulk length`, even when the header
+    arrives together with more payload than the limit allows."""
+    for payload in (b"", b"x" * 50, b"x" * (100 + 70_000)):
+        with pytest.raises(RemoteProtocolError, match="^Protocol error: invalid bulk length$"):
+            CommandParser(max_bulk_len=100).feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n" + payload)
+
+
 def test_bulk_above_the_limit_is_refused_one_byte_at_a_time():
     p = CommandParser(max_bulk_len=100)
     with pytest.raises(RemoteProtocolError, match="Protocol error"):

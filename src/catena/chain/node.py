@@ -24,10 +24,12 @@ from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
+from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import INTERNAL, CommandTable
+from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
@@ -39,13 +41,16 @@ SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the l
 VIEW_POLL_S = 1.0
 CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
 MEMBERSHIP_RETRY_S = 1.0
+# catena's own commands: without a cluster secret, a connection above maxclients that starts with
+# one of these is admitted (to these only); with one, `AUTH catena <secret>` admits it
+RESERVED_COMMANDS = frozenset({b"PEER", b"MEMBER.PROBE", b"MEMBER.VIEW", b"MEMBER.REVOKE", b"MEMBER.STATUS"})
 
 
 class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
-                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S):
+                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits()):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -68,13 +73,14 @@ class MemberNode:
                              f"move {self.data_dir} aside to have it rejoin empty and copy the chain's data "
                              "(unless it is its chain's last member: then it holds the only copy)") from None
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
-        self.server = RespServer(self.table, max_bulk_len)
+        self.server = RespServer(self.table, max_bulk_len, limits, RESERVED_COMMANDS)
         self._register_commands()
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
+        self.loop_monitor = LoopMonitor()
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -179,6 +185,8 @@ class MemberNode:
                  f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
+        lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
+                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
         lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
                   f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
         return ("\r\n".join(lines) + "\r\n").encode()
@@ -290,6 +298,7 @@ class MemberNode:
                 started.set()
             try:
                 group.create_task(self._ticker())
+                group.create_task(self.loop_monitor.run())
                 if self.coordinator:
                     group.create_task(self._coordinator_loop())
                 await asyncio.Future()  # until cancelled

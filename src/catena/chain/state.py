@@ -12,7 +12,7 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (DEL, (key, ...))
     (INCRBY, key, delta)
     (PEXPIREAT, key, pxat | None)           None: PERSIST
-    (PURGE, key)                            expiry decided by the head
+    (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ _SHAPES = {
     DEL: lambda op: len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 1 and all(_key(k) for k in op[1]),
     INCRBY: lambda op: len(op) == 3 and _key(op[1]) and type(op[2]) is int,
     PEXPIREAT: lambda op: len(op) == 3 and _key(op[1]) and _deadline(op[2]),
-    PURGE: lambda op: len(op) == 2 and _key(op[1]),
+    PURGE: lambda op: len(op) == 2 and (_key(op[1]) or (type(op[1]) is tuple and len(op[1]) >= 1
+                                                        and all(_key(k) for k in op[1]))),
 }
 
 
@@ -60,7 +61,7 @@ def op_keys(op) -> tuple:
     kind = op[0]
     if kind == MSET:
         return op[1][0::2]
-    if kind == DEL:
+    if kind == DEL or (kind == PURGE and type(op[1]) is tuple):
         return op[1]
     return (op[1],)
 
@@ -97,14 +98,26 @@ class KVState:
             return len(self.data)
         return len(self.data) - sum(1 for d in self.expires.values() if d <= now_ms)
 
-    def expired_keys(self, now_ms: int, limit: int) -> list[bytes]:
-        """Keys whose deadline passed (for the head to purge through the chain)."""
-        heap, out = self._heap, []
-        while heap and heap[0][0] <= now_ms and len(out) < limit:
+    def expired_keys(self, now_ms: int, sample: int) -> tuple[list[bytes], int]:
+        """For the head to purge through the chain: the keys whose deadline passed among the
+        next `sample` due deadlines (earliest first; a deadline since changed or removed is
+        stale), and how many deadlines it looked at (below `sample`: no more are due)."""
+        heap, out, seen = self._heap, [], 0
+        expires = self.expires
+        while seen < sample and heap and heap[0][0] <= now_ms:
             deadline, key = heapq.heappop(heap)
-            if self.expires.get(key) == deadline:
+            seen += 1
+            if expires.get(key) == deadline:
                 out.append(key)
-        return out
+        return out, seen
+
+    def _forget_stale(self, budget: int) -> None:
+        """Drop up to `budget` stale deadlines from the heap's top (members other than the head
+        never call `expired_keys`: this keeps their heap as small as the head's)."""
+        heap, expires = self._heap, self.expires
+        while budget > 0 and heap and expires.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+            budget -= 1
 
     # -- writes (entry timestamp) -------------------------------------------------------------
 
@@ -179,10 +192,15 @@ class KVState:
                 self._set_deadline(key, pxat)
             return 1
         if kind == PURGE:
-            deadline = self.expires.get(op[1])
-            if deadline is not None and deadline <= ts:
-                self._drop(op[1])
-            return 0
+            keys = op[1] if type(op[1]) is tuple else (op[1],)
+            purged = 0
+            for key in keys:
+                deadline = self.expires.get(key)
+                if deadline is not None and deadline <= ts:
+                    self._drop(key)
+                    purged += 1
+            self._forget_stale(2 * len(keys))
+            return purged
         raise ValueError(f"unknown op kind {kind!r}")
 
     # -- dedup table (replicated with the data) ------------------------------------------------

@@ -55,6 +55,11 @@ class CommandParser:
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of the incomplete command held so far (what client-query-buffer-limit bounds)."""
+        return len(self._partial) if self._inline_line else self._pending
+
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Parse `data`; return the complete commands. On bad input raise RemoteProtocolError
         whose `commands` are the complete commands that came before the bad frame (a server
@@ -131,9 +136,12 @@ class CommandParser:
             self._partial = data[len(data) - pending :][:_HEADER_WINDOW]
         elif len(self._partial) < _HEADER_WINDOW:
             self._partial = (self._partial + data)[:_HEADER_WINDOW]
+        self._check_headers(self._partial)
         if pending > self.max_bulk_len + _HEADER_WINDOW:
             raise RemoteProtocolError("Protocol error: too big request")
-        buf = self._partial
+
+    def _check_headers(self, buf: bytes) -> None:
+        """The lengths announced in the kept start of the incomplete frame."""
         if buf[:1] != b"*":
             raise RemoteProtocolError("Protocol error: expected '*', got something else")
         end = buf.find(b"\r\n")

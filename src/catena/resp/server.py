@@ -10,6 +10,15 @@ another protocol after `+OK` (peer links use this to switch from RESP to msgpack
 Commands the table marks `ordered` (reads) are not run while an earlier command of the same
 connection is still unanswered: they wait in the queue and run once everything before them
 is answered, so a connection reads its own writes, as with Redis.
+
+Limits (`catena.resp.limits`), as Redis applies them: a connection beyond `maxclients` is told
+`-ERR max number of clients reached` and closed, except that RESERVED more connections are
+admitted on probation for catena's own traffic (their first command must be `AUTH catena
+<secret>`, or without a cluster secret a `reserved` one, and then they run only those). A client whose unread replies pass the output-buffer hard limit, or the
+soft limit for its seconds, is disconnected; while its unread replies pass the soft limit its
+commands are not read (they wait in its socket). A partial command larger than the per-client
+query-buffer limit, or one that takes all partial commands past the total cap, closes its
+connection with an error.
 """
 
 from __future__ import annotations
@@ -25,11 +34,15 @@ from catena import tls
 from catena.errors import RemoteProtocolError
 from catena.net import detect_dead_peer
 from catena.resp.codec import OK, CommandParser, Error, encode
+from catena.resp.limits import RESERVED, Limits
 
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 MAX_UNANSWERED = 4096  # replies a connection may owe before we stop reading from it
+PROBATION_S = 2.0  # a connection admitted above maxclients must prove it is catena's within this
+MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+_RESERVED_ONLY = object()  # `probation` of a connection in the headroom admitted by a reserved command
 
 
 @dataclass(slots=True)
@@ -97,7 +110,7 @@ class Takeover:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures",
-                 "paused")
+                 "paused", "write_paused", "queued", "buffered", "soft_since", "soft_timer", "probation")
 
     def __init__(self, server: "RespServer"):
         self.server = server
@@ -107,18 +120,41 @@ class _Connection(asyncio.Protocol):
         self.futures: set[asyncio.Future] = set()  # admin commands still running
         self.peer = None
         self.closing = False
-        self.paused = False
+        self.paused = False  # too many unanswered commands: not reading
+        self.write_paused = False  # unread replies past the soft limit: not reading
+        self.queued = 0  # bytes of encoded replies in `out` and `pending` (not yet in the transport)
+        self.buffered = 0  # bytes of the partial command the parser holds (counted in the server's total)
+        self.soft_since: float | None = None  # when unread replies went past the soft limit
+        self.soft_timer: asyncio.TimerHandle | None = None
+        self.probation = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
 
     def connection_made(self, transport):
         self.transport = transport
         addr = transport.get_extra_info("peername") or ("?", 0)
         self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None)
-        if self.server.internal:
+        server = self.server
+        limits = server.limits
+        if len(server.connections) >= limits.maxclients + RESERVED:
+            self.closing = True
+            transport.write(MAX_CLIENTS)
+            transport.close()
+            return
+        server.connections.add(self)
+        if server.internal:
             detect_dead_peer(transport.get_extra_info("socket"))
-        self.server.connections.add(self)
+        if len(server.connections) > limits.maxclients:
+            self.probation = asyncio.get_running_loop().call_later(PROBATION_S, self._refuse)
+        high = limits.output_soft or limits.output_hard
+        if high:  # pause_writing() fires when the unread replies pass the soft limit
+            transport.set_write_buffer_limits(high=high)
 
     def connection_lost(self, exc):
         self.server.connections.discard(self)
+        self.server.input_buffered -= self.buffered
+        self.buffered = 0
+        for timer in (self.probation, self.soft_timer):
+            if timer is not None and timer is not _RESERVED_ONLY:
+                timer.cancel()
         for item in self.pending:
             if type(item) is Deferred:
                 item.conn = None
@@ -127,6 +163,17 @@ class _Connection(asyncio.Protocol):
             fut.cancel()
         if self.peer is not None:
             self.peer.lost(exc)
+
+    def pause_writing(self):
+        self.write_paused = True
+        self.transport.pause_reading()
+        self._check_output()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if not self.paused:
+            self.transport.resume_reading()
+        self._check_output()
 
     def data_received(self, data: bytes):
         if self.peer is not None:
@@ -138,17 +185,27 @@ class _Connection(asyncio.Protocol):
             commands, failed = self.parser.feed(data), None
         except RemoteProtocolError as exc:  # answer what came before the bad frame, then close
             commands, failed = exc.commands, exc
+        if (over := self._account_input()) is not None:
+            failed = over
         table = self.server.table
         client = self.client
         pending = self.pending
         ordered = table.ordered
+        room = self._room()
         for args in commands:
-            if pending and args[0].upper() in ordered:
+            if self.queued > room:
+                return self._overflow(hard=True)
+            if self.probation is not None:
+                if (reply := self._admit(args)) is None:
+                    return self._refuse()
+            elif pending and args[0].upper() in ordered:
                 pending.append(_Parked(args))
                 continue
-            reply = self._dispatch(args)
+            else:
+                reply = self._dispatch(args)
             if type(reply) is Takeover:
-                pending.append(encode(OK))
+                pending.append(ok := encode(OK))
+                self.queued += len(ok)
                 self.flush()
                 self.peer = reply.factory(self.transport)
                 return
@@ -159,23 +216,73 @@ class _Connection(asyncio.Protocol):
                     reply.conn = self
                     pending.append(reply)
                     continue
+            encoded = encode(reply, client.resp3)
+            self.queued += len(encoded)
             if pending:
-                pending.append(encode(reply, client.resp3))
+                pending.append(encoded)
             else:
-                self.out.append(encode(reply, client.resp3))
+                self.out.append(encoded)
         if failed is not None:
-            pending.append(encode(Error(f"ERR {failed}")))
+            pending.append(encoded := encode(Error(f"ERR {failed}")))
+            self.queued += len(encoded)
             self.closing = True
         if pending:
             self._drain()
-        if self.out:
-            self.transport.write(b"".join(self.out))
-            self.out.clear()
+        self._write()
         if self.closing and not pending:
             self.transport.close()
         elif len(pending) > MAX_UNANSWERED and not self.paused:
             self.paused = True  # backpressure: a deep pipeline waits in the client's socket
             self.transport.pause_reading()
+
+    def _account_input(self) -> str | None:
+        """Count the parser's partial command against this client's and everyone's caps."""
+        server = self.server
+        buffered = self.parser.buffered
+        server.input_buffered += buffered - self.buffered
+        self.buffered = buffered
+        limits = server.limits
+        if limits.query_buffer and buffered > limits.query_buffer:
+            error = f"query buffer of {buffered} bytes passed client-query-buffer-limit ({limits.query_buffer})"
+        elif limits.input_total and buffered and server.input_buffered > limits.input_total:
+            error = (f"partial commands of all clients hold {server.input_buffered} bytes, "
+                     f"past max-input-buffer ({limits.input_total})")
+        else:
+            return None
+        self.parser = CommandParser(server.max_bulk_len)  # let the partial command go at once
+        server.input_buffered -= buffered
+        self.buffered = 0
+        return error
+
+    def _admit(self, args: list[bytes]):
+        """A connection in the headroom above maxclients runs catena's own commands only: its
+        reply to `args`, or None to refuse the connection. `AUTH catena <secret>` admits it for
+        good; without a cluster secret (nobody can prove to be catena) a reserved command is
+        answered, and the connection keeps to reserved commands."""
+        name = args[0].upper()
+        if name == b"AUTH" and len(args) == 3 and args[1] == b"catena":
+            reply = self._dispatch(args)
+            if reply is not OK:
+                return None
+            self._end_probation(None)
+            return reply
+        if name not in self.server.reserved or self.server.table.cluster_secret is not None:
+            return None
+        self._end_probation(_RESERVED_ONLY)
+        return self._dispatch(args)
+
+    def _end_probation(self, then) -> None:
+        if self.probation is not _RESERVED_ONLY:
+            self.probation.cancel()
+        self.probation = then
+
+    def _refuse(self) -> None:
+        """maxclients: this connection is not catena's own (or did not say so in time)."""
+        if self.probation is not None and not self.transport.is_closing():
+            self.closing = True
+            self.pending.clear()
+            self.transport.write(MAX_CLIENTS)
+            self.transport.close()
 
     def _dispatch(self, args: list[bytes]):
         try:
@@ -192,44 +299,112 @@ class _Connection(asyncio.Protocol):
     def _drain(self):
         pending = self.pending
         resp3 = self.client.resp3
+        room = self._room()
         while pending:
             head = pending[0]
             kind = type(head)
             if kind is bytes:
                 self.out.append(head)
+            elif self.queued > room:
+                return self._overflow(hard=True)
             elif kind is _Parked:
                 reply = self._dispatch(head.args)  # everything before it is answered now
                 if type(reply) is Deferred and not reply.done:
                     reply.conn = self
                     pending[0] = reply
                     continue
-                self.out.append(encode(reply.value if type(reply) is Deferred else reply, resp3))
+                encoded = encode(reply.value if type(reply) is Deferred else reply, resp3)
+                self.queued += len(encoded)
+                self.out.append(encoded)
             elif head.done:
-                self.out.append(encode(head.value, resp3))
+                encoded = encode(head.value, resp3)
+                self.queued += len(encoded)
+                self.out.append(encoded)
             else:
                 return
             pending.popleft()
 
+    def _write(self) -> None:
+        """Hand what is ready to the transport, then hold the client to its output limits."""
+        if self.out:
+            data = b"".join(self.out)
+            self.out.clear()
+            self.queued -= len(data)
+            if not self.transport.is_closing():
+                self.transport.write(data)
+        self._check_output()
+
+    def _room(self) -> int:
+        """How far `queued` may grow before the hard limit: it is checked before each reply is
+        added, so one reply larger than the limit still goes out to a client that reads it."""
+        hard = self.server.limits.output_hard
+        return hard - self.transport.get_write_buffer_size() if hard else 1 << 62
+
+    def _check_output(self) -> None:
+        """The soft limit: unread replies past it for its seconds disconnect the client."""
+        limits = self.server.limits
+        if not limits.output_soft or self.transport.is_closing():
+            return
+        size = self.transport.get_write_buffer_size() + self.queued
+        if size <= limits.output_soft:
+            self.soft_since = None
+            return
+        now = asyncio.get_running_loop().time()
+        if self.soft_since is None:
+            self.soft_since = now
+            if self.soft_timer is None:
+                self.soft_timer = asyncio.get_running_loop().call_later(limits.output_soft_s, self._soft_expired)
+        elif now - self.soft_since >= limits.output_soft_s:
+            self._overflow(hard=False)
+
+    def _soft_expired(self) -> None:
+        self.soft_timer = None
+        self._check_output()
+        if self.soft_since is not None and not self.transport.is_closing():  # went under and over again
+            loop = asyncio.get_running_loop()
+            left = self.soft_since + self.server.limits.output_soft_s - loop.time()
+            self.soft_timer = loop.call_later(max(left, 0.0), self._soft_expired)
+
+    def _overflow(self, hard: bool) -> None:
+        """Unread replies passed the hard or the soft limit: disconnect the client (not the
+        member), dropping them."""
+        limits = self.server.limits
+        if hard:
+            limit = f"hard limit {limits.output_hard}"
+        else:
+            limit = f"soft limit {limits.output_soft} for {limits.output_soft_s:g} s"
+        size = self.transport.get_write_buffer_size() + self.queued
+        log.warning("closing client %s: %d bytes of unread replies passed the output buffer %s "
+                    "(client-output-buffer-limit)", self.client.addr, size, limit)
+        self.closing = True
+        self.pending.clear()
+        self.out.clear()
+        self.queued = 0
+        self.transport.abort()
+
     def flush(self):
         self._drain()
-        if self.out and not self.transport.is_closing():
-            self.transport.write(b"".join(self.out))
-        self.out.clear()
+        self._write()
         if self.closing and not self.pending:
             self.transport.close()
         elif self.paused and len(self.pending) <= MAX_UNANSWERED // 2:
             self.paused = False
-            self.transport.resume_reading()
+            if not self.write_paused:
+                self.transport.resume_reading()
 
 
 class RespServer:
     """Listens on one TCP address and serves a `CommandTable`."""
 
-    def __init__(self, table, max_bulk_len: int, internal: bool = False):
+    def __init__(self, table, max_bulk_len: int, limits: Limits = Limits(), reserved: frozenset = frozenset(),
+                 internal: bool = False):
         self.table = table
         self.internal = internal  # catena's own processes connect here: find dead peers fast (catena.net)
         self.max_bulk_len = max_bulk_len
+        self.limits = limits
+        self.reserved = reserved  # commands of catena's own connections: admitted above maxclients
         self.connections: set[_Connection] = set()
+        self.input_buffered = 0  # bytes of partial commands across connections
         self._ready: list[_Connection] = []
         self._server: asyncio.base_events.Server | None = None
 
