@@ -71,7 +71,7 @@ def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
             pid = _listener_pid(p)
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert b"--secret-file" in argv and secret.encode() not in b" ".join(argv)
-        assert cli(port + 1, "PEER", f"{HOST}:{port + 2}", "guess").startswith("WRONGPASS")
+        assert cli(port + 1, "PEER", f"{HOST}:{port + 2}", "guess").startswith("NOPERM")
     finally:
         status = up.stop(timeout=20)
     assert status == 0, up.log_tail()
