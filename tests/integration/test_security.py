@@ -120,3 +120,40 @@ def test_a_data_client_cannot_poison_the_request_ids_members_forward_under(clust
     assert victim.set("victim", b"applied") is True  # forwarded by the tail as (forward_id, 1)
     for m in (head, tail):
         wait_until(lambda m=m: cluster.client(m).get("victim") == b"applied", 10, f"{m} to hold the write")
+
+
+def test_sessions_need_the_data_password_when_members_have_one(make_cluster):
+    """The session attack: without a password on the coordinator, anyone could open a session,
+    attach keys it could not write, and have the coordinator delete them. Refused, unless the
+    coordinator requires the members' password too."""
+    cluster = make_cluster(password=PASSWORD, env={**os.environ, "CATENA_SECRET": SECRET})
+    cluster.start_coordinator()
+    a = cluster.start_member()
+    cluster.add(a)
+    cluster.wait_chain([a], timeout=20)
+    assert cluster.client(a).set("victim", b"v") is True
+    with redis.Redis(host=HOST, port=port_of(cluster.coordinator), protocol=2, socket_timeout=10) as c:
+        with pytest.raises(redis.exceptions.NoPermissionError, match="start the coordinator with"):
+            c.execute_command("MASTER.SESSION.OPEN", 100)
+        with pytest.raises(redis.exceptions.ResponseError):
+            c.execute_command("MASTER.SESSION.ATTACH", "0" * 32, "victim")
+    assert cluster.client(a).get("victim") == b"v"
+
+
+def test_sessions_work_when_the_coordinator_requires_the_members_password(make_cluster):
+    import catena
+
+    cluster = make_cluster(password=PASSWORD, env={**os.environ, "CATENA_SECRET": SECRET})
+    cluster.start_coordinator(extra=("--requirepass", PASSWORD))
+    a = cluster.start_member()
+    cluster.add(a)
+    cluster.wait_chain([a], timeout=20)
+    with redis.Redis(host=HOST, port=port_of(cluster.coordinator), protocol=2, socket_timeout=10) as c:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            c.execute_command("MASTER.SESSION.OPEN", 100)  # no credential: NOAUTH
+    with catena.Client(cluster.coordinator, password=PASSWORD) as client:
+        client.open_session(ttl=5.0)
+        client.set("ephemeral", "1", session=True)
+        assert cluster.client(a).get("ephemeral") == b"1"
+        client.close_session()
+    wait_until(lambda: cluster.client(a).get("ephemeral") is None, 10, "the session's key to be deleted")

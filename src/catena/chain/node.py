@@ -142,7 +142,8 @@ class MemberNode:
         t.register(b"INFO", self._info, -1)
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
-        t.register(b"MEMBER.STATUS", lambda c, a: self.replica.status(), 1)
+        t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), "requirepass": int(bool(self.table.password))},
+                   1)
         t.register(b"MEMBER.PROBE", self._probe_cmd, 4, role=INTERNAL)
         t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2, role=INTERNAL)
 

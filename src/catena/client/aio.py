@@ -73,7 +73,7 @@ class AsyncClient:
 
     def __init__(self, coordinators: str, *, timeout: float = 5.0, password: str | None = None,
                  client_id: str | None = None, seed: int | None = None):
-        self.coordinators = CoordinatorClient(parse(coordinators), rng=random.Random(seed))
+        self.coordinators = CoordinatorClient(parse(coordinators), rng=random.Random(seed), password=password)
         self.policy = RetryPolicy(deadline_s=timeout)
         self.rng = random.Random(seed)
         self.router = Router(self.rng)

@@ -118,9 +118,11 @@ class CoordinatorClient:
     keeps the leader's address current and calls `on_change` when it changes."""
 
     def __init__(self, address: str | StaticAddress | EtcdAddress, on_change=None, rng: random.Random | None = None,
-                 auth: tuple | None = None):
+                 auth: tuple | None = None, password: str | None = None):
         self.address = parse(address) if isinstance(address, str) else address
         self.auth = auth  # (user, password) sent before each call, e.g. catena.resp.client.internal_auth
+        self.password = password  # a data password, sent only to a coordinator that asks (NOAUTH)
+        self._auth_at: dict[str, tuple] = {}  # coordinators that asked for it
         self.on_change = on_change
         self.leader: str | None = None  # best guess of the leader's address
         self._rng = rng or random.Random()
@@ -182,10 +184,15 @@ class CoordinatorClient:
                     self._set_leader(target)
             tried.append(target)
             try:
-                reply = await call(target, *args, timeout=max(0.05, min(left, 2.0)), auth=self.auth)
+                reply = await call(target, *args, timeout=max(0.05, min(left, 2.0)),
+                                   auth=self._auth_at.get(target, self.auth))
                 self._set_leader(target)
                 return reply
             except ReplyError as exc:
+                if self.password and target not in self._auth_at and str(exc).startswith("NOAUTH"):
+                    self._auth_at[target] = (b"default", self.password)
+                    self.leader = target
+                    continue  # the same coordinator again, logged in
                 is_redirect, leader = redirect_of(str(exc))
                 if not is_redirect:
                     raise

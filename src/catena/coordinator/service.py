@@ -293,11 +293,28 @@ class Coordinator:
         sid = uuid.uuid4().hex
 
         async def work():
+            if refused := await self._sessions_unguarded():
+                return Error(refused)
             await self._change(lambda r: sessions.open_session(r.state.sessions, sid, ttl_ms))
             self._session_clock.track(sid, ttl_ms / 1000, time.monotonic())
             return sid
 
         return self._spawn(work())
+
+    async def _sessions_unguarded(self) -> str | None:
+        """A session's keys are deleted with catena's own credential, so only a caller who could
+        write them may attach them: when the members require a password, so must we (the same
+        one, given with --requirepass). Why sessions are refused, or None."""
+        if self.table.password is not None or self.view.head is None:
+            return None
+        try:
+            raw = await call(self.view.head, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            return f"TRYAGAIN cannot tell whether the members require a password ({exc or type(exc).__name__})"
+        if _as_map(raw).get(b"requirepass"):
+            return ("NOPERM the members require a password and this coordinator has none: sessions would let "
+                    "anyone delete their keys; start the coordinator with the members' --requirepass")
+        return None
 
     def _session_alive(self, sid: str, sessions_table: dict) -> bool:
         """A ping: the session is saved, not being ended, and its TTL has not run out."""
