@@ -18,6 +18,9 @@ from catena.resp.codec import Error, Status
 from catena.chain.state import unwire_reply, wire_reply
 
 MAX_FRAME = 512 * 1024 * 1024
+MAX_ENTRY = MAX_FRAME - 1024  # bytes of an entry's request id and op: one Append frame, one log record
+_MAX_LEN = 2**32 - 1  # msgpack's longest bin and array
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1  # msgpack's integers
 
 
 class Sync(NamedTuple):
@@ -111,6 +114,30 @@ def pack(msg) -> bytes:
     if type(msg) in _REPLIES:
         return msgpack.packb((msg.TAG, msg.token, wire_reply(msg.reply)), use_bin_type=True)
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
+
+
+def size_bound(obj) -> int:
+    """An upper bound of `obj`'s size as `pack` and the log encode it (msgpack, use_bin_type),
+    or -1 when msgpack cannot encode it: the head's proof, before it gives an op a seq, that the
+    entry can be persisted and sent. Only what ops and request ids are made of counts as
+    encodable: None, bool, int of 64 bits, bytes, tuples of these."""
+    kind = type(obj)
+    if kind is bytes:
+        n = len(obj)
+        return n + 5 if n <= _MAX_LEN else -1
+    if kind is int:
+        return 9 if _INT_MIN <= obj <= _UINT_MAX else -1
+    if kind is tuple:
+        if len(obj) > _MAX_LEN:
+            return -1
+        total = 5
+        for item in obj:
+            n = size_bound(item)
+            if n < 0:
+                return -1
+            total += n
+        return total
+    return 1 if obj is None or kind is bool else -1
 
 
 class _Frames:

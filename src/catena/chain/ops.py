@@ -12,24 +12,31 @@ import fnmatch
 
 from catena.chain.state import DEL, GET, INCRBY, KEEPTTL, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.resp.codec import Error, Status
-from catena.resp.commands import parse_int, wrong_args
+from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
 
 _SYNTAX = Error("ERR syntax error")
-_BAD_EXPIRE = "ERR invalid expire time in '{}' command"
+_DECR_OVERFLOW = Error("ERR decrement would overflow")
 
 
-def _expire_arg(raw: bytes, unit_ms: int, now_ms: int, absolute: bool, cmd: str):
+def _bad_expire(cmd: bytes) -> Error:
+    return Error(f"ERR invalid expire time in '{cmd.decode(errors='replace').lower()}' command")
+
+
+def _ttl_deadline(raw: bytes, unit_ms: int, now_ms: int, absolute: bool, cmd: bytes):
+    """SET's EX/PX/EXAT/PXAT, SETEX, PSETEX: a positive time whose deadline in ms fits in int64
+    (Redis's getExpireMillisecondsOrReply), else Redis's error."""
     n = parse_int(raw)
-    if not absolute and n <= 0:
-        return Error(_BAD_EXPIRE.format(cmd))
-    return n * unit_ms if absolute else now_ms + n * unit_ms
+    if n <= 0 or n > INT64_MAX // unit_ms:
+        return _bad_expire(cmd)
+    deadline = n * unit_ms if absolute else now_ms + n * unit_ms
+    return deadline if deadline <= INT64_MAX else _bad_expire(cmd)
 
 
 def _set(args, now_ms):
-    if len(args) < 3:
-        return wrong_args(b"set")
+    """SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT t|KEEPTTL], parsed as Redis parses it: every
+    option first (a repeated option is allowed, the last time wins), then the time."""
     key, value = args[1], args[2]
-    pxat, flags, i = None, 0, 3
+    expire, flags, i = None, 0, 3
     while i < len(args):
         opt = args[i].upper()
         if opt in (b"NX", b"XX"):
@@ -40,39 +47,54 @@ def _set(args, now_ms):
         elif opt == b"GET":
             flags |= GET
         elif opt == b"KEEPTTL":
-            if pxat is not None:
+            if expire is not None:
                 return _SYNTAX
             flags |= KEEPTTL
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and i + 1 < len(args):
-            if pxat is not None or flags & KEEPTTL:
+            if flags & KEEPTTL or (expire is not None and expire[0] != opt):
                 return _SYNTAX
-            unit = 1000 if opt in (b"EX", b"EXAT") else 1
-            pxat = _expire_arg(args[i + 1], unit, now_ms, opt.endswith(b"AT"), "set")
-            if type(pxat) is Error:
-                return pxat
+            expire = (opt, args[i + 1])
             i += 1
         else:
             return _SYNTAX
         i += 1
+    pxat = None
+    if expire is not None:
+        opt, raw = expire
+        pxat = _ttl_deadline(raw, 1000 if opt in (b"EX", b"EXAT") else 1, now_ms, opt.endswith(b"AT"), b"set")
+        if type(pxat) is Error:
+            return pxat
     return (SET, key, value, pxat, flags)
 
 
 def _setex(args, now_ms, unit):
-    pxat = _expire_arg(args[2], unit, now_ms, False, args[0].lower().decode())
+    pxat = _ttl_deadline(args[2], unit, now_ms, False, args[0])
     return pxat if type(pxat) is Error else (SET, args[1], args[3], pxat, 0)
 
 
 def _mset(args, now_ms):
-    if len(args) < 3 or len(args) % 2 == 0:
+    if len(args) % 2 == 0:
         return wrong_args(b"mset")
     return (MSET, tuple(args[1:]))
 
 
 def _expire(args, now_ms, unit, absolute):
-    if len(args) != 3:
-        return wrong_args(args[0])
-    pxat = _expire_arg(args[2], unit, now_ms, True, "") if absolute else now_ms + parse_int(args[2]) * unit
-    return (PEXPIREAT, args[1], pxat)
+    """EXPIRE and kin (Redis's expireGenericCommand): any int64 whose deadline in ms fits in
+    int64; a deadline in the past deletes the key (when the op is applied)."""
+    when = parse_int(args[2])
+    if unit == 1000:
+        if not -(INT64_MAX // 1000) <= when <= INT64_MAX // 1000:
+            return _bad_expire(args[0])
+        when *= 1000
+    base = 0 if absolute else now_ms
+    if when > INT64_MAX - base:
+        return _bad_expire(args[0])
+    return (PEXPIREAT, args[1], when + base)
+
+
+def _decrby(args, now_ms):
+    n = parse_int(args[2])
+    return _DECR_OVERFLOW if n == INT64_MIN else (INCRBY, args[1], -n)
 
 
 # name -> (arity as in Redis's command table, builder(args, now_ms) -> op | Error)
@@ -89,7 +111,7 @@ WRITES = {
     b"INCR": (2, lambda a, now: (INCRBY, a[1], 1)),
     b"DECR": (2, lambda a, now: (INCRBY, a[1], -1)),
     b"INCRBY": (3, lambda a, now: (INCRBY, a[1], parse_int(a[2]))),
-    b"DECRBY": (3, lambda a, now: (INCRBY, a[1], -parse_int(a[2]))),
+    b"DECRBY": (3, _decrby),
     b"EXPIRE": (3, lambda a, now: _expire(a, now, 1000, False)),
     b"PEXPIRE": (3, lambda a, now: _expire(a, now, 1, False)),
     b"EXPIREAT": (3, lambda a, now: _expire(a, now, 1000, True)),
@@ -112,17 +134,41 @@ def to_op(args: list[bytes], now_ms: int):
         return Error(f"ERR {exc}")
 
 
+REQ = b"CATENA.REQ"
+_REQ_ARGS = wrong_args(REQ)
+_BAD_REQUEST_NO = Error("ERR request number is not an integer in [0, 9223372036854775807]")
+
+
+def request(args: list[bytes]):
+    """`CATENA.REQ <client-id> <request-no> [<lowest-unanswered-no>] <command…>` as
+    (request id, command), or an Error reply. A word of digits after the request number is the
+    watermark (no command name is one)."""
+    if len(args) < 4:
+        return _REQ_ARGS
+    has_low = args[3].isdigit()
+    try:
+        n, low = parse_int(args[2]), parse_int(args[3]) if has_low else 0
+    except ValueError:
+        return _BAD_REQUEST_NO
+    if n < 0:
+        return _BAD_REQUEST_NO
+    command = args[4 if has_low else 3:]
+    return ((args[1], n, low), command) if command else _REQ_ARGS
+
+
 # -- reads ---------------------------------------------------------------------------------------
 
 
 def _scan(state: KVState, args, now_ms):
-    cursor = parse_int(args[1])
+    cursor = parse_cursor(args[1])
     count, match = 10, None
     i = 2
     while i + 1 < len(args):
         opt = args[i].upper()
         if opt == b"COUNT":
-            count = max(1, parse_int(args[i + 1]))
+            count = parse_int(args[i + 1])
+            if count < 1:
+                return _SYNTAX
         elif opt == b"MATCH":
             match = args[i + 1]
         elif opt != b"TYPE":

@@ -22,12 +22,12 @@ import heapq
 import msgpack
 
 from catena.resp.codec import OK, Error, Status
+from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
 NX, XX, GET, KEEPTTL = 1, 2, 4, 8
 
 DEDUP_PER_CLIENT = 100_000  # a bound on replies kept per client id (the watermark keeps it small)
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def _key(v) -> bool:
@@ -150,11 +150,11 @@ class KVState:
             _, key, delta = op
             old = self._live(key, ts)
             try:
-                n = int(old) if old is not None else 0
+                n = parse_int(old) if old is not None else 0
             except ValueError:
                 return Error("ERR value is not an integer or out of range")
             n += delta
-            if not _INT_MIN <= n <= _INT_MAX:
+            if not INT64_MIN <= n <= INT64_MAX:
                 return Error("ERR increment or decrement would overflow")
             self.data[key] = b"%d" % n
             return n
