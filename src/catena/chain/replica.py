@@ -207,8 +207,10 @@ class Replica:
             ftoken = next(self._tokens)
             if rid is None:  # our own request id: a re-forward after a head change applies once
                 n = next(self._rids)
-                low = next(iter(self.forwarded.values()))[1][1] if self.forwarded else n
-                rid = (self.client_id, n, low)
+                # The watermark: our oldest unanswered own request (not a client's CATENA.REQ).
+                mine = self.client_id
+                low = next((rec[1][1] for rec in self.forwarded.values() if rec[1][0] == mine), n)
+                rid = (mine, n, low)
             self.forwarded[ftoken] = [token, rid, tuple(args), now]
             return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args)))]
         if rid is not None:
