@@ -20,8 +20,8 @@ after the same earlier batches.
 `--real` starts a coordinator and three members (`catena` processes on free loopback ports),
 sends the same kind of commands with redis-py (pipelines to random members; TTLs are past,
 invalid or at least an hour away, so expiry does not race the comparison), and after every batch
-checks that a fresh write commits; at the end every member must answer the same DBSIZE and the
-same keys (SCAN) with the same values (GET).
+checks that a fresh write commits; every 10 batches and at the end every member must answer the
+same DBSIZE and the same keys (SCAN) with the same values (GET). The run replays from its seed.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from catena.view import View
 
 T0 = 1_700_000_000.0  # the virtual wall clock's start (s)
 MEMBERS = ("m1:1", "m2:2", "m3:3")
+REAL_COMPARE_EVERY = 10  # batches between comparisons of the members' data (--real)
 RESET_EVERY = 5000  # commands between fresh chains (the state grows with what the fuzzer writes)
 
 _I64 = 2**63
@@ -284,6 +285,7 @@ class ChainReport:
     accepted: int = 0  # writes the head applied (not an error reply)
     refused: int = 0  # error replies
     failures: list = field(default_factory=list)  # (batch, message)
+    keys_compared: int = 0  # --real: keys each member held in the last comparison
 
 
 def _batch_rng(seed: int, batch: int) -> random.Random:
@@ -365,6 +367,7 @@ def run_real(commands: int, seed: int = 1, batch: int = 100, max_value: int = 40
     from catena.chaos.runner import LocalCluster, wait_for
 
     report = ChainReport()
+    b = None  # the batch under way or last done (None: starting)
     own = root is None
     root = Path(tempfile.mkdtemp(prefix="catena-fuzz-")) if own else root
     cluster = LocalCluster(root, members=3, proxy=False)
@@ -386,19 +389,21 @@ def run_real(commands: int, seed: int = 1, batch: int = 100, max_value: int = 40
             for cmd, reply in zip(cmds, pipe.execute(raise_on_error=False)):
                 is_error = isinstance(reply, redis.ResponseError)
                 if isinstance(reply, Exception) and not is_error:
-                    raise ChainFailure(f"batch {b}: {cmd!r} failed: {reply!r}"[:300])
+                    raise ChainFailure(f"{cmd!r} failed: {reply!r}"[:300])
                 report.refused += is_error
                 report.accepted += not is_error and cmd[0] in WRITES
             fresh = b"%d:%d" % (seed, b)
             if clients[rng.choice(members)].set(b"fuzz:fresh", fresh) is not True:
-                raise ChainFailure(f"batch {b}: the fresh write was not acknowledged")
+                raise ChainFailure("the fresh write was not acknowledged")
             report.commands += size
+            if b % REAL_COMPARE_EVERY == REAL_COMPARE_EVERY - 1:
+                _compare_members(clients)
             if progress is not None:
                 progress(report.commands, time.perf_counter() - start)
         report.seconds = time.perf_counter() - start
-        _compare_members(clients)
+        report.keys_compared = _compare_members(clients)
     except Exception as exc:
-        report.failures.append((None, f"{type(exc).__name__}: {exc}"[:300]))
+        report.failures.append((b, f"{type(exc).__name__}: {exc}"[:300]))
         print(f"  cluster logs in {root}")
         own = False  # keep them
     finally:
@@ -410,8 +415,8 @@ def run_real(commands: int, seed: int = 1, batch: int = 100, max_value: int = 40
     return report
 
 
-def _compare_members(clients: dict) -> None:
-    """Every member answers the same DBSIZE, the same keys and the same values."""
+def _compare_members(clients: dict) -> int:
+    """Every member answers the same DBSIZE, the same keys and the same values; returns the count."""
     contents = {}
     for addr, c in clients.items():
         keys = sorted(c.scan_iter(count=1000))
@@ -424,6 +429,7 @@ def _compare_members(clients: dict) -> None:
         if got != want:
             diff = sorted(set(got[1].items()) ^ set(want[1].items()))[:3]
             raise ChainFailure(f"{addr} differs from {first}: DBSIZE {got[0]} vs {want[0]}, e.g. {diff!r}"[:300])
+    return want[0]
 
 
 def main(args) -> int:
@@ -445,11 +451,15 @@ def main(args) -> int:
     rep = run(args.inputs, args.seed, args.batch, max_value, progress=progress)
     secs = max(rep.seconds, 1e-9)
     print(f"target=chain commands={rep.commands} seconds={rep.seconds:.1f} commands_per_s={rep.commands / secs:,.0f} "
-          f"writes_applied={rep.accepted} error_replies={rep.refused} failures={len(rep.failures)} "
+          f"writes_applied={rep.accepted} error_replies={rep.refused} "
+          + (f"keys_compared={rep.keys_compared} " if args.real else "") + f"failures={len(rep.failures)} "
           f"verdict={'FAIL' if rep.failures else 'ok'}")
     for batch, text in rep.failures:
         print(f"  FAIL batch {batch}: {text}")
-        if batch is not None:
+        if args.real:
+            print(f"    python -m catena.fuzz --target chain --real --seed {args.seed} --inputs {args.inputs} "
+                  f"--batch {args.batch} --max-value {max_value}")
+        elif batch is not None:
             print(f"    python -m catena.fuzz --target chain --seed {args.seed} --batch {args.batch} "
                   f"--max-value {max_value} --replay-batch {batch}")
     return 1 if rep.failures else 0
