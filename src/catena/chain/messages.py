@@ -122,22 +122,32 @@ def size_bound(obj) -> int:
     entry can be persisted and sent. Only what ops and request ids are made of counts as
     encodable: None, bool, int of 64 bits, bytes, tuples of these."""
     kind = type(obj)
-    if kind is bytes:
-        n = len(obj)
-        return n + 5 if n <= _MAX_LEN else -1
-    if kind is int:
-        return 9 if _INT_MIN <= obj <= _UINT_MAX else -1
-    if kind is tuple:
-        if len(obj) > _MAX_LEN:
-            return -1
-        total = 5
-        for item in obj:
+    if kind is not tuple:
+        return size_bound((obj,)) - 5 if kind is bytes or kind is int or kind is bool or obj is None else -1
+    if len(obj) > _MAX_LEN:
+        return -1
+    total = 5
+    for item in obj:  # leaves inline: one call per tuple (this runs for every write)
+        kind = type(item)
+        if kind is bytes:
+            n = len(item)
+            if n > _MAX_LEN:
+                return -1
+            total += n + 5
+        elif kind is int:
+            if not _INT_MIN <= item <= _UINT_MAX:
+                return -1
+            total += 9
+        elif item is None or kind is bool:
+            total += 1
+        elif kind is tuple:
             n = size_bound(item)
             if n < 0:
                 return -1
             total += n
-        return total
-    return 1 if obj is None or kind is bool else -1
+        else:
+            return -1
+    return total
 
 
 class _Frames:
