@@ -7,6 +7,7 @@ asserts the same commands against a real redis-server and through a real chain.
 
 import msgpack
 import pytest
+from hypothesis import given, strategies as st
 
 from catena.chain import ops, replica
 from catena.chain.messages import size_bound
@@ -165,3 +166,22 @@ def test_the_head_refuses_an_op_it_cannot_encode_and_changes_nothing(monkeypatch
     monkeypatch.setattr(ops, "to_op", lambda args, now_ms: (SET, b"k", b"v" * 50, None, 0))
     assert head.on_client("t", [b"SET", b"k", b"v"], 2.0) == []  # under the bound: assigned
     assert head.last_seq == before[0] + 1
+
+
+leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**65), 2**65), st.binary(max_size=300),
+                   st.text(max_size=3), st.floats(allow_nan=False))
+structures = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=5).map(tuple),
+                                                          st.lists(inner, max_size=2)), max_leaves=12)
+
+
+@given(structures)
+def test_size_bound_agrees_with_msgpack(obj):
+    """A bound >= 0 means msgpack encodes it in at most that many bytes; anything msgpack cannot
+    encode has no bound (and some things it can, a str or a list, are not what entries hold)."""
+    bound = size_bound(obj)
+    try:
+        size = len(msgpack.packb(obj, use_bin_type=True))
+    except (OverflowError, ValueError, TypeError):
+        assert bound == -1
+        return
+    assert bound == -1 or size <= bound
