@@ -1,7 +1,9 @@
 """The data commands: which are reads, which are writes, and how each becomes an op.
 
-`to_op(args, now_ms)` runs at the head only: it checks syntax and turns relative TTLs into
-absolute deadlines, so the op it returns means the same on every member. `read(state, args,
+`to_op(args, now_ms)` runs at the head only: it checks syntax and arguments as Redis 7 does
+(int64 integers in string2ll's strict form, expire times whose ms deadline fits in int64, with
+Redis's error texts) and turns relative TTLs into absolute deadlines, so the op it returns means
+the same on every member. `request(args)` splits a `CATENA.REQ` into request id and command. `read(state, args,
 now_ms)` answers a read from local state. `read_keys(args)` tells which keys a read touches
 (None: the whole keyspace), so a member can tell whether it may answer it locally (CRAQ).
 """
