@@ -4,7 +4,7 @@ extreme arguments through a whole chain.
 
     python -m catena.fuzz --target all --inputs 1000000 [--seed N]
     python -m catena.fuzz --target peer --replay 92010203        # one input (hex), traceback shown
-    python -m catena.fuzz --target chain --inputs 1000000 [--real]   # see catena/fuzz_chain.py
+    python -m catena.fuzz --target chain --inputs 1000000 [--real | --redis HOST:PORT]   # catena/fuzz_chain.py
 
 Inputs are made by seeded mutation of valid frames (bit flips, interesting bytes, truncation,
 splicing two frames, huge length headers, inserted/deleted/duplicated chunks, random bytes), so
@@ -497,6 +497,8 @@ def main(argv=None) -> int:
     chain.add_argument("--max-value", type=int, default=None,
                        help="largest value in bytes (default 65536; 4096 with --real)")
     chain.add_argument("--replay-batch", type=int, metavar="B", help="run failing batch B of --seed (traceback)")
+    chain.add_argument("--redis", metavar="HOST:PORT",
+                       help="compare every reply with a redis-server's (it is FLUSHALLed first)")
     args = ap.parse_args(argv)
     if args.target == "chain":
         from catena.fuzz_chain import main as chain_main

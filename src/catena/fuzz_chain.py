@@ -2,6 +2,7 @@
 
     python -m catena.fuzz --target chain --inputs 1000000 [--seed N] [--batch 100] [--max-value 65536]
     python -m catena.fuzz --target chain --real --inputs 3000      # a slice through real processes
+    python -m catena.fuzz --target chain --redis 127.0.0.1:6379    # every reply as redis-server's
 
 Commands (`Commands`) are every data command catena has, with int64 edges and beyond, malformed
 integers (" 5", "+5", "05", "1_0"), zero, negative, past, near and huge TTLs, empty, binary and
@@ -16,6 +17,9 @@ every batch: each command was answered, a fresh write commits, every member has 
 committed the same seq and holds the same data, expiry deadlines and dedup table. A failure
 prints its batch seed: `--seed S --replay-batch B` runs that batch alone from a fresh chain
 after the same earlier batches.
+
+`--redis HOST:PORT` sends every command to the head (one at a time, so there is one order) and to
+a real redis-server, and compares the replies, error texts included (`run_against_redis`).
 
 `--real` starts a coordinator and three members (`catena` processes on free loopback ports),
 sends the same kind of commands with redis-py (pipelines to random members; TTLs are past,
@@ -61,7 +65,8 @@ class Commands:
     rng: random.Random
     max_value: int = 64 * 1024
     now_ms: int = int(T0 * 1000)
-    near_ttls: bool = True  # TTLs of a few seconds (off for real processes: expiry would race the check)
+    near_ttls: bool = True  # TTLs under an hour (off for real processes: expiry would race the checks)
+    wrap: bool = True  # some writes in CATENA.REQ
     keys: list = field(default_factory=lambda: [b"k%d" % i for i in range(12)] + [b"n0", b"n1", b""])
     requests: dict = field(default_factory=dict)  # client id -> last request number
 
@@ -99,8 +104,10 @@ class Commands:
         rng = self.rng
         r = rng.random()
         if r < 0.4:
-            return self.integer()
-        if r < 0.6 or not self.near_ttls:  # far: an hour to years away (or already past, when absolute)
+            raw = self.integer()
+            if self.near_ttls or absolute or not (raw.isdigit() and int(raw) * unit_ms < 3_600_000):
+                return raw
+        if r < 0.6 or not self.near_ttls:  # far: an hour to years away (relative ones also past)
             ms = rng.randrange(3_600_000, 10**11) * (1 if absolute or rng.random() < 0.8 else -1)
         else:  # near: expires within the next batches
             ms = rng.randrange(-2000, 5000)
@@ -112,7 +119,7 @@ class Commands:
         rng = self.rng
         name = rng.choice(_NAMES)
         cmd = _BUILD[name](self)
-        if name in WRITES and rng.random() < 0.15:
+        if self.wrap and name in WRITES and rng.random() < 0.15:
             cmd = self.request() + cmd
         return cmd
 
@@ -337,7 +344,7 @@ def run_pure(commands: int, seed: int = 1, batch: int = 100, max_value: int = 64
                 break
             chain = PureChain()
         report.commands += size
-        if progress is not None and report.commands % 100_000 < batch:
+        if progress is not None:
             progress(report.commands, time.perf_counter() - start)
     report.seconds = time.perf_counter() - start
     return report
@@ -415,6 +422,66 @@ def run_real(commands: int, seed: int = 1, batch: int = 100, max_value: int = 40
     return report
 
 
+# -- against a real redis-server ------------------------------------------------------------------
+
+# Sent, not compared: answers in an order Redis does not define, and DBSIZE (Redis's counts keys
+# whose deadline passed until it evicts them; catena's does not).
+UNCOMPARED = (b"SCAN", b"KEYS", b"DBSIZE")
+ROUGH = (b"TTL", b"PTTL")  # compared by kind (-2, -1 or a time left): the two clocks differ
+
+
+def run_against_redis(commands: int, redis_addr: str, seed: int = 1, batch: int = 100, max_value: int = 4096,
+                      progress=None) -> ChainReport:
+    """Every command at the head of a pure chain (settled after each, so there is one order) and,
+    in a pipeline, at a real redis-server (FLUSHALL first): the replies must be the same, error
+    texts included. No TTL under an hour and no CATENA.REQ (Redis has none); MEMBER.PUT is SET."""
+    import redis
+
+    host, port = redis_addr.rsplit(":", 1)
+    server = redis.Redis(host=host, port=int(port), socket_timeout=10, protocol=2)
+    server.response_callbacks.clear()  # raw replies
+    server.flushall()
+    report = ChainReport()
+    chain = PureChain(time.time())
+    start = time.perf_counter()
+    for b in range((commands + batch - 1) // batch):
+        chain.now = time.time()
+        gen = Commands(_batch_rng(seed, b), max_value, int(chain.now * 1000), near_ttls=False, wrap=False)
+        cmds = [gen.command() for _ in range(min(batch, commands - b * batch))]
+        ours = []
+        for cmd in cmds:
+            token = chain.send(MEMBERS[0], cmd)
+            chain.settle()
+            ours.append(chain.replies.pop(token))
+        pipe = server.pipeline(transaction=False)
+        for cmd in cmds:
+            pipe.execute_command(*([b"SET", *cmd[1:]] if cmd[0] == b"MEMBER.PUT" else cmd))
+        for cmd, mine, theirs in zip(cmds, ours, pipe.execute(raise_on_error=False)):
+            if cmd[0] not in UNCOMPARED and _redis_shaped(cmd[0], mine) != _redis_shaped(cmd[0], theirs):
+                report.failures.append((b, f"{cmd!r}: catena {mine!r}, redis {theirs!r}"[:300]))
+            report.refused += type(mine) is Error
+            report.accepted += type(mine) is not Error and cmd[0] in WRITES
+        report.commands += len(cmds)
+        if report.failures:
+            break
+        if progress is not None:
+            progress(report.commands, time.perf_counter() - start)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _redis_shaped(name: bytes, reply):
+    """A reply of either side as redis-py's raw replies show it."""
+    if isinstance(reply, (Error, Exception)):
+        text = reply.message if type(reply) is Error else str(reply)
+        return ("error", text[4:] if text.startswith("ERR ") else text)
+    if isinstance(reply, pm.Status):
+        return reply.text.encode()
+    if name in ROUGH and type(reply) is int:
+        return min(reply, 0)
+    return list(reply) if type(reply) is tuple else reply
+
+
 def _compare_members(clients: dict) -> int:
     """Every member answers the same DBSIZE, the same keys and the same values; returns the count."""
     contents = {}
@@ -439,16 +506,22 @@ def main(args) -> int:
         replay_batch(args.seed, args.replay_batch, args.batch, max_value)
         print("the batch passed")
         return 0
-    where = "real processes" if args.real else "pure replicas"
+    where = ("real processes" if args.real else
+             f"pure replicas, replies compared with redis-server {args.redis}" if args.redis else "pure replicas")
     print(f"fuzz target=chain ({where}) seed={args.seed} commands={args.inputs} batch={args.batch} "
           f"max_value={max_value}", flush=True)
 
-    def progress(n, secs):
-        if not args.quiet and (args.real and n % 1000 < args.batch or not args.real):
+    every = 1000 if args.real else 100_000
+
+    def progress(n, secs):  # called after every batch
+        if not args.quiet and n % every < args.batch:
             print(f"  chain: {n} commands, {n / secs:,.0f}/s", flush=True)
 
-    run = run_real if args.real else run_pure
-    rep = run(args.inputs, args.seed, args.batch, max_value, progress=progress)
+    if args.redis:
+        rep = run_against_redis(args.inputs, args.redis, args.seed, args.batch, max_value, progress=progress)
+    else:
+        run = run_real if args.real else run_pure
+        rep = run(args.inputs, args.seed, args.batch, max_value, progress=progress)
     secs = max(rep.seconds, 1e-9)
     print(f"target=chain commands={rep.commands} seconds={rep.seconds:.1f} commands_per_s={rep.commands / secs:,.0f} "
           f"writes_applied={rep.accepted} error_replies={rep.refused} "
@@ -456,9 +529,9 @@ def main(args) -> int:
           f"verdict={'FAIL' if rep.failures else 'ok'}")
     for batch, text in rep.failures:
         print(f"  FAIL batch {batch}: {text}")
-        if args.real:
-            print(f"    python -m catena.fuzz --target chain --real --seed {args.seed} --inputs {args.inputs} "
-                  f"--batch {args.batch} --max-value {max_value}")
+        if args.real or args.redis:
+            print(f"    python -m catena.fuzz --target chain {'--real' if args.real else '--redis ' + args.redis} "
+                  f"--seed {args.seed} --inputs {args.inputs} --batch {args.batch} --max-value {max_value}")
         elif batch is not None:
             print(f"    python -m catena.fuzz --target chain --seed {args.seed} --batch {args.batch} "
                   f"--max-value {max_value} --replay-batch {batch}")

@@ -4,7 +4,7 @@ Every command of issue 11 that used to pass validation and then wedge every late
 argument edge cases, are sent with redis-py to a three-member chain (at the head and through the
 middle member, which forwards) and to a real redis-server: the error texts must be the same, the
 key must be unchanged at every member, and a normal SET afterwards must commit and be readable at
-every member.
+every member. And the chain fuzzer's commands get the same replies as from redis-server.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from catena.fuzz_chain import run_against_redis
 from conftest import HOST, Proc, free_port, wait_until
 
 WEDGING = [  # (command, Redis 7's error)
@@ -115,3 +116,12 @@ def test_argument_edges_answer_as_redis_answers(shared_chain3, real_redis):
             assert head.exists(key) == real_redis.exists(key), command  # EXPIRE into the past deletes
     assert mismatches == []
     assert_chain_serves(cluster, members, "edge:after", b"ok")
+
+
+def test_every_reply_is_redis_s_for_fuzzed_commands(real_redis):
+    """The chain fuzzer's commands at the head of a pure chain and at redis-server: the same
+    replies, error texts included (it found SETNX answering OK/nil where Redis answers 1/0)."""
+    port = real_redis.connection_pool.connection_kwargs["port"]
+    report = run_against_redis(5000, f"{HOST}:{port}", seed=5)
+    assert report.failures == []
+    assert report.commands == 5000 and report.accepted > 1500 and report.refused > 300

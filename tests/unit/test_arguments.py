@@ -185,3 +185,10 @@ def test_size_bound_agrees_with_msgpack(obj):
         assert bound == -1
         return
     assert bound == -1 or size <= bound
+
+
+def test_setnx_answers_1_or_0_as_redis():
+    state = KVState()
+    assert state.apply(op("SETNX", "k", "a"), NOW_MS) == 1
+    assert state.apply(op("SETNX", "k", "b"), NOW_MS) == 0
+    assert state.data[b"k"] == b"a"

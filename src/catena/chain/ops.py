@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from catena.chain.state import DEL, GET, INCRBY, KEEPTTL, MSET, NX, PEXPIREAT, SET, XX, KVState
+from catena.chain.state import COUNT, DEL, GET, INCRBY, KEEPTTL, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
 
@@ -103,7 +103,7 @@ def _decrby(args, now_ms):
 WRITES = {
     b"SET": (-3, _set),
     b"MEMBER.PUT": (3, lambda a, now: (SET, a[1], a[2], None, 0)),
-    b"SETNX": (3, lambda a, now: (SET, a[1], a[2], None, NX)),
+    b"SETNX": (3, lambda a, now: (SET, a[1], a[2], None, NX | COUNT)),
     b"SETEX": (4, lambda a, now: _setex(a, now, 1000)),
     b"PSETEX": (4, lambda a, now: _setex(a, now, 1)),
     b"GETSET": (3, lambda a, now: (SET, a[1], a[2], None, GET)),

@@ -7,7 +7,7 @@ hide keys whose deadline passed on the local clock but never delete them.
 
 Ops are tuples built by `catena.chain.ops` at the head:
 
-    (SET, key, value, pxat | None, flags)   flags: NX XX GET KEEPTTL
+    (SET, key, value, pxat | None, flags)   flags: NX XX GET KEEPTTL COUNT
     (MSET, (k1, v1, k2, v2, ...))
     (DEL, (key, ...))
     (INCRBY, key, delta)
@@ -25,7 +25,7 @@ from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
-NX, XX, GET, KEEPTTL = 1, 2, 4, 8
+NX, XX, GET, KEEPTTL, COUNT = 1, 2, 4, 8, 16  # COUNT: reply 1 or 0, as SETNX does
 
 DEDUP_PER_CLIENT = 100_000  # a bound on replies kept per client id (the watermark keeps it small)
 
@@ -136,12 +136,12 @@ class KVState:
             if flags:
                 old = self._live(key, ts)
                 if (flags & NX and old is not None) or (flags & XX and old is None):
-                    return old if flags & GET else None
+                    return 0 if flags & COUNT else old if flags & GET else None
                 keep = flags & KEEPTTL and key in self.expires
                 self.data[key] = value
                 if not keep:
                     self._set_deadline(key, pxat)
-                return old if flags & GET else OK
+                return 1 if flags & COUNT else old if flags & GET else OK
             self.data[key] = value
             if pxat is not None or (self.expires and key in self.expires):
                 self._set_deadline(key, pxat)
