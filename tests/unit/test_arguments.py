@@ -192,3 +192,35 @@ def test_setnx_answers_1_or_0_as_redis():
     assert state.apply(op("SETNX", "k", "a"), NOW_MS) == 1
     assert state.apply(op("SETNX", "k", "b"), NOW_MS) == 0
     assert state.data[b"k"] == b"a"
+
+
+@pytest.mark.parametrize("words,error", [
+    (("EXPIRE", "k", "10", "BAD"), "ERR Unsupported option BAD"),
+    (("EXPIRE", "k", "abc", "BAD"), "ERR Unsupported option BAD"),  # options first, as Redis
+    (("EXPIRE", "k", "10", "NX", "XX"), "ERR NX and XX, GT or LT options at the same time are not compatible"),
+    (("PEXPIRE", "k", "10", "nx", "gt"), "ERR NX and XX, GT or LT options at the same time are not compatible"),
+    (("EXPIREAT", "k", "10", "GT", "LT"), "ERR GT and LT options at the same time are not compatible"),
+    (("EXPIRE", "k", "abc", "NX"), NOT_INT),
+])
+def test_expire_option_errors(words, error):
+    assert op(*words) == Error(error)
+
+
+@pytest.mark.parametrize("current,option,seconds,applied", [
+    (None, "NX", 10, True), (100, "NX", 10, False), (None, "XX", 10, False), (100, "XX", 10, True),
+    (None, "GT", 10, False), (100, "GT", 200, True), (100, "GT", 100, False), (100, "GT", 50, False),
+    (None, "LT", 10, True), (100, "LT", 50, True), (100, "LT", 100, False), (100, "LT", 200, False),
+    (100, "XX", -1, True),  # past: the key is deleted
+])
+def test_expire_options_as_redis(current, option, seconds, applied):
+    state = KVState()
+    pxat = None if current is None else NOW_MS + current * 1000
+    state.apply((SET, b"k", b"v", pxat, 0), NOW_MS)
+    assert state.apply(op("EXPIRE", "k", str(seconds), option), NOW_MS) == int(applied)
+    if not applied:
+        assert state.expires.get(b"k") == pxat
+    elif seconds < 0:
+        assert b"k" not in state.data
+    else:
+        assert state.expires[b"k"] == NOW_MS + seconds * 1000
+    assert state.apply(op("EXPIRE", "missing", "10", option), NOW_MS) == 0

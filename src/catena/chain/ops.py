@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from catena.chain.state import COUNT, DEL, GET, INCRBY, KEEPTTL, MSET, NX, PEXPIREAT, SET, XX, KVState
+from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
 
@@ -80,9 +80,24 @@ def _mset(args, now_ms):
     return (MSET, tuple(args[1:]))
 
 
+_EXPIRE_OPTIONS = {b"NX": NX, b"XX": XX, b"GT": GT, b"LT": LT}
+_NX_WITH_OTHERS = Error("ERR NX and XX, GT or LT options at the same time are not compatible")
+_GT_WITH_LT = Error("ERR GT and LT options at the same time are not compatible")
+
+
 def _expire(args, now_ms, unit, absolute):
-    """EXPIRE and kin (Redis's expireGenericCommand): any int64 whose deadline in ms fits in
-    int64; a deadline in the past deletes the key (when the op is applied)."""
+    """EXPIRE and kin (Redis's expireGenericCommand): options NX|XX|GT|LT first, then any int64
+    whose deadline in ms fits in int64; a deadline in the past deletes the key (when applied)."""
+    flags = 0
+    for word in args[3:]:
+        bit = _EXPIRE_OPTIONS.get(word.upper())
+        if bit is None:
+            return Error(f"ERR Unsupported option {word.decode(errors='replace')}")
+        flags |= bit
+    if flags & NX and flags & (XX | GT | LT):
+        return _NX_WITH_OTHERS
+    if flags & GT and flags & LT:
+        return _GT_WITH_LT
     when = parse_int(args[2])
     if unit == 1000:
         if not -(INT64_MAX // 1000) <= when <= INT64_MAX // 1000:
@@ -91,7 +106,7 @@ def _expire(args, now_ms, unit, absolute):
     base = 0 if absolute else now_ms
     if when > INT64_MAX - base:
         return _bad_expire(args[0])
-    return (PEXPIREAT, args[1], when + base)
+    return (PEXPIREAT, args[1], when + base, flags) if flags else (PEXPIREAT, args[1], when + base)
 
 
 def _decrby(args, now_ms):
@@ -114,10 +129,10 @@ WRITES = {
     b"DECR": (2, lambda a, now: (INCRBY, a[1], -1)),
     b"INCRBY": (3, lambda a, now: (INCRBY, a[1], parse_int(a[2]))),
     b"DECRBY": (3, _decrby),
-    b"EXPIRE": (3, lambda a, now: _expire(a, now, 1000, False)),
-    b"PEXPIRE": (3, lambda a, now: _expire(a, now, 1, False)),
-    b"EXPIREAT": (3, lambda a, now: _expire(a, now, 1000, True)),
-    b"PEXPIREAT": (3, lambda a, now: _expire(a, now, 1, True)),
+    b"EXPIRE": (-3, lambda a, now: _expire(a, now, 1000, False)),
+    b"PEXPIRE": (-3, lambda a, now: _expire(a, now, 1, False)),
+    b"EXPIREAT": (-3, lambda a, now: _expire(a, now, 1000, True)),
+    b"PEXPIREAT": (-3, lambda a, now: _expire(a, now, 1, True)),
     b"PERSIST": (2, lambda a, now: (PEXPIREAT, a[1], None)),
 }
 
