@@ -19,7 +19,7 @@ from catena.resp.codec import Error
 from catena.view import View
 
 NAMES = sorted(set(ops.WRITES) | set(ops.READS))
-OPTIONS = [b"EX", b"PX", b"EXAT", b"PXAT", b"NX", b"XX", b"GET", b"KEEPTTL", b"COUNT", b"MATCH"]
+OPTIONS = [b"EX", b"PX", b"EXAT", b"PXAT", b"NX", b"XX", b"GT", b"LT", b"GET", b"KEEPTTL", b"COUNT", b"MATCH"]
 words = st.one_of(
     st.integers(-(2**70), 2**70).map(lambda n: b"%d" % n),
     st.sampled_from(INT_EDGES).map(lambda n: b"%d" % n),
