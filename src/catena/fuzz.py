@@ -1,8 +1,10 @@
 """Mutation fuzzer for catena's decoders: RESP commands, peer frames (and the replica behind
-them), membership datagrams.
+them), membership datagrams; and (`--target chain`, catena.fuzz_chain) well-formed commands with
+extreme arguments through a whole chain.
 
     python -m catena.fuzz --target all --inputs 1000000 [--seed N]
     python -m catena.fuzz --target peer --replay 92010203        # one input (hex), traceback shown
+    python -m catena.fuzz --target chain --inputs 1000000 [--real | --redis HOST:PORT]   # catena/fuzz_chain.py
 
 Inputs are made by seeded mutation of valid frames (bit flips, interesting bytes, truncation,
 splicing two frames, huge length headers, inserted/deleted/duplicated chunks, random bytes), so
@@ -478,7 +480,8 @@ def replay(name: str, data: bytes) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m catena.fuzz", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--target", choices=(*TARGETS, "all"), default="all")
+    ap.add_argument("--target", choices=(*TARGETS, "chain", "all"), default="all",
+                    help="all: the decoder targets; chain: commands through a 3-member chain")
     ap.add_argument("--inputs", type=int, default=1_000_000, help="inputs per target (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds one input may run before it is a hang")
@@ -488,7 +491,19 @@ def main(argv=None) -> int:
                     help="fail if peak RSS grows more than this over the run (default 256)")
     ap.add_argument("--replay", metavar="HEX", help="run one input (hex) through --target and show the traceback")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    chain = ap.add_argument_group("--target chain")
+    chain.add_argument("--real", action="store_true", help="through real processes (a coordinator, 3 members)")
+    chain.add_argument("--batch", type=int, default=100, help="commands between checks (default 100)")
+    chain.add_argument("--max-value", type=int, default=None,
+                       help="largest value in bytes (default 65536; 4096 with --real)")
+    chain.add_argument("--replay-batch", type=int, metavar="B", help="run failing batch B of --seed (traceback)")
+    chain.add_argument("--redis", metavar="HOST:PORT",
+                       help="compare every reply with a redis-server's (it is FLUSHALLed first)")
     args = ap.parse_args(argv)
+    if args.target == "chain":
+        from catena.fuzz_chain import main as chain_main
+
+        return chain_main(args)
     if args.replay is not None:
         if args.target == "all":
             ap.error("--replay needs one --target")

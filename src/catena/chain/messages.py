@@ -18,6 +18,9 @@ from catena.resp.codec import Error, Status
 from catena.chain.state import unwire_reply, wire_reply
 
 MAX_FRAME = 512 * 1024 * 1024
+MAX_ENTRY = MAX_FRAME - 1024  # bytes of an entry's request id and op: one Append frame, one log record
+_MAX_LEN = 2**32 - 1  # msgpack's longest bin and array
+_INT_MIN, _UINT_MAX = -(2**63), 2**64 - 1  # msgpack's integers
 
 
 class Sync(NamedTuple):
@@ -115,6 +118,40 @@ def pack(msg) -> bytes:
     if type(msg) is Forward and not msg.deadline_ms:  # the frame as members before deadlines read it
         return msgpack.packb((msg.TAG, *msg[:-1]), use_bin_type=True)
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
+
+
+def size_bound(obj) -> int:
+    """An upper bound of `obj`'s size as `pack` and the log encode it (msgpack, use_bin_type),
+    or -1 when msgpack cannot encode it: the head's proof, before it gives an op a seq, that the
+    entry can be persisted and sent. Only what ops and request ids are made of counts as
+    encodable: None, bool, int of 64 bits, bytes, tuples of these."""
+    kind = type(obj)
+    if kind is not tuple:
+        return size_bound((obj,)) - 5 if kind is bytes or kind is int or kind is bool or obj is None else -1
+    if len(obj) > _MAX_LEN:
+        return -1
+    total = 5
+    for item in obj:  # leaves inline: one call per tuple (this runs for every write)
+        kind = type(item)
+        if kind is bytes:
+            n = len(item)
+            if n > _MAX_LEN:
+                return -1
+            total += n + 5
+        elif kind is int:
+            if not _INT_MIN <= item <= _UINT_MAX:
+                return -1
+            total += 9
+        elif item is None or kind is bool:
+            total += 1
+        elif kind is tuple:
+            n = size_bound(item)
+            if n < 0:
+                return -1
+            total += n
+        else:
+            return -1
+    return total
 
 
 class _Frames:

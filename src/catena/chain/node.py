@@ -81,6 +81,7 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -233,7 +234,12 @@ class MemberNode:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._execute(self.replica.flush())
+        try:
+            self._execute(self.replica.flush())
+        except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
+            log.critical("cannot execute the chain's effects; stopping this member", exc_info=exc)
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_exception(CatenaError(f"member stopped: cannot execute its effects: {exc!r}"))
 
     def _execute(self, effects: list) -> None:
         for fx in effects:
@@ -302,7 +308,8 @@ class MemberNode:
                 group.create_task(self.loop_monitor.run())
                 if self.coordinator:
                     group.create_task(self._coordinator_loop())
-                await asyncio.Future()  # until cancelled
+                self._stopped = asyncio.get_running_loop().create_future()
+                await self._stopped  # until cancelled, or a fail-stop
             finally:
                 self.links.close()
                 await self.server.close()

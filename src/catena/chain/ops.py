@@ -1,7 +1,9 @@
 """The data commands: which are reads, which are writes, and how each becomes an op.
 
-`to_op(args, now_ms)` runs at the head only: it checks syntax and turns relative TTLs into
-absolute deadlines, so the op it returns means the same on every member. `read(state, args,
+`to_op(args, now_ms)` runs at the head only: it checks syntax and arguments as Redis 7 does
+(int64 integers in string2ll's strict form, expire times whose ms deadline fits in int64, with
+Redis's error texts) and turns relative TTLs into absolute deadlines, so the op it returns means
+the same on every member. `request(args)` splits a `CATENA.REQ` into request id and command. `read(state, args,
 now_ms)` answers a read from local state. `read_keys(args)` tells which keys a read touches
 (None: the whole keyspace), so a member can tell whether it may answer it locally (CRAQ).
 """
@@ -10,26 +12,33 @@ from __future__ import annotations
 
 import fnmatch
 
-from catena.chain.state import DEL, GET, INCRBY, KEEPTTL, MSET, NX, PEXPIREAT, SET, XX, KVState
+from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.resp.codec import Error, Status
-from catena.resp.commands import parse_int, wrong_args
+from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
 
 _SYNTAX = Error("ERR syntax error")
-_BAD_EXPIRE = "ERR invalid expire time in '{}' command"
+_DECR_OVERFLOW = Error("ERR decrement would overflow")
 
 
-def _expire_arg(raw: bytes, unit_ms: int, now_ms: int, absolute: bool, cmd: str):
+def _bad_expire(cmd: bytes) -> Error:
+    return Error(f"ERR invalid expire time in '{cmd.decode(errors='replace').lower()}' command")
+
+
+def _ttl_deadline(raw: bytes, unit_ms: int, now_ms: int, absolute: bool, cmd: bytes):
+    """SET's EX/PX/EXAT/PXAT, SETEX, PSETEX: a positive time whose deadline in ms fits in int64
+    (Redis's getExpireMillisecondsOrReply), else Redis's error."""
     n = parse_int(raw)
-    if not absolute and n <= 0:
-        return Error(_BAD_EXPIRE.format(cmd))
-    return n * unit_ms if absolute else now_ms + n * unit_ms
+    if n <= 0 or n > INT64_MAX // unit_ms:
+        return _bad_expire(cmd)
+    deadline = n * unit_ms if absolute else now_ms + n * unit_ms
+    return deadline if deadline <= INT64_MAX else _bad_expire(cmd)
 
 
 def _set(args, now_ms):
-    if len(args) < 3:
-        return wrong_args(b"set")
+    """SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT t|KEEPTTL], parsed as Redis parses it: every
+    option first (a repeated option is allowed, the last time wins), then the time."""
     key, value = args[1], args[2]
-    pxat, flags, i = None, 0, 3
+    expire, flags, i = None, 0, 3
     while i < len(args):
         opt = args[i].upper()
         if opt in (b"NX", b"XX"):
@@ -40,46 +49,76 @@ def _set(args, now_ms):
         elif opt == b"GET":
             flags |= GET
         elif opt == b"KEEPTTL":
-            if pxat is not None:
+            if expire is not None:
                 return _SYNTAX
             flags |= KEEPTTL
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and i + 1 < len(args):
-            if pxat is not None or flags & KEEPTTL:
+            if flags & KEEPTTL or (expire is not None and expire[0] != opt):
                 return _SYNTAX
-            unit = 1000 if opt in (b"EX", b"EXAT") else 1
-            pxat = _expire_arg(args[i + 1], unit, now_ms, opt.endswith(b"AT"), "set")
-            if type(pxat) is Error:
-                return pxat
+            expire = (opt, args[i + 1])
             i += 1
         else:
             return _SYNTAX
         i += 1
+    pxat = None
+    if expire is not None:
+        opt, raw = expire
+        pxat = _ttl_deadline(raw, 1000 if opt in (b"EX", b"EXAT") else 1, now_ms, opt.endswith(b"AT"), b"set")
+        if type(pxat) is Error:
+            return pxat
     return (SET, key, value, pxat, flags)
 
 
 def _setex(args, now_ms, unit):
-    pxat = _expire_arg(args[2], unit, now_ms, False, args[0].lower().decode())
+    pxat = _ttl_deadline(args[2], unit, now_ms, False, args[0])
     return pxat if type(pxat) is Error else (SET, args[1], args[3], pxat, 0)
 
 
 def _mset(args, now_ms):
-    if len(args) < 3 or len(args) % 2 == 0:
+    if len(args) % 2 == 0:
         return wrong_args(b"mset")
     return (MSET, tuple(args[1:]))
 
 
+_EXPIRE_OPTIONS = {b"NX": NX, b"XX": XX, b"GT": GT, b"LT": LT}
+_NX_WITH_OTHERS = Error("ERR NX and XX, GT or LT options at the same time are not compatible")
+_GT_WITH_LT = Error("ERR GT and LT options at the same time are not compatible")
+
+
 def _expire(args, now_ms, unit, absolute):
-    if len(args) != 3:
-        return wrong_args(args[0])
-    pxat = _expire_arg(args[2], unit, now_ms, True, "") if absolute else now_ms + parse_int(args[2]) * unit
-    return (PEXPIREAT, args[1], pxat)
+    """EXPIRE and kin (Redis's expireGenericCommand): options NX|XX|GT|LT first, then any int64
+    whose deadline in ms fits in int64; a deadline in the past deletes the key (when applied)."""
+    flags = 0
+    for word in args[3:]:
+        bit = _EXPIRE_OPTIONS.get(word.upper())
+        if bit is None:
+            return Error(f"ERR Unsupported option {word.decode(errors='replace')}")
+        flags |= bit
+    if flags & NX and flags & (XX | GT | LT):
+        return _NX_WITH_OTHERS
+    if flags & GT and flags & LT:
+        return _GT_WITH_LT
+    when = parse_int(args[2])
+    if unit == 1000:
+        if not -(INT64_MAX // 1000) <= when <= INT64_MAX // 1000:
+            return _bad_expire(args[0])
+        when *= 1000
+    base = 0 if absolute else now_ms
+    if when > INT64_MAX - base:
+        return _bad_expire(args[0])
+    return (PEXPIREAT, args[1], when + base, flags) if flags else (PEXPIREAT, args[1], when + base)
+
+
+def _decrby(args, now_ms):
+    n = parse_int(args[2])
+    return _DECR_OVERFLOW if n == INT64_MIN else (INCRBY, args[1], -n)
 
 
 # name -> (arity as in Redis's command table, builder(args, now_ms) -> op | Error)
 WRITES = {
     b"SET": (-3, _set),
     b"MEMBER.PUT": (3, lambda a, now: (SET, a[1], a[2], None, 0)),
-    b"SETNX": (3, lambda a, now: (SET, a[1], a[2], None, NX)),
+    b"SETNX": (3, lambda a, now: (SET, a[1], a[2], None, NX | COUNT)),
     b"SETEX": (4, lambda a, now: _setex(a, now, 1000)),
     b"PSETEX": (4, lambda a, now: _setex(a, now, 1)),
     b"GETSET": (3, lambda a, now: (SET, a[1], a[2], None, GET)),
@@ -89,11 +128,11 @@ WRITES = {
     b"INCR": (2, lambda a, now: (INCRBY, a[1], 1)),
     b"DECR": (2, lambda a, now: (INCRBY, a[1], -1)),
     b"INCRBY": (3, lambda a, now: (INCRBY, a[1], parse_int(a[2]))),
-    b"DECRBY": (3, lambda a, now: (INCRBY, a[1], -parse_int(a[2]))),
-    b"EXPIRE": (3, lambda a, now: _expire(a, now, 1000, False)),
-    b"PEXPIRE": (3, lambda a, now: _expire(a, now, 1, False)),
-    b"EXPIREAT": (3, lambda a, now: _expire(a, now, 1000, True)),
-    b"PEXPIREAT": (3, lambda a, now: _expire(a, now, 1, True)),
+    b"DECRBY": (3, _decrby),
+    b"EXPIRE": (-3, lambda a, now: _expire(a, now, 1000, False)),
+    b"PEXPIRE": (-3, lambda a, now: _expire(a, now, 1, False)),
+    b"EXPIREAT": (-3, lambda a, now: _expire(a, now, 1000, True)),
+    b"PEXPIREAT": (-3, lambda a, now: _expire(a, now, 1, True)),
     b"PERSIST": (2, lambda a, now: (PEXPIREAT, a[1], None)),
 }
 
@@ -112,17 +151,41 @@ def to_op(args: list[bytes], now_ms: int):
         return Error(f"ERR {exc}")
 
 
+REQ = b"CATENA.REQ"
+_REQ_ARGS = wrong_args(REQ)
+_BAD_REQUEST_NO = Error("ERR request number is not an integer in [0, 9223372036854775807]")
+
+
+def request(args: list[bytes]):
+    """`CATENA.REQ <client-id> <request-no> [<lowest-unanswered-no>] <command…>` as
+    (request id, command), or an Error reply. A word of digits after the request number is the
+    watermark (no command name is one)."""
+    if len(args) < 4:
+        return _REQ_ARGS
+    has_low = args[3].isdigit()
+    try:
+        n, low = parse_int(args[2]), parse_int(args[3]) if has_low else 0
+    except ValueError:
+        return _BAD_REQUEST_NO
+    if n < 0:
+        return _BAD_REQUEST_NO
+    command = args[4 if has_low else 3:]
+    return ((args[1], n, low), command) if command else _REQ_ARGS
+
+
 # -- reads ---------------------------------------------------------------------------------------
 
 
 def _scan(state: KVState, args, now_ms):
-    cursor = parse_int(args[1])
+    cursor = parse_cursor(args[1])
     count, match = 10, None
     i = 2
     while i + 1 < len(args):
         opt = args[i].upper()
         if opt == b"COUNT":
-            count = max(1, parse_int(args[i + 1]))
+            count = parse_int(args[i + 1])
+            if count < 1:
+                return _SYNTAX
         elif opt == b"MATCH":
             match = args[i + 1]
         elif opt != b"TYPE":

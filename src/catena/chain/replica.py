@@ -25,7 +25,7 @@ from collections import deque
 
 from catena.chain import ops
 from catena.chain.messages import (
-    Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply,
+    MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
 from catena.chain.state import PURGE, KVState, op_keys, valid_op
 from catena.errors import RemoteProtocolError
@@ -45,7 +45,9 @@ LEARNER_LAG = 1000  # entries a learner may trail the tail by and still be promo
 
 NO_VIEW = Error("TRYAGAIN this member has no view of its chain yet")
 NOT_SERVING = Error("TRYAGAIN the chain is being reconfigured, retry")
-REQ = b"CATENA.REQ"
+REQ = ops.REQ
+UNREPLICABLE = Error(f"ERR command cannot be replicated: its entry must encode in {MAX_ENTRY} bytes with "
+                     "integers of 64 bits")
 ANSWERED = Error("ERR this request id was answered before and is not applied again")
 # A write forwarded to the head carries a deadline this long after the member received it: the
 # head assigns it no seq after that, so it never lands behind writes made long after its
@@ -198,17 +200,10 @@ class Replica:
         """A data command from a local client; the reply comes as Reply(token, ...)."""
         rid = None
         if args[0].upper() == REQ:
-            # CATENA.REQ <client-id> <request-no> [<lowest-unanswered-no>] <command…>
-            if len(args) < 4:
-                return [Reply(token, Error("ERR wrong number of arguments for 'catena.req' command"))]
-            try:
-                n = int(args[2])
-                low = int(args[3]) if args[3].isdigit() else 0
-            except ValueError:
-                return [Reply(token, Error("ERR request number is not an integer or out of range"))]
-            rid, args = (args[1], n, low), args[4 if low or args[3].isdigit() else 3:]
-            if not args:
-                return [Reply(token, Error("ERR wrong number of arguments for 'catena.req' command"))]
+            parsed = ops.request(args)
+            if type(parsed) is Error:
+                return [Reply(token, parsed)]
+            rid, args = parsed
         name = args[0].upper()
         if name in ops.WRITES:
             return self._write(None, token, rid, args, now)
@@ -226,8 +221,10 @@ class Replica:
             ftoken = next(self._tokens)
             if rid is None:  # our own request id: a re-forward after a head change applies once
                 n = next(self._rids)
-                low = next(iter(self.forwarded.values()))[1][1] if self.forwarded else n
-                rid = (self.client_id, n, low)
+                # The watermark: our oldest unanswered own request (not a client's CATENA.REQ).
+                mine = self.client_id
+                low = next((rec[1][1] for rec in self.forwarded.values() if rec[1][0] == mine), n)
+                rid = (mine, n, low)
             deadline_ms = int((now + self.write_timeout_s) * 1000)
             self.forwarded[ftoken] = [token, rid, tuple(args), now, deadline_ms]
             return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args), deadline_ms))]
@@ -245,6 +242,8 @@ class Replica:
         op = ops.to_op(args, now_ms)
         if type(op) is Error:
             return [self._answer(origin, token, op)]
+        if not 0 <= size_bound((rid, op)) <= MAX_ENTRY:  # proven encodable before it has a seq
+            return [self._answer(origin, token, UNREPLICABLE)]
         seq, reply = self._assign(op, rid, now_ms)
         self.waiting.setdefault(seq, []).append((origin, token, reply))
         return []  # a sole member commits it in `flush`, once it is persisted

@@ -7,11 +7,11 @@ hide keys whose deadline passed on the local clock but never delete them.
 
 Ops are tuples built by `catena.chain.ops` at the head:
 
-    (SET, key, value, pxat | None, flags)   flags: NX XX GET KEEPTTL
+    (SET, key, value, pxat | None, flags)   flags: NX XX GET KEEPTTL COUNT
     (MSET, (k1, v1, k2, v2, ...))
     (DEL, (key, ...))
     (INCRBY, key, delta)
-    (PEXPIREAT, key, pxat | None)           None: PERSIST
+    (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 """
 
@@ -22,12 +22,13 @@ import heapq
 import msgpack
 
 from catena.resp.codec import OK, Error, Status
+from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
-NX, XX, GET, KEEPTTL = 1, 2, 4, 8
+NX, XX, GET, KEEPTTL, COUNT = 1, 2, 4, 8, 16  # COUNT: reply 1 or 0, as SETNX does
+GT, LT = 32, 64
 
 DEDUP_PER_CLIENT = 100_000  # a bound on replies kept per client id (the watermark keeps it small)
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def _key(v) -> bool:
@@ -44,7 +45,7 @@ _SHAPES = {
                       and all(_key(w) for w in op[1])),
     DEL: lambda op: len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 1 and all(_key(k) for k in op[1]),
     INCRBY: lambda op: len(op) == 3 and _key(op[1]) and type(op[2]) is int,
-    PEXPIREAT: lambda op: len(op) == 3 and _key(op[1]) and _deadline(op[2]),
+    PEXPIREAT: lambda op: (len(op) == 3 or len(op) == 4 and type(op[3]) is int) and _key(op[1]) and _deadline(op[2]),
     PURGE: lambda op: len(op) == 2 and (_key(op[1]) or (type(op[1]) is tuple and len(op[1]) >= 1
                                                         and all(_key(k) for k in op[1]))),
 }
@@ -65,6 +66,15 @@ def op_keys(op) -> tuple:
         return op[1]
     return (op[1],)
 
+
+
+def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
+    """EXPIRE's NX/XX/GT/LT against the key's deadline (None: none, an infinite TTL), as Redis."""
+    if flags & NX and current is not None or flags & XX and current is None:
+        return False
+    if flags & GT and (current is None or pxat <= current):
+        return False
+    return not (flags & LT and current is not None and pxat >= current)
 
 
 class KVState:
@@ -149,12 +159,12 @@ class KVState:
             if flags:
                 old = self._live(key, ts)
                 if (flags & NX and old is not None) or (flags & XX and old is None):
-                    return old if flags & GET else None
+                    return 0 if flags & COUNT else old if flags & GET else None
                 keep = flags & KEEPTTL and key in self.expires
                 self.data[key] = value
                 if not keep:
                     self._set_deadline(key, pxat)
-                return old if flags & GET else OK
+                return 1 if flags & COUNT else old if flags & GET else OK
             self.data[key] = value
             if pxat is not None or (self.expires and key in self.expires):
                 self._set_deadline(key, pxat)
@@ -163,11 +173,11 @@ class KVState:
             _, key, delta = op
             old = self._live(key, ts)
             try:
-                n = int(old) if old is not None else 0
+                n = parse_int(old) if old is not None else 0
             except ValueError:
                 return Error("ERR value is not an integer or out of range")
             n += delta
-            if not _INT_MIN <= n <= _INT_MAX:
+            if not INT64_MIN <= n <= INT64_MAX:
                 return Error("ERR increment or decrement would overflow")
             self.data[key] = b"%d" % n
             return n
@@ -181,11 +191,13 @@ class KVState:
         if kind == DEL:
             return sum(1 for key in op[1] if self._live(key, ts) is not None and self._drop(key))
         if kind == PEXPIREAT:
-            _, key, pxat = op
+            key, pxat = op[1], op[2]
             if self._live(key, ts) is None:
                 return 0
             if pxat is None:
                 return 1 if self.expires.pop(key, None) is not None else 0
+            if len(op) == 4 and not _expire_allowed(op[3], self.expires.get(key), pxat):
+                return 0
             if pxat <= ts:
                 self._drop(key)
             else:

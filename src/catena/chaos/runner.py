@@ -115,7 +115,7 @@ class LocalCluster:
     node (`store="etcd"`), under `root`. Coordinators and members are known by their addresses
     on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly."""
 
-    def __init__(self, root: Path, members: int = 3, store: str = "embedded"):
+    def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True):
         self.root = root
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
@@ -125,7 +125,9 @@ class LocalCluster:
         self.members = [f"{HOST}:{p}" for p in ports[coordinators:coordinators + members]]
         self.etcd = f"{HOST}:{ports[-2]}" if store == "etcd" else None
         self._etcd_peer = f"http://{HOST}:{ports[-1]}"
-        self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" for i, a in enumerate(self.everyone)}
+        # proxy=False: every process listens on its own address, with nothing in between.
+        self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" if proxy else a for i, a in enumerate(self.everyone)}
+        self.proxied = proxy
         self.procs: dict[str, Proc] = {}
         self._all: list[Proc] = []
         self.proxy: ProxyProcess | None = None
@@ -151,7 +153,8 @@ class LocalCluster:
                              "existing" if (self.root / "etcd").exists() else "new")
         port = addr.rsplit(":", 1)[1]
         real = self.real[addr]
-        net = ["--listen", real, "--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
+        net = ["--listen", real] + (["--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
+                                    if self.proxied else [])
         if addr in self.coordinators:
             store = (["--store", self.store_url] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
@@ -179,8 +182,9 @@ class LocalCluster:
         raise AssertionError("unreachable")
 
     def start(self) -> None:
-        self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
-                                  self.root / "logs" / "proxy.log")
+        if self.proxied:
+            self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
+                                      self.root / "logs" / "proxy.log")
         if self.etcd:
             self._spawn(self.etcd)
         for addr in self.coordinators:

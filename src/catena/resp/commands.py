@@ -34,12 +34,32 @@ def wrong_args(name: bytes) -> Error:
     return Error(f"ERR wrong number of arguments for '{name.decode(errors='replace').lower()}' command")
 
 
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+NOT_AN_INTEGER = "value is not an integer or out of range"
+
+
 def parse_int(raw: bytes) -> int:
-    """An integer argument as Redis parses it; ValueError with Redis's message otherwise."""
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError("value is not an integer or out of range") from None
+    """A signed 64-bit integer as Redis's string2ll reads it: an optional '-', then "0" or digits
+    without a leading zero; no sign '+', no spaces, no '_'. ValueError with Redis's message
+    otherwise (Python's int() takes " 7", "+7", "0_7" and any size)."""
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if digits.isdigit() and len(digits) <= 19 and (digits[0] != 48 or raw == b"0"):
+        n = int(raw)
+        if INT64_MIN <= n <= INT64_MAX:
+            return n
+    raise ValueError(NOT_AN_INTEGER)
+
+
+def parse_cursor(raw: bytes) -> int:
+    """A SCAN cursor as Redis 7.0 reads it (strtoul, base 10): an optional sign then digits, in
+    the unsigned 64-bit range ('-n' wraps around, as in C; "" is 0). ValueError("invalid cursor")."""
+    digits = raw[1:] if raw[:1] in (b"+", b"-") else raw
+    if not (digits.isdigit() or raw == b""):
+        raise ValueError("invalid cursor")
+    n = int(digits or b"0")
+    if n > UINT64_MAX:
+        raise ValueError("invalid cursor")
+    return (-n) & UINT64_MAX if raw[:1] == b"-" else n
 
 
 class CommandTable:
@@ -132,7 +152,7 @@ class CommandTable:
         rest = args[1:]
         if rest:
             try:
-                version = int(rest[0])
+                version = parse_int(rest[0])
             except ValueError:
                 return Error("ERR Protocol version is not an integer or out of range")
             if version not in (2, 3):
@@ -176,7 +196,10 @@ class CommandTable:
         return args[1]
 
     def _select(self, client, args):
-        return OK if args[1] == b"0" else Error("ERR DB index is out of range")
+        db = parse_int(args[1])
+        if not -(2**31) <= db < 2**31:
+            return Error("ERR value is out of range, value must between -2147483648 and 2147483647")
+        return OK if db == 0 else Error("ERR DB index is out of range")
 
     def _client(self, client, args):
         sub = args[1].upper()
