@@ -157,3 +157,24 @@ def test_sessions_work_when_the_coordinator_requires_the_members_password(make_c
         assert cluster.client(a).get("ephemeral") == b"1"
         client.close_session()
     wait_until(lambda: cluster.client(a).get("ephemeral") is None, 10, "the session's key to be deleted")
+
+
+def test_a_member_with_the_wrong_secret_stops_with_a_clear_error(make_cluster):
+    """A misconfigured secret is reported at start, naming the coordinator, never as endless
+    flapping."""
+    from conftest import Proc, catena_argv, free_port
+
+    cluster = make_cluster(env={**os.environ, "CATENA_SECRET": SECRET})
+    cluster.start_coordinator()
+    port = free_port()
+    env = {**os.environ, "CATENA_SECRET": "not-the-secret"}
+    member = Proc("wrong-secret", catena_argv("member", "--listen", f"{HOST}:{port}", "--data-dir",
+                                              str(cluster.root / "wrong"), "--coordinator", cluster.coordinator),
+                  cluster.root / "wrong.log", env)
+    try:
+        wait_until(lambda: not member.alive, 30, "the member with the wrong secret to stop")
+        assert member.popen.returncode == 2
+        text = member.log_path.read_text()
+        assert "refused this member's credentials" in text and "WRONGPASS" in text and cluster.coordinator in text
+    finally:
+        member.stop()

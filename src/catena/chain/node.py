@@ -389,6 +389,11 @@ class MemberNode:
             except ReplyError as exc:
                 if str(exc).startswith("ERR refused"):
                     raise CatenaError(f"the coordinator {self.discovery.leader} refused this member: {exc}") from None
+                if str(exc).startswith(("WRONGPASS", "NOAUTH", "NOPERM")):
+                    raise CatenaError(
+                        f"the coordinator {self.discovery.leader or self.coordinator} refused this member's "
+                        f"credentials ({exc}): give "
+                        "every catena process the same cluster secret (--secret-file FILE or CATENA_SECRET)") from None
                 log.warning("coordinator %s: %s", self.discovery.leader or self.coordinator, exc)
             except NoLeader as exc:
                 log.warning("%s; serving with the view of epoch %d meanwhile", exc, self.replica.epoch)
