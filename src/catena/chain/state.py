@@ -22,6 +22,7 @@ import heapq
 import msgpack
 
 from catena.resp.codec import OK, Error, Status
+from catena.slots import SLOTS, key_slot
 
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
 NX, XX, GET, KEEPTTL = 1, 2, 4, 8
@@ -67,12 +68,15 @@ def op_keys(op) -> tuple:
 
 
 class KVState:
-    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table."""
+    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table, and the keys
+    indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
+    SCAN and KEYS can walk the keyspace a few slots at a time."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
+        self.by_slot: list[set[bytes] | None] = [None] * SLOTS
         self.expires: dict[bytes, int] = {}
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
@@ -119,7 +123,21 @@ class KVState:
 
     def _drop(self, key: bytes) -> bool:
         self.expires.pop(key, None)
-        return self.data.pop(key, None) is not None
+        if self.data.pop(key, None) is None:
+            return False
+        self.by_slot[key_slot(key)].discard(key)
+        return True
+
+    def _index(self, key: bytes) -> None:
+        """A key new to `data`: enter it in its slot's set."""
+        keys = self.by_slot[slot := key_slot(key)]
+        if keys is None:
+            keys = self.by_slot[slot] = set()
+        keys.add(key)
+
+    def slot_keys(self, slot: int) -> set[bytes]:
+        """The keys of one hash slot (expired ones included); empty if none."""
+        return self.by_slot[slot] or _EMPTY
 
     def _set_deadline(self, key: bytes, pxat: int | None) -> None:
         if pxat is None:
@@ -138,10 +156,14 @@ class KVState:
                 if (flags & NX and old is not None) or (flags & XX and old is None):
                     return old if flags & GET else None
                 keep = flags & KEEPTTL and key in self.expires
+                if old is None and key not in self.data:
+                    self._index(key)
                 self.data[key] = value
                 if not keep:
                     self._set_deadline(key, pxat)
                 return old if flags & GET else OK
+            if key not in self.data:
+                self._index(key)
             self.data[key] = value
             if pxat is not None or (self.expires and key in self.expires):
                 self._set_deadline(key, pxat)
@@ -156,12 +178,16 @@ class KVState:
             n += delta
             if not _INT_MIN <= n <= _INT_MAX:
                 return Error("ERR increment or decrement would overflow")
+            if old is None:
+                self._index(key)
             self.data[key] = b"%d" % n
             return n
         if kind == MSET:
-            pairs = op[1]
+            pairs, data = op[1], self.data
             for i in range(0, len(pairs), 2):
-                self.data[pairs[i]] = pairs[i + 1]
+                if pairs[i] not in data:
+                    self._index(pairs[i])
+                data[pairs[i]] = pairs[i + 1]
                 if self.expires:
                     self.expires.pop(pairs[i], None)
             return OK
@@ -227,12 +253,17 @@ class KVState:
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
         state.data = data  # msgpack builds the dicts; no copy
+        for key in data:
+            state._index(key)
         state.expires = expires
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
         state.floors = dict(floors)
         state.dedup = {c: {r: (s, unwire_reply(v)) for r, s, v in reqs} for c, reqs in dedup.items()}
         return state
+
+
+_EMPTY: frozenset = frozenset()
 
 
 def wire_reply(value):
