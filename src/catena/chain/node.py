@@ -16,9 +16,11 @@ from pathlib import Path
 import msgpack
 
 from catena.chain import messages, ops
+from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import DurableLog
-from catena.chain.replica import LEASE_S, REQ, Replica
+from catena.chain.messages import Read, ReadReply
+from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -63,6 +65,7 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self._snapshot_bytes = 0
+        self._group: asyncio.TaskGroup | None = None
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -128,8 +131,32 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(reply, args, time.time()))
+        if _is_keys(args):
+            self._group.create_task(self._keys(reply, args))
+        else:
+            self._run(self.replica.on_client(reply, args, time.time()))
         return reply
+
+    async def _keys(self, reply: Deferred, args) -> None:
+        """KEYS in slices across loop turns; if this member may not answer it from its own data,
+        the machine asks the tail (which walks in slices too)."""
+        try:
+            found = await walk_keys(self.replica, args[1], encoded=True)
+        except Exception as exc:  # a bug here must not take the member down with it
+            log.exception("KEYS failed")
+            found = Error(f"ERR KEYS failed: {exc}")
+        if found is None:
+            self._run(self.replica.on_client(reply, args, time.time()))
+        else:
+            reply.resolve(found)
+
+    async def _keys_for_peer(self, sender: str, msg: Read) -> None:
+        try:
+            found = await walk_keys(self.replica, msg.args[1], encoded=False)
+        except Exception as exc:
+            log.exception("KEYS for %s failed", sender)
+            found = Error(f"ERR KEYS failed: {exc}")
+        self._execute([Send(sender, ReadReply(msg.token, NOT_SERVING if found is None else found))])
 
     def _peer(self, client, args):
         if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
@@ -180,6 +207,9 @@ class MemberNode:
             self.ready.set()
 
     def _on_peer_message(self, sender: str, msg) -> None:
+        if type(msg) is Read and _is_keys(msg.args) and msg.epoch <= self.replica.epoch:
+            self._group.create_task(self._keys_for_peer(sender, msg))
+            return
         self._run(self.replica.on_message(sender, msg, time.time()))
 
     def _on_link(self, addr: str, up: bool) -> None:
@@ -229,6 +259,7 @@ class MemberNode:
         gc.set_threshold(50_000, 20, 100)
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
+            self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
             await self.server.start(host, int(port))
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
@@ -320,6 +351,10 @@ class MemberNode:
             except TimeoutError:
                 pass
             self._fetch.clear()
+
+
+def _is_keys(args) -> bool:
+    return len(args) == 2 and args[0].upper() == b"KEYS"
 
 
 def parse_view(words) -> View:

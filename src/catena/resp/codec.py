@@ -37,6 +37,13 @@ class Error:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A reply already in RESP (a large one a shell built in slices, across event-loop turns)."""
+
+    wire: bytes
+
+
 OK = Status("OK")
 PONG = Status("PONG")
 
@@ -249,6 +256,8 @@ def _encode(value, resp3: bool, out: list[bytes]) -> None:
         out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n"))
     elif t is float:
         out.append(b",%r\r\n" % value if resp3 else _bulk(repr(value).encode()))
+    elif t is Encoded:
+        out.append(value.wire)
     else:
         raise TypeError(f"cannot encode {t.__name__} as RESP")
 
