@@ -225,6 +225,9 @@ class MemberNode:
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._execute(self.replica.flush())
+        if self.replica.backlog and not self._flush_scheduled:  # a large DEL: a slice per turn
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _execute(self, effects: list) -> None:
         for fx in effects:
