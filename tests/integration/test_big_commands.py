@@ -11,8 +11,10 @@ N = 200_000
 
 def _load(client, n: int, prefix: str) -> set[bytes]:
     pipe = client.pipeline(transaction=False)
-    for first in range(0, n, 2000):
-        pipe.mset({f"{prefix}{i}": "v" for i in range(first, min(first + 2000, n))})
+    for first in range(0, n, 1000):
+        pipe.mset({f"{prefix}{i}": "v" for i in range(first, min(first + 1000, n))})
+        if len(pipe) == 10:
+            pipe.execute()
     pipe.execute()
     return {f"{prefix}{i}".encode() for i in range(n)}
 

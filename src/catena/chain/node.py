@@ -11,7 +11,9 @@ import gc
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
+from typing import NamedTuple
 
 import msgpack
 
@@ -38,6 +40,7 @@ TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
+BIG_EFFECT_BYTES = 8 * 1024 * 1024  # an effect moving more ends the loop turn (see _execute)
 MEMBERSHIP_RETRY_S = 1.0
 
 
@@ -66,6 +69,8 @@ class MemberNode:
         self.ready = asyncio.Event()
         self._snapshot_bytes = 0
         self._group: asyncio.TaskGroup | None = None
+        self._later: deque = deque()  # effects to execute, in order (see _execute)
+        self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -229,29 +234,68 @@ class MemberNode:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _execute(self, effects: list) -> None:
+    def _execute(self, effects: list, next_turn: bool = False) -> None:
+        """Execute effects in order, in this turn unless a big one came before. A large value or
+        a snapshot costs several copies of itself (pack, checksum, write, send); each such step
+        that moves more than BIG_EFFECT_BYTES ends the loop turn, and the rest (and whatever
+        comes meanwhile) runs in a later turn, after the I/O already waiting (probes,
+        heartbeats). A snapshot is taken at once (its history point is the machine's now)
+        and stored in order with the rest. `next_turn`: start in the next turn."""
+        later = self._later
         for fx in effects:
-            kind = type(fx)
-            if kind is Send:
-                self.links.send(fx.to, messages.pack(fx.msg))
-            elif kind is Reply:
-                fx.token.resolve(fx.value)
-            elif kind is Persist:
-                # One record per batch: one msgpack call and one checksum per event-loop turn.
-                self.log.append([msgpack.packb(fx.entries, use_bin_type=True)])
-            elif kind is PersistSnapshot:
-                self._snapshot(fx.state)
-            elif kind is FetchView:
-                self._fetch.set()
+            if type(fx) is PersistSnapshot:
+                fx = _Snapshot(self.replica.last_epoch, self.replica.last_seq, fx.state)
+            later.append(fx)
+        if next_turn and self._drain_at is None:
+            self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
+        if self._drain_at is None:
+            self._drain()
 
-    def _snapshot(self, state: bytes | None = None) -> None:
-        """Snapshot the replica's state (`state`: its dump, when the caller has one already)."""
-        last_epoch, last_seq = self.replica.last_epoch, self.replica.last_seq
-        if state is None:
-            state = self.replica.state.dump()
-        blob = msgpack.packb([last_epoch, last_seq, state], use_bin_type=True)
-        self.log.snapshot(blob)
-        self._snapshot_bytes = len(blob)
+    def _drain(self) -> None:
+        self._drain_at = None
+        later = self._later
+        while later:
+            size, rest = self._execute_one(later.popleft())
+            if rest is not None:
+                later.appendleft(rest)
+            if size > BIG_EFFECT_BYTES and later:
+                self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
+                return
+
+    def _execute_one(self, fx) -> tuple[int, object]:
+        """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
+        kind = type(fx)
+        if kind is Reply:
+            fx.token.resolve(fx.value)
+        elif kind is Send:
+            frame = messages.pack(fx.msg)
+            if len(frame) > BIG_EFFECT_BYTES:
+                return len(frame), _Out(fx.to, frame)
+            self.links.send(fx.to, frame)
+            return len(frame), None
+        elif kind is Persist:
+            # One record per batch: one msgpack call and one checksum per event-loop turn.
+            record = msgpack.packb(fx.entries, use_bin_type=True)
+            if len(record) > BIG_EFFECT_BYTES:
+                return len(record), _Out(None, record)
+            self.log.append([record])
+            return len(record), None
+        elif kind is _Out:
+            if fx.to is None:
+                self.log.append([fx.data])
+            else:
+                self.links.send(fx.to, fx.data)
+            return len(fx.data), None
+        elif kind is _Snapshot:
+            blob = msgpack.packb([fx.last_epoch, fx.last_seq, fx.state], use_bin_type=True)
+            return len(blob), _StoreSnapshot(blob)
+        elif kind is _StoreSnapshot:
+            self.log.snapshot(fx.blob)
+            self._snapshot_bytes = len(fx.blob)
+            return len(fx.blob), None
+        elif kind is FetchView:
+            self._fetch.set()
+        return 0, None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -283,9 +327,15 @@ class MemberNode:
             await asyncio.sleep(TICK_S)
             now = time.time()
             self._run(self.replica.on_timer(now))
-            self.log.maybe_sync(time.monotonic())
-            if self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes):
-                self._snapshot()
+            await asyncio.sleep(0)  # each of these may be long after a large value: separate turns
+            if self.log.maybe_sync(time.monotonic()):
+                await asyncio.sleep(0)
+            if (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
+                    and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
+                # the state is dumped in this turn, packed and stored in later ones, with
+                # nothing logged in between
+                snap = _Snapshot(self.replica.last_epoch, self.replica.last_seq, self.replica.state.dump())
+                self._execute([snap], next_turn=True)
 
     def _leader_changed(self, leader: str) -> None:
         log.info("coordinator leader is %s", leader)
@@ -354,6 +404,25 @@ class MemberNode:
             except TimeoutError:
                 pass
             self._fetch.clear()
+
+
+class _Out(NamedTuple):
+    """The second step of a large Persist (to None: the log) or Send (to: a peer)."""
+
+    to: str | None
+    data: bytes
+
+
+class _Snapshot(NamedTuple):
+    """The replica's state dump at (last_epoch, last_seq): to pack, then store."""
+
+    last_epoch: int
+    last_seq: int
+    state: bytes
+
+
+class _StoreSnapshot(NamedTuple):
+    blob: bytes
 
 
 def _is_keys(args) -> bool:
