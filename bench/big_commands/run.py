@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing
 import os
 import shutil
 import sys
@@ -86,8 +87,8 @@ class Stamps(threading.Thread):
         return max((b - a for a, b in self.calls if b >= start and a <= end), default=float("nan"))
 
 
-def big_commands(head: int, tail: int, names: list[bytes], value_mb: int, watched: list[Stamps]) -> list[tuple]:
-    """Run the four commands; per command (name, latency s, result check, worst stall per watcher)."""
+def big_commands(head: int, tail: int, names: list[bytes], value_mb: int) -> list[tuple]:
+    """Run the four commands; per command (name, latency s, result check, (start, end))."""
     out = []
     with connect(head) as h, connect(tail) as t:
         def scan_all():
@@ -110,26 +111,64 @@ def big_commands(head: int, tail: int, names: list[bytes], value_mb: int, watche
             got = run()
             ended = time.monotonic()
             ok = got == want if want is not None else got >= len(names)
-            out.append((name, ended - started, ok, [w.worst(started, ended) for w in watched]))
+            out.append((name, ended - started, ok, (started, ended)))
     return out
+
+
+def _write_bg(r, i):
+    r.set(b"bg:%d" % (i % 1000), b"w")
+
+
+def _ping(r, i):
+    r.ping()
+
+
+def _watch(head: int, others: list[int], conn) -> None:
+    """The background writer and the pingers, in a process of their own (the big commands'
+    client holds its interpreter's lock while it encodes a million arguments): run until told,
+    then send back each one's (sent, answered) stamps and errors."""
+    watchers = [Stamps(head, _write_bg), *(Stamps(p, _ping) for p in others)]
+    for w in watchers:
+        w.start()
+    conn.send("started")
+    conn.recv()
+    for w in watchers:
+        w.stopping.set()
+        w.join(timeout=60)
+    conn.send([(w.calls, w.errors) for w in watchers])
+
+
+class Watched:
+    """What the watcher process recorded, with Stamps' `worst`."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    worst = Stamps.worst
 
 
 def measure(head: int, tail: int, others: list[int], n: int, value_mb: int) -> list[tuple]:
     names = load(head, n)
-    writer = Stamps(head, lambda r, i: r.set(b"bg:%d" % (i % 1000), b"w"))
-    pingers = [Stamps(p, lambda r, i: r.ping()) for p in others]
-    for s in (writer, *pingers):
-        s.start()
-    time.sleep(1.0)  # the load runs before the first big command
+    ours, theirs = multiprocessing.get_context("fork").Pipe()
+    watcher = multiprocessing.get_context("fork").Process(target=_watch, args=(head, others, theirs), daemon=True)
+    watcher.start()
+    stamps = []
     try:
-        return big_commands(head, tail, names, value_mb, [writer, *pingers])
+        ours.recv()
+        time.sleep(1.0)  # the load runs before the first big command
+        timings = big_commands(head, tail, names, value_mb)
     finally:
-        for s in (writer, *pingers):
-            s.stopping.set()
-            s.join(timeout=60)
-        errors = [e for s in (writer, *pingers) for e in s.errors]
-        if errors:
-            print(f"# {len(errors)} error replies during the run, first: {errors[0]}", flush=True)
+        ours.send("stop")
+        if ours.poll(90):
+            stamps = ours.recv()
+        watcher.join(timeout=10)
+        if watcher.is_alive():
+            watcher.kill()
+    errors = [e for _, errs in stamps for e in errs]
+    if errors:
+        print(f"# {len(errors)} error replies during the run, first: {errors[0]}", flush=True)
+    watched = [Watched(calls) for calls, _ in stamps]
+    return [(name, took, ok, [w.worst(a, b) for w in watched]) for name, took, ok, (a, b) in timings]
 
 
 def chain_state(coord: int) -> tuple[int, str]:
