@@ -21,6 +21,9 @@ def test_key_slot_matches_redis_cluster():
     assert key_slot(b"foo{bar}{zap}") == key_slot(b"bar") == 5061
 
 
+keys = st.binary(min_size=0, max_size=6)
+
+
 def _indexed(state: KVState) -> set[bytes]:
     keys = set()
     for slot in range(SLOTS):
@@ -47,6 +50,22 @@ def test_every_write_path_keeps_the_index_equal_to_the_keys():
     s.apply((INCRBY, b"e", 1), 10)  # expired at 10: INCR starts from 0, one entry only
     assert _indexed(s) == set(s.data) == {b"a", b"nx", b"n", b"e"}
     assert _indexed(KVState.load(s.dump())) == set(s.data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(keys, max_size=200), st.lists(st.tuples(st.booleans(), keys), max_size=100), st.integers(1, 50))
+def test_a_loaded_state_is_indexed_in_steps_while_writes_go_on(loaded, writes, step):
+    s = KVState()
+    for k in loaded:
+        s.apply((SET, k, b"v", None, 0), 0)
+    s = KVState.load(s.dump())
+    assert len(s.unindexed) == len(loaded)
+    for delete, k in writes:
+        s.apply((DEL, (k,)) if delete else (SET, k, b"w", None, 0), 0)
+        s.index_step(step)
+    while not s.index_step(step):
+        pass
+    assert _indexed(s) == set(s.data)
 
 
 def _scan_all(state, **opts):
@@ -88,9 +107,6 @@ def test_scan_and_keys_hide_expired_keys():
     assert sorted(ops.read(s, [b"SCAN", b"0", b"COUNT", b"20000"], 0)[1]) == [b"gone", b"kept"]
     assert ops.read(s, [b"SCAN", b"0", b"COUNT", b"20000"], 10)[1] == [b"kept"]
     assert ops.read(s, [b"KEYS", b"*"], 10) == [b"kept"]
-
-
-keys = st.binary(min_size=0, max_size=6)
 
 
 @settings(max_examples=200, deadline=None)

@@ -22,6 +22,7 @@ SLICE_S = 0.005  # loop time one slice may take
 STEP = 16  # slots per step within a slice (about 1,000 keys at 1M keys)
 WAIT_S = 1.0  # how long a slice may wait for its dirty keys to commit
 WAIT_STEP_S = 0.002
+INDEX_STEP = 5_000  # loaded keys entered in the slot index per step
 
 
 async def walk_keys(replica, pattern: bytes, encoded: bool):
@@ -34,6 +35,9 @@ async def walk_keys(replica, pattern: bytes, encoded: bool):
         deadline = time.perf_counter() + SLICE_S
         blocked = False
         while slot < SLOTS and time.perf_counter() < deadline:
+            if replica.state.unindexed:  # a state just loaded from a snapshot: index it first
+                replica.state.index_step(INDEX_STEP)
+                continue
             end = min(slot + STEP, SLOTS)
             found = ops.keys_in_slots(replica.state, pattern, slot, end, now_ms)
             if not replica.can_answer(found, time.time()):

@@ -40,6 +40,7 @@ TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
+INDEX_STEP = 20_000  # loaded keys entered in the slot index per loop turn
 BIG_EFFECT_BYTES = 8 * 1024 * 1024  # an effect moving more ends the loop turn (see _execute)
 MEMBERSHIP_RETRY_S = 1.0
 
@@ -83,6 +84,7 @@ class MemberNode:
         else:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
+            state.index_step(len(state.unindexed))  # before serving: no turn to spare yet
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
         # With a coordinator, reads wait for its first probe's lease: a member cut off before that
         # probe must not answer unchecked once the coordinator has replaced it.
@@ -243,13 +245,19 @@ class MemberNode:
         and stored in order with the rest. `next_turn`: start in the next turn."""
         later = self._later
         for fx in effects:
-            if type(fx) is PersistSnapshot:
+            if type(fx) is PersistSnapshot:  # the replica installed a state from its predecessor
                 fx = _Snapshot(self.replica.last_epoch, self.replica.last_seq, fx.state)
+                self._group.create_task(self._index_state())
             later.append(fx)
         if next_turn and self._drain_at is None:
             self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
         if self._drain_at is None:
             self._drain()
+
+    async def _index_state(self) -> None:
+        """A state loaded from a snapshot enters its keys in the slot index a slice per turn."""
+        while not self.replica.state.index_step(INDEX_STEP):
+            await asyncio.sleep(0)
 
     def _drain(self) -> None:
         self._drain_at = None

@@ -70,13 +70,16 @@ def op_keys(op) -> tuple:
 class KVState:
     """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table, and the keys
     indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
-    SCAN and KEYS can walk the keyspace a few slots at a time."""
+    SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
+    enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
+    shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
         self.by_slot: list[set[bytes] | None] = [None] * SLOTS
+        self.unindexed: list[bytes] = []  # loaded keys not yet in by_slot (see index_step)
         self.expires: dict[bytes, int] = {}
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
@@ -125,7 +128,9 @@ class KVState:
         self.expires.pop(key, None)
         if self.data.pop(key, None) is None:
             return False
-        self.by_slot[key_slot(key)].discard(key)
+        keys = self.by_slot[key_slot(key)]
+        if keys is not None:  # None: a loaded key not indexed yet
+            keys.discard(key)
         return True
 
     def _index(self, key: bytes) -> None:
@@ -137,7 +142,18 @@ class KVState:
 
     def slot_keys(self, slot: int) -> set[bytes]:
         """The keys of one hash slot (expired ones included); empty if none."""
+        if self.unindexed:
+            self.index_step(len(self.unindexed))
         return self.by_slot[slot] or _EMPTY
+
+    def index_step(self, n: int) -> bool:
+        """Enter up to `n` more loaded keys in the slot index; True once it is complete."""
+        keys, data, index = self.unindexed, self.data, self._index
+        for key in keys[-n:]:
+            if key in data:  # not deleted since the load (a write since then indexed it already)
+                index(key)
+        del keys[-n:]
+        return not keys
 
     def _set_deadline(self, key: bytes, pxat: int | None) -> None:
         if pxat is None:
@@ -253,8 +269,7 @@ class KVState:
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
         state.data = data  # msgpack builds the dicts; no copy
-        for key in data:
-            state._index(key)
+        state.unindexed = list(data)
         state.expires = expires
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
