@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catena.errors import RemoteProtocolError
+from catena.resp.client import encode_command
 from catena.resp.codec import DEFAULT_MAX_ARGS, DEFAULT_MAX_BULK_LEN, OK, PONG, CommandParser, Error, Status, encode
 
 
@@ -321,3 +322,14 @@ def test_a_command_encoded_as_an_array_of_bulks_parses_back(args):
     """encode() of a list of bytes is exactly a client's command framing."""
     assert encode(args) == wire(*args)
     assert CommandParser().feed(encode(args)) == [args]
+
+
+def test_a_command_longer_than_the_header_window_is_followed_by_the_next_one():
+    """A frame that began long before it completed is measured from its arguments (keys of
+    many lengths): the command after it in the stream parses exactly."""
+    keys = [b"k" * (1 + i % 120) for i in range(20_000)]
+    raw = encode_command([b"DEL", *keys]) + encode_command([b"PING"])
+    parser, commands = CommandParser(), []
+    for i in range(0, len(raw), 4096):
+        commands += parser.feed(raw[i:i + 4096])
+    assert commands == [[b"DEL", *keys], [b"PING"]]

@@ -11,15 +11,18 @@ import gc
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import msgpack
 
 from catena.chain import disk, messages, ops
+from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import MAX_RECORD, DurableLog
-from catena.chain.replica import LEASE_S, REQ, Replica
+from catena.chain.messages import Read, ReadReply
+from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -40,6 +43,8 @@ SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the l
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 VIEW_POLL_S = 1.0
 CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
+INDEX_STEP = 20_000  # loaded keys entered in the slot index per loop turn
+BIG_EFFECT_BYTES = 8 * 1024 * 1024  # an effect moving more ends the loop turn (see _execute)
 MEMBERSHIP_RETRY_S = 1.0
 # catena's own commands: without a cluster secret, a connection above maxclients that starts with
 # one of these is admitted (to these only); with one, `AUTH catena <secret>` admits it
@@ -82,6 +87,10 @@ class MemberNode:
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
+        self._failed = False  # an effect could not be executed: execute nothing more
+        self._group: asyncio.TaskGroup | None = None
+        self._later: deque = deque()  # effects to execute, in order (see _execute)
+        self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -94,6 +103,7 @@ class MemberNode:
         else:
             last_epoch, last_seq, state_blob = msgpack.unpackb(blob, raw=True)
             state, last = KVState.load(state_blob), (last_epoch, last_seq)
+            state.index_step(len(state.unindexed))  # before serving: no turn to spare yet
         entries = [e for r in records for e in msgpack.unpackb(r, raw=True, use_list=False)]
         kept = contiguous(entries, last[1])
         gap = kept < len(entries)
@@ -166,8 +176,32 @@ class MemberNode:
             # A data client's request ids live in their own namespace: it can never name (and so
             # pre-record or replay) the ids members forward writes under, or catena's own.
             args = [args[0], CLIENT_RIDS + args[1], *args[2:]]
-        self._run(self.replica.on_client(reply, args, time.time()))
+        if _is_keys(args):
+            self._group.create_task(self._keys(reply, args))
+        else:
+            self._run(self.replica.on_client(reply, args, time.time()))
         return reply
+
+    async def _keys(self, reply: Deferred, args) -> None:
+        """KEYS in slices across loop turns; if this member may not answer it from its own data,
+        the machine asks the tail (which walks in slices too)."""
+        try:
+            found = await walk_keys(self.replica, args[1], encoded=True)
+        except Exception as exc:  # a bug here must not take the member down with it
+            log.exception("KEYS failed")
+            found = Error(f"ERR KEYS failed: {exc}")
+        if found is None:
+            self._run(self.replica.on_client(reply, args, time.time()))
+        else:
+            reply.resolve(found)
+
+    async def _keys_for_peer(self, sender: str, msg: Read) -> None:
+        try:
+            found = await walk_keys(self.replica, msg.args[1], encoded=False)
+        except Exception as exc:
+            log.exception("KEYS for %s failed", sender)
+            found = Error(f"ERR KEYS failed: {exc}")
+        self._execute([Send(sender, ReadReply(msg.token, NOT_SERVING if found is None else found))])
 
     def _peer(self, client, args):
         if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
@@ -220,6 +254,9 @@ class MemberNode:
             self.ready.set()
 
     def _on_peer_message(self, sender: str, msg) -> None:
+        if type(msg) is Read and _is_keys(msg.args) and msg.epoch <= self.replica.epoch:
+            self._group.create_task(self._keys_for_peer(sender, msg))
+            return
         self._run(self.replica.on_message(sender, msg, time.time()))
 
     def _on_link(self, addr: str, up: bool) -> None:
@@ -234,39 +271,103 @@ class MemberNode:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        try:
-            self._execute(self.replica.flush())
-        except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
-            log.critical("cannot execute the chain's effects; stopping this member", exc_info=exc)
-            if self._stopped is not None and not self._stopped.done():
-                self._stopped.set_exception(CatenaError(f"member stopped: cannot execute its effects: {exc!r}"))
+        self._execute(self.replica.flush())
+        if self.replica.backlog and not self._flush_scheduled:  # a large DEL: a slice per turn
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _execute(self, effects: list) -> None:
+    def _execute(self, effects: list, next_turn: bool = False) -> None:
+        """Execute effects in order, in this turn unless a big one came before. A large value or
+        a snapshot costs several copies of itself (pack, checksum, write, send); each such step
+        that moves more than BIG_EFFECT_BYTES ends the loop turn, and the rest (and whatever
+        comes meanwhile) runs in a later turn, after the I/O already waiting (probes,
+        heartbeats). A snapshot is taken at once (its history point is the machine's now)
+        and stored in order with the rest. `next_turn`: start in the next turn."""
+        later = self._later
         for fx in effects:
-            kind = type(fx)
-            if kind is Send:
-                self.links.send(fx.to, messages.pack(fx.msg))
-            elif kind is Reply:
-                fx.token.resolve(fx.value)
-            elif kind is Persist:
-                self._persist(fx.entries)
-            elif kind is PersistSnapshot:
-                self._snapshot(state=fx.state)
-            elif kind is FetchView:
-                self._fetch.set()
+            if type(fx) is PersistSnapshot:  # the replica installed a state from its predecessor
+                fx = _Snapshot(self.replica.last_epoch, self.replica.last_seq, fx.state)
+                self._group.create_task(self._index_state())
+            later.append(fx)
+        if next_turn and self._drain_at is None:
+            self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
+        if self._drain_at is None:
+            self._drain()
 
-    def _persist(self, entries: list) -> None:
-        """Append the entries, one record per batch (one msgpack call and one checksum per
-        event-loop turn), one per entry for a batch too big for a record. Any failure stops the
-        process here: no later effect (a Send, an Ack, a Reply) of this turn is executed."""
+    async def _index_state(self) -> None:
+        """A state loaded from a snapshot enters its keys in the slot index a slice per turn."""
+        while not self.replica.state.index_step(INDEX_STEP):
+            await asyncio.sleep(0)
+
+    def _drain(self) -> None:
+        self._drain_at = None
+        later = self._later
+        while later and not self._failed:
+            fx = later.popleft()
+            try:
+                size, rest = self._execute_one(fx)
+            except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
+                self._fail(exc)
+                return
+            if rest is not None:
+                later.appendleft(rest)
+            if size > BIG_EFFECT_BYTES and later:
+                self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
+                return
+
+    def _execute_one(self, fx) -> tuple[int, object]:
+        """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
+        kind = type(fx)
+        if kind is Reply:
+            fx.token.resolve(fx.value)
+        elif kind is Send:
+            frame = messages.pack(fx.msg)
+            if len(frame) > BIG_EFFECT_BYTES:
+                return len(frame), _Out(fx.to, frame)
+            self.links.send(fx.to, frame)
+            return len(frame), None
+        elif kind is Persist:
+            # One record per batch: one msgpack call and one checksum per event-loop turn (one
+            # per entry for a batch too big for a record).
+            record = msgpack.packb(fx.entries, use_bin_type=True)
+            if len(record) > MAX_RECORD:
+                records = [msgpack.packb([e], use_bin_type=True) for e in fx.entries]
+                return len(record), _Out(None, records)
+            if len(record) > BIG_EFFECT_BYTES:
+                return len(record), _Out(None, [record])
+            self._append([record])
+            return len(record), None
+        elif kind is _Out:
+            if fx.to is None:
+                self._append(fx.data)
+                return sum(map(len, fx.data)), None
+            self.links.send(fx.to, fx.data)
+            return len(fx.data), None
+        elif kind is _Snapshot:
+            blob = msgpack.packb([fx.last_epoch, fx.last_seq, fx.state], use_bin_type=True)
+            return len(blob), _StoreSnapshot(blob)
+        elif kind is _StoreSnapshot:
+            self._store_snapshot(fx.blob)
+            return len(fx.blob), None
+        elif kind is FetchView:
+            self._fetch.set()
+        return 0, None
+
+    def _append(self, records: list[bytes]) -> None:
+        """Append records to the log. Any failure stops the process here: no later effect (a
+        Send, an Ack, a Reply) is executed."""
         try:
-            record = msgpack.packb(entries, use_bin_type=True)
-            if len(record) <= MAX_RECORD:
-                self.log.append([record])
-            else:
-                self.log.append([msgpack.packb([e], use_bin_type=True) for e in entries])
+            self.log.append(records)
         except Exception as exc:  # noqa: BLE001 - whatever it is, the entries are not stored
             self._disk_failed("appending to the log", exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """An effect could not be executed: execute nothing more, and stop (the coordinator
+        replaces this member) rather than leave the chain wedged behind it."""
+        self._failed = True
+        log.critical("cannot execute the chain's effects; stopping this member", exc_info=exc)
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_exception(CatenaError(f"member stopped: cannot execute its effects: {exc!r}"))
 
     def _disk_failed(self, what: str, exc: BaseException) -> NoReturn:
         disk.fail_stop(self.data_dir, what, exc)
@@ -281,7 +382,9 @@ class MemberNode:
         replica = replica or self.replica
         if state is None:
             state = replica.state.dump()
-        blob = msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True)
+        self._store_snapshot(msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True))
+
+    def _store_snapshot(self, blob: bytes) -> None:
         try:
             self.log.snapshot(blob)
         except OSError as exc:
@@ -297,6 +400,7 @@ class MemberNode:
         gc.set_threshold(50_000, 20, 100)
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
+            self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
             await self.server.start(host, int(port))
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
@@ -324,12 +428,19 @@ class MemberNode:
             await asyncio.sleep(TICK_S)
             now = time.time()
             self._run(self.replica.on_timer(now))
+            await asyncio.sleep(0)  # each of these may be long after a large value: separate turns
             try:
-                self.log.maybe_sync(time.monotonic())
+                synced = self.log.maybe_sync(time.monotonic())
             except OSError as exc:
                 self._disk_failed("syncing the log", exc)
-            if self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes):
-                self._snapshot()
+            if synced:
+                await asyncio.sleep(0)
+            if (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
+                    and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
+                # the state is dumped in this turn, packed and stored in later ones, with
+                # nothing logged in between
+                snap = _Snapshot(self.replica.last_epoch, self.replica.last_seq, self.replica.state.dump())
+                self._execute([snap], next_turn=True)
 
     def _leader_changed(self, leader: str) -> None:
         log.info("coordinator leader is %s", leader)
@@ -416,6 +527,29 @@ def contiguous(entries, last_seq: int) -> int:
         if seq == expected:
             expected += 1
     return len(entries)
+
+
+class _Out(NamedTuple):
+    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame)."""
+
+    to: str | None
+    data: list[bytes] | bytes
+
+
+class _Snapshot(NamedTuple):
+    """The replica's state dump at (last_epoch, last_seq): to pack, then store."""
+
+    last_epoch: int
+    last_seq: int
+    state: bytes
+
+
+class _StoreSnapshot(NamedTuple):
+    blob: bytes
+
+
+def _is_keys(args) -> bool:
+    return len(args) == 2 and args[0].upper() == b"KEYS"
 
 
 def parse_view(words) -> View:

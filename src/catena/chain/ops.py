@@ -11,10 +11,13 @@ now_ms)` answers a read from local state. `read_keys(args)` tells which keys a r
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 
 from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
+from catena.slots import SLOTS
 
 _SYNTAX = Error("ERR syntax error")
 _DECR_OVERFLOW = Error("ERR decrement would overflow")
@@ -177,35 +180,64 @@ def request(args: list[bytes]):
 
 
 def _scan(state: KVState, args, now_ms):
+    """SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is the next hash slot to
+    visit (0: start, and done), so it survives any insert or delete: a key present for the whole
+    scan lies in a slot visited once, while it was there. A page visits whole slots until it
+    holds COUNT candidates, so its cost follows COUNT, not the keyspace."""
     cursor = parse_cursor(args[1])
-    count, match = 10, None
+    count, match, kind = 10, None, b"string"
     i = 2
-    while i + 1 < len(args):
+    while i < len(args):
         opt = args[i].upper()
+        if i + 1 == len(args):
+            return _SYNTAX
         if opt == b"COUNT":
             count = parse_int(args[i + 1])
             if count < 1:
                 return _SYNTAX
         elif opt == b"MATCH":
             match = args[i + 1]
-        elif opt != b"TYPE":
+        elif opt == b"TYPE":
+            kind = args[i + 1].lower()
+        else:
             return _SYNTAX
         i += 2
-    if i != len(args):
-        return _SYNTAX
-    # The cursor is a position in insertion order: stable while keys are only added.
-    keys = list(state.data)
-    page = keys[cursor : cursor + count]
-    nxt = cursor + count if cursor + count < len(keys) else 0
-    if match is not None:
-        page = [k for k in page if fnmatch.fnmatchcase(k.decode("latin-1"), match.decode("latin-1"))]
-    return [b"%d" % nxt, [k for k in page if state.get(k, now_ms) is not None]]
+    if not 0 <= cursor < SLOTS:
+        return [b"0", []]
+    slot, candidates = cursor, []
+    while slot < SLOTS and len(candidates) < count:
+        candidates += state.slot_keys(slot)
+        slot += 1
+    page = _live_matches(state, candidates, match, now_ms) if kind == b"string" else []
+    return [b"%d" % (slot if slot < SLOTS else 0), page]
+
+
+def keys_in_slots(state: KVState, pattern: bytes, first: int, last: int, now_ms: int) -> list[bytes]:
+    """The live keys matching `pattern` in slots [first, last): KEYS is these over every slot,
+    which the member shell runs a few slots per event-loop turn."""
+    out: list[bytes] = []
+    for slot in range(first, last):
+        keys = state.slot_keys(slot)
+        if keys:
+            out += _live_matches(state, keys, pattern, now_ms)
+    return out
+
+
+def _live_matches(state: KVState, keys, pattern: bytes | None, now_ms: int) -> list[bytes]:
+    matches = _matcher(pattern)
+    return [k for k in keys if (matches is None or matches(k)) and state.get(k, now_ms) is not None]
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(pattern: bytes | None):
+    """A glob pattern as a compiled bytes regex's match (None: `*` or no pattern, all keys)."""
+    if pattern is None or pattern == b"*":
+        return None
+    return re.compile(fnmatch.translate(pattern.decode("latin-1")).encode("latin-1"), re.DOTALL).match
 
 
 def _keys(state: KVState, args, now_ms):
-    pattern = args[1].decode("latin-1")
-    return [k for k in state.data if state.get(k, now_ms) is not None
-            and fnmatch.fnmatchcase(k.decode("latin-1"), pattern)]
+    return keys_in_slots(state, args[1], 0, SLOTS, now_ms)
 
 
 def _strlen(state, args, now_ms):

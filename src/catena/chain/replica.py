@@ -27,7 +27,7 @@ from catena.chain import ops
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
-from catena.chain.state import PURGE, KVState, op_keys, valid_op
+from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.errors import RemoteProtocolError
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
@@ -41,6 +41,7 @@ BATCH = 4096
 # Active expiry: deadlines examined per PURGE entry, and entries per 100 ms tick at most: 8,000
 # keys, 25-30 ms of the head's loop (measured on a busy 2-core machine), 80,000 keys/s
 EXPIRE_SAMPLE, EXPIRE_ROUNDS = 1000, 8
+DEL_SLICE = 10_000  # keys per entry of a larger DEL/UNLINK: the head assigns one such entry per turn
 LEARNER_LAG = 1000  # entries a learner may trail the tail by and still be promoted  # entries per Append frame when catching a successor up
 
 NO_VIEW = Error("TRYAGAIN this member has no view of its chain yet")
@@ -98,6 +99,9 @@ class Replica:
         self.out_ack: int | None = None
         # the head: replies waiting for their seq to commit: seq -> [(origin | None, token, reply)]
         self.waiting: dict[int, list] = {}
+        # the head: a DEL of more than DEL_SLICE keys and the writes that arrived after it, in
+        # order: [op, now_ms, rid, [(origin, token)...], keys assigned, keys deleted]
+        self.backlog: deque = deque()
         # requests this member sent elsewhere: token -> record
         self._tokens = itertools.count(1)
         self._rids = itertools.count(1)
@@ -170,6 +174,9 @@ class Replica:
         if not in_chain:
             self.in_chain = False
             fx += self._fail_waiting(NOT_SERVING)
+        if self.backlog and view.head != self.me:
+            fx += [self._answer(origin, token, NOT_SERVING) for rec in self.backlog for origin, token in rec[3]]
+            self.backlog.clear()
         # successor: always re-handshake under the new epoch
         self.succ = view.successor(self.me)
         self.succ_ready = False
@@ -244,6 +251,8 @@ class Replica:
             return [self._answer(origin, token, op)]
         if not 0 <= size_bound((rid, op)) <= MAX_ENTRY:  # proven encodable before it has a seq
             return [self._answer(origin, token, UNREPLICABLE)]
+        if self.backlog or _big_del(op):
+            return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign(op, rid, now_ms)
         self.waiting.setdefault(seq, []).append((origin, token, reply))
         return []  # a sole member commits it in `flush`, once it is persisted
@@ -252,6 +261,40 @@ class Replica:
         """The head: give `op` the next seq under the current epoch and apply it."""
         seq = self.last_seq + 1
         return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.commits_on_apply())
+
+    def _queue(self, origin, token, rid, op, now_ms: int) -> list:
+        """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop
+        turn, in `flush`, so no member applies more than a slice in one turn; writes arriving
+        meanwhile wait behind it in order (seqs stay consecutive, a pipeline's later write is
+        never overtaken). A retry of a queued request joins it."""
+        for rec in self.backlog:
+            if rid is not None and rec[2] == rid:
+                rec[3].append((origin, token))
+                return []
+        self.backlog.append([op, now_ms, rid, [(origin, token)], 0, 0])
+        return []
+
+    def _assign_backlog(self) -> None:
+        """One slice of the DEL in front, or the writes queued behind it once it is done. The
+        DEL is answered when its last slice commits; its request id goes with that slice."""
+        backlog, sliced = self.backlog, False
+        while backlog:
+            rec = backlog[0]
+            op, now_ms, rid, waiters, done, deleted = rec
+            if _big_del(op):
+                if sliced:
+                    return
+                keys, sliced = op[1], True
+                last = done + DEL_SLICE >= len(keys)
+                seq, n = self._assign((DEL, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
+                rec[4], rec[5] = done + DEL_SLICE, deleted + n
+                if not last:
+                    return
+                reply = rec[5]
+            else:
+                seq, reply = self._assign(op, rid, now_ms)
+            backlog.popleft()
+            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -618,7 +661,10 @@ class Replica:
     # -- the batch of one event-loop turn ---------------------------------------------------------
 
     def flush(self) -> list:
+        """The turn's batch. While `backlog` holds writes, the shell calls this once more next turn."""
         fx = []
+        if self.backlog and self.is_head():
+            self._assign_backlog()
         if self.to_persist:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
@@ -637,3 +683,7 @@ class Replica:
             fx += self.deferred
             self.deferred = []
         return fx
+
+
+def _big_del(op) -> bool:
+    return op[0] == DEL and len(op[1]) > DEL_SLICE

@@ -23,6 +23,7 @@ import msgpack
 
 from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
+from catena.slots import SLOTS, key_slot
 
 SET, MSET, DEL, INCRBY, PEXPIREAT, PURGE = range(6)
 NX, XX, GET, KEEPTTL, COUNT = 1, 2, 4, 8, 16  # COUNT: reply 1 or 0, as SETNX does
@@ -78,12 +79,18 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 
 class KVState:
-    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table."""
+    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table, and the keys
+    indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
+    SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
+    enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
+    shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
+        self.by_slot: list[set[bytes] | None] = [None] * SLOTS
+        self.unindexed: list[bytes] = []  # loaded keys not yet in by_slot (see index_step)
         self.expires: dict[bytes, int] = {}
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
@@ -142,7 +149,34 @@ class KVState:
 
     def _drop(self, key: bytes) -> bool:
         self.expires.pop(key, None)
-        return self.data.pop(key, None) is not None
+        if self.data.pop(key, None) is None:
+            return False
+        keys = self.by_slot[key_slot(key)]
+        if keys is not None:  # None: a loaded key not indexed yet
+            keys.discard(key)
+        return True
+
+    def _index(self, key: bytes) -> None:
+        """A key new to `data`: enter it in its slot's set."""
+        keys = self.by_slot[slot := key_slot(key)]
+        if keys is None:
+            keys = self.by_slot[slot] = set()
+        keys.add(key)
+
+    def slot_keys(self, slot: int) -> set[bytes]:
+        """The keys of one hash slot (expired ones included); empty if none."""
+        if self.unindexed:
+            self.index_step(len(self.unindexed))
+        return self.by_slot[slot] or _EMPTY
+
+    def index_step(self, n: int) -> bool:
+        """Enter up to `n` more loaded keys in the slot index; True once it is complete."""
+        keys, data, index = self.unindexed, self.data, self._index
+        for key in keys[-n:]:
+            if key in data:  # not deleted since the load (a write since then indexed it already)
+                index(key)
+        del keys[-n:]
+        return not keys
 
     def _set_deadline(self, key: bytes, pxat: int | None) -> None:
         if pxat is None:
@@ -161,10 +195,14 @@ class KVState:
                 if (flags & NX and old is not None) or (flags & XX and old is None):
                     return 0 if flags & COUNT else old if flags & GET else None
                 keep = flags & KEEPTTL and key in self.expires
+                if old is None and key not in self.data:
+                    self._index(key)
                 self.data[key] = value
                 if not keep:
                     self._set_deadline(key, pxat)
                 return 1 if flags & COUNT else old if flags & GET else OK
+            if key not in self.data:
+                self._index(key)
             self.data[key] = value
             if pxat is not None or (self.expires and key in self.expires):
                 self._set_deadline(key, pxat)
@@ -179,12 +217,16 @@ class KVState:
             n += delta
             if not INT64_MIN <= n <= INT64_MAX:
                 return Error("ERR increment or decrement would overflow")
+            if old is None:
+                self._index(key)
             self.data[key] = b"%d" % n
             return n
         if kind == MSET:
-            pairs = op[1]
+            pairs, data = op[1], self.data
             for i in range(0, len(pairs), 2):
-                self.data[pairs[i]] = pairs[i + 1]
+                if pairs[i] not in data:
+                    self._index(pairs[i])
+                data[pairs[i]] = pairs[i + 1]
                 if self.expires:
                     self.expires.pop(pairs[i], None)
             return OK
@@ -257,12 +299,16 @@ class KVState:
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
         state.data = data  # msgpack builds the dicts; no copy
+        state.unindexed = list(data)
         state.expires = expires
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
         state.floors = dict(floors)
         state.dedup = {c: {r: (s, unwire_reply(v)) for r, s, v in reqs} for c, reqs in dedup.items()}
         return state
+
+
+_EMPTY: frozenset = frozenset()
 
 
 def wire_reply(value):

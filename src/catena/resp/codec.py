@@ -11,6 +11,7 @@ headers of a partial frame before its payload is buffered, inline commands, and 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import hiredis
@@ -35,6 +36,13 @@ class Error:
     """An error reply; `message` starts with its code (ERR, NOAUTH, MOVED, ...)."""
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A reply already in RESP (a large one a shell built in slices, across event-loop turns)."""
+
+    wire: bytes
 
 
 OK = Status("OK")
@@ -208,12 +216,10 @@ def _walk(buf: bytes, pos: int, cmd: list[bytes]) -> int:
 
 
 def _wire_size(command: list[bytes]) -> int:
-    size = 3 + len(str(len(command)))
-    for a in command:
-        n = len(a)
-        size += n + 6 + (n > 9) + (n > 99) + (n > 999) + (n > 9999) + (n > 99999) + (n > 999999) \
-            + (n > 9999999) + (n > 99999999) + (n > 999999999)
-    return size
+    """Bytes of `command` as canonical RESP (per distinct argument length: a million keys of a
+    few lengths cost one C-level count, not a Python loop)."""
+    counts = Counter(map(len, command))
+    return 3 + len(str(len(command))) + sum(n * (k + 5 + len(str(k))) for k, n in counts.items())
 
 
 def _length(buf: bytes, start: int, end: int, what: str) -> int:
@@ -257,6 +263,8 @@ def _encode(value, resp3: bool, out: list[bytes]) -> None:
         out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n"))
     elif t is float:
         out.append(b",%r\r\n" % value if resp3 else _bulk(repr(value).encode()))
+    elif t is Encoded:
+        out.append(value.wire)
     else:
         raise TypeError(f"cannot encode {t.__name__} as RESP")
 
