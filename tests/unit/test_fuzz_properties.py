@@ -39,7 +39,7 @@ messages = st.one_of(
     st.builds(pm.Ack, u64, u64),
     st.builds(pm.Snapshot, u64, u64, u64, u64, st.binary(max_size=200)),
     st.builds(pm.SyncRequest, u64),
-    st.builds(pm.Forward, u64, u64, rids, commands),
+    st.builds(pm.Forward, u64, u64, rids, commands, u64),
     st.builds(pm.WriteReply, u64, replies),
     st.builds(pm.Read, u64, u64, commands),
     st.builds(pm.ReadReply, u64, replies),

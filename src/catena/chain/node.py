@@ -287,7 +287,11 @@ class MemberNode:
         for fx in effects:
             if type(fx) is PersistSnapshot:  # the replica installed a state from its predecessor
                 fx = _Snapshot(self.replica.last_epoch, self.replica.last_seq, fx.state)
-                self._group.create_task(self._index_state())
+                if self._group is not None:
+                    self._group.create_task(self._index_state())
+                else:  # not serving yet: nothing to keep waiting
+                    while not self.replica.state.index_step(INDEX_STEP):
+                        pass
             later.append(fx)
         if next_turn and self._drain_at is None:
             self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
