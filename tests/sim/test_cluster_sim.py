@@ -95,7 +95,7 @@ def failures(seeds, **overrides) -> list[str]:
 def test_members_without_read_leases_serve_stale_reads():
     """The checker is not vacuous: without read leases a member cut off from the coordinator
     keeps answering reads after it was replaced, and the history is not linearizable."""
-    found = failures(range(5), leases=False, stale_client=0.5)
+    found = failures([11, 19], leases=False, stale_client=0.5)  # seeds whose schedule cuts off a member
     assert any("not linearizable" in f for f in found), found
 
 
@@ -109,10 +109,10 @@ def test_a_coordinator_that_never_revokes_leases_is_caught():
 
 def test_unfenced_config_writes_are_caught():
     """etcd accepting a write without comparing the fence: a deposed (paused) leader's save
-    lands after another took over (seed 1)."""
-    found = failures([1], fencing=False)
+    lands after another took over (seed 17)."""
+    found = failures([17], fencing=False)
     assert found and "fence" in found[0], found
-    assert not failures([1])
+    assert not failures([17])
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():
