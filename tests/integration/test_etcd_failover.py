@@ -105,17 +105,18 @@ def test_leader_killed_between_recording_an_add_and_finishing_it(etcd, make_ha):
     for i in range(50):
         ha.member_cmd(chain[0], "SET", f"k{i}", i)
     joiner = ha.start_member()  # no --coordinator: added by MASTER.ADD
-    ha.sigstop(joiner)  # it cannot catch up until we let it
+    tail = chain[-1]
+    ha.sigstop(tail)  # the joiner (which answers MASTER.ADD's identity check) cannot catch up from it
     host, port = joiner.rsplit(":", 1)
     try:
         # The add is recorded (learner in the saved view) at once, then waits for the catch-up:
-        # give up on the reply and kill the leader before its probes could give up on the joiner.
+        # give up on the reply and kill the leader before its probes could give up on the tail.
         ask(first, "MASTER.ADD", host, port, timeout=0.2)
     except redis.TimeoutError:
         pass
     ha.kill9(first)
     assert saved_view(ha)[3] == joiner, saved_view(ha)  # the intent the next leader finds
-    ha.sigcont(joiner)
+    ha.sigcont(tail)
     ha.wait_leader(other_than=first)
     # The new leader finishes the add it found in the saved view.
     ha.wait_chain(chain + [joiner])
