@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd,
-# iptables for kernel-level partitions in a test's own network namespace).
+# iptables and iproute2 for kernel-level partitions in a test's own network namespace, openssl
+# for the TLS tests' certificates).
 system-deps:
-	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null || ! command -v iptables >/dev/null; then \
+	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null || ! command -v iptables >/dev/null || ! command -v ip >/dev/null || ! command -v openssl >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables iproute2 openssl; \
 	fi
 
 up: $(STAMP)
