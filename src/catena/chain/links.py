@@ -99,7 +99,8 @@ class PeerLinks:
             link = self.links[addr] = _Outbound(self, addr)
             self.tasks[addr] = self.group.create_task(link.run())
         if link.up:
-            link.writer.write(frame)  # the transport buffers; frames are already batched per turn
+            if not link.writer.is_closing():  # closed under us: dropped, the reconnect's handshake resends
+                link.writer.write(frame)  # the transport buffers; frames are already batched per turn
         else:
             link.queue.append(frame)  # kept while connecting, dropped if the attempt fails
 

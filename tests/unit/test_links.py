@@ -1,0 +1,36 @@
+"""Peer links: a frame sent on a link whose connection just closed is dropped, never raised
+(the member would stop over it); the reconnect's handshake resends what the successor lacks."""
+
+from catena.chain.links import PeerLinks, _Outbound
+
+
+class _Writer:
+    def __init__(self, closing: bool):
+        self.closing, self.written = closing, []
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            raise RuntimeError("unable to perform operation on a closed transport")  # as uvloop does
+        self.written.append(data)
+
+
+def _links_with(writer: _Writer) -> PeerLinks:
+    links = PeerLinks("127.0.0.1:1", group=None, on_link=lambda addr, up: None)
+    link = links.links["127.0.0.1:2"] = _Outbound(links, "127.0.0.1:2")
+    link.writer, link.up = writer, True
+    return links
+
+
+def test_a_frame_on_a_link_closed_under_us_is_dropped():
+    writer = _Writer(closing=True)
+    _links_with(writer).send("127.0.0.1:2", b"frame")
+    assert writer.written == []
+
+
+def test_a_frame_on_an_open_link_is_written():
+    writer = _Writer(closing=False)
+    _links_with(writer).send("127.0.0.1:2", b"frame")
+    assert writer.written == [b"frame"]
