@@ -149,7 +149,7 @@ def cmd_status(args) -> int:
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
-    return run_cluster(args.members, args.port, args.data_dir)
+    return run_cluster(args.members, args.port, args.data_dir, args.requirepass)
 
 
 def cmd_kv(args) -> int:
@@ -263,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--members", type=int, default=3)
     u.add_argument("--port", type=int, default=6369, help="coordinator port; members take the next ones")
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
+    u.add_argument("--requirepass", default=None,
+                   help="a data password for every process (or CATENA_REQUIREPASS); handed over by environment")
     u.set_defaults(func=cmd_up)
 
     s = sub.add_parser("status", help="print chains, members, roles, epochs")

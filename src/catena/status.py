@@ -18,9 +18,10 @@ def _table(rows: list[list[str]]) -> str:
 async def member_rows(coordinator: str | CoordinatorClient,
                       password: str | None = None) -> tuple[object, list[list[str]]]:
     """`coordinator`: an address in any form discovery accepts (the leader is found), or a client.
-    `password`: the data password members require, if any."""
+    `password`: the data password members (and perhaps the coordinator) require, if any."""
     auth = (b"default", password) if password else None
-    client = coordinator if isinstance(coordinator, CoordinatorClient) else CoordinatorClient(coordinator)
+    client = (coordinator if isinstance(coordinator, CoordinatorClient)
+              else CoordinatorClient(coordinator, password=password))
     try:
         view = parse_view(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
     finally:
@@ -41,7 +42,7 @@ async def member_rows(coordinator: str | CoordinatorClient,
 
 
 async def print_status(coordinator: str, password: str | None = None) -> int:
-    client = CoordinatorClient(coordinator)
+    client = CoordinatorClient(coordinator, password=password)
     try:
         view, rows = await member_rows(client, password)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:

@@ -32,21 +32,21 @@ def cluster_secret(root: Path) -> Path:
     return path
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def _spawn(args: list[str], log_path: Path, env: dict) -> subprocess.Popen:
     out = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "catena", *args], stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
-async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen]) -> None:
+async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen], auth: tuple | None) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
                 raise RuntimeError(f"a catena process exited early (status {p.returncode}); see its log")
         try:
-            chain = await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0)
-            if len(chain) >= n and await _all_serve_reads([m.decode() for m in chain]):
+            chain = await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0, auth=auth)
+            if len(chain) >= n and await _all_serve_reads([m.decode() for m in chain], auth):
                 return
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             pass
@@ -54,17 +54,19 @@ async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen]) -
     raise RuntimeError(f"the chain did not reach {n} members within {START_TIMEOUT_S:.0f} s")
 
 
-async def _all_serve_reads(members: list[str]) -> bool:
+async def _all_serve_reads(members: list[str], auth: tuple | None) -> bool:
     """Every member answers a read (it holds the read lease the coordinator's probes grant)."""
     for addr in members:
         try:
-            await call(addr, b"EXISTS", b"catena:up", timeout=1.0)
+            await call(addr, b"EXISTS", b"catena:up", timeout=1.0, auth=auth)
         except ReplyError:
             return False
     return True
 
 
-def run_cluster(members: int, port: int, data_dir: str | None) -> int:
+def run_cluster(members: int, port: int, data_dir: str | None, password: str | None = None) -> int:
+    """`password`: the data password of every process (handed over in CATENA_REQUIREPASS, never
+    in argv); the coordinator requires it too, so that sessions need it."""
     if members < 1:
         print("catena up: --members must be at least 1", file=sys.stderr)
         return 2
@@ -72,19 +74,23 @@ def run_cluster(members: int, port: int, data_dir: str | None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     coordinator = f"127.0.0.1:{port}"
     secret = ["--secret-file", str(cluster_secret(root))]
+    env = {k: v for k, v in os.environ.items() if k != "CATENA_REQUIREPASS"}
+    auth = None
+    if password:
+        env["CATENA_REQUIREPASS"], auth = password, (b"default", password)
     procs: list[subprocess.Popen] = []
     try:
         procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
-                             *secret], root / "coordinator.log"))
+                             *secret], root / "coordinator.log", env))
         for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
             addr = f"127.0.0.1:{port + i}"
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
-                                 "--coordinator", coordinator, *secret], root / f"member-{port + i}.log"))
-            asyncio.run(_wait_chain(coordinator, i, procs))
-        _, rows = asyncio.run(member_rows(coordinator))
+                                 "--coordinator", coordinator, *secret], root / f"member-{port + i}.log", env))
+            asyncio.run(_wait_chain(coordinator, i, procs, auth))
+        _, rows = asyncio.run(member_rows(coordinator, password))
         rows[0].insert(1, "ENDPOINT")
         for r in rows[1:]:
-            r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}")
+            r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}" + (" --askpass" if password else ""))
         print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
         print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)")
         print(_table([[r[0], r[1], r[2], r[3]] for r in rows]))

@@ -99,6 +99,32 @@ def _listener_pid(port: int) -> int:
     raise AssertionError(f"nothing listens on port {port}")
 
 
+def test_catena_up_with_a_password(tmp_path):
+    """`catena up --requirepass`: every process requires it (handed over by environment, not
+    argv), clients and `catena status` use it, and sessions work (the coordinator requires it)."""
+    port = free_port_block(2)
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "1", "--port", str(port),
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log",
+              env={**os.environ, "CATENA_REQUIREPASS": "pw-up"})
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+        assert "--askpass" in up.log_path.read_text()
+        assert cli(port + 1, "GET", "k").startswith("NOAUTH")
+        assert b"pw-up" not in Path(f"/proc/{_listener_pid(port + 1)}/cmdline").read_bytes()
+        import catena
+
+        with catena.Client(f"{HOST}:{port}", password="pw-up") as client:
+            client.open_session(ttl=5.0)
+            client.set("s", "1", session=True)
+            assert client.get("s") == b"1"
+        out = subprocess.run([sys.executable, "-m", "catena", "status", "--coordinator", f"{HOST}:{port}",
+                              "--password", "pw-up"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "head+tail" in out.stdout, out.stdout + out.stderr
+    finally:
+        assert up.stop(timeout=20) == 0, up.log_tail()
+
+
 def test_protected_mode_refuses_a_reachable_address_without_credentials(tmp_path):
     for who in (["member", "--data-dir", str(tmp_path / "m")], ["coordinator", "--data-dir", str(tmp_path / "c")]):
         out = subprocess.run([sys.executable, "-m", "catena", who[0], "--listen", f"0.0.0.0:{free_port()}", *who[1:]],
