@@ -178,3 +178,42 @@ def test_a_member_with_the_wrong_secret_stops_with_a_clear_error(make_cluster):
         assert "refused this member's credentials" in text and "WRONGPASS" in text and cluster.coordinator in text
     finally:
         member.stop()
+
+
+def test_forged_peer_frames_of_every_type_change_nothing(chain):
+    """An attacker who cannot open a peer link (PEER refused) sends frames of every peer message
+    type anyway, on a fresh connection and after the refused PEER: the member reads them as
+    RESP garbage, and data, views and the chain stay as they were."""
+    import socket
+
+    from catena.chain import messages as pm
+    from catena.chain.state import KVState
+
+    cluster, members = chain
+    head, tail = members
+    before = {m: cluster.status(m) for m in members}
+    big = 10**6
+    entry = (big, before[tail]["last_seq"] + 1, 0, None, (0, b"k", b"forged", None, 0))
+    forged = [
+        pm.Sync(big, big, big), pm.Append(big, big, (entry,)), pm.Ack(big, big),
+        pm.Snapshot(big, big, big, big, KVState().dump()), pm.SyncRequest(big),
+        pm.Forward(big, 1, (b"x", 1, 1), (b"SET", b"k", b"forged")), pm.WriteReply(1, b"OK"),
+        pm.Read(big, 1, (b"GET", b"k")), pm.ReadReply(1, b"x"), pm.Stale(big),
+    ]
+    for m in members:
+        for preamble in (b"", b"*3\r\n$4\r\nPEER\r\n$11\r\n127.0.0.1:1\r\n$5\r\nguess\r\n"):
+            for msg in forged:
+                with socket.create_connection((HOST, port_of(m)), timeout=5) as s:
+                    s.sendall(preamble + pm.pack(msg))
+                    s.settimeout(0.3)  # the member answers or closes at once; silence is fine too
+                    try:
+                        while s.recv(4096):
+                            pass
+                    except (TimeoutError, ConnectionResetError):
+                        pass
+    for m in members:
+        now = cluster.status(m)
+        assert (now["epoch"], now["members"]) == (before[m]["epoch"], before[m]["members"])
+        assert cluster.client(m).get("k") == b"v"
+    assert cluster.client(head).set("after-frames", b"1") is True
+    wait_until(lambda: cluster.client(tail).get("after-frames") == b"1", 10, "the chain to still replicate")
