@@ -62,17 +62,18 @@ def _stop_by_port(addrs: list[str]) -> None:
             wait_until(lambda pid=pid: _gone(pid), 10, f"pid {pid} to die")
 
 
-def _chaos_leaves_it_whole(tmp_path, target: str, coordinators: list[str], members: list[str]) -> None:
+def _chaos_leaves_it_whole(tmp_path, target: str, coordinators: list[str], members: list[str],
+                           password: str | None = None) -> None:
     """A seeded run on `target` is clean, says which PIDs changed, and leaves the chain whole with
     every member serving a key written before the run."""
-    with Client(target, timeout=15) as client:
+    with Client(target, timeout=15, password=password) as client:
         assert client.set("user:before", "kept")
     before = _pids([*coordinators, *members])
     seed = _seed()
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "catena.chaos", "--target", target, "--seed", str(seed), "--duration",
-         str(CHAOS_S), "--no-progress", "--out", str(out)],
+         str(CHAOS_S), "--no-progress", "--out", str(out), *(["--password", password] if password else [])],
         capture_output=True, text=True, timeout=CHAOS_S + 150, check=False)
     text = run.stdout + run.stderr
     assert run.returncode == 0, text
@@ -88,23 +89,34 @@ def _chaos_leaves_it_whole(tmp_path, target: str, coordinators: list[str], membe
     assert changed, (before, after)
     for addr in changed:
         assert f"{addr}: pid {before[addr]} -> {after[addr]}" in run.stdout, text
-    with Client(target, timeout=15) as client:
+    with Client(target, timeout=15, password=password) as client:
         assert client.get("user:before") == b"kept"
+
+    def read(addr: str):
+        with redis.Redis(host=HOST, port=int(addr.rsplit(":", 1)[1]), password=password, decode_responses=True,
+                         protocol=2, socket_timeout=2) as c:
+            return c.get("user:before")
+
     for addr in members:
-        wait_until(lambda addr=addr: admin(addr, "GET", "user:before") == "kept", 30, f"{addr} to serve reads")
+        wait_until(lambda addr=addr: read(addr) == "kept", 30, f"{addr} to serve reads")
 
 
 def test_chaos_on_a_running_cluster(tmp_path):
+    """On a `catena up` cluster with a password (and its own secret): restarted processes keep
+    both, and the workload logs in."""
     port = free_port_block(MEMBERS + 1)
     coordinator = f"{HOST}:{port}"
     members = [f"{HOST}:{port + i}" for i in range(1, MEMBERS + 1)]
+    password = "chaos-pw"
     up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", str(MEMBERS), "--port", str(port),
-                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log",
+              env={**os.environ, "CATENA_REQUIREPASS": password})
     try:
         wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
         assert up.alive, up.log_tail()
-        _chaos_leaves_it_whole(tmp_path, coordinator, [coordinator], members)
-        assert sorted(admin(coordinator, "MASTER.GET_CHAIN")) == sorted(members)
+        _chaos_leaves_it_whole(tmp_path, coordinator, [coordinator], members, password)
+        with redis.Redis(host=HOST, port=port, password=password, decode_responses=True, protocol=2) as c:
+            assert sorted(c.execute_command("MASTER.GET_CHAIN")) == sorted(members)
     finally:
         up.stop(timeout=20)  # `catena up` stops the children it still has
         _stop_by_port([coordinator, *members])

@@ -62,7 +62,8 @@ class _Progress:
 
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
-        progress: bool = True, say=print, target: str | None = None, store: str = "embedded") -> Verdict:
+        progress: bool = True, say=print, target: str | None = None, store: str = "embedded",
+        password: str | None = None) -> Verdict:
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
     coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
@@ -79,7 +80,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         from catena.chaos.target import RunningCluster
 
         try:
-            cluster = RunningCluster(target, root, say=say)
+            cluster = RunningCluster(target, root, say=say, password=password)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -92,7 +93,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     workload = nemesis = None
     try:
         cluster.start()
-        workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers)
+        workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers, password=password)
         workload.start()
         nemesis = Nemesis(cluster, faults, workload.t0)
         nemesis.start()
@@ -156,7 +157,8 @@ def cmd_chaos(args) -> int:
         return 2
     try:
         verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
-                      progress=not args.no_progress, target=args.target, store=args.store or "embedded")
+                      progress=not args.no_progress, target=args.target, store=args.store or "embedded",
+                      password=args.password)
     except KeyboardInterrupt:
         print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
                                         "the target cluster was healed and left running"), file=sys.stderr)
@@ -181,6 +183,8 @@ def add_parsers(subparsers) -> None:
                    help="fault a cluster already running on this machine instead: its coordinator(s), "
                         "HOST:PORT[,HOST:PORT...] or etcd://HOST:PORT[,...]/PREFIX; it is left running")
     p.add_argument("--workers", type=int, default=6, help="concurrent clients")
+    p.add_argument("--password", default=None,
+                   help="with --target: the cluster's data password (or CATENA_PASSWORD)")
     p.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_chaos)

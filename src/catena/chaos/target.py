@@ -255,6 +255,7 @@ class RunningCluster:
     target: str
     root: Path
     say: Callable[[str], object] = print
+    password: str | None = None  # the cluster's data password, if it has one
     coordinator: str = field(init=False)  # the address as given: the workload's clients find the leader with it
     members: list[str] = field(init=False)  # the chain (and learner) at the start
     coordinators: list[str] = field(init=False)  # the coordinator processes faults may kill
@@ -299,7 +300,7 @@ class RunningCluster:
         """One command to the coordinator leader (found as a client finds it)."""
 
         async def go():
-            client = CoordinatorClient(self._address)
+            client = CoordinatorClient(self._address, password=self.password)
             try:
                 return await client.call(*args, timeout=timeout), client.leader
             finally:

@@ -51,8 +51,9 @@ class Counter:
 
 
 class Workload:
-    def __init__(self, coordinator: str, seed: int, prefix: str, workers: int = 6):
+    def __init__(self, coordinator: str, seed: int, prefix: str, workers: int = 6, password: str | None = None):
         self.coordinator = coordinator
+        self.password = password  # the cluster's data password, if it has one
         self.seed = seed
         self.prefix = prefix
         self.workers = workers
@@ -98,7 +99,8 @@ class Workload:
 
     async def _worker(self, w: int) -> None:
         rng = random.Random(f"{self.seed}-{w}")
-        client = AsyncClient(self.coordinator, timeout=OP_TIMEOUT_S, client_id=f"chaos-{self.seed}-{w}-{time.time_ns()}",
+        client = AsyncClient(self.coordinator, timeout=OP_TIMEOUT_S, password=self.password,
+                             client_id=f"chaos-{self.seed}-{w}-{time.time_ns()}",
                              seed=rng.randrange(1 << 30))
         n = 0
         try:
@@ -179,7 +181,8 @@ class Workload:
     async def _final(self):
         unread: list[str] = []
         counters: dict[str, int | None] = {}
-        async with AsyncClient(self.coordinator, timeout=FINAL_TIMEOUT_S, client_id=f"chaos-final-{time.time_ns()}") as c:
+        async with AsyncClient(self.coordinator, timeout=FINAL_TIMEOUT_S, password=self.password,
+                               client_id=f"chaos-final-{time.time_ns()}") as c:
             for key in sorted(self.registers):
                 start = time.monotonic()
                 op = self.history.invoke("final", "get", key, None, start)
