@@ -56,7 +56,7 @@ def op(*words):
     return ops.to_op([w if isinstance(w, bytes) else str(w).encode() for w in words], NOW_MS)
 
 
-WEDGING = [  # the commands of issue 11 that used to pass validation and wedge the chain
+WEDGING = [  # commands that used to pass validation and wedge the chain
     (("EXPIRE", "k", "9223372036854775807"), "ERR invalid expire time in 'expire' command"),
     (("EXPIRE", "k", "-9223372036854775808"), "ERR invalid expire time in 'expire' command"),
     (("PEXPIREAT", "k", "99999999999999999999"), NOT_INT),
