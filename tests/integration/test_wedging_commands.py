@@ -1,7 +1,7 @@
 """Arguments through a real chain get real Redis's answers, and no command wedges the chain.
 
-Every command that used to pass validation and then wedge every later write (msgpack could not encode its int64-overflowing entry), and more
-argument edge cases, are sent with redis-py to a three-member chain (at the head and through the
+Every command that used to pass validation and then wedge every later write (msgpack could not
+encode its int64-overflowing entry), and more argument edge cases, are sent with redis-py to a three-member chain (at the head and through the
 middle member, which forwards) and to a real redis-server: the error texts must be the same, the
 key must be unchanged at every member, and a normal SET afterwards must commit and be readable at
 every member. And the chain fuzzer's commands get the same replies as from redis-server.
