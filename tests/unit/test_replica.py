@@ -848,3 +848,21 @@ def test_a_probe_from_a_newer_epoch_or_a_revoke_turns_leases_on():
     t.on_probe(1, 1, 0, NOW)
     t.on_probe(1, 2, 1, NOW + 0.1)
     assert t.on_client("r4", [b"GET", b"k"], NOW + 0.2) == [Reply("r4", None)]
+
+
+def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
+    """A window of large values is caught up in frames a successor accepts: at most BATCH entries
+    and about FRAME_BYTES of keys and values each (one larger entry alone), in order."""
+    from catena.chain.replica import BATCH, FRAME_BYTES, batches
+
+    value = b"v" * (FRAME_BYTES // 5)
+    entries = [(1, s, 0, None, (SET, b"k%d" % s, value, None, 0)) for s in range(1, 23)]
+    entries += [(1, s, 0, None, (SET, b"k", b"x" * (FRAME_BYTES + 1), None, 0)) for s in (23, 24)]
+    entries += [(1, s, 0, None, (INCRBY, b"n", 1)) for s in range(25, 25 + 2 * BATCH + 3)]
+    out = list(batches(entries))
+    assert [e for b in out for e in b] == entries
+    for b in out:
+        payload = sum(len(e[4][1]) + len(e[4][2]) if e[4][0] == SET else 8 for e in b)
+        assert len(b) <= BATCH and (len(b) == 1 or payload <= FRAME_BYTES)
+    assert [len(b) for b in out[:7]] == [4, 4, 4, 4, 4, 2, 1]  # five fifths of a frame overflow it (keys count)
+    assert list(batches([])) == [] and list(batches(entries[-3:])) == [tuple(entries[-3:])]

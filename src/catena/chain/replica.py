@@ -27,7 +27,7 @@ from catena.chain import ops
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
-from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
+from catena.chain.state import DEL, PURGE, SET, KVState, op_keys, valid_op
 from catena.errors import RemoteProtocolError
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
@@ -37,7 +37,9 @@ LEASE_S = 1.0  # a read lease from the coordinator's probe (members with a coord
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0
-BATCH = 4096
+BATCH = 4096  # entries per Append frame at most ...
+FRAME_BYTES = 64 * 1024 * 1024  # ... and about this many bytes of keys and values (an entry
+# larger than that goes alone: the head proved it fits a frame), so no frame outgrows MAX_FRAME
 # Active expiry: deadlines examined per PURGE entry, and entries per 100 ms tick at most: 8,000
 # keys, 25-30 ms of the head's loop (measured on a busy 2-core machine), 80,000 keys/s
 EXPIRE_SAMPLE, EXPIRE_ROUNDS = 1000, 8
@@ -441,8 +443,7 @@ class Replica:
         self.out_entries.clear()
         if point == (self.last_epoch, self.last_seq) or self._holds(point):
             entries = [e for e in self.window if e[1] > msg.last_seq]
-            fx = [Send(sender, Append(self.epoch, commit, tuple(entries[i:i + BATCH])))
-                  for i in range(0, len(entries), BATCH)]
+            fx = [Send(sender, Append(self.epoch, commit, batch)) for batch in batches(entries)]
             return fx or [Send(sender, Append(self.epoch, commit, ()))]
         return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.state.dump()))]
 
@@ -672,9 +673,8 @@ class Replica:
             self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
             commit = self.last_seq if self.commits_on_apply() else self.commit_seq
-            out = self.out_entries
-            for i in range(0, len(out), BATCH):  # bounded frames: a successor's turn stays short
-                fx.append(Send(self.succ, Append(self.epoch, commit, tuple(out[i:i + BATCH]))))
+            for batch in batches(self.out_entries):  # bounded frames: a successor's turn stays short
+                fx.append(Send(self.succ, Append(self.epoch, commit, batch)))
             self.out_entries = []
         if self.out_ack is not None:
             fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
@@ -687,3 +687,31 @@ class Replica:
 
 def _big_del(op) -> bool:
     return op[0] == DEL and len(op[1]) > DEL_SLICE
+
+
+def batches(entries: list):
+    """`entries` in Append-sized batches: at most BATCH entries and about FRAME_BYTES of keys and
+    values each, so that no frame outgrows what a successor accepts, whatever the values."""
+    if len(entries) <= BATCH and sum(_payload(e[4]) for e in entries) <= FRAME_BYTES:
+        if entries:
+            yield tuple(entries)
+        return
+    batch, size = [], 0
+    for entry in entries:
+        n = _payload(entry[4])
+        if batch and (len(batch) == BATCH or size + n > FRAME_BYTES):
+            yield tuple(batch)
+            batch, size = [], 0
+        batch.append(entry)
+        size += n
+    if batch:
+        yield tuple(batch)
+
+
+def _payload(op) -> int:
+    """About how many bytes `op` encodes to: its keys and values, plus a little."""
+    first = op[1]
+    n = len(first) if type(first) is bytes else sum(map(len, first))
+    if op[0] == SET:
+        n += len(op[2])
+    return n + 64
