@@ -149,7 +149,8 @@ class MemberNode:
             t.register(name, self._data, arity)
         for name, (arity, _, _) in ops.READS.items():
             t.register(name, self._data, arity, ordered=True)
-        t.register(REQ, self._data, -4)
+        t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
+        t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
@@ -172,14 +173,19 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        if client.user != "catena" and args[0].upper() == REQ and len(args) > 1:
-            # A data client's request ids live in their own namespace: it can never name (and so
-            # pre-record or replay) the ids members forward writes under, or catena's own.
+        self._run(self.replica.on_client(reply, args, time.time()))
+        return reply
+
+    def _req(self, client, args):
+        """CATENA.REQ: a data client's request ids live in their own namespace, so it can never
+        name (and so pre-record or replay) the ids members forward writes under, or catena's own."""
+        if client.user != "catena":
             args = [args[0], CLIENT_RIDS + args[1], *args[2:]]
-        if _is_keys(args):
-            self._group.create_task(self._keys(reply, args))
-        else:
-            self._run(self.replica.on_client(reply, args, time.time()))
+        return self._data(client, args)
+
+    def _keys_cmd(self, client, args):
+        reply = Deferred()
+        self._group.create_task(self._keys(reply, args))
         return reply
 
     async def _keys(self, reply: Deferred, args) -> None:
@@ -284,6 +290,16 @@ class MemberNode:
         heartbeats). A snapshot is taken at once (its history point is the machine's now)
         and stored in order with the rest. `next_turn`: start in the next turn."""
         later = self._later
+        if not later and self._drain_at is None and not next_turn:
+            done = 0  # the common case (a read's reply): nothing waits, so answer in place
+            for fx in effects:
+                if type(fx) is not Reply:
+                    break
+                fx.token.resolve(fx.value)
+                done += 1
+            else:
+                return
+            effects = effects[done:]
         for fx in effects:
             if type(fx) is PersistSnapshot:  # the replica installed a state from its predecessor
                 fx = _Snapshot(self.replica.last_epoch, self.replica.last_seq, fx.state)
