@@ -11,14 +11,14 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
   incarnation, registers again and rejoins behind the tail.
 - coordinators (2-3): each runs `Election` against the etcd model (etcd_model.py) shared with
   test_coordinator_failover.py; the leader decides with `Reconfig`, saves under its fence, then
-  pushes. Probes, read-lease grants, revoke-or-wait and the failure and restart verdicts are the
-  real `CoordinatorMachine` (coordinator/machine.py), driven here as service.py drives it: its
-  `Probe`s reach `Replica.on_probe`, its `Revoke`s `Replica.revoke` (or the save waits until the
-  machine says the lease ran out), its `Fail`/`Restarted` verdicts are decided with `Reconfig`,
-  and membership "failed"/"leave" events bring a probe forward. The rest of the shell is modelled
-  on service.py step by step: one change at a time (`_change`), pushes retried until
-  acknowledged (`_pusher`), the learner watch that polls the tail (`_watch_learner`). A new leader
-  pushes the saved view and probes everyone. Step-down cancels all of it.
+  pushes. Probes, read-lease grants, revoke-or-wait, the failure and restart verdicts and the
+  learner hand-over are the real `CoordinatorMachine` (coordinator/machine.py), driven here as
+  service.py drives it: its `Probe`s reach `Replica.on_probe`, its `Revoke`s `Replica.revoke` (or
+  the save waits until the machine says the lease ran out), its `AskTail`s the tail's status, its
+  verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) are decided with `Reconfig`, and
+  membership "failed"/"leave" events bring a probe forward. The rest of the shell is modelled on
+  service.py step by step: one change at a time (`_change`), pushes retried until acknowledged
+  (`_pusher`). A new leader pushes the saved view and probes everyone. Step-down cancels all of it.
 - member shells, modelled on chain/node.py: register with the leader (MASTER.REGISTER with the
   incarnation and the epoch seen), poll MASTER.GET_VIEW every second or at once on `FetchView`,
   register again after learning they left the chain.
@@ -61,7 +61,8 @@ from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 from catena.chain.replica import LEASE_S
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
-from catena.coordinator.machine import CoordinatorMachine, Fail, Probe, Restarted, watched
+from catena.coordinator.machine import (AbandonAdd, AskTail, CoordinatorMachine, Fail, Probe, Restarted, decide, told,
+                                        watched)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.membership.detector import Detector
 from catena.membership.effects import Event, JoinFailed
@@ -72,7 +73,6 @@ from catena.view import View
 
 # From coordinator/service.py and chain/node.py (constants of the asyncio shells).
 PUSH_RETRY_S = 0.5
-LEARNER_POLL_S = 0.05
 VIEW_POLL_S = 1.0
 MEMBERSHIP_RETRY_S = 1.0
 PORT = 7946
@@ -125,7 +125,6 @@ class Coord:
     timer_gen: int = 0
     pushed: dict = field(default_factory=dict)
     pushing: set = field(default_factory=set)
-    watching: bool = False
     fresh: bool = False  # won with no state in the store: saves the initial one first
 
 
@@ -418,7 +417,7 @@ class ClusterSim(ChainSim):
         self.takeovers += 1
         initialize = c.fresh
         c.working = Reconfig(CoordinatorState.from_dict(c.saved.to_dict()))
-        c.pushed, c.pushing, c.watching = {}, set(), False
+        c.pushed, c.pushing = {}, set()
         c.changes.clear()
         c.changing = False
         c.machine.lead(self.now)
@@ -433,7 +432,6 @@ class ClusterSim(ChainSim):
         c.changes.clear()
         c.changing = False
         c.machine.step_down()
-        c.watching = False
 
     def watched(self, c: Coord) -> set:
         return watched(c.saved.views[0])
@@ -565,9 +563,6 @@ class ClusterSim(ChainSim):
         for addr in sorted(targets):
             self.push(c, addr)
         self.machine_fx(c, c.machine.on_saved(view, self.now))
-        if view.learner and not c.watching:
-            c.watching = True
-            self.watch_learner_step(c, c.term)
 
     # pushes
 
@@ -609,28 +604,6 @@ class ClusterSim(ChainSim):
             m.saved_epoch = r.epoch
             self.maybe_check_pairs()
 
-    # the learner watch
-
-    def watch_learner_step(self, c: Coord, term: int) -> None:
-        view = c.saved.views[0]
-        if c.term != term:
-            return
-        if not view.learner:
-            c.watching = False
-            return
-
-        def answered(value):
-            if isinstance(value, tuple) and value == (view.epoch, 1):
-                self.change(c, lambda r: r.caught_up(view.epoch, view.learner))
-            self.at(self.now + LEARNER_POLL_S, self.for_coord, c, c.inc,
-                    lambda c_: self.watch_learner_step(c_, term))
-
-        def status(respond):
-            s = self.members[view.tail].replica.status()
-            respond((s["epoch"], s["learner_caught_up"]))
-
-        self.call(c.name, view.tail, status, self.from_coord(c, term, answered), 1.0)
-
     # the machine's probes and verdicts
 
     def machine_fx(self, c: Coord, effects: list) -> None:
@@ -641,19 +614,22 @@ class ClusterSim(ChainSim):
             if kind is Probe:
                 self.send_probe(c, fx)
                 continue
-            addr = fx.member
+            if kind is AskTail:
+                self.ask_tail(c, fx)
+                continue
             if kind is Fail:
                 self.stats["probe confirmed failure"] += 1
-                self.log(f"{c.name}: {addr} failed {fx.misses} probes")
-                decide = lambda r, a=addr: r.fail(a) if a in self.watched(c) else []  # noqa: E731
-            else:
-                self.log(f"{c.name}: {addr} answers as a new incarnation {fx.incarnation}")
-                decide = lambda r, a=addr, i=fx.incarnation: r.restarted(a, i)  # noqa: E731
+                self.log(f"{c.name}: {fx.member} failed {fx.misses} probes")
+            elif kind is AbandonAdd:
+                self.stats["add rolled back"] += 1
+                self.log(f"{c.name}: the add of {fx.member} made no progress: rolled back")
+            elif kind is Restarted:
+                self.log(f"{c.name}: {fx.member} answers as a new incarnation {fx.incarnation}")
 
             def decided(changed, fx=fx):
                 if c.term == term:
                     self.machine_fx(c, c.machine.decided(fx, isinstance(changed, list) and bool(changed), self.now))
-            self.change(c, decide, also=[addr], done=decided)
+            self.change(c, lambda r, fx=fx: decide(fx, r), also=told(fx), done=decided)
         self.arm_machine(c)
 
     def arm_machine(self, c: Coord) -> None:
@@ -674,7 +650,20 @@ class ClusterSim(ChainSim):
             else:
                 self.machine_fx(c, c.machine.on_probe_failed(fx.member, fx.nonce, self.now, refused=value == REFUSED))
 
-        self.call(c.name, fx.member, lambda respond: self.member_probe(fx.member, fx.epoch, fx.nonce, fx.grant, respond),
+        self.call(c.name, fx.member,
+                  lambda respond: self.member_probe(fx.member, fx.epoch, fx.nonce, fx.grant, respond),
+                  self.from_coord(c, c.term, answered), fx.timeout_s)
+
+    def ask_tail(self, c: Coord, fx: AskTail) -> None:
+        def answered(value):
+            if isinstance(value, dict):
+                self.machine_fx(c, c.machine.on_tail_status(fx, self.now, epoch=value["epoch"],
+                                                            caught_up=value["learner_caught_up"] == 1,
+                                                            acked=value["learner_acked"]))
+            else:
+                self.machine_fx(c, c.machine.on_tail_status(fx, self.now))
+
+        self.call(c.name, fx.tail, lambda respond: respond(self.members[fx.tail].replica.status()),
                   self.from_coord(c, c.term, answered), fx.timeout_s)
 
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:

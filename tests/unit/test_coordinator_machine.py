@@ -19,6 +19,9 @@ Commands (t: monotonic seconds; members are short names):
     decided t=T fail|restarted a changed|kept  the shell decided the machine's verdict
     revokes epoch=E members=a,b [learner=c]    revokes before saving this view over the saved one
     unanswered a                               a did not answer its revoke: the save waits until
+    tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
+    decided t=T caughtup|abandonadd a changed|kept
+    add-timeout s=S                            the coordinator's --add-timeout-s
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from catena.coordinator.machine import CoordinatorMachine, Fail, Probe, Restarted, Revoke
+from catena.coordinator.machine import (AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail, Probe, Restarted,
+                                        Revoke)
 from catena.view import View
 
 DATA = Path(__file__).parent / "testdata" / "coordinator_machine"
@@ -44,6 +48,12 @@ def render(fx) -> str:
         return f"fail {fx.member} misses={fx.misses}"
     if isinstance(fx, Restarted):
         return f"restarted {fx.member} incarnation={fx.incarnation}"
+    if isinstance(fx, AskTail):
+        return f"ask-tail {fx.tail} epoch={fx.epoch} learner={fx.learner}"
+    if isinstance(fx, CaughtUp):
+        return f"caught-up {fx.member} epoch={fx.epoch}"
+    if isinstance(fx, AbandonAdd):
+        return f"abandon-add {fx.member} quiet={fx.quiet_s:g}"
     raise AssertionError(f"unknown effect {fx!r}")
 
 
@@ -66,7 +76,8 @@ def view_of(kv: dict) -> View:
 class Story:
     def __init__(self):
         self.m = CoordinatorMachine()
-        self.pending: dict[tuple[str, str], Fail | Restarted] = {}  # verdicts awaiting `decided`
+        self.pending: dict[tuple[str, str], Fail | Restarted | CaughtUp | AbandonAdd] = {}  # awaiting `decided`
+        self.asked: AskTail | None = None  # the last AskTail
 
     def run(self, line: str) -> list[str]:
         cmd, *words = line.split()
@@ -99,13 +110,22 @@ class Story:
             fx = m.decided(self.pending.pop((kind, member)), outcome == "changed", t)
         elif cmd == "revokes":
             fx = m.revokes(m.view, view_of(kv))
+        elif cmd == "tail":
+            epoch = int(kv["epoch"]) if "epoch" in kv else None
+            fx = m.on_tail_status(self.asked, t, epoch=epoch, caught_up="caught-up" in args,
+                                  acked=int(kv.get("acked", -1)))
+        elif cmd == "add-timeout":
+            m.add_timeout_s = float(kv["s"])
+            fx = []
         elif cmd == "unanswered":
             out = [f"wait until {m.revoke_unanswered(args[0]):.3f}"]
             fx = []
         else:
             raise AssertionError(f"unknown command {line!r}")
         for f in fx:
-            if isinstance(f, (Fail, Restarted)):
+            if isinstance(f, AskTail):
+                self.asked = f
+            if isinstance(f, (Fail, Restarted, CaughtUp, AbandonAdd)):
                 self.pending[(type(f).__name__.lower(), f.member)] = f
         lines = (out or []) + [render(f) for f in fx]
         due = m.next_deadline()
@@ -141,7 +161,7 @@ def test_story(path: Path):
 
 
 def test_the_stories_are_there():
-    assert len(list(DATA.glob("*.txt"))) >= 5
+    assert len(list(DATA.glob("*.txt"))) >= 8
 
 
 def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement_be_saved():

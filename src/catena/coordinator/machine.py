@@ -1,6 +1,6 @@
 """The coordinator leader's watch over chain members (pure): probes, read leases, revoke-or-wait,
-and the verdicts that take a member out of its chain. The asyncio shell (service.py) and the
-whole-cluster simulator (tests/sim/cluster_sim.py) both drive this machine.
+the verdicts that take a member out of its chain, and the learner hand-over. The asyncio shell
+(service.py) and the whole-cluster simulator (tests/sim/cluster_sim.py) both drive this machine.
 
 Probes. Every member of the saved view (and its learner) gets a MEMBER.PROBE every
 `interval_s`, each with a `timeout_s` deadline; a membership suspicion brings the next one
@@ -17,6 +17,12 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
+The learner hand-over. While the saved view has a learner, its tail is asked every
+`LEARNER_POLL_S` how far the learner got (`AskTail`); once the tail says it caught up under that
+view, the learner is promoted (`CaughtUp`). An add whose learner made no progress for
+`add_timeout_s` (counted from this term's start at the earliest) is rolled back (`AbandonAdd`),
+so that it never blocks the adds queued behind it.
+
 Inputs take `now` (monotonic seconds); outputs are the effects below, plus `next_deadline()`.
 """
 
@@ -26,10 +32,14 @@ from dataclasses import dataclass, field
 
 from catena.chain.replica import LEASE_S
 from catena.coordinator.health import HealthCheck
+from catena.coordinator.reconfig import Reconfig
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
 REVOKE_TIMEOUT_S = 0.3
+LEARNER_POLL_S = 0.05
+ASK_TAIL_TIMEOUT_S = 1.0
+ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,49 @@ class Restarted:
     incarnation: str
 
 
+@dataclass(frozen=True)
+class AskTail:
+    """Ask `tail` (MEMBER.STATUS) how far `learner` got under `epoch`; report `on_tail_status`."""
+    tail: str
+    epoch: int
+    learner: str
+    timeout_s: float = ASK_TAIL_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """Decide `Reconfig.caught_up(epoch, member)` (promote the learner), then report `decided`."""
+    epoch: int
+    member: str
+
+
+@dataclass(frozen=True)
+class AbandonAdd:
+    """Decide `Reconfig.abandon_add(member)` (it made no progress for `quiet_s`), then report `decided`."""
+    member: str
+    quiet_s: float
+
+
 def watched(view: View) -> set[str]:
     """The members whose health the leader watches: the chain and its learner."""
     return set(view.members) | ({view.learner} - {None})
+
+
+def decide(verdict: Fail | Restarted | CaughtUp | AbandonAdd, r: Reconfig) -> list[View]:
+    """The `Reconfig` decision a verdict of the machine asks for (the shell saves it as one change,
+    then reports `decided`)."""
+    if isinstance(verdict, Fail):
+        return r.fail(verdict.member) if verdict.member in watched(r.view()) else []
+    if isinstance(verdict, Restarted):
+        return r.restarted(verdict.member, verdict.incarnation)
+    if isinstance(verdict, CaughtUp):
+        return r.caught_up(verdict.epoch, verdict.member)
+    return r.abandon_add(verdict.member)
+
+
+def told(verdict: Fail | Restarted | CaughtUp | AbandonAdd) -> list[str]:
+    """Who is pushed the view a verdict saves besides the members it names: a member it took out."""
+    return [verdict.member] if isinstance(verdict, (Fail, Restarted)) else []
 
 
 @dataclass
@@ -84,18 +134,31 @@ class _Prober:
 
 
 @dataclass
+class _LearnerWatch:
+    learner: str | None = None
+    progress: tuple[int, int] | None = None  # (epoch, entries the learner acked) last seen
+    since: float = 0.0  # when progress was last seen (or the watch of this learner began)
+    asked: AskTail | None = None  # the question in flight
+    due: float | None = None  # when the tail is asked next (None: asking, or a decision pending)
+
+
+@dataclass
 class CoordinatorMachine:
+    """One coordinator process's machine: acts while `leading` (between `lead` and `step_down`)."""
+
     health: HealthCheck = field(default_factory=HealthCheck)
     lease_s: float = LEASE_S
     lease_margin_s: float = LEASE_MARGIN_S
     view: View = field(default_factory=lambda: View(0, 0, ()))  # the newest saved view
     leading: bool = False
     term_started: float = float("-inf")
+    add_timeout_s: float = ADD_TIMEOUT_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
     _probers: dict[str, _Prober] = field(default_factory=dict)
+    _watch: _LearnerWatch | None = None
 
     # -- terms and views ----------------------------------------------------------------------------
 
@@ -105,15 +168,15 @@ class CoordinatorMachine:
         self.leading, self.term_started = True, now
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
-        self._probers = {}
+        self._probers, self._watch = {}, None
 
     def step_down(self) -> None:
         self.leading = False
-        self._probers = {}
+        self._probers, self._watch = {}, None
 
-    def on_saved(self, view: View, now: float) -> list[Probe]:
+    def on_saved(self, view: View, now: float) -> list:
         """`view` is saved: probe each watched member that has no prober yet (a prober of a
-        member no longer watched stops when its next probe would go)."""
+        member no longer watched stops when its next probe would go); watch a new learner."""
         self.view = view
         if not self.leading:
             return []
@@ -122,6 +185,9 @@ class CoordinatorMachine:
             if member not in self._probers:
                 self._probers[member] = _Prober()
                 fx += self._send(member, now)
+        if view.learner and self._watch is None:
+            self._watch = _LearnerWatch()
+            fx += self._ask_tail(now)
         return fx
 
     def registered(self, member: str, incarnation: str) -> None:
@@ -130,16 +196,19 @@ class CoordinatorMachine:
 
     # -- probes ---------------------------------------------------------------------------------------
 
-    def on_timer(self, now: float) -> list[Probe]:
+    def on_timer(self, now: float) -> list:
         fx = []
         for member in sorted(self._probers):
             p = self._probers.get(member)
             if p is not None and p.due is not None and p.due <= now:
                 fx += self._send(member, now)
+        if self._watch is not None and self._watch.due is not None and self._watch.due <= now:
+            fx += self._ask_tail(now)
         return fx
 
     def next_deadline(self) -> float | None:
-        return min((p.due for p in self._probers.values() if p.due is not None), default=None)
+        dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
+        return min((due for due in dues if due is not None), default=None)
 
     def probing(self, member: str) -> bool:
         return member in self._probers
@@ -191,9 +260,15 @@ class CoordinatorMachine:
             return [Fail(member, self.health.misses.get(member, 0))]
         return self._next(p, now)
 
-    def decided(self, effect: Fail | Restarted, changed: bool, now: float) -> list[Probe]:
+    def decided(self, effect: Fail | Restarted | CaughtUp | AbandonAdd, changed: bool, now: float) -> list:
         """The shell decided `effect` (`changed`: a new view was saved). A failed member taken
-        out is probed no more; the last member of a chain, kept, is probed again at once."""
+        out is probed no more; the last member of a chain, kept, is probed again at once; after
+        a hand-over or a rollback the learner watch looks at the saved view again at once."""
+        if isinstance(effect, (CaughtUp, AbandonAdd)):
+            w = self._watch
+            if w is None or w.asked is not None or w.due is not None:
+                return []
+            return self._ask_tail(now)
         p = self._probers.get(effect.member)
         if p is None or not p.deciding:
             return []
@@ -229,6 +304,35 @@ class CoordinatorMachine:
     def _forget(self, member: str) -> None:
         self._probers.pop(member, None)
         self.health.forget(member)
+
+    # -- the learner hand-over ------------------------------------------------------------------------
+
+    def on_tail_status(self, asked: AskTail, now: float, epoch: int | None = None, caught_up: bool = False,
+                       acked: int = -1) -> list:
+        """The tail's answer to `asked` (its epoch, whether its learner caught up, how many
+        entries the learner acked); no `epoch`: it did not answer."""
+        w = self._watch
+        if w is None or w.asked != asked:
+            return []
+        w.asked = None
+        if epoch == asked.epoch and caught_up:
+            return [CaughtUp(asked.epoch, asked.learner)]
+        if epoch is not None and acked >= 0 and (asked.epoch, acked) != w.progress:
+            w.progress, w.since = (asked.epoch, acked), now
+        if now - w.since > self.add_timeout_s:
+            return [AbandonAdd(w.learner, self.add_timeout_s)]
+        w.due = now + LEARNER_POLL_S
+        return []
+
+    def _ask_tail(self, now: float) -> list[AskTail]:
+        w, view = self._watch, self.view
+        if not view.learner:
+            self._watch = None
+            return []
+        if view.learner != w.learner:
+            w.learner, w.progress, w.since = view.learner, None, now
+        w.asked, w.due = AskTail(view.tail, view.epoch, view.learner), None
+        return [w.asked]
 
     # -- revoke-or-wait ----------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from catena.chain.node import view_words
 from catena.errors import CatenaError
 from catena.coordinator.discovery import notleader_error
 from catena.coordinator import sessions
-from catena.coordinator.machine import CoordinatorMachine, Fail, Probe, Restarted, Revoke, watched
+from catena.coordinator.machine import (ADD_TIMEOUT_S, AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail,
+                                        Probe, Restarted, Revoke, decide, told, watched)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
@@ -37,10 +38,8 @@ from catena.view import View
 
 log = logging.getLogger(__name__)
 
-ADD_TIMEOUT_S = 30.0  # MASTER.ADD answers within this; and the default bound on an add's progress
 IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 PUSH_RETRY_S = 0.5
-LEARNER_POLL_S = 0.05
 SESSION_CHECK_S = 0.1  # how often the leader looks for expired sessions
 SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
 
@@ -80,12 +79,10 @@ class Coordinator:
         self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
         self._leading: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None  # the last term's leader work, winding down
-        self._watcher: asyncio.Task | None = None
-        self.machine = CoordinatorMachine()  # probes, leases, revoke-or-wait, failure verdicts
+        self.machine = CoordinatorMachine()  # probes, leases, revoke-or-wait, verdicts, learner hand-over
         self._machine_wake = asyncio.Event()  # set: the machine's next deadline may have moved
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self.membership: MembershipAgent | None = None
-        self.add_timeout_s = ADD_TIMEOUT_S  # an add whose learner makes no progress this long is rolled back
         for name, fn, arity, role in (
             (b"MASTER.ADD", self._add, 3, ADMIN), (b"MASTER.REMOVE", self._remove, 3, ADMIN),
             (b"MASTER.REGISTER", self._register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self._get_chain, -1, DATA),
@@ -102,6 +99,15 @@ class Coordinator:
             self.table.register(name, self._leader_only(fn), arity)
         self._session_clock = SessionClock()  # when each session last pinged (leader only, never saved)
         self._session_enders: dict[str, asyncio.Task] = {}  # session -> the task ending it
+
+    @property
+    def add_timeout_s(self) -> float:
+        """An add whose learner makes no progress this long is rolled back."""
+        return self.machine.add_timeout_s
+
+    @add_timeout_s.setter
+    def add_timeout_s(self, seconds: float) -> None:
+        self.machine.add_timeout_s = seconds
 
     @property
     def view(self) -> View:
@@ -460,8 +466,6 @@ class Coordinator:
         for addr in targets:
             self._ensure_pusher(addr).set()
         self._execute(self.machine.on_saved(self.view, time.monotonic()))
-        if self.view.learner and (self._watcher is None or self._watcher.done()):
-            self._watcher = self._group.create_task(self._watch_learner())
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -489,32 +493,6 @@ class Coordinator:
                     await asyncio.sleep(PUSH_RETRY_S)
                     wake.set()
 
-    async def _watch_learner(self) -> None:
-        """While a member is being added, ask the tail how far its learner got; promote it
-        once the tail says it is caught up (under the view we made). An add whose learner
-        made no progress for `add_timeout_s` (counted from this term's start at the earliest)
-        is rolled back, so that it never blocks the adds and rejoins queued behind it."""
-        learner, progress, since = None, None, time.monotonic()
-        while (view := self.view).learner:
-            if view.learner != learner:
-                learner, progress, since = view.learner, None, time.monotonic()
-            try:
-                raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
-                status = _as_map(raw)
-                if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
-                    await self._change(lambda r: r.caught_up(view.epoch, view.learner))
-                    continue
-                acked = status.get(b"learner_acked", -1)
-                if isinstance(acked, int) and acked >= 0 and (view.epoch, acked) != progress:
-                    progress, since = (view.epoch, acked), time.monotonic()
-            except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
-                log.debug("learner progress from %s: %s", view.tail, exc)
-            if time.monotonic() - since > self.add_timeout_s:
-                log.warning("the add of %s made no progress for %.0f s: rolled it back", learner, self.add_timeout_s)
-                await self._change(lambda r: r.abandon_add(learner))
-                continue
-            await asyncio.sleep(LEARNER_POLL_S)
-
     def _watched(self) -> set[str]:
         return watched(self.view)
 
@@ -526,6 +504,8 @@ class Coordinator:
         for fx in effects:
             if isinstance(fx, Probe):
                 self._group.create_task(self._probe(fx))
+            elif isinstance(fx, AskTail):
+                self._group.create_task(self._ask_tail(fx))
             else:
                 self._group.create_task(self._decide(fx))
         for addr in [a for a in self._probe_conns if not self.machine.probing(a)]:
@@ -565,20 +545,31 @@ class Coordinator:
                 await conn.close()
         self._execute(fx)
 
-    async def _decide(self, fx: Fail | Restarted) -> None:
-        """A verdict of the machine's probes, decided and saved like any change."""
-        addr = fx.member
-        if isinstance(fx, Restarted):
-            changed = await self._change(lambda r: r.restarted(addr, fx.incarnation), also=[addr])
-            if changed:
-                log.warning("member %s restarted (new incarnation): added it again behind the tail", addr)
+    async def _ask_tail(self, ask: AskTail) -> None:
+        """How far the learner got, as the tail says (MEMBER.STATUS)."""
+        try:
+            status = _as_map(await call(ask.tail, b"MEMBER.STATUS", timeout=ask.timeout_s, auth=self._auth))
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            log.debug("learner progress from %s: %s", ask.tail, exc)
+            fx = self.machine.on_tail_status(ask, time.monotonic())
         else:
-            changed = await self._change(lambda r: r.fail(addr) if addr in self._watched() else [], also=[addr])
-            if changed:
-                log.warning("member %s failed %d probes in a row: removed it from the chain", addr, fx.misses)
-            else:
-                log.warning("member %s failed %d probes in a row, but it is the last member of its chain: "
-                            "keeping it; the chain waits for it", addr, fx.misses)
+            acked = status.get(b"learner_acked", -1)
+            fx = self.machine.on_tail_status(ask, time.monotonic(), epoch=status.get(b"epoch"),
+                                             caught_up=status.get(b"learner_caught_up") == 1,
+                                             acked=acked if isinstance(acked, int) else -1)
+        self._execute(fx)
+
+    async def _decide(self, fx: Fail | Restarted | CaughtUp | AbandonAdd) -> None:
+        """A verdict of the machine, decided and saved like any change."""
+        addr = fx.member
+        if isinstance(fx, AbandonAdd):
+            log.warning("the add of %s made no progress for %.0f s: rolled it back", addr, fx.quiet_s)
+        changed = await self._change(lambda r: decide(fx, r), also=told(fx))
+        if isinstance(fx, Restarted) and changed:
+            log.warning("member %s restarted (new incarnation): added it again behind the tail", addr)
+        elif isinstance(fx, Fail):
+            log.warning("member %s failed %d probes in a row: %s", addr, fx.misses, "removed it from the chain"
+                        if changed else "it is the last member of its chain: keeping it; the chain waits for it")
         self._execute(self.machine.decided(fx, bool(changed), time.monotonic()))
 
     async def _lead(self, initialize: bool, previous: asyncio.Task | None) -> None:
@@ -589,7 +580,7 @@ class Coordinator:
         if previous is not None and not previous.done():
             previous.cancel()
             await asyncio.wait({previous})  # the last term's tasks are gone before this one starts
-        self._pushed, self._push_wake, self._watcher = {}, {}, None
+        self._pushed, self._push_wake = {}, {}
         self.machine.lead(time.monotonic())  # leases a former leader granted run out by then + LEASE_S
         self._session_clock, self._session_enders = SessionClock(), {}  # full TTLs from our takeover
         try:
@@ -605,9 +596,7 @@ class Coordinator:
                 for addr in set(view.members) | ({view.learner} - {None}):
                     self._ensure_pusher(addr).set()
                 group.create_task(self._machine_timer())
-                self._execute(self.machine.on_saved(view, time.monotonic()))
-                if view.learner:  # an add that was under way when the last leader stopped
-                    self._watcher = group.create_task(self._watch_learner())
+                self._execute(self.machine.on_saved(view, time.monotonic()))  # and an add under way
                 if self.membership is not None:
                     group.create_task(self._follow_membership(self.membership.events()))
                 self._changed.set()
