@@ -11,15 +11,14 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
   incarnation, registers again and rejoins behind the tail.
 - coordinators (2-3): each runs `Election` against the etcd model (etcd_model.py) shared with
   test_coordinator_failover.py; the leader decides with `Reconfig`, saves under its fence, then
-  pushes. Its shell is modelled on coordinator/service.py (which is asyncio, not pure), step by
-  step: one change at a time (`_change`), before a save that drops a member its lease is
-  revoked (MEMBER.REVOKE) or waited out from the last granted probe or the term's start
-  (`_revoke`), probes every 0.1 s granting leases via `Replica.on_probe` and counting misses with
-  `HealthCheck` (`_probe`; a confirmed failure is `Reconfig.fail`, a new incarnation answering is
-  `Reconfig.restarted`), pushes retried until acknowledged (`_pusher`), the learner watch that
-  polls the tail (`_watch_learner`), and membership "failed"/"leave" events that prompt an
-  immediate probe (`_follow_membership`). A new leader pushes the saved view, probes everyone
-  and counts the leases of its predecessor from its own start. Step-down cancels all of it.
+  pushes. Probes, read-lease grants, revoke-or-wait, the failure and restart verdicts and the
+  learner hand-over are the real `CoordinatorMachine` (coordinator/machine.py), driven here as
+  service.py drives it: its `Probe`s reach `Replica.on_probe`, its `Revoke`s `Replica.revoke` (or
+  the save waits until the machine says the lease ran out), its `AskTail`s the tail's status, its
+  verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) are decided with `Reconfig`, and
+  membership "failed"/"leave" events bring a probe forward. The rest of the shell is modelled on
+  service.py step by step: one change at a time (`_change`), pushes retried until acknowledged
+  (`_pusher`). A new leader pushes the saved view and probes everyone. Step-down cancels all of it.
 - member shells, modelled on chain/node.py: register with the leader (MASTER.REGISTER with the
   incarnation and the epoch seen), poll MASTER.GET_VIEW every second or at once on `FetchView`,
   register again after learning they left the chain.
@@ -39,8 +38,8 @@ fence; saved views never regress (one view per epoch); every view a member adopt
 Liveness once the faults stop: one leader, every running member in one whole chain under the
 saved view, every client operation ended.
 
-Not modelled: partitions between a coordinator and etcd (its round trips are only slow), the
-probe's immediate retry on a broken kept connection, operator commands (MASTER.ADD/REMOVE,
+Not modelled: partitions between a coordinator and etcd (its round trips are only slow), a
+broken kept probe connection (calls here only time out or are refused), operator commands (MASTER.ADD/REMOVE,
 sessions), clock drift (LEASE_MARGIN_S is still added). Members learn the leader from etcd's key
 at once (the real discovery follows it by a watch).
 """
@@ -62,7 +61,8 @@ from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 from catena.chain.replica import LEASE_S
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
-from catena.coordinator.health import HealthCheck
+from catena.coordinator.machine import (AbandonAdd, AskTail, CoordinatorMachine, Fail, Probe, Restarted, decide, told,
+                                        watched)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.membership.detector import Detector
 from catena.membership.effects import Event, JoinFailed
@@ -73,9 +73,6 @@ from catena.view import View
 
 # From coordinator/service.py and chain/node.py (constants of the asyncio shells).
 PUSH_RETRY_S = 0.5
-REVOKE_TIMEOUT_S = 0.3
-LEASE_MARGIN_S = 0.1
-LEARNER_POLL_S = 0.05
 VIEW_POLL_S = 1.0
 MEMBERSHIP_RETRY_S = 1.0
 PORT = 7946
@@ -111,16 +108,6 @@ class ClusterConfig(SimConfig):
 
 
 @dataclass
-class Prober:
-    term: int
-    nonce: int = 0
-    grant: int = 0
-    answered_at: float = float("-inf")
-    wait: int = 0  # token of the scheduled next probe (0: a probe is in flight)
-    wake: bool = False
-
-
-@dataclass
 class Coord:
     """One coordinator process: its election, the saved state it knows, its leader work."""
     name: str
@@ -133,15 +120,11 @@ class Coord:
     saved: CoordinatorState = field(default_factory=CoordinatorState)
     changes: deque = field(default_factory=deque)
     changing: bool = False
-    health: HealthCheck = field(default_factory=HealthCheck)
-    lease_ok: dict = field(default_factory=dict)
-    dead: set = field(default_factory=set)
-    incarnations: dict = field(default_factory=dict)
+    machine: CoordinatorMachine = field(default_factory=CoordinatorMachine)
+    timer_at: float = float("inf")  # the machine's timer, armed for this deadline
+    timer_gen: int = 0
     pushed: dict = field(default_factory=dict)
     pushing: set = field(default_factory=set)
-    probers: dict = field(default_factory=dict)
-    watching: bool = False
-    term_started: float = 0.0
     fresh: bool = False  # won with no state in the store: saves the initial one first
 
 
@@ -434,11 +417,10 @@ class ClusterSim(ChainSim):
         self.takeovers += 1
         initialize = c.fresh
         c.working = Reconfig(CoordinatorState.from_dict(c.saved.to_dict()))
-        c.pushed, c.pushing, c.probers, c.watching = {}, set(), {}, False
+        c.pushed, c.pushing = {}, set()
         c.changes.clear()
         c.changing = False
-        c.term_started = self.now
-        c.health = HealthCheck()
+        c.machine.lead(self.now)
         self.log(f"{c.name} leads (fence {c.election.fence}, term {c.term}), view {c.saved.views[0]}")
         if initialize:
             self.change(c, lambda r: [], force_save=True)
@@ -449,12 +431,10 @@ class ClusterSim(ChainSim):
         c.working = None
         c.changes.clear()
         c.changing = False
-        c.probers = {}
-        c.watching = False
+        c.machine.step_down()
 
     def watched(self, c: Coord) -> set:
-        view = c.saved.views[0]
-        return set(view.members) | ({view.learner} - {None})
+        return watched(c.saved.views[0])
 
     def check_acting(self, c: Coord) -> None:
         self.acts += 1
@@ -493,38 +473,33 @@ class ClusterSim(ChainSim):
             finish(NOTLEADER)
             return
         self.check_acting(c)
-        before = list(c.saved.views[0].members)
         changed = decide(c.working)
         if isinstance(changed, str):
             finish(changed)
             return
-        drop = [a for a in before if a not in c.working.view().members]
-        self.revoke_all(c, term, drop, lambda: self.save(c, term, changed, also, force, finish))
+        revokes = c.machine.revokes(c.saved.views[0], c.working.view())
+        self.revoke_all(c, term, revokes, lambda: self.save(c, term, changed, also, force, finish))
 
-    def revoke_all(self, c: Coord, term: int, addrs: list, then) -> None:
-        """`_revoke` for each member the new view drops, in turn."""
-        if not addrs or not self.cfg.revoke:
+    def revoke_all(self, c: Coord, term: int, revokes: list, then) -> None:
+        """`_revoke`: the machine's `Revoke`s, in turn, each answered or its lease waited out."""
+        if not revokes or not self.cfg.revoke:
             then()
             return
-        addr, rest = addrs[0], addrs[1:]
-        if addr in c.dead:
-            self.revoke_all(c, term, rest, then)
-            return
-        epoch = c.saved.views[0].epoch
+        fx, rest = revokes[0], revokes[1:]
 
         def answered(value):
             if value == "OK":
                 self.stats["revoked"] += 1
                 self.revoke_all(c, term, rest, then)
                 return
-            until = max(c.lease_ok.get(addr, float("-inf")), c.term_started) + LEASE_S + LEASE_MARGIN_S
+            until = c.machine.revoke_unanswered(fx.member)
             self.stats["lease waited out"] += 1
-            self.log(f"{c.name}: waits {max(0.0, until - self.now):.3f} s for the lease of {addr}")
+            self.log(f"{c.name}: waits {max(0.0, until - self.now):.3f} s for the lease of {fx.member}")
             self.at(max(until, self.now), self.for_coord, c, c.inc,
                     lambda c_: self.revoke_all(c_, term, rest, then) if c_.term == term else None)
 
-        self.call(c.name, addr, lambda respond: self.member_revoke(addr, epoch, respond),
-                  self.from_coord(c, term, answered), REVOKE_TIMEOUT_S)
+        self.call(c.name, fx.member, lambda respond: self.member_revoke(fx.member, fx.epoch, respond),
+                  self.from_coord(c, term, answered), fx.timeout_s)
 
     def member_revoke(self, name: str, epoch: int, respond) -> None:
         m = self.members[name]
@@ -587,12 +562,7 @@ class ClusterSim(ChainSim):
             targets |= set(old.members)
         for addr in sorted(targets):
             self.push(c, addr)
-        for addr in sorted(self.watched(c)):
-            if addr not in c.probers:
-                self.start_prober(c, addr)
-        if view.learner and not c.watching:
-            c.watching = True
-            self.watch_learner_step(c, c.term)
+        self.machine_fx(c, c.machine.on_saved(view, self.now))
 
     # pushes
 
@@ -634,96 +604,67 @@ class ClusterSim(ChainSim):
             m.saved_epoch = r.epoch
             self.maybe_check_pairs()
 
-    # the learner watch
+    # the machine's probes and verdicts
 
-    def watch_learner_step(self, c: Coord, term: int) -> None:
-        view = c.saved.views[0]
-        if c.term != term:
-            return
-        if not view.learner:
-            c.watching = False
-            return
-
-        def answered(value):
-            if isinstance(value, tuple) and value == (view.epoch, 1):
-                self.change(c, lambda r: r.caught_up(view.epoch, view.learner))
-            self.at(self.now + LEARNER_POLL_S, self.for_coord, c, c.inc,
-                    lambda c_: self.watch_learner_step(c_, term))
-
-        def status(respond):
-            s = self.members[view.tail].replica.status()
-            respond((s["epoch"], s["learner_caught_up"]))
-
-        self.call(c.name, view.tail, status, self.from_coord(c, term, answered), 1.0)
-
-    # probes
-
-    def start_prober(self, c: Coord, addr: str) -> None:
-        c.probers[addr] = Prober(c.term)
-        self.probe(c, addr)
-
-    def probe(self, c: Coord, addr: str) -> None:
-        p = c.probers.get(addr)
-        if p is None:
-            return
-        if addr not in self.watched(c):
-            del c.probers[addr]
-            c.health.forget(addr)
-            return
-        started = self.now
-        p.nonce += 1
-        p.wait, p.wake = 0, False
-        if p.grant:  # the member's lease now runs until at most answered_at + LEASE_S
-            c.lease_ok[addr] = max(c.lease_ok.get(addr, p.answered_at), p.answered_at)
-        epoch, nonce, grant = c.saved.views[0].epoch, p.nonce, p.grant
+    def machine_fx(self, c: Coord, effects: list) -> None:
+        """Execute the `CoordinatorMachine`'s effects as service.py's `_execute` does."""
         term = c.term
-
-        def answered(value):
-            if c.probers.get(addr) is not p:
-                return
-            ok = isinstance(value, str) and value not in (REFUSED, TIMEOUT)
-            refused = value == REFUSED
-            if ok:
-                p.grant, p.answered_at = nonce, self.now
-                c.dead.discard(addr)
-                known = c.incarnations.setdefault(addr, value)
-                if known != value:
-                    c.incarnations[addr] = value
-                    self.log(f"{c.name}: {addr} answers as a new incarnation {value}")
-                    self.change(c, lambda r: r.restarted(addr, value), also=[addr])
-            else:
-                p.grant = 0
-                if refused:
-                    c.dead.add(addr)
-            if c.health.result(addr, ok, refused) and addr in self.watched(c):
+        for fx in effects:
+            kind = type(fx)
+            if kind is Probe:
+                self.send_probe(c, fx)
+                continue
+            if kind is AskTail:
+                self.ask_tail(c, fx)
+                continue
+            if kind is Fail:
                 self.stats["probe confirmed failure"] += 1
-                self.log(f"{c.name}: {addr} failed {c.health.misses.get(addr)} probes")
+                self.log(f"{c.name}: {fx.member} failed {fx.misses} probes")
+            elif kind is AbandonAdd:
+                self.stats["add rolled back"] += 1
+                self.log(f"{c.name}: the add of {fx.member} made no progress: rolled back")
+            elif kind is Restarted:
+                self.log(f"{c.name}: {fx.member} answers as a new incarnation {fx.incarnation}")
 
-                def removed(changed):
-                    if c.probers.get(addr) is not p:
-                        return
-                    if isinstance(changed, list) and changed:
-                        del c.probers[addr]
-                        c.health.forget(addr)
-                    else:
-                        self.probe(c, addr)
+            def decided(changed, fx=fx):
+                if c.term == term:
+                    self.machine_fx(c, c.machine.decided(fx, isinstance(changed, list) and bool(changed), self.now))
+            self.change(c, lambda r, fx=fx: decide(fx, r), also=told(fx), done=decided)
+        self.arm_machine(c)
 
-                p.wait = -1  # busy with the change
-                self.change(c, lambda r: r.fail(addr) if addr in self.watched(c) else [], also=[addr],
-                            done=removed)
-                return
-            self.probe_later(c, addr, p, started + c.health.interval_s)
+    def arm_machine(self, c: Coord) -> None:
+        due = c.machine.next_deadline()
+        if due is not None and due < c.timer_at:
+            c.timer_at, c.timer_gen = due, c.timer_gen + 1
+            self.at(max(due, self.now), self.for_coord, c, c.inc, self.machine_timer, c.timer_gen)
 
-        self.call(c.name, addr, lambda respond: self.member_probe(addr, epoch, nonce, grant, respond),
-                  self.from_coord(c, term, answered), c.health.timeout_s)
+    def machine_timer(self, c: Coord, gen: int) -> None:
+        if gen == c.timer_gen:
+            c.timer_at = float("inf")
+            self.machine_fx(c, c.machine.on_timer(self.now))
 
-    def probe_later(self, c: Coord, addr: str, p: Prober, when: float) -> None:
-        if p.wake:
-            when = self.now
-        p.wait = self.token()
-        token = p.wait
-        self.at(max(when, self.now), self.for_coord, c, c.inc,
-                lambda c_: self.probe(c_, addr) if c_.probers.get(addr) is p and p.wait == token else None)
+    def send_probe(self, c: Coord, fx: Probe) -> None:
+        def answered(value):
+            if isinstance(value, str) and value not in (REFUSED, TIMEOUT):
+                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, value, self.now))
+            else:
+                self.machine_fx(c, c.machine.on_probe_failed(fx.member, fx.nonce, self.now, refused=value == REFUSED))
+
+        self.call(c.name, fx.member,
+                  lambda respond: self.member_probe(fx.member, fx.epoch, fx.nonce, fx.grant, respond),
+                  self.from_coord(c, c.term, answered), fx.timeout_s)
+
+    def ask_tail(self, c: Coord, fx: AskTail) -> None:
+        def answered(value):
+            if isinstance(value, dict):
+                self.machine_fx(c, c.machine.on_tail_status(fx, self.now, epoch=value["epoch"],
+                                                            caught_up=value["learner_caught_up"] == 1,
+                                                            acked=value["learner_acked"]))
+            else:
+                self.machine_fx(c, c.machine.on_tail_status(fx, self.now))
+
+        self.call(c.name, fx.tail, lambda respond: respond(self.members[fx.tail].replica.status()),
+                  self.from_coord(c, c.term, answered), fx.timeout_s)
 
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
         m = self.members[name]
@@ -734,15 +675,9 @@ class ClusterSim(ChainSim):
 
     def follow_membership(self, c: Coord, addr: str) -> None:
         """`_follow_membership`: a watched member failed or left: probe it now."""
-        if c.election.role != LEADER or addr not in self.watched(c):
-            return
-        p = c.probers.get(addr)
-        if p is None:
-            return
-        self.stats["membership prompted probe"] += 1
-        p.wake = True
-        if p.wait > 0:
-            self.probe_later(c, addr, p, self.now)
+        if c.machine.suspect(addr, self.now):
+            self.stats["membership prompted probe"] += 1
+            self.arm_machine(c)
 
     # leader-only commands
 
@@ -770,7 +705,7 @@ class ClusterSim(ChainSim):
                     self.fail(f"the coordinator refused {addr}: {result}")
                 respond(("refused", result))
             else:
-                c.incarnations[addr] = incarnation
+                c.machine.registered(addr, incarnation)
                 respond(CLUSTER_ID)
 
         self.change(c, lambda r: r.register(addr, incarnation, cluster_id=CLUSTER_ID, epoch=epoch), done=done)
@@ -882,8 +817,8 @@ class ClusterSim(ChainSim):
         c.election = self.new_election(c.name)
         c.saved = CoordinatorState.from_dict(self.etcd.state) if self.etcd.state else CoordinatorState(
             cluster_id=CLUSTER_ID)
+        c.machine, c.timer_at = CoordinatorMachine(), float("inf")
         self.step_down(c)
-        c.incarnations, c.lease_ok, c.dead = {}, {}, set()
         holder = self.etcd.leader
         self.election_fx(c, c.election.on_leader_key(*(holder if holder else (None, 0, 0)), self.now))
 

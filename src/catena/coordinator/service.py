@@ -1,7 +1,8 @@
 """The coordinator process (shell): admin commands over RESP (credis names), the config
-store, and view pushes to members. Decisions are `Reconfig`'s; this file persists them before
-pushing (a view no store has seen never reaches a member) and retries pushes until each member
-has the newest view.
+store, and view pushes to members. Decisions are `Reconfig`'s (views) and `CoordinatorMachine`'s
+(probes, read leases, revoke-or-wait, failure verdicts; this file runs its effects); this file
+persists them before pushing (a view no store has seen never reaches a member) and retries pushes
+until each member has the newest view.
 
 Leader and follower: the store (`store.py`) decides who leads. A follower keeps the saved
 state in memory (warm standby) and answers leader-only commands with `-NOTLEADER host:port`
@@ -20,11 +21,11 @@ import uuid
 from pathlib import Path
 
 from catena.chain.node import view_words
-from catena.chain.replica import LEASE_S
 from catena.errors import CatenaError
 from catena.coordinator.discovery import notleader_error
-from catena.coordinator.health import HealthCheck
 from catena.coordinator import sessions
+from catena.coordinator.machine import (ADD_TIMEOUT_S, AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail,
+                                        Probe, Restarted, Revoke, decide, told, watched)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
@@ -37,12 +38,8 @@ from catena.view import View
 
 log = logging.getLogger(__name__)
 
-ADD_TIMEOUT_S = 30.0  # MASTER.ADD answers within this; and the default bound on an add's progress
 IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 PUSH_RETRY_S = 0.5
-REVOKE_TIMEOUT_S = 0.3
-LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
-LEARNER_POLL_S = 0.05
 SESSION_CHECK_S = 0.1  # how often the leader looks for expired sessions
 SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
 
@@ -82,16 +79,10 @@ class Coordinator:
         self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
         self._leading: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None  # the last term's leader work, winding down
-        self._watcher: asyncio.Task | None = None
-        self.health = HealthCheck()
-        self._probers: dict[str, asyncio.Task] = {}
-        self._lease_ok: dict[str, float] = {}  # member -> when its last probe answer arrived
-        self._dead: set[str] = set()  # members whose port refused our last probe
-        self._incarnations: dict[str, object] = {}  # member -> the incarnation its probes answer
-        self._probe_now: dict[str, asyncio.Event] = {}  # set: probe this member at once
+        self.machine = CoordinatorMachine()  # probes, leases, revoke-or-wait, verdicts, learner hand-over
+        self._machine_wake = asyncio.Event()  # set: the machine's next deadline may have moved
+        self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self.membership: MembershipAgent | None = None
-        self._term_started = time.monotonic()
-        self.add_timeout_s = ADD_TIMEOUT_S  # an add whose learner makes no progress this long is rolled back
         for name, fn, arity, role in (
             (b"MASTER.ADD", self._add, 3, ADMIN), (b"MASTER.REMOVE", self._remove, 3, ADMIN),
             (b"MASTER.REGISTER", self._register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self._get_chain, -1, DATA),
@@ -108,6 +99,15 @@ class Coordinator:
             self.table.register(name, self._leader_only(fn), arity)
         self._session_clock = SessionClock()  # when each session last pinged (leader only, never saved)
         self._session_enders: dict[str, asyncio.Task] = {}  # session -> the task ending it
+
+    @property
+    def add_timeout_s(self) -> float:
+        """An add whose learner makes no progress this long is rolled back."""
+        return self.machine.add_timeout_s
+
+    @add_timeout_s.setter
+    def add_timeout_s(self, seconds: float) -> None:
+        self.machine.add_timeout_s = seconds
 
     @property
     def view(self) -> View:
@@ -194,7 +194,7 @@ class Coordinator:
             if isinstance(changed, str):
                 log.warning("refused registration of %s: %s", addr, changed)
                 return Error(f"ERR refused: {addr} {changed}")
-            self._incarnations[addr] = incarnation  # its probes will answer this one
+            self.machine.registered(addr, incarnation)  # its probes will answer this one
             return self.saved.cluster_id
 
         return self._spawn(work())
@@ -242,8 +242,8 @@ class Coordinator:
                         return Error(f"ERR the add of {addr} was rolled back: it made no progress for "
                                      f"{self.add_timeout_s:g} s, or it failed while syncing")
                     await self._changed.wait()
-                while addr in self.view.members and addr not in self._lease_ok:
-                    await asyncio.sleep(self.health.interval_s / 2)
+                while addr in self.view.members and not self.machine.granted(addr):
+                    await asyncio.sleep(self.machine.health.interval_s / 2)
             return OK
         except TimeoutError:
             return Error(f"ERR {addr} is still catching up with the tail; it joins when it has (see MASTER.GET_CHAIN)")
@@ -424,12 +424,11 @@ class Coordinator:
         async with self._lock:
             if not self._acting():
                 raise NotLeader(self.store.leader)
-            before = set(self.saved.views[0].members)
             changed = decide(self.reconfig)
             if isinstance(changed, str):
                 return changed
-            for addr in before - set(self.reconfig.view(0).members):
-                await self._revoke(addr)
+            for revoke in self.machine.revokes(self.saved.views[0], self.reconfig.view(0)):
+                await self._revoke(revoke)
             new = self.reconfig.state.to_dict()
             if new != self.saved.to_dict():
                 try:
@@ -441,21 +440,16 @@ class Coordinator:
             self._after_save(changed, also)
             return changed
 
-    async def _revoke(self, addr: str) -> None:
-        """Before a view without `addr` is saved (and so can be seen): make sure `addr` no longer
-        answers reads from local data. It gives its lease back when asked; if it cannot be
-        asked, its lease (counted from the last probe answer we granted, or from our start as
-        leader) runs out first. A member whose port refuses connections has no process left
-        to answer."""
-        if addr in self._dead:
-            return
+    async def _revoke(self, revoke: Revoke) -> None:
+        """Before a view without `revoke.member` is saved: it gives its read lease back when
+        asked; if it cannot be asked, its lease runs out first (the machine says when)."""
+        addr = revoke.member
         try:
-            await call(addr, b"MEMBER.REVOKE", self.saved.views[0].epoch, timeout=REVOKE_TIMEOUT_S, auth=self._auth)
+            await call(addr, b"MEMBER.REVOKE", revoke.epoch, timeout=revoke.timeout_s, auth=self._auth)
             return
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             pass
-        until = max(self._lease_ok.get(addr, float("-inf")), self._term_started) + LEASE_S + LEASE_MARGIN_S
-        delay = until - time.monotonic()
+        delay = self.machine.revoke_unanswered(addr) - time.monotonic()
         if delay > 0:
             log.info("waiting %.2f s for the read lease of %s to run out before replacing it", delay, addr)
             await asyncio.sleep(delay)
@@ -471,11 +465,7 @@ class Coordinator:
             targets |= set(old.members)
         for addr in targets:
             self._ensure_pusher(addr).set()
-        for addr in self._watched():
-            if addr not in self._probers:
-                self._probers[addr] = self._group.create_task(self._probe(addr))
-        if self.view.learner and (self._watcher is None or self._watcher.done()):
-            self._watcher = self._group.create_task(self._watch_learner())
+        self._execute(self.machine.on_saved(self.view, time.monotonic()))
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -503,101 +493,84 @@ class Coordinator:
                     await asyncio.sleep(PUSH_RETRY_S)
                     wake.set()
 
-    async def _watch_learner(self) -> None:
-        """While a member is being added, ask the tail how far its learner got; promote it
-        once the tail says it is caught up (under the view we made). An add whose learner
-        made no progress for `add_timeout_s` (counted from this term's start at the earliest)
-        is rolled back, so that it never blocks the adds and rejoins queued behind it."""
-        learner, progress, since = None, None, time.monotonic()
-        while (view := self.view).learner:
-            if view.learner != learner:
-                learner, progress, since = view.learner, None, time.monotonic()
-            try:
-                raw = await call(view.tail, b"MEMBER.STATUS", timeout=1.0, auth=self._auth)
-                status = _as_map(raw)
-                if status.get(b"epoch") == view.epoch and status.get(b"learner_caught_up") == 1:
-                    await self._change(lambda r: r.caught_up(view.epoch, view.learner))
-                    continue
-                acked = status.get(b"learner_acked", -1)
-                if isinstance(acked, int) and acked >= 0 and (view.epoch, acked) != progress:
-                    progress, since = (view.epoch, acked), time.monotonic()
-            except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
-                log.debug("learner progress from %s: %s", view.tail, exc)
-            if time.monotonic() - since > self.add_timeout_s:
-                log.warning("the add of %s made no progress for %.0f s: rolled it back", learner, self.add_timeout_s)
-                await self._change(lambda r: r.abandon_add(learner))
-                continue
-            await asyncio.sleep(LEARNER_POLL_S)
-
     def _watched(self) -> set[str]:
-        view = self.view
-        return set(view.members) | ({view.learner} - {None})
+        return watched(self.view)
 
-    async def _probe(self, addr: str) -> None:
-        """Our own check of a chain member: MEMBER.PROBE with a short deadline on a kept
-        connection, which also renews the member's read lease. A member that stops answering
-        (crashed, paused, wedged) is confirmed dead after `misses_to_fail` probes in a row and
-        removed from the chain: the repair needs no human. A new incarnation answering at its
-        address (a quick restart) is taken out and added again behind the tail."""
-        health, conn = self.health, None
-        nonce, grant, answered_at = 0, 0, float("-inf")
-        retried = False
+    # -- executing the machine's effects ----------------------------------------------------------
+
+    def _execute(self, effects: list, rearm: bool = True) -> None:
+        """Run the machine's effects as leader tasks; close the probe connections of members it
+        no longer probes; re-arm its timer (its deadline may have moved)."""
+        for fx in effects:
+            if isinstance(fx, Probe):
+                self._group.create_task(self._probe(fx))
+            elif isinstance(fx, AskTail):
+                self._group.create_task(self._ask_tail(fx))
+            else:
+                self._group.create_task(self._decide(fx))
+        for addr in [a for a in self._probe_conns if not self.machine.probing(a)]:
+            self._group.create_task(self._probe_conns.pop(addr).close())
+        if rearm:
+            self._machine_wake.set()
+
+    async def _machine_timer(self) -> None:
+        """The machine's one timer: feed it `on_timer` at its next deadline."""
+        while True:
+            due = self.machine.next_deadline()
+            try:
+                async with asyncio.timeout(None if due is None else max(0.0, due - time.monotonic())):
+                    await self._machine_wake.wait()
+            except TimeoutError:
+                pass
+            self._machine_wake.clear()
+            self._execute(self.machine.on_timer(time.monotonic()), rearm=False)
+
+    async def _probe(self, probe: Probe) -> None:
+        """MEMBER.PROBE on the member's kept connection (it also renews the member's read lease)."""
+        addr, conn = probe.member, self._probe_conns.pop(probe.member, None)
         try:
-            while addr in self._watched():
-                started = time.monotonic()
-                nonce += 1
-                refused = False
-                try:
-                    if conn is None:
-                        conn = await RespConnection.open(addr, health.timeout_s, self._auth)
-                    if grant:  # the member's lease now runs until at most answered_at + LEASE_S
-                        self._lease_ok[addr] = max(self._lease_ok.get(addr, answered_at), answered_at)
-                    incarnation = await conn.call(b"MEMBER.PROBE", self.view.epoch, nonce, grant,
-                                                  timeout=health.timeout_s)
-                    grant, answered_at = nonce, time.monotonic()  # answered in time: grant it next
-                    self._dead.discard(addr)
-                    ok = True
-                    incarnation = str(incarnation)
-                    known = self._incarnations.setdefault(addr, incarnation)
-                    if known != incarnation:
-                        self._incarnations[addr] = incarnation
-                        if await self._change(lambda r: r.restarted(addr, incarnation), also=[addr]):
-                            log.warning("member %s restarted (new incarnation): added it again behind the tail",
-                                        addr)
-                except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
-                    ok, grant = False, 0
-                    refused = isinstance(exc, ConnectionRefusedError)
-                    if refused:
-                        self._dead.add(addr)  # nothing listens there: no process can answer reads
-                    if conn is not None:
-                        await conn.close()
-                        conn = None
-                        if not retried and not isinstance(exc, asyncio.TimeoutError):
-                            retried = True  # the kept connection broke: ask again on a new one now
-                            continue
-                retried = retried and not ok
-                if health.result(addr, ok, refused) and addr in self._watched():
-                    changed = await self._change(lambda r: r.fail(addr) if addr in self._watched() else [],
-                                                 also=[addr])
-                    if not changed:
-                        log.warning("member %s failed %d probes in a row, but it is the last member of its "
-                                    "chain: keeping it; the chain waits for it", addr, health.misses_to_fail)
-                        continue
-                    log.warning("member %s failed %d probes in a row: removed it from the chain",
-                                addr, health.misses_to_fail)
-                    break
-                wake = self._probe_now.setdefault(addr, asyncio.Event())
-                try:  # the next probe at its time, or at once when membership suspects the member
-                    async with asyncio.timeout(max(0.0, health.interval_s - (time.monotonic() - started))):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
-                wake.clear()
+            if conn is None:
+                conn = await RespConnection.open(addr, probe.timeout_s, self._auth)
+            incarnation = await conn.call(b"MEMBER.PROBE", probe.epoch, probe.nonce, probe.grant,
+                                          timeout=probe.timeout_s)
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            broken = conn is not None and not isinstance(exc, asyncio.TimeoutError)
+            fx = self.machine.on_probe_failed(addr, probe.nonce, time.monotonic(),
+                                              refused=isinstance(exc, ConnectionRefusedError), broken=broken)
+        else:
+            self._probe_conns[addr], conn = conn, None  # kept for the next probe
+            fx = self.machine.on_probe_answer(addr, probe.nonce, str(incarnation), time.monotonic())
         finally:
-            health.forget(addr)
-            self._probers.pop(addr, None)
             if conn is not None:
                 await conn.close()
+        self._execute(fx)
+
+    async def _ask_tail(self, ask: AskTail) -> None:
+        """How far the learner got, as the tail says (MEMBER.STATUS)."""
+        try:
+            status = _as_map(await call(ask.tail, b"MEMBER.STATUS", timeout=ask.timeout_s, auth=self._auth))
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            log.debug("learner progress from %s: %s", ask.tail, exc)
+            fx = self.machine.on_tail_status(ask, time.monotonic())
+        else:
+            acked = status.get(b"learner_acked", -1)
+            fx = self.machine.on_tail_status(ask, time.monotonic(), epoch=status.get(b"epoch"),
+                                             caught_up=status.get(b"learner_caught_up") == 1,
+                                             acked=acked if isinstance(acked, int) else -1)
+        self._execute(fx)
+
+    async def _decide(self, fx: Fail | Restarted | CaughtUp | AbandonAdd) -> None:
+        """A verdict of the machine, decided and saved like any change."""
+        addr = fx.member
+        if isinstance(fx, AbandonAdd):
+            log.warning("the add of %s made no progress for %.0f s: rolled it back", addr, fx.quiet_s)
+        changed = await self._change(lambda r: decide(fx, r), also=told(fx))
+        if isinstance(fx, Restarted) and changed:
+            log.warning("member %s restarted (new incarnation): added it again behind the tail", addr)
+        elif isinstance(fx, Fail):
+            log.warning("member %s failed %d probes in a row: %s", addr, fx.misses, "removed it from the chain"
+                        if changed else "it is the last member of its chain: keeping it; the chain waits for it")
+        self._execute(self.machine.decided(fx, bool(changed), time.monotonic()))
 
     async def _lead(self, initialize: bool, previous: asyncio.Task | None) -> None:
         """All leader-only work, in one TaskGroup: cancelled as a whole by `step_down`. A new
@@ -607,9 +580,8 @@ class Coordinator:
         if previous is not None and not previous.done():
             previous.cancel()
             await asyncio.wait({previous})  # the last term's tasks are gone before this one starts
-        self._pushed, self._push_wake, self._probers, self._watcher = {}, {}, {}, None
-        self._term_started = time.monotonic()  # leases a former leader granted run out by + LEASE_S
-        self.health = HealthCheck()
+        self._pushed, self._push_wake = {}, {}
+        self.machine.lead(time.monotonic())  # leases a former leader granted run out by then + LEASE_S
         self._session_clock, self._session_enders = SessionClock(), {}  # full TTLs from our takeover
         try:
             async with asyncio.TaskGroup() as group:
@@ -623,10 +595,8 @@ class Coordinator:
                          f", finishing the add of {view.learner}" if view.learner else "")
                 for addr in set(view.members) | ({view.learner} - {None}):
                     self._ensure_pusher(addr).set()
-                for addr in self._watched():
-                    self._probers[addr] = group.create_task(self._probe(addr))
-                if view.learner:  # an add that was under way when the last leader stopped
-                    self._watcher = group.create_task(self._watch_learner())
+                group.create_task(self._machine_timer())
+                self._execute(self.machine.on_saved(view, time.monotonic()))  # and an add under way
                 if self.membership is not None:
                     group.create_task(self._follow_membership(self.membership.events()))
                 self._changed.set()
@@ -636,15 +606,19 @@ class Coordinator:
             pass  # the store steps us down (it already has, or will at its next check)
         finally:
             self._group = None
+            self.machine.step_down()
+            for conn in self._probe_conns.values():
+                await conn.close()
+            self._probe_conns = {}
 
     async def _follow_membership(self, events) -> None:
         """Membership says a chain member failed or left: probe it now rather than at its turn
         (the probe, not the heartbeat, confirms the failure and decides the repair)."""
         async for event in events:
             addr = event.member.addr
-            if event.kind in ("failed", "leave") and addr in self._watched():
+            if event.kind in ("failed", "leave") and self.machine.suspect(addr, time.monotonic()):
                 log.info("membership: %s %s; probing it now", addr, event.kind)
-                self._probe_now.setdefault(addr, asyncio.Event()).set()
+                self._machine_wake.set()
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         host, port = self.listen.rsplit(":", 1)

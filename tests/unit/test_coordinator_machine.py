@@ -1,0 +1,204 @@
+"""The coordinator machine (catena.coordinator.machine), in stories with their effects written out.
+
+In the manner of etcd-io/raft's datadriven tests: each file in testdata/coordinator_machine/ is a
+list of commands, each followed by `----` and the effects it must return, then the machine's
+next deadline. Rewrite the expected text after a deliberate change (then review the diff):
+
+    CATENA_REWRITE=1 .venv/bin/python -m pytest -q tests/unit/test_coordinator_machine.py
+
+Commands (t: monotonic seconds; members are short names):
+
+    lead t=T                                   a new term
+    step-down
+    saved t=T epoch=E members=a,b [learner=c]  a view was saved (probes start)
+    register a inc=I                           MASTER.REGISTER of a as incarnation I
+    timer t=T
+    answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
+    miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
+    suspect t=T a                              membership says a failed
+    decided t=T fail|restarted a changed|kept  the shell decided the machine's verdict
+    revokes epoch=E members=a,b [learner=c]    revokes before saving this view over the saved one
+    unanswered a                               a did not answer its revoke: the save waits until
+    tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
+    decided t=T caughtup|abandonadd a changed|kept
+    add-timeout s=S                            the coordinator's --add-timeout-s
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from catena.coordinator.machine import (AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail, Probe, Restarted,
+                                        Revoke)
+from catena.view import View
+
+DATA = Path(__file__).parent / "testdata" / "coordinator_machine"
+REWRITE = bool(os.environ.get("CATENA_REWRITE"))
+
+
+def render(fx) -> str:
+    if isinstance(fx, Probe):
+        return f"probe {fx.member} epoch={fx.epoch} nonce={fx.nonce} grant={fx.grant} timeout={fx.timeout_s:g}"
+    if isinstance(fx, Revoke):
+        return f"revoke {fx.member} epoch={fx.epoch}"
+    if isinstance(fx, Fail):
+        return f"fail {fx.member} misses={fx.misses}"
+    if isinstance(fx, Restarted):
+        return f"restarted {fx.member} incarnation={fx.incarnation}"
+    if isinstance(fx, AskTail):
+        return f"ask-tail {fx.tail} epoch={fx.epoch} learner={fx.learner}"
+    if isinstance(fx, CaughtUp):
+        return f"caught-up {fx.member} epoch={fx.epoch}"
+    if isinstance(fx, AbandonAdd):
+        return f"abandon-add {fx.member} quiet={fx.quiet_s:g}"
+    raise AssertionError(f"unknown effect {fx!r}")
+
+
+def parse(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    args, kv = [], {}
+    for w in words:
+        if "=" in w:
+            k, v = w.split("=", 1)
+            kv[k] = v
+        else:
+            args.append(w)
+    return args, kv
+
+
+def view_of(kv: dict) -> View:
+    members = tuple(m for m in kv.get("members", "").split(",") if m)
+    return View(0, int(kv["epoch"]), members, kv.get("learner"))
+
+
+class Story:
+    def __init__(self):
+        self.m = CoordinatorMachine()
+        self.pending: dict[tuple[str, str], Fail | Restarted | CaughtUp | AbandonAdd] = {}  # awaiting `decided`
+        self.asked: AskTail | None = None  # the last AskTail
+
+    def run(self, line: str) -> list[str]:
+        cmd, *words = line.split()
+        args, kv = parse(words)
+        t = float(kv.get("t", "nan"))
+        m = self.m
+        out = None
+        if cmd == "lead":
+            m.lead(t)
+            fx = []
+        elif cmd == "step-down":
+            m.step_down()
+            fx = []
+        elif cmd == "saved":
+            fx = m.on_saved(view_of(kv), t)
+        elif cmd == "register":
+            m.registered(args[0], kv["inc"])
+            fx = []
+        elif cmd == "timer":
+            fx = m.on_timer(t)
+        elif cmd == "answer":
+            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t)
+        elif cmd == "miss":
+            fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
+        elif cmd == "suspect":
+            out = [f"brought forward: {m.suspect(args[0], t)}"]
+            fx = []
+        elif cmd == "decided":
+            kind, member, outcome = args
+            fx = m.decided(self.pending.pop((kind, member)), outcome == "changed", t)
+        elif cmd == "revokes":
+            fx = m.revokes(m.view, view_of(kv))
+        elif cmd == "tail":
+            epoch = int(kv["epoch"]) if "epoch" in kv else None
+            fx = m.on_tail_status(self.asked, t, epoch=epoch, caught_up="caught-up" in args,
+                                  acked=int(kv.get("acked", -1)))
+        elif cmd == "add-timeout":
+            m.add_timeout_s = float(kv["s"])
+            fx = []
+        elif cmd == "unanswered":
+            out = [f"wait until {m.revoke_unanswered(args[0]):.3f}"]
+            fx = []
+        else:
+            raise AssertionError(f"unknown command {line!r}")
+        for f in fx:
+            if isinstance(f, AskTail):
+                self.asked = f
+            if isinstance(f, (Fail, Restarted, CaughtUp, AbandonAdd)):
+                self.pending[(type(f).__name__.lower(), f.member)] = f
+        lines = (out or []) + [render(f) for f in fx]
+        due = m.next_deadline()
+        lines.append(f"next {'none' if due is None else f'{due:.3f}'}")
+        return lines
+
+
+def blocks(text: str):
+    """(command, expected lines) per `command\\n----\\nexpected…\\n\\n` block; `#` lines are comments."""
+    for chunk in text.strip().split("\n\n"):
+        lines = [ln for ln in chunk.splitlines() if not ln.startswith("#")]
+        if not lines:
+            continue
+        assert lines[1] == "----", f"expected ---- after {lines[0]!r}"
+        yield chunk, lines[0], lines[2:]
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.txt")), ids=lambda p: p.stem)
+def test_story(path: Path):
+    story = Story()
+    text = path.read_text()
+    rewritten, mismatches = [], []
+    for chunk, command, expected in blocks(text):
+        got = story.run(command)
+        comments = [ln for ln in chunk.splitlines() if ln.startswith("#")]
+        rewritten.append("\n".join(comments + [command, "----"] + got))
+        if got != expected:
+            mismatches.append(f"{command}\n  expected: {expected}\n  got:      {got}")
+    if REWRITE:
+        path.write_text("\n\n".join(rewritten) + "\n")
+        return
+    assert not mismatches, f"{path.name}:\n" + "\n".join(mismatches)
+
+
+def test_the_stories_are_there():
+    assert len(list(DATA.glob("*.txt"))) >= 8
+
+
+def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement_be_saved():
+    """The machine driven against a real `Replica`: b answers its probes (each after a short
+    delay) until it is paused at 0.35; its probes then time out until the machine confirms the
+    failure. Its revoke goes unanswered (paused), so the save waits until `revoke_unanswered`:
+    by then every lease b took has run out, though it held one while it answered."""
+    from catena.chain.replica import Replica
+    from catena.coordinator.machine import LEASE_MARGIN_S
+
+    m, b = CoordinatorMachine(), Replica("b", b"b/1", lease_s=1.0)
+    b.on_view(View(0, 1, ("a", "b")), 0.0)
+    m.lead(0.0)
+    outcomes: list[tuple[float, Probe]] = []  # (when the probe's outcome reaches the machine, probe)
+
+    def send(probes, now):
+        for fx in probes:
+            answers = fx.member == "a" or now < 0.35  # b is paused from 0.35 on
+            if answers and fx.member == "b":
+                b.on_probe(fx.epoch, fx.nonce, fx.grant, now + 0.01)
+            outcomes.append((now + (0.02 if answers else fx.timeout_s), fx))
+
+    send(m.on_saved(View(0, 1, ("a", "b")), 0.0), 0.0)
+    fail, leased = None, False
+    while fail is None:
+        due = m.next_deadline()
+        if due is not None and all(due < t for t, _ in outcomes):
+            send(m.on_timer(due), due)
+            continue
+        now, fx = min(outcomes, key=lambda o: (o[0], o[1].member))
+        outcomes.remove((now, fx))
+        leased = leased or b.lease_until > now
+        if fx.member == "a" or now < 0.35 + 0.02:
+            out = m.on_probe_answer(fx.member, fx.nonce, "1", now)
+        else:
+            out = m.on_probe_failed(fx.member, fx.nonce, now)
+        fail = next((f for f in out if isinstance(f, Fail)), None)
+    assert leased and fail == Fail("b", 3)
+    assert m.revokes(m.view, View(0, 2, ("a",))) == [Revoke("b", 1)]
+    assert now < b.lease_until + LEASE_MARGIN_S <= m.revoke_unanswered("b")  # it must wait, and long enough
