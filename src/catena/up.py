@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ from catena.resp.client import ReplyError, call
 from catena.status import _table, member_rows
 
 START_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def cluster_secret(root: Path) -> Path:
@@ -32,10 +34,19 @@ def cluster_secret(root: Path) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `catena up` dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C and SIGTERM still stop the children
+
+
 def _spawn(args: list[str], log_path: Path, env: dict) -> subprocess.Popen:
     out = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "catena", *args], stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
+                            start_new_session=True, env=env, preexec_fn=_die_with_parent)
 
 
 async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen], auth: tuple | None) -> None:

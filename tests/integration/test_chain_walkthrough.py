@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -97,6 +98,35 @@ def _listener_pid(port: int) -> int:
         except OSError:
             continue
     raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_catena_up_killed_with_sigkill_takes_its_processes_along(tmp_path):
+    port = free_port_block(2)
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "1", "--port", str(port),
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+    finally:
+        up.kill9()
+    try:
+        for p in (port, port + 1):  # the coordinator and the member got SIGTERM when it died
+            wait_until(lambda p=p: not _listening(p), 20, f"port {p} to close")
+    finally:  # orphans, if it failed: stopped by PID all the same
+        for p in (port, port + 1):
+            if _listening(p):
+                os.kill(_listener_pid(p), signal.SIGKILL)
+
+
+def test_etcd_addresses_without_aetcd_fail_with_an_install_hint(tmp_path):
+    """Without the optional aetcd package, an etcd:// address is refused up front with a hint,
+    not a traceback from inside the running service."""
+    code = ("import sys; sys.modules['aetcd'] = None; from catena.cli import main; "
+            f"sys.exit(main(['coordinator', '--listen', '{HOST}:{free_port()}', '--store', "
+            "'etcd://127.0.0.1:2379/catena']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "pip install 'catena[etcd]'" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_catena_up_with_a_password(tmp_path):

@@ -123,10 +123,14 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         judge_late_writes(workload.history.operations(), verdict, WRITE_TIMEOUT_S + 1.0)
         out.mkdir(parents=True, exist_ok=True)
         png = out / f"chaos-{seed}.png"
-        plot(png, workload.samples, nemesis.applied, workload.t0,
-             f"catena chaos --seed {seed} --duration {duration:g}: {len(nemesis.applied)} faults, "
-             f"{len(workload.samples)} ops, "
-             + ("clean" if verdict.clean else "NOT CLEAN"))
+        try:
+            plot(png, workload.samples, nemesis.applied, workload.t0,
+                 f"catena chaos --seed {seed} --duration {duration:g}: {len(nemesis.applied)} faults, "
+                 f"{len(workload.samples)} ops, "
+                 + ("clean" if verdict.clean else "NOT CLEAN"))
+        except ImportError:
+            png = None
+            say("timeline not drawn: matplotlib is not installed (pip install matplotlib)")
         kinds: dict[str, int] = {}
         for a in nemesis.applied:
             kinds[a.fault.kind] = kinds.get(a.fault.kind, 0) + 1
@@ -135,7 +139,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
             say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
         for line in verdict.lines():
             say(line)
-        say(f"timeline: {png}")
+        if png is not None:
+            say(f"timeline: {png}")
         verdict.faults = len(nemesis.applied)  # type: ignore[attr-defined]
         return verdict
     finally:

@@ -16,6 +16,7 @@ finds no leader within its deadline fails with every address it tried.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import random
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def parse(text: str) -> StaticAddress | EtcdAddress:
                            "e.g. etcd://127.0.0.1:2379/catena/prod")
     if not hosts:
         raise AddressError(f"bad coordinator address {text!r}: no etcd endpoint ({EXPECTED})")
+    if importlib.util.find_spec("aetcd") is None:
+        raise AddressError(f"{text}: etcd addresses need the aetcd package, which is not installed "
+                           "(pip install 'catena[etcd]')")
     return EtcdAddress(tuple(_host_port(part, text) for part in hosts.split(",")), prefix)
 
 
