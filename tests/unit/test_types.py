@@ -198,7 +198,8 @@ def test_new_ops_are_validated_and_name_the_keys_they_write():
             (sets.SPOP, b"s", (), -1), (sets.SMOVE, b"s", b"t", b"m"), (sets.SSTORE, b"d", sets.UNION, (b"s",))]
     assert all(valid_op(op) for op in good)
     bad = [(hashes.HSET, b"h", (b"f",), 0), (hashes.HSET, b"h", (b"f", b"v"), 9), (hashes.HDEL, b"h", ()),
-           (hashes.HINCRBY, b"h", b"f", b"3"), (sets.SADD, b"s", (1,)), (sets.SPOP, b"s", None, -1),
+           (hashes.HINCRBY, b"h", b"f", b"3"), (hashes.HINCRBYFLOAT, b"h", b"f", b"inf"),
+           (hashes.HINCRBYFLOAT, b"h", b"f", b"x"), (sets.SADD, b"s", (1,)), (sets.SPOP, b"s", None, -1),
            (sets.SPOP, b"s", (), -2), (sets.SMOVE, b"s", b"t"), (sets.SSTORE, b"d", 7, (b"s",)), (99, b"k")]
     assert not any(valid_op(op) for op in bad)
     assert op_keys((sets.SMOVE, b"s", b"t", b"m")) == (b"s", b"t")

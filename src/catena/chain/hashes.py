@@ -35,8 +35,13 @@ SHAPES = {
     HSET: lambda op: len(op) == 4 and _b(op[1]) and _words(op[2], True) and op[3] in (_COUNT, _OK, _NX),
     HDEL: lambda op: len(op) == 3 and _b(op[1]) and _words(op[2], False),
     HINCRBY: lambda op: len(op) == 4 and _b(op[1]) and _b(op[2]) and type(op[3]) is int,
-    HINCRBYFLOAT: lambda op: len(op) == 4 and _b(op[1]) and _b(op[2]) and _b(op[3]),
+    HINCRBYFLOAT: lambda op: len(op) == 4 and _b(op[1]) and _b(op[2]) and _b(op[3]) and _increment(op[3]),
 }
+
+
+def _increment(raw: bytes) -> bool:
+    """A finite long double, as the head checked it."""
+    return parse_long_double(raw) not in (None, INF, -INF)
 
 
 # -- the head: commands as ops --------------------------------------------------------------------
