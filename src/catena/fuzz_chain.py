@@ -217,7 +217,7 @@ def _count(c: Commands) -> bytes:
 
 def _random_read(name: bytes):
     def build(c: Commands) -> list[bytes]:
-        cmd = [name, c.key()]
+        cmd = [name, (_hkey if name == b"HRANDFIELD" else _skey)(c)]
         if c.rng.random() < 0.7:  # no huge negative count: Redis would send that many picks
             cmd.append(c.rng.choice(RANDOM_COUNTS))
             if name == b"HRANDFIELD" and c.rng.random() < 0.5:
@@ -228,7 +228,7 @@ def _random_read(name: bytes):
 
 def _collection_scan(name: bytes):
     def build(c: Commands) -> list[bytes]:
-        cmd = [name, c.key(), c.rng.choice((b"0", b"0", b"7", b"-1", b"x"))]
+        cmd = [name, (_hkey if name == b"HSCAN" else _skey)(c), c.rng.choice((b"0", b"0", b"7", b"-1", b"x"))]
         if c.rng.random() < 0.4:
             cmd += [c.rng.choice((b"COUNT", b"MATCH", b"TYPE")), c.rng.choice((b"1", b"100", b"0", b"f*", b"x"))]
         return cmd
@@ -236,44 +236,57 @@ def _collection_scan(name: bytes):
 
 
 def _sintercard(c: Commands) -> list[bytes]:
-    keys = _keys(c)
+    keys = _skeys(c)
     cmd = [b"SINTERCARD", c.rng.choice((b"%d" % len(keys), b"%d" % len(keys), b"0", b"9", b"x")), *keys]
     if c.rng.random() < 0.4:
         cmd += [c.rng.choice((b"LIMIT", b"limit", b"BAD")), c.rng.choice((b"0", b"1", b"2", b"-1", b"x"))]
     return cmd
 
 
+def _hkey(c: Commands) -> bytes:
+    """Mostly keys of hashes, sometimes any key (so types collide now and then)."""
+    return b"h%d" % c.rng.randrange(4) if c.rng.random() < 0.7 else c.key()
+
+
+def _skey(c: Commands) -> bytes:
+    return b"s%d" % c.rng.randrange(4) if c.rng.random() < 0.7 else c.key()
+
+
+def _skeys(c: Commands) -> list[bytes]:
+    return [_skey(c) for _ in range(c.rng.randrange(1, 4))]
+
+
 _TYPES = {
-    b"HSET": lambda c: [b"HSET", c.key(), *_fields(c, True)],
-    b"HMSET": lambda c: [b"HMSET", c.key(), *_fields(c, True)],
-    b"HSETNX": lambda c: [b"HSETNX", c.key(), _field(c), _hvalue(c)],
-    b"HDEL": lambda c: [b"HDEL", c.key(), *_fields(c, False)],
-    b"HINCRBY": lambda c: [b"HINCRBY", c.key(), _field(c), c.integer()],
-    b"HINCRBYFLOAT": lambda c: [b"HINCRBYFLOAT", c.key(), _field(c), _number(c)],
-    b"HGET": lambda c: [b"HGET", c.key(), _field(c)],
-    b"HMGET": lambda c: [b"HMGET", c.key(), *_fields(c, False)],
-    b"HGETALL": lambda c: [b"HGETALL", c.key()],
-    b"HEXISTS": lambda c: [b"HEXISTS", c.key(), _field(c)],
-    b"HLEN": lambda c: [b"HLEN", c.key()],
-    b"HKEYS": lambda c: [b"HKEYS", c.key()],
-    b"HVALS": lambda c: [b"HVALS", c.key()],
-    b"HSTRLEN": lambda c: [b"HSTRLEN", c.key(), _field(c)],
+    b"HSET": lambda c: [b"HSET", _hkey(c), *_fields(c, True)],
+    b"HMSET": lambda c: [b"HMSET", _hkey(c), *_fields(c, True)],
+    b"HSETNX": lambda c: [b"HSETNX", _hkey(c), _field(c), _hvalue(c)],
+    b"HDEL": lambda c: [b"HDEL", _hkey(c), *_fields(c, False)],
+    b"HINCRBY": lambda c: [b"HINCRBY", _hkey(c), _field(c), c.integer()],
+    b"HINCRBYFLOAT": lambda c: [b"HINCRBYFLOAT", _hkey(c), _field(c), _number(c)],
+    b"HGET": lambda c: [b"HGET", _hkey(c), _field(c)],
+    b"HMGET": lambda c: [b"HMGET", _hkey(c), *_fields(c, False)],
+    b"HGETALL": lambda c: [b"HGETALL", _hkey(c)],
+    b"HEXISTS": lambda c: [b"HEXISTS", _hkey(c), _field(c)],
+    b"HLEN": lambda c: [b"HLEN", _hkey(c)],
+    b"HKEYS": lambda c: [b"HKEYS", _hkey(c)],
+    b"HVALS": lambda c: [b"HVALS", _hkey(c)],
+    b"HSTRLEN": lambda c: [b"HSTRLEN", _hkey(c), _field(c)],
     b"HRANDFIELD": _random_read(b"HRANDFIELD"),
     b"HSCAN": _collection_scan(b"HSCAN"),
-    b"SADD": lambda c: [b"SADD", c.key(), *_members(c)],
-    b"SREM": lambda c: [b"SREM", c.key(), *_members(c)],
-    b"SPOP": lambda c: [b"SPOP", c.key()] + ([_count(c)] if c.rng.random() < 0.5 else []),
-    b"SMOVE": lambda c: [b"SMOVE", c.key(), c.key(), _members(c)[0]],
-    b"SINTERSTORE": lambda c: [b"SINTERSTORE", c.key(), *_keys(c)],
-    b"SUNIONSTORE": lambda c: [b"SUNIONSTORE", c.key(), *_keys(c)],
-    b"SDIFFSTORE": lambda c: [b"SDIFFSTORE", c.key(), *_keys(c)],
-    b"SMEMBERS": lambda c: [b"SMEMBERS", c.key()],
-    b"SISMEMBER": lambda c: [b"SISMEMBER", c.key(), _members(c)[0]],
-    b"SMISMEMBER": lambda c: [b"SMISMEMBER", c.key(), *_members(c)],
-    b"SCARD": lambda c: [b"SCARD", c.key()],
-    b"SINTER": lambda c: [b"SINTER", *_keys(c)],
-    b"SUNION": lambda c: [b"SUNION", *_keys(c)],
-    b"SDIFF": lambda c: [b"SDIFF", *_keys(c)],
+    b"SADD": lambda c: [b"SADD", _skey(c), *_members(c)],
+    b"SREM": lambda c: [b"SREM", _skey(c), *_members(c)],
+    b"SPOP": lambda c: [b"SPOP", _skey(c)] + ([_count(c)] if c.rng.random() < 0.5 else []),
+    b"SMOVE": lambda c: [b"SMOVE", _skey(c), _skey(c), _members(c)[0]],
+    b"SINTERSTORE": lambda c: [b"SINTERSTORE", _skey(c), *_skeys(c)],
+    b"SUNIONSTORE": lambda c: [b"SUNIONSTORE", _skey(c), *_skeys(c)],
+    b"SDIFFSTORE": lambda c: [b"SDIFFSTORE", _skey(c), *_skeys(c)],
+    b"SMEMBERS": lambda c: [b"SMEMBERS", _skey(c)],
+    b"SISMEMBER": lambda c: [b"SISMEMBER", _skey(c), _members(c)[0]],
+    b"SMISMEMBER": lambda c: [b"SMISMEMBER", _skey(c), *_members(c)],
+    b"SCARD": lambda c: [b"SCARD", _skey(c)],
+    b"SINTER": lambda c: [b"SINTER", *_skeys(c)],
+    b"SUNION": lambda c: [b"SUNION", *_skeys(c)],
+    b"SDIFF": lambda c: [b"SDIFF", *_skeys(c)],
     b"SINTERCARD": _sintercard,
     b"SRANDMEMBER": _random_read(b"SRANDMEMBER"),
     b"SSCAN": _collection_scan(b"SSCAN"),
