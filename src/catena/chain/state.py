@@ -91,7 +91,7 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 
 class KVState:
-    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table, and the keys
+    """Keys and values (bytes, dict or set: string, hash or set), expiry deadlines (ms since the epoch), dedup table, and the keys
     indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
     SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
