@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import os
+import random
 import time
 from collections import deque
 from pathlib import Path
@@ -116,7 +117,7 @@ class MemberNode:
         # With a coordinator, reads wait for its first probe's lease: a member cut off before that
         # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
-                          lease_s=LEASE_S, managed=self.coordinator is not None)
+                          lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random())
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         if gap:  # cut the log back to what we keep before anything is appended after it

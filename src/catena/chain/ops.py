@@ -13,8 +13,11 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
+import zlib
 
+from catena.chain import hashes, sets
 from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
+from catena.chain.values import TOO_MANY_DRAWS, WRONGTYPE, Lcg, TooManyDraws, WrongTypeError, of_type, type_name
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
 from catena.slots import SLOTS
@@ -137,7 +140,11 @@ WRITES = {
     b"EXPIREAT": (-3, lambda a, now: _expire(a, now, 1000, True)),
     b"PEXPIREAT": (-3, lambda a, now: _expire(a, now, 1, True)),
     b"PERSIST": (2, lambda a, now: (PEXPIREAT, a[1], None)),
+    **hashes.WRITES,
+    **sets.WRITES,
 }
+
+decide = sets.decide  # the head's random choices, made just before an op gets its seq
 
 
 def to_op(args: list[bytes], now_ms: int):
@@ -179,14 +186,11 @@ def request(args: list[bytes]):
 # -- reads ---------------------------------------------------------------------------------------
 
 
-def _scan(state: KVState, args, now_ms):
-    """SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is the next hash slot to
-    visit (0: start, and done), so it survives any insert or delete: a key present for the whole
-    scan lies in a slot visited once, while it was there. A page visits whole slots until it
-    holds COUNT candidates, so its cost follows COUNT, not the keyspace."""
-    cursor = parse_cursor(args[1])
-    count, match, kind = 10, None, b"string"
-    i = 2
+def _scan_options(args, start: int, keyspace: bool):
+    """SCAN's options from `args[start]` on: (count, match, type) or Redis's syntax error. TYPE
+    is the keyspace SCAN's only."""
+    count, match, kind = 10, None, None
+    i = start
     while i < len(args):
         opt = args[i].upper()
         if i + 1 == len(args):
@@ -197,19 +201,71 @@ def _scan(state: KVState, args, now_ms):
                 return _SYNTAX
         elif opt == b"MATCH":
             match = args[i + 1]
-        elif opt == b"TYPE":
+        elif opt == b"TYPE" and keyspace:
             kind = args[i + 1].lower()
         else:
             return _SYNTAX
         i += 2
+    return count, match, kind
+
+
+def _scan(state: KVState, args, now_ms):
+    """SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is the next hash slot to
+    visit (0: start, and done), so it survives any insert or delete: a key present for the whole
+    scan lies in a slot visited once, while it was there. A page visits whole slots until it
+    holds COUNT candidates, so its cost follows COUNT, not the keyspace."""
+    cursor = parse_cursor(args[1])
+    options = _scan_options(args, 2, keyspace=True)
+    if type(options) is Error:
+        return options
+    count, match, kind = options
     if not 0 <= cursor < SLOTS:
         return [b"0", []]
     slot, candidates = cursor, []
     while slot < SLOTS and len(candidates) < count:
         candidates += state.slot_keys(slot)
         slot += 1
-    page = _live_matches(state, candidates, match, now_ms) if kind == b"string" else []
+    page = _live_matches(state, candidates, match, now_ms)
+    if kind is not None:
+        page = [k for k in page if type_name(state.get(k, now_ms)).encode() == kind]
     return [b"%d" % (slot if slot < SLOTS else 0), page]
+
+
+SMALL_SCAN = 128  # a hash or set this small is scanned in one page (as Redis's listpacks are)
+_HASH_SPACE = 2**32
+
+
+def _scan_collection(kind: type):
+    """HSCAN/SSCAN key cursor [MATCH pattern] [COUNT n], checked in Redis's order (cursor, key,
+    options). The cursor is a point in the crc32 space of the elements: a page returns the
+    elements hashing into [cursor, next cursor), so an element present for the whole scan is
+    returned once, however the collection changes. A page covers at least a 16th of the
+    collection (a page costs a pass over it)."""
+    def answer(state, args, now_ms):
+        cursor = parse_cursor(args[2])
+        value = of_type(state.get(args[1], now_ms), kind)
+        if value is None:
+            return [b"0", []]
+        options = _scan_options(args, 3, keyspace=False)
+        if type(options) is Error:
+            return options
+        count, match, _ = options
+        n = len(value)
+        if n <= SMALL_SCAN or count >= n:
+            page, after = list(value), 0
+        elif cursor >= _HASH_SPACE:
+            return [b"0", []]
+        else:
+            end = cursor + _HASH_SPACE * max(count, n // 16) // n + 1
+            page = [e for e in value if cursor <= zlib.crc32(e) < end]
+            after = end if end < _HASH_SPACE else 0
+        matches = _matcher(match)
+        if matches is not None:
+            page = [e for e in page if matches(e)]
+        if kind is dict:
+            page = [w for e in page for w in (e, value[e])]
+        return [b"%d" % after, page]
+    return answer
 
 
 def keys_in_slots(state: KVState, pattern: bytes, first: int, last: int, now_ms: int) -> list[bytes]:
@@ -240,25 +296,42 @@ def _keys(state: KVState, args, now_ms):
     return keys_in_slots(state, args[1], 0, SLOTS, now_ms)
 
 
+def _string(state, key, now_ms):
+    return of_type(state.get(key, now_ms), bytes)
+
+
 def _strlen(state, args, now_ms):
-    value = state.get(args[1], now_ms)
+    value = _string(state, args[1], now_ms)
     return 0 if value is None else len(value)
+
+
+def _mget(state, args, now_ms):
+    values = [state.get(k, now_ms) for k in args[1:]]
+    return [v if type(v) is bytes else None for v in values]
 
 
 # name -> (arity, keys(args) -> tuple | None for the whole keyspace, answer(state, args, now_ms))
 READS = {
-    b"GET": (2, lambda a: (a[1],), lambda s, a, now: s.get(a[1], now)),
-    b"MGET": (-2, lambda a: tuple(a[1:]), lambda s, a, now: [s.get(k, now) for k in a[1:]]),
+    b"GET": (2, lambda a: (a[1],), lambda s, a, now: _string(s, a[1], now)),
+    b"MGET": (-2, lambda a: tuple(a[1:]), _mget),
     b"EXISTS": (-2, lambda a: tuple(a[1:]), lambda s, a, now: sum(s.get(k, now) is not None for k in a[1:])),
     b"STRLEN": (2, lambda a: (a[1],), _strlen),
     b"TYPE": (2, lambda a: (a[1],),
-              lambda s, a, now: Status("none" if s.get(a[1], now) is None else "string")),
+              lambda s, a, now: Status(type_name(s.get(a[1], now)))),
     b"TTL": (2, lambda a: (a[1],), lambda s, a, now: _ttl(s.ttl_ms(a[1], now), 1000)),
     b"PTTL": (2, lambda a: (a[1],), lambda s, a, now: _ttl(s.ttl_ms(a[1], now), 1)),
     b"DBSIZE": (1, lambda a: None, lambda s, a, now: s.live_count(now)),
     b"SCAN": (-2, lambda a: None, _scan),
     b"KEYS": (2, lambda a: None, _keys),
+    **hashes.READS,
+    b"HSCAN": (-3, lambda a: (a[1],), _scan_collection(dict)),
+    b"HRANDFIELD": (-2, lambda a: (a[1],), hashes.hrandfield),
+    **sets.READS,
+    b"SSCAN": (-3, lambda a: (a[1],), _scan_collection(set)),
+    b"SRANDMEMBER": (-2, lambda a: (a[1],), sets.srandmember),
 }
+_RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER"))  # answered with the caller's randomness
+_FIXED = Lcg()
 
 
 def _ttl(ms: int, unit: int) -> int:
@@ -273,8 +346,9 @@ def read_keys(args: list[bytes]):
         return ()
 
 
-def read(state: KVState, args: list[bytes], now_ms: int):
-    """Answer a read command from `state`, or an Error reply for bad syntax."""
+def read(state: KVState, args: list[bytes], now_ms: int, rng=None):
+    """Answer a read command from `state`, or an Error reply for bad syntax. `rng` (random.Random's
+    `randrange`; default a fixed seed) draws HRANDFIELD's and SRANDMEMBER's picks."""
     name = args[0].upper()
     if name not in READS:
         return Error(f"ERR unknown command '{args[0].decode(errors='replace')}'")
@@ -282,6 +356,12 @@ def read(state: KVState, args: list[bytes], now_ms: int):
     if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
         return wrong_args(name)
     try:
+        if name in _RANDOM:
+            return answer(state, args, now_ms, rng or _FIXED)
         return answer(state, args, now_ms)
+    except WrongTypeError:
+        return WRONGTYPE
+    except TooManyDraws:
+        return TOO_MANY_DRAWS
     except ValueError as exc:
         return Error(f"ERR {exc}")

@@ -27,7 +27,8 @@ from catena.chain import ops
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
-from catena.chain.state import DEL, PURGE, SET, KVState, op_keys, valid_op
+from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
+from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
@@ -67,8 +68,11 @@ class Replica:
 
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
                  last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
-                 managed: bool = False):
+                 managed: bool = False, rng=None):
         self.me = me
+        # Random choices (SPOP's members at the head, SRANDMEMBER's picks): the shell's source
+        # (random.Random's `randrange`), or a fixed seed.
+        self.rng = rng or Lcg()
         self.client_id = client_id  # names the writes this member forwards on behalf of clients
         self.state = state or KVState()
         self.last_epoch, self.last_seq = last
@@ -262,6 +266,7 @@ class Replica:
     def _assign(self, op, rid, now_ms: int):
         """The head: give `op` the next seq under the current epoch and apply it."""
         seq = self.last_seq + 1
+        op = ops.decide(self.state, op, now_ms, self.rng)
         return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.commits_on_apply())
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
@@ -303,7 +308,7 @@ class Replica:
 
     def _read(self, token, args, now) -> list:
         if self.can_answer(ops.read_keys(args), now):
-            reply = Reply(token, ops.read(self.state, args, int(now * 1000)))
+            reply = Reply(token, ops.read(self.state, args, int(now * 1000), self.rng))
             if self.to_persist and self.is_head():
                 # A sole member's newest writes are durable nowhere until `flush` persists them:
                 # a read that may see them is answered after that, as their writers are.
@@ -417,7 +422,7 @@ class Replica:
             return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
             if self.can_answer(ops.read_keys(list(msg.args)), now):
-                reply = ops.read(self.state, list(msg.args), int(now * 1000))
+                reply = ops.read(self.state, list(msg.args), int(now * 1000), self.rng)
             else:
                 reply = NOT_SERVING
             return [Send(sender, ReadReply(msg.token, reply))]
@@ -710,8 +715,11 @@ def batches(entries: list):
 
 def _payload(op) -> int:
     """About how many bytes `op` encodes to: its keys and values, plus a little."""
-    first = op[1]
-    n = len(first) if type(first) is bytes else sum(map(len, first))
-    if op[0] == SET:
-        n += len(op[2])
-    return n + 64
+    n = 64
+    for part in op[1:]:
+        kind = type(part)
+        if kind is bytes:
+            n += len(part)
+        elif kind is tuple:
+            n += sum(map(len, part)) + 5 * len(part)
+    return n

@@ -1,4 +1,7 @@
-"""The replicated state: keys, absolute expiry deadlines, and the dedup table.
+"""The replicated state: keys of every type, absolute expiry deadlines, and the dedup table.
+
+A key holds a string (bytes), a hash (dict field -> value) or a set (set of members); the ops
+on hashes and sets are applied by `catena.chain.hashes` and `catena.chain.sets`.
 
 `apply(op, ts)` is deterministic: every member applies the same ops in seq order with the
 timestamp the head stamped on each entry, so every member computes the same state and the same
@@ -13,6 +16,8 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (INCRBY, key, delta)
     (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
+
+and the hash and set ops (kinds 6 on; see their modules and docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import heapq
 
 import msgpack
 
+from catena.chain import hashes, sets
+from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 from catena.slots import SLOTS, key_slot
@@ -49,7 +56,10 @@ _SHAPES = {
     PEXPIREAT: lambda op: (len(op) == 3 or len(op) == 4 and type(op[3]) is int) and _key(op[1]) and _deadline(op[2]),
     PURGE: lambda op: len(op) == 2 and (_key(op[1]) or (type(op[1]) is tuple and len(op[1]) >= 1
                                                         and all(_key(k) for k in op[1]))),
+    **hashes.SHAPES,
+    **sets.SHAPES,
 }
+_TYPED = {**hashes.APPLY, **sets.APPLY}
 
 
 def valid_op(op) -> bool:
@@ -65,6 +75,8 @@ def op_keys(op) -> tuple:
         return op[1][0::2]
     if kind == DEL or (kind == PURGE and type(op[1]) is tuple):
         return op[1]
+    if kind == sets.SMOVE:
+        return op[1:3]
     return (op[1],)
 
 
@@ -79,7 +91,7 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 
 class KVState:
-    """Keys and values (bytes), expiry deadlines (ms since the epoch), dedup table, and the keys
+    """Keys and values (bytes, dict or set: string, hash or set), expiry deadlines (ms since the epoch), dedup table, and the keys
     indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
     SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
@@ -99,6 +111,7 @@ class KVState:
     # -- reads (local clock) ----------------------------------------------------------------
 
     def get(self, key: bytes, now_ms: int):
+        """The live value of `key`, of any type (None: no such key)."""
         value = self.data.get(key)
         if value is not None and self.expires and key in self.expires and self.expires[key] <= now_ms:
             return None
@@ -138,7 +151,26 @@ class KVState:
 
     # -- writes (entry timestamp) -------------------------------------------------------------
 
-    def _live(self, key: bytes, ts: int) -> bytes | None:
+    def live(self, key: bytes, ts: int):
+        """The value of `key` at entry time `ts` (a key whose deadline passed is dropped)."""
+        return self._live(key, ts)
+
+    def put(self, key: bytes, value) -> None:
+        """`key` holds `value` now (its deadline, if any, kept)."""
+        if key not in self.data:
+            self._index(key)
+        self.data[key] = value
+
+    def store(self, key: bytes, value) -> None:
+        """`key` holds `value` now, without a deadline (a *STORE's destination)."""
+        self.put(key, value)
+        if self.expires:
+            self.expires.pop(key, None)
+
+    def drop(self, key: bytes) -> bool:
+        return self._drop(key)
+
+    def _live(self, key: bytes, ts: int):
         value = self.data.get(key)
         if value is not None and self.expires:
             deadline = self.expires.get(key)
@@ -192,6 +224,8 @@ class KVState:
             _, key, value, pxat, flags = op
             if flags:
                 old = self._live(key, ts)
+                if flags & GET and old is not None and type(old) is not bytes:
+                    return WRONGTYPE
                 if (flags & NX and old is not None) or (flags & XX and old is None):
                     return 0 if flags & COUNT else old if flags & GET else None
                 keep = flags & KEEPTTL and key in self.expires
@@ -210,6 +244,8 @@ class KVState:
         if kind == INCRBY:
             _, key, delta = op
             old = self._live(key, ts)
+            if old is not None and type(old) is not bytes:
+                return WRONGTYPE
             try:
                 n = parse_int(old) if old is not None else 0
             except ValueError:
@@ -255,6 +291,12 @@ class KVState:
                     purged += 1
             self._forget_stale(2 * len(keys))
             return purged
+        typed = _TYPED.get(kind)
+        if typed is not None:
+            try:
+                return typed(self, op, ts)
+            except WrongTypeError:
+                return WRONGTYPE
         raise ValueError(f"unknown op kind {kind!r}")
 
     # -- dedup table (replicated with the data) ------------------------------------------------
@@ -290,11 +332,12 @@ class KVState:
 
     def dump(self) -> bytes:
         dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
-        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True)
+        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True, default=_pack_set)
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
-        data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False)
+        data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False,
+                                                       ext_hook=_unpack_set)
         if not (type(data) is dict and type(expires) is dict and type(dedup) is dict and type(floors) is dict):
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
@@ -309,6 +352,22 @@ class KVState:
 
 
 _EMPTY: frozenset = frozenset()
+_SET_EXT = 1  # a set value in a dump: msgpack ext 1 holding the array of its members
+
+
+def _pack_set(value):
+    if type(value) is set:
+        return msgpack.ExtType(_SET_EXT, msgpack.packb(list(value), use_bin_type=True))
+    raise TypeError(f"a state dump holds no {type(value).__name__}")
+
+
+def _unpack_set(code: int, data: bytes):
+    if code != _SET_EXT:
+        raise ValueError(f"unknown ext type {code} in a state dump")
+    members = msgpack.unpackb(data, raw=True, use_list=False)
+    if type(members) is not tuple or not all(type(m) is bytes for m in members):
+        raise ValueError("a set in a state dump is an array of bytes")
+    return set(members)
 
 
 def wire_reply(value):
