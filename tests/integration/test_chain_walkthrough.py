@@ -51,13 +51,23 @@ def test_credis_walkthrough_with_redis_cli(cluster):
     assert "head" in out.stdout and "tail" in out.stdout
 
 
-def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
-    port = free_port_block(3)
-    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "2", "--port", str(port),
-                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
+def _start_up(tmp_path, port: int, members: int, env: dict | None = None) -> Proc:
+    """`catena up` with `members` members on `port`…; returns once it says it is up."""
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", str(members), "--port", str(port),
+                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log", env=env)
     try:
         wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
         assert up.alive, up.log_tail()
+    except BaseException:
+        up.stop(timeout=20)
+        raise
+    return up
+
+
+def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
+    port = free_port_block(3)
+    up = _start_up(tmp_path, port, 2)
+    try:
         # Members register themselves concurrently, so the chain order is not fixed.
         assert sorted(cli(port, "MASTER.GET_CHAIN").split()) == [f"{HOST}:{port + 1}", f"{HOST}:{port + 2}"]
         assert cli(port + 2, "SET", "k", "v") == "OK"
@@ -102,13 +112,8 @@ def _listener_pid(port: int) -> int:
 
 def test_catena_up_killed_with_sigkill_takes_its_processes_along(tmp_path):
     port = free_port_block(2)
-    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "1", "--port", str(port),
-                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log")
-    try:
-        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
-        assert up.alive, up.log_tail()
-    finally:
-        up.kill9()
+    up = _start_up(tmp_path, port, 1)
+    up.kill9()
     try:
         for p in (port, port + 1):  # the coordinator and the member got SIGTERM when it died
             wait_until(lambda p=p: not _listening(p), 20, f"port {p} to close")
@@ -133,12 +138,8 @@ def test_catena_up_with_a_password(tmp_path):
     """`catena up --requirepass`: every process requires it (handed over by environment, not
     argv), clients and `catena status` use it, and sessions work (the coordinator requires it)."""
     port = free_port_block(2)
-    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "1", "--port", str(port),
-                     "--data-dir", str(tmp_path / "up")], tmp_path / "up.log",
-              env={**os.environ, "CATENA_REQUIREPASS": "pw-up"})
+    up = _start_up(tmp_path, port, 1, env={**os.environ, "CATENA_REQUIREPASS": "pw-up"})
     try:
-        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
-        assert up.alive, up.log_tail()
         assert "--askpass" in up.log_path.read_text()
         assert cli(port + 1, "GET", "k").startswith("NOAUTH")
         assert b"pw-up" not in Path(f"/proc/{_listener_pid(port + 1)}/cmdline").read_bytes()
