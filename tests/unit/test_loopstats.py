@@ -25,8 +25,10 @@ def test_a_turn_that_holds_the_loop_shows_as_its_length():
         m = LoopMonitor()
         task = asyncio.get_running_loop().create_task(m.run())
         try:
-            await asyncio.sleep(3 * INTERVAL_S)
-            time.sleep(0.2)  # a turn holding the loop for 200 ms
+            async with asyncio.timeout(10):
+                while not m._seconds:  # the heartbeat is running: it recorded a first beat
+                    await asyncio.sleep(0)
+            time.sleep(0.2)  # the stimulus: a turn holding the loop for 200 ms
             async with asyncio.timeout(10):
                 while m.longest_s < 0.1:
                     await asyncio.sleep(INTERVAL_S)
