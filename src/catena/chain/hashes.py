@@ -11,7 +11,7 @@ A hash is a dict field -> value; a hash left without fields is deleted, as in Re
 from __future__ import annotations
 
 from catena.chain.values import (
-    INF, draws, format_long_double, of_type, parse_long_double, round_long_double, sample,
+    COUNT_RANGE, INF, draws, format_long_double, of_type, parse_long_double, round_long_double, sample,
 )
 from catena.resp.codec import OK, Error
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int, wrong_args
@@ -168,7 +168,7 @@ def hrandfield(s, a, now, rng):
         return draws(rng, h, 1)[0] if h else None
     count = parse_int(a[2])
     if count == INT64_MIN:
-        return Error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+        return COUNT_RANGE
     if len(a) > 4 or (len(a) == 4 and a[3].upper() != b"WITHVALUES"):
         return Error("ERR syntax error")
     values = len(a) == 4

@@ -15,7 +15,7 @@ removes the same ones.
 
 from __future__ import annotations
 
-from catena.chain.values import draws, of_type, sample
+from catena.chain.values import COUNT_RANGE, draws, of_type, sample
 from catena.resp.codec import Error
 from catena.resp.commands import INT64_MIN, parse_int
 
@@ -218,7 +218,7 @@ def srandmember(s, a, now, rng):
         return draws(rng, members, 1)[0] if members else None
     count = parse_int(a[2])
     if count == INT64_MIN:
-        return Error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+        return COUNT_RANGE
     members = _set(s, a[1], now)
     if not members or count == 0:
         return []

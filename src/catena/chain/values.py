@@ -58,6 +58,8 @@ def sample(rng, items, k: int) -> list:
 
 
 MAX_DRAWS = 10_000_000  # picks with repeats one reply may hold (Redis streams any number)
+COUNT_RANGE = Error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807")
+# (a random-pick count of INT64_MIN has no positive counterpart; Redis refuses it so)
 TOO_MANY_DRAWS = Error(f"ERR catena answers at most {MAX_DRAWS} random picks with repeats (a negative count)")
 
 
