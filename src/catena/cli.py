@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from catena import tls
+from catena import logs, tls
 from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
 from catena.errors import CatenaError, ConfigError
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN
@@ -115,7 +115,25 @@ def cmd_member(args) -> int:
                       args.proto_max_bulk_len, args.advertise,
                       disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args))
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
-    return _run_async(node.run())
+    logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
+    return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
+
+
+def _with_metrics(process, main, listen: str | None, kind: str):
+    """`main` with the metrics port of a member or coordinator (`process`) open on `listen`."""
+    from catena.metrics.http import serving
+
+    if listen is None:
+        return main
+    process.metrics.url = f"http://{listen}/metrics"
+    if kind == "member":
+        from catena.metrics.member import MemberCollector
+
+        return serving(main, listen, lambda: [MemberCollector(process)])
+    from catena.metrics.coordinator import CoordinatorCollector
+    from catena.metrics.status_page import StatusPage
+
+    return serving(main, listen, lambda: [CoordinatorCollector(process)], StatusPage(process).routes)
 
 
 def cmd_coordinator(args) -> int:
@@ -136,7 +154,8 @@ def cmd_coordinator(args) -> int:
     coord.add_timeout_s = args.add_timeout_s
     coord.server.limits = _limits(args)
     coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
-    return _run_async(coord.run())
+    logs.set_context(lambda: (coord.view.chain_id, coord.view.epoch))
+    return _run_async(_with_metrics(coord, coord.run(), args.metrics_listen, "coordinator"))
 
 
 def cmd_status(args) -> int:
@@ -149,7 +168,7 @@ def cmd_status(args) -> int:
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
-    return run_cluster(args.members, args.port, args.data_dir, args.requirepass)
+    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format)
 
 
 def cmd_kv(args) -> int:
@@ -170,6 +189,17 @@ def cmd_kv(args) -> int:
     except (ClientError, ValueError) as exc:
         print(f"catena {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def add_ops_flags(parser: argparse.ArgumentParser, metrics: bool = True) -> None:
+    """--log-format, and --metrics-listen for a process that serves metrics."""
+    parser.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("CATENA_LOG_FORMAT", "text"),
+                        help="text (default) or json: one object per line (time, level, process, chain, epoch, "
+                             "event, message)")
+    if metrics:
+        parser.add_argument("--metrics-listen", type=_listen, default=None, metavar="HOST:PORT",
+                            help="serve Prometheus metrics at http://HOST:PORT/metrics (coordinator: and its "
+                                 "status page at /)")
 
 
 def _add_address_flags(parser: argparse.ArgumentParser, who: str) -> None:
@@ -233,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--write-timeout-ms", type=int, default=5000,
                    help="deadline of a write this member forwards to the head: not applied after it")
     _add_address_flags(m, "this member")
+    add_ops_flags(m)
     tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
@@ -256,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--admin-password-file", default=None)
     _add_limit_flags(c)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
+    add_ops_flags(c)
     tls.add_flags(c)
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
@@ -265,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
                    help="a data password for every process (or CATENA_REQUIREPASS); handed over by environment")
+    add_ops_flags(u, metrics=False)
     u.set_defaults(func=cmd_up)
 
     s = sub.add_parser("status", help="print chains, members, roles, epochs")
@@ -310,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in getattr(args, "required", ()):
             if getattr(args, name) is None:
                 parser.error(f"{args.command}: --{name.replace('_', '-')} is required")
-        logging.basicConfig(level=args.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        listen = getattr(args, "listen", None)
+        logs.configure(args.log_level, getattr(args, "log_format", "text"),
+                       f"{args.command} {listen}" if listen else args.command)
         if secret_in_argv(argv):
             log.warning("the cluster secret was given with --secret, so `ps` shows it to every local user: "
                         "use --secret-file FILE (mode 0600) or CATENA_SECRET instead")

@@ -30,6 +30,7 @@ from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
+from catena.metrics.member import MemberMetrics
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import INTERNAL, CommandTable
@@ -66,7 +67,8 @@ class MemberNode:
         self.discovery = (CoordinatorClient(coordinator, on_change=self._leader_changed, auth=internal_auth(secret))
                           if coordinator else None)
         self.secret = secret
-        self.io = disk.IoClock()  # the data directory's write or fsync in progress
+        self.metrics = MemberMetrics()  # what the metrics port cannot read from the state later
+        self.io = self.metrics.io  # the data directory's write or fsync in progress (timed)
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
         try:
@@ -84,6 +86,7 @@ class MemberNode:
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
+        self.membership: MembershipAgent | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
@@ -155,8 +158,8 @@ class MemberNode:
         t.register(b"INFO", self._info, -1)
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
-        t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), "requirepass": int(bool(self.table.password))},
-                   1)
+        t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), **self.metrics.status(),
+                                                   "requirepass": int(bool(self.table.password))}, 1)
         t.register(b"MEMBER.PROBE", self._probe_cmd, 4, role=INTERNAL)
         t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2, role=INTERNAL)
 
@@ -174,7 +177,7 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(reply, args, time.time()))
+        self._run(self.replica.on_client(self.metrics.track(reply, args, self.replica), args, time.time()))
         return reply
 
     def _req(self, client, args):
@@ -407,7 +410,7 @@ class MemberNode:
 
     def _store_snapshot(self, blob: bytes) -> None:
         try:
-            self.log.snapshot(blob)
+            self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
         self._snapshot_bytes = len(blob)
@@ -496,7 +499,7 @@ class MemberNode:
                                                 bind=self.listen)
                     try:
                         await candidate.start()
-                        agent = candidate
+                        agent = self.membership = candidate
                         break
                     except (JoinError, OSError) as exc:
                         log.warning("membership: %s; retrying", exc)

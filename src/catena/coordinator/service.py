@@ -30,6 +30,7 @@ from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
 from catena.membership.agent import MembershipAgent
+from catena.metrics import coordinator as why
 from catena.resp.client import ReplyError, RespConnection, call, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable
@@ -42,6 +43,9 @@ IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 PUSH_RETRY_S = 0.5
 SESSION_CHECK_S = 0.1  # how often the leader looks for expired sessions
 SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
+
+
+_CAUSES = {Fail: why.FAILURE, Restarted: why.RESTART, CaughtUp: why.CAUGHT_UP, AbandonAdd: why.ROLLED_BACK}
 
 
 def _addr(args) -> str:
@@ -83,6 +87,7 @@ class Coordinator:
         self._machine_wake = asyncio.Event()  # set: the machine's next deadline may have moved
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self.membership: MembershipAgent | None = None
+        self.metrics = why.CoordinatorMetrics()  # counted events and the event ring (metrics port)
         for name, fn, arity, role in (
             (b"MASTER.ADD", self._add, 3, ADMIN), (b"MASTER.REMOVE", self._remove, 3, ADMIN),
             (b"MASTER.REGISTER", self._register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self._get_chain, -1, DATA),
@@ -130,7 +135,9 @@ class Coordinator:
         if self.role != "leader":
             return
         self.role = "follower"
-        log.warning("no longer the leader (%s): cancelling leader work", reason)
+        log.warning("no longer the leader (%s): cancelling leader work", reason,
+                    extra={"event": "leader_change", "cause": reason})
+        self.metrics.leading(False, self.me, self.view.epoch, f"{self.me} stopped leading: {reason}")
         if self._leading is not None:
             self._leading.cancel()
             self._stopping, self._leading = self._leading, None
@@ -190,7 +197,8 @@ class Coordinator:
         epoch = int(args[5]) if len(args) > 5 else 0
 
         async def work():
-            changed = await self._change(lambda r: r.register(addr, incarnation, cluster_id=cluster_id, epoch=epoch))
+            changed = await self._change(lambda r: r.register(addr, incarnation, cluster_id=cluster_id, epoch=epoch),
+                                         cause=(why.JOIN, addr))
             if isinstance(changed, str):
                 log.warning("refused registration of %s: %s", addr, changed)
                 return Error(f"ERR refused: {addr} {changed}")
@@ -210,7 +218,7 @@ class Coordinator:
             if addr not in self._watched() and (refused := await self._identity_refusal(addr)):
                 log.warning("refused MASTER.ADD %s: %s", addr, refused)
                 return Error(f"ERR cannot add {addr}: {refused}")
-            await self._change(decide)
+            await self._change(decide, cause=(why.ADMIN_ADD, addr))
             return await self._wait_member(addr)
 
         return self._spawn(work())
@@ -255,7 +263,7 @@ class Coordinator:
             return Error(f"ERR {addr} is not a member of the chain")
 
         async def work():
-            refused = await self._change(lambda r: r.retire(addr), also=[addr])
+            refused = await self._change(lambda r: r.retire(addr), also=[addr], cause=(why.ADMIN_REMOVE, addr))
             return Error(refused) if isinstance(refused, str) else OK
 
         return self._spawn(work())
@@ -279,7 +287,7 @@ class Coordinator:
         return {"chain_id": v.chain_id, "epoch": v.epoch, "members": list(v.members), "learner": v.learner,
                 "queued": list(self.saved.queued), "fence": self.store.fence if role == "leader" else 0,
                 "role": role, "leader": self.me if role == "leader" else self.store.leader,
-                "cluster_id": self.saved.cluster_id, "store": str(self.store)}
+                "cluster_id": self.saved.cluster_id, "store": str(self.store), "metrics": self.metrics.url}
 
     def _leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
@@ -417,9 +425,9 @@ class Coordinator:
 
     # -- persisting and pushing views -----------------------------------------------------------
 
-    async def _change(self, decide, also: list[str] = ()):
+    async def _change(self, decide, also: list[str] = (), cause: tuple[str, str] = ("", "")):
         """Decide (on the working state) and save, one change at a time, as the leader; then push
-        the views that changed. A failed save puts the working state back to the saved one and
+        the views that changed (`cause`: why, and the member it is about, for logs and metrics). A failed save puts the working state back to the saved one and
         raises (NotLeader: we lost the term; nothing was pushed)."""
         async with self._lock:
             if not self._acting():
@@ -437,7 +445,7 @@ class Coordinator:
                     self.reconfig = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
                     raise
                 self.saved = CoordinatorState.from_dict(new)
-            self._after_save(changed, also)
+            self._after_save(changed, also, cause)
             return changed
 
     async def _revoke(self, revoke: Revoke) -> None:
@@ -454,12 +462,15 @@ class Coordinator:
             log.info("waiting %.2f s for the read lease of %s to run out before replacing it", delay, addr)
             await asyncio.sleep(delay)
 
-    def _after_save(self, changed: list[View], also: list[str] = ()) -> None:
+    def _after_save(self, changed: list[View], also: list[str] = (), cause: tuple[str, str] = ("", "")) -> None:
         """Push to every member the view names (and to removed ones); probe and watch as needed."""
         if not changed:
             return
         for view in changed:
-            log.info("view epoch %d: members=%s learner=%s", view.epoch, ",".join(view.members), view.learner)
+            log.info("view epoch %d (%s): members=%s learner=%s", view.epoch, why.describe(*cause),
+                     ",".join(view.members), view.learner,
+                     extra={"event": "view_change", "cause": cause[0], "chain": view.chain_id, "epoch": view.epoch})
+            self.metrics.view_changed(view, *cause)
         targets = set(self.view.members) | set(also) | ({self.view.learner} - {None})
         for old in changed:
             targets |= set(old.members)
@@ -531,9 +542,12 @@ class Coordinator:
         try:
             if conn is None:
                 conn = await RespConnection.open(addr, probe.timeout_s, self._auth)
+            sent = time.monotonic()
             incarnation = await conn.call(b"MEMBER.PROBE", probe.epoch, probe.nonce, probe.grant,
                                           timeout=probe.timeout_s)
+            self.metrics.probed(time.monotonic() - sent, True)
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            self.metrics.probed(0.0, False)
             broken = conn is not None and not isinstance(exc, asyncio.TimeoutError)
             fx = self.machine.on_probe_failed(addr, probe.nonce, time.monotonic(),
                                               refused=isinstance(exc, ConnectionRefusedError), broken=broken)
@@ -562,14 +576,17 @@ class Coordinator:
     async def _decide(self, fx: Fail | Restarted | CaughtUp | AbandonAdd) -> None:
         """A verdict of the machine, decided and saved like any change."""
         addr = fx.member
+        cause = _CAUSES[type(fx)]
+        repair = {"event": "repair", "cause": cause}
         if isinstance(fx, AbandonAdd):
-            log.warning("the add of %s made no progress for %.0f s: rolled it back", addr, fx.quiet_s)
-        changed = await self._change(lambda r: decide(fx, r), also=told(fx))
+            log.warning("the add of %s made no progress for %.0f s: rolled it back", addr, fx.quiet_s, extra=repair)
+        changed = await self._change(lambda r: decide(fx, r), also=told(fx), cause=(cause, addr))
         if isinstance(fx, Restarted) and changed:
-            log.warning("member %s restarted (new incarnation): added it again behind the tail", addr)
+            log.warning("member %s restarted (new incarnation): added it again behind the tail", addr, extra=repair)
         elif isinstance(fx, Fail):
             log.warning("member %s failed %d probes in a row: %s", addr, fx.misses, "removed it from the chain"
-                        if changed else "it is the last member of its chain: keeping it; the chain waits for it")
+                        if changed else "it is the last member of its chain: keeping it; the chain waits for it",
+                        extra=repair)
         self._execute(self.machine.decided(fx, bool(changed), time.monotonic()))
 
     async def _lead(self, initialize: bool, previous: asyncio.Task | None) -> None:
@@ -591,8 +608,11 @@ class Coordinator:
                     async with self._lock:
                         await self.store.save(self.saved.to_dict())
                 view = self.view
-                log.info("leading: epoch %d, chain %s%s", view.epoch, ",".join(view.members) or "(empty)",
-                         f", finishing the add of {view.learner}" if view.learner else "")
+                log.info("leading under fence %d: epoch %d, chain %s%s", self.store.fence, view.epoch,
+                         ",".join(view.members) or "(empty)",
+                         f", finishing the add of {view.learner}" if view.learner else "",
+                         extra={"event": "leader_change", "cause": "elected", "epoch": view.epoch})
+                self.metrics.leading(True, self.me, view.epoch, f"{self.me} leads (fence {self.store.fence})")
                 for addr in set(view.members) | ({view.learner} - {None}):
                     self._ensure_pusher(addr).set()
                 group.create_task(self._machine_timer())
