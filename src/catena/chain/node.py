@@ -258,7 +258,7 @@ class MemberNode:
     def _on_view(self, view: View) -> None:
         if view.epoch > self.replica.epoch or self.replica.view is None:
             log.info("view epoch %d: %s learner=%s (%s)", view.epoch, ",".join(view.members), view.learner,
-                     view.role(self.me))
+                     view.role(self.me), extra={"event": "view_change", "chain": view.chain_id, "epoch": view.epoch})
             self._run(self.replica.on_view(view, time.time()))
             self._save_epoch(self.replica.epoch)
             self.ready.set()

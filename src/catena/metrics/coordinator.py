@@ -73,7 +73,7 @@ class CoordinatorCollector:
                                 value=int(leading))
         yield CounterMetricFamily("catena_coordinator_leader_changes", "Times this coordinator began or stopped "
                                   "leading", value=m.leader_changes)
-        for view in c.saved.views:
+        for view in c.saved.views.values():
             chain = [str(view.chain_id)]
             for name, value, doc in (
                 ("catena_chain_epoch", view.epoch, "Epoch of the chain's newest saved view"),
@@ -107,10 +107,9 @@ class CoordinatorCollector:
             for member in sorted(set(c.view.members) | ({c.view.learner} - {None})):
                 misses.add_metric([member], health.misses.get(member, 0))
         yield misses
-        conn = getattr(c.store, "conn", None)  # etcd only
-        if conn is not None:
-            yield CounterMetricFamily("catena_etcd_errors", "etcd calls that failed (unreachable, no quorum, "
-                                      "too slow)", value=getattr(conn, "errors", 0))
+        conn = getattr(c.store, "conn", None)  # etcd only (0 with the embedded store)
+        yield CounterMetricFamily("catena_etcd_errors", "etcd calls that failed (unreachable, no quorum, too slow)",
+                                  value=getattr(conn, "errors", 0))
         yield from server_families(c.server)
         if c.membership is not None:
             yield from agent_families(c.membership)
