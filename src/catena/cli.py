@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         kv.add_argument("key", nargs="+" if name == "del" else None)
         if name == "set":
             kv.add_argument("value")
-        kv.add_argument("--coordinator", default="127.0.0.1:6369", help="host:port[,host:port…]")
+        kv.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
+                        help="host:port[,host:port…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
         kv.add_argument("--timeout-ms", type=int, default=5000)
         kv.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
         tls.add_flags(kv, server=False)

@@ -11,7 +11,8 @@ import urllib.error
 
 import pytest
 
-from conftest import wait_until
+from agent_helpers import AgentGroup, members
+from conftest import addr_of, free_port, wait_until
 from observability_helpers import dashboard_metrics, http_get, json_lines, scrape, start_observed, value
 
 REPAIR_TIMEOUT_S = 20.0
@@ -83,3 +84,24 @@ def test_a_kill_is_counted_logged_once_and_shown(make_cluster):
     assert [m["addr"] for m in status["chains"][0]["members"]] == [chain[0], chain[2]]
     removed = [e for e in status["events"] if e["kind"] == "removed"]
     assert removed and removed[0]["member"] == victim and time.time() - removed[0]["at"] < 120
+
+
+def test_standalone_agents_export_membership(tmp_path):
+    group = AgentGroup(tmp_path)
+    metrics = [addr_of(free_port()) for _ in range(2)]
+    try:
+        first = group.spawn(None, [], "--metrics-listen", metrics[0], "--log-format", "json")
+        wait_until(lambda: members(first), 30, f"agent {first} to serve MEMBERS")
+        second = group.spawn(None, [first], "--metrics-listen", metrics[1], "--log-format", "json")
+        group.wait_converged([first, second])
+        s = wait_until(lambda: (lambda s: s if value(s, "catena_membership_members", state="alive") == 2 else None)(
+            scrape(metrics[0])), 30, "the first agent's metrics to count both agents alive")
+        assert value(s, "catena_membership_datagrams_received_total") > 0
+        group.procs[second].kill9()
+        s = wait_until(lambda: (lambda s: s if value(s, "catena_membership_members", state="failed") == 1 else None)(
+            scrape(metrics[0])), 30, "the first agent's metrics to show the killed one failed")
+        assert value(s, "catena_membership_members", state="alive") == 1
+        assert value(s, "catena_membership_suspicions_total") >= 1
+        assert all(line["process"] == f"agent 127.0.0.1:{first}" for line in json_lines(group.procs[first].log_path))
+    finally:
+        group.close()

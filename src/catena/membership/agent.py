@@ -285,7 +285,7 @@ async def run(args_listen: str, introducers, settings: Settings, secret, incarna
     except OSError as exc:
         print(f"catena agent: cannot listen on {args_listen}: {exc}", flush=True, file=sys.stderr)
         return 1
-    print(f"catena agent {agent.id} ready", flush=True)
+    log.info("event=ready member=%s", agent.id)
     await done.wait()
     log.info("event=leaving member=%s", agent.id)
     await agent.leave()
