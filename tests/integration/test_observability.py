@@ -48,6 +48,17 @@ def test_dashboard_queries_exported_metrics_that_follow_the_traffic(make_cluster
     assert value(at_coord, "catena_chain_members") == 3
     assert value(at_coord, "catena_probes_total", outcome="ok") > 0
     assert value(at_coord, "catena_view_changes_total", cause="join") == 3
+    status_url = f"http://{metrics[c.coordinator]}/status.json"
+    json.loads(http_get(status_url))  # the first sample of each member's counters
+
+    def rates():
+        for i in range(50):
+            c.client(head).set(f"r{i}", i)
+            c.client(tail).get(f"r{i}")
+        r = json.loads(http_get(status_url))["rates"]
+        return r if r["writes_per_s"] > 0 and r["reads_per_s"] > 0 else None
+
+    wait_until(rates, 30, "the status page to show write and read rates")
     with pytest.raises(urllib.error.HTTPError, match="404"):
         http_get(f"http://{metrics[head]}/nothing-here")
 
