@@ -44,31 +44,40 @@ def test_buckets_are_cumulative_with_an_inf_bucket():
 
 def test_every_command_counted_one_in_sample_timed_with_its_outcome():
     m = MemberMetrics()
-    head = _Replica("a", View(0, 1, ("a", "b")))
     replies = []
-    for i in range(2 * SAMPLE):
+    for i in range(4 * SAMPLE):
         reply = _Reply()
-        token = m.track(reply, [b"get" if i % 2 else b"SET", b"k", b"v"][: 2 if i % 2 else 3], head)
-        token.resolve(Error("ERR x") if i % 2 else b"OK")
+        token = m.track(reply, [b"SET", b"k", b"v"] if i % (2 * SAMPLE) == SAMPLE - 1 else [b"GET", b"k"])
+        token.resolve(b"OK")
         replies.append(reply)
-    assert all(r.value is not None for r in replies)  # the client's reply is resolved either way
-    assert m.counts() == {"set": SAMPLE, "get": SAMPLE}
-    assert sum(m.outcomes().values()) == 2  # one in SAMPLE
-    assert sum(b.counts[-1] + sum(b.counts[:-1]) for b in m.latency.values()) == 2
-    assert m.forwarded == 0  # at the head nothing is forwarded
-    assert m.status()["writes"] == SAMPLE and m.status()["reads"] == SAMPLE
+    assert all(r.value == b"OK" for r in replies)  # the client's reply is resolved either way
+    assert m.commands == 4 * SAMPLE
+    assert m.outcomes() == {("set", "ok"): 2, ("get", "ok"): 2}  # the SAMPLE-th, 2·SAMPLE-th, … commands
+    assert sum(m.latency["read"].counts) == 2 and sum(m.latency["write"].counts) == 2
+    assert m.latency["read"].sum > 0
+    status = m.status()
+    assert status["reads"] + status["writes"] == 4 * SAMPLE  # scaled up from the sample
 
 
-def test_errors_are_seen_in_the_sample_and_req_counts_its_command():
+def test_errors_are_seen_in_the_sample_and_req_names_its_command():
     m = MemberMetrics()
-    middle = _Replica("b", View(0, 1, ("a", "b", "c")))
     for _ in range(SAMPLE):
-        m.track(_Reply(), [b"CATENA.REQ", b"c1", b"7", b"INCR", b"n"], middle).resolve(Error("ERR not an integer"))
+        m.track(_Reply(), [b"CATENA.REQ", b"c1", b"7", b"INCR", b"n"]).resolve(Error("ERR not an integer"))
     for _ in range(SAMPLE):
-        m.track(_Reply(), [b"catena.req", b"c1", b"8", b"3", b"set", b"n", b"1"], middle).resolve(b"OK")
-    assert m.counts() == {"incr": SAMPLE, "set": SAMPLE}
+        m.track(_Reply(), [b"catena.req", b"c1", b"8", b"3", b"set", b"n", b"1"]).resolve(b"OK")
     assert m.outcomes() == {("incr", "error"): 1, ("set", "ok"): 1}
-    assert m.forwarded == 2 * SAMPLE  # writes a client sent to a member that is not the head
+    assert sum(m.latency["write"].counts) == 2 and sum(m.latency["read"].counts) == 0
+
+
+def test_the_replica_counts_the_writes_it_forwards():
+    from catena.chain.replica import Replica
+    from catena.chain.state import KVState
+
+    middle = Replica("b", b"b/1", KVState(), (0, 0), [], epoch=1)
+    middle.on_view(View(0, 1, ("a", "b", "c")), 0.0)
+    middle.on_client(_Reply(), [b"SET", b"k", b"v"], 0.0)
+    middle.on_client(_Reply(), [b"GET", b"k"], 0.0)
+    assert middle.forwarded_total == 1
 
 
 def test_log_appends_and_fsyncs_are_timed(tmp_path):

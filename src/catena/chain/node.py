@@ -177,7 +177,7 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(self.metrics.track(reply, args, self.replica), args, time.time()))
+        self._run(self.replica.on_client(self.metrics.track(reply, args), args, time.time()))
         return reply
 
     def _req(self, client, args):

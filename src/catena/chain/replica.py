@@ -112,6 +112,7 @@ class Replica:
         self._tokens = itertools.count(1)
         self._rids = itertools.count(1)
         self.forwarded: dict[int, list] = {}  # token -> [local token, rid, args, sent_at, deadline_ms]
+        self.forwarded_total = 0  # client writes forwarded to the head since start (metrics)
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
@@ -240,6 +241,7 @@ class Replica:
                 rid = (mine, n, low)
             deadline_ms = int((now + self.write_timeout_s) * 1000)
             self.forwarded[ftoken] = [token, rid, tuple(args), now, deadline_ms]
+            self.forwarded_total += 1
             return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args), deadline_ms))]
         if rid is not None:
             seen = self.state.seen(rid)
