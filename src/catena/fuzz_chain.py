@@ -43,6 +43,7 @@ import msgpack
 from catena.chain import messages as pm
 from catena.chain.ops import READS, WRITES
 from catena.chain.replica import Replica
+from catena.fuzz_types import BUILD as _MORE_TYPES
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
@@ -322,6 +323,7 @@ _BUILD = {
     b"SCAN": _scan,
     b"KEYS": lambda c: [b"KEYS", c.rng.choice((b"k1*", b"n?", b"[", b"zz*"))],
     **_TYPES,
+    **_MORE_TYPES,
 }
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.

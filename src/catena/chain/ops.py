@@ -15,7 +15,7 @@ import functools
 import re
 import zlib
 
-from catena.chain import hashes, sets
+from catena.chain import hashes, lists, sets
 from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.chain.values import TOO_MANY_DRAWS, WRONGTYPE, Lcg, TooManyDraws, WrongTypeError, of_type, type_name
 from catena.resp.codec import Error, Status
@@ -142,6 +142,7 @@ WRITES = {
     b"PERSIST": (2, lambda a, now: (PEXPIREAT, a[1], None)),
     **hashes.WRITES,
     **sets.WRITES,
+    **lists.WRITES,
 }
 
 decide = sets.decide  # the head's random choices, made just before an op gets its seq
@@ -329,6 +330,7 @@ READS = {
     **sets.READS,
     b"SSCAN": (-3, lambda a: (a[1],), _scan_collection(set)),
     b"SRANDMEMBER": (-2, lambda a: (a[1],), sets.srandmember),
+    **lists.READS,
 }
 _RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER"))  # answered with the caller's randomness
 _FIXED = Lcg()

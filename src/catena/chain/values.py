@@ -8,12 +8,13 @@ member computes the same bytes Redis would, whatever the platform's floats.
 from __future__ import annotations
 
 import re
+from collections import deque
 from fractions import Fraction
 
 from catena.resp.codec import Error
 
 WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
-_TYPE_NAMES = {bytes: "string", dict: "hash", set: "set"}
+_TYPE_NAMES = {bytes: "string", dict: "hash", set: "set", deque: "list"}
 
 
 class TooManyDraws(Exception):
