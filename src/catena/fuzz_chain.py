@@ -558,8 +558,8 @@ UNCOMPARED = (b"SCAN", b"KEYS", b"DBSIZE")
 ROUGH = (b"TTL", b"PTTL")  # compared by kind (-2, -1 or a time left): the two clocks differ
 # Replies whose order Redis does not define: compared sorted (HGETALL: as sorted pairs).
 UNORDERED = (b"SMEMBERS", b"SINTER", b"SUNION", b"SDIFF", b"HKEYS", b"HVALS")
-RANDOM = (b"SPOP", b"SRANDMEMBER", b"HRANDFIELD")  # compared by shape: nil or how many
-PAGED = (b"HSCAN", b"SSCAN")  # compared when both return everything in one page (cursor 0)
+RANDOM = (b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER")  # compared by shape: nil or how many
+PAGED = (b"HSCAN", b"SSCAN", b"ZSCAN")  # compared when both return everything in one page (cursor 0)
 
 
 def _same(cmd: list[bytes], mine, theirs) -> bool:
@@ -658,7 +658,15 @@ def _redis_shaped(name: bytes, reply):
         return reply.text.encode()
     if name in ROUGH and type(reply) is int:
         return min(reply, 0)
+    if name[:1] == b"Z" and type(reply) in (list, tuple):  # catena keeps a score of -0 as 0, as Redis's
+        return [_zero(w) for w in reply]                   # small sorted sets do (large ones keep -0)
     return list(reply) if type(reply) is tuple else reply
+
+
+def _zero(word):
+    if type(word) in (list, tuple):
+        return [_zero(w) for w in word]
+    return b"0" if word == b"-0" else word
 
 
 def _compare_members(clients: dict) -> int:

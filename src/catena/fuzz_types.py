@@ -82,4 +82,132 @@ LISTS = {
     b"LPOS": _lpos,
 }
 
-BUILD = {**LISTS}
+SCORES = (b"0", b"1", b"2", b"-1", b"1.5", b"-2.5", b"inf", b"-inf", b"+inf", b"1e308", b"3e-2", b"0x10",
+          b"nan", b"abc", b" 1", b"", b"1e400", b"1e-400", b"-0", b"5e-324", b"1\x00")
+BOUNDS = (b"-inf", b"+inf", b"0", b"1", b"(1", b"(0", b"2", b"-1", b"(-1", b"1.5", b"(inf", b"x", b"", b" 1",
+          b"(", b"nan", b"1e400")
+LEX = (b"-", b"+", b"[a", b"(a", b"[b", b"(c", b"[", b"(", b"a", b"[1", b"(-1")
+
+
+def _zkey(c) -> bytes:
+    return b"z%d" % c.rng.randrange(4) if c.rng.random() < 0.75 else c.key()
+
+
+def _member(c) -> bytes:
+    return c.rng.choice(ELEMENTS) if c.rng.random() < 0.9 else c.value()
+
+
+def _score(c) -> bytes:
+    return c.rng.choice(SCORES[:10]) if c.rng.random() < 0.8 else c.rng.choice(SCORES + (c.integer(),))
+
+
+def _zadd(c) -> list[bytes]:
+    cmd = [b"ZADD", _zkey(c)]
+    for _ in range(c.rng.choice((0, 0, 0, 1, 1, 2))):
+        cmd.append(c.rng.choice((b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR", b"ch")))
+    for _ in range(c.rng.choice((1, 1, 2, 3)) if b"INCR" not in cmd or c.rng.random() < 0.1 else 1):
+        cmd += [_score(c), _member(c)]
+    return cmd
+
+
+def _bound(c, by: bytes) -> bytes:
+    if by == b"BYLEX":
+        return c.rng.choice(LEX)
+    if by == b"BYSCORE":
+        return c.rng.choice(BOUNDS)
+    return _index(c)
+
+
+def _range(name: bytes, by: bytes | None, store: bool = False):
+    """ZRANGE-like: key (or dst src) min max, with options where the form allows them."""
+    def build(c) -> list[bytes]:
+        kind = by or c.rng.choice((b"", b"BYSCORE", b"BYLEX"))
+        cmd = [name] + ([_zkey(c)] if store else []) + [_zkey(c), _bound(c, kind), _bound(c, kind)]
+        if by is None and kind and c.rng.random() < 0.9:
+            cmd.append(kind)
+        options = (b"WITHSCORES", b"LIMIT", b"REV", b"BAD") if by is None else (b"WITHSCORES", b"LIMIT")
+        for _ in range(c.rng.choice((0, 1, 1, 2))):
+            opt = c.rng.choice(options)
+            cmd.append(opt)
+            if opt == b"LIMIT":
+                cmd += [c.rng.choice((b"0", b"1", b"-1", b"2", b"x")), c.rng.choice((b"1", b"2", b"-1", b"0", b"5"))]
+        return cmd
+    return build
+
+
+def _combine(name: bytes, store: bool):
+    def build(c) -> list[bytes]:
+        keys = [_zkey(c) if c.rng.random() < 0.85 else b"s%d" % c.rng.randrange(2) for _ in range(c.rng.randrange(1, 4))]
+        numkeys = b"%d" % len(keys) if c.rng.random() < 0.9 else c.rng.choice((b"0", b"-1", b"9", b"x"))
+        cmd = [name] + ([_zkey(c)] if store else []) + [numkeys, *keys]
+        for _ in range(c.rng.choice((0, 0, 1, 2))):
+            opt = c.rng.choice((b"WEIGHTS", b"AGGREGATE", b"WITHSCORES", b"LIMIT", b"BAD"))
+            cmd.append(opt)
+            if opt == b"WEIGHTS":
+                cmd += [c.rng.choice((b"1", b"2", b"0", b"-1", b"0.5", b"inf", b"x")) for _ in keys]
+            elif opt == b"AGGREGATE":
+                cmd.append(c.rng.choice((b"SUM", b"MIN", b"MAX", b"max", b"AVG")))
+            elif opt == b"LIMIT":
+                cmd.append(c.rng.choice((b"0", b"1", b"-1", b"x")))
+        return cmd
+    return build
+
+
+def _zpop(name: bytes):
+    def build(c) -> list[bytes]:
+        return [name, _zkey(c)] + ([_count(c)] if c.rng.random() < 0.6 else [])
+    return build
+
+
+def _zrandmember(c) -> list[bytes]:
+    cmd = [b"ZRANDMEMBER", _zkey(c)]
+    if c.rng.random() < 0.7:
+        cmd.append(c.rng.choice((b"0", b"1", b"2", b"5", b"-1", b"-3", b"100", b"x", b"-9223372036854775808")))
+        if c.rng.random() < 0.5:
+            cmd.append(c.rng.choice((b"WITHSCORES", b"withscores", b"BAD")))
+    return cmd
+
+
+def _zscan(c) -> list[bytes]:
+    cmd = [b"ZSCAN", _zkey(c), c.rng.choice((b"0", b"0", b"7", b"-1", b"x"))]
+    if c.rng.random() < 0.4:
+        cmd += [c.rng.choice((b"COUNT", b"MATCH", b"TYPE")), c.rng.choice((b"1", b"100", b"0", b"a*", b"x"))]
+    return cmd
+
+
+ZSETS = {
+    b"ZADD": _zadd,
+    b"ZINCRBY": lambda c: [b"ZINCRBY", _zkey(c), _score(c), _member(c)],
+    b"ZREM": lambda c: [b"ZREM", _zkey(c), *[_member(c) for _ in range(c.rng.randrange(1, 4))]],
+    b"ZPOPMIN": _zpop(b"ZPOPMIN"),
+    b"ZPOPMAX": _zpop(b"ZPOPMAX"),
+    b"ZREMRANGEBYRANK": lambda c: [b"ZREMRANGEBYRANK", _zkey(c), _index(c), _index(c)],
+    b"ZREMRANGEBYSCORE": lambda c: [b"ZREMRANGEBYSCORE", _zkey(c), _bound(c, b"BYSCORE"), _bound(c, b"BYSCORE")],
+    b"ZREMRANGEBYLEX": lambda c: [b"ZREMRANGEBYLEX", _zkey(c), _bound(c, b"BYLEX"), _bound(c, b"BYLEX")],
+    b"ZINTERSTORE": _combine(b"ZINTERSTORE", True),
+    b"ZUNIONSTORE": _combine(b"ZUNIONSTORE", True),
+    b"ZDIFFSTORE": _combine(b"ZDIFFSTORE", True),
+    b"ZRANGESTORE": _range(b"ZRANGESTORE", None, store=True),
+    b"ZMPOP": mpop(b"ZMPOP", _zkey),
+    b"ZRANGE": _range(b"ZRANGE", None),
+    b"ZREVRANGE": _range(b"ZREVRANGE", b""),
+    b"ZRANGEBYSCORE": _range(b"ZRANGEBYSCORE", b"BYSCORE"),
+    b"ZREVRANGEBYSCORE": _range(b"ZREVRANGEBYSCORE", b"BYSCORE"),
+    b"ZRANGEBYLEX": _range(b"ZRANGEBYLEX", b"BYLEX"),
+    b"ZREVRANGEBYLEX": _range(b"ZREVRANGEBYLEX", b"BYLEX"),
+    b"ZCOUNT": lambda c: [b"ZCOUNT", _zkey(c), _bound(c, b"BYSCORE"), _bound(c, b"BYSCORE")],
+    b"ZLEXCOUNT": lambda c: [b"ZLEXCOUNT", _zkey(c), _bound(c, b"BYLEX"), _bound(c, b"BYLEX")],
+    b"ZRANK": lambda c: [b"ZRANK", _zkey(c), _member(c)],
+    b"ZREVRANK": lambda c: [b"ZREVRANK", _zkey(c), _member(c)],
+    b"ZSCORE": lambda c: [b"ZSCORE", _zkey(c), _member(c)],
+    b"ZMSCORE": lambda c: [b"ZMSCORE", _zkey(c), *[_member(c) for _ in range(c.rng.randrange(1, 4))]],
+    b"ZCARD": lambda c: [b"ZCARD", _zkey(c)],
+    b"ZUNION": _combine(b"ZUNION", False),
+    b"ZINTER": _combine(b"ZINTER", False),
+    b"ZDIFF": _combine(b"ZDIFF", False),
+    b"ZINTERCARD": _combine(b"ZINTERCARD", False),
+    b"ZRANDMEMBER": _zrandmember,
+    b"ZSCAN": _zscan,
+}
+
+BUILD = {**LISTS, **ZSETS}

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from catena.chain import lists
 from catena.chain.state import KVState, op_keys, valid_op
-from catena.fuzz_chain import MEMBERS, PureChain
+from catena.fuzz_chain import MEMBERS
 from catena.resp.codec import OK, Error, Status
-from test_types import WRONGTYPE, run
+from test_types import WRONGTYPE, ends_identical, run
 
 NOT_INT = Error("ERR value is not an integer or out of range")
 
@@ -142,8 +142,4 @@ list_commands = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(MEMBERS), list_commands), min_size=1, max_size=25))
 def test_every_member_ends_with_the_same_lists(sent):
-    chain = PureChain()
-    for member, cmd in sent:
-        chain.send(member, cmd)
-    chain.settle()
-    chain.check(b"fresh")
+    ends_identical(sent)

@@ -28,6 +28,16 @@ def run(state: KVState, *words, rng=None):
     return ops.read(state, args, NOW, rng)
 
 
+def ends_identical(sent) -> None:
+    """Commands sent to members of a pure chain (member, command): once settled, every member
+    applied the same seqs and holds the same data."""
+    chain = PureChain()
+    for member, cmd in sent:
+        chain.send(member, cmd)
+    chain.settle()
+    chain.check(b"fresh")
+
+
 @pytest.fixture
 def s():
     return KVState()

@@ -20,15 +20,14 @@ from __future__ import annotations
 from collections import deque
 from itertools import islice
 
-from catena.chain.values import of_type
+from catena.chain.values import of_type, pop_count
 from catena.resp.codec import OK, Error
-from catena.resp.commands import INT64_MIN, parse_int
+from catena.resp.commands import INT64_MIN, parse_int, wrong_args
 
 PUSH, POP, LSET, LREM, LINSERT, LTRIM, LMOVE, LMPOP = range(15, 23)
 LEFT, RIGHT = 0, 1
 
 _SYNTAX = Error("ERR syntax error")
-_POSITIVE = "value is out of range, must be positive"
 
 
 def _b(v) -> bool:
@@ -90,11 +89,7 @@ def _count(raw: bytes, message: str, least: int = 0) -> int | Error:
 
 def _pop(end: int):
     def build(args, now_ms):
-        if len(args) > 3:
-            return Error(f"ERR wrong number of arguments for '{args[0].decode(errors='replace').lower()}' command")
-        if len(args) == 2:
-            return (POP, args[1], end, -1)
-        count = _count(args[2], _POSITIVE)
+        count = pop_count(args, wrong_args(args[0].upper()))
         return count if type(count) is Error else (POP, args[1], end, count)
     return build
 

@@ -15,11 +15,12 @@ import functools
 import re
 import zlib
 
-from catena.chain import hashes, lists, sets
+from catena.chain import hashes, lists, sets, zsets
 from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.chain.values import TOO_MANY_DRAWS, WRONGTYPE, Lcg, TooManyDraws, WrongTypeError, of_type, type_name
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
+from catena.chain.zset import ZSet, format_score
 from catena.slots import SLOTS
 
 _SYNTAX = Error("ERR syntax error")
@@ -143,6 +144,7 @@ WRITES = {
     **hashes.WRITES,
     **sets.WRITES,
     **lists.WRITES,
+    **zsets.WRITES,
 }
 
 decide = sets.decide  # the head's random choices, made just before an op gets its seq
@@ -237,7 +239,7 @@ _HASH_SPACE = 2**32
 
 
 def _scan_collection(kind: type):
-    """HSCAN/SSCAN key cursor [MATCH pattern] [COUNT n], checked in Redis's order (cursor, key,
+    """HSCAN/SSCAN/ZSCAN key cursor [MATCH pattern] [COUNT n], checked in Redis's order (cursor, key,
     options). The cursor is a point in the crc32 space of the elements: a page returns the
     elements hashing into [cursor, next cursor), so an element present for the whole scan is
     returned once, however the collection changes. A page covers at least a 16th of the
@@ -247,6 +249,8 @@ def _scan_collection(kind: type):
         value = of_type(state.get(args[1], now_ms), kind)
         if value is None:
             return [b"0", []]
+        if kind is ZSet:
+            value = value.scores
         options = _scan_options(args, 3, keyspace=False)
         if type(options) is Error:
             return options
@@ -265,6 +269,8 @@ def _scan_collection(kind: type):
             page = [e for e in page if matches(e)]
         if kind is dict:
             page = [w for e in page for w in (e, value[e])]
+        elif kind is ZSet:
+            page = [w for e in page for w in (e, format_score(value[e]))]
         return [b"%d" % after, page]
     return answer
 
@@ -331,8 +337,11 @@ READS = {
     b"SSCAN": (-3, lambda a: (a[1],), _scan_collection(set)),
     b"SRANDMEMBER": (-2, lambda a: (a[1],), sets.srandmember),
     **lists.READS,
+    **zsets.READS,
+    b"ZSCAN": (-3, lambda a: (a[1],), _scan_collection(ZSet)),
+    b"ZRANDMEMBER": (-2, lambda a: (a[1],), zsets.zrandmember),
 }
-_RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER"))  # answered with the caller's randomness
+_RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER", b"ZRANDMEMBER"))  # answered with the caller's randomness
 _FIXED = Lcg()
 
 

@@ -1,7 +1,8 @@
 """The replicated state: keys of every type, absolute expiry deadlines, and the dedup table.
 
-A key holds a string (bytes), a hash (dict field -> value), a set (set of members) or a list
-(deque of elements); the ops on those are applied by `catena.chain.hashes`, `.sets`, `.lists`.
+A key holds a string (bytes), a hash (dict field -> value), a set (set of members), a list
+(deque of elements) or a sorted set (`zset.ZSet`); the ops on those are applied by
+`catena.chain.hashes`, `.sets`, `.lists` and `.zsets`.
 
 `apply(op, ts)` is deterministic: every member applies the same ops in seq order with the
 timestamp the head stamped on each entry, so every member computes the same state and the same
@@ -17,7 +18,7 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 
-and the hash, set and list ops (kinds 6 on; see their modules and docs/protocol.md).
+and the hash, set, list and sorted set ops (kinds 6 on; see their modules and docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import heapq
 
 import msgpack
 
-from catena.chain import hashes, lists, sets
+from catena.chain import hashes, lists, sets, zsets
 from catena.chain.dump_values import pack_value, unpack_value
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
@@ -60,9 +61,10 @@ _SHAPES = {
     **hashes.SHAPES,
     **sets.SHAPES,
     **lists.SHAPES,
+    **zsets.SHAPES,
 }
-_TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY}
-_MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS}  # ops writing more keys than op[1]
+_TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY, **zsets.APPLY}
+_MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS, **zsets.KEYS}  # ops writing more keys than op[1]
 
 
 def valid_op(op) -> bool:
@@ -93,7 +95,7 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 
 class KVState:
-    """Keys and values (bytes, dict, set or deque: string, hash, set or list), expiry deadlines (ms since the epoch), dedup table, and the keys
+    """Keys and values (bytes, dict, set, deque or ZSet: string, hash, set, list or zset), expiry deadlines (ms since the epoch), dedup table, and the keys
     indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
     SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
