@@ -210,4 +210,88 @@ ZSETS = {
     b"ZSCAN": _zscan,
 }
 
-BUILD = {**LISTS, **ZSETS}
+def _skey(c) -> bytes:
+    """Mostly the plain keys strings live at, sometimes a list's or a sorted set's."""
+    return c.key() if c.rng.random() < 0.85 else c.rng.choice((_lkey, _zkey))(c)
+
+
+def _piece(c) -> bytes:
+    return c.rng.choice((b"", b"a", b"xyz", b"\x00\xff", b"10", b"1.5")) if c.rng.random() < 0.7 else c.value()
+
+
+def _getex(c) -> list[bytes]:
+    cmd = [b"GETEX", _skey(c)]
+    for _ in range(c.rng.choice((0, 1, 1, 2))):
+        opt = c.rng.choice((b"EX", b"PX", b"EXAT", b"PXAT", b"PERSIST", b"KEEPTTL", b"ex"))
+        cmd.append(opt)
+        if opt.upper() in (b"EX", b"PX", b"EXAT", b"PXAT") and c.rng.random() < 0.95:
+            cmd.append(c.ttl(1000 if opt.upper() in (b"EX", b"EXAT") else 1, opt.upper().endswith(b"AT")))
+    return cmd
+
+
+def _offset(c) -> bytes:
+    return c.rng.choice((b"0", b"1", b"7", b"8", b"15", b"100", b"-1", b"x")) if c.rng.random() < 0.9 else c.integer()
+
+
+def _range_unit(name: bytes):
+    """BITCOUNT/BITPOS key ... [start [end [BYTE|BIT]]]."""
+    def build(c) -> list[bytes]:
+        cmd = [name, _skey(c)] + ([c.rng.choice((b"0", b"1", b"2", b"x"))] if name == b"BITPOS" else [])
+        for word in range(c.rng.choice((0, 1, 2, 3, 3))):
+            cmd.append(_index(c) if word < 2 else c.rng.choice((b"BYTE", b"BIT", b"bit", b"BAD")))
+        return cmd
+    return build
+
+
+def _lcs(c) -> list[bytes]:
+    cmd = [b"LCS", _skey(c), _skey(c)]
+    for _ in range(c.rng.choice((0, 1, 1, 2))):
+        opt = c.rng.choice((b"LEN", b"IDX", b"MINMATCHLEN", b"WITHMATCHLEN", b"BAD"))
+        cmd += [opt] + ([c.rng.choice((b"0", b"1", b"2", b"-1", b"x"))] if opt == b"MINMATCHLEN" else [])
+    return cmd
+
+
+def _copy(c) -> list[bytes]:
+    cmd = [b"COPY", _skey(c), _skey(c)]
+    for _ in range(c.rng.choice((0, 1, 1, 2))):
+        opt = c.rng.choice((b"REPLACE", b"DB", b"BAD"))
+        cmd += [opt] + ([c.rng.choice((b"0", b"x"))] if opt == b"DB" else [])
+    return cmd
+
+
+def _flush(name: bytes):
+    def build(c) -> list[bytes]:  # a real flush now and then: most of them are refused
+        if c.rng.random() < 0.05:
+            return [name] + ([c.rng.choice((b"ASYNC", b"SYNC", b"sync"))] if c.rng.random() < 0.5 else [])
+        return [name, c.rng.choice((b"BAD", b"LAZY"))]
+    return build
+
+
+STRINGS = {
+    b"GETEX": _getex,
+    b"GETDEL": lambda c: [b"GETDEL", _skey(c)],
+    b"INCRBYFLOAT": lambda c: [b"INCRBYFLOAT", _skey(c), _score(c) if c.rng.random() < 0.7 else c.integer()],
+    b"APPEND": lambda c: [b"APPEND", _skey(c), _piece(c)],
+    b"SETRANGE": lambda c: [b"SETRANGE", _skey(c), _offset(c), _piece(c)],
+    b"SETBIT": lambda c: [b"SETBIT", _skey(c), _offset(c), c.rng.choice((b"0", b"1", b"1", b"2", b"-1", b"x"))],
+    b"BITOP": lambda c: [b"BITOP", c.rng.choice((b"AND", b"OR", b"XOR", b"NOT", b"not", b"NAND")), _skey(c),
+                         *[_skey(c) for _ in range(c.rng.choice((1, 1, 2, 3)))]],
+    b"MSETNX": lambda c: [b"MSETNX"] + [w for _ in range(c.rng.randrange(1, 3)) for w in (_skey(c), _piece(c))],
+    b"RENAME": lambda c: [b"RENAME", _skey(c), _skey(c)],
+    b"RENAMENX": lambda c: [b"RENAMENX", _skey(c), _skey(c)],
+    b"COPY": _copy,
+    b"FLUSHDB": _flush(b"FLUSHDB"),
+    b"FLUSHALL": _flush(b"FLUSHALL"),
+    b"GETRANGE": lambda c: [b"GETRANGE", _skey(c), _index(c), _index(c)],
+    b"SUBSTR": lambda c: [b"SUBSTR", _skey(c), _index(c), _index(c)],
+    b"GETBIT": lambda c: [b"GETBIT", _skey(c), _offset(c)],
+    b"BITCOUNT": _range_unit(b"BITCOUNT"),
+    b"BITPOS": _range_unit(b"BITPOS"),
+    b"LCS": _lcs,
+    b"RANDOMKEY": lambda c: [b"RANDOMKEY"],
+    b"EXPIRETIME": lambda c: [b"EXPIRETIME", _skey(c)],
+    b"PEXPIRETIME": lambda c: [b"PEXPIRETIME", _skey(c)],
+    b"TIME": lambda c: [b"TIME"],
+}
+
+BUILD = {**LISTS, **ZSETS, **STRINGS}

@@ -29,6 +29,7 @@ from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
+from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -111,7 +112,7 @@ class Replica:
         self.out_ack: int | None = None
         # the head: replies waiting for their seq to commit: seq -> [(origin | None, token, reply)]
         self.waiting: dict[int, list] = {}
-        # the head: a DEL of more than DEL_SLICE keys and the writes that arrived after it, in
+        # the head: a DEL of more than DEL_SLICE keys (or a FLUSH) and the writes that arrived after it, in
         # order: [op, now_ms, rid, [(origin, token)...], keys assigned, keys deleted]
         self.backlog: deque = deque()
         # requests this member sent elsewhere: token -> record
@@ -303,10 +304,12 @@ class Replica:
             if _big_del(op):
                 if sliced:
                     return
-                keys, sliced = op[1], True
+                if op[1] is None:  # a FLUSH at the front: the keys there are now
+                    op = rec[0] = ops.decide(self.state, op, now_ms, self.rng)
+                keys, sliced, kind = op[1], True, op[0]
                 last = done + DEL_SLICE >= len(keys)
-                seq, n = self._assign((DEL, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
-                rec[4], rec[5] = done + DEL_SLICE, deleted + n
+                seq, n = self._assign((kind, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
+                rec[4], rec[5] = done + DEL_SLICE, deleted + n if kind == DEL else n
                 if not last:
                     return
                 reply = rec[5]
@@ -750,7 +753,8 @@ class Replica:
 
 
 def _big_del(op) -> bool:
-    return op[0] == DEL and len(op[1]) > DEL_SLICE
+    """A DEL of more keys than a slice, or a FLUSH (it names its keys when its turn comes)."""
+    return (op[0] == DEL and len(op[1]) > DEL_SLICE) or op[0] == FLUSH
 
 
 def batches(entries: list):

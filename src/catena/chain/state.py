@@ -18,7 +18,7 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 
-and the hash, set, list and sorted set ops (kinds 6 on; see their modules and docs/protocol.md).
+and the hash, set, list, sorted set and more string ops (kinds 6 on; see their modules and docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import heapq
 
 import msgpack
 
-from catena.chain import hashes, lists, sets, zsets
+from catena.chain import hashes, lists, sets, strings, zsets
 from catena.chain.dump_values import pack_value, unpack_value
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
@@ -62,9 +62,10 @@ _SHAPES = {
     **sets.SHAPES,
     **lists.SHAPES,
     **zsets.SHAPES,
+    **strings.SHAPES,
 }
-_TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY, **zsets.APPLY}
-_MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS, **zsets.KEYS}  # ops writing more keys than op[1]
+_TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY, **zsets.APPLY, **strings.APPLY}
+_MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS, **zsets.KEYS, **strings.KEYS}  # ops writing more keys than op[1]
 
 
 def valid_op(op) -> bool:
@@ -173,6 +174,10 @@ class KVState:
 
     def drop(self, key: bytes) -> bool:
         return self._drop(key)
+
+    def expire_at(self, key: bytes, pxat: int | None) -> None:
+        """`key` (present) expires at `pxat` now (None: never)."""
+        self._set_deadline(key, pxat)
 
     def _live(self, key: bytes, ts: int):
         value = self.data.get(key)
