@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from catena.chain import zsets
 from catena.chain.state import KVState, op_keys, valid_op
-from catena.chain.zset import ZSet, bits, format_score, parse_bound, parse_score
+from catena.chain.zset import ZSet, format_score, packed, parse_bound, parse_score
 from catena.fuzz_chain import MEMBERS
 from catena.resp.codec import Error, Status
 from test_types import WRONGTYPE, ends_identical, run
@@ -123,12 +123,12 @@ def test_sorted_sets_are_a_type(s):
 
 
 def test_ops_are_validated_and_name_their_keys():
-    good = [(zsets.ZADD, b"z", zsets.CH, (bits(1.0), b"m")), (zsets.ZREM, b"z", (b"m",)), (zsets.ZPOP, b"z", 1, -1),
+    good = [(zsets.ZADD, b"z", zsets.CH, (b"m",), packed([1.0])), (zsets.ZREM, b"z", (b"m",)), (zsets.ZPOP, b"z", 1, -1),
             (zsets.ZREMRANGE, b"z", zsets.SCORE, (b"(1", b"+inf")), (zsets.ZSTORE, b"d", zsets.UNION, (b"1", b"z")),
             (zsets.ZRANGESTORE, b"d", (b"z", b"0", b"-1")), (zsets.ZMPOP, (b"a", b"b"), 0, 2)]
     assert all(valid_op(op) for op in good)
-    bad = [(zsets.ZADD, b"z", 0, (bits(float("nan")), b"m")), (zsets.ZADD, b"z", 0, (b"1", b"m")),
-           (zsets.ZADD, b"z", 0, (bits(1.0),)), (zsets.ZREMRANGE, b"z", zsets.SCORE, (b"x", b"1")),
+    bad = [(zsets.ZADD, b"z", 0, (b"m",), packed([float("nan")])), (zsets.ZADD, b"z", 0, (b"m",), b"1"),
+           (zsets.ZADD, b"z", 0, (b"m", b"n"), packed([1.0])), (zsets.ZREMRANGE, b"z", zsets.SCORE, (b"x", b"1")),
            (zsets.ZRANGESTORE, b"d", (b"z", b"0", b"-1", b"BAD")), (zsets.ZPOP, b"z", 2, 1),
            (zsets.ZMPOP, (b"a",), 0, 0)]
     assert not any(valid_op(op) for op in bad)
@@ -142,7 +142,7 @@ def test_snapshots_carry_sorted_sets(s):
     loaded = KVState.load(s.dump())
     assert loaded.data[b"z"] == ZSet([(b"a", 1.5), (b"b", float("-inf")), (b"a\x00b", 2.0)])
     assert run(loaded, "ZRANGE", "z", "0", "-1", "WITHSCORES") == [b"b", b"-inf", b"a", b"1.5", b"a\x00b", b"2"]
-    bad = msgpack.packb([{b"z": msgpack.ExtType(3, msgpack.packb([b"m", 1]))}, {}, {}, {}], use_bin_type=True)
+    bad = msgpack.packb([{b"z": msgpack.ExtType(3, msgpack.packb([[b"m"], b"1"]))}, {}, {}, {}], use_bin_type=True)
     with pytest.raises(ValueError):
         KVState.load(bad)
 

@@ -2,7 +2,7 @@
 
     ext 1  a set: the array of its members
     ext 2  a list: the array of its elements, head first
-    ext 3  a sorted set: the array member1, score1, member2, score2, ... (scores: 8 IEEE bytes)
+    ext 3  a sorted set: [members array, their scores packed: 8 IEEE bytes each, little-endian]
 
 A dump holds strings as plain bytes and hashes as plain maps; dumps written before a type
 existed hold no ext of it and load unchanged.
@@ -14,7 +14,7 @@ from collections import deque
 
 import msgpack
 
-from catena.chain.zset import ZSet, bits, from_bits
+from catena.chain.zset import ZSet, packed, unpacked
 
 SET_EXT, LIST_EXT, ZSET_EXT = 1, 2, 3
 
@@ -27,16 +27,16 @@ def _words(blob: bytes, what: str) -> tuple:
 
 
 def _pack_zset(z: ZSet) -> msgpack.ExtType:
-    return msgpack.ExtType(ZSET_EXT, msgpack.packb([w for m, s in z.scores.items() for w in (m, bits(s))],
+    return msgpack.ExtType(ZSET_EXT, msgpack.packb([list(z.scores), packed(list(z.scores.values()))],
                                                    use_bin_type=True))
 
 
 def _unpack_zset(blob: bytes) -> ZSet:
-    words = msgpack.unpackb(blob, raw=True, use_list=False)
-    if (type(words) is not tuple or len(words) % 2 or not all(type(m) is bytes for m in words[0::2])
-            or not all(type(s) is bytes and len(s) == 8 for s in words[1::2])):
-        raise ValueError("a sorted set in a state dump is an array of member, score bits")
-    return ZSet(zip(words[0::2], map(from_bits, words[1::2])))
+    parts = msgpack.unpackb(blob, raw=True, use_list=False)
+    if (type(parts) is not tuple or len(parts) != 2 or type(parts[0]) is not tuple or type(parts[1]) is not bytes
+            or not all(type(m) is bytes for m in parts[0]) or len(parts[1]) != 8 * len(parts[0])):
+        raise ValueError("a sorted set in a state dump is [members, their scores packed]")
+    return ZSet(zip(parts[0], unpacked(parts[1])))
 
 
 _PACK = {

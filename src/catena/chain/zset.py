@@ -8,7 +8,7 @@ skiplist plays). Members compare as bytes (memcmp, as Redis).
 Scores are C doubles. `parse_score` is Redis's getDoubleFromObject (strtod over the whole
 argument, no leading space, no NaN, no overflow or underflow to zero); `parse_bound` is
 zslParseRange's looser strtod (leading space, an empty string is 0, overflow is infinity);
-`format_score` is Redis 7.0's "%.17g". Ops carry scores as their 8 IEEE bytes (`bits`), so an
+`format_score` is Redis 7.0's "%.17g". Ops carry scores packed as IEEE bytes (`packed`), so an
 entry holds only integers and bytes and every member gets the same double.
 """
 
@@ -69,13 +69,13 @@ def format_score(x: float) -> bytes:
     return b"%.17g" % x
 
 
-def bits(x: float) -> bytes:
-    """A double as its 8 IEEE bytes, little-endian (how ops and dumps carry scores)."""
-    return struct.pack("<d", x)
+def packed(scores) -> bytes:
+    """Doubles as their IEEE bytes, little-endian, 8 each (how ops and dumps carry scores)."""
+    return struct.pack("<%dd" % len(scores), *scores)
 
 
-def from_bits(raw: bytes) -> float:
-    return struct.unpack("<d", raw)[0]
+def unpacked(raw: bytes) -> tuple:
+    return struct.unpack("<%dd" % (len(raw) // 8), raw)
 
 
 class _Top:
@@ -119,7 +119,8 @@ class ZSet:
 
     def add(self, member: bytes, score: float) -> None:
         """Insert or rescore `member` (a score of -0 is kept as 0, as Redis's listpacks keep it)."""
-        score += 0.0
+        if score == 0:
+            score = 0.0
         old = self.scores.get(member)
         if old is not None:
             self.order.remove((old, member))

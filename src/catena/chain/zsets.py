@@ -1,9 +1,9 @@
 """Sorted sets: the Z* commands as ops (built at the head), their application, and their reads.
 
-A sorted set is a `catena.chain.zset.ZSet`; one left empty is deleted, as in Redis. Ops (scores
-as their 8 IEEE bytes, see `zset.bits`):
+A sorted set is a `catena.chain.zset.ZSet`; one left empty is deleted, as in Redis. Ops:
 
-    (ZADD, key, flags, (bits1, m1, ...))   flags: NX XX GT LT CH INCR (ZINCRBY is ZADD INCR)
+    (ZADD, key, flags, (m1, ...), scores)  flags: NX XX GT LT CH INCR (ZINCRBY is ZADD INCR);
+                                           scores: the members' doubles packed (`zset.packed`)
     (ZREM, key, (m1, ...))
     (ZPOP, key, max, count)                max: 0 ZPOPMIN, 1 ZPOPMAX; count -1: none given
     (ZREMRANGE, key, by, (start, stop))    by: 0 RANK, 1 SCORE, 2 LEX; the arguments' bytes
@@ -21,9 +21,7 @@ import math
 
 from catena.chain.lists import index_range, mpop_options
 from catena.chain.values import WrongTypeError, numkeys_keys, of_type, pop_count, rand_pick
-from catena.chain.zset import (
-    ZSet, bits, format_score, from_bits, lex_bound, parse_bound, parse_score,
-)
+from catena.chain.zset import ZSet, format_score, lex_bound, packed, parse_bound, parse_score, unpacked
 from catena.resp.codec import Error
 from catena.resp.commands import parse_int
 
@@ -47,9 +45,9 @@ def _words(v, least: int = 1) -> bool:
     return type(v) is tuple and len(v) >= least and all(map(_b, v))
 
 
-def _scored(v) -> bool:
-    return (type(v) is tuple and len(v) >= 2 and len(v) % 2 == 0 and all(map(_b, v))
-            and all(len(x) == 8 and not math.isnan(from_bits(x)) for x in v[0::2]))
+def _scored(members, scores) -> bool:
+    return (_words(members) and _b(scores) and len(scores) == 8 * len(members)
+            and not any(map(math.isnan, unpacked(scores))))
 
 
 def _parses(check) -> bool:
@@ -61,7 +59,7 @@ def _parses(check) -> bool:
 
 
 SHAPES = {
-    ZADD: lambda op: len(op) == 4 and _b(op[1]) and type(op[2]) is int and 0 <= op[2] < 64 and _scored(op[3]),
+    ZADD: lambda op: len(op) == 5 and _b(op[1]) and type(op[2]) is int and 0 <= op[2] < 64 and _scored(op[3], op[4]),
     ZREM: lambda op: len(op) == 3 and _b(op[1]) and _words(op[2]),
     ZPOP: lambda op: len(op) == 4 and _b(op[1]) and op[2] in (0, 1) and type(op[3]) is int and op[3] >= -1,
     ZREMRANGE: lambda op: (len(op) == 4 and _b(op[1]) and op[2] in (RANK, SCORE, LEX) and _words(op[3], 2)
@@ -280,7 +278,7 @@ def _zadd(args, now_ms, flags: int = 0, at: int = 2):
     scores = [parse_score(s) for s in pairs[0::2]]
     if None in scores:
         return _NOT_FLOAT
-    return (ZADD, args[1], flags, tuple(w for s, m in zip(scores, pairs[1::2]) for w in (bits(s), m)))
+    return (ZADD, args[1], flags, tuple(pairs[1::2]), packed(scores))
 
 
 def _zpop(top: int):
@@ -333,7 +331,7 @@ def _zset(state, key, ts) -> ZSet | None:
 
 
 def _apply_zadd(state, op, ts):
-    _, key, flags, pairs = op
+    _, key, flags, members, scores = op
     z = _zset(state, key, ts)
     if z is None:
         if flags & XX:
@@ -342,8 +340,7 @@ def _apply_zadd(state, op, ts):
         state.put(key, z)
     added = updated = processed = 0
     score = None
-    for i in range(0, len(pairs), 2):
-        new, member = from_bits(pairs[i]), pairs[i + 1]
+    for member, new in zip(members, unpacked(scores)):
         current = z.scores.get(member)
         if current is None:
             if flags & XX:
