@@ -18,6 +18,7 @@ Every process it starts is stopped by PID at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import io
@@ -36,6 +37,7 @@ tp = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tp)
 
 PER_COMMAND = 1000
+WINDOW = 10  # commands in flight
 
 
 def _command(*words: bytes) -> bytes:
@@ -43,32 +45,40 @@ def _command(*words: bytes) -> bytes:
 
 
 def load(port: int, kind: str, count: int) -> None:
-    """One list (kind "list") or sorted set ("zset") of `count` 16-byte elements at key `kind`."""
+    """One list (kind "list") or sorted set ("zset") of `count` 16-byte elements at key `kind`,
+    WINDOW commands of PER_COMMAND elements in flight at a time (a whole 1M-element pipeline in
+    one read would hold a member's loop for seconds)."""
     sock = socket.create_connection((HOST, port), timeout=300)
     try:
-        commands = 0
-        for start in range(0, count, PER_COMMAND):
-            ids = range(start, min(count, start + PER_COMMAND))
-            if kind == "list":
-                words = [b"RPUSH", b"list", *(b"e:%014d" % i for i in ids)]
-            else:
-                words = [b"ZADD", b"zset", *(w for i in ids for w in (b"%d" % i, b"m:%014d" % i))]
-            sock.sendall(_command(*words))
-            commands += 1
-        replies, buf = 0, b""
-        while replies < commands:
-            data = sock.recv(1 << 16)
-            if not data:
-                raise RuntimeError(f"connection closed after {replies} replies")
-            buf += data
-            lines = buf.split(b"\r\n")
-            buf = lines.pop()
-            for line in lines:
-                if not line.startswith(b":"):
-                    raise RuntimeError(f"unexpected reply {line[:100]!r}")
-            replies += len(lines)
+        starts = list(range(0, count, PER_COMMAND))
+        for w in range(0, len(starts), WINDOW):
+            batch = []
+            for start in starts[w:w + WINDOW]:
+                ids = range(start, min(count, start + PER_COMMAND))
+                if kind == "list":
+                    words = [b"RPUSH", b"list", *(b"e:%014d" % i for i in ids)]
+                else:
+                    words = [b"ZADD", b"zset", *(w for i in ids for w in (b"%d" % i, b"m:%014d" % i))]
+                batch.append(_command(*words))
+            sock.sendall(b"".join(batch))
+            _replies(sock, len(batch))
     finally:
         sock.close()
+
+
+def _replies(sock, n: int) -> None:
+    got, buf = 0, b""
+    while got < n:
+        data = sock.recv(1 << 16)
+        if not data:
+            raise RuntimeError(f"connection closed after {got} replies")
+        buf += data
+        lines = buf.split(b"\r\n")
+        buf = lines.pop()
+        for line in lines:
+            if not line.startswith(b":"):
+                raise RuntimeError(f"unexpected reply {line[:100]!r}")
+        got += len(lines)
 
 
 def bench(port: int, n: int) -> dict[str, float]:
@@ -79,49 +89,61 @@ def bench(port: int, n: int) -> dict[str, float]:
     return {r["test"]: float(r["rps"]) for r in csv.DictReader(io.StringIO(out.stdout)) if r.get("rps")}
 
 
+@contextlib.contextmanager
+def _processes():
+    """A temporary directory for the processes started meanwhile, all stopped (by PID) at the end."""
+    root = Path(tempfile.mkdtemp(prefix="catena-bench-types-"))
+    procs = tp.Procs(root)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+        if not os.environ.get("CATENA_BENCH_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(procs, elements: int, n: int) -> None:
+    taken: set[int] = set()
+    redis_port = tp.free_port(taken)
+    ports = [tp.free_port(taken) for _ in range(4)]
+    tp.start_redis(procs, redis_port)
+    members = tp.start_chain(procs, ports)
+    head, tail = members[0], members[-1]
+    print(f"# redis-server on {redis_port}; catena chain {members}; {os.cpu_count()} CPUs")
+    for kind in ("list", "zset"):
+        before = tp.rss(redis_port)
+        load(redis_port, kind, elements)
+        theirs = (tp.rss(redis_port) - before) / elements
+        before_c = {p: tp.rss(p) for p in members}
+        load(head, kind, elements)
+        last = tp.member_status(head)["last_seq"]
+        tp.wait_for(lambda: tp.member_status(tail)["last_seq"] == last, 120, "the tail to hold it all")
+        per_member = {p: (tp.rss(p) - before_c[p]) / elements for p in members}
+        ours = max(per_member.values())
+        card = tp.cli(tail, "LLEN" if kind == "list" else "ZCARD", kind)
+        if int(card) != elements:
+            raise RuntimeError(f"the tail holds {card} elements of {kind}, not {elements}")
+        print(f"bytes_per_element {kind} ({elements} elements of 16 bytes): redis={theirs:.0f} "
+              f"catena={ours:.0f} (per member: {', '.join(f'{p}={v:.0f}' for p, v in per_member.items())}) "
+              f"ratio_vs_redis={ours / theirs:.2f}", flush=True)
+    theirs, ours = bench(redis_port, n), bench(head, n)
+    for test in sorted(theirs):
+        print(f"{test:<6} -P 1  redis={theirs[test]:>9.0f} ops/s  catena={ours.get(test, 0):>9.0f} ops/s  "
+              f"ratio_vs_redis={ours.get(test, 0) / theirs[test]:.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="100,000 elements, 20,000 requests")
     args = ap.parse_args(argv)
     elements, n = (100_000, 20_000) if args.quick else (1_000_000, 100_000)
-    root = Path(tempfile.mkdtemp(prefix="catena-bench-types-"))
-    procs = tp.Procs(root)
-    taken: set[int] = set()
     try:
-        redis_port = tp.free_port(taken)
-        ports = [tp.free_port(taken) for _ in range(4)]
-        tp.start_redis(procs, redis_port)
-        members = tp.start_chain(procs, ports)
-        head, tail = members[0], members[-1]
-        print(f"# redis-server on {redis_port}; catena chain {members}; {os.cpu_count()} CPUs")
-        for kind in ("list", "zset"):
-            before = tp.rss(redis_port)
-            load(redis_port, kind, elements)
-            theirs = (tp.rss(redis_port) - before) / elements
-            before_c = {p: tp.rss(p) for p in members}
-            load(head, kind, elements)
-            last = tp.member_status(head)["last_seq"]
-            tp.wait_for(lambda: tp.member_status(tail)["last_seq"] == last, 120, "the tail to hold it all")
-            per_member = {p: (tp.rss(p) - before_c[p]) / elements for p in members}
-            ours = max(per_member.values())
-            card = tp.cli(tail, "LLEN" if kind == "list" else "ZCARD", kind)
-            if int(card) != elements:
-                raise RuntimeError(f"the tail holds {card} elements of {kind}, not {elements}")
-            print(f"bytes_per_element {kind} ({elements} elements of 16 bytes): redis={theirs:.0f} "
-                  f"catena={ours:.0f} (per member: {', '.join(f'{p}={v:.0f}' for p, v in per_member.items())}) "
-                  f"ratio_vs_redis={ours / theirs:.2f}", flush=True)
-        theirs, ours = bench(redis_port, n), bench(head, n)
-        for test in sorted(theirs):
-            print(f"{test:<6} -P 1  redis={theirs[test]:>9.0f} ops/s  catena={ours.get(test, 0):>9.0f} ops/s  "
-                  f"ratio_vs_redis={ours.get(test, 0) / theirs[test]:.2f}")
-        return 0
+        with _processes() as procs:
+            measure(procs, elements, n)
     except (RuntimeError, TimeoutError) as exc:
-        print(f"bench failed: {exc}; logs in {root}", file=sys.stderr)
+        print(f"bench failed: {exc} (CATENA_BENCH_KEEP=1 keeps the logs)", file=sys.stderr)
         return 1
-    finally:
-        procs.stop_all()
-        if not os.environ.get("CATENA_BENCH_KEEP"):
-            shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
