@@ -1,6 +1,7 @@
 """Lists, sorted sets and blocking pops through a real 3-member chain with redis-py: every member
-answers the same, a restarted member replays them from its log, and a client blocked at one
-member is woken by a push through another (the pop itself going through the head)."""
+answers the same, a restarted member replays them from its log, FLUSHALL empties every member,
+and a client blocked at one member is woken by a push through another (the pop itself going
+through the head)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def test_lists_and_sorted_sets_are_replicated_and_replayed(chain3):
     want = _contents(head)
     assert want[b"l"][1][-1] == b"while-down" and want[b"z"][1] == [(b"a", 1.75)]
     wait_until(lambda: _contents(cluster.client(victim)) == want, 60, "the restarted member to hold them")
+    assert cluster.client(victim).flushall(asynchronous=True) is True  # through the chain, from any member
+    assert [cluster.client(m).dbsize() for m in chain] == [0, 0, 0]
 
 
 def _blocked(client, *args):

@@ -20,6 +20,10 @@ def chain():
     return PureChain()
 
 
+def nobody_blocked(chain) -> bool:
+    return all(not (r.blocked.waiters or r.blocked.watched or r.blocked.by_key) for r in chain.replicas.values())
+
+
 def ask(chain, member, *cmd):
     token = chain.send(member, words(*cmd))
     chain.settle()
@@ -35,6 +39,7 @@ def test_a_client_blocked_at_the_tail_is_woken_by_a_push_through_another_member(
     assert chain.replies.pop(pushed) == 2
     assert list(chain.replies.pop(blocked)) == [b"q", b"a"]
     assert chain.replies.pop(ask(chain, HEAD, "LRANGE", "q", "0", "-1")) in ([b"b"], (b"b",))
+    assert nobody_blocked(chain), "an answered client is forgotten everywhere"
     chain.check(b"fresh")
 
 
@@ -49,6 +54,7 @@ def test_the_oldest_client_wins_and_the_loser_blocks_again_until_its_timeout(cha
     assert loser not in chain.replies
     chain.tick(0.6)
     assert chain.replies.pop(loser) is None, "its deadline passed: nil"
+    assert nobody_blocked(chain)
     chain.check(b"fresh")
 
 
@@ -83,6 +89,7 @@ def test_a_gone_client_pops_nothing():
     ask(chain, HEAD, "RPUSH", "q", "a")
     assert blocked not in chain.replies
     assert chain.replies.pop(ask(chain, HEAD, "LLEN", "q")) == 1, "the element is still there"
+    assert nobody_blocked(chain), "a gone client is forgotten"
 
 
 def test_timeouts_parse_as_redis():

@@ -116,6 +116,7 @@ class Blocked:
         self.by_key: dict[bytes, deque] = {}  # key -> blocked Waiters, oldest first
         self.waiters: dict[int, Waiter] = {}  # every Waiter, blocked or with its pop in flight
         self.written: list[bytes] = []  # keys of blocked clients written since `woken` last ran
+        self.watched: dict[bytes, int] = {}  # key -> Waiters (blocked or in flight) on it
         self._orders = itertools.count()
 
     def start(self, token, args: list[bytes], now_ms: int):
@@ -127,6 +128,8 @@ class Blocked:
             return deadline
         waiter = Waiter(token, tuple(keys), pop, shape, kind, deadline, next(self._orders), in_flight=True)
         self.waiters[waiter.order] = waiter
+        for key in waiter.keys:
+            self.watched[key] = self.watched.get(key, 0) + 1
         return waiter
 
     def answered(self, waiter: Waiter, reply, now_ms: int, gone):
@@ -158,7 +161,10 @@ class Blocked:
         """An entry applied here wrote `keys` (`value_of(key)`: what each holds now): a pop in
         flight on a key now holding its type will be sent again if it finds nothing; blocked
         clients on it are woken by `woken`."""
+        watched = self.watched
         for key in keys:
+            if key not in watched:
+                continue
             value = value_of(key)
             if value is None:
                 continue
@@ -182,10 +188,10 @@ class Blocked:
                     break
                 if type(value) is not waiter.kind:
                     continue
-                self._unqueue(waiter)
                 if gone(waiter.token):
-                    del self.waiters[waiter.order]
+                    self._forget(waiter)
                     continue
+                self._unqueue(waiter)
                 waiter.in_flight = True
                 out.append(waiter)
                 room -= 1
@@ -215,7 +221,13 @@ class Blocked:
 
     def _forget(self, waiter: Waiter) -> None:
         self._unqueue(waiter)
-        self.waiters.pop(waiter.order, None)
+        if self.waiters.pop(waiter.order, None) is not None:
+            for key in waiter.keys:
+                n = self.watched[key] - 1
+                if n:
+                    self.watched[key] = n
+                else:
+                    del self.watched[key]
 
 
 ANSWER, AGAIN, WAIT = range(3)
