@@ -97,3 +97,18 @@ def test_timeouts_parse_as_redis():
     assert parse_timeout(b"0.0001", 1000) is None, "below a millisecond: for ever, as Redis rounds it down"
     assert parse_timeout(b"-0.5", 0) == Error("ERR timeout is negative")
     assert parse_timeout(b"inf", 0) == Error("ERR timeout is not a float or out of range")
+
+
+def test_a_woken_move_to_a_destination_of_another_type_answers_wrongtype_and_keeps_the_list(chain):
+    ask(chain, HEAD, "SET", "target", "nolist")
+    moved = ask(chain, TAIL, "BRPOPLPUSH", "blist", "target", "0")
+    assert moved not in chain.replies
+    ask(chain, MIDDLE, "RPUSH", "blist", "a", "b", "c")
+    assert chain.replies.pop(moved) == Error("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert list(chain.replies.pop(ask(chain, TAIL, "LRANGE", "blist", "0", "-1"))) == [b"a", b"b", b"c"]
+
+
+def test_the_same_key_twice_blocks_once(chain):
+    blocked = ask(chain, MIDDLE, "BLPOP", "l1", "l2", "l2", "l1", "0")
+    ask(chain, HEAD, "RPUSH", "l2", "x")
+    assert list(chain.replies.pop(blocked)) == [b"l2", b"x"] and nobody_blocked(chain)

@@ -106,7 +106,6 @@ class Waiter:
     order: int
     in_flight: bool = False
     touched: bool = False  # a write to its keys was applied while its pop was in flight
-    first: bool = True  # its first pop: errors (WRONGTYPE, syntax) go to the client
 
 
 class Blocked:
@@ -126,7 +125,8 @@ class Blocked:
         deadline = parse_timeout(timeout_word, now_ms)
         if type(deadline) is Error:
             return deadline
-        waiter = Waiter(token, tuple(keys), pop, shape, kind, deadline, next(self._orders), in_flight=True)
+        waiter = Waiter(token, tuple(dict.fromkeys(keys)), pop, shape, kind, deadline, next(self._orders),
+                        in_flight=True)
         self.waiters[waiter.order] = waiter
         for key in waiter.keys:
             self.watched[key] = self.watched.get(key, 0) + 1
@@ -136,9 +136,7 @@ class Blocked:
         """The pop of `waiter` was answered: ANSWER (reply the client `reply`), AGAIN (send the
         pop again) or WAIT (blocked); `reply` is the client's reply for ANSWER."""
         waiter.in_flight = False
-        first, waiter.first = waiter.first, False
-        empty = reply is None or (not first and type(reply) is Error and reply.message.startswith("WRONGTYPE"))
-        if not empty:
+        if reply is not None:  # popped, or an error (BRPOPLPUSH's destination of another type)
             self._forget(waiter)
             if type(reply) is not Error and waiter.shape is not None:
                 reply = waiter.shape(reply)

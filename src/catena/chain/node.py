@@ -232,7 +232,7 @@ class MemberNode:
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
         lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
-                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
+                  f"blocked_clients:{len(self.replica.blocked.waiters)}", f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
         lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
                   f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
         return ("\r\n".join(lines) + "\r\n").encode()
