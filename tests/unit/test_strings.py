@@ -3,6 +3,7 @@ and checks in its order, TTLs kept or dropped as Redis does, ops as peers may se
 patterns as stringmatchlen, and FLUSHALL through the chain one slice per head turn."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from test_big_del import SLICE, _load, _turns_until
 from test_replica import chain3
 
@@ -11,7 +12,8 @@ from catena.chain.glob import matcher
 from catena.chain.state import KVState, op_keys, valid_op
 from catena.effects import Persist
 from catena.resp.codec import OK, Error, Status
-from test_types import NOW, WRONGTYPE, run
+from catena.fuzz_chain import MEMBERS
+from test_types import NOW, WRONGTYPE, ends_identical, run
 
 NOT_INT = Error("ERR value is not an integer or out of range")
 
@@ -115,10 +117,10 @@ def test_glob_patterns_match_as_redis():
 
 
 def test_ops_are_validated_and_name_their_keys():
-    good = [(strings.GETEX, b"k", strings.DEADLINE, 5), (strings.FLUSH, None), (strings.FLUSH, ()),
+    good = [(strings.GETEX, b"k", strings.DEADLINE, 5), (strings.FLUSH, ()), (strings.FLUSH, (b"a", b"b")),
             (strings.RENAME, b"a", b"b", 1), (strings.MSETNX, (b"a", b"1")), (strings.SETBIT, b"k", 7, 1)]
     assert all(valid_op(op) for op in good)
-    bad = [(strings.GETEX, b"k", 9, None), (strings.SETBIT, b"k", -1, 1), (strings.SETRANGE, b"k", -1, b"x"),
+    bad = [(strings.GETEX, b"k", 9, None), (strings.FLUSH, None), (strings.SETBIT, b"k", -1, 1), (strings.SETRANGE, b"k", -1, b"x"),
            (strings.BITOP, b"d", 4, (b"a",)), (strings.MSETNX, (b"a",)), (strings.COPY, b"a", b"b", 2)]
     assert not any(valid_op(op) for op in bad)
     assert op_keys((strings.RENAME, b"a", b"b", 0)) == (b"a", b"b") and op_keys((strings.COPY, b"a", b"b", 0)) == (b"b",)
@@ -141,3 +143,25 @@ def test_flushall_goes_through_the_chain_one_slice_per_turn():
     assert c.replies["flush"] == OK and max(per_turn) == 1 and sum(per_turn) == 3
     assert all(not r.state.data for r in c.r.values())
     assert run(KVState(), "FLUSHDB", "LAZY") == Error("ERR syntax error")
+
+
+KEY = st.sampled_from([b"a", b"b"])
+string_commands = st.one_of(
+    st.builds(lambda k, v: [b"APPEND", k, v], KEY, st.sampled_from([b"x", b"1.5", b""])),
+    st.builds(lambda k: [b"INCRBYFLOAT", k, b"0.1"], KEY),
+    st.builds(lambda k, o: [b"SETBIT", k, o, b"1"], KEY, st.sampled_from([b"0", b"9", b"30"])),
+    st.builds(lambda k, o: [b"SETRANGE", k, o, b"zz"], KEY, st.sampled_from([b"0", b"3"])),
+    st.builds(lambda k, m: [b"GETEX", k, *m], KEY, st.sampled_from([[], [b"PX", b"10"], [b"PERSIST"]])),
+    st.builds(lambda k: [b"GETDEL", k], KEY),
+    st.builds(lambda c, a, b: [c, a, b], st.sampled_from([b"RENAME", b"RENAMENX", b"COPY"]), KEY, KEY),
+    st.builds(lambda h, d, a: [b"BITOP", h, d, a], st.sampled_from([b"AND", b"XOR", b"NOT"]), KEY, KEY),
+    st.builds(lambda a, b: [b"MSETNX", a, b"1", b, b"2"], KEY, KEY),
+    st.builds(lambda k: [b"RPUSH", k, b"e"], KEY),
+    st.just([b"FLUSHALL"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(MEMBERS), string_commands), min_size=1, max_size=25))
+def test_every_member_ends_with_the_same_strings(sent):
+    ends_identical(sent)

@@ -73,7 +73,7 @@ SHAPES = {
     MSETNX: lambda op: len(op) == 2 and _words(op[1], 2) and len(op[1]) % 2 == 0,
     RENAME: lambda op: len(op) == 4 and _b(op[1]) and _b(op[2]) and op[3] in (0, 1),
     COPY: lambda op: len(op) == 4 and _b(op[1]) and _b(op[2]) and op[3] in (0, 1),
-    FLUSH: lambda op: len(op) == 2 and (op[1] is None or _words(op[1], 0)),
+    FLUSH: lambda op: len(op) == 2 and _words(op[1], 0),  # as assigned: the head named the keys
 }
 KEYS = {MSETNX: lambda op: op[1][0::2], RENAME: lambda op: op[1:3], COPY: lambda op: (op[2],),
         FLUSH: lambda op: op[1] or ()}
