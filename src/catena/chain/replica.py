@@ -726,12 +726,12 @@ class Replica:
         for _ in range(3):
             if not (self.to_persist or self.out_entries or self.deferred or self.out_ack is not None):
                 break
-            fx += self._route(self._batch(), self.now)
+            fx += self._route(self._batch(backlog=False), self.now)  # still one DEL slice a turn
         return fx
 
-    def _batch(self) -> list:
+    def _batch(self, backlog: bool = True) -> list:
         fx = []
-        if self.backlog and self.is_head():
+        if backlog and self.backlog and self.is_head():
             self._assign_backlog()
         if self.to_persist:
             fx.append(Persist(self.to_persist))
