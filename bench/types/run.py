@@ -1,15 +1,15 @@
-"""Memory and speed of lists and sorted sets: a 3-member catena chain against Redis, same run.
+"""Memory and speed of the collection types: a 3-member catena chain against Redis, same run.
 
 Starts redis-server (no persistence) and a catena chain (coordinator + 3 members, fsync
 everysec) on free loopback ports with bench/throughput's helpers, then
 
-  * loads one list of M elements (RPUSH, 1,000 per command) and one sorted set of M members
-    (ZADD, 1,000 per command; 16-byte elements and members) into each, pipelined, and prints
+  * loads one list (RPUSH), sorted set (ZADD, scores 0..M-1), hash (HSET, 16-byte values) and
+    set (SADD) of M 16-byte elements each, 1,000 per command, into each, pipelined, and prints
     the resident-memory growth per element (catena: the largest of its members);
-  * runs `redis-benchmark -t lpush,zadd -n N -c 50 -P 1` against Redis and the chain's head
-    and prints ops/s with ratio_vs_redis.
+  * runs `redis-benchmark -t lpush,zadd,hset,sadd -n N -c 50 -P 1` against Redis and the
+    chain's head and prints ops/s with ratio_vs_redis.
 
-    python bench/types/run.py             # M=1000000, N=100000
+    python bench/types/run.py             # M=1000000, N=50000
     python bench/types/run.py --quick     # M=100000,  N=20000
 
 Every process it starts is stopped by PID at the end.
@@ -45,7 +45,7 @@ def _command(*words: bytes) -> bytes:
 
 
 def load(port: int, kind: str, count: int) -> None:
-    """One list (kind "list") or sorted set ("zset") of `count` 16-byte elements at key `kind`,
+    """One list, zset, hash or set (`kind`) of `count` 16-byte elements at key `kind`,
     WINDOW commands of PER_COMMAND elements in flight at a time (a whole 1M-element pipeline in
     one read would hold a member's loop for seconds)."""
     sock = socket.create_connection((HOST, port), timeout=300)
@@ -57,8 +57,12 @@ def load(port: int, kind: str, count: int) -> None:
                 ids = range(start, min(count, start + PER_COMMAND))
                 if kind == "list":
                     words = [b"RPUSH", b"list", *(b"e:%014d" % i for i in ids)]
-                else:
+                elif kind == "zset":
                     words = [b"ZADD", b"zset", *(w for i in ids for w in (b"%d" % i, b"m:%014d" % i))]
+                elif kind == "hash":
+                    words = [b"HSET", b"hash", *(w for i in ids for w in (b"f:%014d" % i, b"v" * 16))]
+                else:
+                    words = [b"SADD", b"set", *(b"s:%014d" % i for i in ids)]
                 batch.append(_command(*words))
             sock.sendall(b"".join(batch))
             _replies(sock, len(batch))
@@ -82,7 +86,7 @@ def _replies(sock, n: int) -> None:
 
 
 def bench(port: int, n: int) -> dict[str, float]:
-    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "lpush,zadd", "-n", str(n),
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "lpush,zadd,hset,sadd", "-n", str(n),
                           "-c", str(tp.CLIENTS), "-P", "1", "--csv"], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"redis-benchmark against {port} failed: {out.stderr.strip()}")
@@ -110,7 +114,7 @@ def measure(procs, elements: int, n: int) -> None:
     members = tp.start_chain(procs, ports)
     head, tail = members[0], members[-1]
     print(f"# redis-server on {redis_port}; catena chain {members}; {os.cpu_count()} CPUs")
-    for kind in ("list", "zset"):
+    for kind in ("list", "zset", "hash", "set"):
         before = tp.rss(redis_port)
         load(redis_port, kind, elements)
         theirs = (tp.rss(redis_port) - before) / elements
@@ -120,7 +124,7 @@ def measure(procs, elements: int, n: int) -> None:
         tp.wait_for(lambda: tp.member_status(tail)["last_seq"] == last, 120, "the tail to hold it all")
         per_member = {p: (tp.rss(p) - before_c[p]) / elements for p in members}
         ours = max(per_member.values())
-        card = tp.cli(tail, "LLEN" if kind == "list" else "ZCARD", kind)
+        card = tp.cli(tail, {"list": "LLEN", "zset": "ZCARD", "hash": "HLEN", "set": "SCARD"}[kind], kind)
         if int(card) != elements:
             raise RuntimeError(f"the tail holds {card} elements of {kind}, not {elements}")
         print(f"bytes_per_element {kind} ({elements} elements of 16 bytes): redis={theirs:.0f} "
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="100,000 elements, 20,000 requests")
     args = ap.parse_args(argv)
-    elements, n = (100_000, 20_000) if args.quick else (1_000_000, 100_000)
+    elements, n = (100_000, 20_000) if args.quick else (1_000_000, 50_000)
     try:
         with _processes() as procs:
             measure(procs, elements, n)
