@@ -165,3 +165,11 @@ string_commands = st.one_of(
 @given(st.lists(st.tuples(st.sampled_from(MEMBERS), string_commands), min_size=1, max_size=25))
 def test_every_member_ends_with_the_same_strings(sent):
     ends_identical(sent)
+
+
+def test_lcs_beyond_its_limit_is_refused_not_computed(s):
+    run(s, "SET", "x", "a" * 400)
+    run(s, "SET", "y", "a" * 400)
+    assert run(s, "LCS", "x", "y") == Error(
+        "ERR catena computes LCS of strings whose lengths plus one multiply to at most 120000")
+    assert run(s, "LCS", "x", "no", "LEN") == 0, "an empty string: nothing to compute"
