@@ -39,6 +39,14 @@ def test_typed_replies_have_redis_resp3_shapes():
         assert encode(box.value, resp3=True) == want, cmd
 
 
+def test_a_key_named_withscores_is_not_an_option():
+    box = _Box()
+    resp3.token_for(box, [b"ZUNION", b"1", b"withscores"], resp3=True).resolve([b"a", b"b"])
+    assert box.value == [b"a", b"b"]
+    resp3.token_for(box, [b"ZUNION", b"1", b"k", b"withscores"], resp3=True).resolve([b"a", b"1"])
+    assert box.value == [[b"a", 1.0]]
+
+
 def test_resp2_clients_and_errors_are_not_reshaped():
     box = _Box()
     assert resp3.token_for(box, [b"ZSCORE", b"z", b"a"], resp3=False) is box

@@ -19,12 +19,23 @@ def _pairs(flat: list, second=_score) -> list:
     return [[flat[i], second(flat[i + 1])] for i in range(0, len(flat), 2)]
 
 
-def _has(args, word: bytes) -> bool:
-    return any(a.upper() == word for a in args[2:])
+def _withscores(options_at):
+    """A reply with WITHSCORES among the options (from `options_at(args)` on) as pairs."""
+    def shape(args, reply):
+        return _pairs(reply) if any(a.upper() == b"WITHSCORES" for a in args[options_at(args):]) else reply
+    return shape
 
 
-def _scored_range(args, reply):
-    return _pairs(reply) if _has(args, b"WITHSCORES") else reply
+def _after_keys(args) -> int:
+    """ZUNION/ZINTER/ZDIFF numkeys key ...: where the options begin (a key may be "withscores")."""
+    try:
+        return 2 + max(0, int(args[1]))
+    except ValueError:
+        return len(args)
+
+
+_scored_range = _withscores(lambda args: 4)  # ZRANGE key min max [options]
+_scored_combination = _withscores(_after_keys)
 
 
 def _zpop(args, reply):
@@ -46,9 +57,9 @@ SHAPES = {
     b"ZREVRANGE": _scored_range,
     b"ZRANGEBYSCORE": _scored_range,
     b"ZREVRANGEBYSCORE": _scored_range,
-    b"ZUNION": _scored_range,
-    b"ZINTER": _scored_range,
-    b"ZDIFF": _scored_range,
+    b"ZUNION": _scored_combination,
+    b"ZINTER": _scored_combination,
+    b"ZDIFF": _scored_combination,
     b"ZRANDMEMBER": lambda a, r: _pairs(r) if len(a) == 4 and type(r) is list else r,
     b"ZPOPMIN": _zpop,
     b"ZPOPMAX": _zpop,
