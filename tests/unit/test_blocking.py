@@ -112,3 +112,17 @@ def test_the_same_key_twice_blocks_once(chain):
     blocked = ask(chain, MIDDLE, "BLPOP", "l1", "l2", "l2", "l1", "0")
     ask(chain, HEAD, "RPUSH", "l2", "x")
     assert list(chain.replies.pop(blocked)) == [b"l2", b"x"] and nobody_blocked(chain)
+
+
+def test_many_blocked_clients_each_get_one_element_and_none_is_lost(chain):
+    waiting = [ask(chain, MEMBERS[i % 3], "BLPOP", "q", "0") for i in range(30)]
+    assert not any(t in chain.replies for t in waiting)
+    ask(chain, HEAD, "RPUSH", "q", *[f"e{i}" for i in range(20)])
+    served = [t for t in waiting if t in chain.replies]
+    assert len(served) == 20, "20 elements: 20 clients served"
+    got = [list(chain.replies.pop(t))[1] for t in served]
+    assert sorted(got) == sorted(f"e{i}".encode() for i in range(20)), "each element popped once"
+    ask(chain, MIDDLE, "RPUSH", "q", *[f"f{i}" for i in range(15)])
+    assert all(t in chain.replies for t in waiting if t not in served), "the other 10 served next"
+    assert chain.replies.pop(ask(chain, TAIL, "LLEN", "q")) == 5 and nobody_blocked(chain)
+    chain.check(b"fresh")
