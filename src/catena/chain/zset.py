@@ -23,7 +23,7 @@ INF = float("inf")
 _DEC = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _HEX = re.compile(rb"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?")
 _INF = re.compile(rb"[+-]?(?:inf|infinity)", re.IGNORECASE)
-_NONZERO = re.compile(rb"[1-9a-fA-F]")
+_NONZERO = re.compile(rb"[1-9a-fA-F]")  # a digit that is not 0 (decimal or hexadecimal)
 _SPACE = b" \t\n\v\f\r"
 
 
@@ -43,9 +43,11 @@ def _strtod(text: bytes):
             return value, False
     else:
         return None
-    mantissa = re.split(rb"[eEpP]", text[2:] if _HEX.fullmatch(text) else text)[0]
-    if value == 0 and _NONZERO.search(mantissa.lstrip(b"+-").lstrip(b"0xX")):
-        return value, False  # underflow
+    if value == 0:  # underflow to zero (ERANGE) when the digits were not all zeros
+        hexadecimal = _HEX.fullmatch(text) is not None
+        digits = re.split(rb"[pP]" if hexadecimal else rb"[eE]", text)[0].lstrip(b"+-")
+        if _NONZERO.search(digits[2:] if hexadecimal else digits):
+            return value, False
     return value, True
 
 
