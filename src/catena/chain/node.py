@@ -18,7 +18,7 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import disk, messages, ops
+from catena.chain import blocking, disk, messages, ops, resp3
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import MAX_RECORD, DurableLog
@@ -120,7 +120,8 @@ class MemberNode:
         # With a coordinator, reads wait for its first probe's lease: a member cut off before that
         # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
-                          lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random())
+                          lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random(),
+                          gone=_disconnected)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         if gap:  # cut the log back to what we keep before anything is appended after it
@@ -153,6 +154,8 @@ class MemberNode:
             t.register(name, self._data, arity)
         for name, (arity, _, _) in ops.READS.items():
             t.register(name, self._data, arity, ordered=True)
+        for name, (arity, _, _) in blocking.COMMANDS.items():
+            t.register(name, self._data, arity)
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
@@ -177,7 +180,8 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(self.metrics.track(reply, args), args, time.time()))
+        token = self.metrics.track(resp3.token_for(reply, args, client.resp3), args)
+        self._run(self.replica.on_client(token, args, time.time()))
         return reply
 
     def _req(self, client, args):
@@ -232,7 +236,7 @@ class MemberNode:
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
         lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
-                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
+                  f"blocked_clients:{len(self.replica.blocked.waiters)}", f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
         lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
                   f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
         return ("\r\n".join(lines) + "\r\n").encode()
@@ -570,6 +574,13 @@ class _Snapshot(NamedTuple):
 
 class _StoreSnapshot(NamedTuple):
     blob: bytes
+
+
+def _disconnected(token) -> bool:
+    """Has the client awaiting the reply `token` (a Deferred, or a `resp3.Shaped` one) gone (its
+    connection closed)?"""
+    reply = getattr(token, "deferred", token)
+    return reply.conn is None and not reply.done
 
 
 def _is_keys(args) -> bool:
