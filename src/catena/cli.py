@@ -113,7 +113,8 @@ def cmd_member(args) -> int:
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.proto_max_bulk_len, args.advertise,
-                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args))
+                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
+                      debug_commands=args.enable_debug_command == "yes")
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     return _run_async(node.run())
 
@@ -134,6 +135,9 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    if not args.wedge_timeout_s >= 0:
+        raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
+    coord.machine.wedge_s = args.wedge_timeout_s or None
     coord.server.limits = _limits(args)
     coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
     return _run_async(coord.run())
@@ -232,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "does (a fail-slow disk); 0: never")
     m.add_argument("--write-timeout-ms", type=int, default=5000,
                    help="deadline of a write this member forwards to the head: not applied after it")
+    m.add_argument("--enable-debug-command", choices=("yes", "no"), default="no",
+                   help="allow DEBUG SLEEP (holds the event loop: for tests and drills)")
     _add_address_flags(m, "this member")
     tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
@@ -245,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
     c.add_argument("--add-timeout-s", type=float, default=30.0,
                    help="roll back an add whose learner made no progress for this long")
+    c.add_argument("--wedge-timeout-s", type=float, default=10.0,
+                   help="a member that misses probes while its liveness responder says its event loop is in a "
+                   "turn this long is dead; shorter turns are busy, not dead (0: probes only)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "

@@ -19,8 +19,10 @@ from typing import NamedTuple, NoReturn
 import msgpack
 
 from catena.chain import disk, messages, ops
+from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
+from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
@@ -32,7 +34,7 @@ from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import INTERNAL, CommandTable
+from catena.resp.commands import ADMIN, INTERNAL, CommandTable
 from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
@@ -56,7 +58,8 @@ class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
-                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits()):
+                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
+                 debug_commands: bool = False):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -81,12 +84,14 @@ class MemberNode:
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len, limits, RESERVED_COMMANDS)
         self._register_commands()
+        self.table.register(b"DEBUG", debug_command(debug_commands), -2, role=ADMIN)
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
         self._failed = False  # an effect could not be executed: execute nothing more
         self._group: asyncio.TaskGroup | None = None
@@ -163,9 +168,9 @@ class MemberNode:
     def _probe_cmd(self, client, args):
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
-        incarnation (a restart shows as a new one)."""
+        incarnation (a restart shows as a new one) and the UDP port of its liveness responder."""
         self._run(self.replica.on_probe(int(args[1]), int(args[2]), int(args[3]), time.time()))
-        return self.incarnation
+        return [self.incarnation, self.liveness.port if self.liveness else 0]
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
@@ -423,7 +428,10 @@ class MemberNode:
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
+            self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
+                                              self.secret.encode() if self.secret else None)
             await self.server.start(host, int(port))
+            self.liveness.start()
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
             self.watchdog.start()
             if started is not None:
@@ -437,6 +445,7 @@ class MemberNode:
                 await self._stopped  # until cancelled, or a fail-stop
             finally:
                 self.links.close()
+                self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
                 try:
