@@ -15,9 +15,10 @@ miss counts.
 Busy is not dead. A probe's answer waits behind whatever the member's event loop has queued, so
 a member busy with a big command can miss it. With a wedge bound (`wedge_s`), a probe that timed
 out is followed by a liveness check (`CheckLiveness`), which a thread in the member answers off
-its loop: the same incarnation with a loop whose current turn is younger than `wedge_s` is busy,
-neither a miss nor an answer (no grant: only a probe answered in time grants a lease); a turn of
-`wedge_s` or more is a wedged loop, dead at once; no answer, or another incarnation, is a miss.
+its loop: the same incarnation with a loop whose current turn is younger than `wedge_s` is busy:
+alive, so the misses before it are forgiven, but no grant (only a probe answered in time grants
+a lease); a turn of `wedge_s` or more is a wedged loop, dead at once; no answer, or another
+incarnation, is a miss.
 A member is excused as busy for at most `busy_limit_s` after its first busy verdict since it last
 answered; after that its timeouts are misses again.
 
@@ -302,7 +303,8 @@ class CoordinatorMachine:
             return self._missed(member, p, now, wedged=True)
         if p.busy_since is None:
             p.busy_since = now
-        return self._next(p, now)  # busy: no miss, and no grant
+        self.health.result(member, True)  # busy: alive and turning (misses start over), but no grant
+        return self._next(p, now)
 
     def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
         if self.health.result(member, False, refused, wedged) and member in watched(self.view):
