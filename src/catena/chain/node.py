@@ -370,11 +370,10 @@ class MemberNode:
             self.links.send(fx.to, fx.data)
             return len(fx.data), None
         elif kind is _Snapshot:
-            blob = msgpack.packb([fx.last_epoch, fx.last_seq, fx.state], use_bin_type=True)
-            return len(blob), _StoreSnapshot(blob)
+            return len(fx.state), _StoreSnapshot(snapshot_parts(fx.last_epoch, fx.last_seq, fx.state))
         elif kind is _StoreSnapshot:
             self._store_snapshot(fx.blob)
-            return len(fx.blob), None
+            return sum(map(len, fx.blob)), None
         elif kind is FetchView:
             self._fetch.set()
         return 0, None
@@ -408,14 +407,14 @@ class MemberNode:
         replica = replica or self.replica
         if state is None:
             state = replica.state.dump()
-        self._store_snapshot(msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True))
+        self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
-    def _store_snapshot(self, blob: bytes) -> None:
+    def _store_snapshot(self, blob: list[bytes]) -> None:
         try:
             self.log.snapshot(blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
-        self._snapshot_bytes = len(blob)
+        self._snapshot_bytes = sum(map(len, blob))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -575,7 +574,21 @@ class _Snapshot(NamedTuple):
 
 
 class _StoreSnapshot(NamedTuple):
-    blob: bytes
+    blob: list[bytes]  # snapshot_parts: the blob in parts
+
+
+def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
+    """The member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
+    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
+    large one is never copied into another buffer."""
+    n = len(state)
+    if n < 1 << 8:
+        head = b"\xc4" + n.to_bytes(1, "big")
+    elif n < 1 << 16:
+        head = b"\xc5" + n.to_bytes(2, "big")
+    else:
+        head = b"\xc6" + n.to_bytes(4, "big")
+    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
 
 
 def _is_keys(args) -> bool:
