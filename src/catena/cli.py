@@ -114,7 +114,7 @@ def cmd_member(args) -> int:
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.proto_max_bulk_len, args.advertise,
                       disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
-                      debug_commands=args.enable_debug_command == "yes")
+                      debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port)
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     return _run_async(node.run())
 
@@ -198,6 +198,12 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
                         help="partial commands of all clients together (default 2gb)")
 
 
+def _port_or_zero(value) -> int:
+    if not str(value).isdigit() or int(value) > 65535:
+        raise ValueError(f"expected a port number (0 to 65535), got {value!r}")
+    return int(value)
+
+
 def _positive(value) -> int:
     n = int(value)
     if n < 1:
@@ -236,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "does (a fail-slow disk); 0: never")
     m.add_argument("--write-timeout-ms", type=int, default=5000,
                    help="deadline of a write this member forwards to the head: not applied after it")
+    m.add_argument("--liveness-port", type=_checked(_port_or_zero), default=0, metavar="PORT",
+                   help="UDP port of the liveness responder the coordinator asks when a probe times out "
+                   "(on the --listen host; 0: any free port, named in probe answers and INFO)")
     m.add_argument("--enable-debug-command", choices=("yes", "no"), default="no",
                    help="allow DEBUG SLEEP (holds the event loop: for tests and drills)")
     _add_address_flags(m, "this member")

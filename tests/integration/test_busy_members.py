@@ -5,10 +5,13 @@ process (SIGSTOP: no thread answers), is removed."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import redis
+
+from catena.coordinator import liveness
 
 from conftest import HOST, port_of, wait_until
 
@@ -69,8 +72,12 @@ def test_a_busy_member_stays_and_a_wedged_one_is_removed(make_cluster):
 
 def test_a_stopped_member_answers_nothing_and_is_removed(make_cluster):
     cluster, (head, middle, tail) = _busy_cluster(make_cluster)
+    port = cluster.client(middle).info("server")["catena_liveness_port"]
+    incarnation = cluster.member_cmd(middle, "MEMBER.PROBE", 0, 0, 0)[0]
+    assert asyncio.run(liveness.ask(HOST, port, None, 5.0)).incarnation == incarnation
     cluster.sigstop(middle)
     try:
+        assert asyncio.run(liveness.ask(HOST, port, None, 1.0)) is None  # every thread is stopped
         wait_until(lambda: cluster.chain() == [head, tail], 20, "the stopped member to be removed")
         assert f"member {middle} failed 3 probes in a row" in _coordinator_log(cluster)
         assert "answers liveness" not in _coordinator_log(cluster)

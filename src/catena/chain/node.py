@@ -59,7 +59,7 @@ class MemberNode:
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
                  disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
-                 debug_commands: bool = False):
+                 debug_commands: bool = False, liveness_port: int = 0):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -92,6 +92,7 @@ class MemberNode:
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
         self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
+        self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
         self._failed = False  # an effect could not be executed: execute nothing more
         self._group: asyncio.TaskGroup | None = None
@@ -230,7 +231,8 @@ class MemberNode:
     def _info(self, client, args):
         s = self.replica.status()
         lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
-                 f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
+                 f"uptime_in_seconds:{int(time.time() - self.started)}",
+                 f"catena_liveness_port:{self.liveness.port if self.liveness else 0}", "", "# Replication",
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
         lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
@@ -428,7 +430,7 @@ class MemberNode:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
             self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
-                                              self.secret.encode() if self.secret else None)
+                                              self.secret.encode() if self.secret else None, self.liveness_port)
             await self.server.start(host, int(port))
             self.liveness.start()
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
