@@ -5,7 +5,10 @@ with `--coordinator`, fsync everysec) on free loopback ports with data in a temp
 measures the peak SET rate with the same loader running closed-loop (no rate limit) for
 `--peak-seconds`, then offers `--load` (default 0.8) of that rate for `--duration` seconds from
 rate-limited client threads. Every `--every` seconds it prints ops/s, p50/p99/max latency and
-each member's RSS; at the end, p99 over time and each member's memory growth.
+each member's RSS; at the end, p99 over time and each member's memory growth. Then, as the
+peer in the same run, the same loader offers the same rate to a redis-server (no persistence)
+for `--redis-seconds` (default 15; 0: skip): its p99 is the floor this machine and this loader
+give, and the worst window's p99 is printed as a ratio to it.
 
     python bench/soak/run.py                    # the documented 10-minute soak (600 s)
     python bench/soak/run.py --quick            # 60 s
@@ -235,6 +238,26 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def redis_p99(root: Path, rate: float, args) -> float:
+    """The p99 of the same open-loop load against a redis-server of our own (stopped by PID)."""
+    port = free_ports(1)[0]
+    with open(root / "redis.log", "ab") as log:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                                   "--appendonly", "no"], stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: call(port, "PING") == b"PONG", 30, "redis-server")
+        load = Load(port, args.threads, args.keys, rate)
+        load.start()
+        time.sleep(args.redis_seconds)
+        lat, _ = load.take()
+        load.stop()
+        return pct(lat, 0.99)
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -249,6 +272,8 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=30.0, help="seconds between report lines")
     ap.add_argument("--rss-slack-mb", type=float, default=16.0)
     ap.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    ap.add_argument("--redis-seconds", type=float, default=15.0,
+                    help="then offer the same rate to redis-server this long, as the peer (0: skip)")
     args = ap.parse_args()
     duration = 60.0 if args.quick else args.duration
 
@@ -335,6 +360,11 @@ def main() -> int:
         sizes = {p: sum(f.stat().st_size for f in (root / f"member-{p}").rglob("*") if f.is_file())
                  for p in cluster.members}
         print("# data dir sizes: " + ", ".join(f"{p}: {s / 2**20:.0f} MB" for p, s in sizes.items()))
+        if args.redis_seconds > 0 and shutil.which("redis-server"):
+            worst = max(r[3] for r in rows)
+            p99 = redis_p99(root, rate, args)
+            print(f"# redis-server at the same {rate:,.0f} ops/s, same loader, {args.redis_seconds:.0f} s: p99 "
+                  f"{p99 * 1000:.2f} ms; catena's worst window p99 {worst * 1000:.1f} ms: ratio_vs_redis={worst / p99:.0f}")
         print(f"verdict={'ok' if ok else 'FAIL'}")
         return 0 if ok else 1
     finally:
