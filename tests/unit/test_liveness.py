@@ -4,6 +4,8 @@ the coordinator's asker (coordinator/liveness.py), over real UDP on 127.0.0.1.""
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catena import liveness
 from catena.chain.liveness import LivenessResponder
@@ -62,3 +64,16 @@ def test_nobody_listening_is_no_answer():
     port = responder.port
     responder.stop()  # never started: the port is free again
     assert asyncio.run(ask("127.0.0.1", port, None, 2.0)) is None
+
+
+_DATAGRAMS = st.one_of(st.binary(max_size=80),
+                       st.builds(lambda n, tail: liveness.MAGIC + tail[:n], st.sampled_from([8, 28, 40, 60]),
+                                 st.binary(min_size=60, max_size=60)))
+
+
+@given(_DATAGRAMS, st.sampled_from([None, SECRET]))
+def test_any_datagram_is_read_or_dropped_never_raises(data, secret):
+    nonce = liveness.read_request(data, secret)
+    assert nonce is None or 0 <= nonce < 1 << 64
+    alive = liveness.read_answer(data, 1, secret)
+    assert alive is None or (alive.turn_s >= 0 and alive.beats >= 0)
