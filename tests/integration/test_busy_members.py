@@ -84,3 +84,19 @@ def test_a_stopped_member_answers_nothing_and_is_removed(make_cluster):
         assert cluster.client(head).set("after-stop", b"1") is True
     finally:
         cluster.sigcont(middle)
+
+
+def test_a_large_value_crosses_the_chain_intact(make_cluster):
+    """A value over the member shell's big-effect size is logged and forwarded in several turns
+    (its Append framed around the log's record, not packed again), between two small writes:
+    every member holds all three."""
+    cluster, (head, middle, tail) = _busy_cluster(make_cluster)
+    value = bytes(range(256)) * (40 << 12)  # 40 MB
+    c = cluster.client(head)
+    assert c.set("before", b"1") is True
+    assert c.set("big", value) is True
+    assert c.set("after", b"2") is True
+    for m in (head, middle, tail):
+        got = cluster.client(m).mget("before", "big", "after")
+        assert got[0] == b"1" and got[2] == b"2" and got[1] == value, m
+    assert cluster.chain() == [head, middle, tail]

@@ -24,7 +24,7 @@ from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
-from catena.chain.messages import Read, ReadReply
+from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
@@ -98,6 +98,7 @@ class MemberNode:
         self._group: asyncio.TaskGroup | None = None
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
+        self._big_record: tuple | None = None  # (entries, their log record): a large Persist's, for its Append
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -342,6 +343,7 @@ class MemberNode:
             if size > BIG_EFFECT_BYTES and later:
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
                 return
+        self._big_record = None  # its Append, if any, was sent
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
@@ -349,11 +351,12 @@ class MemberNode:
         if kind is Reply:
             fx.token.resolve(fx.value)
         elif kind is Send:
-            frame = messages.pack(fx.msg)
-            if len(frame) > BIG_EFFECT_BYTES:
-                return len(frame), _Out(fx.to, frame)
+            frame = self._frame(fx.msg)
+            size = len(frame) if type(frame) is bytes else sum(map(len, frame))
+            if size > BIG_EFFECT_BYTES:
+                return size, _Out(fx.to, frame)
             self.links.send(fx.to, frame)
-            return len(frame), None
+            return size, None
         elif kind is Persist:
             # One record per batch: one msgpack call and one checksum per event-loop turn (one
             # per entry for a batch too big for a record).
@@ -362,6 +365,7 @@ class MemberNode:
                 records = [msgpack.packb([e], use_bin_type=True) for e in fx.entries]
                 return len(record), _Out(None, records)
             if len(record) > BIG_EFFECT_BYTES:
+                self._big_record = (fx.entries, record)
                 return len(record), _Out(None, [record])
             self._append([record])
             return len(record), None
@@ -370,7 +374,7 @@ class MemberNode:
                 self._append(fx.data)
                 return sum(map(len, fx.data)), None
             self.links.send(fx.to, fx.data)
-            return len(fx.data), None
+            return len(fx.data) if type(fx.data) is bytes else sum(map(len, fx.data)), None
         elif kind is _Snapshot:
             return len(fx.state), _StoreSnapshot(snapshot_parts(fx.last_epoch, fx.last_seq, fx.state))
         elif kind is _StoreSnapshot:
@@ -379,6 +383,16 @@ class MemberNode:
         elif kind is FetchView:
             self._fetch.set()
         return 0, None
+
+    def _frame(self, msg) -> bytes | list[bytes]:
+        """`msg` packed. An Append of the very entries whose large record was just packed for
+        the log is framed around that record instead: the value is not packed a second time."""
+        big = self._big_record
+        if (big is not None and type(msg) is Append and len(msg.entries) == len(big[0])
+                and all(a is b for a, b in zip(msg.entries, big[0]))):
+            self._big_record = None
+            return messages.append_frame(msg.epoch, msg.commit_seq, big[1])
+        return messages.pack(msg)
 
     def _append(self, records: list[bytes]) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a
@@ -561,7 +575,7 @@ def contiguous(entries, last_seq: int) -> int:
 
 
 class _Out(NamedTuple):
-    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame)."""
+    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame or its parts)."""
 
     to: str | None
     data: list[bytes] | bytes
