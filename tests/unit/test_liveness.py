@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from catena import liveness
 from catena.chain.liveness import LivenessResponder
 from catena.coordinator.liveness import ask
+from catena.errors import CatenaError
 from catena.loopstats import LoopMonitor
 
 SECRET = b"s3cret"
@@ -77,3 +78,12 @@ def test_any_datagram_is_read_or_dropped_never_raises(data, secret):
     assert nonce is None or 0 <= nonce < 1 << 64
     alive = liveness.read_answer(data, 1, secret)
     assert alive is None or (alive.turn_s >= 0 and alive.beats >= 0)
+
+
+def test_a_taken_port_is_refused_with_a_clear_error():
+    first = LivenessResponder("127.0.0.1", 1, LoopMonitor(), None)
+    try:
+        with pytest.raises(CatenaError, match="--liveness-port"):
+            LivenessResponder("127.0.0.1", 1, LoopMonitor(), None, port=first.port)
+    finally:
+        first.stop()

@@ -14,6 +14,7 @@ import threading
 import time
 
 from catena import liveness
+from catena.errors import CatenaError
 from catena.loopstats import LoopMonitor
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,13 @@ log = logging.getLogger(__name__)
 class LivenessResponder:
     def __init__(self, host: str, incarnation: int, monitor: LoopMonitor, secret: bytes | None,
                  port: int = 0, clock=time.monotonic):
-        family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_DGRAM)[0][0]
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind((host.strip("[]"), port))
+        try:
+            family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_DGRAM)[0][0]
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise CatenaError(f"cannot bind the liveness responder to UDP {host}:{port} ({exc.strerror or exc}): "
+                              "give another --liveness-port, or 0 for any free one") from None
         self.port = self.sock.getsockname()[1]
         self.incarnation = incarnation
         self.monitor = monitor

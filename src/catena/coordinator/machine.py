@@ -18,9 +18,8 @@ out is followed by a liveness check (`CheckLiveness`), which a thread in the mem
 its loop: the same incarnation with a loop whose current turn is younger than `wedge_s` is busy:
 alive, so the misses before it are forgiven, but no grant (only a probe answered in time grants
 a lease); a turn of `wedge_s` or more is a wedged loop, dead at once; no answer, or another
-incarnation, is a miss.
-A member is excused as busy for at most `busy_limit_s` after its first busy verdict since it last
-answered; after that its timeouts are misses again.
+incarnation, is a miss. A member is excused as busy for at most `busy_limit_s` after its first
+busy verdict since it last answered; after that its timeouts are misses again.
 
 Revoke-or-wait. Before a view that drops a member is saved, the member is asked to give its
 lease back (`Revoke`); if it does not answer, the save waits until every lease it may hold has
