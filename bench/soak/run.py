@@ -21,6 +21,7 @@ the in-memory window of recent entries is bounded too (catena.chain.replica.WIND
 
 Verdict, exit status 1 when any holds:
   * an error reply or a broken connection;
+  * the coordinator changed the chain during the soak (a member was removed);
   * the achieved rate falls below 90% of the offered rate over the run;
   * memory that grows without bound: a member's RSS at the end exceeds its RSS at mid-run by
     more than max(--rss-slack-mb (16), 10%) — in the second half the key set is full and the
@@ -305,6 +306,7 @@ def main() -> int:
               flush=True)
 
         load = Load(head, args.threads, args.keys, rate)
+        chain_before = call(cluster.coordinator, "MASTER.GET_CHAIN")
         pids = {port: cluster.pid(port) for port in cluster.members}
         rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
         print("   t_s     ops_s  p50_ms  p99_ms  max_ms  " + "  ".join(f"rss_{p}_mb" for p in cluster.members))
@@ -338,6 +340,12 @@ def main() -> int:
         load.stop()
         elapsed = time.monotonic() - start
 
+        chain_after = call(cluster.coordinator, "MASTER.GET_CHAIN")
+        if chain_after != chain_before:  # a removal stalls writes: say so beside the latencies
+            print(f"# the coordinator changed the chain during the soak: {chain_before} -> {chain_after}")
+            ok = False
+        else:
+            print("# chain unchanged during the soak: nobody removed")
         print("\n# p99 latency over time (ms): " + " ".join(f"{r[3] * 1000:.1f}@{r[0]:.0f}s" for r in rows))
         achieved = total_done / elapsed
         print(f"# achieved {achieved:,.0f} ops/s of {rate:,.0f} offered ({achieved / rate:.0%}); "
