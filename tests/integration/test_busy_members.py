@@ -65,7 +65,7 @@ def test_a_busy_member_stays_and_a_wedged_one_is_removed(make_cluster):
     wedge.start()
     wait_until(lambda: cluster.chain() == [head, tail], 3 * WEDGE_S, "the wedged member to be removed")
     assert time.monotonic() - started >= WEDGE_S - 1  # not before its turn reached the bound
-    assert f"member {middle} its event loop has not turned for {WEDGE_S:g} s (wedged)" in _coordinator_log(cluster)
+    assert f"member {middle}: its event loop has not turned for {WEDGE_S:g} s (wedged)" in _coordinator_log(cluster)
     assert cluster.client(head).set("after-wedge", b"1") is True
     assert cluster.client(tail).get("after-wedge") == b"1"
 

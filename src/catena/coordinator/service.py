@@ -589,9 +589,9 @@ class Coordinator:
         if isinstance(fx, Restarted) and changed:
             log.warning("member %s restarted (new incarnation): added it again behind the tail", addr)
         elif isinstance(fx, Fail):
-            why = (f"its event loop has not turned for {self.machine.wedge_s:g} s (wedged)" if fx.wedged
-                   else f"failed {fx.misses} probes in a row")
-            log.warning("member %s %s: %s", addr, why, "removed it from the chain"
+            why = (f": its event loop has not turned for {self.machine.wedge_s:g} s (wedged)" if fx.wedged
+                   else f" failed {fx.misses} probes in a row")
+            log.warning("member %s%s: %s", addr, why, "removed it from the chain"
                         if changed else "it is the last member of its chain: keeping it; the chain waits for it")
         self._execute(self.machine.decided(fx, bool(changed), time.monotonic()))
 
