@@ -22,6 +22,12 @@ def _coordinator_log(cluster) -> str:
     return cluster.procs[cluster.coordinator].log_path.read_text(errors="replace")
 
 
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (T: stopped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
+
+
 def _debug_sleep(addr: str, seconds: float, until: float, errors: list) -> None:
     """DEBUG SLEEP `seconds` at `addr`, and again until `until` (monotonic) has passed."""
     try:
@@ -78,6 +84,7 @@ def test_a_stopped_member_answers_nothing_and_is_removed(make_cluster):
     logged = len(_coordinator_log(cluster))
     cluster.sigstop(middle)
     try:
+        wait_until(lambda: _state(cluster.procs[middle].pid) == "T", 10, "the member to be stopped")
         assert asyncio.run(liveness.ask(HOST, port, None, 1.0)) is None  # every thread is stopped
         wait_until(lambda: cluster.chain() == [head, tail], 20, "the stopped member to be removed")
         since = _coordinator_log(cluster)[logged:]
