@@ -113,7 +113,8 @@ def cmd_member(args) -> int:
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.proto_max_bulk_len, args.advertise,
-                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args))
+                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
+                      debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port)
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
     return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
@@ -152,6 +153,9 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    if not args.wedge_timeout_s >= 0:
+        raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
+    coord.machine.wedge_s = args.wedge_timeout_s or None
     coord.server.limits = _limits(args)
     coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
     logs.set_context(lambda: (coord.view.chain_id, coord.view.epoch))
@@ -224,6 +228,12 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
                         help="partial commands of all clients together (default 2gb)")
 
 
+def _port_or_zero(value) -> int:
+    if not str(value).isdigit() or int(value) > 65535:
+        raise ValueError(f"expected a port number (0 to 65535), got {value!r}")
+    return int(value)
+
+
 def _positive(value) -> int:
     n = int(value)
     if n < 1:
@@ -262,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "does (a fail-slow disk); 0: never")
     m.add_argument("--write-timeout-ms", type=int, default=5000,
                    help="deadline of a write this member forwards to the head: not applied after it")
+    m.add_argument("--liveness-port", type=_checked(_port_or_zero), default=0, metavar="PORT",
+                   help="UDP port of the liveness responder the coordinator asks when a probe times out "
+                   "(on the --listen host; 0: any free port, named in probe answers and INFO)")
+    m.add_argument("--enable-debug-command", choices=("yes", "no"), default="no",
+                   help="allow DEBUG SLEEP (holds the event loop: for tests and drills)")
     _add_address_flags(m, "this member")
     add_ops_flags(m)
     tls.add_flags(m)
@@ -276,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
     c.add_argument("--add-timeout-s", type=float, default=30.0,
                    help="roll back an add whose learner made no progress for this long")
+    c.add_argument("--wedge-timeout-s", type=float, default=10.0,
+                   help="a member that misses probes while its liveness responder says its event loop is in a "
+                   "turn this long is dead; shorter turns are busy, not dead (0: probes only)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "

@@ -15,6 +15,8 @@ Commands (t: monotonic seconds; members are short names):
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
+    liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
+                                               current turn S seconds old (no inc: no answer)
     suspect t=T a                              membership says a failed
     decided t=T fail|restarted a changed|kept  the shell decided the machine's verdict
     revokes epoch=E members=a,b [learner=c]    revokes before saving this view over the saved one
@@ -22,6 +24,7 @@ Commands (t: monotonic seconds; members are short names):
     tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
     decided t=T caughtup|abandonadd a changed|kept
     add-timeout s=S                            the coordinator's --add-timeout-s
+    wedge s=S [busy-limit=L]                   the coordinator's --wedge-timeout-s (liveness checks on)
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from catena.coordinator.machine import (AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail, Probe, Restarted,
-                                        Revoke)
+from catena.coordinator.machine import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, CoordinatorMachine, Fail, Probe,
+                                        Restarted, Revoke)
 from catena.view import View
 
 DATA = Path(__file__).parent / "testdata" / "coordinator_machine"
@@ -45,7 +48,9 @@ def render(fx) -> str:
     if isinstance(fx, Revoke):
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
-        return f"fail {fx.member} misses={fx.misses}"
+        return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, CheckLiveness):
+        return f"check-liveness {fx.member} nonce={fx.nonce} timeout={fx.timeout_s:g}"
     if isinstance(fx, Restarted):
         return f"restarted {fx.member} incarnation={fx.incarnation}"
     if isinstance(fx, AskTail):
@@ -102,6 +107,12 @@ class Story:
             fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t)
         elif cmd == "miss":
             fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
+        elif cmd == "liveness":
+            fx = m.on_liveness(args[0], int(kv["nonce"]), t, kv.get("inc"), float(kv.get("turn", 0)))
+        elif cmd == "wedge":
+            m.wedge_s = float(kv["s"])
+            m.busy_limit_s = float(kv.get("busy-limit", m.busy_limit_s))
+            fx = []
         elif cmd == "suspect":
             out = [f"brought forward: {m.suspect(args[0], t)}"]
             fx = []

@@ -19,10 +19,12 @@ from typing import NamedTuple, NoReturn
 import msgpack
 
 from catena.chain import blocking, disk, messages, ops, resp3
+from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
+from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
-from catena.chain.messages import Read, ReadReply
+from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
@@ -33,7 +35,7 @@ from catena.membership.agent import JoinError, MembershipAgent
 from catena.metrics.member import MemberMetrics
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import INTERNAL, CommandTable
+from catena.resp.commands import ADMIN, INTERNAL, CommandTable
 from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
@@ -57,7 +59,8 @@ class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
-                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits()):
+                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
+                 debug_commands: bool = False, liveness_port: int = 0):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -83,6 +86,7 @@ class MemberNode:
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len, limits, RESERVED_COMMANDS)
         self._register_commands()
+        self.table.register(b"DEBUG", debug_command(debug_commands), -2, role=ADMIN)
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
@@ -90,11 +94,14 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
+        self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
         self._failed = False  # an effect could not be executed: execute nothing more
         self._group: asyncio.TaskGroup | None = None
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
+        self._big_record: tuple | None = None  # (entries, their log record): a large Persist's, for its Append
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -169,9 +176,9 @@ class MemberNode:
     def _probe_cmd(self, client, args):
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
-        incarnation (a restart shows as a new one)."""
+        incarnation (a restart shows as a new one) and the UDP port of its liveness responder."""
         self._run(self.replica.on_probe(int(args[1]), int(args[2]), int(args[3]), time.time()))
-        return self.incarnation
+        return [self.incarnation, self.liveness.port if self.liveness else 0]
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
@@ -232,7 +239,8 @@ class MemberNode:
     def _info(self, client, args):
         s = self.replica.status()
         lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
-                 f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
+                 f"uptime_in_seconds:{int(time.time() - self.started)}",
+                 f"catena_liveness_port:{self.liveness.port if self.liveness else 0}", "", "# Replication",
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
         lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
@@ -342,6 +350,7 @@ class MemberNode:
             if size > BIG_EFFECT_BYTES and later:
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
                 return
+        self._big_record = None  # its Append, if any, was sent
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
@@ -349,11 +358,12 @@ class MemberNode:
         if kind is Reply:
             fx.token.resolve(fx.value)
         elif kind is Send:
-            frame = messages.pack(fx.msg)
-            if len(frame) > BIG_EFFECT_BYTES:
-                return len(frame), _Out(fx.to, frame)
+            frame = self._frame(fx.msg)
+            size = len(frame) if type(frame) is bytes else sum(map(len, frame))
+            if size > BIG_EFFECT_BYTES:
+                return size, _Out(fx.to, frame)
             self.links.send(fx.to, frame)
-            return len(frame), None
+            return size, None
         elif kind is Persist:
             # One record per batch: one msgpack call and one checksum per event-loop turn (one
             # per entry for a batch too big for a record).
@@ -362,6 +372,7 @@ class MemberNode:
                 records = [msgpack.packb([e], use_bin_type=True) for e in fx.entries]
                 return len(record), _Out(None, records)
             if len(record) > BIG_EFFECT_BYTES:
+                self._big_record = (fx.entries, record)
                 return len(record), _Out(None, [record])
             self._append([record])
             return len(record), None
@@ -370,16 +381,25 @@ class MemberNode:
                 self._append(fx.data)
                 return sum(map(len, fx.data)), None
             self.links.send(fx.to, fx.data)
-            return len(fx.data), None
+            return len(fx.data) if type(fx.data) is bytes else sum(map(len, fx.data)), None
         elif kind is _Snapshot:
-            blob = msgpack.packb([fx.last_epoch, fx.last_seq, fx.state], use_bin_type=True)
-            return len(blob), _StoreSnapshot(blob)
+            return len(fx.state), _StoreSnapshot(snapshot_parts(fx.last_epoch, fx.last_seq, fx.state))
         elif kind is _StoreSnapshot:
             self._store_snapshot(fx.blob)
-            return len(fx.blob), None
+            return sum(map(len, fx.blob)), None
         elif kind is FetchView:
             self._fetch.set()
         return 0, None
+
+    def _frame(self, msg) -> bytes | list[bytes]:
+        """`msg` packed. An Append of the very entries whose large record was just packed for
+        the log is framed around that record instead: the value is not packed a second time."""
+        big = self._big_record
+        if (big is not None and type(msg) is Append and len(msg.entries) == len(big[0])
+                and all(a is b for a, b in zip(msg.entries, big[0]))):
+            self._big_record = None
+            return messages.append_frame(msg.epoch, msg.commit_seq, big[1])
+        return messages.pack(msg)
 
     def _append(self, records: list[bytes]) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a
@@ -410,14 +430,14 @@ class MemberNode:
         replica = replica or self.replica
         if state is None:
             state = replica.state.dump()
-        self._store_snapshot(msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True))
+        self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
-    def _store_snapshot(self, blob: bytes) -> None:
+    def _store_snapshot(self, blob: list[bytes]) -> None:
         try:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
-        self._snapshot_bytes = len(blob)
+        self._snapshot_bytes = sum(map(len, blob))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -430,7 +450,10 @@ class MemberNode:
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
+            self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
+                                              self.secret.encode() if self.secret else None, self.liveness_port)
             await self.server.start(host, int(port))
+            self.liveness.start()
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
             self.watchdog.start()
             if started is not None:
@@ -444,6 +467,7 @@ class MemberNode:
                 await self._stopped  # until cancelled, or a fail-stop
             finally:
                 self.links.close()
+                self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
                 try:
@@ -558,7 +582,7 @@ def contiguous(entries, last_seq: int) -> int:
 
 
 class _Out(NamedTuple):
-    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame)."""
+    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame or its parts)."""
 
     to: str | None
     data: list[bytes] | bytes
@@ -573,7 +597,21 @@ class _Snapshot(NamedTuple):
 
 
 class _StoreSnapshot(NamedTuple):
-    blob: bytes
+    blob: list[bytes]  # snapshot_parts: the blob in parts
+
+
+def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
+    """The member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
+    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
+    large one is never copied into another buffer."""
+    n = len(state)
+    if n < 1 << 8:
+        head = b"\xc4" + n.to_bytes(1, "big")
+    elif n < 1 << 16:
+        head = b"\xc5" + n.to_bytes(2, "big")
+    else:
+        head = b"\xc6" + n.to_bytes(4, "big")
+    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
 
 
 def _disconnected(token) -> bool:

@@ -12,6 +12,15 @@ incarnation answering at a member's address is a restart (`Restarted`: out, and 
 the tail). A kept connection that broke is asked again at once on a new one, once, before a
 miss counts.
 
+Busy is not dead. A probe's answer waits behind whatever the member's event loop has queued, so
+a member busy with a big command can miss it. With a wedge bound (`wedge_s`), a probe that timed
+out is followed by a liveness check (`CheckLiveness`), which a thread in the member answers off
+its loop: the same incarnation with a loop whose current turn is younger than `wedge_s` is busy:
+alive, so the misses before it are forgiven, but no grant (only a probe answered in time grants
+a lease); a turn of `wedge_s` or more is a wedged loop, dead at once; no answer, or another
+incarnation, is a miss. A member is excused as busy for at most `busy_limit_s` after its first
+busy verdict since it last answered; after that its timeouts are misses again.
+
 Revoke-or-wait. Before a view that drops a member is saved, the member is asked to give its
 lease back (`Revoke`); if it does not answer, the save waits until every lease it may hold has
 run out (from the last grant, or from this term's start for a former leader's grants). A member
@@ -40,6 +49,9 @@ REVOKE_TIMEOUT_S = 0.3
 LEARNER_POLL_S = 0.05
 ASK_TAIL_TIMEOUT_S = 1.0
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
+WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
+BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
+LIVENESS_TIMEOUT_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,15 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class CheckLiveness:
+    """The probe `nonce` to `member` timed out: ask its liveness responder (off its event loop)
+    within `timeout_s`; report the answer, or none, with `on_liveness`."""
+    member: str
+    nonce: int
+    timeout_s: float = LIVENESS_TIMEOUT_S
+
+
+@dataclass(frozen=True)
 class Revoke:
     """Call MEMBER.REVOKE epoch on `member` within `timeout_s`; if it does not answer, wait until
     `revoke_unanswered` says before saving the view that drops it."""
@@ -64,9 +85,11 @@ class Revoke:
 
 @dataclass(frozen=True)
 class Fail:
-    """Decide `Reconfig.fail(member)` (its probes confirmed it dead), then report `decided`."""
+    """Decide `Reconfig.fail(member)` (its probes confirmed it dead, or its loop is `wedged`),
+    then report `decided`."""
     member: str
     misses: int
+    wedged: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +154,8 @@ class _Prober:
     deciding: bool = False  # a Fail or Restarted is being decided
     wake: bool = False  # probe again at once when the one in flight ends
     retried: bool = False  # a broken connection was asked again since the last answer
+    checking: bool = False  # the last probe timed out; its liveness check is in flight
+    busy_since: float | None = None  # the first busy verdict since the last answer
 
 
 @dataclass
@@ -153,6 +178,8 @@ class CoordinatorMachine:
     leading: bool = False
     term_started: float = float("-inf")
     add_timeout_s: float = ADD_TIMEOUT_S
+    wedge_s: float | None = None  # None: no liveness checks (members without a responder)
+    busy_limit_s: float = BUSY_LIMIT_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
@@ -232,7 +259,7 @@ class CoordinatorMachine:
         p = self._in_flight(member, nonce)
         if p is None:
             return []
-        p.grant, p.answered_at, p.retried = nonce, now, False
+        p.grant, p.answered_at, p.retried, p.busy_since = nonce, now, False, None
         self.dead.discard(member)
         self.health.result(member, True)
         known = self.incarnations.setdefault(member, incarnation)
@@ -255,9 +282,33 @@ class CoordinatorMachine:
         if broken and not p.retried:
             p.retried = True  # the kept connection broke: ask again on a new one, now
             return self._send(member, now)
-        if self.health.result(member, False, refused) and member in watched(self.view):
+        if (self.wedge_s is not None and not refused and not broken
+                and (p.busy_since is None or now - p.busy_since < self.busy_limit_s)):
+            p.checking = True  # timed out: busy, or dead?
+            return [CheckLiveness(member, nonce)]
+        return self._missed(member, p, now, refused)
+
+    def on_liveness(self, member: str, nonce: int, now: float, incarnation: str | None = None,
+                    turn_s: float = 0.0) -> list:
+        """The answer to the liveness check after probe `nonce` timed out: the process's
+        `incarnation` and how long its loop's current turn has run (no incarnation: no answer)."""
+        p = self._in_flight(member, nonce, checking=True)
+        if p is None:
+            return []
+        p.checking = False
+        if incarnation is None or incarnation != self.incarnations.get(member):
+            return self._missed(member, p, now)
+        if turn_s >= self.wedge_s:
+            return self._missed(member, p, now, wedged=True)
+        if p.busy_since is None:
+            p.busy_since = now
+        self.health.result(member, True)  # busy: alive and turning (misses start over), but no grant
+        return self._next(p, now)
+
+    def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
+        if self.health.result(member, False, refused, wedged) and member in watched(self.view):
             p.deciding = True
-            return [Fail(member, self.health.misses.get(member, 0))]
+            return [Fail(member, self.health.misses.get(member, 0), wedged)]
         return self._next(p, now)
 
     def decided(self, effect: Fail | Restarted | CaughtUp | AbandonAdd, changed: bool, now: float) -> list:
@@ -280,9 +331,9 @@ class CoordinatorMachine:
             return self._send(effect.member, now)
         return self._next(p, now)
 
-    def _in_flight(self, member: str, nonce: int) -> _Prober | None:
+    def _in_flight(self, member: str, nonce: int, checking: bool = False) -> _Prober | None:
         p = self._probers.get(member)
-        if p is None or p.due is not None or p.deciding or p.nonce != nonce:
+        if p is None or p.due is not None or p.deciding or p.nonce != nonce or p.checking != checking:
             return None
         return p
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from catena.chain.node import view_words
 from catena.errors import CatenaError
 from catena.coordinator.discovery import notleader_error
-from catena.coordinator import sessions
-from catena.coordinator.machine import (ADD_TIMEOUT_S, AbandonAdd, AskTail, CaughtUp, CoordinatorMachine, Fail,
-                                        Probe, Restarted, Revoke, decide, told, watched)
+from catena.coordinator import liveness, sessions
+from catena.coordinator.machine import (ADD_TIMEOUT_S, WEDGE_S, AbandonAdd, AskTail, CaughtUp, CheckLiveness,
+                                        CoordinatorMachine, Fail, Probe, Restarted, Revoke, decide, told, watched)
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.sessions import SessionClock
 from catena.coordinator.store import ConfigStore, EmbeddedStore, NotLeader
@@ -53,6 +53,10 @@ def _addr(args) -> str:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad port {port!r}")
     return f"{host}:{int(port)}"
+
+
+def _text(raw) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _as_map(raw) -> dict:
@@ -83,7 +87,8 @@ class Coordinator:
         self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
         self._leading: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None  # the last term's leader work, winding down
-        self.machine = CoordinatorMachine()  # probes, leases, revoke-or-wait, verdicts, learner hand-over
+        self.machine = CoordinatorMachine(wedge_s=WEDGE_S)  # probes, leases, revoke-or-wait, verdicts, learner hand-over
+        self._liveness_ports: dict[str, int] = {}  # member -> its liveness responder's UDP port (its probe answers say)
         self._machine_wake = asyncio.Event()  # set: the machine's next deadline may have moved
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self.membership: MembershipAgent | None = None
@@ -515,6 +520,8 @@ class Coordinator:
         for fx in effects:
             if isinstance(fx, Probe):
                 self._group.create_task(self._probe(fx))
+            elif isinstance(fx, CheckLiveness):
+                self._group.create_task(self._check_liveness(fx))
             elif isinstance(fx, AskTail):
                 self._group.create_task(self._ask_tail(fx))
             else:
@@ -543,8 +550,7 @@ class Coordinator:
             if conn is None:
                 conn = await RespConnection.open(addr, probe.timeout_s, self._auth)
             sent = time.monotonic()
-            incarnation = await conn.call(b"MEMBER.PROBE", probe.epoch, probe.nonce, probe.grant,
-                                          timeout=probe.timeout_s)
+            answer = await conn.call(b"MEMBER.PROBE", probe.epoch, probe.nonce, probe.grant, timeout=probe.timeout_s)
             self.metrics.probed(time.monotonic() - sent, True)
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
             self.metrics.probed(0.0, False)
@@ -553,11 +559,26 @@ class Coordinator:
                                               refused=isinstance(exc, ConnectionRefusedError), broken=broken)
         else:
             self._probe_conns[addr], conn = conn, None  # kept for the next probe
-            fx = self.machine.on_probe_answer(addr, probe.nonce, str(incarnation), time.monotonic())
+            incarnation, port = answer if isinstance(answer, list) and len(answer) == 2 else (answer, None)
+            if isinstance(port, int) and port:
+                self._liveness_ports[addr] = port
+            fx = self.machine.on_probe_answer(addr, probe.nonce, _text(incarnation), time.monotonic())
         finally:
             if conn is not None:
                 await conn.close()
         self._execute(fx)
+
+    async def _check_liveness(self, check: CheckLiveness) -> None:
+        """Ask the member's liveness responder (off its event loop) how its process and loop are."""
+        addr, port = check.member, self._liveness_ports.get(check.member)
+        secret = self.secret.encode() if self.secret else None
+        alive = None if port is None else await liveness.ask(addr.rpartition(":")[0], port, secret, check.timeout_s)
+        if alive is not None:
+            log.info("member %s missed its probe but answers liveness (loop beat %d, current turn %.2f s)",
+                     addr, alive.beats, alive.turn_s)
+        self._execute(self.machine.on_liveness(addr, check.nonce, time.monotonic(),
+                                               None if alive is None else str(alive.incarnation),
+                                               0.0 if alive is None else alive.turn_s))
 
     async def _ask_tail(self, ask: AskTail) -> None:
         """How far the learner got, as the tail says (MEMBER.STATUS)."""
@@ -584,7 +605,9 @@ class Coordinator:
         if isinstance(fx, Restarted) and changed:
             log.warning("member %s restarted (new incarnation): added it again behind the tail", addr, extra=repair)
         elif isinstance(fx, Fail):
-            log.warning("member %s failed %d probes in a row: %s", addr, fx.misses, "removed it from the chain"
+            why = (f": its event loop has not turned for {self.machine.wedge_s:g} s (wedged)" if fx.wedged
+                   else f" failed {fx.misses} probes in a row")
+            log.warning("member %s%s: %s", addr, why, "removed it from the chain"
                         if changed else "it is the last member of its chain: keeping it; the chain waits for it",
                         extra=repair)
         self._execute(self.machine.decided(fx, bool(changed), time.monotonic()))
