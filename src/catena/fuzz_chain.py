@@ -40,7 +40,7 @@ from pathlib import Path
 
 import msgpack
 
-from catena.chain import messages as pm
+from catena.chain import messages as pm, transactions
 from catena.chain.ops import READS, WRITES
 from catena.chain.replica import Replica
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -292,6 +292,24 @@ _TYPES = {
     b"SSCAN": _collection_scan(b"SSCAN"),
 }
 
+def _transaction(reads_only: bool):
+    """CATENA.EXEC[.RO]: a few watches with versions near the chain's seqs, then a few commands."""
+    def build(c):
+        rng = c.rng
+        watched = {c.key(): rng.choice((0, 1, rng.randrange(0, 10_000))) for _ in range(rng.randrange(0, 3))}
+        names = [n for n in _BUILD if n not in _TRANSACTIONS and (n in READS) >= reads_only]
+        commands = [_BUILD[rng.choice(names)](c) for _ in range(rng.randrange(1, 4))]
+        return [transactions.EXEC_READS if reads_only else transactions.EXEC_CMD,
+                *transactions.encode(watched, commands)]
+    return build
+
+
+_TRANSACTIONS = {
+    transactions.EXEC_CMD: _transaction(False),
+    transactions.EXEC_READS: _transaction(True),
+    transactions.VERSIONS: lambda c: [transactions.VERSIONS, *_keys(c)],
+}
+
 _BUILD = {
     b"SET": _set,
     b"MEMBER.PUT": lambda c: [b"MEMBER.PUT", c.key(), c.value()],
@@ -322,6 +340,7 @@ _BUILD = {
     b"SCAN": _scan,
     b"KEYS": lambda c: [b"KEYS", c.rng.choice((b"k1*", b"n?", b"[", b"zz*"))],
     **_TYPES,
+    **_TRANSACTIONS,
 }
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.
@@ -638,6 +657,8 @@ _PRINTABLE = re.compile(r"[ -~]*")
 
 def _for_redis(cmd: list[bytes]) -> list[bytes] | None:
     """The command as Redis gets it (MEMBER.PUT k v is SET k v), or None: not Redis's to judge."""
+    if cmd[0].upper() in transactions.COMMANDS:
+        return None
     if cmd[0].upper() != b"MEMBER.PUT":
         return cmd
     return [b"SET", *cmd[1:]] if len(cmd) == 3 else None

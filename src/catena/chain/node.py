@@ -18,10 +18,11 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import disk, messages, ops
+from catena.chain import disk, messages, ops, transactions
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import MAX_RECORD, DurableLog
+from catena.chain.multi import Transactions
 from catena.chain.messages import Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
@@ -32,7 +33,7 @@ from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import INTERNAL, CommandTable
+from catena.resp.commands import DATA, INTERNAL, CommandTable, exec_request
 from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
@@ -147,9 +148,10 @@ class MemberNode:
     def _register_commands(self) -> None:
         t = self.table
         for name, (arity, _) in ops.WRITES.items():
-            t.register(name, self._data, arity)
+            t.register(name, self._data, arity, role=INTERNAL if name in transactions.COMMANDS else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True)
+            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
+        self.transactions = Transactions(t, self._submit)
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
@@ -174,14 +176,20 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(reply, args, time.time()))
+        self._submit(reply, args)
         return reply
+
+    def _submit(self, token, args) -> None:
+        self._run(self.replica.on_client(token, args, time.time()))
 
     def _req(self, client, args):
         """CATENA.REQ: a data client's request ids live in their own namespace, so it can never
-        name (and so pre-record or replay) the ids members forward writes under, or catena's own."""
+        name (and so pre-record or replay) the ids members forward writes under, or catena's own.
+        `CATENA.REQ id n [low] EXEC` runs the transaction under that request id."""
         if client.user != "catena":
             args = [args[0], CLIENT_RIDS + args[1], *args[2:]]
+        if exec_request(args):
+            return self.transactions.exec(client, args, rid=tuple(args[:-1]))
         return self._data(client, args)
 
     def _keys_cmd(self, client, args):

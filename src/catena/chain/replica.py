@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import ops
+from catena.chain import ops, transactions
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
@@ -59,6 +59,7 @@ ANSWERED = Error("ERR this request id was answered before and is not applied aga
 WRITE_TIMEOUT_S = 5.0
 PAST_DEADLINE = Error("ERR write not applied: it reached the head after its deadline (a partition or "
                       "a slow link); retry it")
+_UNSET = object()
 OUTCOME_UNKNOWN = Error("ERR write forwarded to the head got no reply before its deadline; it may or may "
                         "not have been applied")
 
@@ -115,6 +116,7 @@ class Replica:
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
+        self.state.versions.forget(self.last_seq)
         for entry in entries:
             if entry[1] > self.last_seq:  # the log may repeat entries the snapshot holds
                 self._apply(entry, dirty=False)
@@ -260,14 +262,29 @@ class Replica:
         if self.backlog or _big_del(op):
             return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign(op, rid, now_ms)
-        self.waiting.setdefault(seq, []).append((origin, token, reply))
+        self._await_commit(seq, [(origin, token)], reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
     def _assign(self, op, rid, now_ms: int):
-        """The head: give `op` the next seq under the current epoch and apply it."""
+        """The head: give `op` the next seq under the current epoch and apply it; (seq, reply).
+        An EXEC whose watched key changed gets no seq: (last seq, None), its nil reply then
+        waits for the commit of everything it saw."""
         seq = self.last_seq + 1
+        dirty = not self.commits_on_apply()
+        if op[0] == transactions.EXEC:
+            run = transactions.at_head(self.state, op, now_ms, self.rng)
+            if run is None:
+                return self.last_seq, None
+            return seq, self._apply((self.epoch, seq, now_ms, rid, run[0]), dirty, run[1])
         op = ops.decide(self.state, op, now_ms, self.rng)
-        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.commits_on_apply())
+        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty)
+
+    def _await_commit(self, seq: int, waiters, reply) -> None:
+        """Answer `waiters` with `reply` once `seq` is committed (at once if it is)."""
+        if seq <= self.commit_seq:
+            self.deferred += [self._answer(origin, token, reply) for origin, token in waiters]
+        else:
+            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
         """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop
@@ -301,7 +318,7 @@ class Replica:
             else:
                 seq, reply = self._assign(op, rid, now_ms)
             backlog.popleft()
-            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
+            self._await_commit(seq, waiters, reply)
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -346,10 +363,14 @@ class Replica:
 
     # -- applying and committing -------------------------------------------------------------------
 
-    def _apply(self, entry, dirty: bool):
+    def _apply(self, entry, dirty: bool, reply=_UNSET):
+        """Apply `entry` (`reply`: the head applied its op already, answering that)."""
         epoch, seq, ts, rid, op = entry
         state = self.state
-        reply = state.apply(op, ts)
+        if reply is _UNSET:
+            reply = state.apply(op, ts)
+        keys = op_keys(op)
+        state.versions.touch(keys, seq)
         if rid is not None:
             state.remember(rid, seq, reply)
         self.last_epoch, self.last_seq = epoch, seq
@@ -357,7 +378,7 @@ class Replica:
         self.to_persist.append(entry)
         if dirty:
             counts = self.dirty
-            for key in op_keys(op):
+            for key in keys:
                 counts[key] = counts.get(key, 0) + 1
         if self.succ_ready:
             self.out_entries.append(entry)
@@ -511,6 +532,7 @@ class Replica:
         self.dirty.clear()
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
+        state.versions.forget(msg.last_seq)
         fx: list = [PersistSnapshot(msg.state)]
         self._synced_with_pred(msg.commit_seq)
         if self.succ:  # our successor's history may no longer be a prefix of ours

@@ -17,7 +17,8 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 
-and the hash and set ops (kinds 6 on; see their modules and docs/protocol.md).
+and the hash and set ops (kinds 6 on; see their modules and docs/protocol.md). Modules of
+other ops (transactions, pub/sub: kinds 40 on) add their kinds with `extend`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import heapq
 import msgpack
 
 from catena.chain import hashes, sets
+from catena.chain.versions import Versions
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
@@ -60,6 +62,13 @@ _SHAPES = {
     **sets.SHAPES,
 }
 _TYPED = {**hashes.APPLY, **sets.APPLY}
+_KEYS: dict = {}  # kind -> keys(op), for kinds added by `extend`
+
+
+def extend(kind: int, apply, shape, keys) -> None:
+    """Add an op kind: `apply(state, op, ts)` -> reply, `shape(op)` -> bool (a peer's op is
+    checked with it), `keys(op)` -> the keys it writes."""
+    _TYPED[kind], _SHAPES[kind], _KEYS[kind] = apply, shape, keys
 
 
 def valid_op(op) -> bool:
@@ -73,6 +82,8 @@ def op_keys(op) -> tuple:
     kind = op[0]
     if kind == MSET:
         return op[1][0::2]
+    if kind in _KEYS:
+        return _KEYS[kind](op)
     if kind == DEL or (kind == PURGE and type(op[1]) is tuple):
         return op[1]
     if kind == sets.SMOVE:
@@ -97,7 +108,7 @@ class KVState:
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
     shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
@@ -107,6 +118,7 @@ class KVState:
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
         self._heap: list[tuple[int, bytes]] = []
+        self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
 
     # -- reads (local clock) ----------------------------------------------------------------
 
@@ -371,18 +383,26 @@ def _unpack_set(code: int, data: bytes):
 
 
 def wire_reply(value):
-    """Replies are kept in the dedup table; encode the non-msgpack kinds."""
-    if type(value) is Status:
+    """Replies are kept in the dedup table; encode the non-msgpack kinds (an array holding any,
+    as EXEC's replies do, item by item)."""
+    kind = type(value)
+    if kind is Status:
         return [b"+", value.text.encode()]
-    if type(value) is Error:
+    if kind is Error:
         return [b"-", value.message.encode()]
+    if (kind is list or kind is tuple) and any(type(v) in (Status, Error, list, tuple) for v in value):
+        return [b"*", [wire_reply(v) for v in value]]
     return [b"=", value]
 
 
 def unwire_reply(raw):
-    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"="):
-        raise ValueError("a reply is [\"+\"|\"-\"|\"=\", value]")
+    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"=", b"*"):
+        raise ValueError("a reply is [\"+\"|\"-\"|\"=\"|\"*\", value]")
     tag, value = raw
+    if tag == b"*":
+        if type(value) is not tuple:
+            raise ValueError("an array reply carries an array")
+        return [unwire_reply(v) for v in value]
     if tag != b"=" and type(value) is not bytes:
         raise ValueError("a status or error reply carries bytes")
     if tag == b"+":
@@ -390,4 +410,3 @@ def unwire_reply(raw):
     if tag == b"-":
         return Error(value.decode())
     return value
-

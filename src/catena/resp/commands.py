@@ -27,6 +27,22 @@ Handler = Callable  # (client, args: list[bytes]) -> reply | Future | Takeover
 
 
 DATA, INTERNAL, ADMIN = "data", "internal", "admin"
+QUEUED = Status("QUEUED")
+# run at once even inside MULTI (everything else is queued until EXEC)
+TRANSACTION_CONTROL = frozenset((b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"QUIT", b"RESET"))
+
+
+def exec_request(args) -> bool:
+    """`CATENA.REQ id n [low] EXEC`: EXEC under a request id."""
+    return (args[0].upper() == b"CATENA.REQ" and args[-1].upper() == b"EXEC"
+            and (len(args) == 4 or (len(args) == 5 and args[3].isdigit())))
+
+
+def _controls(args) -> bool:
+    """Runs at once inside MULTI: a transaction command, or EXEC under a request id."""
+    return args[0].upper() in TRANSACTION_CONTROL or exec_request(args)
+
+
 WRONGPASS = Error("WRONGPASS invalid username-password pair or user is disabled.")
 
 
@@ -104,6 +120,12 @@ class CommandTable:
         return user == "admin" or (self.admin_password is None and self.cluster_secret is None)
 
     def dispatch(self, client, args: list[bytes]):
+        reply = self._dispatch(client, args)
+        if client.multi is not None and type(reply) is Error and not _controls(args):
+            client.multi_failed = True  # a command that cannot be queued: EXEC aborts
+        return reply
+
+    def _dispatch(self, client, args: list[bytes]):
         name = args[0].upper()
         if name == b"AUTH":
             return self._auth(client, args)
@@ -122,6 +144,9 @@ class CommandTable:
         n = len(args)
         if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
             return wrong_args(name)
+        if client.multi is not None and not _controls(args):
+            client.multi.append(args)
+            return QUEUED
         try:
             return handler(client, args)
         except ValueError as exc:

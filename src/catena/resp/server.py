@@ -56,6 +56,9 @@ class Client:
     user: str = "default"  # who the connection is logged in as: default, catena or admin
     name: bytes = b""
     info: dict = field(default_factory=dict)
+    multi: list | None = None  # MULTI: the queued commands (None: not in a transaction)
+    multi_failed: bool = False  # a command failed to queue: EXEC aborts
+    watched: dict = field(default_factory=dict)  # WATCH: key -> version observed
 
 
 class Deferred:
@@ -75,6 +78,18 @@ class Deferred:
         conn = self.conn
         if conn is not None:
             conn.server.ready(conn)
+
+
+class Mapped:
+    """A token for a machine's reply that resolves `target` with `fn(reply)`."""
+
+    __slots__ = ("target", "fn")
+
+    def __init__(self, target: Deferred, fn: Callable):
+        self.target, self.fn = target, fn
+
+    def resolve(self, value) -> None:
+        self.target.resolve(self.fn(value))
 
 
 def _from_future(fut: asyncio.Future) -> Deferred:
@@ -110,7 +125,8 @@ class Takeover:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures",
-                 "paused", "write_paused", "queued", "buffered", "soft_since", "soft_timer", "probation")
+                 "paused", "write_paused", "queued", "buffered", "soft_since", "soft_timer", "probation",
+                 "parked")
 
     def __init__(self, server: "RespServer"):
         self.server = server
@@ -127,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self.soft_since: float | None = None  # when unread replies went past the soft limit
         self.soft_timer: asyncio.TimerHandle | None = None
         self.probation = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
+        self.parked = 0  # _Parked commands in `pending`: while any wait, later commands wait behind them
 
     def connection_made(self, transport):
         self.transport = transport
@@ -198,8 +215,9 @@ class _Connection(asyncio.Protocol):
             if self.probation is not None:
                 if (reply := self._admit(args)) is None:
                     return self._refuse()
-            elif pending and args[0].upper() in ordered:
-                pending.append(_Parked(args))
+            elif pending and (self.parked or args[0].upper() in ordered):
+                pending.append(_Parked(args))  # commands run in the order they came (MULTI's queue)
+                self.parked += 1
                 continue
             else:
                 reply = self._dispatch(args)
@@ -308,6 +326,7 @@ class _Connection(asyncio.Protocol):
             elif self.queued > room:
                 return self._overflow(hard=True)
             elif kind is _Parked:
+                self.parked -= 1
                 reply = self._dispatch(head.args)  # everything before it is answered now
                 if type(reply) is Deferred and not reply.done:
                     reply.conn = self

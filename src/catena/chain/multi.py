@@ -1,0 +1,116 @@
+"""MULTI, EXEC, DISCARD, WATCH and UNWATCH on a member's connections (shell side).
+
+The connection's state (queued commands, a failed queuing, watched keys with their versions)
+lives on its `Client`; the command table queues commands while a client is in MULTI. EXEC hands
+the queued data commands to the replica as one `CATENA.EXEC` (or `CATENA.EXEC.RO` when all are
+reads; see `catena.chain.transactions`) and answers their replies in order; commands that are
+not data commands (PING, ECHO, CLIENT …) run here, at EXEC, and their replies take their places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from catena.chain import ops, transactions
+from catena.resp.codec import NULL_ARRAY, OK, Error
+from catena.resp.server import Deferred, Mapped
+
+EXECABORT = Error("EXECABORT Transaction discarded because of previous errors.")
+
+
+def reset(client) -> None:
+    """Leave MULTI and forget the watched keys (EXEC, DISCARD, RESET)."""
+    client.multi, client.multi_failed = None, False
+    client.watched.clear()
+
+
+class Transactions:
+    """`submit(token, args)` runs a data command at the replica; its reply resolves `token`."""
+
+    def __init__(self, table, submit: Callable):
+        self.table = table
+        self.submit = submit
+        for name, fn, arity, ordered in ((b"MULTI", self.multi, 1, False), (b"EXEC", self.exec, 1, True),
+                                         (b"DISCARD", self.discard, 1, False), (b"WATCH", self.watch, -2, True),
+                                         (b"UNWATCH", self.unwatch, 1, False)):
+            table.register(name, fn, arity, ordered=ordered)
+
+    @staticmethod
+    def is_data(command) -> bool:
+        name = command[0].upper()
+        return (name in ops.WRITES or name in ops.READS) and name not in transactions.COMMANDS
+
+    def multi(self, client, args):
+        if client.multi is not None:
+            return Error("ERR MULTI calls can not be nested")
+        client.multi, client.multi_failed = [], False
+        return OK
+
+    def discard(self, client, args):
+        if client.multi is None:
+            return Error("ERR DISCARD without MULTI")
+        reset(client)
+        return OK
+
+    def unwatch(self, client, args):
+        client.watched.clear()
+        return OK
+
+    def watch(self, client, args):
+        """Ask for the keys' versions as a read (committed ones: CRAQ), and remember them."""
+        if client.multi is not None:
+            return Error("ERR WATCH inside MULTI is not allowed")
+        keys = list(dict.fromkeys(k for k in args[1:] if k not in client.watched))
+        if not keys:
+            return OK
+
+        def watched(versions):
+            if type(versions) is not list:
+                return versions  # an error (say TRYAGAIN): nothing is watched
+            for key, version in zip(keys, versions):
+                client.watched.setdefault(key, version)
+            return OK
+
+        reply = Deferred()
+        self.submit(Mapped(reply, watched), [transactions.VERSIONS, *keys])
+        return reply
+
+    def exec(self, client, args, rid: tuple = ()):
+        """EXEC (`rid`: the words of a `CATENA.REQ id n [low]` it came with)."""
+        if client.multi is None:
+            return Error("ERR EXEC without MULTI")
+        queued, failed, watched = client.multi, client.multi_failed, dict(client.watched)
+        reset(client)
+        if failed:
+            return EXECABORT
+        data = [command for command in queued if self.is_data(command)]
+        local = {i: _settled(self.table.dispatch(client, command))
+                 for i, command in enumerate(queued) if not self.is_data(command)}
+        if not data:
+            return [local[i] for i in range(len(queued))]
+
+        def merged(replies):
+            if replies is None:
+                return NULL_ARRAY  # a watched key changed
+            if type(replies) is not list:
+                return replies  # the transaction did not run (TRYAGAIN, a deadline …)
+            it = iter(replies)
+            return [local[i] if i in local else next(it) for i in range(len(queued))]
+
+        reads_only = all(command[0].upper() in ops.READS for command in data)
+        name = transactions.EXEC_READS if reads_only else transactions.EXEC_CMD
+        reply = Deferred()
+        self.submit(Mapped(reply, merged), [*rid, name, *transactions.encode(watched, data)])
+        return reply
+
+
+def _settled(reply):
+    """A local command's reply now (one that would come later has no place in EXEC's)."""
+    if type(reply) is Deferred and reply.done:
+        return reply.value
+    if type(reply) is Deferred or isinstance(reply, asyncio.Future):
+        if isinstance(reply, asyncio.Future):
+            reply.cancel()
+        return Error("ERR this command cannot run inside MULTI on catena")
+    return reply
