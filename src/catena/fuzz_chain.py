@@ -341,6 +341,7 @@ _BUILD = {
     b"KEYS": lambda c: [b"KEYS", c.rng.choice((b"k1*", b"n?", b"[", b"zz*"))],
     **_TYPES,
     **_TRANSACTIONS,
+    b"PUBLISH": lambda c: [b"PUBLISH", c.key(), c.value()],
 }
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.

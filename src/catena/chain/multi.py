@@ -35,6 +35,7 @@ class Transactions:
                                          (b"DISCARD", self.discard, 1, False), (b"WATCH", self.watch, -2, True),
                                          (b"UNWATCH", self.unwatch, 1, False)):
             table.register(name, fn, arity, ordered=ordered)
+        table.on_reset.append(reset)
 
     @staticmethod
     def is_data(command) -> bool:
@@ -66,7 +67,7 @@ class Transactions:
             return OK
 
         def watched(versions):
-            if type(versions) is not list:
+            if type(versions) not in (list, tuple):  # (a reply from another member is a tuple)
                 return versions  # an error (say TRYAGAIN): nothing is watched
             for key, version in zip(keys, versions):
                 client.watched.setdefault(key, version)
@@ -93,7 +94,7 @@ class Transactions:
         def merged(replies):
             if replies is None:
                 return NULL_ARRAY  # a watched key changed
-            if type(replies) is not list:
+            if type(replies) not in (list, tuple):
                 return replies  # the transaction did not run (TRYAGAIN, a deadline …)
             it = iter(replies)
             return [local[i] if i in local else next(it) for i in range(len(queued))]

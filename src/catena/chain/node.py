@@ -27,7 +27,7 @@ from catena.chain.messages import Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
@@ -35,6 +35,7 @@ from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import DATA, INTERNAL, CommandTable, exec_request
 from catena.resp.limits import Limits
+from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
@@ -152,6 +153,8 @@ class MemberNode:
         for name, (arity, _, _) in ops.READS.items():
             t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
         self.transactions = Transactions(t, self._submit)
+        self.pubsub = PubSub(t, self._submit)
+        t.guard = restricted
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
@@ -380,6 +383,8 @@ class MemberNode:
             return len(fx.blob), None
         elif kind is FetchView:
             self._fetch.set()
+        elif kind is Deliver:
+            self.pubsub.deliver(fx.channel, fx.message)
         return 0, None
 
     def _append(self, records: list[bytes]) -> None:

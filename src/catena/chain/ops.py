@@ -292,6 +292,9 @@ def _matcher(pattern: bytes | None):
     return re.compile(fnmatch.translate(pattern.decode("latin-1")).encode("latin-1"), re.DOTALL).match
 
 
+glob_matcher = _matcher  # for PSUBSCRIBE's patterns
+
+
 def _keys(state: KVState, args, now_ms):
     return keys_in_slots(state, args[1], 0, SLOTS, now_ms)
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import ops, transactions
+from catena.chain import ops, pubsub, transactions
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
@@ -116,11 +116,13 @@ class Replica:
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
+        self.published: deque = deque()  # (seq, channel, message) of applied PUBLISHes not yet committed
         self.state.versions.forget(self.last_seq)
         for entry in entries:
             if entry[1] > self.last_seq:  # the log may repeat entries the snapshot holds
                 self._apply(entry, dirty=False)
         self.to_persist.clear()
+        self.published.clear()  # delivered (or not) before the restart
         # Recovered entries are in no sent list (a restarted process rejoins as a learner), so
         # the window keeps only its bound of them, for a delta catch-up of a successor.
         while len(self.window) > WINDOW:
@@ -382,6 +384,8 @@ class Replica:
                 counts[key] = counts.get(key, 0) + 1
         if self.succ_ready:
             self.out_entries.append(entry)
+        if op[0] in pubsub.CARRIERS and not self._learning():  # a learner has no subscribers yet
+            self.published += [(seq, channel, message) for channel, message in pubsub.messages(op)]
         return reply
 
     def _commit_to(self, seq: int) -> None:
@@ -400,6 +404,10 @@ class Replica:
                         counts[key] = n
                     else:
                         counts.pop(key, None)
+        published = self.published
+        while published and published[0][0] <= seq:
+            _, channel, message = published.popleft()
+            self.deferred.append(Deliver(channel, message))  # before the publisher's reply
         waiting = self.waiting
         if waiting:
             for s in range(old + 1, seq + 1):
@@ -533,6 +541,7 @@ class Replica:
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
         state.versions.forget(msg.last_seq)
+        self.published.clear()
         fx: list = [PersistSnapshot(msg.state)]
         self._synced_with_pred(msg.commit_seq)
         if self.succ:  # our successor's history may no longer be a prefix of ours

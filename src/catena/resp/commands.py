@@ -90,6 +90,9 @@ class CommandTable:
         self.role = role
         self.handlers: dict[bytes, tuple[Handler, int, str]] = {}
         self.ordered: set[bytes] = set()  # run only once the connection's earlier commands are answered
+        self.on_close: list[Callable] = []  # hook(client) when a connection ends
+        self.on_reset: list[Callable] = []  # hook(client) on RESET
+        self.guard: Callable | None = None  # guard(client, name) -> Error refusing a command, or None
         for name, fn, arity in (
             (b"PING", self._ping, -1),
             (b"ECHO", self._echo, 2),
@@ -97,8 +100,8 @@ class CommandTable:
             (b"CLIENT", self._client, -2),
             (b"CONFIG", self._config, -2),
             (b"COMMAND", self._command, -1),
-            (b"QUIT", lambda c, a: OK, -1),
-            (b"RESET", lambda c, a: Status("RESET"), 1),
+            (b"QUIT", self._quit, -1),
+            (b"RESET", self._reset, 1),
             (b"ACL", self._acl, -2),
         ):
             self.register(name, fn, arity)
@@ -144,6 +147,8 @@ class CommandTable:
         n = len(args)
         if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
             return wrong_args(name)
+        if self.guard is not None and (refused := self.guard(client, name)) is not None:
+            return refused
         if client.multi is not None and not _controls(args):
             client.multi.append(args)
             return QUEUED
@@ -207,9 +212,26 @@ class CommandTable:
 
     # -- connection commands -----------------------------------------------------------------
 
+    def _reset(self, client, args):
+        """Back to a fresh connection's state: RESP2, no name, no transaction, watches or
+        subscriptions, logged in as `default` if that needs no password."""
+        for hook in self.on_reset:
+            hook(client)
+        client.resp3, client.name = False, b""
+        client.authenticated, client.user = self.password is None, "default"
+        return Status("RESET")
+
+    def _quit(self, client, args):
+        """OK, then the connection closes: commands pipelined after it are not run."""
+        if client.close is not None:
+            client.close()
+        return OK
+
     def _ping(self, client, args):
         if len(args) > 2:
             return wrong_args(b"PING")
+        if (client.channels or client.patterns) and not client.resp3:  # subscribed mode
+            return [b"pong", args[1] if len(args) == 2 else b""]
         return args[1] if len(args) == 2 else PONG
 
     def _acl(self, client, args):

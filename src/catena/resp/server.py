@@ -45,7 +45,7 @@ MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
 _RESERVED_ONLY = object()  # `probation` of a connection in the headroom admitted by a reserved command
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashable by identity: subscriptions hold clients in sets
 class Client:
     """Per-connection state that commands may read and change."""
 
@@ -59,6 +59,10 @@ class Client:
     multi: list | None = None  # MULTI: the queued commands (None: not in a transaction)
     multi_failed: bool = False  # a command failed to queue: EXEC aborts
     watched: dict = field(default_factory=dict)  # WATCH: key -> version observed
+    channels: set = field(default_factory=set)  # SUBSCRIBE
+    patterns: set = field(default_factory=set)  # PSUBSCRIBE
+    push: Callable | None = None  # push(value): out-of-band data for this client (pub/sub)
+    close: Callable | None = None  # close(): end the connection once its replies are out
 
 
 class Deferred:
@@ -148,7 +152,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         addr = transport.get_extra_info("peername") or ("?", 0)
-        self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None)
+        self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None,
+                             push=self.push, close=self.close_after_replies)
         server = self.server
         limits = server.limits
         if len(server.connections) >= limits.maxclients + RESERVED:
@@ -167,6 +172,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.server.connections.discard(self)
+        for hook in self.server.table.on_close:
+            hook(self.client)
         self.server.input_buffered -= self.buffered
         self.buffered = 0
         for timer in (self.probation, self.soft_timer):
@@ -180,6 +187,20 @@ class _Connection(asyncio.Protocol):
             fut.cancel()
         if self.peer is not None:
             self.peer.lost(exc)
+
+    def push(self, value) -> None:
+        """Out-of-band data (a pub/sub message), after the replies already owed."""
+        if self.closing or self.transport.is_closing():
+            return
+        encoded = encode(value, self.client.resp3)
+        self.queued += len(encoded)
+        (self.pending if self.pending else self.out).append(encoded)
+        self.server.ready(self)
+
+    def close_after_replies(self) -> None:
+        """QUIT, CLIENT KILL: read no more commands; close once what is owed is written."""
+        self.closing = True
+        self.server.ready(self)
 
     def pause_writing(self):
         self.write_paused = True
@@ -210,6 +231,8 @@ class _Connection(asyncio.Protocol):
         ordered = table.ordered
         room = self._room()
         for args in commands:
+            if self.closing:  # QUIT (or CLIENT KILL): nothing after it runs
+                break
             if self.queued > room:
                 return self._overflow(hard=True)
             if self.probation is not None:
@@ -240,7 +263,7 @@ class _Connection(asyncio.Protocol):
                 pending.append(encoded)
             else:
                 self.out.append(encoded)
-        if failed is not None:
+        if failed is not None and not self.closing:
             pending.append(encoded := encode(Error(f"ERR {failed}")))
             self.queued += len(encoded)
             self.closing = True
@@ -327,6 +350,9 @@ class _Connection(asyncio.Protocol):
                 return self._overflow(hard=True)
             elif kind is _Parked:
                 self.parked -= 1
+                if self.closing:  # behind a QUIT: never run
+                    pending.popleft()
+                    continue
                 reply = self._dispatch(head.args)  # everything before it is answered now
                 if type(reply) is Deferred and not reply.done:
                     reply.conn = self
