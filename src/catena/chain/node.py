@@ -18,7 +18,7 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import disk, messages, ops, transactions
+from catena.chain import disk, info, messages, ops, transactions
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.log import MAX_RECORD, DurableLog
@@ -33,7 +33,7 @@ from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import DATA, INTERNAL, CommandTable, exec_request
+from catena.resp.commands import DATA, INTERNAL, CommandTable, exec_request, parse_int
 from catena.resp.limits import Limits
 from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
@@ -158,6 +158,8 @@ class MemberNode:
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
+        t.register(b"WAIT", self._wait, 3, ordered=True)
+        t.settings.update({"appendfsync": self.log.fsync, "port": self.listen.rpartition(":")[2]})
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
         t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), "requirepass": int(bool(self.table.password))},
@@ -234,16 +236,16 @@ class MemberNode:
         return OK
 
     def _info(self, client, args):
-        s = self.replica.status()
-        lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
-                 f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
-                 f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
-        lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
-        lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
-                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
-        lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
-                  f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
-        return ("\r\n".join(lines) + "\r\n").encode()
+        return info.render(self, args)
+
+    def _wait(self, client, args):
+        """WAIT numreplicas timeout: a write is acknowledged only once every member of the chain
+        holds it, so every other member has this connection's earlier writes already."""
+        if parse_int(args[2]) < 0:
+            return Error("ERR timeout is negative")
+        parse_int(args[1])
+        view = self.replica.view
+        return max(len(view.members) - 1, 0) if view else 0
 
     # -- machine inputs and effects -------------------------------------------------------------
 
@@ -597,11 +599,3 @@ def parse_view(words) -> View:
 
 def view_words(view: View) -> list[str]:
     return [str(view.chain_id), str(view.epoch), view.learner or "-", *view.members]
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0

@@ -18,6 +18,7 @@ admin password, ADMIN commands need the cluster secret when there is one, else a
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Callable
 
 from catena import __version__
@@ -93,18 +94,20 @@ class CommandTable:
         self.on_close: list[Callable] = []  # hook(client) when a connection ends
         self.on_reset: list[Callable] = []  # hook(client) on RESET
         self.guard: Callable | None = None  # guard(client, name) -> Error refusing a command, or None
+        self.clients: Callable | None = None  # () -> every connection's Client (set by the server)
+        self.settings: dict[str, str] = {}  # CONFIG GET's read-only values of this process
+        self.calls: dict[bytes, list[int]] = {}  # name -> [calls, failed calls] (INFO commandstats)
         for name, fn, arity in (
             (b"PING", self._ping, -1),
             (b"ECHO", self._echo, 2),
             (b"SELECT", self._select, 2),
-            (b"CLIENT", self._client, -2),
-            (b"CONFIG", self._config, -2),
-            (b"COMMAND", self._command, -1),
             (b"QUIT", self._quit, -1),
             (b"RESET", self._reset, 1),
             (b"ACL", self._acl, -2),
         ):
             self.register(name, fn, arity)
+        from catena.resp.introspection import Introspection  # it builds on this module
+        Introspection(self)
 
     def register(self, name: bytes, handler: Handler, arity: int, ordered: bool = False, role: str = DATA) -> None:
         """arity > 0: exactly that many words (name included); arity < 0: at least -arity.
@@ -123,7 +126,16 @@ class CommandTable:
         return user == "admin" or (self.admin_password is None and self.cluster_secret is None)
 
     def dispatch(self, client, args: list[bytes]):
+        name = args[0].upper()
+        client.cmd, client.last_seen = name, time.monotonic()
         reply = self._dispatch(client, args)
+        if name in self.handlers:
+            counts = self.calls.get(name)
+            if counts is None:
+                counts = self.calls[name] = [0, 0]
+            counts[0] += 1
+            if type(reply) is Error:
+                counts[1] += 1
         if client.multi is not None and type(reply) is Error and not _controls(args):
             client.multi_failed = True  # a command that cannot be queued: EXEC aborts
         return reply
@@ -247,29 +259,3 @@ class CommandTable:
         if not -(2**31) <= db < 2**31:
             return Error("ERR value is out of range, value must between -2147483648 and 2147483647")
         return OK if db == 0 else Error("ERR DB index is out of range")
-
-    def _client(self, client, args):
-        sub = args[1].upper()
-        if sub == b"SETNAME" and len(args) == 3:
-            client.name = args[2]
-            return OK
-        if sub == b"GETNAME":
-            return client.name or None
-        if sub == b"ID":
-            return client.id
-        if sub == b"SETINFO" and len(args) == 4:
-            client.info[args[2].lower()] = args[3]
-            return OK
-        if sub == b"INFO":
-            return f"id={client.id} addr={client.addr} name={client.name.decode(errors='replace')}\n"
-        return Error(f"ERR unknown subcommand or wrong number of arguments for 'CLIENT|{sub.decode(errors='replace')}'")
-
-    def _config(self, client, args):
-        if args[1].upper() == b"GET":
-            return {} if client.resp3 else []
-        return Error("ERR CONFIG SET is not supported; catena takes settings from flags, a TOML file or CATENA_* variables")
-
-    def _command(self, client, args):
-        if len(args) > 1 and args[1].upper() == b"COUNT":
-            return len(self.handlers) + 2
-        return []

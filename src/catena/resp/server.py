@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -63,6 +64,10 @@ class Client:
     patterns: set = field(default_factory=set)  # PSUBSCRIBE
     push: Callable | None = None  # push(value): out-of-band data for this client (pub/sub)
     close: Callable | None = None  # close(): end the connection once its replies are out
+    laddr: str = ""
+    created: float = 0.0  # monotonic seconds
+    last_seen: float = 0.0  # the last command's time
+    cmd: bytes = b"NULL"  # the last command's name
 
 
 class Deferred:
@@ -152,8 +157,11 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         addr = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        now = time.monotonic()
         self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None,
-                             push=self.push, close=self.close_after_replies)
+                             push=self.push, close=self.close_after_replies, laddr=f"{local[0]}:{local[1]}",
+                             created=now, last_seen=now)
         server = self.server
         limits = server.limits
         if len(server.connections) >= limits.maxclients + RESERVED:
@@ -162,6 +170,7 @@ class _Connection(asyncio.Protocol):
             transport.close()
             return
         server.connections.add(self)
+        server.accepted += 1
         if server.internal:
             detect_dead_peer(transport.get_extra_info("socket"))
         if len(server.connections) > limits.maxclients:
@@ -448,7 +457,10 @@ class RespServer:
         self.max_bulk_len = max_bulk_len
         self.limits = limits
         self.reserved = reserved  # commands of catena's own connections: admitted above maxclients
+        table.clients = lambda: [conn.client for conn in self.connections]
+        table.settings.update({"maxclients": str(limits.maxclients), "proto-max-bulk-len": str(max_bulk_len)})
         self.connections: set[_Connection] = set()
+        self.accepted = 0  # connections admitted so far
         self.input_buffered = 0  # bytes of partial commands across connections
         self._ready: list[_Connection] = []
         self._server: asyncio.base_events.Server | None = None
