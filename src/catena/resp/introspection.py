@@ -165,7 +165,10 @@ class Introspection:
             if args[2].upper() not in (b"ON", b"OFF"):
                 return Error("ERR syntax error")
             return OK
-        if sub == b"REPLY" and n == 3 and args[2].upper() == b"ON":
+        if sub == b"REPLY" and n == 3 and args[2].upper() in (b"ON", b"OFF", b"SKIP"):
+            mode = args[2].upper()
+            client.reply_off = mode == b"OFF"
+            client.reply_skip = 2 if mode == b"SKIP" else 0  # this reply, then the next command's
             return OK
         return Error(f"ERR unknown subcommand or wrong number of arguments for 'CLIENT|{sub.decode(errors='replace')}'")
 

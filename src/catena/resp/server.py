@@ -34,7 +34,7 @@ from typing import Any, Callable
 from catena import tls
 from catena.errors import RemoteProtocolError
 from catena.net import detect_dead_peer
-from catena.resp.codec import OK, CommandParser, Error, encode
+from catena.resp.codec import OK, CommandParser, Encoded, Error, Push, encode
 from catena.resp.limits import RESERVED, Limits
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ _ids = itertools.count(1)
 MAX_UNANSWERED = 4096  # replies a connection may owe before we stop reading from it
 PROBATION_S = 2.0  # a connection admitted above maxclients must prove it is catena's within this
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+_NOTHING = Encoded(b"")  # a reply that sends no bytes
 _RESERVED_ONLY = object()  # `probation` of a connection in the headroom admitted by a reserved command
 
 
@@ -68,17 +69,20 @@ class Client:
     created: float = 0.0  # monotonic seconds
     last_seen: float = 0.0  # the last command's time
     cmd: bytes = b"NULL"  # the last command's name
+    reply_off: bool = False  # CLIENT REPLY OFF: replies are not sent (pushes are)
+    reply_skip: int = 0  # CLIENT REPLY SKIP: replies still to drop (its own, then the next command's)
 
 
 class Deferred:
     """A reply that is not known yet; `resolve(value)` releases it (and any behind it)."""
 
-    __slots__ = ("value", "done", "conn")
+    __slots__ = ("value", "done", "conn", "muted")
 
     def __init__(self):
         self.value = None
         self.done = False
         self.conn: _Connection | None = None
+        self.muted = False  # CLIENT REPLY OFF/SKIP: resolved, but never sent
 
     def resolve(self, value) -> None:
         if self.done:
@@ -123,6 +127,17 @@ class _Parked:
 
     def __init__(self, args: list[bytes]):
         self.args = args
+
+
+def _muted(reply):
+    """CLIENT REPLY OFF/SKIP: nothing is sent for `reply`, except push frames (RESP3's
+    subscription replies)."""
+    if type(reply) is Deferred:
+        reply.muted = True
+        return reply
+    if type(reply) is Push or (type(reply) is Encoded and reply.wire[:1] == b">"):
+        return reply
+    return _NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +276,7 @@ class _Connection(asyncio.Protocol):
                 return
             if type(reply) is Deferred:
                 if reply.done:
-                    reply = reply.value
+                    reply = _NOTHING if reply.muted else reply.value
                 else:
                     reply.conn = self
                     pending.append(reply)
@@ -344,6 +359,11 @@ class _Connection(asyncio.Protocol):
             self.futures.add(reply)
             reply.add_done_callback(self.futures.discard)
             reply = _from_future(reply)
+        client = self.client
+        if client.reply_off or client.reply_skip:
+            if client.reply_skip:
+                client.reply_skip -= 1
+            reply = _muted(reply)
         return reply
 
     def _drain(self):
@@ -367,11 +387,13 @@ class _Connection(asyncio.Protocol):
                     reply.conn = self
                     pending[0] = reply
                     continue
-                encoded = encode(reply.value if type(reply) is Deferred else reply, resp3)
+                if type(reply) is Deferred:
+                    reply = _NOTHING if reply.muted else reply.value
+                encoded = encode(reply, resp3)
                 self.queued += len(encoded)
                 self.out.append(encoded)
             elif head.done:
-                encoded = encode(head.value, resp3)
+                encoded = b"" if head.muted else encode(head.value, resp3)
                 self.queued += len(encoded)
                 self.out.append(encoded)
             else:
