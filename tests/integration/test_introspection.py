@@ -135,3 +135,17 @@ def test_hello_reset_function_flush_and_scripts(shared_chain3):
     for script in (("EVAL", "return 1", "0"), ("FUNCTION", "LOAD", "x"), ("EVALSHA", "abc", "0")):
         with pytest.raises(redis.ResponseError, match="catena does not support"):
             c.execute_command(*script)
+
+
+def test_client_reply_off_and_skip_drop_replies_until_on(shared_chain3):
+    cluster, (head, middle, tail) = shared_chain3
+    with socket.create_connection(("127.0.0.1", int(middle.rsplit(":", 1)[1])), timeout=10) as s:
+        s.sendall(b"CLIENT REPLY OFF\r\nSET intro:r 1\r\nGET intro:r\r\nCLIENT REPLY SKIP\r\nPING\r\n"
+                  b"CLIENT REPLY ON\r\nGET intro:r\r\n")
+        expected = b"+OK\r\n$1\r\n1\r\n"  # only ON's reply and the last GET's
+        data = b""
+        while len(data) < len(expected):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data == expected
