@@ -99,6 +99,17 @@ def test_watch_aborts_when_another_member_wrote_the_key(shared_chain3):
     assert b.get("t:w") == b"mine"
 
 
+def test_a_watched_key_changed_aborts_a_transaction_of_local_commands_only(shared_chain3):
+    cluster, (head, middle, tail) = shared_chain3
+    c = cluster.client(middle, single_connection_client=True)
+    c.set("t:pw", "1")
+    c.execute_command("WATCH", "t:pw")
+    cluster.client(head).set("t:pw", "2")
+    c.execute_command("MULTI")
+    assert c.execute_command("ECHO", "x") == b"QUEUED"
+    assert c.execute_command("EXEC") is None
+
+
 def test_watch_increments_from_clients_at_every_member_lose_no_update(shared_chain3):
     """Optimistic increments (WATCH, GET, MULTI, SET, EXEC, retried on a nil EXEC) from three
     clients at the three members: the counter ends at exactly the number of EXECs that ran."""

@@ -88,7 +88,7 @@ class Transactions:
         data = [command for command in queued if self.is_data(command)]
         local = {i: _settled(self.table.dispatch(client, command))
                  for i, command in enumerate(queued) if not self.is_data(command)}
-        if not data:
+        if not data and not watched:
             return [local[i] for i in range(len(queued))]
 
         def merged(replies):

@@ -123,14 +123,16 @@ class Introspection:
             return out
         if sub == b"SET" and len(args) >= 4 and len(args) % 2 == 0:
             pairs = [(args[i].decode(errors="replace").lower(), args[i + 1]) for i in range(2, len(args), 2)]
-            for name, _ in pairs:
-                if name not in self.tuned:
-                    if name in _fixed(self.table):
+            fixed = _fixed(self.table)
+            for name, value in pairs:
+                if name not in self.tuned and not (name in fixed and fixed[name].encode() == value):  # as it is: OK
+                    if name in fixed:
                         return Error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - catena takes "
                                      "this setting from its flags, a TOML file or CATENA_* variables")
                     return Error(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
             for name, value in pairs:
-                self.tuned[name] = value.decode(errors="replace")
+                if name in self.tuned:
+                    self.tuned[name] = value.decode(errors="replace")
             return OK
         if sub == b"RESETSTAT" and len(args) == 2:
             return OK
