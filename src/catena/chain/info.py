@@ -15,8 +15,8 @@ import sys
 import time
 
 from catena import __version__
+from catena.resp.commands import REDIS_VERSION
 
-REDIS_VERSION = "7.0.15"  # the Redis whose commands and replies catena follows (clients check this)
 DEFAULT = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats",
            "cluster", "keyspace", "catena")
 EVERYTHING = DEFAULT[:-2] + ("commandstats", "latencystats") + DEFAULT[-2:]

@@ -21,12 +21,12 @@ import hmac
 import time
 from typing import Callable
 
-from catena import __version__
 from catena.resp.codec import OK, PONG, Error, Status
 
 Handler = Callable  # (client, args: list[bytes]) -> reply | Future | Takeover
 
 
+REDIS_VERSION = "7.0.15"  # the Redis whose commands and replies catena follows: HELLO and INFO say so
 DATA, INTERNAL, ADMIN = "data", "internal", "admin"
 QUEUED = Status("QUEUED")
 # run at once even inside MULTI (everything else is queued until EXEC)
@@ -218,7 +218,7 @@ class CommandTable:
                          "the client and select the RESP protocol version at the same time")
         client.resp3 = version == 3
         return {
-            "server": self.server_name, "version": __version__, "proto": version,
+            "server": self.server_name, "version": REDIS_VERSION, "proto": version,
             "id": client.id, "mode": "standalone", "role": self.role, "modules": [],
         }
 
@@ -230,6 +230,7 @@ class CommandTable:
         for hook in self.on_reset:
             hook(client)
         client.resp3, client.name = False, b""
+        client.reply_off, client.reply_skip = False, 0
         client.authenticated, client.user = self.password is None, "default"
         return Status("RESET")
 
