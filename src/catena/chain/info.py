@@ -65,7 +65,8 @@ def _memory(node):
     rss = _rss_bytes()
     return [f"used_memory:{rss}", f"used_memory_human:{rss / 1048576:.2f}M", f"used_memory_rss:{rss}",
             f"used_memory_peak:{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}", "maxmemory:0",
-            "maxmemory_policy:noeviction", "mem_fragmentation_ratio:1.00", "lazyfree_pending_objects:0"]
+            "maxmemory_policy:noeviction", "mem_fragmentation_ratio:1.00", "mem_allocator:libc",
+            "lazyfree_pending_objects:0"]
 
 
 def _persistence(node):

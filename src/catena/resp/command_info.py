@@ -185,6 +185,7 @@ evalsha_ro -3 0 0 0 scripting 7.0.0 readonly,noscript,stale,skip_monitor,no_mand
 fcall -3 0 0 0 scripting 7.0.0 noscript,stale,skip_monitor,no_mandatory_keys,movablekeys
 fcall_ro -3 0 0 0 scripting 7.0.0 readonly,noscript,stale,skip_monitor,no_mandatory_keys,movablekeys
 script -2 0 0 0 scripting 2.6.0 -
+memory -2 0 0 0 server 4.0.0 -
 member.put 3 1 1 1 catena - write,denyoom
 catena.req -4 0 0 0 catena - write,movablekeys
 """
