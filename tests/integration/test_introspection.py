@@ -152,7 +152,7 @@ def test_client_reply_off_and_skip_drop_replies_until_on(shared_chain3):
         assert data == expected
 
 
-def test_memory_usage_estimates_a_key_and_its_value(shared_chain3):
+def test_memory_usage_and_object_describe_a_key(shared_chain3):
     cluster, (head, middle, tail) = shared_chain3
     c = cluster.client(tail)
     c.set("intro:mem", "x" * 1000)
@@ -161,3 +161,6 @@ def test_memory_usage_estimates_a_key_and_its_value(shared_chain3):
     assert c.memory_usage("intro:memh") > 100 * 13
     assert c.memory_usage("intro:none") is None
     assert c.info("memory")["mem_allocator"] == "libc"
+    c.set("intro:int", "12")
+    assert [c.object("encoding", k) for k in ("intro:int", "intro:mem", "intro:memh")] == [b"int", b"raw", b"listpack"]
+    assert c.object("refcount", "intro:mem") == 1 and c.object("encoding", "intro:none") is None

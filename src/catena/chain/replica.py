@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import memory_usage, ops, pubsub, transactions  # noqa: F401 - these register their commands
+from catena.chain import key_info, ops, pubsub, transactions  # noqa: F401 - these register their commands
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )

@@ -186,6 +186,7 @@ fcall -3 0 0 0 scripting 7.0.0 noscript,stale,skip_monitor,no_mandatory_keys,mov
 fcall_ro -3 0 0 0 scripting 7.0.0 readonly,noscript,stale,skip_monitor,no_mandatory_keys,movablekeys
 script -2 0 0 0 scripting 2.6.0 -
 memory -2 0 0 0 server 4.0.0 -
+object -2 0 0 0 generic 2.2.3 -
 member.put 3 1 1 1 catena - write,denyoom
 catena.req -4 0 0 0 catena - write,movablekeys
 """
