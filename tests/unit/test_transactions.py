@@ -10,7 +10,7 @@ from catena.chain.state import KVState, unwire_reply, valid_op, wire_reply
 from catena.chain.transactions import EXEC, EXEC_CMD, EXEC_READS, VERSIONS, encode
 from catena.chain.versions import CAPACITY, Versions
 from catena.resp.codec import OK, Error
-from test_replica import E, chain3
+from test_replica import E, Cluster, chain3
 
 
 def exec_args(*commands, watched=None):
@@ -146,3 +146,14 @@ def test_malformed_exec_words_are_refused_at_the_head():
     c.client("a", "x", EXEC_CMD, "1", "k")
     c.client("a", "y", EXEC_CMD, "0", "5", "GET")
     assert c.replies["x"] == c.replies["y"] == Error("ERR malformed CATENA.EXEC")
+
+
+def test_a_chain_of_one_answers_exec_once_persisted_and_an_abort_at_once():
+    c = Cluster("a")
+    c.view(1, ("a",))
+    c.client("a", "w", "SET", "k", "1")
+    assert c.replies["w"] == OK
+    c.client("a", "x", *exec_args(("INCR", "k"), ("GET", "k")))
+    assert c.replies["x"] == [2, b"2"] and c.persisted["a"][-1][4][0] == EXEC
+    c.client("a", "y", *exec_args(("SET", "k", "no"), watched={b"k": 1}))  # k was written at seq 2 since
+    assert c.replies["y"] is None and c.r["a"].state.get(b"k", 0) == b"2"
