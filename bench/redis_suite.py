@@ -85,8 +85,10 @@ def suite_copy(tree: Path, into: Path) -> Path:
 
 
 def run_unit(suite: Path, port: int, unit: str, timeout_s: float) -> dict:
+    # runtest's own test server listens below --baseport: a free block, so runs do not collide
     cmd = ["./runtest", "--host", "127.0.0.1", "--port", str(port), "--singledb", "--ignore-encoding",
-           "--ignore-digest", "--tags", " ".join("-" + t for t in SKIPPED_TAGS), "--single", unit]
+           "--ignore-digest", "--tags", " ".join("-" + t for t in SKIPPED_TAGS), "--single", unit,
+           "--baseport", str(_free_block(64) + 32)]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=suite, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -102,7 +104,8 @@ def run_unit(suite: Path, port: int, unit: str, timeout_s: float) -> dict:
         if kind.decode() in counts:
             counts[kind.decode()] += 1
     return {"passed": counts["ok"], "failed": counts["err"], "exception": counts["exception"] > 0,
-            "timed_out": timed_out, "seconds": time.monotonic() - start, "output": out}
+            "timed_out": timed_out, "seconds": time.monotonic() - start, "output": out,
+            "no_start": not any(counts.values()) and b"Testing " not in out}
 
 
 def main() -> int:
@@ -149,6 +152,8 @@ def main() -> int:
             notes = "; ".join(n for n in (
                 "catena: the unit stopped at an exception" if mine["exception"] else "",
                 "catena: timed out" if mine["timed_out"] else "",
+                "catena: runtest did not start" if mine["no_start"] else "",
+                "redis: runtest did not start" if theirs["no_start"] else "",
                 "redis: exception" if theirs["exception"] else "", "redis: timed out" if theirs["timed_out"] else "") if n)
             rows.append((unit, mine, theirs))
             print(f"{unit:24} {mine['passed']:9} {mine['failed']:5}   {theirs['passed']:8} {theirs['failed']:5}   {notes}",
