@@ -1,9 +1,10 @@
 """Command table: connection-level commands every catena process answers, plus registration.
 
 Members, coordinators and membership agents each register their own commands on a
-`CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, CLIENT, SELECT, CONFIG GET,
-COMMAND, QUIT, ACL WHOAMI) and the error shapes (unknown command, NOAUTH, NOPERM, WRONGPASS,
-arity) live here once.
+`CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, ACL
+WHOAMI; COMMAND, CONFIG, CLIENT and FUNCTION come from `catena.resp.introspection`), MULTI's
+queuing (a member registers MULTI/EXEC themselves) and the error shapes (unknown command,
+NOAUTH, NOPERM, WRONGPASS, arity) live here once.
 
 Roles. Every command is registered for one of three kinds of caller:
   DATA      data clients (user `default`: no password, or `--requirepass`), and everyone below;
