@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
@@ -88,7 +89,7 @@ def run_unit(suite: Path, port: int, unit: str, timeout_s: float) -> dict:
     # runtest's own test server listens below --baseport: a free block, so runs do not collide
     cmd = ["./runtest", "--host", "127.0.0.1", "--port", str(port), "--singledb", "--ignore-encoding",
            "--ignore-digest", "--tags", " ".join("-" + t for t in SKIPPED_TAGS), "--single", unit,
-           "--baseport", str(_free_block(64) + 32)]
+           "--baseport", str(_test_server_ports())]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=suite, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -98,6 +99,9 @@ def run_unit(suite: Path, port: int, unit: str, timeout_s: float) -> dict:
         stop(proc)
         out, _ = proc.communicate()
         timed_out = True
+    except BaseException:  # stopped from outside: take the unit's processes along
+        stop(proc)
+        raise
     out = _COLOUR.sub(b"", out)
     counts = {"ok": 0, "err": 0, "exception": 0}
     for kind in _RESULT.findall(out):
@@ -120,6 +124,8 @@ def main() -> int:
         ap.error(f"{args.tree} is not a Redis source tree (no tests/test_helper.tcl)")
     if shutil.which("tclsh8.6") is None and shutil.which("tclsh8.5") is None:
         ap.error("runtest needs tclsh 8.5 or newer (Debian: apt-get install tcl)")
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # (a background job ignores SIGINT)
+        signal.signal(sig, _interrupted)
     procs: list[subprocess.Popen] = []
     work = Path(tempfile.mkdtemp(prefix="catena-redis-suite-"))
     try:
@@ -168,6 +174,20 @@ def main() -> int:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _interrupted(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")
+
+
+def _test_server_ports() -> int:
+    """A --baseport whose 32 ports below it, and those 10,000 above them, are free (runtest's
+    test server takes one of each pair)."""
+    for _ in range(200):
+        base = random.randrange(20_032, 40_000)
+        if all(_port_free(p) and _port_free(p + 10_000) for p in range(base - 32, base)):
+            return base
+    raise RuntimeError("no free ports for runtest's test server")
 
 
 def _free_block(n: int) -> int:
