@@ -157,3 +157,14 @@ def test_a_chain_of_one_answers_exec_once_persisted_and_an_abort_at_once():
     assert c.replies["x"] == [2, b"2"] and c.persisted["a"][-1][4][0] == EXEC
     c.client("a", "y", *exec_args(("SET", "k", "no"), watched={b"k": 1}))  # k was written at seq 2 since
     assert c.replies["y"] is None and c.r["a"].state.get(b"k", 0) == b"2"
+
+
+def test_blocking_commands_inside_multi_run_as_their_non_blocking_forms():
+    from catena.chain.multi import NON_BLOCKING
+    blpop, reshape = NON_BLOCKING[b"BLPOP"]([b"BLPOP", b"a", b"b", b"0"])
+    assert blpop == [b"LMPOP", b"2", b"a", b"b", b"LEFT"]
+    assert reshape([b"b", [b"v"]]) == [b"b", b"v"] and reshape(None) is None
+    zpop, reshape = NON_BLOCKING[b"BZPOPMAX"]([b"BZPOPMAX", b"z", b"1.5"])
+    assert zpop == [b"ZMPOP", b"1", b"z", b"MAX"] and reshape([b"z", [[b"m", b"2"]]]) == [b"z", b"m", b"2"]
+    assert NON_BLOCKING[b"BRPOPLPUSH"]([b"BRPOPLPUSH", b"s", b"d", b"0"]) == ([b"RPOPLPUSH", b"s", b"d"], None)
+    assert NON_BLOCKING[b"BLMPOP"]([b"BLMPOP", b"0", b"1", b"l", b"LEFT"]) == ([b"LMPOP", b"1", b"l", b"LEFT"], None)

@@ -19,6 +19,35 @@ from catena.resp.server import Deferred, Mapped
 EXECABORT = Error("EXECABORT Transaction discarded because of previous errors.")
 
 
+def _first_popped(reply):
+    """LMPOP's [key, [value]] as BLPOP's [key, value] (nil stays nil)."""
+    return [reply[0], reply[1][0]] if type(reply) in (list, tuple) else reply
+
+
+def _first_zpopped(reply):
+    """ZMPOP's [key, [[member, score]]] as BZPOPMIN's [key, member, score]."""
+    return [reply[0], *reply[1][0]] if type(reply) in (list, tuple) else reply
+
+
+def _mpop(name: bytes, side: bytes, reshape):
+    """BLPOP k… timeout (and kin) as [L|Z]MPOP n k… side, one element."""
+    return lambda c: ([name, b"%d" % (len(c) - 2), *c[1:-1], side], reshape)
+
+
+# Inside MULTI a blocking command does not block: it runs as its non-blocking form, as in Redis
+# (nil when there is nothing to pop). name -> command -> (non-blocking command, reshape reply | None)
+NON_BLOCKING = {
+    b"BLPOP": _mpop(b"LMPOP", b"LEFT", _first_popped),
+    b"BRPOP": _mpop(b"LMPOP", b"RIGHT", _first_popped),
+    b"BZPOPMIN": _mpop(b"ZMPOP", b"MIN", _first_zpopped),
+    b"BZPOPMAX": _mpop(b"ZMPOP", b"MAX", _first_zpopped),
+    b"BRPOPLPUSH": lambda c: ([b"RPOPLPUSH", *c[1:-1]], None),
+    b"BLMOVE": lambda c: ([b"LMOVE", *c[1:-1]], None),
+    b"BLMPOP": lambda c: ([b"LMPOP", *c[2:]], None),
+    b"BZMPOP": lambda c: ([b"ZMPOP", *c[2:]], None),
+}
+
+
 def reset(client) -> None:
     """Leave MULTI and forget the watched keys (EXEC, DISCARD, RESET)."""
     client.multi, client.multi_failed = None, False
@@ -85,6 +114,13 @@ class Transactions:
         reset(client)
         if failed:
             return EXECABORT
+        reshape = {}
+        for i, command in enumerate(queued):
+            translate = NON_BLOCKING.get(command[0].upper())
+            if translate is not None:
+                queued[i], fn = translate(command)
+                if fn is not None:
+                    reshape[i] = fn
         data = [command for command in queued if self.is_data(command)]
         local = {i: _settled(self.table.dispatch(client, command))
                  for i, command in enumerate(queued) if not self.is_data(command)}
@@ -97,7 +133,10 @@ class Transactions:
             if type(replies) not in (list, tuple):
                 return replies  # the transaction did not run (TRYAGAIN, a deadline …)
             it = iter(replies)
-            return [local[i] if i in local else next(it) for i in range(len(queued))]
+            merged = [local[i] if i in local else next(it) for i in range(len(queued))]
+            for i, fn in reshape.items():
+                merged[i] = fn(merged[i])
+            return merged
 
         reads_only = all(command[0].upper() in ops.READS for command in data)
         name = transactions.EXEC_READS if reads_only else transactions.EXEC_CMD
