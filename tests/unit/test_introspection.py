@@ -33,3 +33,9 @@ def test_every_described_command_has_a_sane_line():
                                 "stale", "skip_monitor", "skip_slowlog", "fast", "no_auth", "may_replicate",
                                 "sentinel", "no_mandatory_keys", "no_async_loading", "no_multi", "movablekeys",
                                 "allow_busy", "asking"}, name
+
+
+def test_patterns_match_channels_as_globs():
+    from catena.resp.pubsub import _matches
+    assert _matches(b"foo.*", b"foo.1") and not _matches(b"foo.*", b"bar.1")
+    assert _matches(b"*", b"anything") and _matches(b"ch?", b"ch1") and not _matches(b"ch?", b"ch12")

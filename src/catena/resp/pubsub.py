@@ -133,8 +133,8 @@ class PubSub:
 
 
 def _matches(pattern: bytes, channel: bytes) -> bool:
-    match = glob_matcher(pattern)
-    return match is None or match(channel) is not None
+    match = glob_matcher(pattern)  # None: every channel; else a test (a match object or a bool)
+    return match is None or bool(match(channel))
 
 
 def _frames(client, frames: list):
