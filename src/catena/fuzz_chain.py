@@ -68,6 +68,7 @@ class Commands:
     now_ms: int = int(T0 * 1000)
     near_ttls: bool = True  # TTLs under an hour (off for real processes: expiry would race the checks)
     wrap: bool = True  # some writes in CATENA.REQ
+    internal: bool = True  # catena's own CATENA.EXEC/VERSIONS too (Redis has no counterpart)
     keys: list = field(default_factory=lambda: [b"k%d" % i for i in range(12)] + [b"n0", b"n1", b""])
     requests: dict = field(default_factory=dict)  # client id -> last request number
 
@@ -118,7 +119,7 @@ class Commands:
 
     def command(self) -> list[bytes]:
         rng = self.rng
-        name = rng.choice(_NAMES)
+        name = rng.choice(_NAMES if self.internal else _REDIS_NAMES)
         cmd = _BUILD[name](self)
         r = rng.random()
         if r < 0.02:  # a word short or over: the arity check
@@ -348,6 +349,7 @@ _BUILD = {
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.
 _NAMES = [n for n in _BUILD if n in WRITES] * 2 + [n for n in _BUILD if n in READS]
+_REDIS_NAMES = [n for n in _NAMES if n not in transactions.COMMANDS]
 
 
 # -- the pure chain -----------------------------------------------------------------------------
@@ -626,7 +628,8 @@ def run_against_redis(commands: int, redis_addr: str, seed: int = 1, batch: int 
     start = time.perf_counter()
     for b in range((commands + batch - 1) // batch):
         chain.now = time.time()
-        gen = Commands(_batch_rng(seed, b), max_value, int(chain.now * 1000), near_ttls=False, wrap=False)
+        gen = Commands(_batch_rng(seed, b), max_value, int(chain.now * 1000), near_ttls=False, wrap=False,
+                       internal=False)
         cmds = [gen.command() for _ in range(min(batch, commands - b * batch))]
         ours = []
         for cmd in cmds:
