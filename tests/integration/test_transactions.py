@@ -3,6 +3,8 @@ races between clients at different members, and transactions across a kill -9 of
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -197,3 +199,13 @@ def test_transactions_stay_atomic_and_acknowledged_across_a_kill_of_the_head(cha
         for addr in acked:
             x, y = int(c.get(f"t:x:{addr}")), int(c.get(f"t:y:{addr}"))
             assert x == y >= acked[addr]
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+def test_redis_cli_runs_a_transaction(shared_chain3):
+    cluster, (head, middle, tail) = shared_chain3
+    port = middle.rsplit(":", 1)[1]
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", port], input="MULTI\nSET t:cli 5\nINCR t:cli\n"
+                         "GET t:cli\nEXEC\n", capture_output=True, text=True, timeout=30).stdout.split("\n")
+    assert out == ["OK", "QUEUED", "QUEUED", "QUEUED", "OK", "6", "6", ""]  # (not a tty: EXEC's array flat)
+    assert cluster.client(tail).get("t:cli") == b"6"
