@@ -42,3 +42,11 @@ class FetchView:
     """The machine saw a newer epoch than its view: ask the coordinator for the current view."""
 
     epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A PUBLISH committed: hand `message` to this member's subscribers of `channel`."""
+
+    channel: bytes
+    message: bytes

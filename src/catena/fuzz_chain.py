@@ -40,7 +40,7 @@ from pathlib import Path
 
 import msgpack
 
-from catena.chain import messages as pm
+from catena.chain import messages as pm, transactions
 from catena.chain.ops import READS, WRITES
 from catena.chain.replica import Replica
 from catena.fuzz_types import BUILD as _MORE_TYPES
@@ -69,6 +69,7 @@ class Commands:
     now_ms: int = int(T0 * 1000)
     near_ttls: bool = True  # TTLs under an hour (off for real processes: expiry would race the checks)
     wrap: bool = True  # some writes in CATENA.REQ
+    internal: bool = True  # catena's own CATENA.EXEC/VERSIONS too (Redis has no counterpart)
     keys: list = field(default_factory=lambda: [b"k%d" % i for i in range(12)] + [b"n0", b"n1", b""])
     requests: dict = field(default_factory=dict)  # client id -> last request number
 
@@ -119,7 +120,7 @@ class Commands:
 
     def command(self) -> list[bytes]:
         rng = self.rng
-        name = rng.choice(_NAMES)
+        name = rng.choice(_NAMES if self.internal else _REDIS_NAMES)
         cmd = _BUILD[name](self)
         r = rng.random()
         if r < 0.02:  # a word short or over: the arity check
@@ -293,6 +294,24 @@ _TYPES = {
     b"SSCAN": _collection_scan(b"SSCAN"),
 }
 
+def _transaction(reads_only: bool):
+    """CATENA.EXEC[.RO]: a few watches with versions near the chain's seqs, then a few commands."""
+    def build(c):
+        rng = c.rng
+        watched = {c.key(): rng.choice((0, 1, rng.randrange(0, 10_000))) for _ in range(rng.randrange(0, 3))}
+        names = [n for n in _BUILD if n not in _TRANSACTIONS and (n in READS) >= reads_only]
+        commands = [_BUILD[rng.choice(names)](c) for _ in range(rng.randrange(1, 4))]
+        return [transactions.EXEC_READS if reads_only else transactions.EXEC_CMD,
+                *transactions.encode(watched, commands)]
+    return build
+
+
+_TRANSACTIONS = {
+    transactions.EXEC_CMD: _transaction(False),
+    transactions.EXEC_READS: _transaction(True),
+    transactions.VERSIONS: lambda c: [transactions.VERSIONS, *_keys(c)],
+}
+
 _BUILD = {
     b"SET": _set,
     b"MEMBER.PUT": lambda c: [b"MEMBER.PUT", c.key(), c.value()],
@@ -324,10 +343,15 @@ _BUILD = {
     b"KEYS": lambda c: [b"KEYS", c.rng.choice((b"k1*", b"n?", b"[", b"zz*"))],
     **_TYPES,
     **_MORE_TYPES,
+    **_TRANSACTIONS,
+    b"PUBLISH": lambda c: [b"PUBLISH", c.key(), c.value()],
+    b"MEMORY": lambda c: [b"MEMORY", c.rng.choice((b"USAGE", b"DOCTOR")), c.key()],
+    b"OBJECT": lambda c: [b"OBJECT", c.rng.choice((b"ENCODING", b"REFCOUNT", b"IDLETIME", b"FREQ", b"NOPE")), c.key()],
 }
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.
 _NAMES = [n for n in _BUILD if n in WRITES] * 2 + [n for n in _BUILD if n in READS]
+_REDIS_NAMES = [n for n in _NAMES if n not in transactions.COMMANDS]
 
 
 # -- the pure chain -----------------------------------------------------------------------------
@@ -554,7 +578,7 @@ def run_real(commands: int, seed: int = 1, batch: int = 100, max_value: int = 40
 
 # Sent, not compared: answers in an order Redis does not define, and DBSIZE (Redis's counts keys
 # whose deadline passed until it evicts them; catena's does not).
-UNCOMPARED = (b"SCAN", b"KEYS", b"DBSIZE", b"TIME")
+UNCOMPARED = (b"SCAN", b"KEYS", b"DBSIZE", b"TIME", b"MEMORY", b"OBJECT")
 ROUGH = (b"TTL", b"PTTL", b"EXPIRETIME", b"PEXPIRETIME")  # compared by kind (-2, -1 or a time left): the two clocks differ
 # Replies whose order Redis does not define: compared sorted (HGETALL: as sorted pairs).
 UNORDERED = (b"SMEMBERS", b"SINTER", b"SUNION", b"SDIFF", b"HKEYS", b"HVALS")
@@ -608,7 +632,8 @@ def run_against_redis(commands: int, redis_addr: str, seed: int = 1, batch: int 
     start = time.perf_counter()
     for b in range((commands + batch - 1) // batch):
         chain.now = time.time()
-        gen = Commands(_batch_rng(seed, b), max_value, int(chain.now * 1000), near_ttls=False, wrap=False)
+        gen = Commands(_batch_rng(seed, b), max_value, int(chain.now * 1000), near_ttls=False, wrap=False,
+                       internal=False)
         cmds = [gen.command() for _ in range(min(batch, commands - b * batch))]
         ours = []
         for cmd in cmds:
@@ -642,6 +667,8 @@ _PRINTABLE = re.compile(r"[ -~]*")
 
 def _for_redis(cmd: list[bytes]) -> list[bytes] | None:
     """The command as Redis gets it (MEMBER.PUT k v is SET k v), or None: not Redis's to judge."""
+    if cmd[0].upper() in transactions.COMMANDS:
+        return None
     if cmd[0].upper() != b"MEMBER.PUT":
         return cmd
     return [b"SET", *cmd[1:]] if len(cmd) == 3 else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -18,25 +17,27 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import blocking, disk, messages, ops, resp3
+from catena.chain import blocking, disk, info, messages, ops, resp3, transactions
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Append, Read, ReadReply
+from catena.chain.multi import Transactions
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.metrics.member import MemberMetrics
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import ADMIN, INTERNAL, CommandTable
+from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable, exec_request, parse_int
 from catena.resp.limits import Limits
+from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
 from catena.view import View
 
@@ -158,14 +159,19 @@ class MemberNode:
     def _register_commands(self) -> None:
         t = self.table
         for name, (arity, _) in ops.WRITES.items():
-            t.register(name, self._data, arity)
+            t.register(name, self._data, arity, role=INTERNAL if name in transactions.COMMANDS else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True)
+            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
         for name, (arity, _, _) in blocking.COMMANDS.items():
             t.register(name, self._data, arity)
+        self.transactions = Transactions(t, self._submit)
+        self.pubsub = PubSub(t, self._submit)
+        t.guard = restricted
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
+        t.register(b"WAIT", self._wait, 3, ordered=True)
+        t.settings.update({"appendfsync": self.log.fsync, "port": self.listen.rpartition(":")[2]})
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
         t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), **self.metrics.status(),
@@ -187,15 +193,20 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        token = self.metrics.track(resp3.token_for(reply, args, client.resp3), args)
-        self._run(self.replica.on_client(token, args, time.time()))
+        self._submit(self.metrics.track(resp3.token_for(reply, args, client.resp3), args), args)
         return reply
+
+    def _submit(self, token, args) -> None:
+        self._run(self.replica.on_client(token, args, time.time()))
 
     def _req(self, client, args):
         """CATENA.REQ: a data client's request ids live in their own namespace, so it can never
-        name (and so pre-record or replay) the ids members forward writes under, or catena's own."""
+        name (and so pre-record or replay) the ids members forward writes under, or catena's own.
+        `CATENA.REQ id n [low] EXEC` runs the transaction under that request id."""
         if client.user != "catena":
             args = [args[0], CLIENT_RIDS + args[1], *args[2:]]
+        if exec_request(args):
+            return self.transactions.exec(client, args, rid=tuple(args[:-1]))
         return self._data(client, args)
 
     def _keys_cmd(self, client, args):
@@ -237,17 +248,16 @@ class MemberNode:
         return OK
 
     def _info(self, client, args):
-        s = self.replica.status()
-        lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
-                 f"uptime_in_seconds:{int(time.time() - self.started)}",
-                 f"catena_liveness_port:{self.liveness.port if self.liveness else 0}", "", "# Replication",
-                 f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
-        lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
-        lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
-                  f"blocked_clients:{len(self.replica.blocked.waiters)}", f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
-        lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
-                  f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
-        return ("\r\n".join(lines) + "\r\n").encode()
+        return info.render(self, args)
+
+    def _wait(self, client, args):
+        """WAIT numreplicas timeout: a write is acknowledged only once every member of the chain
+        holds it, so every other member has this connection's earlier writes already."""
+        if parse_int(args[2]) < 0:
+            return Error("ERR timeout is negative")
+        parse_int(args[1])
+        view = self.replica.view
+        return max(len(view.members) - 1, 0) if view else 0
 
     # -- machine inputs and effects -------------------------------------------------------------
 
@@ -389,6 +399,8 @@ class MemberNode:
             return sum(map(len, fx.blob)), None
         elif kind is FetchView:
             self._fetch.set()
+        elif kind is Deliver:
+            self.pubsub.deliver(fx.channel, fx.message)
         return 0, None
 
     def _frame(self, msg) -> bytes | list[bytes]:
@@ -636,11 +648,3 @@ def parse_view(words) -> View:
 
 def view_words(view: View) -> list[str]:
     return [str(view.chain_id), str(view.epoch), view.learner or "-", *view.members]
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0

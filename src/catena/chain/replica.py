@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import blocking, ops
+from catena.chain import blocking, key_info, ops, pubsub, transactions  # noqa: F401 - these register their commands
 from catena.chain.blocking import AGAIN, ANSWER, Attempt, Blocked
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
@@ -32,7 +32,7 @@ from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
@@ -61,6 +61,7 @@ ANSWERED = Error("ERR this request id was answered before and is not applied aga
 WRITE_TIMEOUT_S = 5.0
 PAST_DEADLINE = Error("ERR write not applied: it reached the head after its deadline (a partition or "
                       "a slow link); retry it")
+_UNSET = object()
 OUTCOME_UNKNOWN = Error("ERR write forwarded to the head got no reply before its deadline; it may or may "
                         "not have been applied")
 
@@ -123,10 +124,13 @@ class Replica:
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
+        self.published: deque = deque()  # (seq, channel, message) of applied PUBLISHes not yet committed
+        self.state.versions.forget(self.last_seq)
         for entry in entries:
             if entry[1] > self.last_seq:  # the log may repeat entries the snapshot holds
                 self._apply(entry, dirty=False)
         self.to_persist.clear()
+        self.published.clear()  # delivered (or not) before the restart
         # Recovered entries are in no sent list (a restarted process rejoins as a learner), so
         # the window keeps only its bound of them, for a delta catch-up of a successor.
         while len(self.window) > WINDOW:
@@ -275,14 +279,29 @@ class Replica:
         if self.backlog or _big_del(op):
             return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign(op, rid, now_ms)
-        self.waiting.setdefault(seq, []).append((origin, token, reply))
+        self._await_commit(seq, [(origin, token)], reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
     def _assign(self, op, rid, now_ms: int):
-        """The head: give `op` the next seq under the current epoch and apply it."""
+        """The head: give `op` the next seq under the current epoch and apply it; (seq, reply).
+        An EXEC whose watched key changed gets no seq: (last seq, None), its nil reply then
+        waits for the commit of everything it saw."""
         seq = self.last_seq + 1
+        dirty = not self.commits_on_apply()
+        if op[0] == transactions.EXEC:
+            run = transactions.at_head(self.state, op, now_ms, self.rng)
+            if run is None:
+                return self.last_seq, None
+            return seq, self._apply((self.epoch, seq, now_ms, rid, run[0]), dirty, run[1])
         op = ops.decide(self.state, op, now_ms, self.rng)
-        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty=not self.commits_on_apply())
+        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty)
+
+    def _await_commit(self, seq: int, waiters, reply) -> None:
+        """Answer `waiters` with `reply` once `seq` is committed (at once if it is)."""
+        if seq <= self.commit_seq:
+            self.deferred += [self._answer(origin, token, reply) for origin, token in waiters]
+        else:
+            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
         """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop
@@ -318,7 +337,7 @@ class Replica:
             else:
                 seq, reply = self._assign(op, rid, now_ms)
             backlog.popleft()
-            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
+            self._await_commit(seq, waiters, reply)
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -363,10 +382,14 @@ class Replica:
 
     # -- applying and committing -------------------------------------------------------------------
 
-    def _apply(self, entry, dirty: bool):
+    def _apply(self, entry, dirty: bool, reply=_UNSET):
+        """Apply `entry` (`reply`: the head applied its op already, answering that)."""
         epoch, seq, ts, rid, op = entry
         state = self.state
-        reply = state.apply(op, ts)
+        if reply is _UNSET:
+            reply = state.apply(op, ts)
+        keys = op_keys(op)
+        state.versions.touch(keys, seq)
         if rid is not None:
             state.remember(rid, seq, reply)
         self.last_epoch, self.last_seq = epoch, seq
@@ -374,12 +397,14 @@ class Replica:
         self.to_persist.append(entry)
         if dirty:
             counts = self.dirty
-            for key in op_keys(op):
+            for key in keys:
                 counts[key] = counts.get(key, 0) + 1
         if self.succ_ready:
             self.out_entries.append(entry)
         if self.blocked.by_key or self.blocked.waiters:
             self.blocked.touch(op_keys(op), self.state.data.get)
+        if op[0] in pubsub.CARRIERS and not self._learning():  # a learner has no subscribers yet
+            self.published += [(seq, channel, message) for channel, message in pubsub.messages(op)]
         return reply
 
     def _commit_to(self, seq: int) -> None:
@@ -398,6 +423,10 @@ class Replica:
                         counts[key] = n
                     else:
                         counts.pop(key, None)
+        published = self.published
+        while published and published[0][0] <= seq:
+            _, channel, message = published.popleft()
+            self.deferred.append(Deliver(channel, message))  # before the publisher's reply
         waiting = self.waiting
         if waiting:
             for s in range(old + 1, seq + 1):
@@ -533,6 +562,8 @@ class Replica:
         self.dirty.clear()
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
+        state.versions.forget(msg.last_seq)
+        self.published.clear()
         fx: list = [PersistSnapshot(msg.state)]
         self._synced_with_pred(msg.commit_seq)
         if self.succ:  # our successor's history may no longer be a prefix of ours

@@ -19,6 +19,7 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 
 and the hash, set, list, sorted set and more string ops (kinds 6 on; see their modules and docs/protocol.md).
+Modules of other ops (transactions, pub/sub: kinds 40 on) add their kinds with `extend`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import msgpack
 
 from catena.chain import hashes, lists, sets, strings, zsets
 from catena.chain.dump_values import pack_value, unpack_value
+from catena.chain.versions import Versions
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
@@ -68,6 +70,12 @@ _TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY, **zsets.APPLY, **strings.
 _MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS, **zsets.KEYS, **strings.KEYS}  # ops writing more keys than op[1]
 
 
+def extend(kind: int, apply, shape, keys) -> None:
+    """Add an op kind: `apply(state, op, ts)` -> reply, `shape(op)` -> bool (a peer's op is
+    checked with it), `keys(op)` -> the keys it writes."""
+    _TYPED[kind], _SHAPES[kind], _MANY_KEYS[kind] = apply, shape, keys
+
+
 def valid_op(op) -> bool:
     """Is `op` one this module applies (checked before applying an entry from a peer)?"""
     shape = _SHAPES.get(op[0]) if type(op) is tuple and op else None
@@ -83,7 +91,6 @@ def op_keys(op) -> tuple:
         return op[1]
     many = _MANY_KEYS.get(kind)
     return (op[1],) if many is None else many(op)
-
 
 
 def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
@@ -102,7 +109,7 @@ class KVState:
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
     shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
@@ -112,6 +119,7 @@ class KVState:
         self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
         self._heap: list[tuple[int, bytes]] = []
+        self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
 
     # -- reads (local clock) ----------------------------------------------------------------
 
@@ -362,18 +370,26 @@ class KVState:
 
 _EMPTY: frozenset = frozenset()
 def wire_reply(value):
-    """Replies are kept in the dedup table; encode the non-msgpack kinds."""
-    if type(value) is Status:
+    """Replies are kept in the dedup table; encode the non-msgpack kinds (an array holding any,
+    as EXEC's replies do, item by item)."""
+    kind = type(value)
+    if kind is Status:
         return [b"+", value.text.encode()]
-    if type(value) is Error:
+    if kind is Error:
         return [b"-", value.message.encode()]
+    if (kind is list or kind is tuple) and any(type(v) in (Status, Error, list, tuple) for v in value):
+        return [b"*", [wire_reply(v) for v in value]]
     return [b"=", value]
 
 
 def unwire_reply(raw):
-    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"="):
-        raise ValueError("a reply is [\"+\"|\"-\"|\"=\", value]")
+    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"=", b"*"):
+        raise ValueError("a reply is [\"+\"|\"-\"|\"=\"|\"*\", value]")
     tag, value = raw
+    if tag == b"*":
+        if type(value) is not tuple:
+            raise ValueError("an array reply carries an array")
+        return [unwire_reply(v) for v in value]
     if tag != b"=" and type(value) is not bytes:
         raise ValueError("a status or error reply carries bytes")
     if tag == b"+":
@@ -381,4 +397,3 @@ def unwire_reply(raw):
     if tag == b"-":
         return Error(value.decode())
     return value
-

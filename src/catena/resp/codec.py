@@ -7,6 +7,7 @@ headers of a partial frame before its payload is buffered, inline commands, and 
     bytes/str -> bulk string      int -> integer        None -> null
     list/tuple -> array           dict -> map (RESP3) or flat array (RESP2)
     Status("OK") -> +OK           Error("ERR x") -> -ERR x
+    NULL_ARRAY -> *-1 (RESP3: _)   Push([...]) -> a push frame (RESP3 >, RESP2 an array)
 """
 
 from __future__ import annotations
@@ -45,8 +46,20 @@ class Encoded:
     wire: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Out-of-band data for a client (pub/sub messages): `>` in RESP3, an array in RESP2."""
+
+    items: tuple
+
+
+class _NullArray:
+    __slots__ = ()
+
+
 OK = Status("OK")
 PONG = Status("PONG")
+NULL_ARRAY = _NullArray()  # a nil array: EXEC when a watched key changed
 
 
 class CommandParser:
@@ -265,6 +278,12 @@ def _encode(value, resp3: bool, out: list[bytes]) -> None:
         out.append(b",%.17g\r\n" % value if resp3 else _bulk(b"%.17g" % value))
     elif t is Encoded:
         out.append(value.wire)
+    elif t is Push:
+        out.append(b">%d\r\n" % len(value.items) if resp3 else b"*%d\r\n" % len(value.items))
+        for item in value.items:
+            _encode(item, resp3, out)
+    elif t is _NullArray:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
     else:
         raise TypeError(f"cannot encode {t.__name__} as RESP")
 

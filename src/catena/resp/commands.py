@@ -1,9 +1,10 @@
 """Command table: connection-level commands every catena process answers, plus registration.
 
 Members, coordinators and membership agents each register their own commands on a
-`CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, CLIENT, SELECT, CONFIG GET,
-COMMAND, QUIT, ACL WHOAMI) and the error shapes (unknown command, NOAUTH, NOPERM, WRONGPASS,
-arity) live here once.
+`CommandTable`; the connection commands (PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, ACL
+WHOAMI; COMMAND, CONFIG, CLIENT and FUNCTION come from `catena.resp.introspection`), MULTI's
+queuing (a member registers MULTI/EXEC themselves) and the error shapes (unknown command,
+NOAUTH, NOPERM, WRONGPASS, arity) live here once.
 
 Roles. Every command is registered for one of three kinds of caller:
   DATA      data clients (user `default`: no password, or `--requirepass`), and everyone below;
@@ -18,15 +19,32 @@ admin password, ADMIN commands need the cluster secret when there is one, else a
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Callable
 
-from catena import __version__
 from catena.resp.codec import OK, PONG, Error, Status
 
 Handler = Callable  # (client, args: list[bytes]) -> reply | Future | Takeover
 
 
+REDIS_VERSION = "7.0.15"  # the Redis whose commands and replies catena follows: HELLO and INFO say so
 DATA, INTERNAL, ADMIN = "data", "internal", "admin"
+QUEUED = Status("QUEUED")
+# run at once even inside MULTI (everything else is queued until EXEC)
+TRANSACTION_CONTROL = frozenset((b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"QUIT", b"RESET"))
+
+
+def exec_request(args) -> bool:
+    """`CATENA.REQ id n [low] EXEC`: EXEC under a request id."""
+    return (args[0].upper() == b"CATENA.REQ" and args[-1].upper() == b"EXEC"
+            and (len(args) == 4 or (len(args) == 5 and args[3].isdigit())))
+
+
+def _controls(args) -> bool:
+    """Runs at once inside MULTI: a transaction command, or EXEC under a request id."""
+    return args[0].upper() in TRANSACTION_CONTROL or exec_request(args)
+
+
 WRONGPASS = Error("WRONGPASS invalid username-password pair or user is disabled.")
 
 
@@ -74,18 +92,23 @@ class CommandTable:
         self.role = role
         self.handlers: dict[bytes, tuple[Handler, int, str]] = {}
         self.ordered: set[bytes] = set()  # run only once the connection's earlier commands are answered
+        self.on_close: list[Callable] = []  # hook(client) when a connection ends
+        self.on_reset: list[Callable] = []  # hook(client) on RESET
+        self.guard: Callable | None = None  # guard(client, name) -> Error refusing a command, or None
+        self.clients: Callable | None = None  # () -> every connection's Client (set by the server)
+        self.settings: dict[str, str] = {}  # CONFIG GET's read-only values of this process
+        self.calls: dict[bytes, list[int]] = {}  # name -> [calls, failed calls] (INFO commandstats)
         for name, fn, arity in (
             (b"PING", self._ping, -1),
             (b"ECHO", self._echo, 2),
             (b"SELECT", self._select, 2),
-            (b"CLIENT", self._client, -2),
-            (b"CONFIG", self._config, -2),
-            (b"COMMAND", self._command, -1),
-            (b"QUIT", lambda c, a: OK, -1),
-            (b"RESET", lambda c, a: Status("RESET"), 1),
+            (b"QUIT", self._quit, -1),
+            (b"RESET", self._reset, 1),
             (b"ACL", self._acl, -2),
         ):
             self.register(name, fn, arity)
+        from catena.resp.introspection import Introspection  # it builds on this module
+        Introspection(self)
 
     def register(self, name: bytes, handler: Handler, arity: int, ordered: bool = False, role: str = DATA) -> None:
         """arity > 0: exactly that many words (name included); arity < 0: at least -arity.
@@ -105,6 +128,21 @@ class CommandTable:
 
     def dispatch(self, client, args: list[bytes]):
         name = args[0].upper()
+        client.cmd, client.last_seen = name, time.monotonic()
+        reply = self._dispatch(client, args)
+        if name in self.handlers:
+            counts = self.calls.get(name)
+            if counts is None:
+                counts = self.calls[name] = [0, 0]
+            counts[0] += 1
+            if type(reply) is Error:
+                counts[1] += 1
+        if client.multi is not None and type(reply) is Error and not _controls(args):
+            client.multi_failed = True  # a command that cannot be queued: EXEC aborts
+        return reply
+
+    def _dispatch(self, client, args: list[bytes]):
+        name = args[0].upper()
         if name == b"AUTH":
             return self._auth(client, args)
         if name == b"HELLO":
@@ -122,6 +160,11 @@ class CommandTable:
         n = len(args)
         if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
             return wrong_args(name)
+        if self.guard is not None and (refused := self.guard(client, name)) is not None:
+            return refused
+        if client.multi is not None and not _controls(args):
+            client.multi.append(args)
+            return QUEUED
         try:
             return handler(client, args)
         except ValueError as exc:
@@ -176,15 +219,33 @@ class CommandTable:
                          "the client and select the RESP protocol version at the same time")
         client.resp3 = version == 3
         return {
-            "server": self.server_name, "version": __version__, "proto": version,
+            "server": self.server_name, "version": REDIS_VERSION, "proto": version,
             "id": client.id, "mode": "standalone", "role": self.role, "modules": [],
         }
 
     # -- connection commands -----------------------------------------------------------------
 
+    def _reset(self, client, args):
+        """Back to a fresh connection's state: RESP2, no name, no transaction, watches or
+        subscriptions, logged in as `default` if that needs no password."""
+        for hook in self.on_reset:
+            hook(client)
+        client.resp3, client.name = False, b""
+        client.reply_off, client.reply_skip = False, 0
+        client.authenticated, client.user = self.password is None, "default"
+        return Status("RESET")
+
+    def _quit(self, client, args):
+        """OK, then the connection closes: commands pipelined after it are not run."""
+        if client.close is not None:
+            client.close()
+        return OK
+
     def _ping(self, client, args):
         if len(args) > 2:
             return wrong_args(b"PING")
+        if (client.channels or client.patterns) and not client.resp3:  # subscribed mode
+            return [b"pong", args[1] if len(args) == 2 else b""]
         return args[1] if len(args) == 2 else PONG
 
     def _acl(self, client, args):
@@ -200,29 +261,3 @@ class CommandTable:
         if not -(2**31) <= db < 2**31:
             return Error("ERR value is out of range, value must between -2147483648 and 2147483647")
         return OK if db == 0 else Error("ERR DB index is out of range")
-
-    def _client(self, client, args):
-        sub = args[1].upper()
-        if sub == b"SETNAME" and len(args) == 3:
-            client.name = args[2]
-            return OK
-        if sub == b"GETNAME":
-            return client.name or None
-        if sub == b"ID":
-            return client.id
-        if sub == b"SETINFO" and len(args) == 4:
-            client.info[args[2].lower()] = args[3]
-            return OK
-        if sub == b"INFO":
-            return f"id={client.id} addr={client.addr} name={client.name.decode(errors='replace')}\n"
-        return Error(f"ERR unknown subcommand or wrong number of arguments for 'CLIENT|{sub.decode(errors='replace')}'")
-
-    def _config(self, client, args):
-        if args[1].upper() == b"GET":
-            return {} if client.resp3 else []
-        return Error("ERR CONFIG SET is not supported; catena takes settings from flags, a TOML file or CATENA_* variables")
-
-    def _command(self, client, args):
-        if len(args) > 1 and args[1].upper() == b"COUNT":
-            return len(self.handlers) + 2
-        return []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,7 +34,7 @@ from typing import Any, Callable
 from catena import tls
 from catena.errors import RemoteProtocolError
 from catena.net import detect_dead_peer
-from catena.resp.codec import OK, CommandParser, Error, encode
+from catena.resp.codec import OK, CommandParser, Encoded, Error, Push, encode
 from catena.resp.limits import RESERVED, Limits
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ _ids = itertools.count(1)
 MAX_UNANSWERED = 4096  # replies a connection may owe before we stop reading from it
 PROBATION_S = 2.0  # a connection admitted above maxclients must prove it is catena's within this
 MAX_CLIENTS = b"-ERR max number of clients reached\r\n"
+_NOTHING = Encoded(b"")  # a reply that sends no bytes
 _RESERVED_ONLY = object()  # `probation` of a connection in the headroom admitted by a reserved command
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashable by identity: subscriptions hold clients in sets
 class Client:
     """Per-connection state that commands may read and change."""
 
@@ -56,17 +58,31 @@ class Client:
     user: str = "default"  # who the connection is logged in as: default, catena or admin
     name: bytes = b""
     info: dict = field(default_factory=dict)
+    multi: list | None = None  # MULTI: the queued commands (None: not in a transaction)
+    multi_failed: bool = False  # a command failed to queue: EXEC aborts
+    watched: dict = field(default_factory=dict)  # WATCH: key -> version observed
+    channels: set = field(default_factory=set)  # SUBSCRIBE
+    patterns: set = field(default_factory=set)  # PSUBSCRIBE
+    push: Callable | None = None  # push(value): out-of-band data for this client (pub/sub)
+    close: Callable | None = None  # close(): end the connection once its replies are out
+    laddr: str = ""
+    created: float = 0.0  # monotonic seconds
+    last_seen: float = 0.0  # the last command's time
+    cmd: bytes = b"NULL"  # the last command's name
+    reply_off: bool = False  # CLIENT REPLY OFF: replies are not sent (pushes are)
+    reply_skip: int = 0  # CLIENT REPLY SKIP: replies still to drop (its own, then the next command's)
 
 
 class Deferred:
     """A reply that is not known yet; `resolve(value)` releases it (and any behind it)."""
 
-    __slots__ = ("value", "done", "conn")
+    __slots__ = ("value", "done", "conn", "muted")
 
     def __init__(self):
         self.value = None
         self.done = False
         self.conn: _Connection | None = None
+        self.muted = False  # CLIENT REPLY OFF/SKIP: resolved, but never sent
 
     def resolve(self, value) -> None:
         if self.done:
@@ -75,6 +91,18 @@ class Deferred:
         conn = self.conn
         if conn is not None:
             conn.server.ready(conn)
+
+
+class Mapped:
+    """A token for a machine's reply that resolves `target` with `fn(reply)`."""
+
+    __slots__ = ("target", "fn")
+
+    def __init__(self, target: Deferred, fn: Callable):
+        self.target, self.fn = target, fn
+
+    def resolve(self, value) -> None:
+        self.target.resolve(self.fn(value))
 
 
 def _from_future(fut: asyncio.Future) -> Deferred:
@@ -101,6 +129,17 @@ class _Parked:
         self.args = args
 
 
+def _muted(reply):
+    """CLIENT REPLY OFF/SKIP: nothing is sent for `reply`, except push frames (RESP3's
+    subscription replies)."""
+    if type(reply) is Deferred:
+        reply.muted = True
+        return reply
+    if type(reply) is Push or (type(reply) is Encoded and reply.wire[:1] == b">"):
+        return reply
+    return _NOTHING
+
+
 @dataclass(frozen=True, slots=True)
 class Takeover:
     """Reply +OK, then give the transport to `factory(transport)` -> object with feed/lost."""
@@ -110,7 +149,8 @@ class Takeover:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "pending", "out", "peer", "closing", "futures",
-                 "paused", "write_paused", "queued", "buffered", "soft_since", "soft_timer", "probation")
+                 "paused", "write_paused", "queued", "buffered", "soft_since", "soft_timer", "probation",
+                 "parked")
 
     def __init__(self, server: "RespServer"):
         self.server = server
@@ -127,11 +167,16 @@ class _Connection(asyncio.Protocol):
         self.soft_since: float | None = None  # when unread replies went past the soft limit
         self.soft_timer: asyncio.TimerHandle | None = None
         self.probation = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
+        self.parked = 0  # _Parked commands in `pending`: while any wait, later commands wait behind them
 
     def connection_made(self, transport):
         self.transport = transport
         addr = transport.get_extra_info("peername") or ("?", 0)
-        self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        now = time.monotonic()
+        self.client = Client(next(_ids), f"{addr[0]}:{addr[1]}", self.server.table.password is None,
+                             push=self.push, close=self.close_after_replies, laddr=f"{local[0]}:{local[1]}",
+                             created=now, last_seen=now)
         server = self.server
         limits = server.limits
         if len(server.connections) >= limits.maxclients + RESERVED:
@@ -140,6 +185,7 @@ class _Connection(asyncio.Protocol):
             transport.close()
             return
         server.connections.add(self)
+        server.accepted += 1
         if server.internal:
             detect_dead_peer(transport.get_extra_info("socket"))
         if len(server.connections) > limits.maxclients:
@@ -150,6 +196,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.server.connections.discard(self)
+        for hook in self.server.table.on_close:
+            hook(self.client)
         self.server.input_buffered -= self.buffered
         self.buffered = 0
         for timer in (self.probation, self.soft_timer):
@@ -163,6 +211,20 @@ class _Connection(asyncio.Protocol):
             fut.cancel()
         if self.peer is not None:
             self.peer.lost(exc)
+
+    def push(self, value) -> None:
+        """Out-of-band data (a pub/sub message), after the replies already owed."""
+        if self.closing or self.transport.is_closing():
+            return
+        encoded = encode(value, self.client.resp3)
+        self.queued += len(encoded)
+        (self.pending if self.pending else self.out).append(encoded)
+        self.server.ready(self)
+
+    def close_after_replies(self) -> None:
+        """QUIT, CLIENT KILL: read no more commands; close once what is owed is written."""
+        self.closing = True
+        self.server.ready(self)
 
     def pause_writing(self):
         self.write_paused = True
@@ -194,13 +256,16 @@ class _Connection(asyncio.Protocol):
         ordered = table.ordered
         room = self._room()
         for args in commands:
+            if self.closing:  # QUIT (or CLIENT KILL): nothing after it runs
+                break
             if self.queued > room:
                 return self._overflow(hard=True)
             if self.probation is not None:
                 if (reply := self._admit(args)) is None:
                     return self._refuse()
-            elif pending and args[0].upper() in ordered:
-                pending.append(_Parked(args))
+            elif pending and (self.parked or args[0].upper() in ordered):
+                pending.append(_Parked(args))  # commands run in the order they came (MULTI's queue)
+                self.parked += 1
                 continue
             else:
                 reply = self._dispatch(args)
@@ -212,7 +277,7 @@ class _Connection(asyncio.Protocol):
                 return
             if type(reply) is Deferred:
                 if reply.done:
-                    reply = reply.value
+                    reply = _NOTHING if reply.muted else reply.value
                 else:
                     reply.conn = self
                     pending.append(reply)
@@ -223,7 +288,7 @@ class _Connection(asyncio.Protocol):
                 pending.append(encoded)
             else:
                 self.out.append(encoded)
-        if failed is not None:
+        if failed is not None and not self.closing:
             pending.append(encoded := encode(Error(f"ERR {failed}")))
             self.queued += len(encoded)
             self.closing = True
@@ -295,6 +360,11 @@ class _Connection(asyncio.Protocol):
             self.futures.add(reply)
             reply.add_done_callback(self.futures.discard)
             reply = _from_future(reply)
+        client = self.client
+        if client.reply_off or client.reply_skip:
+            if client.reply_skip:
+                client.reply_skip -= 1
+            reply = _muted(reply)
         return reply
 
     def _drain(self):
@@ -309,16 +379,22 @@ class _Connection(asyncio.Protocol):
             elif self.queued > room:
                 return self._overflow(hard=True)
             elif kind is _Parked:
+                self.parked -= 1
+                if self.closing:  # behind a QUIT: never run
+                    pending.popleft()
+                    continue
                 reply = self._dispatch(head.args)  # everything before it is answered now
                 if type(reply) is Deferred and not reply.done:
                     reply.conn = self
                     pending[0] = reply
                     continue
-                encoded = encode(reply.value if type(reply) is Deferred else reply, resp3)
+                if type(reply) is Deferred:
+                    reply = _NOTHING if reply.muted else reply.value
+                encoded = encode(reply, resp3)
                 self.queued += len(encoded)
                 self.out.append(encoded)
             elif head.done:
-                encoded = encode(head.value, resp3)
+                encoded = b"" if head.muted else encode(head.value, resp3)
                 self.queued += len(encoded)
                 self.out.append(encoded)
             else:
@@ -405,7 +481,10 @@ class RespServer:
         self.max_bulk_len = max_bulk_len
         self.limits = limits
         self.reserved = reserved  # commands of catena's own connections: admitted above maxclients
+        table.clients = lambda: [conn.client for conn in self.connections]
+        table.settings.update({"maxclients": str(limits.maxclients), "proto-max-bulk-len": str(max_bulk_len)})
         self.connections: set[_Connection] = set()
+        self.accepted = 0  # connections admitted so far
         self.input_buffered = 0  # bytes of partial commands across connections
         self.bytes_in = self.bytes_out = 0  # on every connection (metrics)
         self._ready: list[_Connection] = []
