@@ -37,6 +37,7 @@ type 2 1 1 1 generic 1.0.0 readonly,fast
 ttl 2 1 1 1 generic 1.0.0 readonly,fast
 pttl 2 1 1 1 generic 2.6.0 readonly,fast
 dbsize 1 0 0 0 server 1.0.0 readonly,fast
+debug -2 0 0 0 server 1.0.0 admin,noscript,loading,stale
 scan -2 0 0 0 generic 2.8.0 readonly
 keys 2 0 0 0 generic 1.0.0 readonly
 getex -2 1 1 1 string 6.2.0 write,fast
