@@ -1,6 +1,16 @@
-"""The coordinator leader's watch over chain members (pure): probes, read leases, revoke-or-wait,
-the verdicts that take a member out of its chain, and the learner hand-over. The asyncio shell
-(service.py) and the whole-cluster simulator (tests/sim/cluster_sim.py) both drive this machine.
+"""The coordinator's decisions (pure): one machine per coordinator process, acting while it leads.
+The asyncio shell (service.py) and the whole-cluster simulator (tests/sim/cluster_sim.py) both
+drive it unchanged; neither makes a protocol decision of its own.
+
+Changes, one at a time. Every change to the saved state (an operator's or a member's request
+from requests.py, a verdict of the machine's own, a step of ending a session) is decided on a
+copy of the saved state; the members the new view drops give their read leases back first
+(revoke-or-wait); then the state is saved under the term's fence (`Save`), and only then is the
+new view pushed, probed and answered. A failed save ends the machine's term: every request
+still waiting is answered NOT_LEADER.
+
+Pushes. Every member a saved view names (and one it took out) is pushed that view until it
+acknowledged it, retried every `PUSH_RETRY_S` while it is watched (pushes.py).
 
 Probes. Every member of the saved view (and its learner) gets a MEMBER.PROBE every
 `interval_s`, each with a `timeout_s` deadline; a membership suspicion brings the next one
@@ -21,112 +31,52 @@ The learner hand-over. While the saved view has a learner, its tail is asked eve
 `LEARNER_POLL_S` how far the learner got (`AskTail`); once the tail says it caught up under that
 view, the learner is promoted (`CaughtUp`). An add whose learner made no progress for
 `add_timeout_s` (counted from this term's start at the earliest) is rolled back (`AbandonAdd`),
-so that it never blocks the adds queued behind it.
+so that it never blocks the adds queued behind it. MASTER.ADD is answered once the member is in
+the chain and holds a read lease (so it answers reads at once), or when its add was rolled back.
 
-Inputs take `now` (monotonic seconds); outputs are the effects below, plus `next_deadline()`.
+Sessions. Pings are timed on the leader's monotonic clock (sessions.SessionClock); a session
+whose pings stopped for its TTL, or that its client closed, is ended in three steps that a new
+leader resumes: mark it ending (saved), delete its keys at the head in batches (`DeleteKeys`,
+retried with a growing pause), drop it (saved).
+
+A new term finishes what the last one left half done: it pushes the saved view to everyone,
+probes them, resumes watching an add in progress (queued adds follow it) and ending sessions.
+
+Inputs take `now` (monotonic seconds); outputs are the effects of effects.py, plus
+`next_deadline()` for the shell's one timer.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from catena.chain.replica import LEASE_S
+from catena.coordinator import requests as rq
+from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe,
+                                        Reply, Restarted, Revoke, Save, Verdict)
 from catena.coordinator.health import HealthCheck
-from catena.coordinator.reconfig import Reconfig
+from catena.coordinator.pushes import Pushes
+from catena.coordinator.reconfig import CoordinatorState, Reconfig
+from catena.coordinator.requests import watched
+from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock, key_bytes
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
-REVOKE_TIMEOUT_S = 0.3
 LEARNER_POLL_S = 0.05
-ASK_TAIL_TIMEOUT_S = 1.0
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Call MEMBER.PROBE epoch nonce grant on `member` within `timeout_s`; report the outcome
-    with `on_probe_answer` or `on_probe_failed`."""
-    member: str
-    epoch: int
-    nonce: int
-    grant: int
-    timeout_s: float
-
-
-@dataclass(frozen=True)
-class Revoke:
-    """Call MEMBER.REVOKE epoch on `member` within `timeout_s`; if it does not answer, wait until
-    `revoke_unanswered` says before saving the view that drops it."""
-    member: str
-    epoch: int
-    timeout_s: float = REVOKE_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Fail:
-    """Decide `Reconfig.fail(member)` (its probes confirmed it dead), then report `decided`."""
-    member: str
-    misses: int
-
-
-@dataclass(frozen=True)
-class Restarted:
-    """Decide `Reconfig.restarted(member, incarnation)`, then report `decided`."""
-    member: str
-    incarnation: str
-
-
-@dataclass(frozen=True)
-class AskTail:
-    """Ask `tail` (MEMBER.STATUS) how far `learner` got under `epoch`; report `on_tail_status`."""
-    tail: str
-    epoch: int
-    learner: str
-    timeout_s: float = ASK_TAIL_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class CaughtUp:
-    """Decide `Reconfig.caught_up(epoch, member)` (promote the learner), then report `decided`."""
-    epoch: int
-    member: str
-
-
-@dataclass(frozen=True)
-class AbandonAdd:
-    """Decide `Reconfig.abandon_add(member)` (it made no progress for `quiet_s`), then report `decided`."""
-    member: str
-    quiet_s: float
-
-
-def watched(view: View) -> set[str]:
-    """The members whose health the leader watches: the chain and its learner."""
-    return set(view.members) | ({view.learner} - {None})
-
-
-def decide(verdict: Fail | Restarted | CaughtUp | AbandonAdd, r: Reconfig) -> list[View]:
-    """The `Reconfig` decision a verdict of the machine asks for (the shell saves it as one change,
-    then reports `decided`)."""
-    if isinstance(verdict, Fail):
-        return r.fail(verdict.member) if verdict.member in watched(r.view()) else []
-    if isinstance(verdict, Restarted):
-        return r.restarted(verdict.member, verdict.incarnation)
-    if isinstance(verdict, CaughtUp):
-        return r.caught_up(verdict.epoch, verdict.member)
-    return r.abandon_add(verdict.member)
-
-
-def told(verdict: Fail | Restarted | CaughtUp | AbandonAdd) -> list[str]:
-    """Who is pushed the view a verdict saves besides the members it names: a member it took out."""
-    return [verdict.member] if isinstance(verdict, (Fail, Restarted)) else []
+ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
+SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
+SESSION_RETRY_S = 0.1  # the first pause before a failed deletion is tried again (doubling to 1 s)
+NEVER = float("-inf")
 
 
 @dataclass
 class _Prober:
     nonce: int = 0  # of the last probe sent
     grant: int = 0  # the nonce the next probe grants (0: none answered in time)
-    answered_at: float = float("-inf")
-    started: float = float("-inf")  # when the last probe was sent
+    answered_at: float = NEVER
+    started: float = NEVER  # when the last probe was sent
     due: float | None = None  # when the next probe goes (None: one in flight, or a decision pending)
     deciding: bool = False  # a Fail or Restarted is being decided
     wake: bool = False  # probe again at once when the one in flight ends
@@ -143,41 +93,352 @@ class _LearnerWatch:
 
 
 @dataclass
+class _Change:
+    what: object  # a request of requests.py or a verdict
+    token: object = None  # whom to answer (None: nobody asked)
+    state: dict | None = None  # the decided state, to save
+    changed: list[View] = field(default_factory=list)
+    revoking: set[str] = field(default_factory=set)  # revokes not answered yet
+    wait_until: float = NEVER  # unanswered revokes: every lease they may hold ran out by then
+    saving: bool = False
+
+
+@dataclass
+class _Ender:
+    """A session being ended: who waits for it, its keys, the batch deleted next."""
+    waiting: list = field(default_factory=list)
+    keys: tuple[bytes, ...] = ()
+    batch: int = 0  # the batch in flight or due (1-based; 0: not deleting yet)
+    due: float | None = None  # when a failed batch is tried again
+    pause: float = SESSION_RETRY_S
+
+
+@dataclass
+class _AddWaiter:
+    token: object
+    member: str
+    deadline: float
+
+
+@dataclass
 class CoordinatorMachine:
     """One coordinator process's machine: acts while `leading` (between `lead` and `step_down`)."""
 
     health: HealthCheck = field(default_factory=HealthCheck)
     lease_s: float = LEASE_S
     lease_margin_s: float = LEASE_MARGIN_S
-    view: View = field(default_factory=lambda: View(0, 0, ()))  # the newest saved view
+    saved: CoordinatorState = field(default_factory=CoordinatorState)  # the state the store holds
     leading: bool = False
-    term_started: float = float("-inf")
+    term_started: float = NEVER
     add_timeout_s: float = ADD_TIMEOUT_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
+    # This term's work:
     _probers: dict[str, _Prober] = field(default_factory=dict)
     _watch: _LearnerWatch | None = None
+    _pushes: Pushes = field(default_factory=Pushes)
+    _queue: deque = field(default_factory=deque)  # changes waiting their turn
+    _current: _Change | None = None
+    _clock: SessionClock = field(default_factory=SessionClock)
+    _enders: dict[str, _Ender] = field(default_factory=dict)
+    _waiters: list[_AddWaiter] = field(default_factory=list)
 
-    # -- terms and views ----------------------------------------------------------------------------
+    @property
+    def view(self) -> View:
+        """The newest saved view (what members may be told)."""
+        return self.saved.views[0]
 
-    def lead(self, now: float) -> None:
-        """A new term: no probes yet (`on_saved` starts them); leases a former leader granted are
-        counted from now, and miss counts start over."""
+    # -- terms ------------------------------------------------------------------------------------
+
+    def lead(self, now: float, state: dict | None, cluster_id: str = "") -> list:
+        """A new term from the newest saved `state` (None: a new store, saved first as a new
+        cluster `cluster_id`). Leases a former leader granted are counted from now, miss counts
+        start over, and what the last term left half done is finished."""
+        fx = self.step_down()
         self.leading, self.term_started = True, now
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
-        self._probers, self._watch = {}, None
+        self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
+        view = self.view
+        fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
+                               + (f", finishing the add of {view.learner}" if view.learner else "")))
+        if state is None:
+            fx += self._enqueue(_Change(rq.Initialize()), now)
+        for member in sorted(watched(view)):
+            fx += self._pushes.push(member, view)
+        fx += self._watch_view(now)
+        for sid in sorted(self._sync_sessions(now)):
+            if self.saved.sessions[sid].get("ending"):
+                fx += self._end_session(sid, now)
+        return fx
 
-    def step_down(self) -> None:
+    def step_down(self) -> list[Reply]:
+        """Stop acting: the term's work is dropped; every request still waiting is answered NOT_LEADER."""
+        tokens = [c.token for c in ([self._current] if self._current else []) + list(self._queue)]
+        tokens += [w.token for w in self._waiters] + [t for e in self._enders.values() for t in e.waiting]
         self.leading = False
-        self._probers, self._watch = {}, None
+        self._probers, self._watch, self._pushes = {}, None, Pushes()
+        self._queue, self._current, self._waiters = deque(), None, []
+        self._clock, self._enders = SessionClock(), {}
+        return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
-    def on_saved(self, view: View, now: float) -> list:
-        """`view` is saved: probe each watched member that has no prober yet (a prober of a
+    def follow(self, state: dict) -> None:
+        """A follower's warm copy of the saved state (from the store's watch)."""
+        if not self.leading:
+            self.saved = CoordinatorState.from_dict(state)
+
+    def request(self, token, what, now: float) -> list:
+        """An operator's or a member's request (requests.py); answered with `Reply(token, …)`."""
+        if not self.leading:
+            return [Reply(token, error=NOT_LEADER)]
+        if isinstance(what, rq.CloseSession):
+            if what.session not in self.saved.sessions:
+                return [Reply(token, error=NO_SUCH_SESSION)]
+            return self._end_session(what.session, now, token)
+        return self._enqueue(_Change(what, token), now)
+
+    def session_ping(self, sid: str, now: float) -> bool:
+        """MASTER.SESSION.PING: the session is saved, not being ended, and its TTL has not run out."""
+        entry = self.saved.sessions.get(sid)
+        return (self.leading and entry is not None and not entry.get("ending")
+                and self._clock.ping(sid, entry["ttl_ms"] / 1000, now))
+
+    # -- the one timer ------------------------------------------------------------------------------
+
+    def on_timer(self, now: float) -> list:
+        fx = []
+        for member in sorted(self._probers):
+            p = self._probers.get(member)
+            if p is not None and p.due is not None and p.due <= now:
+                fx += self._send(member, now)
+        if self._watch is not None and self._watch.due is not None and self._watch.due <= now:
+            fx += self._ask_tail(now)
+        fx += self._pushes.on_timer(self.view, now)
+        c = self._current
+        if c is not None and not c.revoking and not c.saving and c.wait_until <= now:
+            fx += self._after_revokes(now)
+        for sid, e in sorted(self._enders.items()):
+            if e.due is not None and e.due <= now:
+                fx += self._delete_batch(sid, now)
+        if self.leading:
+            for sid in self._clock.expired(now):
+                entry = self.saved.sessions.get(sid)
+                if entry is not None and not entry.get("ending") and sid not in self._enders:
+                    fx.append(Note("info", f"session {sid} expired (no ping for {entry['ttl_ms']} ms): "
+                                           f"deleting its {len(entry['keys'])} keys"))
+                    fx += self._end_session(sid, now)
+        return fx + self._settle_waiters(now)
+
+    def next_deadline(self) -> float | None:
+        dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
+        dues += [self._pushes.next_deadline()] + [e.due for e in self._enders.values()]
+        dues += [w.deadline for w in self._waiters]
+        c = self._current
+        if c is not None and not c.revoking and not c.saving and c.wait_until > NEVER:
+            dues.append(c.wait_until)
+        if self.leading:
+            dues.append(self._clock.next_deadline())
+        return min((due for due in dues if due is not None), default=None)
+
+    # -- changes, one at a time: decide, revoke-or-wait, save, push ------------------------------------
+
+    def _enqueue(self, change: _Change, now: float) -> list:
+        self._queue.append(change)
+        return self._next_change(now)
+
+    def _next_change(self, now: float) -> list:
+        fx = []
+        while self._current is None and self._queue and self.leading:
+            c = self._queue.popleft()
+            r = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
+            result = self._decide(c.what, r, now)
+            if isinstance(result, str):
+                fx += self._finish(c, result, now)
+                continue
+            c.state, c.changed, self._current = r.state.to_dict(), result, c
+            revokes = self.revokes(self.view, r.view())
+            c.revoking = {x.member for x in revokes}
+            fx += revokes + self._after_revokes(now)
+        return fx
+
+    def _decide(self, what, r: Reconfig, now: float) -> list[View] | str:
+        if isinstance(what, rq.Attach) and not self.session_ping(what.session, now):
+            return NO_SUCH_SESSION
+        return rq.decide(what, r)
+
+    def on_revoked(self, member: str, ok: bool, now: float) -> list:
+        """The revoke of `member`'s lease answered (`ok`) or did not."""
+        c = self._current
+        if c is None or member not in c.revoking:
+            return []
+        c.revoking.discard(member)
+        fx = []
+        if not ok:
+            until = self.revoke_unanswered(member)
+            c.wait_until = max(c.wait_until, until)
+            if until > now:
+                fx.append(Note("info", f"waiting {until - now:.2f} s for the read lease of {member} to run out "
+                                       "before replacing it"))
+        return fx + self._after_revokes(now)
+
+    def _after_revokes(self, now: float) -> list:
+        c = self._current
+        if c.revoking or c.saving or c.wait_until > now:
+            return []
+        if c.state == self.saved.to_dict() and not isinstance(c.what, rq.Initialize):
+            return self._saved(now)
+        c.saving = True
+        return [Save(c.state)]
+
+    def on_save_result(self, ok: bool, now: float) -> list:
+        """The store saved the state of the last `Save` (or refused it: the term is over)."""
+        c = self._current
+        if c is None or not c.saving:
+            return []
+        if ok:
+            self.saved = CoordinatorState.from_dict(c.state)
+            return self._saved(now)
+        return [Note("warning", "a save failed: no longer acting as the leader")] + self.step_down()
+
+    def _saved(self, now: float) -> list:
+        c, self._current = self._current, None
+        fx = self._after_save(c.changed, rq.told(c.what), now)
+        return fx + self._finish(c, c.changed, now) + self._next_change(now)
+
+    def _after_save(self, changed: list[View], also: list[str], now: float) -> list:
+        """Push the saved view to every member it names (and to ones taken out); probe and watch."""
+        self._sync_sessions(now)
+        if not changed:
+            return []
+        view = self.view
+        fx = [Note("info", f"view epoch {v.epoch}: members={','.join(v.members)} learner={v.learner}")
+              for v in changed]
+        targets = watched(view) | set(also)
+        for old in changed:
+            targets |= set(old.members)
+        for member in sorted(targets):
+            fx += self._pushes.push(member, view)
+        return fx + self._watch_view(now) + self._settle_waiters(now)
+
+    def _finish(self, c: _Change, result: list[View] | str, now: float) -> list:
+        """What follows a change decided (`result`: the views saved) or refused (a string)."""
+        what, refused = c.what, isinstance(result, str)
+        if isinstance(what, Verdict):
+            return self._noted(what, bool(result)) + self._decided(what, bool(result), now)
+        if isinstance(what, rq.MarkEnding):
+            return self._delete_batch(what.session, now, first=True) if not refused else self._ended(what.session, now)
+        if isinstance(what, rq.DropSession):
+            return self._ended(what.session, now)
+        if c.token is None:
+            return []
+        if refused:
+            note = [Note("warning", result)] if isinstance(what, rq.Register) else []
+            return note + [Reply(c.token, error=result)]
+        if isinstance(what, rq.Register):
+            self.registered(what.member, what.incarnation)  # its probes will answer as this one
+            return [Reply(c.token, self.saved.cluster_id)]
+        if isinstance(what, rq.Add):
+            self._waiters.append(_AddWaiter(c.token, what.member, now + ADD_REPLY_S))
+            return self._settle_waiters(now)
+        if isinstance(what, rq.OpenSession):
+            self._clock.track(what.session, what.ttl_ms / 1000, now)
+            return [Reply(c.token, what.session)]
+        return [Reply(c.token, "OK")]
+
+    def _noted(self, verdict: Verdict, changed: bool) -> list[Note]:
+        m = verdict.member
+        if isinstance(verdict, Fail):
+            return [Note("warning", f"member {m} failed {verdict.misses} probes in a row: "
+                         + ("removed it from the chain" if changed else
+                            "it is the last member of its chain: keeping it; the chain waits for it"))]
+        if isinstance(verdict, Restarted) and changed:
+            return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail")]
+        if isinstance(verdict, AbandonAdd):
+            return [Note("warning", f"the add of {m} made no progress for {verdict.quiet_s:.0f} s: rolled it back")]
+        return []
+
+    def _settle_waiters(self, now: float) -> list[Reply]:
+        """Answer each MASTER.ADD whose member joined and holds a read lease, was rolled back,
+        or is still catching up when its reply is due."""
+        fx, view, waiting = [], self.view, []
+        for w in self._waiters:
+            if w.member in view.members and self.granted(w.member):
+                fx.append(Reply(w.token, "OK"))
+            elif w.member not in view.members and w.member != view.learner and w.member not in self.saved.queued:
+                fx.append(Reply(w.token, error=f"ERR the add of {w.member} was rolled back: it made no progress "
+                                               f"for {self.add_timeout_s:g} s, or it failed while syncing"))
+            elif now >= w.deadline:
+                fx.append(Reply(w.token, error=f"ERR {w.member} is still catching up with the tail; it joins "
+                                               "when it has (see MASTER.GET_CHAIN)"))
+            else:
+                waiting.append(w)
+        self._waiters = waiting
+        return fx
+
+    # -- pushes -------------------------------------------------------------------------------------
+
+    def on_pushed(self, member: str, epoch: int, ok: bool, now: float) -> list:
+        """MEMBER.VIEW of `epoch` to `member` was acknowledged (`ok`) or failed."""
+        return self._pushes.on_pushed(member, epoch, ok, self.view, watched(self.view), now)
+
+    # -- sessions -----------------------------------------------------------------------------------
+
+    def _sync_sessions(self, now: float) -> list[str]:
+        """Time the saved sessions (ones not timed yet get a full TTL from now); their ids."""
+        sessions = self.saved.sessions
+        self._clock.sync({sid: e["ttl_ms"] / 1000 for sid, e in sessions.items()}, now)
+        return list(sessions)
+
+    def _end_session(self, sid: str, now: float, token=None) -> list:
+        e = self._enders.get(sid)
+        if e is not None:
+            e.waiting += [token] if token is not None else []
+            return []
+        self._enders[sid] = _Ender([token] if token is not None else [])
+        if self.saved.sessions.get(sid, {}).get("ending"):
+            return self._delete_batch(sid, now, first=True)
+        return self._enqueue(_Change(rq.MarkEnding(sid)), now)
+
+    def _delete_batch(self, sid: str, now: float, first: bool = False) -> list:
+        e = self._enders[sid]
+        if first:
+            e.keys = tuple(map(key_bytes, self.saved.sessions.get(sid, {}).get("keys", [])))
+            e.batch = 1
+        e.due = None
+        start = (e.batch - 1) * SESSION_DEL_BATCH
+        if start >= len(e.keys):
+            return self._enqueue(_Change(rq.DropSession(sid)), now)
+        if self.view.head is None:  # the chain has no members (yet): try again later
+            return self.on_keys_deleted(sid, e.batch, False, now)
+        return [DeleteKeys(sid, e.batch, e.keys[start:start + SESSION_DEL_BATCH], self.view.head)]
+
+    def on_keys_deleted(self, sid: str, batch: int, ok: bool, now: float) -> list:
+        """The head answered the deletion of `batch` (`ok`: committed), or it failed."""
+        e = self._enders.get(sid)
+        if e is None or e.batch != batch or e.due is not None:
+            return []
+        if ok:
+            e.batch, e.pause = e.batch + 1, SESSION_RETRY_S
+            return self._delete_batch(sid, now)
+        e.due, e.pause = now + e.pause, min(e.pause * 2, 1.0)
+        return []
+
+    def _ended(self, sid: str, now: float) -> list:
+        e = self._enders.pop(sid, None)
+        self._clock.forget(sid)
+        if e is None:
+            return []
+        return ([Note("info", f"session {sid} ended: its {len(e.keys)} keys deleted")]
+                + [Reply(token, "OK") for token in e.waiting])
+
+    # -- probes ---------------------------------------------------------------------------------------
+
+    def _watch_view(self, now: float) -> list:
+        """Probe each watched member of the saved view that has no prober yet (a prober of a
         member no longer watched stops when its next probe would go); watch a new learner."""
-        self.view = view
+        view = self.view
         if not self.leading:
             return []
         fx = []
@@ -193,22 +454,6 @@ class CoordinatorMachine:
     def registered(self, member: str, incarnation: str) -> None:
         """A member registered as `incarnation`: its probes will answer as it."""
         self.incarnations[member] = incarnation
-
-    # -- probes ---------------------------------------------------------------------------------------
-
-    def on_timer(self, now: float) -> list:
-        fx = []
-        for member in sorted(self._probers):
-            p = self._probers.get(member)
-            if p is not None and p.due is not None and p.due <= now:
-                fx += self._send(member, now)
-        if self._watch is not None and self._watch.due is not None and self._watch.due <= now:
-            fx += self._ask_tail(now)
-        return fx
-
-    def next_deadline(self) -> float | None:
-        dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
-        return min((due for due in dues if due is not None), default=None)
 
     def probing(self, member: str) -> bool:
         return member in self._probers
@@ -238,8 +483,7 @@ class CoordinatorMachine:
         known = self.incarnations.setdefault(member, incarnation)
         if known != incarnation:
             self.incarnations[member] = incarnation
-            p.deciding = True
-            return [Restarted(member, incarnation)]
+            return self._verdict(p, Restarted(member, incarnation), now)
         return self._next(p, now)
 
     def on_probe_failed(self, member: str, nonce: int, now: float, refused: bool = False,
@@ -256,28 +500,33 @@ class CoordinatorMachine:
             p.retried = True  # the kept connection broke: ask again on a new one, now
             return self._send(member, now)
         if self.health.result(member, False, refused) and member in watched(self.view):
-            p.deciding = True
-            return [Fail(member, self.health.misses.get(member, 0))]
+            return self._verdict(p, Fail(member, self.health.misses.get(member, 0)), now)
         return self._next(p, now)
 
-    def decided(self, effect: Fail | Restarted | CaughtUp | AbandonAdd, changed: bool, now: float) -> list:
-        """The shell decided `effect` (`changed`: a new view was saved). A failed member taken
-        out is probed no more; the last member of a chain, kept, is probed again at once; after
-        a hand-over or a rollback the learner watch looks at the saved view again at once."""
-        if isinstance(effect, (CaughtUp, AbandonAdd)):
+    def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
+        """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
+        if p is not None:
+            p.deciding = True
+        return [verdict] + self._enqueue(_Change(verdict), now)
+
+    def _decided(self, verdict: Verdict, changed: bool, now: float) -> list:
+        """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
+        probed no more; the last member of a chain, kept, is probed again at once; after a
+        hand-over or a rollback the learner watch looks at the saved view again at once."""
+        if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
             if w is None or w.asked is not None or w.due is not None:
                 return []
             return self._ask_tail(now)
-        p = self._probers.get(effect.member)
+        p = self._probers.get(verdict.member)
         if p is None or not p.deciding:
             return []
         p.deciding = False
-        if isinstance(effect, Fail):
+        if isinstance(verdict, Fail):
             if changed:
-                self._forget(effect.member)
+                self._forget(verdict.member)
                 return []
-            return self._send(effect.member, now)
+            return self._send(verdict.member, now)
         return self._next(p, now)
 
     def _in_flight(self, member: str, nonce: int) -> _Prober | None:
@@ -316,11 +565,11 @@ class CoordinatorMachine:
             return []
         w.asked = None
         if epoch == asked.epoch and caught_up:
-            return [CaughtUp(asked.epoch, asked.learner)]
+            return self._verdict(None, CaughtUp(asked.epoch, asked.learner), now)
         if epoch is not None and acked >= 0 and (asked.epoch, acked) != w.progress:
             w.progress, w.since = (asked.epoch, acked), now
         if now - w.since > self.add_timeout_s:
-            return [AbandonAdd(w.learner, self.add_timeout_s)]
+            return self._verdict(None, AbandonAdd(w.learner, self.add_timeout_s), now)
         w.due = now + LEARNER_POLL_S
         return []
 
@@ -344,4 +593,4 @@ class CoordinatorMachine:
     def revoke_unanswered(self, member: str) -> float:
         """`member` did not answer its Revoke: when every lease it may hold has run out (counted
         from the last grant we sent, or from this term's start); the save waits until then."""
-        return max(self.lease_ok.get(member, float("-inf")), self.term_started) + self.lease_s + self.lease_margin_s
+        return max(self.lease_ok.get(member, NEVER), self.term_started) + self.lease_s + self.lease_margin_s
