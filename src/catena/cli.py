@@ -46,7 +46,7 @@ def _checked(parse):
 def _store(value: str) -> str:
     if value == "embedded":
         return value
-    from catena.coordinator.discovery import AddressError, EtcdAddress, parse
+    from catena.coordinator.address import AddressError, EtcdAddress, parse
 
     try:
         address = parse(value)
@@ -64,7 +64,7 @@ def _milliseconds(value: str) -> int:
 
 
 def _coordinator_address(value: str) -> str:
-    from catena.coordinator.discovery import AddressError, parse
+    from catena.coordinator.address import AddressError, parse
 
     try:
         parse(value)

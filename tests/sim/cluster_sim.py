@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chain_sim import T0, ChainSim, Client, Member, SimConfig, SimFailure
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
-from catena.chain.replica import LEASE_S
+from catena.leases import LEASE_S
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push,

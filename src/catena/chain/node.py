@@ -218,7 +218,7 @@ class MemberNode:
 
     def _view_cmd(self, client, args):
         """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""
-        view = parse_view(args[1:])
+        view = View.from_words(args[1:])
         self._on_view(view)
         return OK
 
@@ -515,7 +515,7 @@ class MemberNode:
                     registered = True
                 raw = await self.discovery.call(b"MASTER.GET_VIEW", self.me, timeout=2.0)
                 if raw:
-                    self._on_view(parse_view(raw))
+                    self._on_view(View.from_words(raw))
                 if self._left_chain():
                     registered = False  # removed (e.g. after a pause): rejoin as a learner
             except ReplyError as exc:
@@ -571,19 +571,6 @@ class _StoreSnapshot(NamedTuple):
 
 def _is_keys(args) -> bool:
     return len(args) == 2 and args[0].upper() == b"KEYS"
-
-
-def parse_view(words) -> View:
-    """`chain_id epoch learner|- member ...` (bytes or str words) as a View."""
-    words = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
-    if len(words) < 3:
-        raise ValueError("a view is: chain_id epoch learner|- member ...")
-    learner = None if words[2] == "-" else words[2]
-    return View(int(words[0]), int(words[1]), tuple(words[3:]), learner)
-
-
-def view_words(view: View) -> list[str]:
-    return [str(view.chain_id), str(view.epoch), view.learner or "-", *view.members]
 
 
 def _rss_bytes() -> int:

@@ -30,11 +30,11 @@ from catena.chain.messages import (
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
+from catena.leases import LEASE_S  # noqa: F401 (members with a coordinator; node.py takes it from here)
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
-LEASE_S = 1.0  # a read lease from the coordinator's probe (members with a coordinator)
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 
-from catena.chain.node import view_words
 from catena.coordinator.commands import as_map
 from catena.coordinator.effects import AskTail, DeleteKeys, Probe, Push, Revoke, Save
 from catena.coordinator.store import ConfigStore, NotLeader
@@ -35,7 +34,7 @@ class MemberCalls:
             ok = await self._call(fx.member, fx.timeout_s, b"MEMBER.REVOKE", fx.epoch) is not None
             return machine.on_revoked(fx.member, ok, now())
         if isinstance(fx, Push):
-            ok = await self._call(fx.member, fx.timeout_s, b"MEMBER.VIEW", *view_words(fx.view)) is not None
+            ok = await self._call(fx.member, fx.timeout_s, b"MEMBER.VIEW", *fx.view.words()) is not None
             return machine.on_pushed(fx.member, fx.view.epoch, ok, now())
         if isinstance(fx, AskTail):
             status = as_map(await self._call(fx.tail, fx.timeout_s, b"MEMBER.STATUS"))

@@ -10,7 +10,6 @@ import asyncio
 import time
 import uuid
 
-from catena.chain.node import view_words
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
 from catena.coordinator.requests import watched
@@ -111,7 +110,7 @@ class CoordinatorCommands:
         return self.c.view.tail
 
     def get_view(self, client, args):
-        return view_words(self.c.view)
+        return self.c.view.words()
 
     def status(self, client, args):
         """Answered by every coordinator: a follower shows its warm copy of the saved state."""

@@ -51,7 +51,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from catena.chain.replica import LEASE_S
 from catena.coordinator import requests as rq
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe,
                                         Reply, Restarted, Revoke, Save, Verdict)
@@ -60,6 +59,7 @@ from catena.coordinator.pushes import Pushes
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.requests import watched
 from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock, key_bytes
+from catena.leases import LEASE_S
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease

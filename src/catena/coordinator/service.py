@@ -19,7 +19,7 @@ from pathlib import Path
 
 from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
-from catena.coordinator.discovery import notleader_error
+from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.store import ConfigStore, EmbeddedStore
@@ -239,7 +239,7 @@ def with_store(listen: str, store: str, data_dir: Path | None = None, password: 
                cluster_id: str | None = None, lease_ttl_s: int = 2, advertise: str | None = None,
                secret: str | None = None, admin_password: str | None = None) -> Coordinator:
     """`store`: "embedded" (needs `data_dir`) or `etcd://host:port[,host:port]/prefix`."""
-    from catena.coordinator.discovery import EtcdAddress, parse
+    from catena.coordinator.address import EtcdAddress, parse
 
     if store == "embedded":
         if data_dir is None:

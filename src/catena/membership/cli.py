@@ -7,7 +7,7 @@
     catena members --agent HOST:PORT [--all] [--stats]
 
 The secret may also come from CATENA_SECRET. Runnable without the top-level CLI:
-`python -m catena.membership.cli agent …` (or `python -m catena.membership.agent …`).
+`python -m catena.membership.cli agent …`.
 Exit codes: 0 clean leave, 1 cannot listen / bad flags, 2 join failed, 3 agent unreachable.
 """
 
