@@ -135,7 +135,8 @@ def cmd_coordinator(args) -> int:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
     coord.server.limits = _limits(args)
-    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
+    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.CAUGHT_UP", b"MASTER.GET_VIEW", b"MASTER.LEADER",
+                                       b"MASTER.STATUS"})
     return _run_async(coord.run())
 
 

@@ -61,8 +61,8 @@ class View:
     def from_words(cls, words) -> "View":
         """The view `words` (bytes or str) spell; ValueError if they spell none."""
         words = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
-        if len(words) < 3:
-            raise ValueError("a view is: chain_id epoch learner|- member ...")
+        if len(words) < 3 or not words[0].isdigit() or not words[1].isdigit():
+            raise ValueError(f"a view is: chain_id epoch learner|- member ..., not {' '.join(words)[:100]!r}")
         learner = None if words[2] == "-" else words[2]
         return cls(int(words[0]), int(words[1]), tuple(words[3:]), learner)
 

@@ -49,7 +49,7 @@ from catena.chain.replica import REQ, WRITE_TIMEOUT_S, Replica
 from catena.chain.state import SET, KVState
 from catena.check import History, check
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 
 T0 = 1000.0  # virtual wall clock at the start (seconds)
@@ -340,6 +340,8 @@ class ChainSim:
                 self.persist_snapshot(m)
             elif kind is FetchView:
                 self.after(self.rng.uniform(0.0005, 0.005), self.fetch_view, m.name, m.incarnation)
+            elif kind is LearnerCaughtUp:
+                self.learner_caught_up(m, f)
             else:
                 self.fail(f"{m.name}: unknown effect {f!r}")
 
@@ -518,6 +520,9 @@ class ChainSim:
         self.deliver_input(m, m.replica.on_view, view, self.now)
         m.saved_epoch = m.replica.epoch
         self.maybe_check_pairs()
+
+    def learner_caught_up(self, m: Member, fx: LearnerCaughtUp) -> None:
+        """The tail's word for the coordinator: this one watches the tail instead (`watch_learner`)."""
 
     def fetch_view(self, name: str, inc: int) -> None:
         m = self.members[name]

@@ -55,7 +55,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chain_sim import T0, ChainSim, Client, Member, SimConfig, SimFailure
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
-from catena.leases import LEASE_S
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push,
@@ -63,6 +62,8 @@ from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtU
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
+from catena.effects import LearnerCaughtUp
+from catena.leases import LEASE_S
 from catena.membership.detector import Detector
 from catena.membership.effects import Event, JoinFailed
 from catena.membership.effects import Send as DSend
@@ -567,6 +568,23 @@ class ClusterSim(ChainSim):
 
         self.call(c.name, fx.tail, lambda respond: respond(self.members[fx.tail].replica.status()),
                   self.from_coord(c, c.term, answered), fx.timeout_s)
+
+    def learner_caught_up(self, m: Member, fx: LearnerCaughtUp) -> None:
+        """node.py `_tell_caught_up`: MASTER.CAUGHT_UP to the leader, once (lost if it fails)."""
+        leader = self.etcd.leader[0] if self.etcd.leader else None
+        if leader is None:
+            return
+        c = self.coords[leader]
+
+        def at_coord(respond):
+            self.for_coord(c, c.inc, lambda c_: self.coord_caught_up(c_, fx) if self.acting(c_) else None)
+            respond("OK")
+
+        self.stats["learner told caught up"] += 1
+        self.call(m.name, leader, at_coord, lambda value: None, 2.0)
+
+    def coord_caught_up(self, c: Coord, fx: LearnerCaughtUp) -> None:
+        self.machine_fx(c, c.machine.on_caught_up(fx.epoch, fx.learner, self.now))
 
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
         m = self.members[name]

@@ -77,8 +77,8 @@ def test_runs_do_the_work_they_claim():
     stats = sum((s.stats for s in sims), start=collections.Counter())
     for what in ("coordinator crash", "coordinator pause", "partition", "member crash", "restart",
                  "member started", "operator remove", "member refused", "revoked", "probe confirmed failure",
-                 "membership failed", "membership prompted probe", "cut", "Sync", "Forward", "Read",
-                 "client Error", "client ConnectionResetError"):
+                 "membership failed", "membership prompted probe", "learner told caught up", "cut", "Sync",
+                 "Forward", "Read", "client Error", "client ConnectionResetError"):
         assert stats[what] > 0, what
 
 
@@ -92,27 +92,35 @@ def failures(seeds, **overrides) -> list[str]:
     return found
 
 
+def first_caught(seeds, what: str, **overrides) -> int:
+    """The first seed whose run with a planted fault fails with `what` in its message (schedules
+    move whenever the code changes, so each planted fault is looked for over a range of seeds;
+    the same seeds without the fault pass, see test_seed)."""
+    for seed in seeds:
+        found = failures([seed], **overrides)
+        if found and what in found[0]:
+            return seed
+    raise AssertionError(f"no seed in {seeds} catches the planted fault {overrides}")
+
+
 def test_members_without_read_leases_serve_stale_reads():
     """The checker is not vacuous: without read leases a member cut off from the coordinator
     keeps answering reads after it was replaced, and the history is not linearizable."""
-    found = failures([12, 49], leases=False, stale_client=0.5)  # seeds whose schedule cuts off a member
-    assert any("not linearizable" in f for f in found), found
+    first_caught(range(60), "not linearizable", leases=False, stale_client=0.5)
 
 
 def test_a_coordinator_that_never_revokes_leases_is_caught():
-    """Without `_revoke`, an operator's MASTER.REMOVE of a running member lets it answer reads
-    under its lease after the chain moved on (seed 65)."""
-    found = failures([65], revoke=False, **STALE_ROUTING)
-    assert found and "not linearizable" in found[0], found
-    assert not failures([65], **STALE_ROUTING)
+    """Without revoke-or-wait, an operator's MASTER.REMOVE of a running member lets it answer
+    reads under its lease after the chain moved on."""
+    seed = first_caught(range(60, 100), "not linearizable", revoke=False, **STALE_ROUTING)
+    assert not failures([seed], **STALE_ROUTING)
 
 
 def test_unfenced_config_writes_are_caught():
     """etcd accepting a write without comparing the fence: a deposed (paused) leader's save
-    lands after another took over (seed 0)."""
-    found = failures([0], fencing=False)
-    assert found and "fence" in found[0], found
-    assert not failures([0])
+    lands after another took over."""
+    seed = first_caught(range(100), "fence", fencing=False)
+    assert not failures([seed])
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():

@@ -21,6 +21,7 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     saved t=T [failed]                         the store saved the last Save (or refused it)
     pushed t=T a epoch=E ok|failed             a acknowledged the view of epoch E, or the push failed
     tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
+    told-caught-up t=T c epoch=E               the tail's MASTER.CAUGHT_UP: its learner c caught up
     request t=T add|remove a                   MASTER.ADD / MASTER.REMOVE
     request t=T register a inc=I [epoch=E] [cluster=C]
     request t=T open s ttl=MS | attach s k… | close s
@@ -29,6 +30,7 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     revokes epoch=E members=a,b [learner=c]    revokes before saving this view over the saved one
     unanswered a                               a did not answer its revoke: the save waits until
     add-timeout s=S                            the coordinator's --add-timeout-s
+    learner-poll s=S                           how often the tail is asked about its learner
 """
 
 from __future__ import annotations
@@ -183,6 +185,10 @@ class Story:
             epoch = int(kv["epoch"]) if "epoch" in kv else None
             fx = m.on_tail_status(self.asked, t, epoch=epoch, caught_up="caught-up" in args,
                                   acked=int(kv.get("acked", -1)))
+        elif cmd == "told-caught-up":
+            fx = m.on_caught_up(int(kv["epoch"]), args[0], t)
+        elif cmd == "learner-poll":
+            m.learner_poll_s = float(kv["s"])
         elif cmd == "add-timeout":
             m.add_timeout_s = float(kv["s"])
         elif cmd == "unanswered":

@@ -26,7 +26,7 @@ from catena.chain.messages import Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
@@ -35,6 +35,8 @@ from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import INTERNAL, CommandTable
 from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
+from catena.control import MasterCaughtUp, MasterRegister, encode
+from catena.control import decode as decode_control
 from catena.view import View
 
 log = logging.getLogger(__name__)
@@ -164,12 +166,13 @@ class MemberNode:
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
         incarnation (a restart shows as a new one)."""
-        self._run(self.replica.on_probe(int(args[1]), int(args[2]), int(args[3]), time.time()))
+        probe = decode_control(args)
+        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.time()))
         return self.incarnation
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
-        self.replica.revoke(int(args[1]))
+        self.replica.revoke(decode_control(args).epoch)
         return OK
 
     def _data(self, client, args):
@@ -218,8 +221,7 @@ class MemberNode:
 
     def _view_cmd(self, client, args):
         """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""
-        view = View.from_words(args[1:])
-        self._on_view(view)
+        self._on_view(decode_control(args).view)
         return OK
 
     def _info(self, client, args):
@@ -239,11 +241,10 @@ class MemberNode:
     async def _register(self) -> None:
         """Announce this incarnation; keep the cluster id the coordinator answers with. Data
         from another cluster, or an epoch newer than the coordinator's, is refused there."""
-        host, port = self.me.rsplit(":", 1)
         path = self.data_dir / "cluster_id"
         known = path.read_text().strip() if path.exists() else ""
-        reply = await self.discovery.call(b"MASTER.REGISTER", host, port, self.incarnation, known or "",
-                                          self.replica.epoch, timeout=2.0)
+        register = MasterRegister(self.me, self.incarnation, known, self.replica.epoch)
+        reply = await self.discovery.call(*encode(register), timeout=2.0)
         cluster_id = reply.decode() if isinstance(reply, bytes) else ""
         if cluster_id and not known:
             self._replace_file(path, (cluster_id + "\n").encode())
@@ -372,7 +373,17 @@ class MemberNode:
             return len(fx.blob), None
         elif kind is FetchView:
             self._fetch.set()
+        elif kind is LearnerCaughtUp and self.discovery is not None and self._group is not None:
+            self._group.create_task(self._tell_caught_up(fx))
         return 0, None
+
+    async def _tell_caught_up(self, fx: LearnerCaughtUp) -> None:
+        """Tell the coordinator our learner caught up (it also asks us now and then, should
+        this word be lost)."""
+        try:
+            await self.discovery.call(*encode(MasterCaughtUp(fx.chain_id, fx.epoch, fx.learner)), timeout=2.0)
+        except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError) as exc:
+            log.info("telling the coordinator that %s caught up: %s", fx.learner, exc or type(exc).__name__)
 
     def _append(self, records: list[bytes]) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a

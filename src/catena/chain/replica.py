@@ -31,7 +31,7 @@ from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
 from catena.leases import LEASE_S  # noqa: F401 (members with a coordinator; node.py takes it from here)
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
@@ -524,9 +524,8 @@ class Replica:
             self.learner_acked = msg.seq
             if self.handing_over:
                 self._commit_to(msg.seq)
-            else:
-                self._maybe_hand_over()
-            return []
+                return []
+            return self._maybe_hand_over()
         self._commit_to(msg.seq)
         return []
 
@@ -577,8 +576,7 @@ class Replica:
         return fx
 
     def on_timer(self, now: float) -> list:
-        self._maybe_hand_over()
-        fx = []
+        fx = self._maybe_hand_over()
         if self.pred and not self.pred_synced and now - self.sync_sent_at >= RETRY_S:
             fx.append(self._sync(now))
         fx += self._reforward(now, older_than=RETRY_S)
@@ -602,19 +600,20 @@ class Replica:
                 return
 
     def learner_caught_up(self) -> bool:
-        """The tail's word that its learner holds (nearly) all its history: the coordinator
-        polls this and then promotes the learner. From the first such ack on, the tail commits
+        """The tail's word that its learner holds (nearly) all its history (told to the
+        coordinator once, `LearnerCaughtUp`, and in MEMBER.STATUS): the coordinator then
+        promotes the learner. From the first such ack on, the tail commits
         only what the learner acked (`handing_over`), so the coordinator may act on this answer
         at any later time."""
         view = self.view
         return view is not None and view.learner is not None and self.is_tail() and self.handing_over
 
-    def _maybe_hand_over(self) -> None:
+    def _maybe_hand_over(self) -> list:
         """Once the learner is close behind, put it in the commit path: from then on whatever
         we acknowledge it holds, so nothing acknowledged is lost if we are removed (or fail)
-        before we learn of the view that makes it the tail."""
+        before we learn of the view that makes it the tail. Then tell the coordinator."""
         if self.handing_over or self.view is None or self.view.learner is None or not self.is_tail():
-            return
+            return []
         # Only a tail synced with its predecessor under this epoch knows the chain's committed
         # prefix: until then the learner would inherit a commit point that misses acknowledged
         # writes (the barrier it gets from us is our commit_seq).
@@ -622,6 +621,8 @@ class Replica:
         if (self.succ_ready and synced and self.learner_acked >= 0
                 and self.last_seq - self.learner_acked <= LEARNER_LAG):
             self.handing_over = True
+            return [LearnerCaughtUp(self.view.chain_id, self.view.epoch, self.view.learner)]
+        return []
 
     def next_deadline(self, now: float) -> float:
         return now + 0.1

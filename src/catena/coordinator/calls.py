@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 
+from catena.control import MemberProbe, MemberRevoke, MemberView, encode
 from catena.coordinator.commands import as_map
 from catena.coordinator.effects import AskTail, DeleteKeys, Probe, Push, Revoke, Save
 from catena.coordinator.store import ConfigStore, NotLeader
@@ -31,10 +32,10 @@ class MemberCalls:
         if isinstance(fx, Save):
             return machine.on_save_result(await self._save(fx.state), now())
         if isinstance(fx, Revoke):
-            ok = await self._call(fx.member, fx.timeout_s, b"MEMBER.REVOKE", fx.epoch) is not None
+            ok = await self._call(fx.member, fx.timeout_s, *encode(MemberRevoke(fx.epoch))) is not None
             return machine.on_revoked(fx.member, ok, now())
         if isinstance(fx, Push):
-            ok = await self._call(fx.member, fx.timeout_s, b"MEMBER.VIEW", *fx.view.words()) is not None
+            ok = await self._call(fx.member, fx.timeout_s, *encode(MemberView(fx.view))) is not None
             return machine.on_pushed(fx.member, fx.view.epoch, ok, now())
         if isinstance(fx, AskTail):
             status = as_map(await self._call(fx.tail, fx.timeout_s, b"MEMBER.STATUS"))
@@ -73,7 +74,7 @@ class MemberCalls:
         try:
             if conn is None:
                 conn = await RespConnection.open(addr, probe.timeout_s, self.auth)
-            incarnation = await conn.call(b"MEMBER.PROBE", probe.epoch, probe.nonce, probe.grant,
+            incarnation = await conn.call(*encode(MemberProbe(probe.epoch, probe.nonce, probe.grant)),
                                           timeout=probe.timeout_s)
         except CALL_FAILED as exc:
             broken = conn is not None and not isinstance(exc, asyncio.TimeoutError)

@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 
+from catena.control import MasterCaughtUp, MasterRegister, address, decode
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
 from catena.coordinator.requests import watched
@@ -21,10 +22,7 @@ IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 
 
 def addr_of(args) -> str:
-    host, port = args[1].decode(), args[2].decode()
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad port {port!r}")
-    return f"{host}:{int(port)}"
+    return address(args[1].decode(errors="replace"), args[2].decode(errors="replace"))
 
 
 def as_map(raw) -> dict:
@@ -40,7 +38,8 @@ class CoordinatorCommands:
         table = coord.table
         for name, fn, arity, role in (
             (b"MASTER.ADD", self.add, 3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
-            (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
+            (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
+            (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
             (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
             (b"MASTER.GET_VIEW", self.get_view, -1, DATA),
             (b"MASTER.SESSION.OPEN", self.session_open, 2, DATA),
@@ -64,9 +63,14 @@ class CoordinatorCommands:
     def register(self, client, args):
         """MASTER.REGISTER host port [incarnation [cluster-id epoch]]: a member started with
         --coordinator announces itself; the reply is the cluster id it must keep."""
-        return self.c.submit(rq.Register(addr_of(args), args[3].decode() if len(args) > 3 else "0",
-                                         args[4].decode() if len(args) > 4 else "",
-                                         int(args[5]) if len(args) > 5 else 0))
+        msg: MasterRegister = decode(args)
+        return self.c.submit(rq.Register(msg.member, msg.incarnation, msg.cluster_id, msg.epoch))
+
+    def caught_up(self, client, args):
+        """MASTER.CAUGHT_UP chain_id epoch learner: the tail of that view says its learner caught up."""
+        msg: MasterCaughtUp = decode(args)
+        self.c.execute(self.c.machine.on_caught_up(msg.epoch, msg.learner, time.monotonic()))
+        return OK
 
     def add(self, client, args):
         addr = addr_of(args)

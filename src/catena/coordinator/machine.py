@@ -27,9 +27,10 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
-The learner hand-over. While the saved view has a learner, its tail is asked every
-`LEARNER_POLL_S` how far the learner got (`AskTail`); once the tail says it caught up under that
-view, the learner is promoted (`CaughtUp`). An add whose learner made no progress for
+The learner hand-over. The tail of a view with a learner tells the coordinator when the learner
+caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is promoted
+(`CaughtUp`). Besides, the tail is asked every `learner_poll_s` how far the learner got
+(`AskTail`): that measures progress, and promotes a learner whose tail's word was lost. An add whose learner made no progress for
 `add_timeout_s` (counted from this term's start at the earliest) is rolled back (`AbandonAdd`),
 so that it never blocks the adds queued behind it. MASTER.ADD is answered once the member is in
 the chain and holds a read lease (so it answers reads at once), or when its add was rolled back.
@@ -63,7 +64,7 @@ from catena.leases import LEASE_S
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
-LEARNER_POLL_S = 0.05
+LEARNER_POLL_S = 1.0  # the tail says when its learner caught up; this asks for progress
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
 ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
 SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
@@ -90,6 +91,7 @@ class _LearnerWatch:
     since: float = 0.0  # when progress was last seen (or the watch of this learner began)
     asked: AskTail | None = None  # the question in flight
     due: float | None = None  # when the tail is asked next (None: asking, or a decision pending)
+    deciding: bool = False  # a CaughtUp or AbandonAdd is being decided
 
 
 @dataclass
@@ -131,6 +133,7 @@ class CoordinatorMachine:
     leading: bool = False
     term_started: float = NEVER
     add_timeout_s: float = ADD_TIMEOUT_S
+    learner_poll_s: float = LEARNER_POLL_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
@@ -515,9 +518,10 @@ class CoordinatorMachine:
         hand-over or a rollback the learner watch looks at the saved view again at once."""
         if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
-            if w is None or w.asked is not None or w.due is not None:
+            if w is None or not w.deciding:
                 return []
-            return self._ask_tail(now)
+            w.deciding = False
+            return [] if w.asked is not None else self._ask_tail(now)
         p = self._probers.get(verdict.member)
         if p is None or not p.deciding:
             return []
@@ -564,14 +568,26 @@ class CoordinatorMachine:
         if w is None or w.asked != asked:
             return []
         w.asked = None
+        if w.deciding:
+            return []
         if epoch == asked.epoch and caught_up:
-            return self._verdict(None, CaughtUp(asked.epoch, asked.learner), now)
+            return self.on_caught_up(asked.epoch, asked.learner, now)
         if epoch is not None and acked >= 0 and (asked.epoch, acked) != w.progress:
             w.progress, w.since = (asked.epoch, acked), now
         if now - w.since > self.add_timeout_s:
+            w.deciding = True
             return self._verdict(None, AbandonAdd(w.learner, self.add_timeout_s), now)
-        w.due = now + LEARNER_POLL_S
+        w.due = now + self.learner_poll_s
         return []
+
+    def on_caught_up(self, epoch: int, learner: str, now: float) -> list:
+        """The tail of view `epoch` says (MASTER.CAUGHT_UP, or its answer to `AskTail`) that
+        `learner` caught up: promote it, if that is still the saved view's learner."""
+        w, view = self._watch, self.view
+        if w is None or w.deciding or view.epoch != epoch or view.learner != learner:
+            return []
+        w.deciding, w.due = True, None
+        return self._verdict(None, CaughtUp(epoch, learner), now)
 
     def _ask_tail(self, now: float) -> list[AskTail]:
         w, view = self._watch, self.view

@@ -108,7 +108,7 @@ class Coordinator:
         """Hand a request to the machine; the future is its reply."""
         token = next(self._tokens)
         reply = self._replies[token] = asyncio.get_running_loop().create_future()
-        self._execute(self.machine.request(token, what, time.monotonic()))
+        self.execute(self.machine.request(token, what, time.monotonic()))
         return reply
 
     def spawn(self, coro) -> asyncio.Future:
@@ -133,7 +133,7 @@ class Coordinator:
 
     # -- executing the machine's effects ----------------------------------------------------------
 
-    def _execute(self, effects: list) -> None:
+    def execute(self, effects: list) -> None:
         """Answer replies, log notes, start calls as leader tasks; close the probe connections of
         members no longer probed; re-arm the machine's timer (its deadline may have moved)."""
         for fx in effects:
@@ -149,7 +149,7 @@ class Coordinator:
         self._wake.set()
 
     async def _run(self, call) -> None:
-        self._execute(await self.calls.run(call, self.machine))
+        self.execute(await self.calls.run(call, self.machine))
 
     def _reply(self, fx: Reply) -> None:
         future = self._replies.pop(fx.token, None)
@@ -170,7 +170,7 @@ class Coordinator:
             except TimeoutError:
                 pass
             self._wake.clear()
-            self._execute(self.machine.on_timer(time.monotonic()))
+            self.execute(self.machine.on_timer(time.monotonic()))
             self._wake.clear()
 
     # -- terms ------------------------------------------------------------------------------------
@@ -186,11 +186,11 @@ class Coordinator:
                 group.create_task(self._timer())
                 if self.membership is not None:
                     group.create_task(self._follow_membership(self.membership.events()))
-                self._execute(self.machine.lead(time.monotonic(), state, self.cluster_id or uuid.uuid4().hex))
+                self.execute(self.machine.lead(time.monotonic(), state, self.cluster_id or uuid.uuid4().hex))
                 await asyncio.Future()
         finally:
             self._group = None
-            self._execute(self.machine.step_down())
+            self.execute(self.machine.step_down())
             for token in list(self._replies):
                 self._reply(Reply(token, error=NOT_LEADER))
             await self.calls.close()
