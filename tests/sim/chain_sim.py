@@ -105,6 +105,7 @@ class Member:
     commit_seen: int = 0
     epoch_seen: int = 0
     verified: int = 0  # hist[:verified] checked against the committed log
+    wall_step: float = 0.0  # how far this process's wall clock was stepped (ahead > 0, back < 0)
 
 
 @dataclass
@@ -271,6 +272,14 @@ class ChainSim:
             if dst == m.name or src == m.name:
                 self.cut_link(src, dst, down_for=None)
 
+    def wall(self, m: Member) -> float:
+        """`m`'s wall clock (time.time()): virtual time, stepped as a clock-step fault left it."""
+        return self.now + m.wall_step
+
+    def mono(self, m: Member) -> float:
+        """`m`'s monotonic clock (read leases run on it): virtual time, never stepped."""
+        return self.now
+
     def deliver_input(self, m: Member, fn, *args):
         """Give `m` one input, execute its effects, schedule its flush and check invariants."""
         replica = m.replica
@@ -297,7 +306,7 @@ class ChainSim:
         m = self.members[name]
         if not m.alive or m.incarnation != inc:
             return
-        self.deliver_input(m, m.replica.on_timer, self.now)
+        self.deliver_input(m, m.replica.on_timer, self.wall(m))
         if self.rng.random() < 0.05:
             # The shell snapshots between a turn's inputs and its flush (like MemberNode's ticker).
             self.persist_snapshot(m)
@@ -401,7 +410,7 @@ class ChainSim:
         self.stats[type(msg).__name__] += 1
         if frame.conn != self.link(frame.src, frame.dst).conn:
             self.stats["late frame"] += 1
-        self.deliver_input(m, r.on_message, frame.src, msg, self.now)
+        self.deliver_input(m, r.on_message, frame.src, msg, self.wall(m), self.mono(m))
         self._snap_hist = None
         epoch = getattr(msg, "epoch", None)
         if (epoch is not None and epoch < before[0] and type(msg) in (Append, Snapshot)
@@ -487,7 +496,7 @@ class ChainSim:
         if not m.alive or m.incarnation != inc:
             return
         self.log(f"on_link {src}: {dst} {'up' if up else 'down'}")
-        self.deliver_input(m, m.replica.on_link, dst, up, self.now)
+        self.deliver_input(m, m.replica.on_link, dst, up, self.wall(m))
 
     # -- coordinator ------------------------------------------------------------------------------
 
@@ -517,7 +526,7 @@ class ChainSim:
         if view.epoch < m.replica.epoch:
             self.fail(f"{name} has epoch {m.replica.epoch} beyond the coordinator's {view.epoch}")
         self.log(f"push view {view.epoch} to {name}")
-        self.deliver_input(m, m.replica.on_view, view, self.now)
+        self.deliver_input(m, m.replica.on_view, view, self.wall(m))
         m.saved_epoch = m.replica.epoch
         self.maybe_check_pairs()
 
@@ -703,7 +712,7 @@ class ChainSim:
             self.after(0.0001, self.client_result, idx, token, ConnectionRefusedError(), True)
             return
         self.events += 1
-        self.deliver_input(m, m.replica.on_client, token, list(args), self.now)
+        self.deliver_input(m, m.replica.on_client, token, list(args), self.wall(m), self.mono(m))
         self.maybe_check_pairs()
 
     def reply(self, m: Member, token, value) -> None:

@@ -26,7 +26,9 @@ Faults (safety phase): member crash and restart, coordinator crash and restart, 
 pause (SIGSTOP past its lease, then SIGCONT: its inputs wait, its timers fire late), network
 partitions (a node cut off from every other, or two nodes from each other: chain TCP links,
 probes and other RPCs, and membership datagrams), datagram loss, chain link cuts and slow links
-(from `ChainSim`), slow etcd round trips, new members joining.
+(from `ChainSim`), slow etcd round trips, new members joining, a member's wall clock stepping
+ahead or back by up to 3 s (members are given wall and monotonic time apart, as node.py gives
+`time.time()` and `time.monotonic()`; read leases run on the monotonic one).
 
 Checks: everything `ChainSim` checks (committed entries never change, no lost acknowledged write,
 a request id applied once, INCR not double counted, per-key linearizability of the client
@@ -38,8 +40,9 @@ saved view, every client operation ended.
 
 Not modelled: partitions between a coordinator and etcd (its round trips are only slow), a
 broken kept probe connection (calls here only time out or are refused), MASTER.ADD and sessions
-(operators only send MASTER.REMOVE), clock drift (LEASE_MARGIN_S is still added). Members learn
-the leader from etcd's key at once (the real discovery follows it by a watch).
+(operators only send MASTER.REMOVE), clock drift (LEASE_MARGIN_S is still added), keys with a
+TTL (so a wall-clock step shows only in write deadlines). Members learn the leader from etcd's
+key at once (the real discovery follows it by a watch).
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ class ClusterConfig(SimConfig):
     revoke: bool = True  # False: the coordinator never revokes leases (a planted fault)
     fencing: bool = True  # False: etcd accepts unfenced writes (a planted fault)
     leases: bool = True  # False: members answer reads with no read lease (a planted fault)
+    clock_steps: float = 0.0  # a member's wall clock steps ahead or back, per virtual second
+    two_clocks: bool = True  # False: members time their leases on the wall clock (a planted fault)
+    # Write deadlines are wall-clock times compared across members: a step breaks them (a known
+    # limit, test_cluster_sim.py); False checks everything else under clock steps.
+    deadlines_across_steps: bool = True
 
 
 @dataclass
@@ -542,7 +550,7 @@ class ClusterSim(ChainSim):
             if self.saved_views.get(view.epoch) != view:
                 self.fail(f"{m.name} is told view {view} that was never saved")
             self.log(f"{m.name} adopts view {view.epoch} {','.join(view.members)} learner={view.learner}")
-            self.deliver_input(m, r.on_view, view, self.now)
+            self.deliver_input(m, r.on_view, view, self.wall(m))
             m.saved_epoch = r.epoch
             self.maybe_check_pairs()
 
@@ -588,7 +596,7 @@ class ClusterSim(ChainSim):
 
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
         m = self.members[name]
-        self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.now)
+        self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.mono(m))
         self.log(f"{name} probed: epoch {epoch} nonce {nonce} grant {grant}, lease until "
                  f"{m.replica.lease_until - T0:.3f}")
         respond(m.replica.client_id.decode())
@@ -802,6 +810,25 @@ class ClusterSim(ChainSim):
             else:
                 self.blocked.pop(pair, None)
 
+    def clock_step(self) -> None:
+        """A member's wall clock steps ahead or back (NTP, an operator): expiry stamps move with
+        it, its read lease (monotonic) must not. Coordinators use no wall clock at all."""
+        if not self.faults:
+            return
+        self.after(self.rng.expovariate(self.cfg.clock_steps), self.clock_step)
+        m = self.members[self.rng.choice(sorted(self.members))]
+        step = self.rng.choice((-1, 1)) * self.rng.uniform(0.5, 3.0)
+        m.wall_step += step
+        self.log(f"{m.name}'s wall clock steps {step:+.3f} s (now {m.wall_step:+.3f} s off)")
+        self.stats["clock step"] += 1
+
+    def mono(self, m: Member) -> float:
+        return super().mono(m) if self.cfg.two_clocks else self.wall(m)
+
+    def check_deadline(self, entry) -> None:
+        if self.cfg.deadlines_across_steps or not any(m.wall_step for m in self.members.values()):
+            super().check_deadline(entry)
+
     def operator_remove(self) -> None:
         """An operator's MASTER.REMOVE of a member (usually running) sent to the leader."""
         if not self.faults:
@@ -852,7 +879,8 @@ class ClusterSim(ChainSim):
             self.after(self.rng.uniform(0, 0.01), self.client_next, i)
         for rate, fn in ((cfg.cuts + cfg.slow, self.random_fault), (cfg.member_crashes, self.member_fault),
                          (cfg.coord_faults, self.coord_fault), (cfg.partitions, self.partition),
-                         (cfg.joins, self.join), (cfg.removes, self.operator_remove)):
+                         (cfg.joins, self.join), (cfg.removes, self.operator_remove),
+                         (cfg.clock_steps, self.clock_step)):
             if rate > 0:
                 self.after(self.rng.expovariate(rate), fn)
         self.run_until(lambda: False, self.now + cfg.duration)

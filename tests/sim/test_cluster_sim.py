@@ -123,6 +123,31 @@ def test_unfenced_config_writes_are_caught():
     assert not failures([seed])
 
 
+# Members' wall clocks step ahead and back by up to 3 s, and clients often route with an old view.
+CLOCK_STEPS = {"clock_steps": 1.5, "stale_client": 0.5, "deadlines_across_steps": False}
+
+
+@pytest.mark.parametrize("seed", range(30_000, 30_010) if not ONLY else [int(ONLY)])
+def test_wall_clock_steps_stretch_no_read_lease(seed):
+    """Read leases run on the monotonic clock: a member whose wall clock stepped back keeps no
+    lease past the one the coordinator counts on, and the history stays linearizable."""
+    sim = run_seed(seed, **CLOCK_STEPS)
+    assert sim.check_result.ok and sim.stats["clock step"] > 0
+
+
+def test_leases_timed_on_the_wall_clock_are_caught():
+    """The planted fault: a member that times its lease on the wall clock, stepped back, answers
+    reads from data the chain has moved past after the coordinator replaced it."""
+    seed = first_caught(range(60), "not linearizable", two_clocks=False, **CLOCK_STEPS)
+    assert not failures([seed], **CLOCK_STEPS)
+
+
+@pytest.mark.xfail(strict=True, raises=SimFailure, reason="known limit: a forwarded write's deadline is "
+                   "the forwarding member's wall-clock time, compared with the head's")
+def test_write_deadlines_hold_across_wall_clock_steps():
+    run_seed(6, clock_steps=1.5, stale_client=0.5)
+
+
 def test_overlapping_operator_removes_never_empty_the_chain():
     """Regression (seed 43 with removes sent without care): overlapping MASTER.REMOVEs (or one
     racing a confirmed failure) took the last member out of its chain; the next member to

@@ -167,7 +167,7 @@ class MemberNode:
         read lease for the previous probe we answered in time; answers this process's
         incarnation (a restart shows as a new one)."""
         probe = decode_control(args)
-        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.time()))
+        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.monotonic()))
         return self.incarnation
 
     def _revoke_cmd(self, client, args):
@@ -177,7 +177,7 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(reply, args, time.time()))
+        self._run(self.replica.on_client(reply, args, time.time(), time.monotonic()))
         return reply
 
     def _req(self, client, args):
@@ -201,7 +201,7 @@ class MemberNode:
             log.exception("KEYS failed")
             found = Error(f"ERR KEYS failed: {exc}")
         if found is None:
-            self._run(self.replica.on_client(reply, args, time.time()))
+            self._run(self.replica.on_client(reply, args, time.time(), time.monotonic()))
         else:
             reply.resolve(found)
 
@@ -265,7 +265,7 @@ class MemberNode:
         if type(msg) is Read and _is_keys(msg.args) and msg.epoch <= self.replica.epoch:
             self._group.create_task(self._keys_for_peer(sender, msg))
             return
-        self._run(self.replica.on_message(sender, msg, time.time()))
+        self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
 
     def _on_link(self, addr: str, up: bool) -> None:
         self._run(self.replica.on_link(addr, up, time.time()))

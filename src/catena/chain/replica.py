@@ -209,8 +209,9 @@ class Replica:
 
     # -- client commands ---------------------------------------------------------------------------
 
-    def on_client(self, token, args: list[bytes], now: float) -> list:
-        """A data command from a local client; the reply comes as Reply(token, ...)."""
+    def on_client(self, token, args: list[bytes], now: float, mono: float | None = None) -> list:
+        """A data command from a local client; the reply comes as Reply(token, ...). `now`: wall
+        seconds (stamps, expiry); `mono`: monotonic seconds, the read lease's clock (default: now)."""
         rid = None
         if args[0].upper() == REQ:
             parsed = ops.request(args)
@@ -221,7 +222,7 @@ class Replica:
         if name in ops.WRITES:
             return self._write(None, token, rid, args, now)
         if name in ops.READS:
-            return self._read(token, args, now)
+            return self._read(token, args, now, now if mono is None else mono)
         return [Reply(token, Error(f"ERR unknown command '{args[0].decode(errors='replace')}'"))]
 
     def _write(self, origin, token, rid, args, now) -> list:
@@ -306,8 +307,8 @@ class Replica:
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
 
-    def _read(self, token, args, now) -> list:
-        if self.can_answer(ops.read_keys(args), now):
+    def _read(self, token, args, now, mono: float) -> list:
+        if self.can_answer(ops.read_keys(args), mono):
             reply = Reply(token, ops.read(self.state, args, int(now * 1000), self.rng))
             if self.to_persist and self.is_head():
                 # A sole member's newest writes are durable nowhere until `flush` persists them:
@@ -324,16 +325,17 @@ class Replica:
         self.reads[rtoken] = (token, now)
         return [Send(tail, Read(self.epoch, rtoken, tuple(args)))]
 
-    def can_answer(self, keys, now: float) -> bool:
+    def can_answer(self, keys, mono: float) -> bool:
         """CRAQ: committed data only; the tail's is always committed, others' when clean. And
         only under a read lease, when leases are on: a member the coordinator can no longer
         reach may have been replaced, and must not answer from data others have moved past.
         Leases hold from the start for a member started with a coordinator, else from the first
         probe (of any epoch, even one newer than ours) or revocation on: a member no coordinator
-        manages (a view set by hand) has nobody to be replaced by."""
+        manages (a view set by hand) has nobody to be replaced by. `mono`: monotonic seconds (a
+        step of the wall clock must not stretch a lease)."""
         if not self.serving_reads():
             return False
-        if self.lease_s is not None and self.managed and now >= self.lease_until:
+        if self.lease_s is not None and self.managed and mono >= self.lease_until:
             return False
         if self.commits_on_apply():
             return True
@@ -401,7 +403,8 @@ class Replica:
 
     # -- peer messages ----------------------------------------------------------------------------
 
-    def on_message(self, sender: str, msg, now: float) -> list:
+    def on_message(self, sender: str, msg, now: float, mono: float | None = None) -> list:
+        """A peer message; `now` and `mono` as for `on_client`."""
         kind = type(msg)
         if kind is WriteReply:
             rec = self.forwarded.pop(msg.token, None)
@@ -421,7 +424,7 @@ class Replica:
                 return [Send(sender, WriteReply(msg.token, PAST_DEADLINE))]
             return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
-            if self.can_answer(ops.read_keys(list(msg.args)), now):
+            if self.can_answer(ops.read_keys(list(msg.args)), now if mono is None else mono):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000), self.rng)
             else:
                 reply = NOT_SERVING
@@ -532,10 +535,10 @@ class Replica:
     # -- read leases --------------------------------------------------------------------------
 
     def on_probe(self, epoch: int, nonce: int, grant: int, now: float) -> list:
-        """The coordinator's probe `nonce` under `epoch`. We answer it at `now`; the next probe
-        names it in `grant` only if our answer reached the coordinator in time, and then the
-        lease runs from `now` of that answer (the coordinator counts from when it got it, which
-        is later). A probe delayed in our socket (we were paused) grants nothing new. The
+        """The coordinator's probe `nonce` under `epoch`. We answer it at `now` (monotonic
+        seconds: the lease's clock, as in `can_answer`); the next probe names it in `grant` only
+        if our answer reached the coordinator in time, and then the lease runs from `now` of
+        that answer (the coordinator counts from when it got it, which is later). A probe delayed in our socket (we were paused) grants nothing new. The
         coordinator installs no view without us before our lease ran out, unless we gave it
         back (`revoke`). A probe from a newer epoch: we are stale (and managed all the same: a
         coordinator that probed us may replace us, whether or not our epoch was current)."""
