@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import heapq
 import itertools
-import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from catena.chain import messages
 from catena.chain.messages import Append, Snapshot
@@ -51,6 +50,10 @@ from catena.check import History, check
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kernel import Kernel, Partitions  # noqa: E402 (tests/sim is not a package)
 
 T0 = 1000.0  # virtual wall clock at the start (seconds)
 
@@ -163,15 +166,13 @@ def entry_sigs(entry) -> list:
     return sigs
 
 
-class ChainSim:
+class ChainSim(Kernel):
     managed = False  # members started with a coordinator (reads wait for its first probe's lease)
 
     def __init__(self, cfg: SimConfig):
+        super().__init__(cfg.seed, T0)
+        self.net = Partitions()
         self.cfg = cfg
-        self.rng = random.Random(cfg.seed)
-        self.now = T0
-        self.heap: list = []
-        self.counter = 0
         self.events = 0
         self.members: dict[str, Member] = {}
         self.links: dict[tuple[str, str], Link] = {}
@@ -199,13 +200,6 @@ class ChainSim:
         self.lease_s: float | None = None  # read leases of the members' machines (None: off)
 
     # -- scheduling -------------------------------------------------------------------------------
-
-    def at(self, when: float, fn, *args) -> None:
-        self.counter += 1
-        heapq.heappush(self.heap, (when, self.counter, fn, args))
-
-    def after(self, delay: float, fn, *args) -> None:
-        self.at(self.now + delay, fn, *args)
 
     def log(self, text: str) -> None:
         if self.cfg.trace:
@@ -488,8 +482,8 @@ class ChainSim:
         self.link_event(src, dst, True, self.members[src].incarnation)
 
     def reachable(self, a: str, b: str) -> bool:
-        """Can `a` reach `b` (no partition between them)? The chain alone has no partitions."""
-        return True
+        """Can `a` reach `b` (no partition between them)? The chain alone cuts links, not pairs."""
+        return self.net.reachable(a, b)
 
     def link_event(self, src: str, dst: str, up: bool, inc: int) -> None:
         m = self.members[src]
@@ -912,16 +906,6 @@ class ChainSim:
             self.fail("no convergence in the liveness phase: " + self.describe())
         self.final_checks()
         return self
-
-    def run_until(self, cond, until: float) -> None:
-        while self.heap and not cond():
-            when, _, fn, args = self.heap[0]
-            if when > until:
-                break
-            heapq.heappop(self.heap)
-            self.now = max(self.now, when)
-            fn(*args)
-        self.now = max(self.now, until) if not cond() else self.now
 
     def converged(self) -> bool:
         view = self.reconfig.view()

@@ -166,7 +166,6 @@ class ClusterSim(ChainSim):
         self.coords = {f"c{i}": Coord(f"c{i}", self.new_election(f"c{i}")) for i in range(cfg.coordinators)}
         self.shells: dict[str, Shell] = {}
         self.procs: dict[str, Proc] = {}
-        self.blocked: dict[frozenset, int] = {}
         self.calls: dict[int, object] = {}
         self.ncalls = 0
         self.tokens = 0
@@ -194,9 +193,6 @@ class ClusterSim(ChainSim):
         return self.tokens
 
     # -- the network between processes (RPCs and datagrams) ---------------------------------------
-
-    def reachable(self, a: str, b: str) -> bool:
-        return not self.blocked.get(frozenset((a, b)))
 
     def up(self, name: str) -> bool:
         c = self.coords.get(name)
@@ -789,26 +785,17 @@ class ClusterSim(ChainSim):
         a = self.rng.choice(nodes)
         others = [n for n in nodes if n != a]
         group = others if self.rng.random() < 0.6 else [self.rng.choice(others)]
-        pairs = [frozenset((a, b)) for b in group]
         heal = self.rng.uniform(0.2, 3.0)
         self.log(f"partition {a} from {','.join(group)} for {heal:.3f} s")
         self.stats["partition"] += 1
+        pairs = self.net.cut(a, group)
         for pair in pairs:
-            self.blocked[pair] = self.blocked.get(pair, 0) + 1
             x, y = sorted(pair)
             if x in self.members and y in self.members:
                 for src, dst in ((x, y), (y, x)):
                     if self.members[src].alive and self.members[dst].alive:
                         self.cut_link(src, dst, down_for=None)
-        self.after(heal, self.heal, pairs)
-
-    def heal(self, pairs) -> None:
-        for pair in pairs:
-            n = self.blocked.get(pair, 0) - 1
-            if n > 0:
-                self.blocked[pair] = n
-            else:
-                self.blocked.pop(pair, None)
+        self.after(heal, self.net.heal, pairs)
 
     def clock_step(self) -> None:
         """A member's wall clock steps ahead or back (NTP, an operator): expiry stamps move with
@@ -891,7 +878,7 @@ class ClusterSim(ChainSim):
         self.faults = False
         self.ended = True
         self.loss = 0.0
-        self.blocked.clear()
+        self.net.clear()
         self.log("liveness phase")
         for c in self.coords.values():
             c.paused_until = min(c.paused_until, self.now)
