@@ -77,10 +77,11 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-PURE = ["catena.coordinator.machine", "catena.coordinator.reconfig", "catena.coordinator.requests",
-        "catena.coordinator.effects", "catena.coordinator.pushes", "catena.coordinator.sessions",
-        "catena.coordinator.health", "catena.coordinator.election", "catena.chain.replica",
-        "catena.membership.detector", "catena.client.router", "catena.view", "catena.leases"]
+PURE = ["catena.coordinator.machine", "catena.coordinator.ending", "catena.coordinator.requests",
+        "catena.coordinator.reconfig", "catena.coordinator.effects", "catena.coordinator.pushes",
+        "catena.coordinator.sessions", "catena.coordinator.health", "catena.coordinator.election",
+        "catena.control", "catena.chain.replica", "catena.membership.detector", "catena.client.router",
+        "catena.view", "catena.leases"]
 IO = {"asyncio", "socket", "time", "threading", "subprocess", "aetcd"}  # (`random` only types an injected rng)
 
 

@@ -35,10 +35,8 @@ caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is
 so that it never blocks the adds queued behind it. MASTER.ADD is answered once the member is in
 the chain and holds a read lease (so it answers reads at once), or when its add was rolled back.
 
-Sessions. Pings are timed on the leader's monotonic clock (sessions.SessionClock); a session
-whose pings stopped for its TTL, or that its client closed, is ended in three steps that a new
-leader resumes: mark it ending (saved), delete its keys at the head in batches (`DeleteKeys`,
-retried with a growing pause), drop it (saved).
+Sessions (ending.py): pings timed on the leader's monotonic clock; a session whose pings stopped
+for its TTL, or that its client closed, is ended in steps that a new leader resumes.
 
 A new term finishes what the last one left half done: it pushes the saved view to everyone,
 probes them, resumes watching an add in progress (queued adds follow it) and ending sessions.
@@ -53,13 +51,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe,
-                                        Reply, Restarted, Revoke, Save, Verdict)
+from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Fail, Note, Probe, Reply, Restarted,
+                                        Revoke, Save, Verdict)
+from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.requests import watched
-from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock, key_bytes
+from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock
 from catena.leases import LEASE_S
 from catena.view import View
 
@@ -67,8 +66,6 @@ LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
 LEARNER_POLL_S = 1.0  # the tail says when its learner caught up; this asks for progress
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
 ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
-SESSION_DEL_BATCH = 1000  # keys per DEL when a session ends
-SESSION_RETRY_S = 0.1  # the first pause before a failed deletion is tried again (doubling to 1 s)
 NEVER = float("-inf")
 
 
@@ -106,16 +103,6 @@ class _Change:
 
 
 @dataclass
-class _Ender:
-    """A session being ended: who waits for it, its keys, the batch deleted next."""
-    waiting: list = field(default_factory=list)
-    keys: tuple[bytes, ...] = ()
-    batch: int = 0  # the batch in flight or due (1-based; 0: not deleting yet)
-    due: float | None = None  # when a failed batch is tried again
-    pause: float = SESSION_RETRY_S
-
-
-@dataclass
 class _AddWaiter:
     token: object
     member: str
@@ -123,7 +110,7 @@ class _AddWaiter:
 
 
 @dataclass
-class CoordinatorMachine:
+class CoordinatorMachine(SessionEnding):
     """One coordinator process's machine: acts while `leading` (between `lead` and `step_down`)."""
 
     health: HealthCheck = field(default_factory=HealthCheck)
@@ -145,7 +132,7 @@ class CoordinatorMachine:
     _queue: deque = field(default_factory=deque)  # changes waiting their turn
     _current: _Change | None = None
     _clock: SessionClock = field(default_factory=SessionClock)
-    _enders: dict[str, _Ender] = field(default_factory=dict)
+    _enders: dict = field(default_factory=dict)  # session -> its ending (ending.py)
     _waiters: list[_AddWaiter] = field(default_factory=list)
 
     @property
@@ -168,7 +155,7 @@ class CoordinatorMachine:
         fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
                                + (f", finishing the add of {view.learner}" if view.learner else "")))
         if state is None:
-            fx += self._enqueue(_Change(rq.Initialize()), now)
+            fx += self._change(rq.Initialize(), now)
         for member in sorted(watched(view)):
             fx += self._pushes.push(member, view)
         fx += self._watch_view(now)
@@ -202,12 +189,6 @@ class CoordinatorMachine:
             return self._end_session(what.session, now, token)
         return self._enqueue(_Change(what, token), now)
 
-    def session_ping(self, sid: str, now: float) -> bool:
-        """MASTER.SESSION.PING: the session is saved, not being ended, and its TTL has not run out."""
-        entry = self.saved.sessions.get(sid)
-        return (self.leading and entry is not None and not entry.get("ending")
-                and self._clock.ping(sid, entry["ttl_ms"] / 1000, now))
-
     # -- the one timer ------------------------------------------------------------------------------
 
     def on_timer(self, now: float) -> list:
@@ -222,27 +203,14 @@ class CoordinatorMachine:
         c = self._current
         if c is not None and not c.revoking and not c.saving and c.wait_until <= now:
             fx += self._after_revokes(now)
-        for sid, e in sorted(self._enders.items()):
-            if e.due is not None and e.due <= now:
-                fx += self._delete_batch(sid, now)
-        if self.leading:
-            for sid in self._clock.expired(now):
-                entry = self.saved.sessions.get(sid)
-                if entry is not None and not entry.get("ending") and sid not in self._enders:
-                    fx.append(Note("info", f"session {sid} expired (no ping for {entry['ttl_ms']} ms): "
-                                           f"deleting its {len(entry['keys'])} keys"))
-                    fx += self._end_session(sid, now)
-        return fx + self._settle_waiters(now)
+        return fx + self._sessions_on_timer(now) + self._settle_waiters(now)
 
     def next_deadline(self) -> float | None:
         dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
-        dues += [self._pushes.next_deadline()] + [e.due for e in self._enders.values()]
-        dues += [w.deadline for w in self._waiters]
+        dues += [self._pushes.next_deadline()] + [w.deadline for w in self._waiters] + self._session_deadlines()
         c = self._current
         if c is not None and not c.revoking and not c.saving and c.wait_until > NEVER:
             dues.append(c.wait_until)
-        if self.leading:
-            dues.append(self._clock.next_deadline())
         return min((due for due in dues if due is not None), default=None)
 
     # -- changes, one at a time: decide, revoke-or-wait, save, push ------------------------------------
@@ -250,6 +218,10 @@ class CoordinatorMachine:
     def _enqueue(self, change: _Change, now: float) -> list:
         self._queue.append(change)
         return self._next_change(now)
+
+    def _change(self, what, now: float) -> list:
+        """Queue a change the machine decided on its own (nobody waits for its answer)."""
+        return self._enqueue(_Change(what), now)
 
     def _next_change(self, now: float) -> list:
         fx = []
@@ -386,56 +358,6 @@ class CoordinatorMachine:
         """MEMBER.VIEW of `epoch` to `member` was acknowledged (`ok`) or failed."""
         return self._pushes.on_pushed(member, epoch, ok, self.view, watched(self.view), now)
 
-    # -- sessions -----------------------------------------------------------------------------------
-
-    def _sync_sessions(self, now: float) -> list[str]:
-        """Time the saved sessions (ones not timed yet get a full TTL from now); their ids."""
-        sessions = self.saved.sessions
-        self._clock.sync({sid: e["ttl_ms"] / 1000 for sid, e in sessions.items()}, now)
-        return list(sessions)
-
-    def _end_session(self, sid: str, now: float, token=None) -> list:
-        e = self._enders.get(sid)
-        if e is not None:
-            e.waiting += [token] if token is not None else []
-            return []
-        self._enders[sid] = _Ender([token] if token is not None else [])
-        if self.saved.sessions.get(sid, {}).get("ending"):
-            return self._delete_batch(sid, now, first=True)
-        return self._enqueue(_Change(rq.MarkEnding(sid)), now)
-
-    def _delete_batch(self, sid: str, now: float, first: bool = False) -> list:
-        e = self._enders[sid]
-        if first:
-            e.keys = tuple(map(key_bytes, self.saved.sessions.get(sid, {}).get("keys", [])))
-            e.batch = 1
-        e.due = None
-        start = (e.batch - 1) * SESSION_DEL_BATCH
-        if start >= len(e.keys):
-            return self._enqueue(_Change(rq.DropSession(sid)), now)
-        if self.view.head is None:  # the chain has no members (yet): try again later
-            return self.on_keys_deleted(sid, e.batch, False, now)
-        return [DeleteKeys(sid, e.batch, e.keys[start:start + SESSION_DEL_BATCH], self.view.head)]
-
-    def on_keys_deleted(self, sid: str, batch: int, ok: bool, now: float) -> list:
-        """The head answered the deletion of `batch` (`ok`: committed), or it failed."""
-        e = self._enders.get(sid)
-        if e is None or e.batch != batch or e.due is not None:
-            return []
-        if ok:
-            e.batch, e.pause = e.batch + 1, SESSION_RETRY_S
-            return self._delete_batch(sid, now)
-        e.due, e.pause = now + e.pause, min(e.pause * 2, 1.0)
-        return []
-
-    def _ended(self, sid: str, now: float) -> list:
-        e = self._enders.pop(sid, None)
-        self._clock.forget(sid)
-        if e is None:
-            return []
-        return ([Note("info", f"session {sid} ended: its {len(e.keys)} keys deleted")]
-                + [Reply(token, "OK") for token in e.waiting])
-
     # -- probes ---------------------------------------------------------------------------------------
 
     def _watch_view(self, now: float) -> list:
@@ -510,7 +432,7 @@ class CoordinatorMachine:
         """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
         if p is not None:
             p.deciding = True
-        return [verdict] + self._enqueue(_Change(verdict), now)
+        return [verdict] + self._change(verdict, now)
 
     def _decided(self, verdict: Verdict, changed: bool, now: float) -> list:
         """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
