@@ -9,18 +9,18 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd,
 # iptables and iproute2 for kernel-level partitions in a test's own network namespace, openssl
-# for the TLS tests' certificates).
+# for the TLS tests' certificates, chromium for the status page's browser test).
 system-deps:
-	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null || ! command -v iptables >/dev/null || ! command -v ip >/dev/null || ! command -v openssl >/dev/null; then \
+	@if ! command -v redis-cli >/dev/null || ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null || ! command -v iptables >/dev/null || ! command -v ip >/dev/null || ! command -v openssl >/dev/null || ! command -v chromium >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables iproute2 openssl; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables iproute2 openssl chromium; \
 	fi
 
 up: $(STAMP)

@@ -5,7 +5,10 @@ with `--coordinator`, fsync everysec) on free loopback ports with data in a temp
 measures the peak SET rate with the same loader running closed-loop (no rate limit) for
 `--peak-seconds`, then offers `--load` (default 0.8) of that rate for `--duration` seconds from
 rate-limited client threads. Every `--every` seconds it prints ops/s, p50/p99/max latency and
-each member's RSS; at the end, p99 over time and each member's memory growth.
+each member's RSS; at the end, p99 over time and each member's memory growth. Then, as the
+peer in the same run, the same loader offers the same rate to a redis-server (no persistence)
+for `--redis-seconds` (default 15; 0: skip): its p99 is the floor this machine and this loader
+give, and the worst window's p99 is printed as a ratio to it.
 
     python bench/soak/run.py                    # the documented 10-minute soak (600 s)
     python bench/soak/run.py --quick            # 60 s
@@ -18,6 +21,7 @@ the in-memory window of recent entries is bounded too (catena.chain.replica.WIND
 
 Verdict, exit status 1 when any holds:
   * an error reply or a broken connection;
+  * the coordinator changed the chain during the soak (a member was removed);
   * the achieved rate falls below 90% of the offered rate over the run;
   * memory that grows without bound: a member's RSS at the end exceeds its RSS at mid-run by
     more than max(--rss-slack-mb (16), 10%) — in the second half the key set is full and the
@@ -235,6 +239,26 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def redis_p99(root: Path, rate: float, args) -> float:
+    """The p99 of the same open-loop load against a redis-server of our own (stopped by PID)."""
+    port = free_ports(1)[0]
+    with open(root / "redis.log", "ab") as log:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                                   "--appendonly", "no"], stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: call(port, "PING") == b"PONG", 30, "redis-server")
+        load = Load(port, args.threads, args.keys, rate)
+        load.start()
+        time.sleep(args.redis_seconds)
+        lat, _ = load.take()
+        load.stop()
+        return pct(lat, 0.99)
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -249,6 +273,8 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=30.0, help="seconds between report lines")
     ap.add_argument("--rss-slack-mb", type=float, default=16.0)
     ap.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    ap.add_argument("--redis-seconds", type=float, default=15.0,
+                    help="then offer the same rate to redis-server this long, as the peer (0: skip)")
     args = ap.parse_args()
     duration = 60.0 if args.quick else args.duration
 
@@ -280,6 +306,7 @@ def main() -> int:
               flush=True)
 
         load = Load(head, args.threads, args.keys, rate)
+        chain_before = call(cluster.coordinator, "MASTER.GET_CHAIN")
         pids = {port: cluster.pid(port) for port in cluster.members}
         rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
         print("   t_s     ops_s  p50_ms  p99_ms  max_ms  " + "  ".join(f"rss_{p}_mb" for p in cluster.members))
@@ -313,6 +340,12 @@ def main() -> int:
         load.stop()
         elapsed = time.monotonic() - start
 
+        chain_after = call(cluster.coordinator, "MASTER.GET_CHAIN")
+        if chain_after != chain_before:  # a removal stalls writes: say so beside the latencies
+            print(f"# the coordinator changed the chain during the soak: {chain_before} -> {chain_after}")
+            ok = False
+        else:
+            print("# chain unchanged during the soak: nobody removed")
         print("\n# p99 latency over time (ms): " + " ".join(f"{r[3] * 1000:.1f}@{r[0]:.0f}s" for r in rows))
         achieved = total_done / elapsed
         print(f"# achieved {achieved:,.0f} ops/s of {rate:,.0f} offered ({achieved / rate:.0%}); "
@@ -335,6 +368,11 @@ def main() -> int:
         sizes = {p: sum(f.stat().st_size for f in (root / f"member-{p}").rglob("*") if f.is_file())
                  for p in cluster.members}
         print("# data dir sizes: " + ", ".join(f"{p}: {s / 2**20:.0f} MB" for p, s in sizes.items()))
+        if args.redis_seconds > 0 and shutil.which("redis-server"):
+            worst = max(r[3] for r in rows)
+            p99 = redis_p99(root, rate, args)
+            print(f"# redis-server at the same {rate:,.0f} ops/s, same loader, {args.redis_seconds:.0f} s: p99 "
+                  f"{p99 * 1000:.2f} ms; catena's worst window p99 {worst * 1000:.1f} ms: ratio_vs_redis={worst / p99:.0f}")
         print(f"verdict={'ok' if ok else 'FAIL'}")
         return 0 if ok else 1
     finally:

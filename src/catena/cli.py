@@ -10,20 +10,15 @@ import signal
 import sys
 from pathlib import Path
 
-from catena import tls
+from catena import logs, tls
 from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
 from catena.errors import CatenaError, ConfigError
+from catena.ops_flags import add_ops_flags
+from catena.ops_flags import listen as _listen
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN
 from catena.resp.limits import Limits, parse_output_limit, parse_size
 
 log = logging.getLogger("catena")
-
-
-def _listen(value: str) -> str:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return f"{host}:{int(port)}"
 
 
 class _BadValue(argparse.ArgumentTypeError, ValueError):
@@ -113,9 +108,28 @@ def cmd_member(args) -> int:
     set_source_address(args.source_addr)
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.proto_max_bulk_len, args.advertise,
-                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args))
+                      disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
+                      debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port)
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
-    return _run_async(node.run())
+    logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
+    return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
+
+
+def _with_metrics(process, main, listen: str | None, kind: str):
+    """`main` with the metrics port of a member or coordinator (`process`) open on `listen`."""
+    from catena.metrics.http import serving
+
+    if listen is None:
+        return main
+    process.metrics.url = f"http://{listen}/metrics"
+    if kind == "member":
+        from catena.metrics.member import MemberCollector
+
+        return serving(main, listen, lambda: [MemberCollector(process)])
+    from catena.metrics.coordinator import CoordinatorCollector
+    from catena.metrics.status_page import StatusPage
+
+    return serving(main, listen, lambda: [CoordinatorCollector(process)], StatusPage(process).routes)
 
 
 def cmd_coordinator(args) -> int:
@@ -134,10 +148,14 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    if not args.wedge_timeout_s >= 0:
+        raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
+    coord.machine.wedge_s = args.wedge_timeout_s or None
     coord.server.limits = _limits(args)
     coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.CAUGHT_UP", b"MASTER.GET_VIEW", b"MASTER.LEADER",
                                        b"MASTER.STATUS"})
-    return _run_async(coord.run())
+    logs.set_context(lambda: (coord.view.chain_id, coord.view.epoch))
+    return _run_async(_with_metrics(coord, coord.run(), args.metrics_listen, "coordinator"))
 
 
 def cmd_status(args) -> int:
@@ -150,7 +168,7 @@ def cmd_status(args) -> int:
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
-    return run_cluster(args.members, args.port, args.data_dir, args.requirepass)
+    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format)
 
 
 def cmd_kv(args) -> int:
@@ -195,6 +213,12 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
                         help="partial commands of all clients together (default 2gb)")
 
 
+def _port_or_zero(value) -> int:
+    if not str(value).isdigit() or int(value) > 65535:
+        raise ValueError(f"expected a port number (0 to 65535), got {value!r}")
+    return int(value)
+
+
 def _positive(value) -> int:
     n = int(value)
     if n < 1:
@@ -233,7 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "does (a fail-slow disk); 0: never")
     m.add_argument("--write-timeout-ms", type=int, default=5000,
                    help="deadline of a write this member forwards to the head: not applied after it")
+    m.add_argument("--liveness-port", type=_checked(_port_or_zero), default=0, metavar="PORT",
+                   help="UDP port of the liveness responder the coordinator asks when a probe times out "
+                   "(on the --listen host; 0: any free port, named in probe answers and INFO)")
+    m.add_argument("--enable-debug-command", choices=("yes", "no"), default="no",
+                   help="allow DEBUG SLEEP (holds the event loop: for tests and drills)")
     _add_address_flags(m, "this member")
+    add_ops_flags(m)
     tls.add_flags(m)
     m.set_defaults(func=cmd_member, required=("listen", "data_dir"))
 
@@ -246,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="etcd: the leader's lease TTL in seconds (etcd raises it to its own minimum)")
     c.add_argument("--add-timeout-s", type=float, default=30.0,
                    help="roll back an add whose learner made no progress for this long")
+    c.add_argument("--wedge-timeout-s", type=float, default=10.0,
+                   help="a member that misses probes while its liveness responder says its event loop is in a "
+                   "turn this long is dead; shorter turns are busy, not dead (0: probes only)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
@@ -257,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--admin-password-file", default=None)
     _add_limit_flags(c)
     _add_address_flags(c, "this coordinator (with etcd: the leader's published address)")
+    add_ops_flags(c)
     tls.add_flags(c)
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
@@ -266,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
                    help="a data password for every process (or CATENA_REQUIREPASS); handed over by environment")
+    add_ops_flags(u, metrics=False)
     u.set_defaults(func=cmd_up)
 
     s = sub.add_parser("status", help="print chains, members, roles, epochs")
@@ -280,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         kv.add_argument("key", nargs="+" if name == "del" else None)
         if name == "set":
             kv.add_argument("value")
-        kv.add_argument("--coordinator", default="127.0.0.1:6369", help="host:port[,host:port…]")
+        kv.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
+                        help="host:port[,host:port…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
         kv.add_argument("--timeout-ms", type=int, default=5000)
         kv.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
         tls.add_flags(kv, server=False)
@@ -311,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in getattr(args, "required", ()):
             if getattr(args, name) is None:
                 parser.error(f"{args.command}: --{name.replace('_', '-')} is required")
-        logging.basicConfig(level=args.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        listen = getattr(args, "listen", None)
+        logs.configure(args.log_level, getattr(args, "log_format", "text"),
+                       f"{args.command} {listen}" if listen else args.command)
         if secret_in_argv(argv):
             log.warning("the cluster secret was given with --secret, so `ps` shows it to every local user: "
                         "use --secret-file FILE (mode 0600) or CATENA_SECRET instead")

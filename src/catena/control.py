@@ -3,13 +3,14 @@ messages"): typed, with one encoder and one decoder. Each travels as a RESP comm
 receiver's port, authenticated as catena's own user (the cluster secret):
 
     coordinator -> member   MEMBER.VIEW chain_id epoch learner|- member ...
-                            MEMBER.PROBE epoch nonce grant        (answered with the incarnation)
+                            MEMBER.PROBE epoch nonce grant        (answered [incarnation, liveness-port])
                             MEMBER.REVOKE epoch
     member -> coordinator   MASTER.REGISTER host port [incarnation [cluster-id epoch]]
                             MASTER.CAUGHT_UP chain_id epoch learner   (the tail: its learner caught up)
 
 `encode(msg)` is the command's words; `decode(args)` the message, or ValueError saying what is
-wrong (the handler answers it as `-ERR …` and changes nothing).
+wrong (the handler answers it as `-ERR …` and changes nothing). `encode_answer`/`decode_answer`
+do the same for MEMBER.PROBE's answer (ProbeAnswer).
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ class MemberProbe(NamedTuple):
     epoch: int
     nonce: int
     grant: int
+
+
+class ProbeAnswer(NamedTuple):
+    """A member's answer to MEMBER.PROBE: this process's incarnation (a restart shows as a new
+    one) and the UDP port of its liveness responder (0: none)."""
+    incarnation: str
+    liveness_port: int = 0
 
 
 class MemberRevoke(NamedTuple):
@@ -90,6 +98,29 @@ def decode(args: list[bytes]) -> Message:
         _arity(words, 4, 4)
         return MasterCaughtUp(_count(words[1], "chain id"), _count(words[2], "epoch"), words[3])
     raise ValueError(f"not a control message: {words[0]!r}")
+
+
+def encode_answer(answer: ProbeAnswer) -> list:
+    """MEMBER.PROBE's reply: [incarnation, liveness-port]."""
+    return [answer.incarnation, answer.liveness_port]
+
+
+def decode_answer(reply) -> ProbeAnswer:
+    """A MEMBER.PROBE reply as a ProbeAnswer; a bare incarnation (a member from before the
+    liveness responder) has no liveness port. ValueError for anything else."""
+    if isinstance(reply, list):
+        if len(reply) != 2:
+            raise ValueError(f"bad MEMBER.PROBE answer {reply!r}")
+        incarnation, port = reply
+    else:
+        incarnation, port = reply, 0
+    if isinstance(incarnation, bytes):
+        incarnation = incarnation.decode(errors="replace")
+    if isinstance(port, bytes):
+        port = port.decode(errors="replace")
+    if not isinstance(port, int) and not str(port).isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bad liveness port {port!r} in a MEMBER.PROBE answer")
+    return ProbeAnswer(str(incarnation), int(port))
 
 
 def address(host: str, port: str) -> str:

@@ -1,7 +1,8 @@
 """How long the event loop's turns take: a heartbeat task that sleeps a short interval and
 measures how late it wakes. A turn that holds the loop (a big command, a snapshot) delays the
 wake-up by about its length, so the worst lateness is the longest turn, to within the interval.
-Exported in INFO (`# Stats`); costs one wake-up per interval.
+Exported in INFO (`# Stats`); costs one wake-up per interval. Its beat count and the time of
+its last beat tell another thread whether the loop still turns (chain/liveness.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class LoopMonitor:
         self.clock = clock
         self.longest_s = 0.0  # since start
         self.slow_turns = 0
+        self.beats = 0  # heartbeats so far: advances only while the loop turns
+        self.last_beat = clock()  # when the last one ran (monotonic)
         self._seconds: deque = deque(maxlen=WINDOW_S)  # [second, longest turn in it]
 
     def record(self, lag_s: float, now: float) -> None:
@@ -52,4 +55,6 @@ class LoopMonitor:
             start = clock()
             await asyncio.sleep(INTERVAL_S)
             now = clock()
+            self.beats += 1
+            self.last_beat = now
             self.record(max(0.0, now - start - INTERVAL_S), now)

@@ -15,6 +15,12 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+async def member_status(addr: str, auth: tuple | None, timeout: float = 1.0) -> dict:
+    """A member's MEMBER.STATUS as a dict (str keys; values as the member sent them)."""
+    raw = await call(addr, b"MEMBER.STATUS", timeout=timeout, auth=auth)
+    return {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
+
+
 async def member_rows(coordinator: str | CoordinatorClient,
                       password: str | None = None) -> tuple[object, list[list[str]]]:
     """`coordinator`: an address in any form discovery accepts (the leader is found), or a client.
@@ -27,30 +33,41 @@ async def member_rows(coordinator: str | CoordinatorClient,
     finally:
         if client is not coordinator:
             await client.close()
-    rows = [["MEMBER", "ROLE", "EPOCH", "LAST SEQ", "COMMITTED", "SENT LIST", "KEYS"]]
+    rows = [["MEMBER", "ROLE", "EPOCH", "LAST SEQ", "COMMITTED", "SENT LIST", "KEYS", "METRICS"]]
     addrs = list(view.members) + ([view.learner] if view.learner else [])
     for addr in addrs:
         try:
-            raw = await call(addr, b"MEMBER.STATUS", timeout=1.0, auth=auth)
-            s = {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
+            s = await member_status(addr, auth)
             dec = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in s.items()}
             rows.append([addr, dec["role"], dec["epoch"], dec["last_seq"], dec["commit_seq"], dec["sent_list"],
-                         dec["keys"]])
+                         dec["keys"], dec.get("metrics") or "-"])
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
-            rows.append([addr, "unreachable", "-", "-", "-", "-", f"({type(exc).__name__})"])
+            rows.append([addr, "unreachable", "-", "-", "-", "-", f"({type(exc).__name__})", "-"])
     return view, rows
+
+
+async def _coordinator_metrics(client: CoordinatorClient) -> str:
+    """The leader's metrics URL ("" when it serves none)."""
+    try:
+        raw = await client.call(b"MASTER.STATUS", timeout=2.0)
+    except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError):
+        return ""
+    url = dict(zip(raw[::2], raw[1::2])).get(b"metrics") if isinstance(raw, list) else None
+    return url.decode() if isinstance(url, bytes) else ""
 
 
 async def print_status(coordinator: str, password: str | None = None) -> int:
     client = CoordinatorClient(coordinator, password=password)
     try:
         view, rows = await member_rows(client, password)
+        metrics = await _coordinator_metrics(client)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:
         print(f"catena: cannot reach the coordinator leader at {coordinator}: {exc or type(exc).__name__}")
         return 1
     finally:
         await client.close()
     shown = client.leader if client.leader and client.leader != coordinator else None
-    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}" + (f" (leader {shown})" if shown else ""))
+    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}" + (f" (leader {shown})" if shown else "")
+          + (f"  status page {metrics[:-len('metrics')]}" if metrics else ""))
     print(_table(rows))
     return 0

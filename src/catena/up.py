@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from catena.loopback import free_ports
 from catena.resp.client import ReplyError, call
 from catena.status import _table, member_rows
 
@@ -75,9 +76,11 @@ async def _all_serve_reads(members: list[str], auth: tuple | None) -> bool:
     return True
 
 
-def run_cluster(members: int, port: int, data_dir: str | None, password: str | None = None) -> int:
+def run_cluster(members: int, port: int, data_dir: str | None, password: str | None = None,
+                log_format: str = "text") -> int:
     """`password`: the data password of every process (handed over in CATENA_REQUIREPASS, never
-    in argv); the coordinator requires it too, so that sessions need it."""
+    in argv); the coordinator requires it too, so that sessions need it. Each process gets a
+    metrics port (free loopback ports, below the ephemeral range) and logs in `log_format`."""
     if members < 1:
         print("catena up: --members must be at least 1", file=sys.stderr)
         return 2
@@ -90,21 +93,25 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
     if password:
         env["CATENA_REQUIREPASS"], auth = password, (b"default", password)
     procs: list[subprocess.Popen] = []
+    metrics = [f"127.0.0.1:{p}" for p in free_ports(members + 1, set(range(port, port + members + 1)))]
+    ops = ["--log-format", log_format]
     try:
         procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
-                             *secret], root / "coordinator.log", env))
+                             *secret, *ops, "--metrics-listen", metrics[0]], root / "coordinator.log", env))
         for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
             addr = f"127.0.0.1:{port + i}"
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
-                                 "--coordinator", coordinator, *secret], root / f"member-{port + i}.log", env))
+                                 "--coordinator", coordinator, *secret, *ops, "--metrics-listen", metrics[i]],
+                                root / f"member-{port + i}.log", env))
             asyncio.run(_wait_chain(coordinator, i, procs, auth))
         _, rows = asyncio.run(member_rows(coordinator, password))
         rows[0].insert(1, "ENDPOINT")
         for r in rows[1:]:
             r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}" + (" --askpass" if password else ""))
         print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
-        print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)")
-        print(_table([[r[0], r[1], r[2], r[3]] for r in rows]))
+        print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)  status page "
+              f"http://{metrics[0]}/  metrics http://{metrics[0]}/metrics")
+        print(_table([[r[0], r[1], r[2], r[3], r[-1]] for r in rows]))
         print("Ctrl-C stops everything.", flush=True)
         stop = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop)

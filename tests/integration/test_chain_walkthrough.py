@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import HOST, Proc, free_port, free_port_block, port_of, wait_until
+from conftest import HOST, Proc, catena_argv, free_port, free_port_block, port_of, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 
@@ -83,6 +85,15 @@ def test_catena_up_serves_and_stops_on_sigterm(tmp_path):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert b"--secret-file" in argv and secret.encode() not in b" ".join(argv)
         assert cli(port + 1, "PEER", f"{HOST}:{port + 2}", "guess").startswith("NOPERM")
+        # Each process serves metrics on a port of its own; the table and `catena status` say where.
+        urls = re.findall(r"http://[0-9.:]+/metrics", up.log_path.read_text())
+        assert len(set(urls)) == 3, up.log_tail()
+        for url in set(urls):
+            with urllib.request.urlopen(url, timeout=10) as r:
+                assert b"catena_" in r.read()
+        out = subprocess.run(catena_argv("status", "--coordinator", f"{HOST}:{port}"), capture_output=True,
+                             text=True, timeout=60)
+        assert sum(url in out.stdout for url in set(urls)) == 2 and "status page http://" in out.stdout, out.stdout
     finally:
         status = up.stop(timeout=20)
     assert status == 0, up.log_tail()
@@ -121,6 +132,19 @@ def test_catena_up_killed_with_sigkill_takes_its_processes_along(tmp_path):
         for p in (port, port + 1):
             if _listening(p):
                 os.kill(_listener_pid(p), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("missing, argv, extra", [
+    ("aetcd", ["get", "k", "--coordinator", "etcd://127.0.0.1:2379/catena"], "catena[etcd]"),
+    ("aetcd", ["status", "--coordinator", "etcd://127.0.0.1:2379/catena"], "catena[etcd]"),
+    ("aetcd", ["chaos", "--store", "etcd", "--duration", "1", "--out", "."], "catena[etcd]"),
+    ("redis", ["chaos", "--duration", "1", "--out", "."], "catena[chaos]"),
+])
+def test_a_missing_optional_package_exits_2_naming_its_extra(tmp_path, missing, argv, extra):
+    code = f"import sys; sys.modules[{missing!r}] = None; from catena.cli import main; sys.exit(main({argv!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert f"pip install '{extra}'" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_etcd_addresses_without_aetcd_fail_with_an_install_hint(tmp_path):

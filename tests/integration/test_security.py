@@ -112,7 +112,7 @@ def test_a_data_client_cannot_poison_the_request_ids_members_forward_under(clust
     CATENA.REQ must not make the forwarded write answer OK without being applied: data
     clients' ids live in their own namespace."""
     head, tail = cluster.start(2)
-    incarnation = cluster.member_cmd(tail, "MEMBER.PROBE", 0, 0, 0)  # as an insider, learn the id
+    incarnation = cluster.member_cmd(tail, "MEMBER.PROBE", 0, 0, 0)[0]  # as an insider, learn the id
     forward_id = f"{tail}/{incarnation}"
     attacker = cluster.client(head)
     assert attacker.execute_command("CATENA.REQ", forward_id, 1, 1, "SET", "decoy", "x") == b"OK"

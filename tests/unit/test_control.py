@@ -48,3 +48,13 @@ def test_register_keeps_the_short_form_of_older_members():
 def test_bad_words_are_refused_with_a_reason(args, error):
     with pytest.raises(ValueError, match=error):
         decode(args)
+
+
+def test_probe_answer_round_trips_and_a_bare_incarnation_has_no_liveness_port():
+    from catena.control import ProbeAnswer, decode_answer, encode_answer
+    assert decode_answer(encode_answer(ProbeAnswer("7f3a", 40123))) == ProbeAnswer("7f3a", 40123)
+    assert decode_answer([b"7f3a", 40123]) == ProbeAnswer("7f3a", 40123)
+    assert decode_answer(b"7f3a") == ProbeAnswer("7f3a", 0)
+    for bad in ([b"7f3a"], [b"7f3a", b"x"], [b"7f3a", 70000]):
+        with pytest.raises(ValueError):
+            decode_answer(bad)

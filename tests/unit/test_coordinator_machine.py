@@ -16,6 +16,8 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
+    liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
+                                               current turn S seconds old (no inc: no answer)
     suspect t=T a                              membership says a failed
     revoked t=T a ok|unanswered                a's revoke answered, or did not
     saved t=T [failed]                         the store saved the last Save (or refused it)
@@ -31,6 +33,7 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     unanswered a                               a did not answer its revoke: the save waits until
     add-timeout s=S                            the coordinator's --add-timeout-s
     learner-poll s=S                           how often the tail is asked about its learner
+    wedge s=S [busy-limit=L]                   the coordinator's --wedge-timeout-s (liveness checks on)
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from pathlib import Path
 import pytest
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push, Reply,
-                                        Restarted, Revoke, Save)
+from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, DeleteKeys, Fail, Note, Probe,
+                                        Push, Reply, Restarted, Revoke, Save)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
@@ -68,7 +71,9 @@ def render(fx) -> str:
     if isinstance(fx, Revoke):
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
-        return f"fail {fx.member} misses={fx.misses}"
+        return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, CheckLiveness):
+        return f"check-liveness {fx.member} nonce={fx.nonce} timeout={fx.timeout_s:g}"
     if isinstance(fx, Restarted):
         return f"restarted {fx.member} incarnation={fx.incarnation}"
     if isinstance(fx, AskTail):
@@ -164,6 +169,12 @@ class Story:
             fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t)
         elif cmd == "miss":
             fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
+        elif cmd == "liveness":
+            fx = m.on_liveness(args[0], int(kv["nonce"]), t, kv.get("inc"), float(kv.get("turn", 0)))
+        elif cmd == "wedge":
+            m.wedge_s = float(kv["s"])
+            m.busy_limit_s = float(kv.get("busy-limit", m.busy_limit_s))
+            fx = []
         elif cmd == "suspect":
             out = [f"brought forward: {m.suspect(args[0], t)}"]
         elif cmd == "revoked":

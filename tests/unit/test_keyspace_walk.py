@@ -161,4 +161,5 @@ def test_keys_pattern_matches_like_redis_glob():
     assert sorted(ops.read(s, [b"KEYS", b"h?llo"], 0)) == [b"h\nllo", b"hallo", b"hello", b"hxllo"]
     assert sorted(ops.read(s, [b"KEYS", b"h*llo"], 0)) == sorted(s.data)
     assert sorted(ops.read(s, [b"KEYS", b"h[ae]llo"], 0)) == [b"hallo", b"hello"]
-    assert sorted(ops.read(s, [b"KEYS", b"h[!e]llo"], 0)) == [b"h\nllo", b"hallo", b"hxllo"]
+    assert sorted(ops.read(s, [b"KEYS", b"h[^e]llo"], 0)) == [b"h\nllo", b"hallo", b"hxllo"]
+    assert sorted(ops.read(s, [b"KEYS", b"h[!e]llo"], 0)) == [b"hello"], "Redis negates with ^ only"

@@ -16,6 +16,10 @@ class _Writer:
             raise RuntimeError("unable to perform operation on a closed transport")  # as uvloop does
         self.written.append(data)
 
+    def writelines(self, parts: list[bytes]) -> None:  # a frame in parts (a large value not copied)
+        for part in parts:
+            self.write(part)
+
 
 def _links_with(writer: _Writer) -> PeerLinks:
     links = PeerLinks("127.0.0.1:1", group=None, on_link=lambda addr, up: None)
@@ -34,3 +38,9 @@ def test_a_frame_on_an_open_link_is_written():
     writer = _Writer(closing=False)
     _links_with(writer).send("127.0.0.1:2", b"frame")
     assert writer.written == [b"frame"]
+
+
+def test_a_frame_in_parts_is_written_in_order():
+    writer = _Writer(closing=False)
+    _links_with(writer).send("127.0.0.1:2", [b"head", b"value"])
+    assert writer.written == [b"head", b"value"]

@@ -12,6 +12,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -568,3 +569,32 @@ def test_lock_file_left_by_a_dead_process_does_not_block(tmp_path):
     (tmp_path / "LOCK").write_text("99999999\n")
     with DurableLog(tmp_path) as log:
         assert log.recover() == (None, [])
+
+
+def test_a_snapshot_given_in_parts_is_their_concatenation(tmp_path):
+    """A large state is stored without being copied into one buffer: the parts are written in
+    turn and recovery reads back exactly their concatenation (the encoding packb would give)."""
+    from catena.chain.node import snapshot_parts
+
+    for n in (0, 255, 256, 65_535, 65_536, 3 << 20):
+        state = bytes(range(256)) * (n // 256) + b"x" * (n % 256)
+        parts = snapshot_parts(7, 1 << 40, state)
+        assert b"".join(parts) == msgpack.packb([7, 1 << 40, state], use_bin_type=True)
+        assert parts[-1] is state
+    log, _, _ = opened(tmp_path)
+    log.append([b"before"])
+    log.snapshot(parts)
+    log.append([b"after"])
+    log.close()
+    blob, records = reopen(tmp_path)
+    assert msgpack.unpackb(blob) == [7, 1 << 40, state] and records == [b"after"]
+
+
+def test_a_large_batch_is_written_without_joining_and_reads_back(tmp_path):
+    from catena.chain.log import JOIN_MAX
+
+    big = b"v" * (JOIN_MAX + 1)
+    log, _, _ = opened(tmp_path)
+    log.append([b"a", big, b"b"])
+    log.close()
+    assert reopen(tmp_path) == (None, [b"a", big, b"b"])

@@ -28,6 +28,16 @@ def run(state: KVState, *words, rng=None):
     return ops.read(state, args, NOW, rng)
 
 
+def ends_identical(sent) -> None:
+    """Commands sent to members of a pure chain (member, command): once settled, every member
+    applied the same seqs and holds the same data."""
+    chain = PureChain()
+    for member, cmd in sent:
+        chain.send(member, cmd)
+    chain.settle()
+    chain.check(b"fresh")
+
+
 @pytest.fixture
 def s():
     return KVState()
@@ -170,23 +180,27 @@ def test_scan_type_filters_by_type(s):
         assert found == keys, kind
 
 
-@pytest.mark.parametrize("kind", ["HSCAN", "SSCAN"])
+@pytest.mark.parametrize("kind", ["HSCAN", "SSCAN", "ZSCAN"])
 def test_collection_scans_return_every_element_once(s, kind):
     n = 2000
     if kind == "HSCAN":
         run(s, "HSET", "c", *[w for i in range(n) for w in (f"f{i}", f"v{i}")])
+    elif kind == "ZSCAN":
+        run(s, "ZADD", "c", *[w for i in range(n) for w in (str(i), f"f{i}")])
     else:
         run(s, "SADD", "c", *[f"f{i}" for i in range(n)])
     cursor, seen, pages = b"0", [], 0
     while True:
         cursor, page = run(s, kind, "c", cursor, "COUNT", "10")
-        seen += page[0::2] if kind == "HSCAN" else page
+        if kind == "ZSCAN":
+            assert all(page[i + 1] == page[i][1:] for i in range(0, len(page), 2)), "member fN has score N"
+        seen += page if kind == "SSCAN" else page[0::2]
         pages += 1
         if cursor == b"0":
             break
     assert sorted(seen) == sorted(b"f%d" % i for i in range(n)) and 1 < pages <= 20
     matched = run(s, kind, "c", "0", "MATCH", "f1??", "COUNT", "5000")[1]
-    assert sorted(matched[0::2] if kind == "HSCAN" else matched) == sorted(b"f%d" % i for i in range(100, 200))
+    assert sorted(matched if kind == "SSCAN" else matched[0::2]) == sorted(b"f%d" % i for i in range(100, 200))
     assert run(s, kind, "c", "x") == Error("ERR invalid cursor")
     assert run(s, kind, "c", "0", "TYPE", "hash") == Error("ERR syntax error")
     assert run(s, kind, "no", "0", "COUNT", "0") == [b"0", []], "Redis reads the options only for a present key"

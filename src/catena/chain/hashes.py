@@ -10,9 +10,7 @@ A hash is a dict field -> value; a hash left without fields is deleted, as in Re
 
 from __future__ import annotations
 
-from catena.chain.values import (
-    COUNT_RANGE, INF, draws, format_long_double, of_type, parse_long_double, round_long_double, sample,
-)
+from catena.chain.values import INF, format_long_double, of_type, parse_long_double, rand_pick, round_long_double
 from catena.resp.codec import OK, Error
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int, wrong_args
 
@@ -161,24 +159,8 @@ def _hstrlen(s, a, now):
 
 
 def hrandfield(s, a, now, rng):
-    """HRANDFIELD key [count [WITHVALUES]]: distinct fields for a count >= 0, drawn with repeats
-    for a negative one (Redis's hrandfieldCommand, its checks in its order)."""
-    if len(a) == 2:
-        h = _hash(s, a[1], now)
-        return draws(rng, h, 1)[0] if h else None
-    count = parse_int(a[2])
-    if count == INT64_MIN:
-        return COUNT_RANGE
-    if len(a) > 4 or (len(a) == 4 and a[3].upper() != b"WITHVALUES"):
-        return Error("ERR syntax error")
-    values = len(a) == 4
-    if values and not -(INT64_MAX // 2) <= count <= INT64_MAX // 2:
-        return Error("ERR value is out of range")
-    h = _hash(s, a[1], now)
-    if not h or count == 0:
-        return []
-    fields = list(h) if count >= len(h) else sample(rng, h, count) if count > 0 else draws(rng, h, -count)
-    return [w for f in fields for w in (f, h[f])] if values else fields
+    """HRANDFIELD key [count [WITHVALUES]] (`rand_pick`)."""
+    return rand_pick(a, rng, lambda: _hash(s, a[1], now), b"WITHVALUES", lambda v: v)
 
 
 READS = {

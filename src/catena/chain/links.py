@@ -93,16 +93,18 @@ class PeerLinks:
         self.links: dict[str, _Outbound] = {}
         self.tasks: dict[str, asyncio.Task] = {}
 
-    def send(self, addr: str, frame: bytes) -> None:
+    def send(self, addr: str, frame: bytes | list[bytes]) -> None:
+        """Send a frame (or one frame in parts, a large value not copied into one buffer)."""
+        parts = [frame] if type(frame) is bytes else frame
         link = self.links.get(addr)
         if link is None:
             link = self.links[addr] = _Outbound(self, addr)
             self.tasks[addr] = self.group.create_task(link.run())
         if link.up:
             if not link.writer.is_closing():  # closed under us: dropped, the reconnect's handshake resends
-                link.writer.write(frame)  # the transport buffers; frames are already batched per turn
+                link.writer.writelines(parts)  # the transport buffers; frames are already batched per turn
         else:
-            link.queue.append(frame)  # kept while connecting, dropped if the attempt fails
+            link.queue.extend(parts)  # kept while connecting, dropped if the attempt fails
 
     def close(self) -> None:
         for task in self.tasks.values():

@@ -80,6 +80,7 @@ LOCK_NAME = "LOCK"
 _FRAME = struct.Struct("<II")  # payload length, crc32(length bytes ‖ payload)
 _LENGTH = struct.Struct("<I")
 _SNAPSHOT_HEADER = struct.Struct("<8sQQI")  # magic, first_segment, blob length, crc32
+JOIN_MAX = 1024 * 1024  # a batch of records up to this size is joined into one write()
 _SEGMENT_NAME = re.compile(r"log\.(\d{6,})")
 _NONZERO = re.compile(rb"[^\x00]")
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -148,15 +149,19 @@ class DurableLog:
             else:
                 raise ValueError(f"a log record holds at most {MAX_RECORD} bytes; got {n}")
             add(record)
-        buf = b"".join(parts)
+        size = sum(map(len, parts))
         try:
-            write_all(fd, buf, self.clock, "write to the log")
+            if size <= JOIN_MAX:  # one write()
+                write_all(fd, b"".join(parts), self.clock, "write to the log")
+            else:  # a large value: no copy of it into another buffer
+                for part in parts:
+                    write_all(fd, part, self.clock, "write to the log")
         except OSError as exc:
             self._undo_partial_write(fd)
             self._fail(exc)
             raise
-        self._size += len(buf)
-        self._bytes += len(buf)
+        self._size += size
+        self._bytes += size
         self._count += len(records)
         if self._always:
             self._datasync(fd)
@@ -297,28 +302,35 @@ class DurableLog:
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    def snapshot(self, blob: bytes) -> None:
-        """Store `blob` as the state after every record appended so far, then start a new
-        segment and delete the old ones. Crash-safe at every step (see the module docstring).
-        An OSError leaves the log unusable."""
+    def snapshot(self, blob: bytes | Sequence[bytes]) -> None:
+        """Store `blob` (or the concatenation of its parts, never built) as the state after
+        every record appended so far, then start a new segment and delete the old ones.
+        Crash-safe at every step (see the module docstring). An OSError leaves the log unusable."""
         if self._fd < 0:
             raise LocalProtocolError(self._unusable)
+        parts = [blob] if isinstance(blob, bytes) else list(blob)
+        size = sum(map(len, parts))
         directory = self.directory
         new = self._segment + 1
-        header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), 0)
-        crc = zlib.crc32(blob, zlib.crc32(header[8:24]))
+        crc = zlib.crc32(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, size, 0)[8:24])
+        for part in parts:
+            crc = zlib.crc32(part, crc)
         tmp = directory / SNAPSHOT_TMP_NAME
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
                 what = "write of the snapshot"
-                header = _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, len(blob), crc)
-                write_all(fd, header, self.clock, what)
-                view = memoryview(blob)
-                for start in range(0, len(blob), WRITE_CHUNK):
-                    if start:  # each fsync has at most a chunk to write: the stall bound holds
-                        self._timed_sync(fd)
-                    write_all(fd, view[start : start + WRITE_CHUNK], self.clock, what)
+                write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, size, crc), self.clock, what)
+                unsynced = 0
+                for part in parts:
+                    view = memoryview(part)
+                    for start in range(0, len(part), WRITE_CHUNK):
+                        chunk = view[start : start + WRITE_CHUNK]
+                        if unsynced and unsynced + len(chunk) > WRITE_CHUNK:
+                            self._timed_sync(fd)  # each fsync has at most a chunk to write: the stall bound holds
+                            unsynced = 0
+                        write_all(fd, chunk, self.clock, what)
+                        unsynced += len(chunk)
                 self._timed_sync(fd, os.fsync)
             finally:
                 os.close(fd)
@@ -527,3 +539,4 @@ def _lock(directory: Path) -> int:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+

@@ -120,6 +120,13 @@ def pack(msg) -> bytes:
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
 
 
+def append_frame(epoch: int, commit_seq: int, record: bytes) -> list[bytes]:
+    """The frame of `Append(epoch, commit_seq, entries)` built around `record`, those entries as
+    the log stores them (msgpack of their list): two parts whose concatenation is `pack` of that
+    Append, so a large value the log just packed is sent without being packed again."""
+    return [b"\x94" + msgpack.packb((Append.TAG, epoch, commit_seq))[1:], record]
+
+
 def size_bound(obj) -> int:
     """An upper bound of `obj`'s size as `pack` and the log encode it (msgpack, use_bin_type),
     or -1 when msgpack cannot encode it: the head's proof, before it gives an op a seq, that the

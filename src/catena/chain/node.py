@@ -18,11 +18,13 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import disk, messages, ops
+from catena.chain import blocking, disk, messages, ops, resp3
+from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
+from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
-from catena.chain.messages import Read, ReadReply
+from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
@@ -30,12 +32,13 @@ from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot,
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
+from catena.metrics.member import MemberMetrics
 from catena.resp.client import ReplyError, internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
-from catena.resp.commands import INTERNAL, CommandTable
+from catena.resp.commands import ADMIN, INTERNAL, CommandTable
 from catena.resp.limits import Limits
 from catena.resp.server import Deferred, RespServer, Takeover
-from catena.control import MasterCaughtUp, MasterRegister, encode
+from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, encode, encode_answer
 from catena.control import decode as decode_control
 from catena.view import View
 
@@ -58,7 +61,8 @@ class MemberNode:
     def __init__(self, listen: str, data_dir: Path, coordinator: str | None = None,
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
-                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits()):
+                 disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
+                 debug_commands: bool = False, liveness_port: int = 0):
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -68,7 +72,8 @@ class MemberNode:
         self.discovery = (CoordinatorClient(coordinator, on_change=self._leader_changed, auth=internal_auth(secret))
                           if coordinator else None)
         self.secret = secret
-        self.io = disk.IoClock()  # the data directory's write or fsync in progress
+        self.metrics = MemberMetrics()  # what the metrics port cannot read from the state later
+        self.io = self.metrics.io  # the data directory's write or fsync in progress (timed)
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
         try:
@@ -83,17 +88,22 @@ class MemberNode:
         self.table = CommandTable(password, server_name="catena-member", cluster_secret=secret)
         self.server = RespServer(self.table, max_bulk_len, limits, RESERVED_COMMANDS)
         self._register_commands()
+        self.table.register(b"DEBUG", debug_command(debug_commands), -2, role=ADMIN)
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
+        self.membership: MembershipAgent | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
+        self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
         self._failed = False  # an effect could not be executed: execute nothing more
         self._group: asyncio.TaskGroup | None = None
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
+        self._big_record: tuple | None = None  # (entries, their log record): a large Persist's, for its Append
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -119,7 +129,8 @@ class MemberNode:
         # With a coordinator, reads wait for its first probe's lease: a member cut off before that
         # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
-                          lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random())
+                          lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random(),
+                          gone=_disconnected)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         if gap:  # cut the log back to what we keep before anything is appended after it
@@ -152,23 +163,25 @@ class MemberNode:
             t.register(name, self._data, arity)
         for name, (arity, _, _) in ops.READS.items():
             t.register(name, self._data, arity, ordered=True)
+        for name, (arity, _, _) in blocking.COMMANDS.items():
+            t.register(name, self._data, arity)
         t.register(b"KEYS", self._keys_cmd, 2, ordered=True)  # in slices across loop turns
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
-        t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), "requirepass": int(bool(self.table.password))},
-                   1)
+        t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), **self.metrics.status(),
+                                                   "requirepass": int(bool(self.table.password))}, 1)
         t.register(b"MEMBER.PROBE", self._probe_cmd, 4, role=INTERNAL)
         t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2, role=INTERNAL)
 
     def _probe_cmd(self, client, args):
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
-        incarnation (a restart shows as a new one)."""
+        incarnation (a restart shows as a new one) and the UDP port of its liveness responder."""
         probe = decode_control(args)
         self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.monotonic()))
-        return self.incarnation
+        return encode_answer(ProbeAnswer(self.incarnation, self.liveness.port if self.liveness else 0))
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
@@ -177,7 +190,8 @@ class MemberNode:
 
     def _data(self, client, args):
         reply = Deferred()
-        self._run(self.replica.on_client(reply, args, time.time(), time.monotonic()))
+        token = self.metrics.track(resp3.token_for(reply, args, client.resp3), args)
+        self._run(self.replica.on_client(token, args, time.time(), time.monotonic()))
         return reply
 
     def _req(self, client, args):
@@ -227,11 +241,12 @@ class MemberNode:
     def _info(self, client, args):
         s = self.replica.status()
         lines = ["# Server", "catena_version:0.1.0", f"tcp_port:{self.listen.rpartition(':')[2]}",
-                 f"uptime_in_seconds:{int(time.time() - self.started)}", "", "# Replication",
+                 f"uptime_in_seconds:{int(time.time() - self.started)}",
+                 f"catena_liveness_port:{self.liveness.port if self.liveness else 0}", "", "# Replication",
                  f"role:{'master' if s['role'] in ('head', 'head+tail') else 'slave'}", f"chain_role:{s['role']}"]
         lines += [f"{k}:{v}" for k, v in s.items() if k != "role"]
         lines += ["", "# Clients", f"connected_clients:{len(self.server.connections)}",
-                  f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
+                  f"blocked_clients:{len(self.replica.blocked.waiters)}", f"maxclients:{self.server.limits.maxclients}", "", "# Stats", *self.loop_monitor.info()]
         lines += ["", "# Memory", f"used_memory_rss:{_rss_bytes()}", "", "# Keyspace",
                   f"db0:keys={s['keys']},expires={len(self.replica.state.expires)}"]
         return ("\r\n".join(lines) + "\r\n").encode()
@@ -256,7 +271,7 @@ class MemberNode:
     def _on_view(self, view: View) -> None:
         if view.epoch > self.replica.epoch or self.replica.view is None:
             log.info("view epoch %d: %s learner=%s (%s)", view.epoch, ",".join(view.members), view.learner,
-                     view.role(self.me))
+                     view.role(self.me), extra={"event": "view_change", "chain": view.chain_id, "epoch": view.epoch})
             self._run(self.replica.on_view(view, time.time()))
             self._save_epoch(self.replica.epoch)
             self.ready.set()
@@ -336,6 +351,7 @@ class MemberNode:
             if size > BIG_EFFECT_BYTES and later:
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
                 return
+        self._big_record = None  # its Append, if any, was sent
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
@@ -343,11 +359,12 @@ class MemberNode:
         if kind is Reply:
             fx.token.resolve(fx.value)
         elif kind is Send:
-            frame = messages.pack(fx.msg)
-            if len(frame) > BIG_EFFECT_BYTES:
-                return len(frame), _Out(fx.to, frame)
+            frame = self._frame(fx.msg)
+            size = len(frame) if type(frame) is bytes else sum(map(len, frame))
+            if size > BIG_EFFECT_BYTES:
+                return size, _Out(fx.to, frame)
             self.links.send(fx.to, frame)
-            return len(frame), None
+            return size, None
         elif kind is Persist:
             # One record per batch: one msgpack call and one checksum per event-loop turn (one
             # per entry for a batch too big for a record).
@@ -356,6 +373,7 @@ class MemberNode:
                 records = [msgpack.packb([e], use_bin_type=True) for e in fx.entries]
                 return len(record), _Out(None, records)
             if len(record) > BIG_EFFECT_BYTES:
+                self._big_record = (fx.entries, record)
                 return len(record), _Out(None, [record])
             self._append([record])
             return len(record), None
@@ -364,13 +382,12 @@ class MemberNode:
                 self._append(fx.data)
                 return sum(map(len, fx.data)), None
             self.links.send(fx.to, fx.data)
-            return len(fx.data), None
+            return len(fx.data) if type(fx.data) is bytes else sum(map(len, fx.data)), None
         elif kind is _Snapshot:
-            blob = msgpack.packb([fx.last_epoch, fx.last_seq, fx.state], use_bin_type=True)
-            return len(blob), _StoreSnapshot(blob)
+            return len(fx.state), _StoreSnapshot(snapshot_parts(fx.last_epoch, fx.last_seq, fx.state))
         elif kind is _StoreSnapshot:
             self._store_snapshot(fx.blob)
-            return len(fx.blob), None
+            return sum(map(len, fx.blob)), None
         elif kind is FetchView:
             self._fetch.set()
         elif kind is LearnerCaughtUp and self.discovery is not None and self._group is not None:
@@ -384,6 +401,16 @@ class MemberNode:
             await self.discovery.call(*encode(MasterCaughtUp(fx.chain_id, fx.epoch, fx.learner)), timeout=2.0)
         except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError) as exc:
             log.info("telling the coordinator that %s caught up: %s", fx.learner, exc or type(exc).__name__)
+
+    def _frame(self, msg) -> bytes | list[bytes]:
+        """`msg` packed. An Append of the very entries whose large record was just packed for
+        the log is framed around that record instead: the value is not packed a second time."""
+        big = self._big_record
+        if (big is not None and type(msg) is Append and len(msg.entries) == len(big[0])
+                and all(a is b for a, b in zip(msg.entries, big[0]))):
+            self._big_record = None
+            return messages.append_frame(msg.epoch, msg.commit_seq, big[1])
+        return messages.pack(msg)
 
     def _append(self, records: list[bytes]) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a
@@ -414,14 +441,14 @@ class MemberNode:
         replica = replica or self.replica
         if state is None:
             state = replica.state.dump()
-        self._store_snapshot(msgpack.packb([replica.last_epoch, replica.last_seq, state], use_bin_type=True))
+        self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
-    def _store_snapshot(self, blob: bytes) -> None:
+    def _store_snapshot(self, blob: list[bytes]) -> None:
         try:
-            self.log.snapshot(blob)
+            self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
-        self._snapshot_bytes = len(blob)
+        self._snapshot_bytes = sum(map(len, blob))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -434,7 +461,10 @@ class MemberNode:
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
+            self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
+                                              self.secret.encode() if self.secret else None, self.liveness_port)
             await self.server.start(host, int(port))
+            self.liveness.start()
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
             self.watchdog.start()
             if started is not None:
@@ -448,6 +478,7 @@ class MemberNode:
                 await self._stopped  # until cancelled, or a fail-stop
             finally:
                 self.links.close()
+                self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
                 try:
@@ -507,7 +538,7 @@ class MemberNode:
                                                 bind=self.listen)
                     try:
                         await candidate.start()
-                        agent = candidate
+                        agent = self.membership = candidate
                         break
                     except (JoinError, OSError) as exc:
                         log.warning("membership: %s; retrying", exc)
@@ -562,7 +593,7 @@ def contiguous(entries, last_seq: int) -> int:
 
 
 class _Out(NamedTuple):
-    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame)."""
+    """The second step of a large Persist (to None: the log, records) or Send (to: a peer, a frame or its parts)."""
 
     to: str | None
     data: list[bytes] | bytes
@@ -577,7 +608,28 @@ class _Snapshot(NamedTuple):
 
 
 class _StoreSnapshot(NamedTuple):
-    blob: bytes
+    blob: list[bytes]  # snapshot_parts: the blob in parts
+
+
+def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
+    """The member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
+    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
+    large one is never copied into another buffer."""
+    n = len(state)
+    if n < 1 << 8:
+        head = b"\xc4" + n.to_bytes(1, "big")
+    elif n < 1 << 16:
+        head = b"\xc5" + n.to_bytes(2, "big")
+    else:
+        head = b"\xc6" + n.to_bytes(4, "big")
+    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
+
+
+def _disconnected(token) -> bool:
+    """Has the client awaiting the reply `token` (a Deferred, or a `resp3.Shaped` one) gone (its
+    connection closed)?"""
+    reply = getattr(token, "deferred", token)
+    return reply.conn is None and not reply.done
 
 
 def _is_keys(args) -> bool:

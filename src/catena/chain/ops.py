@@ -10,34 +10,19 @@ now_ms)` answers a read from local state. `read_keys(args)` tells which keys a r
 
 from __future__ import annotations
 
-import fnmatch
-import functools
-import re
 import zlib
 
-from catena.chain import hashes, sets
+from catena.chain import hashes, lists, sets, string_reads, strings, zsets
+from catena.chain.glob import matcher as _matcher
 from catena.chain.state import COUNT, DEL, GET, GT, INCRBY, KEEPTTL, LT, MSET, NX, PEXPIREAT, SET, XX, KVState
 from catena.chain.values import TOO_MANY_DRAWS, WRONGTYPE, Lcg, TooManyDraws, WrongTypeError, of_type, type_name
 from catena.resp.codec import Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_cursor, parse_int, wrong_args
+from catena.chain.zset import ZSet, format_score
 from catena.slots import SLOTS
 
 _SYNTAX = Error("ERR syntax error")
 _DECR_OVERFLOW = Error("ERR decrement would overflow")
-
-
-def _bad_expire(cmd: bytes) -> Error:
-    return Error(f"ERR invalid expire time in '{cmd.decode(errors='replace').lower()}' command")
-
-
-def _ttl_deadline(raw: bytes, unit_ms: int, now_ms: int, absolute: bool, cmd: bytes):
-    """SET's EX/PX/EXAT/PXAT, SETEX, PSETEX: a positive time whose deadline in ms fits in int64
-    (Redis's getExpireMillisecondsOrReply), else Redis's error."""
-    n = parse_int(raw)
-    if n <= 0 or n > INT64_MAX // unit_ms:
-        return _bad_expire(cmd)
-    deadline = n * unit_ms if absolute else now_ms + n * unit_ms
-    return deadline if deadline <= INT64_MAX else _bad_expire(cmd)
 
 
 def _set(args, now_ms):
@@ -69,14 +54,14 @@ def _set(args, now_ms):
     pxat = None
     if expire is not None:
         opt, raw = expire
-        pxat = _ttl_deadline(raw, 1000 if opt in (b"EX", b"EXAT") else 1, now_ms, opt.endswith(b"AT"), b"set")
+        pxat = strings.ttl_deadline(raw, 1000 if opt in (b"EX", b"EXAT") else 1, now_ms, opt.endswith(b"AT"), b"set")
         if type(pxat) is Error:
             return pxat
     return (SET, key, value, pxat, flags)
 
 
 def _setex(args, now_ms, unit):
-    pxat = _ttl_deadline(args[2], unit, now_ms, False, args[0])
+    pxat = strings.ttl_deadline(args[2], unit, now_ms, False, args[0])
     return pxat if type(pxat) is Error else (SET, args[1], args[3], pxat, 0)
 
 
@@ -107,11 +92,11 @@ def _expire(args, now_ms, unit, absolute):
     when = parse_int(args[2])
     if unit == 1000:
         if not -(INT64_MAX // 1000) <= when <= INT64_MAX // 1000:
-            return _bad_expire(args[0])
+            return strings.bad_expire(args[0])
         when *= 1000
     base = 0 if absolute else now_ms
     if when > INT64_MAX - base:
-        return _bad_expire(args[0])
+        return strings.bad_expire(args[0])
     return (PEXPIREAT, args[1], when + base, flags) if flags else (PEXPIREAT, args[1], when + base)
 
 
@@ -142,9 +127,15 @@ WRITES = {
     b"PERSIST": (2, lambda a, now: (PEXPIREAT, a[1], None)),
     **hashes.WRITES,
     **sets.WRITES,
+    **lists.WRITES,
+    **zsets.WRITES,
+    **strings.WRITES,
 }
 
-decide = sets.decide  # the head's random choices, made just before an op gets its seq
+
+def decide(state, op, now_ms: int, rng):
+    """The head, just before an op gets its seq: SPOP's random members, FLUSH's keys."""
+    return strings.decide(state, sets.decide(state, op, now_ms, rng))
 
 
 def to_op(args: list[bytes], now_ms: int):
@@ -236,7 +227,7 @@ _HASH_SPACE = 2**32
 
 
 def _scan_collection(kind: type):
-    """HSCAN/SSCAN key cursor [MATCH pattern] [COUNT n], checked in Redis's order (cursor, key,
+    """HSCAN/SSCAN/ZSCAN key cursor [MATCH pattern] [COUNT n], checked in Redis's order (cursor, key,
     options). The cursor is a point in the crc32 space of the elements: a page returns the
     elements hashing into [cursor, next cursor), so an element present for the whole scan is
     returned once, however the collection changes. A page covers at least a 16th of the
@@ -246,6 +237,8 @@ def _scan_collection(kind: type):
         value = of_type(state.get(args[1], now_ms), kind)
         if value is None:
             return [b"0", []]
+        if kind is ZSet:
+            value = value.scores
         options = _scan_options(args, 3, keyspace=False)
         if type(options) is Error:
             return options
@@ -264,6 +257,8 @@ def _scan_collection(kind: type):
             page = [e for e in page if matches(e)]
         if kind is dict:
             page = [w for e in page for w in (e, value[e])]
+        elif kind is ZSet:
+            page = [w for e in page for w in (e, format_score(value[e]))]
         return [b"%d" % after, page]
     return answer
 
@@ -284,14 +279,6 @@ def _live_matches(state: KVState, keys, pattern: bytes | None, now_ms: int) -> l
     return [k for k in keys if (matches is None or matches(k)) and state.get(k, now_ms) is not None]
 
 
-@functools.lru_cache(maxsize=64)
-def _matcher(pattern: bytes | None):
-    """A glob pattern as a compiled bytes regex's match (None: `*` or no pattern, all keys)."""
-    if pattern is None or pattern == b"*":
-        return None
-    return re.compile(fnmatch.translate(pattern.decode("latin-1")).encode("latin-1"), re.DOTALL).match
-
-
 def _keys(state: KVState, args, now_ms):
     return keys_in_slots(state, args[1], 0, SLOTS, now_ms)
 
@@ -308,6 +295,26 @@ def _strlen(state, args, now_ms):
 def _mget(state, args, now_ms):
     values = [state.get(k, now_ms) for k in args[1:]]
     return [v if type(v) is bytes else None for v in values]
+
+
+def _randomkey(state: KVState, args, now_ms, rng):
+    """A live key chosen by `rng`: from a random slot on, the first slot holding live keys."""
+    if not state.data:
+        return None
+    first = rng.randrange(SLOTS)
+    for i in range(SLOTS):
+        keys = [k for k in state.slot_keys((first + i) % SLOTS) if state.get(k, now_ms) is not None]
+        if keys:
+            return keys[rng.randrange(len(keys))]
+    return None
+
+
+def _expiretime(state: KVState, key: bytes, now_ms: int, unit: int) -> int:
+    """EXPIRETIME (unit 1000) and PEXPIRETIME: the absolute deadline, -1 for none, -2 no key."""
+    if state.get(key, now_ms) is None:
+        return -2
+    deadline = state.expires.get(key)
+    return -1 if deadline is None else (deadline + unit // 2) // unit
 
 
 # name -> (arity, keys(args) -> tuple | None for the whole keyspace, answer(state, args, now_ms))
@@ -329,8 +336,17 @@ READS = {
     **sets.READS,
     b"SSCAN": (-3, lambda a: (a[1],), _scan_collection(set)),
     b"SRANDMEMBER": (-2, lambda a: (a[1],), sets.srandmember),
+    **lists.READS,
+    **zsets.READS,
+    b"ZSCAN": (-3, lambda a: (a[1],), _scan_collection(ZSet)),
+    b"ZRANDMEMBER": (-2, lambda a: (a[1],), zsets.zrandmember),
+    **string_reads.READS,
+    b"RANDOMKEY": (1, lambda a: None, _randomkey),
+    b"EXPIRETIME": (2, lambda a: (a[1],), lambda s, a, now: _expiretime(s, a[1], now, 1000)),
+    b"PEXPIRETIME": (2, lambda a: (a[1],), lambda s, a, now: _expiretime(s, a[1], now, 1)),
+    b"TIME": (1, lambda a: (), lambda s, a, now: [b"%d" % (now // 1000), b"%d" % (now % 1000 * 1000)]),
 }
-_RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER"))  # answered with the caller's randomness
+_RANDOM = frozenset((b"HRANDFIELD", b"SRANDMEMBER", b"ZRANDMEMBER", b"RANDOMKEY"))  # answered with the caller's randomness
 _FIXED = Lcg()
 
 

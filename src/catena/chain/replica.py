@@ -23,11 +23,13 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import ops
+from catena.chain import blocking, ops
+from catena.chain.blocking import AGAIN, ANSWER, Attempt, Blocked
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
+from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
 from catena.leases import LEASE_S  # noqa: F401 (members with a coordinator; node.py takes it from here)
@@ -68,12 +70,17 @@ class Replica:
 
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
                  last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
-                 managed: bool = False, rng=None):
+                 managed: bool = False, rng=None, gone=None):
         self.me = me
         # Random choices (SPOP's members at the head, SRANDMEMBER's picks): the shell's source
         # (random.Random's `randrange`), or a fixed seed.
         self.rng = rng or Lcg()
         self.client_id = client_id  # names the writes this member forwards on behalf of clients
+        # Clients blocked in BLPOP and kin; `gone(token)`: has that client disconnected (the
+        # shell's answer; a gone client's pop is never sent again)?
+        self.blocked = Blocked()
+        self.gone = gone or (lambda token: False)
+        self.now = 0.0  # of the latest input (a blocked client's pop sent again from `flush`)
         self.state = state or KVState()
         self.last_epoch, self.last_seq = last
         self.window: deque = deque()  # recent entries in seq order; all above commit_seq are here
@@ -105,13 +112,14 @@ class Replica:
         self.out_ack: int | None = None
         # the head: replies waiting for their seq to commit: seq -> [(origin | None, token, reply)]
         self.waiting: dict[int, list] = {}
-        # the head: a DEL of more than DEL_SLICE keys and the writes that arrived after it, in
+        # the head: a DEL of more than DEL_SLICE keys (or a FLUSH) and the writes that arrived after it, in
         # order: [op, now_ms, rid, [(origin, token)...], keys assigned, keys deleted]
         self.backlog: deque = deque()
         # requests this member sent elsewhere: token -> record
         self._tokens = itertools.count(1)
         self._rids = itertools.count(1)
         self.forwarded: dict[int, list] = {}  # token -> [local token, rid, args, sent_at, deadline_ms]
+        self.forwarded_total = 0  # client writes forwarded to the head since start (metrics)
         self.reads: dict[int, tuple] = {}  # token -> (local token, sent_at)
         self.to_persist: list = []
         self.deferred: list = []
@@ -201,7 +209,7 @@ class Replica:
             self._commit_to(self.last_seq)
         if old is None or old.head != view.head:
             fx += self._reforward(now)
-        return fx
+        return self._route(fx, now)
 
     def _sync(self, now: float) -> Send:
         self.sync_sent_at = now
@@ -212,6 +220,9 @@ class Replica:
     def on_client(self, token, args: list[bytes], now: float, mono: float | None = None) -> list:
         """A data command from a local client; the reply comes as Reply(token, ...). `now`: wall
         seconds (stamps, expiry); `mono`: monotonic seconds, the read lease's clock (default: now)."""
+        return self._route(self._on_client(token, args, now, now if mono is None else mono), now)
+
+    def _on_client(self, token, args: list[bytes], now: float, mono: float) -> list:
         rid = None
         if args[0].upper() == REQ:
             parsed = ops.request(args)
@@ -221,8 +232,11 @@ class Replica:
         name = args[0].upper()
         if name in ops.WRITES:
             return self._write(None, token, rid, args, now)
+        if name in blocking.COMMANDS and rid is None:
+            waiter = self.blocked.start(token, args, int(now * 1000))
+            return [Reply(token, waiter)] if type(waiter) is Error else self._pop(waiter, now)
         if name in ops.READS:
-            return self._read(token, args, now, now if mono is None else mono)
+            return self._read(token, args, now, mono)
         return [Reply(token, Error(f"ERR unknown command '{args[0].decode(errors='replace')}'"))]
 
     def _write(self, origin, token, rid, args, now) -> list:
@@ -241,6 +255,7 @@ class Replica:
                 rid = (mine, n, low)
             deadline_ms = int((now + self.write_timeout_s) * 1000)
             self.forwarded[ftoken] = [token, rid, tuple(args), now, deadline_ms]
+            self.forwarded_total += 1
             return [Send(view.head, Forward(self.epoch, ftoken, rid, tuple(args), deadline_ms))]
         if rid is not None:
             seen = self.state.seen(rid)
@@ -292,10 +307,12 @@ class Replica:
             if _big_del(op):
                 if sliced:
                     return
-                keys, sliced = op[1], True
+                if op[1] is None:  # a FLUSH at the front: the keys there are now
+                    op = rec[0] = ops.decide(self.state, op, now_ms, self.rng)
+                keys, sliced, kind = op[1], True, op[0]
                 last = done + DEL_SLICE >= len(keys)
-                seq, n = self._assign((DEL, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
-                rec[4], rec[5] = done + DEL_SLICE, deleted + n
+                seq, n = self._assign((kind, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
+                rec[4], rec[5] = done + DEL_SLICE, deleted + n if kind == DEL else n
                 if not last:
                     return
                 reply = rec[5]
@@ -363,6 +380,8 @@ class Replica:
                 counts[key] = counts.get(key, 0) + 1
         if self.succ_ready:
             self.out_entries.append(entry)
+        if self.blocked.by_key or self.blocked.waiters:
+            self.blocked.touch(op_keys(op), self.state.data.get)
         return reply
 
     def _commit_to(self, seq: int) -> None:
@@ -405,6 +424,9 @@ class Replica:
 
     def on_message(self, sender: str, msg, now: float, mono: float | None = None) -> list:
         """A peer message; `now` and `mono` as for `on_client`."""
+        return self._route(self._on_message(sender, msg, now, now if mono is None else mono), now)
+
+    def _on_message(self, sender: str, msg, now: float, mono: float) -> list:
         kind = type(msg)
         if kind is WriteReply:
             rec = self.forwarded.pop(msg.token, None)
@@ -424,7 +446,7 @@ class Replica:
                 return [Send(sender, WriteReply(msg.token, PAST_DEADLINE))]
             return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
-            if self.can_answer(ops.read_keys(list(msg.args)), now if mono is None else mono):
+            if self.can_answer(ops.read_keys(list(msg.args)), mono):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000), self.rng)
             else:
                 reply = NOT_SERVING
@@ -576,7 +598,7 @@ class Replica:
                 fx.append(self._sync(now))
         if up and self.view is not None and peer == self.view.head:
             fx += self._reforward(now, older_than=0.0)
-        return fx
+        return self._route(fx, now)
 
     def on_timer(self, now: float) -> list:
         fx = self._maybe_hand_over()
@@ -589,7 +611,8 @@ class Replica:
                 fx.append(Reply(token, NOT_SERVING))
         if self.is_head():
             self._expire_cycle(int(now * 1000))
-        return fx
+        fx += [Reply(token, None) for token in self.blocked.expired(int(now * 1000), self.gone)]
+        return self._route(fx, now)
 
     def _expire_cycle(self, now_ms: int) -> None:
         """Active expiry, adaptive like Redis's cycle: purge a sample of the due deadlines (one
@@ -668,12 +691,53 @@ class Replica:
         self.waiting.clear()
         return fx
 
+    # -- blocked clients (catena.chain.blocking) ----------------------------------------------------
+
+    def _pop(self, waiter, now: float) -> list:
+        """Send a blocked client's pop, as a write of this member's own."""
+        return self._write(None, Attempt(waiter), None, list(waiter.pop), now)
+
+    def _route(self, fx: list, now: float) -> list:
+        """The replies to blocked clients' pops go to `blocked` (answered, sent again, or
+        blocked), and the clients that applied writes woke send theirs."""
+        self.now = now
+        blocked = self.blocked
+        if not blocked.waiters:
+            return fx
+        now_ms, out = int(now * 1000), []
+        while fx:
+            more = []
+            for effect in fx:
+                if type(effect) is Reply and type(effect.token) is Attempt:
+                    waiter = effect.token.waiter
+                    verdict, reply = blocked.answered(waiter, effect.value, now_ms, self.gone)
+                    if verdict == ANSWER:
+                        out.append(Reply(waiter.token, reply))
+                    elif verdict == AGAIN:
+                        more += self._pop(waiter, now)
+                else:
+                    out.append(effect)
+            if blocked.written:
+                for waiter in blocked.woken(lambda key: self.state.get(key, now_ms), self.gone):
+                    more += self._pop(waiter, now)
+            fx = more
+        return out
+
     # -- the batch of one event-loop turn ---------------------------------------------------------
 
     def flush(self) -> list:
-        """The turn's batch. While `backlog` holds writes, the shell calls this once more next turn."""
+        """The turn's batch. While `backlog` holds writes, the shell calls this once more next turn.
+        Blocked clients' pops sent again meanwhile go in a batch of their own (a few at most)."""
+        fx = self._route(self._batch(), self.now)
+        for _ in range(3):
+            if not (self.to_persist or self.out_entries or self.deferred or self.out_ack is not None):
+                break
+            fx += self._route(self._batch(backlog=False), self.now)  # still one DEL slice a turn
+        return fx
+
+    def _batch(self, backlog: bool = True) -> list:
         fx = []
-        if self.backlog and self.is_head():
+        if backlog and self.backlog and self.is_head():
             self._assign_backlog()
         if self.to_persist:
             fx.append(Persist(self.to_persist))
@@ -695,7 +759,8 @@ class Replica:
 
 
 def _big_del(op) -> bool:
-    return op[0] == DEL and len(op[1]) > DEL_SLICE
+    """A DEL of more keys than a slice, or a FLUSH (it names its keys when its turn comes)."""
+    return (op[0] == DEL and len(op[1]) > DEL_SLICE) or op[0] == FLUSH
 
 
 def batches(entries: list):

@@ -15,7 +15,7 @@ removes the same ones.
 
 from __future__ import annotations
 
-from catena.chain.values import COUNT_RANGE, draws, of_type, sample
+from catena.chain.values import COUNT_RANGE, draws, numkeys_keys, of_type, pop_count, sample
 from catena.resp.codec import Error
 from catena.resp.commands import INT64_MIN, parse_int
 
@@ -46,17 +46,8 @@ SHAPES = {
 
 
 def _spop(args, now_ms):
-    if len(args) > 3:
-        return _SYNTAX
-    if len(args) == 2:
-        return (SPOP, args[1], None, -1)
-    try:
-        count = parse_int(args[2])
-    except ValueError:
-        count = -1
-    if count < 0:
-        return Error("ERR value is out of range, must be positive")
-    return (SPOP, args[1], None, count)
+    count = pop_count(args, _SYNTAX)
+    return count if type(count) is Error else (SPOP, args[1], None, count)
 
 
 def decide(state, op, ts: int, rng):
@@ -201,14 +192,6 @@ def _sintercard(s, a, now):
     return min(found, limit) if limit else found
 
 
-def sintercard_keys(a) -> tuple:
-    try:
-        n = parse_int(a[1])
-    except ValueError:
-        return ()
-    return tuple(a[2:2 + n]) if n > 0 else ()
-
-
 def srandmember(s, a, now, rng):
     """SRANDMEMBER key [count]: distinct members for a count >= 0, with repeats for a negative one."""
     if len(a) > 3:
@@ -240,5 +223,5 @@ READS = {
     b"SINTER": (-2, lambda a: tuple(a[1:]), _combined(INTER)),
     b"SUNION": (-2, lambda a: tuple(a[1:]), _combined(UNION)),
     b"SDIFF": (-2, lambda a: tuple(a[1:]), _combined(DIFF)),
-    b"SINTERCARD": (-3, sintercard_keys, _sintercard),
+    b"SINTERCARD": (-3, numkeys_keys, _sintercard),
 }

@@ -1,7 +1,8 @@
 """The replicated state: keys of every type, absolute expiry deadlines, and the dedup table.
 
-A key holds a string (bytes), a hash (dict field -> value) or a set (set of members); the ops
-on hashes and sets are applied by `catena.chain.hashes` and `catena.chain.sets`.
+A key holds a string (bytes), a hash (dict field -> value), a set (set of members), a list
+(deque of elements) or a sorted set (`zset.ZSet`); the ops on those are applied by
+`catena.chain.hashes`, `.sets`, `.lists` and `.zsets`.
 
 `apply(op, ts)` is deterministic: every member applies the same ops in seq order with the
 timestamp the head stamped on each entry, so every member computes the same state and the same
@@ -17,7 +18,7 @@ Ops are tuples built by `catena.chain.ops` at the head:
     (PEXPIREAT, key, pxat | None[, flags])  None: PERSIST; flags: NX XX GT LT (EXPIRE's options)
     (PURGE, (key, ...))                     expiry decided by the head (older logs: (PURGE, key))
 
-and the hash and set ops (kinds 6 on; see their modules and docs/protocol.md).
+and the hash, set, list, sorted set and more string ops (kinds 6 on; see their modules and docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import heapq
 
 import msgpack
 
-from catena.chain import hashes, sets
+from catena.chain import hashes, lists, sets, strings, zsets
+from catena.chain.dump_values import pack_value, unpack_value
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
@@ -58,8 +60,12 @@ _SHAPES = {
                                                         and all(_key(k) for k in op[1]))),
     **hashes.SHAPES,
     **sets.SHAPES,
+    **lists.SHAPES,
+    **zsets.SHAPES,
+    **strings.SHAPES,
 }
-_TYPED = {**hashes.APPLY, **sets.APPLY}
+_TYPED = {**hashes.APPLY, **sets.APPLY, **lists.APPLY, **zsets.APPLY, **strings.APPLY}
+_MANY_KEYS = {sets.SMOVE: lambda op: op[1:3], **lists.KEYS, **zsets.KEYS, **strings.KEYS}  # ops writing more keys than op[1]
 
 
 def valid_op(op) -> bool:
@@ -75,9 +81,8 @@ def op_keys(op) -> tuple:
         return op[1][0::2]
     if kind == DEL or (kind == PURGE and type(op[1]) is tuple):
         return op[1]
-    if kind == sets.SMOVE:
-        return op[1:3]
-    return (op[1],)
+    many = _MANY_KEYS.get(kind)
+    return (op[1],) if many is None else many(op)
 
 
 
@@ -91,7 +96,7 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 
 class KVState:
-    """Keys and values (bytes, dict or set: string, hash or set), expiry deadlines (ms since the epoch), dedup table, and the keys
+    """Keys and values (bytes, dict, set, deque or ZSet: string, hash, set, list or zset), expiry deadlines (ms since the epoch), dedup table, and the keys
     indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
     SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
@@ -169,6 +174,10 @@ class KVState:
 
     def drop(self, key: bytes) -> bool:
         return self._drop(key)
+
+    def expire_at(self, key: bytes, pxat: int | None) -> None:
+        """`key` (present) expires at `pxat` now (None: never)."""
+        self._set_deadline(key, pxat)
 
     def _live(self, key: bytes, ts: int):
         value = self.data.get(key)
@@ -332,12 +341,12 @@ class KVState:
 
     def dump(self) -> bytes:
         dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
-        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True, default=_pack_set)
+        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True, default=pack_value)
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
         data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False,
-                                                       ext_hook=_unpack_set)
+                                                       ext_hook=unpack_value)
         if not (type(data) is dict and type(expires) is dict and type(dedup) is dict and type(floors) is dict):
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
@@ -352,24 +361,6 @@ class KVState:
 
 
 _EMPTY: frozenset = frozenset()
-_SET_EXT = 1  # a set value in a dump: msgpack ext 1 holding the array of its members
-
-
-def _pack_set(value):
-    if type(value) is set:
-        return msgpack.ExtType(_SET_EXT, msgpack.packb(list(value), use_bin_type=True))
-    raise TypeError(f"a state dump holds no {type(value).__name__}")
-
-
-def _unpack_set(code: int, data: bytes):
-    if code != _SET_EXT:
-        raise ValueError(f"unknown ext type {code} in a state dump")
-    members = msgpack.unpackb(data, raw=True, use_list=False)
-    if type(members) is not tuple or not all(type(m) is bytes for m in members):
-        raise ValueError("a set in a state dump is an array of bytes")
-    return set(members)
-
-
 def wire_reply(value):
     """Replies are kept in the dedup table; encode the non-msgpack kinds."""
     if type(value) is Status:

@@ -8,12 +8,15 @@ member computes the same bytes Redis would, whatever the platform's floats.
 from __future__ import annotations
 
 import re
+from collections import deque
 from fractions import Fraction
 
+from catena.chain.zset import ZSet
 from catena.resp.codec import Error
+from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 
 WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
-_TYPE_NAMES = {bytes: "string", dict: "hash", set: "set"}
+_TYPE_NAMES = {bytes: "string", dict: "hash", set: "set", deque: "list", ZSet: "zset"}
 
 
 class TooManyDraws(Exception):
@@ -69,6 +72,51 @@ def draws(rng, items, k: int) -> list:
         raise TooManyDraws
     pool = list(items)
     return [pool[rng.randrange(len(pool))] for _ in range(k)]
+
+
+def pop_count(args, too_many: Error):
+    """SPOP/LPOP/ZPOPMIN key [count]: -1 without a count, else a count >= 0 or Redis's error
+    (`too_many` for more arguments)."""
+    if len(args) > 3:
+        return too_many
+    if len(args) == 2:
+        return -1
+    try:
+        count = parse_int(args[2])
+    except ValueError:
+        count = -1
+    return count if count >= 0 else Error("ERR value is out of range, must be positive")
+
+
+def numkeys_keys(a) -> tuple:
+    """The keys of `cmd numkeys key ...` (SINTERCARD, ZUNION...): () when numkeys is not one."""
+    try:
+        n = parse_int(a[1])
+    except ValueError:
+        return ()
+    return tuple(a[2:2 + n]) if n > 0 else ()
+
+
+def rand_pick(a, rng, members, option: bytes, shown):
+    """HRANDFIELD/ZRANDMEMBER key [count [WITHVALUES|WITHSCORES]]: distinct picks for a count >= 0,
+    drawn with repeats for a negative one (Redis's checks in its order). `members()` is the
+    collection (a dict: its keys are picked, `shown(value)` is replied beside them)."""
+    if len(a) == 2:
+        c = members()
+        return draws(rng, c, 1)[0] if c else None
+    count = parse_int(a[2])
+    if count == INT64_MIN:
+        return COUNT_RANGE
+    if len(a) > 4 or (len(a) == 4 and a[3].upper() != option):
+        return Error("ERR syntax error")
+    values = len(a) == 4
+    if values and not -(INT64_MAX // 2) <= count <= INT64_MAX // 2:
+        return Error("ERR value is out of range")
+    c = members()
+    if not c or count == 0:
+        return []
+    picked = list(c) if count >= len(c) else sample(rng, c, count) if count > 0 else draws(rng, c, -count)
+    return [w for f in picked for w in (f, shown(c[f]))] if values else picked
 
 
 INF = float("inf")

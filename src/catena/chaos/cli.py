@@ -156,6 +156,16 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
 
 
 def cmd_chaos(args) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("redis") is None:  # the nemesis and its checks speak redis-py
+        print("chaos: needs the redis package (redis-py), which is not installed: pip install 'catena[chaos]'",
+              file=sys.stderr)
+        return 2
+    if args.store == "etcd" and importlib.util.find_spec("aetcd") is None:
+        print("chaos: --store etcd needs the aetcd package, which is not installed: pip install 'catena[etcd]'",
+              file=sys.stderr)
+        return 2
     if args.target is not None and (args.members is not None or args.store is not None):
         print("chaos: --members and --store do not go with --target (the target's cluster is used)",
               file=sys.stderr)

@@ -1,6 +1,7 @@
 """How the coordinator shell makes the machine's calls (effects.py): each over RESP to a member,
 or to the config store, with the outcome reported back to the machine as the input it names.
-Probes keep one connection per member (a broken one is the machine's to judge)."""
+Probes keep one connection per member (a broken one is the machine's to judge) and are timed
+for the metrics; a probe's answer names the member's liveness port, which `CheckLiveness` asks."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncio
 import logging
 import time
 
-from catena.control import MemberProbe, MemberRevoke, MemberView, encode
+from catena.control import MemberProbe, MemberRevoke, MemberView, decode_answer, encode
+from catena.coordinator import liveness
 from catena.coordinator.commands import as_map
-from catena.coordinator.effects import AskTail, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.effects import AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
 from catena.coordinator.store import ConfigStore, NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, RespConnection, call
@@ -20,15 +22,19 @@ CALL_FAILED = (OSError, asyncio.TimeoutError, ConnectionError, ReplyError)
 
 
 class MemberCalls:
-    def __init__(self, store: ConfigStore, auth):
-        self.store, self.auth = store, auth
+    def __init__(self, store: ConfigStore, auth, metrics, secret: str | None = None):
+        self.store, self.auth, self.metrics = store, auth, metrics
+        self.secret = secret.encode() if secret else None  # signs liveness datagrams
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
+        self._liveness_ports: dict[str, int] = {}  # member -> its liveness responder's UDP port
 
-    async def run(self, fx: Probe | Revoke | AskTail | Save | Push | DeleteKeys, machine) -> list:
+    async def run(self, fx: Probe | CheckLiveness | Revoke | AskTail | Save | Push | DeleteKeys, machine) -> list:
         """Make the call `fx` asks for; the machine's effects from its outcome."""
         now = time.monotonic
         if isinstance(fx, Probe):
             return await self._probe(fx, machine)
+        if isinstance(fx, CheckLiveness):
+            return await self._check_liveness(fx, machine)
         if isinstance(fx, Save):
             return machine.on_save_result(await self._save(fx.state), now())
         if isinstance(fx, Revoke):
@@ -74,18 +80,34 @@ class MemberCalls:
         try:
             if conn is None:
                 conn = await RespConnection.open(addr, probe.timeout_s, self.auth)
-            incarnation = await conn.call(*encode(MemberProbe(probe.epoch, probe.nonce, probe.grant)),
-                                          timeout=probe.timeout_s)
-        except CALL_FAILED as exc:
+            sent = time.monotonic()
+            answer = decode_answer(await conn.call(*encode(MemberProbe(probe.epoch, probe.nonce, probe.grant)),
+                                                   timeout=probe.timeout_s))
+            self.metrics.probed(time.monotonic() - sent, True)
+        except (*CALL_FAILED, ValueError) as exc:
+            self.metrics.probed(0.0, False)
             broken = conn is not None and not isinstance(exc, asyncio.TimeoutError)
             return machine.on_probe_failed(addr, probe.nonce, time.monotonic(),
                                            refused=isinstance(exc, ConnectionRefusedError), broken=broken)
         else:
             self._probe_conns[addr], conn = conn, None  # kept for the next probe
-            return machine.on_probe_answer(addr, probe.nonce, str(incarnation), time.monotonic())
+            if answer.liveness_port:
+                self._liveness_ports[addr] = answer.liveness_port
+            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic())
         finally:
             if conn is not None:
                 await conn.close()
+
+    async def _check_liveness(self, check: CheckLiveness, machine) -> list:
+        """Ask the member's liveness responder (off its event loop) how its process and loop are."""
+        addr, port = check.member, self._liveness_ports.get(check.member)
+        alive = None if port is None else await liveness.ask(addr.rpartition(":")[0], port, self.secret,
+                                                              check.timeout_s)
+        if alive is None:
+            return machine.on_liveness(addr, check.nonce, time.monotonic())
+        log.info("member %s missed its probe but answers liveness (loop beat %d, current turn %.2f s)",
+                 addr, alive.beats, alive.turn_s)
+        return machine.on_liveness(addr, check.nonce, time.monotonic(), str(alive.incarnation), alive.turn_s)
 
     def unused(self, probing) -> list[RespConnection]:
         """Take out the kept connections of members no longer `probing(member)` (to be closed)."""

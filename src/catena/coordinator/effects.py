@@ -1,6 +1,6 @@
 """What the coordinator machine (machine.py) asks its shells to do, and the verdicts it reaches.
 
-Calls to members (`Probe`, `Revoke`, `AskTail`, `Push`, `DeleteKeys`) and the fenced `Save`
+Calls to members (`Probe`, `CheckLiveness`, `Revoke`, `AskTail`, `Push`, `DeleteKeys`) and the fenced `Save`
 each have one input that reports their outcome; `Reply` answers an operator's or a member's
 request; the verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
 log: the machine has already queued the change a verdict asks for.
@@ -14,10 +14,15 @@ from typing import Any
 from catena.view import View
 
 REVOKE_TIMEOUT_S = 0.3
+LIVENESS_TIMEOUT_S = 0.3
 ASK_TAIL_TIMEOUT_S = 1.0
 PUSH_TIMEOUT_S = 1.0
 DELETE_TIMEOUT_S = 2.0
 NOT_LEADER = "NOTLEADER"  # a Reply's error when the term ended first (the shell names the leader)
+
+# why a view changed (a view Note's `cause`; metrics count by it); the first three are repairs
+FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE = (
+    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,15 @@ class Probe:
     nonce: int
     grant: int
     timeout_s: float
+
+
+@dataclass(frozen=True)
+class CheckLiveness:
+    """The probe `nonce` to `member` timed out: ask its liveness responder (off its event loop)
+    within `timeout_s`; report the answer, or none, with `on_liveness`."""
+    member: str
+    nonce: int
+    timeout_s: float = LIVENESS_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,15 @@ class Reply:
 
 @dataclass(frozen=True)
 class Note:
-    """Something an operator wants in the log (`level`: "info" or "warning")."""
+    """Something an operator wants in the log (`level`: "info" or "warning"). A note of an
+    `event` ("view_change": `view` was saved; "repair": a verdict changed the chain) names its
+    `cause` and the `member` it is about, for the JSON log and the metrics."""
     level: str
     text: str
+    event: str = ""
+    cause: str = ""
+    member: str = ""
+    view: View | None = None
 
 
 # -- verdicts: changes the machine decided on its own -------------------------------------------------
@@ -95,9 +115,11 @@ class Note:
 
 @dataclass(frozen=True)
 class Fail:
-    """`member`'s probes confirmed it dead: take it out (unless it is its chain's last member)."""
+    """`member`'s probes confirmed it dead, or its loop is `wedged`: take it out (unless it is
+    its chain's last member)."""
     member: str
     misses: int
+    wedged: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,4 +144,5 @@ class AbandonAdd:
 
 
 Verdict = Fail | Restarted | CaughtUp | AbandonAdd
-CALLS = (Probe, Revoke, AskTail, Save, Push, DeleteKeys)  # the effects that report an outcome
+CAUSES = {Fail: FAILURE, Restarted: RESTART, CaughtUp: CAUGHT_UP, AbandonAdd: ROLLED_BACK}  # a verdict's cause
+CALLS = (Probe, CheckLiveness, Revoke, AskTail, Save, Push, DeleteKeys)  # the effects that report an outcome

@@ -70,6 +70,7 @@ class EtcdConnection:
         self._i = 0
         self._client = None
         self._gen = 0  # bumped on each rotation; a late failure of an old channel rotates nothing
+        self.errors = 0  # calls that failed (the metrics port's catena_etcd_errors_total)
 
     @property
     def endpoint(self) -> str:
@@ -100,6 +101,7 @@ class EtcdConnection:
                     aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError,
                     aetcd.exceptions.InternalError)) or type(exc) is aetcd.ClientError and "etcdserver" not in str(exc):
                 await self.rotate(gen)
+            self.errors += 1
             raise EtcdUnavailable(f"etcd at {endpoint} could not {what}: {_describe(exc)}") from None
 
     async def rotate(self, gen: int | None = None) -> None:
@@ -314,11 +316,11 @@ class EtcdStore:
         for fx in effects:
             if isinstance(fx, Lead):
                 state, self._campaign_state = self._campaign_state, None
-                log.info("leading under fence %d (lease %x, ttl %g s) as %s", fx.fence, self.election.lease_id,
+                log.debug("leading under fence %d (lease %x, ttl %g s) as %s", fx.fence, self.election.lease_id,
                          self.election.ttl, self.advertise)
                 self.coordinator.lead(fx.fence, state)
             elif isinstance(fx, StepDown):
-                log.warning("stepping down: %s", fx.reason)
+                log.debug("stepping down: %s", fx.reason)  # the coordinator logs it
                 self.coordinator.step_down(fx.reason)
                 self._pending += [Revoke(fx.lease_id), _POLL]
             else:

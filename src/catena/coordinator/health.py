@@ -22,13 +22,14 @@ class HealthCheck:
     misses: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # refused connections in a row
 
-    def result(self, addr: str, ok: bool, refused: bool = False) -> bool:
-        """Record one probe; True exactly once per failure: when this probe confirms it."""
+    def result(self, addr: str, ok: bool, refused: bool = False, wedged: bool = False) -> bool:
+        """Record one probe; True exactly once per failure: when this probe confirms it. A
+        `wedged` process (alive, but its event loop stuck) confirms it at once."""
         if ok:
             self.misses[addr] = self.refused[addr] = 0
             return False
         before = self._confirmed(addr)
-        self.misses[addr] = self.misses.get(addr, 0) + 1
+        self.misses[addr] = max(self.misses.get(addr, 0) + 1, self.misses_to_fail if wedged else 0)
         self.refused[addr] = self.refused.get(addr, 0) + 1 if refused else 0
         return self._confirmed(addr) and not before
 

@@ -22,6 +22,15 @@ incarnation answering at a member's address is a restart (`Restarted`: out, and 
 the tail). A kept connection that broke is asked again at once on a new one, once, before a
 miss counts.
 
+Busy is not dead. A probe's answer waits behind whatever the member's event loop has queued, so
+a member busy with a big command can miss it. With a wedge bound (`wedge_s`), a probe that timed
+out is followed by a liveness check (`CheckLiveness`), which a thread in the member answers off
+its loop: the same incarnation with a loop whose current turn is younger than `wedge_s` is busy:
+alive, so the misses before it are forgiven, but no grant (only a probe answered in time grants
+a lease); a turn of `wedge_s` or more is a wedged loop, dead at once; no answer, or another
+incarnation, is a miss. A member is excused as busy for at most `busy_limit_s` after its first
+busy verdict since it last answered; after that its timeouts are misses again.
+
 Revoke-or-wait. Before a view that drops a member is saved, the member is asked to give its
 lease back (`Revoke`); if it does not answer, the save waits until every lease it may hold has
 run out (from the last grant, or from this term's start for a former leader's grants). A member
@@ -51,8 +60,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Fail, Note, Probe, Reply, Restarted,
-                                        Revoke, Save, Verdict)
+from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Fail, Note, Probe,
+                                        Reply, Restarted, Revoke, Save, Verdict)
 from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
@@ -66,6 +75,8 @@ LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
 LEARNER_POLL_S = 1.0  # the tail says when its learner caught up; this asks for progress
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
 ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
+WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
+BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
 NEVER = float("-inf")
 
 
@@ -79,6 +90,8 @@ class _Prober:
     deciding: bool = False  # a Fail or Restarted is being decided
     wake: bool = False  # probe again at once when the one in flight ends
     retried: bool = False  # a broken connection was asked again since the last answer
+    checking: bool = False  # the last probe timed out; its liveness check is in flight
+    busy_since: float | None = None  # the first busy verdict since the last answer
 
 
 @dataclass
@@ -121,6 +134,8 @@ class CoordinatorMachine(SessionEnding):
     term_started: float = NEVER
     add_timeout_s: float = ADD_TIMEOUT_S
     learner_poll_s: float = LEARNER_POLL_S
+    wedge_s: float | None = None  # None: no liveness checks (members without a responder)
+    busy_limit_s: float = BUSY_LIMIT_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
@@ -153,7 +168,8 @@ class CoordinatorMachine(SessionEnding):
         self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
         view = self.view
         fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
-                               + (f", finishing the add of {view.learner}" if view.learner else "")))
+                               + (f", finishing the add of {view.learner}" if view.learner else ""),
+                       "leader_change", "elected"))
         if state is None:
             fx += self._change(rq.Initialize(), now)
         for member in sorted(watched(view)):
@@ -279,18 +295,18 @@ class CoordinatorMachine(SessionEnding):
 
     def _saved(self, now: float) -> list:
         c, self._current = self._current, None
-        fx = self._after_save(c.changed, rq.told(c.what), now)
+        fx = self._after_save(c.changed, c.what, now)
         return fx + self._finish(c, c.changed, now) + self._next_change(now)
 
-    def _after_save(self, changed: list[View], also: list[str], now: float) -> list:
+    def _after_save(self, changed: list[View], what, now: float) -> list:
         """Push the saved view to every member it names (and to ones taken out); probe and watch."""
         self._sync_sessions(now)
         if not changed:
             return []
-        view = self.view
-        fx = [Note("info", f"view epoch {v.epoch}: members={','.join(v.members)} learner={v.learner}")
-              for v in changed]
-        targets = watched(view) | set(also)
+        view, member = self.view, getattr(what, "member", "")
+        fx = [Note("info", f"view epoch {v.epoch}: members={','.join(v.members)} learner={v.learner}",
+                   "view_change", rq.cause(what), member, v) for v in changed]
+        targets = watched(view) | set(rq.told(what))
         for old in changed:
             targets |= set(old.members)
         for member in sorted(targets):
@@ -323,15 +339,19 @@ class CoordinatorMachine(SessionEnding):
         return [Reply(c.token, "OK")]
 
     def _noted(self, verdict: Verdict, changed: bool) -> list[Note]:
-        m = verdict.member
+        m, cause = verdict.member, CAUSES[type(verdict)]
         if isinstance(verdict, Fail):
-            return [Note("warning", f"member {m} failed {verdict.misses} probes in a row: "
-                         + ("removed it from the chain" if changed else
-                            "it is the last member of its chain: keeping it; the chain waits for it"))]
+            why = (f": its event loop has not turned for {self.wedge_s:g} s (wedged)" if verdict.wedged
+                   else f" failed {verdict.misses} probes in a row")
+            return [Note("warning", f"member {m}{why}: " + ("removed it from the chain" if changed else
+                         "it is the last member of its chain: keeping it; the chain waits for it"),
+                         "repair", cause, m)]
         if isinstance(verdict, Restarted) and changed:
-            return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail")]
+            return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail",
+                         "repair", cause, m)]
         if isinstance(verdict, AbandonAdd):
-            return [Note("warning", f"the add of {m} made no progress for {verdict.quiet_s:.0f} s: rolled it back")]
+            return [Note("warning", f"the add of {m} made no progress for {verdict.quiet_s:.0f} s: rolled it back",
+                         "repair", cause, m)]
         return []
 
     def _settle_waiters(self, now: float) -> list[Reply]:
@@ -402,7 +422,7 @@ class CoordinatorMachine(SessionEnding):
         p = self._in_flight(member, nonce)
         if p is None:
             return []
-        p.grant, p.answered_at, p.retried = nonce, now, False
+        p.grant, p.answered_at, p.retried, p.busy_since = nonce, now, False, None
         self.dead.discard(member)
         self.health.result(member, True)
         known = self.incarnations.setdefault(member, incarnation)
@@ -424,8 +444,32 @@ class CoordinatorMachine(SessionEnding):
         if broken and not p.retried:
             p.retried = True  # the kept connection broke: ask again on a new one, now
             return self._send(member, now)
-        if self.health.result(member, False, refused) and member in watched(self.view):
-            return self._verdict(p, Fail(member, self.health.misses.get(member, 0)), now)
+        if (self.wedge_s is not None and not refused and not broken
+                and (p.busy_since is None or now - p.busy_since < self.busy_limit_s)):
+            p.checking = True  # timed out: busy, or dead?
+            return [CheckLiveness(member, nonce)]
+        return self._missed(member, p, now, refused)
+
+    def on_liveness(self, member: str, nonce: int, now: float, incarnation: str | None = None,
+                    turn_s: float = 0.0) -> list:
+        """The answer to the liveness check after probe `nonce` timed out: the process's
+        `incarnation` and how long its loop's current turn has run (no incarnation: no answer)."""
+        p = self._in_flight(member, nonce, checking=True)
+        if p is None:
+            return []
+        p.checking = False
+        if incarnation is None or incarnation != self.incarnations.get(member):
+            return self._missed(member, p, now)
+        if turn_s >= self.wedge_s:
+            return self._missed(member, p, now, wedged=True)
+        if p.busy_since is None:
+            p.busy_since = now
+        self.health.result(member, True)  # busy: alive and turning (misses start over), but no grant
+        return self._next(p, now)
+
+    def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
+        if self.health.result(member, False, refused, wedged) and member in watched(self.view):
+            return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
         return self._next(p, now)
 
     def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
@@ -455,9 +499,9 @@ class CoordinatorMachine(SessionEnding):
             return self._send(verdict.member, now)
         return self._next(p, now)
 
-    def _in_flight(self, member: str, nonce: int) -> _Prober | None:
+    def _in_flight(self, member: str, nonce: int, checking: bool = False) -> _Prober | None:
         p = self._probers.get(member)
-        if p is None or p.due is not None or p.deciding or p.nonce != nonce:
+        if p is None or p.due is not None or p.deciding or p.nonce != nonce or p.checking != checking:
             return None
         return p
 

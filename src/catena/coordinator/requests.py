@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catena.coordinator import sessions
-from catena.coordinator.effects import AbandonAdd, CaughtUp, Fail, Restarted
+from catena.coordinator.effects import ADMIN_ADD, ADMIN_REMOVE, CAUSES, JOIN, AbandonAdd, CaughtUp, Fail, Restarted
 from catena.coordinator.reconfig import Reconfig
 from catena.view import View
 
@@ -117,3 +117,8 @@ def decide(what, r: Reconfig) -> list[View] | str:
 def told(what) -> list[str]:
     """Who is pushed the view a change saves besides the members it names: a member it took out."""
     return [what.member] if isinstance(what, (Fail, Restarted, Remove)) else []
+
+
+def cause(what) -> str:
+    """Why the views a change saves changed (effects.py's causes; "" for session steps)."""
+    return CAUSES.get(type(what)) or {Add: ADMIN_ADD, Remove: ADMIN_REMOVE, Register: JOIN}.get(type(what), "")

@@ -21,10 +21,11 @@ from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply
-from catena.coordinator.machine import CoordinatorMachine
+from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
 from catena.coordinator.store import ConfigStore, EmbeddedStore
 from catena.errors import CatenaError
 from catena.membership.agent import MembershipAgent
+from catena.metrics.coordinator import CoordinatorMetrics, describe
 from catena.resp.client import internal_auth
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN, OK, Error
 from catena.resp.commands import CommandTable
@@ -47,12 +48,13 @@ class Coordinator:
         self.table = CommandTable(password, server_name="catena-coordinator", cluster_secret=secret,
                                   admin_password=admin_password)
         self.server = RespServer(self.table, DEFAULT_MAX_BULK_LEN, internal=True)
-        self.machine = CoordinatorMachine()
+        self.machine = CoordinatorMachine(wedge_s=WEDGE_S)
         self.machine.saved.cluster_id = cluster_id or ""
         self._tokens = itertools.count(1)
         self._replies: dict[int, asyncio.Future] = {}  # token -> the future a command handler returned
         self._wake = asyncio.Event()  # set: the machine's next deadline may have moved
-        self.calls = MemberCalls(store, self.auth)  # how the machine's calls are made
+        self.metrics = CoordinatorMetrics()  # counted events and the event ring (metrics port)
+        self.calls = MemberCalls(store, self.auth, self.metrics, secret)  # how the machine's calls are made
         self._main: asyncio.TaskGroup | None = None  # the process's tasks
         self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
         self._leading: asyncio.Task | None = None
@@ -87,7 +89,9 @@ class Coordinator:
         if self.role != "leader":
             return
         self.role = "follower"
-        log.warning("no longer the leader (%s): cancelling leader work", reason)
+        log.warning("no longer the leader (%s): cancelling leader work", reason,
+                    extra={"event": "leader_change", "cause": reason})
+        self.metrics.leading(False, self.me, self.view.epoch, f"{self.me} stopped leading: {reason}")
         if self._leading is not None:
             self._leading.cancel()
             self._stopping, self._leading = self._leading, None
@@ -140,13 +144,23 @@ class Coordinator:
             if isinstance(fx, Reply):
                 self._reply(fx)
             elif isinstance(fx, Note):
-                log.log(logging.WARNING if fx.level == "warning" else logging.INFO, "%s", fx.text)
+                self._note(fx)
             elif isinstance(fx, CALLS) and self._group is not None:
                 self._group.create_task(self._run(fx))
         if self._group is not None:
             for conn in self.calls.unused(self.machine.probing):
                 self._group.create_task(conn.close())
         self._wake.set()
+
+    def _note(self, fx: Note) -> None:
+        """Log a note; a view change is counted by cause and enters the event ring."""
+        level, text = logging.WARNING if fx.level == "warning" else logging.INFO, fx.text
+        extra = {"event": fx.event, "cause": fx.cause} if fx.event else {}
+        if fx.event == "view_change":
+            text = text.replace(":", f" ({describe(fx.cause, fx.member)}):", 1) if fx.cause else text
+            extra.update(chain=fx.view.chain_id, epoch=fx.view.epoch)
+            self.metrics.view_changed(fx.view, fx.cause, fx.member)
+        log.log(level, "%s", text, extra=extra or None)
 
     async def _run(self, call) -> None:
         self.execute(await self.calls.run(call, self.machine))
@@ -187,6 +201,7 @@ class Coordinator:
                 if self.membership is not None:
                     group.create_task(self._follow_membership(self.membership.events()))
                 self.execute(self.machine.lead(time.monotonic(), state, self.cluster_id or uuid.uuid4().hex))
+                self.metrics.leading(True, self.me, self.view.epoch, f"{self.me} leads (fence {self.store.fence})")
                 await asyncio.Future()
         finally:
             self._group = None

@@ -260,7 +260,7 @@ class MembershipAgent:
         self._timer = self._loop.call_at(d, self._on_timer)
 
 
-async def run(args_listen: str, introducers, settings: Settings, secret, incarnation=None) -> int:
+async def run(args_listen: str, introducers, settings: Settings, secret, incarnation=None, metrics_listen=None) -> int:
     """Foreground daemon: join, serve until SIGTERM/SIGINT, then leave. Exit code."""
     import signal
 
@@ -269,6 +269,14 @@ async def run(args_listen: str, introducers, settings: Settings, secret, incarna
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    if metrics_listen:
+        from catena.metrics.membership import serve_metrics
+
+        try:
+            metrics = await serve_metrics(agent, metrics_listen)
+        except CatenaError as exc:
+            print(f"catena agent: {exc}", flush=True, file=sys.stderr)
+            return 1
     try:
         await agent.start()
     except JoinError as exc:
@@ -277,8 +285,10 @@ async def run(args_listen: str, introducers, settings: Settings, secret, incarna
     except OSError as exc:
         print(f"catena agent: cannot listen on {args_listen}: {exc}", flush=True, file=sys.stderr)
         return 1
-    print(f"catena agent {agent.id} ready", flush=True)
+    log.info("event=ready member=%s", agent.id)
     await done.wait()
     log.info("event=leaving member=%s", agent.id)
     await agent.leave()
+    if metrics_listen:
+        await metrics.close()
     return 0

@@ -59,6 +59,9 @@ def add_parsers(subparsers) -> None:
                    help="override the incarnation (default: start time in ms since the epoch); it must exceed every "
                         "earlier incarnation at this address, including rejoins (which add the ms elapsed since start)")
     a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from catena.ops_flags import add_ops_flags
+
+    add_ops_flags(a)
     a.set_defaults(func=cmd_agent)
 
     m = subparsers.add_parser("members", help="print an agent's membership list")
@@ -80,8 +83,9 @@ def read_secret(args) -> bytes | None:
 def cmd_agent(args) -> int:
     from catena.membership.agent import run
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from catena.logs import configure
+
+    configure(args.log_level, args.log_format, f"agent {args.listen}")
     try:
         settings = Settings(heartbeat_interval_ms=args.heartbeat_interval_ms, k=args.k,
                             suspect_after_ms=args.suspect_after_ms, confirm_timeout_ms=args.confirm_timeout_ms,
@@ -98,7 +102,7 @@ def cmd_agent(args) -> int:
     from catena.runtime import runner as event_loop
 
     runner = event_loop()
-    return runner(run(args.listen, args.join, settings, secret, args.incarnation))
+    return runner(run(args.listen, args.join, settings, secret, args.incarnation, args.metrics_listen))
 
 
 def resp_call(addr: str, *words: str, timeout: float = 2.0):

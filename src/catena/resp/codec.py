@@ -261,8 +261,8 @@ def _encode(value, resp3: bool, out: list[bytes]) -> None:
         out.append(b"-%s\r\n" % value.message.replace("\r", " ").replace("\n", " ").encode())
     elif t is bool:
         out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n"))
-    elif t is float:
-        out.append(b",%r\r\n" % value if resp3 else _bulk(repr(value).encode()))
+    elif t is float:  # as Redis 7.0 prints doubles: "%.17g" ("inf", "-inf")
+        out.append(b",%.17g\r\n" % value if resp3 else _bulk(b"%.17g" % value))
     elif t is Encoded:
         out.append(value.wire)
     else:

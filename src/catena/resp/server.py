@@ -176,6 +176,7 @@ class _Connection(asyncio.Protocol):
         self._check_output()
 
     def data_received(self, data: bytes):
+        self.server.bytes_in += len(data)
         if self.peer is not None:
             self.peer.feed(data)
             return
@@ -330,6 +331,7 @@ class _Connection(asyncio.Protocol):
             data = b"".join(self.out)
             self.out.clear()
             self.queued -= len(data)
+            self.server.bytes_out += len(data)
             if not self.transport.is_closing():
                 self.transport.write(data)
         self._check_output()
@@ -405,6 +407,7 @@ class RespServer:
         self.reserved = reserved  # commands of catena's own connections: admitted above maxclients
         self.connections: set[_Connection] = set()
         self.input_buffered = 0  # bytes of partial commands across connections
+        self.bytes_in = self.bytes_out = 0  # on every connection (metrics)
         self._ready: list[_Connection] = []
         self._server: asyncio.base_events.Server | None = None
 
