@@ -288,3 +288,20 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
     assert m.next_deadline() <= until and not any(isinstance(f, Save) for f in m.on_timer(until - 0.001))
     saves = [f for f in m.on_timer(until) if isinstance(f, Save)]
     assert saves and CoordinatorState.from_dict(saves[0].state).views[0].members == ("a",)
+
+
+def test_view_notes_name_their_cause_for_the_metrics():
+    """The shell counts view changes by cause and logs repairs from the machine's notes."""
+    m = CoordinatorMachine()
+    m.lead(0.0, CoordinatorState(views={0: View(0, 1, ("a", "b"))}, cluster_id="c").to_dict())
+
+    def events(fx):
+        return [(n.event, n.cause, n.member, n.view.epoch if n.view else None) for n in fx
+                if isinstance(n, Note) and n.event]
+
+    m.request(1, rq.Register("c", "7"), 0.1)
+    assert events(m.on_save_result(True, 0.11)) == [("view_change", "join", "c", 2)]
+    m.on_probe_failed("a", 1, 1.1, refused=True)  # the probe the term started with
+    nonce = next(f for f in m.on_timer(1.2) if isinstance(f, Probe) and f.member == "a").nonce
+    assert Revoke("a", 2) not in m.on_probe_failed("a", nonce, 1.3, refused=True)  # refused: nobody to revoke
+    assert events(m.on_save_result(True, 1.4)) == [("view_change", "failure", "a", 3), ("repair", "failure", "a", None)]
