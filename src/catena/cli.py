@@ -13,17 +13,12 @@ from pathlib import Path
 from catena import logs, tls
 from catena.config import apply_defaults, protected_mode, read_secret, secret_in_argv
 from catena.errors import CatenaError, ConfigError
+from catena.ops_flags import add_ops_flags
+from catena.ops_flags import listen as _listen
 from catena.resp.codec import DEFAULT_MAX_BULK_LEN
 from catena.resp.limits import Limits, parse_output_limit, parse_size
 
 log = logging.getLogger("catena")
-
-
-def _listen(value: str) -> str:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return f"{host}:{int(port)}"
 
 
 class _BadValue(argparse.ArgumentTypeError, ValueError):
@@ -46,7 +41,7 @@ def _checked(parse):
 def _store(value: str) -> str:
     if value == "embedded":
         return value
-    from catena.coordinator.discovery import AddressError, EtcdAddress, parse
+    from catena.coordinator.address import AddressError, EtcdAddress, parse
 
     try:
         address = parse(value)
@@ -64,7 +59,7 @@ def _milliseconds(value: str) -> int:
 
 
 def _coordinator_address(value: str) -> str:
-    from catena.coordinator.discovery import AddressError, parse
+    from catena.coordinator.address import AddressError, parse
 
     try:
         parse(value)
@@ -157,7 +152,8 @@ def cmd_coordinator(args) -> int:
         raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
     coord.machine.wedge_s = args.wedge_timeout_s or None
     coord.server.limits = _limits(args)
-    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.GET_VIEW", b"MASTER.LEADER", b"MASTER.STATUS"})
+    coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.CAUGHT_UP", b"MASTER.GET_VIEW", b"MASTER.LEADER",
+                                       b"MASTER.STATUS"})
     logs.set_context(lambda: (coord.view.chain_id, coord.view.epoch))
     return _run_async(_with_metrics(coord, coord.run(), args.metrics_listen, "coordinator"))
 
@@ -193,17 +189,6 @@ def cmd_kv(args) -> int:
     except (ClientError, ValueError) as exc:
         print(f"catena {args.command}: {exc}", file=sys.stderr)
         return 1
-
-
-def add_ops_flags(parser: argparse.ArgumentParser, metrics: bool = True) -> None:
-    """--log-format, and --metrics-listen for a process that serves metrics."""
-    parser.add_argument("--log-format", choices=logs.FORMATS, default=os.environ.get("CATENA_LOG_FORMAT", "text"),
-                        help="text (default) or json: one object per line (time, level, process, chain, epoch, "
-                             "event, message)")
-    if metrics:
-        parser.add_argument("--metrics-listen", type=_listen, default=None, metavar="HOST:PORT",
-                            help="serve Prometheus metrics at http://HOST:PORT/metrics (coordinator: and its "
-                                 "status page at /)")
 
 
 def _add_address_flags(parser: argparse.ArgumentParser, who: str) -> None:

@@ -38,6 +38,16 @@ class PersistSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class LearnerCaughtUp:
+    """This tail's learner holds its history under the view of `epoch`: tell the coordinator
+    (MASTER.CAUGHT_UP), which promotes it."""
+
+    chain_id: int
+    epoch: int
+    learner: str
+
+
+@dataclass(frozen=True, slots=True)
 class FetchView:
     """The machine saw a newer epoch than its view: ask the coordinator for the current view."""
 

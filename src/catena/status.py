@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from catena.chain.node import parse_view
 from catena.coordinator.discovery import CoordinatorClient
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, call
+from catena.view import View
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -29,7 +29,7 @@ async def member_rows(coordinator: str | CoordinatorClient,
     client = (coordinator if isinstance(coordinator, CoordinatorClient)
               else CoordinatorClient(coordinator, password=password))
     try:
-        view = parse_view(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
+        view = View.from_words(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
     finally:
         if client is not coordinator:
             await client.close()

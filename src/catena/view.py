@@ -1,4 +1,5 @@
-"""Views: one chain's configuration (members head first, epoch), made only by the coordinator."""
+"""Views: one chain's configuration (members head first, epoch), made only by the coordinator, and
+their two wire forms: RESP words (`words`) and the saved state's JSON (`to_wire`)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,21 @@ class View:
             return "head"
         return "tail" if addr == self.tail else "middle"
 
+    def words(self) -> list[str]:
+        """The view as RESP words (MEMBER.VIEW, MASTER.GET_VIEW): `chain_id epoch learner|- member ...`."""
+        return [str(self.chain_id), str(self.epoch), self.learner or "-", *self.members]
+
+    @classmethod
+    def from_words(cls, words) -> "View":
+        """The view `words` (bytes or str) spell; ValueError if they spell none."""
+        words = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
+        if len(words) < 3 or not words[0].isdigit() or not words[1].isdigit():
+            raise ValueError(f"a view is: chain_id epoch learner|- member ..., not {' '.join(words)[:100]!r}")
+        learner = None if words[2] == "-" else words[2]
+        return cls(int(words[0]), int(words[1]), tuple(words[3:]), learner)
+
     def to_wire(self) -> list:
+        """The view as the coordinator's saved state holds it (JSON)."""
         return [self.chain_id, self.epoch, list(self.members), self.learner]
 
     @classmethod

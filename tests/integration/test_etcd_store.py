@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from catena.coordinator.discovery import parse
+from catena.coordinator.address import parse
 from catena.coordinator.etcd_store import EtcdStore
 from catena.coordinator.store import NotLeader
 from catena.errors import CatenaError

@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import heapq
 import itertools
-import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from catena.chain import messages
 from catena.chain.messages import Append, Snapshot
@@ -49,8 +48,12 @@ from catena.chain.replica import REQ, WRITE_TIMEOUT_S, Replica
 from catena.chain.state import SET, KVState
 from catena.check import History, check
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
-from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kernel import Kernel, Partitions  # noqa: E402 (tests/sim is not a package)
 
 T0 = 1000.0  # virtual wall clock at the start (seconds)
 
@@ -105,6 +108,7 @@ class Member:
     commit_seen: int = 0
     epoch_seen: int = 0
     verified: int = 0  # hist[:verified] checked against the committed log
+    wall_step: float = 0.0  # how far this process's wall clock was stepped (ahead > 0, back < 0)
 
 
 @dataclass
@@ -162,15 +166,13 @@ def entry_sigs(entry) -> list:
     return sigs
 
 
-class ChainSim:
+class ChainSim(Kernel):
     managed = False  # members started with a coordinator (reads wait for its first probe's lease)
 
     def __init__(self, cfg: SimConfig):
+        super().__init__(cfg.seed, T0)
+        self.net = Partitions()
         self.cfg = cfg
-        self.rng = random.Random(cfg.seed)
-        self.now = T0
-        self.heap: list = []
-        self.counter = 0
         self.events = 0
         self.members: dict[str, Member] = {}
         self.links: dict[tuple[str, str], Link] = {}
@@ -198,13 +200,6 @@ class ChainSim:
         self.lease_s: float | None = None  # read leases of the members' machines (None: off)
 
     # -- scheduling -------------------------------------------------------------------------------
-
-    def at(self, when: float, fn, *args) -> None:
-        self.counter += 1
-        heapq.heappush(self.heap, (when, self.counter, fn, args))
-
-    def after(self, delay: float, fn, *args) -> None:
-        self.at(self.now + delay, fn, *args)
 
     def log(self, text: str) -> None:
         if self.cfg.trace:
@@ -271,6 +266,14 @@ class ChainSim:
             if dst == m.name or src == m.name:
                 self.cut_link(src, dst, down_for=None)
 
+    def wall(self, m: Member) -> float:
+        """`m`'s wall clock (time.time()): virtual time, stepped as a clock-step fault left it."""
+        return self.now + m.wall_step
+
+    def mono(self, m: Member) -> float:
+        """`m`'s monotonic clock (read leases run on it): virtual time, never stepped."""
+        return self.now
+
     def deliver_input(self, m: Member, fn, *args):
         """Give `m` one input, execute its effects, schedule its flush and check invariants."""
         replica = m.replica
@@ -297,7 +300,7 @@ class ChainSim:
         m = self.members[name]
         if not m.alive or m.incarnation != inc:
             return
-        self.deliver_input(m, m.replica.on_timer, self.now)
+        self.deliver_input(m, m.replica.on_timer, self.wall(m))
         if self.rng.random() < 0.05:
             # The shell snapshots between a turn's inputs and its flush (like MemberNode's ticker).
             self.persist_snapshot(m)
@@ -340,6 +343,8 @@ class ChainSim:
                 self.persist_snapshot(m)
             elif kind is FetchView:
                 self.after(self.rng.uniform(0.0005, 0.005), self.fetch_view, m.name, m.incarnation)
+            elif kind is LearnerCaughtUp:
+                self.learner_caught_up(m, f)
             else:
                 self.fail(f"{m.name}: unknown effect {f!r}")
 
@@ -399,7 +404,7 @@ class ChainSim:
         self.stats[type(msg).__name__] += 1
         if frame.conn != self.link(frame.src, frame.dst).conn:
             self.stats["late frame"] += 1
-        self.deliver_input(m, r.on_message, frame.src, msg, self.now)
+        self.deliver_input(m, r.on_message, frame.src, msg, self.wall(m), self.mono(m))
         self._snap_hist = None
         epoch = getattr(msg, "epoch", None)
         if (epoch is not None and epoch < before[0] and type(msg) in (Append, Snapshot)
@@ -477,15 +482,15 @@ class ChainSim:
         self.link_event(src, dst, True, self.members[src].incarnation)
 
     def reachable(self, a: str, b: str) -> bool:
-        """Can `a` reach `b` (no partition between them)? The chain alone has no partitions."""
-        return True
+        """Can `a` reach `b` (no partition between them)? The chain alone cuts links, not pairs."""
+        return self.net.reachable(a, b)
 
     def link_event(self, src: str, dst: str, up: bool, inc: int) -> None:
         m = self.members[src]
         if not m.alive or m.incarnation != inc:
             return
         self.log(f"on_link {src}: {dst} {'up' if up else 'down'}")
-        self.deliver_input(m, m.replica.on_link, dst, up, self.now)
+        self.deliver_input(m, m.replica.on_link, dst, up, self.wall(m))
 
     # -- coordinator ------------------------------------------------------------------------------
 
@@ -515,9 +520,12 @@ class ChainSim:
         if view.epoch < m.replica.epoch:
             self.fail(f"{name} has epoch {m.replica.epoch} beyond the coordinator's {view.epoch}")
         self.log(f"push view {view.epoch} to {name}")
-        self.deliver_input(m, m.replica.on_view, view, self.now)
+        self.deliver_input(m, m.replica.on_view, view, self.wall(m))
         m.saved_epoch = m.replica.epoch
         self.maybe_check_pairs()
+
+    def learner_caught_up(self, m: Member, fx: LearnerCaughtUp) -> None:
+        """The tail's word for the coordinator: this one watches the tail instead (`watch_learner`)."""
 
     def fetch_view(self, name: str, inc: int) -> None:
         m = self.members[name]
@@ -698,7 +706,7 @@ class ChainSim:
             self.after(0.0001, self.client_result, idx, token, ConnectionRefusedError(), True)
             return
         self.events += 1
-        self.deliver_input(m, m.replica.on_client, token, list(args), self.now)
+        self.deliver_input(m, m.replica.on_client, token, list(args), self.wall(m), self.mono(m))
         self.maybe_check_pairs()
 
     def reply(self, m: Member, token, value) -> None:
@@ -898,16 +906,6 @@ class ChainSim:
             self.fail("no convergence in the liveness phase: " + self.describe())
         self.final_checks()
         return self
-
-    def run_until(self, cond, until: float) -> None:
-        while self.heap and not cond():
-            when, _, fn, args = self.heap[0]
-            if when > until:
-                break
-            heapq.heappop(self.heap)
-            self.now = max(self.now, when)
-            fn(*args)
-        self.now = max(self.now, until) if not cond() else self.now
 
     def converged(self) -> bool:
         view = self.reconfig.view()

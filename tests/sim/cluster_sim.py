@@ -10,15 +10,13 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
   which this class extends. A crashed member restarts from its durable snapshot and log as a new
   incarnation, registers again and rejoins behind the tail.
 - coordinators (2-3): each runs `Election` against the etcd model (etcd_model.py) shared with
-  test_coordinator_failover.py; the leader decides with `Reconfig`, saves under its fence, then
-  pushes. Probes, read-lease grants, revoke-or-wait, the failure and restart verdicts and the
-  learner hand-over are the real `CoordinatorMachine` (coordinator/machine.py), driven here as
-  service.py drives it: its `Probe`s reach `Replica.on_probe`, its `Revoke`s `Replica.revoke` (or
-  the save waits until the machine says the lease ran out), its `AskTail`s the tail's status, its
-  verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) are decided with `Reconfig`, and
-  membership "failed"/"leave" events bring a probe forward. The rest of the shell is modelled on
-  service.py step by step: one change at a time (`_change`), pushes retried until acknowledged
-  (`_pusher`). A new leader pushes the saved view and probes everyone. Step-down cancels all of it.
+  test_coordinator_failover.py, and the real `CoordinatorMachine` (coordinator/machine.py), which
+  makes every decision: changes one at a time, revoke-or-wait, fenced saves, pushes and their
+  retries, probes, read-lease grants, failure and restart verdicts, the learner hand-over, a new
+  leader's finishing of what the last one left. This file only executes its effects, as
+  service.py does: `Probe`s reach `Replica.on_probe`, `Revoke`s `Replica.revoke`, `Push`es
+  `Replica.on_view`, `AskTail`s the tail's status, `Save`s the etcd model under the fence, and
+  membership "failed"/"leave" events bring a probe forward. Step-down drops a term's calls.
 - member shells, modelled on chain/node.py: register with the leader (MASTER.REGISTER with the
   incarnation and the epoch seen), poll MASTER.GET_VIEW every second or at once on `FetchView`,
   register again after learning they left the chain.
@@ -28,7 +26,9 @@ Faults (safety phase): member crash and restart, coordinator crash and restart, 
 pause (SIGSTOP past its lease, then SIGCONT: its inputs wait, its timers fire late), network
 partitions (a node cut off from every other, or two nodes from each other: chain TCP links,
 probes and other RPCs, and membership datagrams), datagram loss, chain link cuts and slow links
-(from `ChainSim`), slow etcd round trips, new members joining.
+(from `ChainSim`), slow etcd round trips, new members joining, a member's wall clock stepping
+ahead or back by up to 3 s (members are given wall and monotonic time apart, as node.py gives
+`time.time()` and `time.monotonic()`; read leases run on the monotonic one).
 
 Checks: everything `ChainSim` checks (committed entries never change, no lost acknowledged write,
 a request id applied once, INCR not double counted, per-key linearizability of the client
@@ -39,9 +39,10 @@ Liveness once the faults stop: one leader, every running member in one whole cha
 saved view, every client operation ended.
 
 Not modelled: partitions between a coordinator and etcd (its round trips are only slow), a
-broken kept probe connection (calls here only time out or are refused), operator commands (MASTER.ADD/REMOVE,
-sessions), clock drift (LEASE_MARGIN_S is still added). Members learn the leader from etcd's key
-at once (the real discovery follows it by a watch).
+broken kept probe connection (calls here only time out or are refused), MASTER.ADD and sessions
+(operators only send MASTER.REMOVE), clock drift (LEASE_MARGIN_S is still added), keys with a
+TTL (so a wall-clock step shows only in write deadlines). Members learn the leader from etcd's
+key at once (the real discovery follows it by a watch).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,12 +58,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chain_sim import T0, ChainSim, Client, Member, SimConfig, SimFailure
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
-from catena.chain.replica import LEASE_S
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
-from catena.coordinator.machine import (AbandonAdd, AskTail, CoordinatorMachine, Fail, Probe, Restarted, decide, told,
-                                        watched)
+from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push,
+                                        Reply, Restarted, Revoke, Save)
+from catena.coordinator.machine import CoordinatorMachine
+from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
+from catena.effects import LearnerCaughtUp
+from catena.leases import LEASE_S
 from catena.membership.detector import Detector
 from catena.membership.effects import Event, JoinFailed
 from catena.membership.effects import Send as DSend
@@ -71,8 +74,7 @@ from catena.membership.messages import MemberId
 from catena.membership.settings import Settings
 from catena.view import View
 
-# From coordinator/service.py and chain/node.py (constants of the asyncio shells).
-PUSH_RETRY_S = 0.5
+# From chain/node.py (constants of the member's asyncio shell).
 VIEW_POLL_S = 1.0
 MEMBERSHIP_RETRY_S = 1.0
 PORT = 7946
@@ -80,6 +82,8 @@ EPOCH_MS = 1_700_000_000_000
 CLUSTER_ID = "sim"
 
 REFUSED, TIMEOUT, NOTLEADER = "refused", "timeout", "notleader"  # failed calls answer these
+VERDICT_STATS = {Fail: "probe confirmed failure", AbandonAdd: "add rolled back", Restarted: "restart verdict",
+                 CaughtUp: "learner caught up"}
 
 
 @dataclass
@@ -105,6 +109,11 @@ class ClusterConfig(SimConfig):
     revoke: bool = True  # False: the coordinator never revokes leases (a planted fault)
     fencing: bool = True  # False: etcd accepts unfenced writes (a planted fault)
     leases: bool = True  # False: members answer reads with no read lease (a planted fault)
+    clock_steps: float = 0.0  # a member's wall clock steps ahead or back, per virtual second
+    two_clocks: bool = True  # False: members time their leases on the wall clock (a planted fault)
+    # Write deadlines are wall-clock times compared across members: a step breaks them (a known
+    # limit, test_cluster_sim.py); False checks everything else under clock steps.
+    deadlines_across_steps: bool = True
 
 
 @dataclass
@@ -116,16 +125,11 @@ class Coord:
     inc: int = 0
     alive: bool = True
     paused_until: float = 0.0
-    working: Reconfig | None = None
-    saved: CoordinatorState = field(default_factory=CoordinatorState)
-    changes: deque = field(default_factory=deque)
-    changing: bool = False
     machine: CoordinatorMachine = field(default_factory=CoordinatorMachine)
     timer_at: float = float("inf")  # the machine's timer, armed for this deadline
     timer_gen: int = 0
-    pushed: dict = field(default_factory=dict)
-    pushing: set = field(default_factory=set)
-    fresh: bool = False  # won with no state in the store: saves the initial one first
+    campaign_state: dict | None = None  # the state read in the winning campaign (None: a new store)
+    replies: dict = field(default_factory=dict)  # token -> respond, for requests the machine answers
 
 
 @dataclass
@@ -162,7 +166,6 @@ class ClusterSim(ChainSim):
         self.coords = {f"c{i}": Coord(f"c{i}", self.new_election(f"c{i}")) for i in range(cfg.coordinators)}
         self.shells: dict[str, Shell] = {}
         self.procs: dict[str, Proc] = {}
-        self.blocked: dict[frozenset, int] = {}
         self.calls: dict[int, object] = {}
         self.ncalls = 0
         self.tokens = 0
@@ -190,9 +193,6 @@ class ClusterSim(ChainSim):
         return self.tokens
 
     # -- the network between processes (RPCs and datagrams) ---------------------------------------
-
-    def reachable(self, a: str, b: str) -> bool:
-        return not self.blocked.get(frozenset((a, b)))
 
     def up(self, name: str) -> bool:
         c = self.coords.get(name)
@@ -356,7 +356,7 @@ class ClusterSim(ChainSim):
         if event[0] == "leader":
             self.election_fx(c, c.election.on_leader_key(event[1], event[2], event[3], self.now))
         elif c.election.role != LEADER:
-            c.saved = CoordinatorState.from_dict(event[1])  # follow(): a warm copy
+            c.machine.follow(event[1])  # a warm copy
 
     def coord_timer(self, c: Coord) -> None:
         due = c.election.next_deadline()
@@ -393,8 +393,7 @@ class ClusterSim(ChainSim):
     def campaign_result(self, c: Coord, result, sent: float) -> None:
         won, fence, lid, holder, state = result
         if won:  # the state is read in the campaign transaction itself
-            c.fresh = state is None
-            c.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=CLUSTER_ID)
+            c.campaign_state = state
         self.election_fx(c, c.election.on_campaign_result(won, fence, lid, TTL, sent, self.now, holder))
 
     def etcd_renew(self, c: Coord, inc: int, lid: int, sent: float) -> None:
@@ -406,35 +405,21 @@ class ClusterSim(ChainSim):
         self.etcd.expire(self.now)
         self.after(EXPIRY_CHECK_S, self.etcd_expiry)
 
-    # -- the coordinator leader (service.py) ----------------------------------------------------------
+    # -- the coordinator: service.py's shell around the real CoordinatorMachine ---------------------
 
     def acting(self, c: Coord) -> bool:
-        return c.alive and c.election.role == LEADER and c.election.leading(self.now) and c.working is not None
+        return c.alive and c.election.role == LEADER and c.election.leading(self.now) and c.machine.leading
 
     def lead(self, c: Coord) -> None:
-        """`Coordinator.lead` and `_lead`: start from the state read in the campaign."""
+        """`Coordinator._lead`: the machine leads from the state read in the campaign."""
         c.term += 1
         self.takeovers += 1
-        initialize = c.fresh
-        c.working = Reconfig(CoordinatorState.from_dict(c.saved.to_dict()))
-        c.pushed, c.pushing = {}, set()
-        c.changes.clear()
-        c.changing = False
-        c.machine.lead(self.now)
-        self.log(f"{c.name} leads (fence {c.election.fence}, term {c.term}), view {c.saved.views[0]}")
-        if initialize:
-            self.change(c, lambda r: [], force_save=True)
-        self.after_save(c, [c.saved.views[0]], startup=True)
+        self.log(f"{c.name} leads (fence {c.election.fence}, term {c.term}), view {c.machine.view}")
+        self.machine_fx(c, c.machine.lead(self.now, c.campaign_state, CLUSTER_ID))
 
     def step_down(self, c: Coord) -> None:
         c.term += 1
-        c.working = None
-        c.changes.clear()
-        c.changing = False
-        c.machine.step_down()
-
-    def watched(self, c: Coord) -> set:
-        return watched(c.saved.views[0])
+        self.machine_fx(c, c.machine.step_down())
 
     def check_acting(self, c: Coord) -> None:
         self.acts += 1
@@ -449,91 +434,63 @@ class ClusterSim(ChainSim):
         if len(leading) > 1:
             self.fail(f"{len(leading)} coordinators act as leader at once: {leading}")
 
-    def change(self, c: Coord, decide, also=(), done=None, force_save: bool = False) -> None:
-        """`_change`: decide on the working state and save, one change at a time."""
-        c.changes.append((decide, tuple(also), done, force_save))
-        if not c.changing:
-            self.next_change(c)
+    def machine_fx(self, c: Coord, effects: list) -> None:
+        """Execute the machine's effects as service.py's `_execute` does, then re-arm its timer."""
+        for fx in effects:
+            kind = type(fx)
+            if kind is Probe:
+                self.send_probe(c, fx)
+            elif kind is AskTail:
+                self.ask_tail(c, fx)
+            elif kind is Revoke:
+                self.send_revoke(c, fx)
+            elif kind is Save:
+                self.save(c, fx.state)
+            elif kind is Push:
+                self.push(c, fx)
+            elif kind is Reply:
+                respond = c.replies.pop(fx.token, None)
+                if respond is not None:
+                    respond(NOTLEADER if fx.error == NOT_LEADER else fx.error or fx.value)
+            elif kind is Note:
+                self.log(f"{c.name}: {fx.text}")
+            elif kind is DeleteKeys:
+                self.fail(f"{c.name} deletes session keys, but the simulation opens no sessions: {fx}")
+            else:
+                self.stats[VERDICT_STATS[kind]] += 1
+                self.log(f"{c.name}: verdict {fx}")
+        self.arm_machine(c)
 
-    def next_change(self, c: Coord) -> None:
-        if not c.changes:
-            c.changing = False
-            return
-        decide, also, done, force = c.changes.popleft()
-        c.changing = True
-        term = c.term
+    def arm_machine(self, c: Coord) -> None:
+        due = c.machine.next_deadline()
+        if due is not None and due < c.timer_at:
+            c.timer_at, c.timer_gen = due, c.timer_gen + 1
+            self.at(max(due, self.now), self.for_coord, c, c.inc, self.machine_timer, c.timer_gen)
 
-        def finish(result):
-            if done is not None:
-                done(result)
-            if c.term == term:
-                self.next_change(c)
+    def machine_timer(self, c: Coord, gen: int) -> None:
+        if gen == c.timer_gen:
+            c.timer_at = float("inf")
+            self.machine_fx(c, c.machine.on_timer(self.now))
 
-        if not self.acting(c):
-            finish(NOTLEADER)
+    def save(self, c: Coord, new: dict) -> None:
+        """`store.save`: NotLeader before it sends unless the term is held; etcd compares the fence."""
+        el = c.election
+        if not el.leading(self.now):
+            self.machine_fx(c, c.machine.on_save_result(False, self.now))
             return
         self.check_acting(c)
-        changed = decide(c.working)
-        if isinstance(changed, str):
-            finish(changed)
-            return
-        revokes = c.machine.revokes(c.saved.views[0], c.working.view())
-        self.revoke_all(c, term, revokes, lambda: self.save(c, term, changed, also, force, finish))
-
-    def revoke_all(self, c: Coord, term: int, revokes: list, then) -> None:
-        """`_revoke`: the machine's `Revoke`s, in turn, each answered or its lease waited out."""
-        if not revokes or not self.cfg.revoke:
-            then()
-            return
-        fx, rest = revokes[0], revokes[1:]
-
-        def answered(value):
-            if value == "OK":
-                self.stats["revoked"] += 1
-                self.revoke_all(c, term, rest, then)
-                return
-            until = c.machine.revoke_unanswered(fx.member)
-            self.stats["lease waited out"] += 1
-            self.log(f"{c.name}: waits {max(0.0, until - self.now):.3f} s for the lease of {fx.member}")
-            self.at(max(until, self.now), self.for_coord, c, c.inc,
-                    lambda c_: self.revoke_all(c_, term, rest, then) if c_.term == term else None)
-
-        self.call(c.name, fx.member, lambda respond: self.member_revoke(fx.member, fx.epoch, respond),
-                  self.from_coord(c, term, answered), fx.timeout_s)
-
-    def member_revoke(self, name: str, epoch: int, respond) -> None:
-        m = self.members[name]
-        m.replica.revoke(epoch)
-        respond("OK")
-
-    def save(self, c: Coord, term: int, changed: list, also, force: bool, finish) -> None:
-        new = c.working.state.to_dict()
-        if new == c.saved.to_dict() and not force:
-            self.after_save(c, changed, also)
-            finish(changed)
-            return
-        el = c.election
-        if not el.leading(self.now):  # store.save: NotLeader before it sends
-            c.working = Reconfig(CoordinatorState.from_dict(c.saved.to_dict()))
-            finish(NOTLEADER)
-            return
         fence = el.fence
 
         def saved(ok):
-            if ok:
-                c.saved = CoordinatorState.from_dict(new)
-                self.after_save(c, changed, also)
-                finish(changed)
-            else:
-                c.working = Reconfig(CoordinatorState.from_dict(c.saved.to_dict()))
+            self.machine_fx(c, c.machine.on_save_result(ok, self.now))
+            if not ok:
                 self.election_fx(c, el.on_fenced(fence, self.now))
-                finish(NOTLEADER)
 
         def at_etcd():
             ok = self.etcd.save(fence, new, self.now)
             if ok:
                 self.accepted_write(new)
-            self.after(self.etcd_delay(), self.from_coord(c, term, saved), ok)
+            self.after(self.etcd_delay(), self.from_coord(c, c.term, saved), ok)
 
         self.after(self.etcd_delay(), at_etcd)
 
@@ -553,41 +510,30 @@ class ClusterSim(ChainSim):
             self.log(f"saved view {view.epoch} {','.join(view.members)} learner={view.learner}")
         self.reconfig = Reconfig(CoordinatorState.from_dict(state))
 
-    def after_save(self, c: Coord, changed: list, also=(), startup: bool = False) -> None:
-        if not changed:
+    def send_revoke(self, c: Coord, fx: Revoke) -> None:
+        """MEMBER.REVOKE (a coordinator with the planted fault `revoke=False` skips the call and
+        goes on as if it had been answered)."""
+        if not self.cfg.revoke:
+            self.machine_fx(c, c.machine.on_revoked(fx.member, True, self.now))
             return
-        view = c.saved.views[0]
-        targets = set(view.members) | set(also) | ({view.learner} - {None})
-        for old in changed:
-            targets |= set(old.members)
-        for addr in sorted(targets):
-            self.push(c, addr)
-        self.machine_fx(c, c.machine.on_saved(view, self.now))
-
-    # pushes
-
-    def push(self, c: Coord, addr: str) -> None:
-        """`_pusher`: the newest saved view until `addr` acknowledged it."""
-        if addr in c.pushing or addr not in self.members:
-            return
-        view = c.saved.views[0]
-        if c.pushed.get(addr, -1) >= view.epoch:
-            return
-        c.pushing.add(addr)
-        term = c.term
 
         def answered(value):
-            c.pushing.discard(addr)
-            if value == "OK":
-                c.pushed[addr] = view.epoch
-                if c.saved.views[0].epoch > view.epoch:
-                    self.push(c, addr)
-            elif addr in self.watched(c):
-                self.at(self.now + PUSH_RETRY_S, self.for_coord, c, c.inc,
-                        lambda c_: self.push(c_, addr) if c_.term == term else None)
+            self.stats["revoked" if value == "OK" else "lease waited out"] += 1
+            self.machine_fx(c, c.machine.on_revoked(fx.member, value == "OK", self.now))
 
-        self.call(c.name, addr, lambda respond: self.member_view(addr, view, respond),
-                  self.from_coord(c, term, answered), 1.0)
+        self.call(c.name, fx.member, lambda respond: self.member_revoke(fx.member, fx.epoch, respond),
+                  self.from_coord(c, c.term, answered), fx.timeout_s)
+
+    def member_revoke(self, name: str, epoch: int, respond) -> None:
+        self.members[name].replica.revoke(epoch)
+        respond("OK")
+
+    def push(self, c: Coord, fx: Push) -> None:
+        def answered(value):
+            self.machine_fx(c, c.machine.on_pushed(fx.member, fx.view.epoch, value == "OK", self.now))
+
+        self.call(c.name, fx.member, lambda respond: self.member_view(fx.member, fx.view, respond),
+                  self.from_coord(c, c.term, answered), fx.timeout_s)
 
     def member_view(self, name: str, view: View, respond) -> None:
         self.adopt_view(self.members[name], view)
@@ -600,48 +546,9 @@ class ClusterSim(ChainSim):
             if self.saved_views.get(view.epoch) != view:
                 self.fail(f"{m.name} is told view {view} that was never saved")
             self.log(f"{m.name} adopts view {view.epoch} {','.join(view.members)} learner={view.learner}")
-            self.deliver_input(m, r.on_view, view, self.now)
+            self.deliver_input(m, r.on_view, view, self.wall(m))
             m.saved_epoch = r.epoch
             self.maybe_check_pairs()
-
-    # the machine's probes and verdicts
-
-    def machine_fx(self, c: Coord, effects: list) -> None:
-        """Execute the `CoordinatorMachine`'s effects as service.py's `_execute` does."""
-        term = c.term
-        for fx in effects:
-            kind = type(fx)
-            if kind is Probe:
-                self.send_probe(c, fx)
-                continue
-            if kind is AskTail:
-                self.ask_tail(c, fx)
-                continue
-            if kind is Fail:
-                self.stats["probe confirmed failure"] += 1
-                self.log(f"{c.name}: {fx.member} failed {fx.misses} probes")
-            elif kind is AbandonAdd:
-                self.stats["add rolled back"] += 1
-                self.log(f"{c.name}: the add of {fx.member} made no progress: rolled back")
-            elif kind is Restarted:
-                self.log(f"{c.name}: {fx.member} answers as a new incarnation {fx.incarnation}")
-
-            def decided(changed, fx=fx):
-                if c.term == term:
-                    self.machine_fx(c, c.machine.decided(fx, isinstance(changed, list) and bool(changed), self.now))
-            self.change(c, lambda r, fx=fx: decide(fx, r), also=told(fx), done=decided)
-        self.arm_machine(c)
-
-    def arm_machine(self, c: Coord) -> None:
-        due = c.machine.next_deadline()
-        if due is not None and due < c.timer_at:
-            c.timer_at, c.timer_gen = due, c.timer_gen + 1
-            self.at(max(due, self.now), self.for_coord, c, c.inc, self.machine_timer, c.timer_gen)
-
-    def machine_timer(self, c: Coord, gen: int) -> None:
-        if gen == c.timer_gen:
-            c.timer_at = float("inf")
-            self.machine_fx(c, c.machine.on_timer(self.now))
 
     def send_probe(self, c: Coord, fx: Probe) -> None:
         def answered(value):
@@ -666,9 +573,26 @@ class ClusterSim(ChainSim):
         self.call(c.name, fx.tail, lambda respond: respond(self.members[fx.tail].replica.status()),
                   self.from_coord(c, c.term, answered), fx.timeout_s)
 
+    def learner_caught_up(self, m: Member, fx: LearnerCaughtUp) -> None:
+        """node.py `_tell_caught_up`: MASTER.CAUGHT_UP to the leader, once (lost if it fails)."""
+        leader = self.etcd.leader[0] if self.etcd.leader else None
+        if leader is None:
+            return
+        c = self.coords[leader]
+
+        def at_coord(respond):
+            self.for_coord(c, c.inc, lambda c_: self.coord_caught_up(c_, fx) if self.acting(c_) else None)
+            respond("OK")
+
+        self.stats["learner told caught up"] += 1
+        self.call(m.name, leader, at_coord, lambda value: None, 2.0)
+
+    def coord_caught_up(self, c: Coord, fx: LearnerCaughtUp) -> None:
+        self.machine_fx(c, c.machine.on_caught_up(fx.epoch, fx.learner, self.now))
+
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
         m = self.members[name]
-        self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.now)
+        self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.mono(m))
         self.log(f"{name} probed: epoch {epoch} nonce {nonce} grant {grant}, lease until "
                  f"{m.replica.lease_until - T0:.3f}")
         respond(m.replica.client_id.decode())
@@ -679,36 +603,33 @@ class ClusterSim(ChainSim):
             self.stats["membership prompted probe"] += 1
             self.arm_machine(c)
 
-    # leader-only commands
+    # leader-only commands (commands.py)
 
     def coord_command(self, c: Coord, addr: str, what: str, args, respond) -> None:
         if not self.acting(c):
             respond(NOTLEADER)
             return
         if what == "view":
-            respond(c.saved.views[0])
+            respond(c.machine.view)
             return
         if what == "remove":  # MASTER.REMOVE addr: retire it (it may not rejoin by itself)
-            state = c.saved
-            if addr not in self.watched(c) and addr not in state.queued and addr not in state.registry:
-                respond("ERR not a member")
-                return
-            self.change(c, lambda r: r.retire(addr), also=[addr], done=lambda result: respond("OK"))
+            self.submit(c, Remove(addr), lambda result: respond("OK"))
             return
         incarnation, epoch = args
 
         def done(result):
-            if result == NOTLEADER:
-                respond(NOTLEADER)
-            elif isinstance(result, str):
+            if result != CLUSTER_ID and result != NOTLEADER:
                 if "MASTER.REMOVE" not in result:
                     self.fail(f"the coordinator refused {addr}: {result}")
-                respond(("refused", result))
-            else:
-                c.machine.registered(addr, incarnation)
-                respond(CLUSTER_ID)
+                result = ("refused", result)
+            respond(result)
 
-        self.change(c, lambda r: r.register(addr, incarnation, cluster_id=CLUSTER_ID, epoch=epoch), done=done)
+        self.submit(c, Register(addr, incarnation, CLUSTER_ID, epoch), done)
+
+    def submit(self, c: Coord, request, respond) -> None:
+        token = self.token()
+        c.replies[token] = respond
+        self.machine_fx(c, c.machine.request(token, request, self.now))
 
     # -- member shells (node.py) -------------------------------------------------------------------
 
@@ -815,9 +736,9 @@ class ClusterSim(ChainSim):
         c.inc += 1
         c.alive, c.paused_until = True, 0.0
         c.election = self.new_election(c.name)
-        c.saved = CoordinatorState.from_dict(self.etcd.state) if self.etcd.state else CoordinatorState(
-            cluster_id=CLUSTER_ID)
-        c.machine, c.timer_at = CoordinatorMachine(), float("inf")
+        c.machine, c.timer_at, c.replies = CoordinatorMachine(), float("inf"), {}
+        if self.etcd.state:
+            c.machine.follow(self.etcd.state)
         self.step_down(c)
         holder = self.etcd.leader
         self.election_fx(c, c.election.on_leader_key(*(holder if holder else (None, 0, 0)), self.now))
@@ -864,26 +785,36 @@ class ClusterSim(ChainSim):
         a = self.rng.choice(nodes)
         others = [n for n in nodes if n != a]
         group = others if self.rng.random() < 0.6 else [self.rng.choice(others)]
-        pairs = [frozenset((a, b)) for b in group]
         heal = self.rng.uniform(0.2, 3.0)
         self.log(f"partition {a} from {','.join(group)} for {heal:.3f} s")
         self.stats["partition"] += 1
+        pairs = self.net.cut(a, group)
         for pair in pairs:
-            self.blocked[pair] = self.blocked.get(pair, 0) + 1
             x, y = sorted(pair)
             if x in self.members and y in self.members:
                 for src, dst in ((x, y), (y, x)):
                     if self.members[src].alive and self.members[dst].alive:
                         self.cut_link(src, dst, down_for=None)
-        self.after(heal, self.heal, pairs)
+        self.after(heal, self.net.heal, pairs)
 
-    def heal(self, pairs) -> None:
-        for pair in pairs:
-            n = self.blocked.get(pair, 0) - 1
-            if n > 0:
-                self.blocked[pair] = n
-            else:
-                self.blocked.pop(pair, None)
+    def clock_step(self) -> None:
+        """A member's wall clock steps ahead or back (NTP, an operator): expiry stamps move with
+        it, its read lease (monotonic) must not. Coordinators use no wall clock at all."""
+        if not self.faults:
+            return
+        self.after(self.rng.expovariate(self.cfg.clock_steps), self.clock_step)
+        m = self.members[self.rng.choice(sorted(self.members))]
+        step = self.rng.choice((-1, 1)) * self.rng.uniform(0.5, 3.0)
+        m.wall_step += step
+        self.log(f"{m.name}'s wall clock steps {step:+.3f} s (now {m.wall_step:+.3f} s off)")
+        self.stats["clock step"] += 1
+
+    def mono(self, m: Member) -> float:
+        return super().mono(m) if self.cfg.two_clocks else self.wall(m)
+
+    def check_deadline(self, entry) -> None:
+        if self.cfg.deadlines_across_steps or not any(m.wall_step for m in self.members.values()):
+            super().check_deadline(entry)
 
     def operator_remove(self) -> None:
         """An operator's MASTER.REMOVE of a member (usually running) sent to the leader."""
@@ -935,7 +866,8 @@ class ClusterSim(ChainSim):
             self.after(self.rng.uniform(0, 0.01), self.client_next, i)
         for rate, fn in ((cfg.cuts + cfg.slow, self.random_fault), (cfg.member_crashes, self.member_fault),
                          (cfg.coord_faults, self.coord_fault), (cfg.partitions, self.partition),
-                         (cfg.joins, self.join), (cfg.removes, self.operator_remove)):
+                         (cfg.joins, self.join), (cfg.removes, self.operator_remove),
+                         (cfg.clock_steps, self.clock_step)):
             if rate > 0:
                 self.after(self.rng.expovariate(rate), fn)
         self.run_until(lambda: False, self.now + cfg.duration)
@@ -946,7 +878,7 @@ class ClusterSim(ChainSim):
         self.faults = False
         self.ended = True
         self.loss = 0.0
-        self.blocked.clear()
+        self.net.clear()
         self.log("liveness phase")
         for c in self.coords.values():
             c.paused_until = min(c.paused_until, self.now)
@@ -973,7 +905,7 @@ class ClusterSim(ChainSim):
     def describe(self) -> str:
         parts = [super().describe()]
         parts += [f"{c.name}: alive={c.alive} role={c.election.role} leading={c.election.leading(self.now)} "
-                  f"saved={c.saved.views[0] if c.saved else None}" for c in self.coords.values()]
+                  f"saved={c.machine.view}" for c in self.coords.values()]
         parts += [f"{n}: alive={m.alive} epoch={m.replica.epoch} registered={self.shells[n].registered}"
                   for n, m in self.members.items() if n in self.shells]
         return "\n".join(parts)

@@ -77,8 +77,8 @@ def test_runs_do_the_work_they_claim():
     stats = sum((s.stats for s in sims), start=collections.Counter())
     for what in ("coordinator crash", "coordinator pause", "partition", "member crash", "restart",
                  "member started", "operator remove", "member refused", "revoked", "probe confirmed failure",
-                 "membership failed", "membership prompted probe", "cut", "Sync", "Forward", "Read",
-                 "client Error", "client ConnectionResetError"):
+                 "membership failed", "membership prompted probe", "learner told caught up", "cut", "Sync",
+                 "Forward", "Read", "client Error", "client ConnectionResetError"):
         assert stats[what] > 0, what
 
 
@@ -92,27 +92,60 @@ def failures(seeds, **overrides) -> list[str]:
     return found
 
 
+def first_caught(seeds, what: str, **overrides) -> int:
+    """The first seed whose run with a planted fault fails with `what` in its message (schedules
+    move whenever the code changes, so each planted fault is looked for over a range of seeds;
+    the same seeds without the fault pass, see test_seed)."""
+    for seed in seeds:
+        found = failures([seed], **overrides)
+        if found and what in found[0]:
+            return seed
+    raise AssertionError(f"no seed in {seeds} catches the planted fault {overrides}")
+
+
 def test_members_without_read_leases_serve_stale_reads():
     """The checker is not vacuous: without read leases a member cut off from the coordinator
     keeps answering reads after it was replaced, and the history is not linearizable."""
-    found = failures([11, 19], leases=False, stale_client=0.5)  # seeds whose schedule cuts off a member
-    assert any("not linearizable" in f for f in found), found
+    first_caught(range(60), "not linearizable", leases=False, stale_client=0.5)
 
 
 def test_a_coordinator_that_never_revokes_leases_is_caught():
-    """Without `_revoke`, an operator's MASTER.REMOVE of a running member lets it answer reads
-    under its lease after the chain moved on (seed 65)."""
-    found = failures([65], revoke=False, **STALE_ROUTING)
-    assert found and "not linearizable" in found[0], found
-    assert not failures([65], **STALE_ROUTING)
+    """Without revoke-or-wait, an operator's MASTER.REMOVE of a running member lets it answer
+    reads under its lease after the chain moved on."""
+    seed = first_caught(range(60, 100), "not linearizable", revoke=False, **STALE_ROUTING)
+    assert not failures([seed], **STALE_ROUTING)
 
 
 def test_unfenced_config_writes_are_caught():
     """etcd accepting a write without comparing the fence: a deposed (paused) leader's save
-    lands after another took over (seed 0)."""
-    found = failures([0], fencing=False)
-    assert found and "fence" in found[0], found
-    assert not failures([0])
+    lands after another took over."""
+    seed = first_caught(range(100), "fence", fencing=False)
+    assert not failures([seed])
+
+
+# Members' wall clocks step ahead and back by up to 3 s, and clients often route with an old view.
+CLOCK_STEPS = {"clock_steps": 1.5, "stale_client": 0.5, "deadlines_across_steps": False}
+
+
+@pytest.mark.parametrize("seed", range(30_000, 30_010) if not ONLY else [int(ONLY)])
+def test_wall_clock_steps_stretch_no_read_lease(seed):
+    """Read leases run on the monotonic clock: a member whose wall clock stepped back keeps no
+    lease past the one the coordinator counts on, and the history stays linearizable."""
+    sim = run_seed(seed, **CLOCK_STEPS)
+    assert sim.check_result.ok and sim.stats["clock step"] > 0
+
+
+def test_leases_timed_on_the_wall_clock_are_caught():
+    """The planted fault: a member that times its lease on the wall clock, stepped back, answers
+    reads from data the chain has moved past after the coordinator replaced it."""
+    seed = first_caught(range(60), "not linearizable", two_clocks=False, **CLOCK_STEPS)
+    assert not failures([seed], **CLOCK_STEPS)
+
+
+@pytest.mark.xfail(strict=True, raises=SimFailure, reason="known limit: a forwarded write's deadline is "
+                   "the forwarding member's wall-clock time, compared with the head's")
+def test_write_deadlines_hold_across_wall_clock_steps():
+    run_seed(6, clock_steps=1.5, stale_client=0.5)
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():

@@ -17,8 +17,6 @@ A failing run prints its seed: `CATENA_SIM_SEED=N pytest tests/sim/test_coordina
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
 import random
 import sys
@@ -41,6 +39,7 @@ from catena.view import View
 sys.path.insert(0, str(Path(__file__).parent))
 
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
+from kernel import Kernel, never
 
 
 class SimFailure(AssertionError):
@@ -59,13 +58,11 @@ class Coord:
     saving: bool = False
 
 
-class Sim:
+class Sim(Kernel):
     def __init__(self, seed: int, coordinators: int = 3, members: int = 5, duration: float = 40.0):
+        super().__init__(seed)
         self.seed = seed
-        self.rng = random.Random(seed)
-        self.now = 0.0
-        self.queue: list = []
-        self.seq = itertools.count()
+        self.last_event = 0.0
         self.etcd = Etcd()
         self.etcd.watchers.append(self._watch)
         self.coords = [Coord(f"c{i}", Election(f"c{i}", random.Random(seed * 31 + i))) for i in range(coordinators)]
@@ -79,7 +76,13 @@ class Sim:
     # -- scheduling -----------------------------------------------------------------------------
 
     def at(self, t: float, fn, *args) -> None:
-        heapq.heappush(self.queue, (t, next(self.seq), fn, args))
+        """Every event is followed by the invariant checks."""
+        super().at(t, self.checked, fn, args)
+
+    def checked(self, fn, args) -> None:
+        self.last_event = self.now
+        fn(*args)
+        self.check()
 
     def delay(self) -> float:
         if self.faults and self.rng.random() < 0.05:
@@ -276,24 +279,19 @@ class Sim:
             self.restart(c)
         self.at(0.0, self.tick)
         self.at(1.0, self.fault)
-        end_faults = self.duration
-        end = end_faults + 20.0
-        while self.queue:
-            t, _, fn, args = heapq.heappop(self.queue)
-            if t > end:
-                break
-            self.now = t
-            if self.faults and t >= end_faults:
-                self.faults = False
-                for c in self.coords:
-                    if not c.alive:
-                        self.restart(c)
-                    c.paused_until = min(c.paused_until, t)
-                for s in self.members.values():
-                    s["alive"] = True
-            fn(*args)
-            self.check()
+        self.at(self.duration, self.end_faults)
+        self.run_until(never, self.duration + 20.0)
+        self.now = self.last_event
         self.check_liveness()
+
+    def end_faults(self) -> None:
+        self.faults = False
+        for c in self.coords:
+            if not c.alive:
+                self.restart(c)
+            c.paused_until = min(c.paused_until, self.now)
+        for s in self.members.values():
+            s["alive"] = True
 
     def check_liveness(self) -> None:
         leaders = [c for c in self.coords if c.alive and c.election.leading(self.now)]

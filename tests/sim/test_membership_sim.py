@@ -6,10 +6,14 @@ A failing run names its seed; replay it with CATENA_SIM_SEED=<seed> pytest tests
 
 import os
 import random
+import sys
+from pathlib import Path
 
 import pytest
 
-from catena.membership.sim import Sim, run_scenario
+sys.path.insert(0, str(Path(__file__).parent))
+
+from membership_sim import Sim, run_scenario  # noqa: E402
 
 REPLAY = "replay: CATENA_SIM_SEED={seed} python -m pytest tests/sim/test_membership_sim.py"
 

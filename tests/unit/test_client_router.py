@@ -5,7 +5,7 @@ import random
 import pytest
 
 from catena.client.router import RetryPolicy, Router, check_value, retryable
-from catena.coordinator.discovery import parse
+from catena.coordinator.address import parse
 from catena.view import View
 
 

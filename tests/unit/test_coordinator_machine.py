@@ -6,24 +6,33 @@ next deadline. Rewrite the expected text after a deliberate change (then review 
 
     CATENA_REWRITE=1 .venv/bin/python -m pytest -q tests/unit/test_coordinator_machine.py
 
-Commands (t: monotonic seconds; members are short names):
+Commands (t: monotonic seconds; members are short names; requests are numbered 1, 2, … as made):
 
-    lead t=T                                   a new term
+    lead t=T [epoch=E members=a,b learner=c queued=d sessions=s1:ttl_ms:k1+k2[:ending]]
+                                               a new term over this saved state (no epoch: a new store)
     step-down
-    saved t=T epoch=E members=a,b [learner=c]  a view was saved (probes start)
-    register a inc=I                           MASTER.REGISTER of a as incarnation I
+    follow epoch=E members=a,b …               a follower's copy of the saved state
+    register a inc=I                           a registered as incarnation I (its probes answer as it)
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
     liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
                                                current turn S seconds old (no inc: no answer)
     suspect t=T a                              membership says a failed
-    decided t=T fail|restarted a changed|kept  the shell decided the machine's verdict
+    revoked t=T a ok|unanswered                a's revoke answered, or did not
+    saved t=T [failed]                         the store saved the last Save (or refused it)
+    pushed t=T a epoch=E ok|failed             a acknowledged the view of epoch E, or the push failed
+    tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
+    told-caught-up t=T c epoch=E               the tail's MASTER.CAUGHT_UP: its learner c caught up
+    request t=T add|remove a                   MASTER.ADD / MASTER.REMOVE
+    request t=T register a inc=I [epoch=E] [cluster=C]
+    request t=T open s ttl=MS | attach s k… | close s
+    ping t=T s                                 MASTER.SESSION.PING
+    deleted t=T s batch=N ok|failed            the head answered a DeleteKeys, or it failed
     revokes epoch=E members=a,b [learner=c]    revokes before saving this view over the saved one
     unanswered a                               a did not answer its revoke: the save waits until
-    tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
-    decided t=T caughtup|abandonadd a changed|kept
     add-timeout s=S                            the coordinator's --add-timeout-s
+    learner-poll s=S                           how often the tail is asked about its learner
     wedge s=S [busy-limit=L]                   the coordinator's --wedge-timeout-s (liveness checks on)
 """
 
@@ -34,12 +43,26 @@ from pathlib import Path
 
 import pytest
 
-from catena.coordinator.machine import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, CoordinatorMachine, Fail, Probe,
-                                        Restarted, Revoke)
+from catena.coordinator import requests as rq
+from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, DeleteKeys, Fail, Note, Probe,
+                                        Push, Reply, Restarted, Revoke, Save)
+from catena.coordinator.machine import CoordinatorMachine
+from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
 
 DATA = Path(__file__).parent / "testdata" / "coordinator_machine"
 REWRITE = bool(os.environ.get("CATENA_REWRITE"))
+
+
+def render_state(state: dict) -> str:
+    s = CoordinatorState.from_dict(state)
+    v = s.views[0]
+    out = f"epoch={v.epoch} members={','.join(v.members)}" + (f" learner={v.learner}" if v.learner else "")
+    if s.queued:
+        out += f" queued={','.join(s.queued)}"
+    for sid, e in sorted(s.sessions.items()):
+        out += f" session={sid}:{'+'.join(e['keys']) or '-'}" + (":ending" if e.get("ending") else "")
+    return out
 
 
 def render(fx) -> str:
@@ -59,6 +82,16 @@ def render(fx) -> str:
         return f"caught-up {fx.member} epoch={fx.epoch}"
     if isinstance(fx, AbandonAdd):
         return f"abandon-add {fx.member} quiet={fx.quiet_s:g}"
+    if isinstance(fx, Save):
+        return f"save {render_state(fx.state)}"
+    if isinstance(fx, Push):
+        return f"push {fx.member} epoch={fx.view.epoch}"
+    if isinstance(fx, Reply):
+        return f"reply {fx.token} " + (f"error={fx.error}" if fx.error is not None else str(fx.value))
+    if isinstance(fx, DeleteKeys):
+        return f"delete-keys {fx.session} batch={fx.batch} keys={b','.join(fx.keys).decode()} head={fx.head}"
+    if isinstance(fx, Note):
+        return f"note {fx.text}"
     raise AssertionError(f"unknown effect {fx!r}")
 
 
@@ -78,11 +111,41 @@ def view_of(kv: dict) -> View:
     return View(0, int(kv["epoch"]), members, kv.get("learner"))
 
 
+def state_of(kv: dict) -> dict | None:
+    """The saved state a `lead` or `follow` line names (None: a new store)."""
+    if "epoch" not in kv:
+        return None
+    state = CoordinatorState(views={0: view_of(kv)}, cluster_id="story",
+                             queued=[m for m in kv.get("queued", "").split(",") if m])
+    for spec in filter(None, kv.get("sessions", "").split(",")):
+        sid, ttl_ms, keys, *ending = spec.split(":")
+        state.sessions[sid] = {"ttl_ms": int(ttl_ms), "keys": [k for k in keys.split("+") if k],
+                               **({"ending": True} if ending else {})}
+    return state.to_dict()
+
+
+def request_of(args: list[str], kv: dict):
+    kind, *rest = args
+    if kind == "add":
+        return rq.Add(rest[0])
+    if kind == "remove":
+        return rq.Remove(rest[0])
+    if kind == "register":
+        return rq.Register(rest[0], kv["inc"], kv.get("cluster", ""), int(kv.get("epoch", 0)))
+    if kind == "open":
+        return rq.OpenSession(rest[0], int(kv["ttl"]))
+    if kind == "attach":
+        return rq.Attach(rest[0], tuple(k.encode() for k in rest[1:]))
+    if kind == "close":
+        return rq.CloseSession(rest[0])
+    raise AssertionError(f"unknown request {args!r}")
+
+
 class Story:
     def __init__(self):
         self.m = CoordinatorMachine()
-        self.pending: dict[tuple[str, str], Fail | Restarted | CaughtUp | AbandonAdd] = {}  # awaiting `decided`
         self.asked: AskTail | None = None  # the last AskTail
+        self.requests = 0
 
     def run(self, line: str) -> list[str]:
         cmd, *words = line.split()
@@ -90,17 +153,16 @@ class Story:
         t = float(kv.get("t", "nan"))
         m = self.m
         out = None
+        fx = []
         if cmd == "lead":
-            m.lead(t)
-            fx = []
+            fx = m.lead(t, state_of(kv), "story")
         elif cmd == "step-down":
-            m.step_down()
-            fx = []
-        elif cmd == "saved":
-            fx = m.on_saved(view_of(kv), t)
+            fx = m.step_down()
+        elif cmd == "follow":
+            m.follow(state_of(kv))
+            out = [f"view {m.view.epoch} {','.join(m.view.members)}"]
         elif cmd == "register":
             m.registered(args[0], kv["inc"])
-            fx = []
         elif cmd == "timer":
             fx = m.on_timer(t)
         elif cmd == "answer":
@@ -115,29 +177,38 @@ class Story:
             fx = []
         elif cmd == "suspect":
             out = [f"brought forward: {m.suspect(args[0], t)}"]
-            fx = []
-        elif cmd == "decided":
-            kind, member, outcome = args
-            fx = m.decided(self.pending.pop((kind, member)), outcome == "changed", t)
+        elif cmd == "revoked":
+            fx = m.on_revoked(args[0], args[1] == "ok", t)
+        elif cmd == "saved":
+            fx = m.on_save_result("failed" not in args, t)
+        elif cmd == "pushed":
+            fx = m.on_pushed(args[0], int(kv["epoch"]), args[1] == "ok", t)
+        elif cmd == "request":
+            self.requests += 1
+            fx = m.request(self.requests, request_of(args, kv), t)
+        elif cmd == "ping":
+            out = [f"alive: {m.session_ping(args[0], t)}"]
+        elif cmd == "deleted":
+            fx = m.on_keys_deleted(args[0], int(kv["batch"]), args[1] == "ok", t)
         elif cmd == "revokes":
             fx = m.revokes(m.view, view_of(kv))
         elif cmd == "tail":
             epoch = int(kv["epoch"]) if "epoch" in kv else None
             fx = m.on_tail_status(self.asked, t, epoch=epoch, caught_up="caught-up" in args,
                                   acked=int(kv.get("acked", -1)))
+        elif cmd == "told-caught-up":
+            fx = m.on_caught_up(int(kv["epoch"]), args[0], t)
+        elif cmd == "learner-poll":
+            m.learner_poll_s = float(kv["s"])
         elif cmd == "add-timeout":
             m.add_timeout_s = float(kv["s"])
-            fx = []
         elif cmd == "unanswered":
             out = [f"wait until {m.revoke_unanswered(args[0]):.3f}"]
-            fx = []
         else:
             raise AssertionError(f"unknown command {line!r}")
         for f in fx:
             if isinstance(f, AskTail):
                 self.asked = f
-            if isinstance(f, (Fail, Restarted, CaughtUp, AbandonAdd)):
-                self.pending[(type(f).__name__.lower(), f.member)] = f
         lines = (out or []) + [render(f) for f in fx]
         due = m.next_deadline()
         lines.append(f"next {'none' if due is None else f'{due:.3f}'}")
@@ -185,17 +256,16 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
 
     m, b = CoordinatorMachine(), Replica("b", b"b/1", lease_s=1.0)
     b.on_view(View(0, 1, ("a", "b")), 0.0)
-    m.lead(0.0)
     outcomes: list[tuple[float, Probe]] = []  # (when the probe's outcome reaches the machine, probe)
 
-    def send(probes, now):
-        for fx in probes:
+    def send(effects, now):
+        for fx in (f for f in effects if isinstance(f, Probe)):
             answers = fx.member == "a" or now < 0.35  # b is paused from 0.35 on
             if answers and fx.member == "b":
                 b.on_probe(fx.epoch, fx.nonce, fx.grant, now + 0.01)
             outcomes.append((now + (0.02 if answers else fx.timeout_s), fx))
 
-    send(m.on_saved(View(0, 1, ("a", "b")), 0.0), 0.0)
+    send(m.lead(0.0, CoordinatorState(views={0: View(0, 1, ("a", "b"))}).to_dict()), 0.0)
     fail, leased = None, False
     while fail is None:
         due = m.next_deadline()
@@ -211,5 +281,27 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
             out = m.on_probe_failed(fx.member, fx.nonce, now)
         fail = next((f for f in out if isinstance(f, Fail)), None)
     assert leased and fail == Fail("b", 3)
-    assert m.revokes(m.view, View(0, 2, ("a",))) == [Revoke("b", 1)]
+    assert Revoke("b", 1) in out and not any(isinstance(f, Save) for f in out)
     assert now < b.lease_until + LEASE_MARGIN_S <= m.revoke_unanswered("b")  # it must wait, and long enough
+    assert not any(isinstance(f, Save) for f in m.on_revoked("b", False, now + 0.3))
+    until = m.revoke_unanswered("b")
+    assert m.next_deadline() <= until and not any(isinstance(f, Save) for f in m.on_timer(until - 0.001))
+    saves = [f for f in m.on_timer(until) if isinstance(f, Save)]
+    assert saves and CoordinatorState.from_dict(saves[0].state).views[0].members == ("a",)
+
+
+def test_view_notes_name_their_cause_for_the_metrics():
+    """The shell counts view changes by cause and logs repairs from the machine's notes."""
+    m = CoordinatorMachine()
+    m.lead(0.0, CoordinatorState(views={0: View(0, 1, ("a", "b"))}, cluster_id="c").to_dict())
+
+    def events(fx):
+        return [(n.event, n.cause, n.member, n.view.epoch if n.view else None) for n in fx
+                if isinstance(n, Note) and n.event]
+
+    m.request(1, rq.Register("c", "7"), 0.1)
+    assert events(m.on_save_result(True, 0.11)) == [("view_change", "join", "c", 2)]
+    m.on_probe_failed("a", 1, 1.1, refused=True)  # the probe the term started with
+    nonce = next(f for f in m.on_timer(1.2) if isinstance(f, Probe) and f.member == "a").nonce
+    assert Revoke("a", 2) not in m.on_probe_failed("a", nonce, 1.3, refused=True)  # refused: nobody to revoke
+    assert events(m.on_save_result(True, 1.4)) == [("view_change", "failure", "a", 3), ("repair", "failure", "a", None)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from catena.coordinator.discovery import AddressError, EtcdAddress, StaticAddress, notleader_error, parse, redirect_of
+from catena.coordinator.address import AddressError, EtcdAddress, StaticAddress, notleader_error, parse, redirect_of
 
 
 def test_host_port_lists():

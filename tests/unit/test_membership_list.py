@@ -13,7 +13,7 @@ from catena.membership.ring import Ring
 from catena.membership.table import MemberTable
 
 PKG = pathlib.Path(__file__).resolve().parents[2] / "src" / "catena" / "membership"
-PURE = ["messages", "wire", "settings", "ring", "table", "dissemination", "effects", "detector", "sim"]
+PURE = ["messages", "wire", "settings", "ring", "table", "dissemination", "effects", "detector"]
 FORBIDDEN = {"asyncio", "socket", "time", "random", "threading", "selectors"}
 
 
@@ -27,8 +27,7 @@ def test_machines_import_no_io_clock_or_global_random():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 mods = [node.module.split(".")[0]]
             bad = set(mods) & FORBIDDEN
-            # the simulator owns its seeded random.Random instances; machines only receive one
-            assert not bad or (name == "sim" and bad == {"random"}), f"{name} imports {bad}"
+            assert not bad, f"{name} imports {bad}"  # machines only receive a seeded random.Random
 
 
 def m(i, inc=1):

@@ -822,6 +822,21 @@ def test_read_lease_gates_local_reads():
     assert r.on_probe(2, 6, 5, NOW + 5.3) == [FetchView(2)]
 
 
+def test_a_wall_clock_step_does_not_stretch_a_read_lease():
+    """Two clocks: the lease runs on the monotonic one (`mono`); the wall clock (`now`) stamps
+    writes and may step back by seconds without keeping the lease alive."""
+    r = Replica("a", b"a/1", lease_s=0.5)
+    r.on_view(View(0, 1, ("a",)), NOW)
+    r.flush()
+    r.on_client("w", [b"SET", b"k", b"v"], NOW, 100.0)
+    r.flush()
+    r.on_probe(1, 1, 0, 100.0)
+    r.on_probe(1, 2, 1, 100.1)  # the lease runs until 100.5 on the monotonic clock
+    assert r.on_client("r1", [b"GET", b"k"], NOW, 100.4) == [Reply("r1", b"v")]
+    # The wall clock steps back 10 s; 0.2 s pass: the lease is over all the same.
+    assert r.on_client("r2", [b"GET", b"k"], NOW - 10, 100.6) == [Reply("r2", NOT_SERVING)]
+
+
 def test_a_probe_from_a_newer_epoch_or_a_revoke_turns_leases_on():
     """Regression (cluster simulation, seed 90): a member added behind the tail was probed only
     while it still had an older epoch (the probe made it fetch its view), then adopted the view

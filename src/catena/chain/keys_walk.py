@@ -40,7 +40,7 @@ async def walk_keys(replica, pattern: bytes, encoded: bool):
                 continue
             end = min(slot + STEP, SLOTS)
             found = ops.keys_in_slots(replica.state, pattern, slot, end, now_ms)
-            if not replica.can_answer(found, time.time()):
+            if not replica.can_answer(found, time.monotonic()):
                 blocked = True
                 break
             if found:
@@ -50,7 +50,7 @@ async def walk_keys(replica, pattern: bytes, encoded: bool):
         if blocked:
             now = time.monotonic()
             waiting_since = waiting_since or now
-            if not replica.can_answer((), time.time()) or now - waiting_since > WAIT_S:
+            if not replica.can_answer((), now) or now - waiting_since > WAIT_S:
                 return None
             await asyncio.sleep(WAIT_STEP_S)
         elif slot < SLOTS:

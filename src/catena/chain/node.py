@@ -28,7 +28,7 @@ from catena.chain.multi import Transactions
 from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
-from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
@@ -39,6 +39,8 @@ from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable, exec_reque
 from catena.resp.limits import Limits
 from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
+from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, encode, encode_answer
+from catena.control import decode as decode_control
 from catena.view import View
 
 log = logging.getLogger(__name__)
@@ -183,12 +185,13 @@ class MemberNode:
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
         incarnation (a restart shows as a new one) and the UDP port of its liveness responder."""
-        self._run(self.replica.on_probe(int(args[1]), int(args[2]), int(args[3]), time.time()))
-        return [self.incarnation, self.liveness.port if self.liveness else 0]
+        probe = decode_control(args)
+        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.monotonic()))
+        return encode_answer(ProbeAnswer(self.incarnation, self.liveness.port if self.liveness else 0))
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
-        self.replica.revoke(int(args[1]))
+        self.replica.revoke(decode_control(args).epoch)
         return OK
 
     def _data(self, client, args):
@@ -197,7 +200,7 @@ class MemberNode:
         return reply
 
     def _submit(self, token, args) -> None:
-        self._run(self.replica.on_client(token, args, time.time()))
+        self._run(self.replica.on_client(token, args, time.time(), time.monotonic()))
 
     def _req(self, client, args):
         """CATENA.REQ: a data client's request ids live in their own namespace, so it can never
@@ -223,7 +226,7 @@ class MemberNode:
             log.exception("KEYS failed")
             found = Error(f"ERR KEYS failed: {exc}")
         if found is None:
-            self._run(self.replica.on_client(reply, args, time.time()))
+            self._run(self.replica.on_client(reply, args, time.time(), time.monotonic()))
         else:
             reply.resolve(found)
 
@@ -243,8 +246,7 @@ class MemberNode:
 
     def _view_cmd(self, client, args):
         """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""
-        view = parse_view(args[1:])
-        self._on_view(view)
+        self._on_view(decode_control(args).view)
         return OK
 
     def _info(self, client, args):
@@ -264,11 +266,10 @@ class MemberNode:
     async def _register(self) -> None:
         """Announce this incarnation; keep the cluster id the coordinator answers with. Data
         from another cluster, or an epoch newer than the coordinator's, is refused there."""
-        host, port = self.me.rsplit(":", 1)
         path = self.data_dir / "cluster_id"
         known = path.read_text().strip() if path.exists() else ""
-        reply = await self.discovery.call(b"MASTER.REGISTER", host, port, self.incarnation, known or "",
-                                          self.replica.epoch, timeout=2.0)
+        register = MasterRegister(self.me, self.incarnation, known, self.replica.epoch)
+        reply = await self.discovery.call(*encode(register), timeout=2.0)
         cluster_id = reply.decode() if isinstance(reply, bytes) else ""
         if cluster_id and not known:
             self._replace_file(path, (cluster_id + "\n").encode())
@@ -289,7 +290,7 @@ class MemberNode:
         if type(msg) is Read and _is_keys(msg.args) and msg.epoch <= self.replica.epoch:
             self._group.create_task(self._keys_for_peer(sender, msg))
             return
-        self._run(self.replica.on_message(sender, msg, time.time()))
+        self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
 
     def _on_link(self, addr: str, up: bool) -> None:
         self._run(self.replica.on_link(addr, up, time.time()))
@@ -401,7 +402,17 @@ class MemberNode:
             self._fetch.set()
         elif kind is Deliver:
             self.pubsub.deliver(fx.channel, fx.message)
+        elif kind is LearnerCaughtUp and self.discovery is not None and self._group is not None:
+            self._group.create_task(self._tell_caught_up(fx))
         return 0, None
+
+    async def _tell_caught_up(self, fx: LearnerCaughtUp) -> None:
+        """Tell the coordinator our learner caught up (it also asks us now and then, should
+        this word be lost)."""
+        try:
+            await self.discovery.call(*encode(MasterCaughtUp(fx.chain_id, fx.epoch, fx.learner)), timeout=2.0)
+        except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError) as exc:
+            log.info("telling the coordinator that %s caught up: %s", fx.learner, exc or type(exc).__name__)
 
     def _frame(self, msg) -> bytes | list[bytes]:
         """`msg` packed. An Append of the very entries whose large record was just packed for
@@ -558,7 +569,7 @@ class MemberNode:
                     registered = True
                 raw = await self.discovery.call(b"MASTER.GET_VIEW", self.me, timeout=2.0)
                 if raw:
-                    self._on_view(parse_view(raw))
+                    self._on_view(View.from_words(raw))
                 if self._left_chain():
                     registered = False  # removed (e.g. after a pause): rejoin as a learner
             except ReplyError as exc:
@@ -637,14 +648,3 @@ def _is_keys(args) -> bool:
     return len(args) == 2 and args[0].upper() == b"KEYS"
 
 
-def parse_view(words) -> View:
-    """`chain_id epoch learner|- member ...` (bytes or str words) as a View."""
-    words = [w.decode() if isinstance(w, bytes) else str(w) for w in words]
-    if len(words) < 3:
-        raise ValueError("a view is: chain_id epoch learner|- member ...")
-    learner = None if words[2] == "-" else words[2]
-    return View(int(words[0]), int(words[1]), tuple(words[3:]), learner)
-
-
-def view_words(view: View) -> list[str]:
-    return [str(view.chain_id), str(view.epoch), view.learner or "-", *view.members]

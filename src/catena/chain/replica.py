@@ -32,11 +32,11 @@ from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
-from catena.effects import Deliver, FetchView, Persist, PersistSnapshot, Reply, Send
+from catena.leases import LEASE_S  # noqa: F401 (members with a coordinator; node.py takes it from here)
+from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
 from catena.view import View
 
-LEASE_S = 1.0  # a read lease from the coordinator's probe (members with a coordinator)
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0
@@ -221,11 +221,12 @@ class Replica:
 
     # -- client commands ---------------------------------------------------------------------------
 
-    def on_client(self, token, args: list[bytes], now: float) -> list:
-        """A data command from a local client; the reply comes as Reply(token, ...)."""
-        return self._route(self._on_client(token, args, now), now)
+    def on_client(self, token, args: list[bytes], now: float, mono: float | None = None) -> list:
+        """A data command from a local client; the reply comes as Reply(token, ...). `now`: wall
+        seconds (stamps, expiry); `mono`: monotonic seconds, the read lease's clock (default: now)."""
+        return self._route(self._on_client(token, args, now, now if mono is None else mono), now)
 
-    def _on_client(self, token, args: list[bytes], now: float) -> list:
+    def _on_client(self, token, args: list[bytes], now: float, mono: float) -> list:
         rid = None
         if args[0].upper() == REQ:
             parsed = ops.request(args)
@@ -239,7 +240,7 @@ class Replica:
             waiter = self.blocked.start(token, args, int(now * 1000))
             return [Reply(token, waiter)] if type(waiter) is Error else self._pop(waiter, now)
         if name in ops.READS:
-            return self._read(token, args, now)
+            return self._read(token, args, now, mono)
         return [Reply(token, Error(f"ERR unknown command '{args[0].decode(errors='replace')}'"))]
 
     def _write(self, origin, token, rid, args, now) -> list:
@@ -342,8 +343,8 @@ class Replica:
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
 
-    def _read(self, token, args, now) -> list:
-        if self.can_answer(ops.read_keys(args), now):
+    def _read(self, token, args, now, mono: float) -> list:
+        if self.can_answer(ops.read_keys(args), mono):
             reply = Reply(token, ops.read(self.state, args, int(now * 1000), self.rng))
             if self.to_persist and self.is_head():
                 # A sole member's newest writes are durable nowhere until `flush` persists them:
@@ -360,16 +361,17 @@ class Replica:
         self.reads[rtoken] = (token, now)
         return [Send(tail, Read(self.epoch, rtoken, tuple(args)))]
 
-    def can_answer(self, keys, now: float) -> bool:
+    def can_answer(self, keys, mono: float) -> bool:
         """CRAQ: committed data only; the tail's is always committed, others' when clean. And
         only under a read lease, when leases are on: a member the coordinator can no longer
         reach may have been replaced, and must not answer from data others have moved past.
         Leases hold from the start for a member started with a coordinator, else from the first
         probe (of any epoch, even one newer than ours) or revocation on: a member no coordinator
-        manages (a view set by hand) has nobody to be replaced by."""
+        manages (a view set by hand) has nobody to be replaced by. `mono`: monotonic seconds (a
+        step of the wall clock must not stretch a lease)."""
         if not self.serving_reads():
             return False
-        if self.lease_s is not None and self.managed and now >= self.lease_until:
+        if self.lease_s is not None and self.managed and mono >= self.lease_until:
             return False
         if self.commits_on_apply():
             return True
@@ -449,10 +451,11 @@ class Replica:
 
     # -- peer messages ----------------------------------------------------------------------------
 
-    def on_message(self, sender: str, msg, now: float) -> list:
-        return self._route(self._on_message(sender, msg, now), now)
+    def on_message(self, sender: str, msg, now: float, mono: float | None = None) -> list:
+        """A peer message; `now` and `mono` as for `on_client`."""
+        return self._route(self._on_message(sender, msg, now, now if mono is None else mono), now)
 
-    def _on_message(self, sender: str, msg, now: float) -> list:
+    def _on_message(self, sender: str, msg, now: float, mono: float) -> list:
         kind = type(msg)
         if kind is WriteReply:
             rec = self.forwarded.pop(msg.token, None)
@@ -472,7 +475,7 @@ class Replica:
                 return [Send(sender, WriteReply(msg.token, PAST_DEADLINE))]
             return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
-            if self.can_answer(ops.read_keys(list(msg.args)), now):
+            if self.can_answer(ops.read_keys(list(msg.args)), mono):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000), self.rng)
             else:
                 reply = NOT_SERVING
@@ -577,19 +580,18 @@ class Replica:
             self.learner_acked = msg.seq
             if self.handing_over:
                 self._commit_to(msg.seq)
-            else:
-                self._maybe_hand_over()
-            return []
+                return []
+            return self._maybe_hand_over()
         self._commit_to(msg.seq)
         return []
 
     # -- read leases --------------------------------------------------------------------------
 
     def on_probe(self, epoch: int, nonce: int, grant: int, now: float) -> list:
-        """The coordinator's probe `nonce` under `epoch`. We answer it at `now`; the next probe
-        names it in `grant` only if our answer reached the coordinator in time, and then the
-        lease runs from `now` of that answer (the coordinator counts from when it got it, which
-        is later). A probe delayed in our socket (we were paused) grants nothing new. The
+        """The coordinator's probe `nonce` under `epoch`. We answer it at `now` (monotonic
+        seconds: the lease's clock, as in `can_answer`); the next probe names it in `grant` only
+        if our answer reached the coordinator in time, and then the lease runs from `now` of
+        that answer (the coordinator counts from when it got it, which is later). A probe delayed in our socket (we were paused) grants nothing new. The
         coordinator installs no view without us before our lease ran out, unless we gave it
         back (`revoke`). A probe from a newer epoch: we are stale (and managed all the same: a
         coordinator that probed us may replace us, whether or not our epoch was current)."""
@@ -630,8 +632,7 @@ class Replica:
         return self._route(fx, now)
 
     def on_timer(self, now: float) -> list:
-        self._maybe_hand_over()
-        fx = []
+        fx = self._maybe_hand_over()
         if self.pred and not self.pred_synced and now - self.sync_sent_at >= RETRY_S:
             fx.append(self._sync(now))
         fx += self._reforward(now, older_than=RETRY_S)
@@ -656,19 +657,20 @@ class Replica:
                 return
 
     def learner_caught_up(self) -> bool:
-        """The tail's word that its learner holds (nearly) all its history: the coordinator
-        polls this and then promotes the learner. From the first such ack on, the tail commits
+        """The tail's word that its learner holds (nearly) all its history (told to the
+        coordinator once, `LearnerCaughtUp`, and in MEMBER.STATUS): the coordinator then
+        promotes the learner. From the first such ack on, the tail commits
         only what the learner acked (`handing_over`), so the coordinator may act on this answer
         at any later time."""
         view = self.view
         return view is not None and view.learner is not None and self.is_tail() and self.handing_over
 
-    def _maybe_hand_over(self) -> None:
+    def _maybe_hand_over(self) -> list:
         """Once the learner is close behind, put it in the commit path: from then on whatever
         we acknowledge it holds, so nothing acknowledged is lost if we are removed (or fail)
-        before we learn of the view that makes it the tail."""
+        before we learn of the view that makes it the tail. Then tell the coordinator."""
         if self.handing_over or self.view is None or self.view.learner is None or not self.is_tail():
-            return
+            return []
         # Only a tail synced with its predecessor under this epoch knows the chain's committed
         # prefix: until then the learner would inherit a commit point that misses acknowledged
         # writes (the barrier it gets from us is our commit_seq).
@@ -676,6 +678,8 @@ class Replica:
         if (self.succ_ready and synced and self.learner_acked >= 0
                 and self.last_seq - self.learner_acked <= LEARNER_LAG):
             self.handing_over = True
+            return [LearnerCaughtUp(self.view.chain_id, self.view.epoch, self.view.learner)]
+        return []
 
     def next_deadline(self, now: float) -> float:
         return now + 0.1

@@ -41,13 +41,10 @@ from catena.chaos.runner import (
     STOP_TIMEOUT_S,
     wait_for,
 )
-from catena.coordinator.discovery import (
-    AddressError,
-    CoordinatorClient,
-    EtcdAddress,
-    parse,
-)
+from catena.coordinator.address import AddressError, EtcdAddress, parse
+from catena.coordinator.discovery import CoordinatorClient
 from catena.errors import CatenaError
+from catena.view import View
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
 NET_TABLES = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
@@ -312,13 +309,12 @@ class RunningCluster:
             raise Unreachable(f"coordinator {self.coordinator}: {exc}") from None
 
     def _discover(self):
-        from catena.chain.node import parse_view
 
         try:
             words, leader = self._call(b"MASTER.GET_VIEW", timeout=10.0)
         except (Unreachable, OSError) as exc:
             raise TargetError(f"cannot read the chain from {self.coordinator}: {exc}") from None
-        return leader, parse_view(words)
+        return leader, View.from_words(words)
 
     # -- what the nemesis uses ------------------------------------------------------------------
 

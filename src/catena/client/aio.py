@@ -11,11 +11,12 @@ import random
 import time
 import uuid
 
-from catena.chain.node import parse_view
 from catena.client.errors import ClientError, ResponseError, SessionLost, Timeout, Unavailable
 from catena.client.router import RetryPolicy, Router, check_value, retryable
-from catena.coordinator.discovery import CoordinatorClient, NoLeader, parse
+from catena.coordinator.address import parse
+from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.resp.client import ReplyError, RespConnection
+from catena.view import View
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ class AsyncClient:
             raw = await self.coordinators.call(b"MASTER.GET_VIEW", timeout=min(timeout, 1.0))
         except (NoLeader, ReplyError) as exc:
             raise Unavailable(str(exc)) from None
-        self.router.on_view(parse_view(raw))
+        self.router.on_view(View.from_words(raw))
         self._ever_routed = True
 
 

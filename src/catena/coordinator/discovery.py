@@ -1,119 +1,28 @@
-"""Finding the coordinator leader, for members, clients and the CLI.
+"""Finding the coordinator leader, for members, clients and the CLI (`CoordinatorClient`).
 
-Two address forms (DESIGN.md section 5):
-
-- `host:port[,host:port…]`: the coordinators themselves. Ask any; a coordinator that does not
-  lead answers a leader-only command with `-NOTLEADER host:port` (the leader's address) or, while
-  no leader is known, `-TRYAGAIN …`. A single address of a coordinator with the embedded store
-  is the common case: it always leads.
-- `etcd://host:port[,host:port…]/prefix`: the etcd cluster the coordinators share. The leader's
-  address is the value of `<prefix>/leader`; it is read once and then watched.
-
-`parse()` rejects anything else at once, naming the input and what it expected; a call that
-finds no leader within its deadline fails with every address it tried.
+Given a coordinator address (address.py): with `host:port,…` it asks any coordinator and follows
+`-NOTLEADER host:port` redirects; with `etcd://…/prefix` it reads the leader's address from
+`<prefix>/leader` once and then watches it. A call that finds no leader within its deadline
+fails with every address it tried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import random
-from dataclasses import dataclass
 
+from catena.coordinator.address import EtcdAddress, StaticAddress, parse, redirect_of
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, call
 
 log = logging.getLogger(__name__)
 
-NOTLEADER = "NOTLEADER"
-TRYAGAIN = "TRYAGAIN"
 MAX_REDIRECTS = 4
-EXPECTED = "expected host:port[,host:port...] or etcd://host:port[,host:port...]/prefix"
-
-
-class AddressError(CatenaError, ValueError):
-    """A coordinator address that cannot be used."""
 
 
 class NoLeader(CatenaError):
     """No coordinator leader answered before the deadline."""
-
-
-@dataclass(frozen=True)
-class StaticAddress:
-    addrs: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return ",".join(self.addrs)
-
-
-@dataclass(frozen=True)
-class EtcdAddress:
-    endpoints: tuple[str, ...]
-    prefix: str  # "/a/b": no trailing slash
-
-    @property
-    def leader_key(self) -> bytes:
-        return f"{self.prefix}/leader".encode()
-
-    @property
-    def state_key(self) -> bytes:
-        return f"{self.prefix}/state".encode()
-
-    @property
-    def range_prefix(self) -> bytes:
-        return f"{self.prefix}/".encode()
-
-    def __str__(self) -> str:
-        return f"etcd://{','.join(self.endpoints)}{self.prefix}"
-
-
-def _host_port(text: str, whole: str) -> str:
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/ "):
-        raise AddressError(f"bad coordinator address {whole!r}: {text.strip()!r} is not host:port ({EXPECTED})")
-    return f"{host}:{int(port)}"
-
-
-def parse(text: str) -> StaticAddress | EtcdAddress:
-    """`host:port,…` or `etcd://host:port,…/prefix`; AddressError for anything else."""
-    if not isinstance(text, str) or not text.strip():
-        raise AddressError(f"empty coordinator address ({EXPECTED})")
-    text = text.strip()
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return StaticAddress(tuple(_host_port(part, text) for part in text.split(",")))
-    if scheme.lower() != "etcd":
-        raise AddressError(f"bad coordinator address {text!r}: unknown scheme {scheme + '://'!r} ({EXPECTED})")
-    hosts, slash, prefix = rest.partition("/")
-    prefix = "/" + prefix.strip("/")
-    if not slash or prefix == "/":
-        raise AddressError(f"bad coordinator address {text!r}: an etcd address needs a key prefix, "
-                           "e.g. etcd://127.0.0.1:2379/catena/prod")
-    if not hosts:
-        raise AddressError(f"bad coordinator address {text!r}: no etcd endpoint ({EXPECTED})")
-    if importlib.util.find_spec("aetcd") is None:
-        raise AddressError(f"{text}: etcd addresses need the aetcd package, which is not installed "
-                           "(pip install 'catena[etcd]')")
-    return EtcdAddress(tuple(_host_port(part, text) for part in hosts.split(",")), prefix)
-
-
-def notleader_error(leader: str | None) -> str:
-    """The error a coordinator that does not lead answers with (without the leading '-')."""
-    if leader:
-        return f"{NOTLEADER} {leader}"
-    return f"{TRYAGAIN} no coordinator leads right now (election in progress); retry"
-
-
-def redirect_of(message: str) -> tuple[bool, str | None]:
-    """(is a redirect, leader address or None) for an error reply's text."""
-    words = message.split()
-    if words and words[0] == NOTLEADER:
-        return True, words[1] if len(words) > 1 else None
-    if words and words[0] == TRYAGAIN:
-        return True, None
-    return False, None
 
 
 class CoordinatorClient:

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 
-from catena.coordinator.discovery import EtcdAddress
+from catena.coordinator.address import EtcdAddress
 from catena.coordinator.election import Backoff, Campaign, Election, Lead, Renew, Revoke, StepDown
 from catena.coordinator.store import SCHEMA, NotLeader, check_state
 from catena.errors import CatenaError

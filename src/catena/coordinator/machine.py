@@ -1,6 +1,16 @@
-"""The coordinator leader's watch over chain members (pure): probes, read leases, revoke-or-wait,
-the verdicts that take a member out of its chain, and the learner hand-over. The asyncio shell
-(service.py) and the whole-cluster simulator (tests/sim/cluster_sim.py) both drive this machine.
+"""The coordinator's decisions (pure): one machine per coordinator process, acting while it leads.
+The asyncio shell (service.py) and the whole-cluster simulator (tests/sim/cluster_sim.py) both
+drive it unchanged; neither makes a protocol decision of its own.
+
+Changes, one at a time. Every change to the saved state (an operator's or a member's request
+from requests.py, a verdict of the machine's own, a step of ending a session) is decided on a
+copy of the saved state; the members the new view drops give their read leases back first
+(revoke-or-wait); then the state is saved under the term's fence (`Save`), and only then is the
+new view pushed, probed and answered. A failed save ends the machine's term: every request
+still waiting is answered NOT_LEADER.
+
+Pushes. Every member a saved view names (and one it took out) is pushed that view until it
+acknowledged it, retried every `PUSH_RETRY_S` while it is watched (pushes.py).
 
 Probes. Every member of the saved view (and its learner) gets a MEMBER.PROBE every
 `interval_s`, each with a `timeout_s` deadline; a membership suspicion brings the next one
@@ -26,130 +36,56 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
-The learner hand-over. While the saved view has a learner, its tail is asked every
-`LEARNER_POLL_S` how far the learner got (`AskTail`); once the tail says it caught up under that
-view, the learner is promoted (`CaughtUp`). An add whose learner made no progress for
+The learner hand-over. The tail of a view with a learner tells the coordinator when the learner
+caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is promoted
+(`CaughtUp`). Besides, the tail is asked every `learner_poll_s` how far the learner got
+(`AskTail`): that measures progress, and promotes a learner whose tail's word was lost. An add whose learner made no progress for
 `add_timeout_s` (counted from this term's start at the earliest) is rolled back (`AbandonAdd`),
-so that it never blocks the adds queued behind it.
+so that it never blocks the adds queued behind it. MASTER.ADD is answered once the member is in
+the chain and holds a read lease (so it answers reads at once), or when its add was rolled back.
 
-Inputs take `now` (monotonic seconds); outputs are the effects below, plus `next_deadline()`.
+Sessions (ending.py): pings timed on the leader's monotonic clock; a session whose pings stopped
+for its TTL, or that its client closed, is ended in steps that a new leader resumes.
+
+A new term finishes what the last one left half done: it pushes the saved view to everyone,
+probes them, resumes watching an add in progress (queued adds follow it) and ending sessions.
+
+Inputs take `now` (monotonic seconds); outputs are the effects of effects.py, plus
+`next_deadline()` for the shell's one timer.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
-from catena.chain.replica import LEASE_S
+from catena.coordinator import requests as rq
+from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Fail, Note, Probe,
+                                        Reply, Restarted, Revoke, Save, Verdict)
+from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
-from catena.coordinator.reconfig import Reconfig
+from catena.coordinator.pushes import Pushes
+from catena.coordinator.reconfig import CoordinatorState, Reconfig
+from catena.coordinator.requests import watched
+from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock
+from catena.leases import LEASE_S
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
-REVOKE_TIMEOUT_S = 0.3
-LEARNER_POLL_S = 0.05
-ASK_TAIL_TIMEOUT_S = 1.0
+LEARNER_POLL_S = 1.0  # the tail says when its learner caught up; this asks for progress
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
+ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
 WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
 BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
-LIVENESS_TIMEOUT_S = 0.3
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Call MEMBER.PROBE epoch nonce grant on `member` within `timeout_s`; report the outcome
-    with `on_probe_answer` or `on_probe_failed`."""
-    member: str
-    epoch: int
-    nonce: int
-    grant: int
-    timeout_s: float
-
-
-@dataclass(frozen=True)
-class CheckLiveness:
-    """The probe `nonce` to `member` timed out: ask its liveness responder (off its event loop)
-    within `timeout_s`; report the answer, or none, with `on_liveness`."""
-    member: str
-    nonce: int
-    timeout_s: float = LIVENESS_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Revoke:
-    """Call MEMBER.REVOKE epoch on `member` within `timeout_s`; if it does not answer, wait until
-    `revoke_unanswered` says before saving the view that drops it."""
-    member: str
-    epoch: int
-    timeout_s: float = REVOKE_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class Fail:
-    """Decide `Reconfig.fail(member)` (its probes confirmed it dead, or its loop is `wedged`),
-    then report `decided`."""
-    member: str
-    misses: int
-    wedged: bool = False
-
-
-@dataclass(frozen=True)
-class Restarted:
-    """Decide `Reconfig.restarted(member, incarnation)`, then report `decided`."""
-    member: str
-    incarnation: str
-
-
-@dataclass(frozen=True)
-class AskTail:
-    """Ask `tail` (MEMBER.STATUS) how far `learner` got under `epoch`; report `on_tail_status`."""
-    tail: str
-    epoch: int
-    learner: str
-    timeout_s: float = ASK_TAIL_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class CaughtUp:
-    """Decide `Reconfig.caught_up(epoch, member)` (promote the learner), then report `decided`."""
-    epoch: int
-    member: str
-
-
-@dataclass(frozen=True)
-class AbandonAdd:
-    """Decide `Reconfig.abandon_add(member)` (it made no progress for `quiet_s`), then report `decided`."""
-    member: str
-    quiet_s: float
-
-
-def watched(view: View) -> set[str]:
-    """The members whose health the leader watches: the chain and its learner."""
-    return set(view.members) | ({view.learner} - {None})
-
-
-def decide(verdict: Fail | Restarted | CaughtUp | AbandonAdd, r: Reconfig) -> list[View]:
-    """The `Reconfig` decision a verdict of the machine asks for (the shell saves it as one change,
-    then reports `decided`)."""
-    if isinstance(verdict, Fail):
-        return r.fail(verdict.member) if verdict.member in watched(r.view()) else []
-    if isinstance(verdict, Restarted):
-        return r.restarted(verdict.member, verdict.incarnation)
-    if isinstance(verdict, CaughtUp):
-        return r.caught_up(verdict.epoch, verdict.member)
-    return r.abandon_add(verdict.member)
-
-
-def told(verdict: Fail | Restarted | CaughtUp | AbandonAdd) -> list[str]:
-    """Who is pushed the view a verdict saves besides the members it names: a member it took out."""
-    return [verdict.member] if isinstance(verdict, (Fail, Restarted)) else []
+NEVER = float("-inf")
 
 
 @dataclass
 class _Prober:
     nonce: int = 0  # of the last probe sent
     grant: int = 0  # the nonce the next probe grants (0: none answered in time)
-    answered_at: float = float("-inf")
-    started: float = float("-inf")  # when the last probe was sent
+    answered_at: float = NEVER
+    started: float = NEVER  # when the last probe was sent
     due: float | None = None  # when the next probe goes (None: one in flight, or a decision pending)
     deciding: bool = False  # a Fail or Restarted is being decided
     wake: bool = False  # probe again at once when the one in flight ends
@@ -165,46 +101,289 @@ class _LearnerWatch:
     since: float = 0.0  # when progress was last seen (or the watch of this learner began)
     asked: AskTail | None = None  # the question in flight
     due: float | None = None  # when the tail is asked next (None: asking, or a decision pending)
+    deciding: bool = False  # a CaughtUp or AbandonAdd is being decided
 
 
 @dataclass
-class CoordinatorMachine:
+class _Change:
+    what: object  # a request of requests.py or a verdict
+    token: object = None  # whom to answer (None: nobody asked)
+    state: dict | None = None  # the decided state, to save
+    changed: list[View] = field(default_factory=list)
+    revoking: set[str] = field(default_factory=set)  # revokes not answered yet
+    wait_until: float = NEVER  # unanswered revokes: every lease they may hold ran out by then
+    saving: bool = False
+
+
+@dataclass
+class _AddWaiter:
+    token: object
+    member: str
+    deadline: float
+
+
+@dataclass
+class CoordinatorMachine(SessionEnding):
     """One coordinator process's machine: acts while `leading` (between `lead` and `step_down`)."""
 
     health: HealthCheck = field(default_factory=HealthCheck)
     lease_s: float = LEASE_S
     lease_margin_s: float = LEASE_MARGIN_S
-    view: View = field(default_factory=lambda: View(0, 0, ()))  # the newest saved view
+    saved: CoordinatorState = field(default_factory=CoordinatorState)  # the state the store holds
     leading: bool = False
-    term_started: float = float("-inf")
+    term_started: float = NEVER
     add_timeout_s: float = ADD_TIMEOUT_S
+    learner_poll_s: float = LEARNER_POLL_S
     wedge_s: float | None = None  # None: no liveness checks (members without a responder)
     busy_limit_s: float = BUSY_LIMIT_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
+    # This term's work:
     _probers: dict[str, _Prober] = field(default_factory=dict)
     _watch: _LearnerWatch | None = None
+    _pushes: Pushes = field(default_factory=Pushes)
+    _queue: deque = field(default_factory=deque)  # changes waiting their turn
+    _current: _Change | None = None
+    _clock: SessionClock = field(default_factory=SessionClock)
+    _enders: dict = field(default_factory=dict)  # session -> its ending (ending.py)
+    _waiters: list[_AddWaiter] = field(default_factory=list)
 
-    # -- terms and views ----------------------------------------------------------------------------
+    @property
+    def view(self) -> View:
+        """The newest saved view (what members may be told)."""
+        return self.saved.views[0]
 
-    def lead(self, now: float) -> None:
-        """A new term: no probes yet (`on_saved` starts them); leases a former leader granted are
-        counted from now, and miss counts start over."""
+    # -- terms ------------------------------------------------------------------------------------
+
+    def lead(self, now: float, state: dict | None, cluster_id: str = "") -> list:
+        """A new term from the newest saved `state` (None: a new store, saved first as a new
+        cluster `cluster_id`). Leases a former leader granted are counted from now, miss counts
+        start over, and what the last term left half done is finished."""
+        fx = self.step_down()
         self.leading, self.term_started = True, now
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
-        self._probers, self._watch = {}, None
+        self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
+        view = self.view
+        fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
+                               + (f", finishing the add of {view.learner}" if view.learner else ""),
+                       "leader_change", "elected"))
+        if state is None:
+            fx += self._change(rq.Initialize(), now)
+        for member in sorted(watched(view)):
+            fx += self._pushes.push(member, view)
+        fx += self._watch_view(now)
+        for sid in sorted(self._sync_sessions(now)):
+            if self.saved.sessions[sid].get("ending"):
+                fx += self._end_session(sid, now)
+        return fx
 
-    def step_down(self) -> None:
+    def step_down(self) -> list[Reply]:
+        """Stop acting: the term's work is dropped; every request still waiting is answered NOT_LEADER."""
+        tokens = [c.token for c in ([self._current] if self._current else []) + list(self._queue)]
+        tokens += [w.token for w in self._waiters] + [t for e in self._enders.values() for t in e.waiting]
         self.leading = False
-        self._probers, self._watch = {}, None
+        self._probers, self._watch, self._pushes = {}, None, Pushes()
+        self._queue, self._current, self._waiters = deque(), None, []
+        self._clock, self._enders = SessionClock(), {}
+        return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
-    def on_saved(self, view: View, now: float) -> list:
-        """`view` is saved: probe each watched member that has no prober yet (a prober of a
+    def follow(self, state: dict) -> None:
+        """A follower's warm copy of the saved state (from the store's watch)."""
+        if not self.leading:
+            self.saved = CoordinatorState.from_dict(state)
+
+    def request(self, token, what, now: float) -> list:
+        """An operator's or a member's request (requests.py); answered with `Reply(token, …)`."""
+        if not self.leading:
+            return [Reply(token, error=NOT_LEADER)]
+        if isinstance(what, rq.CloseSession):
+            if what.session not in self.saved.sessions:
+                return [Reply(token, error=NO_SUCH_SESSION)]
+            return self._end_session(what.session, now, token)
+        return self._enqueue(_Change(what, token), now)
+
+    # -- the one timer ------------------------------------------------------------------------------
+
+    def on_timer(self, now: float) -> list:
+        fx = []
+        for member in sorted(self._probers):
+            p = self._probers.get(member)
+            if p is not None and p.due is not None and p.due <= now:
+                fx += self._send(member, now)
+        if self._watch is not None and self._watch.due is not None and self._watch.due <= now:
+            fx += self._ask_tail(now)
+        fx += self._pushes.on_timer(self.view, now)
+        c = self._current
+        if c is not None and not c.revoking and not c.saving and c.wait_until <= now:
+            fx += self._after_revokes(now)
+        return fx + self._sessions_on_timer(now) + self._settle_waiters(now)
+
+    def next_deadline(self) -> float | None:
+        dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
+        dues += [self._pushes.next_deadline()] + [w.deadline for w in self._waiters] + self._session_deadlines()
+        c = self._current
+        if c is not None and not c.revoking and not c.saving and c.wait_until > NEVER:
+            dues.append(c.wait_until)
+        return min((due for due in dues if due is not None), default=None)
+
+    # -- changes, one at a time: decide, revoke-or-wait, save, push ------------------------------------
+
+    def _enqueue(self, change: _Change, now: float) -> list:
+        self._queue.append(change)
+        return self._next_change(now)
+
+    def _change(self, what, now: float) -> list:
+        """Queue a change the machine decided on its own (nobody waits for its answer)."""
+        return self._enqueue(_Change(what), now)
+
+    def _next_change(self, now: float) -> list:
+        fx = []
+        while self._current is None and self._queue and self.leading:
+            c = self._queue.popleft()
+            r = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
+            result = self._decide(c.what, r, now)
+            if isinstance(result, str):
+                fx += self._finish(c, result, now)
+                continue
+            c.state, c.changed, self._current = r.state.to_dict(), result, c
+            revokes = self.revokes(self.view, r.view())
+            c.revoking = {x.member for x in revokes}
+            fx += revokes + self._after_revokes(now)
+        return fx
+
+    def _decide(self, what, r: Reconfig, now: float) -> list[View] | str:
+        if isinstance(what, rq.Attach) and not self.session_ping(what.session, now):
+            return NO_SUCH_SESSION
+        return rq.decide(what, r)
+
+    def on_revoked(self, member: str, ok: bool, now: float) -> list:
+        """The revoke of `member`'s lease answered (`ok`) or did not."""
+        c = self._current
+        if c is None or member not in c.revoking:
+            return []
+        c.revoking.discard(member)
+        fx = []
+        if not ok:
+            until = self.revoke_unanswered(member)
+            c.wait_until = max(c.wait_until, until)
+            if until > now:
+                fx.append(Note("info", f"waiting {until - now:.2f} s for the read lease of {member} to run out "
+                                       "before replacing it"))
+        return fx + self._after_revokes(now)
+
+    def _after_revokes(self, now: float) -> list:
+        c = self._current
+        if c.revoking or c.saving or c.wait_until > now:
+            return []
+        if c.state == self.saved.to_dict() and not isinstance(c.what, rq.Initialize):
+            return self._saved(now)
+        c.saving = True
+        return [Save(c.state)]
+
+    def on_save_result(self, ok: bool, now: float) -> list:
+        """The store saved the state of the last `Save` (or refused it: the term is over)."""
+        c = self._current
+        if c is None or not c.saving:
+            return []
+        if ok:
+            self.saved = CoordinatorState.from_dict(c.state)
+            return self._saved(now)
+        return [Note("warning", "a save failed: no longer acting as the leader")] + self.step_down()
+
+    def _saved(self, now: float) -> list:
+        c, self._current = self._current, None
+        fx = self._after_save(c.changed, c.what, now)
+        return fx + self._finish(c, c.changed, now) + self._next_change(now)
+
+    def _after_save(self, changed: list[View], what, now: float) -> list:
+        """Push the saved view to every member it names (and to ones taken out); probe and watch."""
+        self._sync_sessions(now)
+        if not changed:
+            return []
+        view, member = self.view, getattr(what, "member", "")
+        fx = [Note("info", f"view epoch {v.epoch}: members={','.join(v.members)} learner={v.learner}",
+                   "view_change", rq.cause(what), member, v) for v in changed]
+        targets = watched(view) | set(rq.told(what))
+        for old in changed:
+            targets |= set(old.members)
+        for member in sorted(targets):
+            fx += self._pushes.push(member, view)
+        return fx + self._watch_view(now) + self._settle_waiters(now)
+
+    def _finish(self, c: _Change, result: list[View] | str, now: float) -> list:
+        """What follows a change decided (`result`: the views saved) or refused (a string)."""
+        what, refused = c.what, isinstance(result, str)
+        if isinstance(what, Verdict):
+            return self._noted(what, bool(result)) + self._decided(what, bool(result), now)
+        if isinstance(what, rq.MarkEnding):
+            return self._delete_batch(what.session, now, first=True) if not refused else self._ended(what.session, now)
+        if isinstance(what, rq.DropSession):
+            return self._ended(what.session, now)
+        if c.token is None:
+            return []
+        if refused:
+            note = [Note("warning", result)] if isinstance(what, rq.Register) else []
+            return note + [Reply(c.token, error=result)]
+        if isinstance(what, rq.Register):
+            self.registered(what.member, what.incarnation)  # its probes will answer as this one
+            return [Reply(c.token, self.saved.cluster_id)]
+        if isinstance(what, rq.Add):
+            self._waiters.append(_AddWaiter(c.token, what.member, now + ADD_REPLY_S))
+            return self._settle_waiters(now)
+        if isinstance(what, rq.OpenSession):
+            self._clock.track(what.session, what.ttl_ms / 1000, now)
+            return [Reply(c.token, what.session)]
+        return [Reply(c.token, "OK")]
+
+    def _noted(self, verdict: Verdict, changed: bool) -> list[Note]:
+        m, cause = verdict.member, CAUSES[type(verdict)]
+        if isinstance(verdict, Fail):
+            why = (f": its event loop has not turned for {self.wedge_s:g} s (wedged)" if verdict.wedged
+                   else f" failed {verdict.misses} probes in a row")
+            return [Note("warning", f"member {m}{why}: " + ("removed it from the chain" if changed else
+                         "it is the last member of its chain: keeping it; the chain waits for it"),
+                         "repair", cause, m)]
+        if isinstance(verdict, Restarted) and changed:
+            return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail",
+                         "repair", cause, m)]
+        if isinstance(verdict, AbandonAdd):
+            return [Note("warning", f"the add of {m} made no progress for {verdict.quiet_s:.0f} s: rolled it back",
+                         "repair", cause, m)]
+        return []
+
+    def _settle_waiters(self, now: float) -> list[Reply]:
+        """Answer each MASTER.ADD whose member joined and holds a read lease, was rolled back,
+        or is still catching up when its reply is due."""
+        fx, view, waiting = [], self.view, []
+        for w in self._waiters:
+            if w.member in view.members and self.granted(w.member):
+                fx.append(Reply(w.token, "OK"))
+            elif w.member not in view.members and w.member != view.learner and w.member not in self.saved.queued:
+                fx.append(Reply(w.token, error=f"ERR the add of {w.member} was rolled back: it made no progress "
+                                               f"for {self.add_timeout_s:g} s, or it failed while syncing"))
+            elif now >= w.deadline:
+                fx.append(Reply(w.token, error=f"ERR {w.member} is still catching up with the tail; it joins "
+                                               "when it has (see MASTER.GET_CHAIN)"))
+            else:
+                waiting.append(w)
+        self._waiters = waiting
+        return fx
+
+    # -- pushes -------------------------------------------------------------------------------------
+
+    def on_pushed(self, member: str, epoch: int, ok: bool, now: float) -> list:
+        """MEMBER.VIEW of `epoch` to `member` was acknowledged (`ok`) or failed."""
+        return self._pushes.on_pushed(member, epoch, ok, self.view, watched(self.view), now)
+
+    # -- probes ---------------------------------------------------------------------------------------
+
+    def _watch_view(self, now: float) -> list:
+        """Probe each watched member of the saved view that has no prober yet (a prober of a
         member no longer watched stops when its next probe would go); watch a new learner."""
-        self.view = view
+        view = self.view
         if not self.leading:
             return []
         fx = []
@@ -220,22 +399,6 @@ class CoordinatorMachine:
     def registered(self, member: str, incarnation: str) -> None:
         """A member registered as `incarnation`: its probes will answer as it."""
         self.incarnations[member] = incarnation
-
-    # -- probes ---------------------------------------------------------------------------------------
-
-    def on_timer(self, now: float) -> list:
-        fx = []
-        for member in sorted(self._probers):
-            p = self._probers.get(member)
-            if p is not None and p.due is not None and p.due <= now:
-                fx += self._send(member, now)
-        if self._watch is not None and self._watch.due is not None and self._watch.due <= now:
-            fx += self._ask_tail(now)
-        return fx
-
-    def next_deadline(self) -> float | None:
-        dues = [p.due for p in self._probers.values()] + [self._watch.due if self._watch else None]
-        return min((due for due in dues if due is not None), default=None)
 
     def probing(self, member: str) -> bool:
         return member in self._probers
@@ -265,8 +428,7 @@ class CoordinatorMachine:
         known = self.incarnations.setdefault(member, incarnation)
         if known != incarnation:
             self.incarnations[member] = incarnation
-            p.deciding = True
-            return [Restarted(member, incarnation)]
+            return self._verdict(p, Restarted(member, incarnation), now)
         return self._next(p, now)
 
     def on_probe_failed(self, member: str, nonce: int, now: float, refused: bool = False,
@@ -307,28 +469,34 @@ class CoordinatorMachine:
 
     def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
         if self.health.result(member, False, refused, wedged) and member in watched(self.view):
-            p.deciding = True
-            return [Fail(member, self.health.misses.get(member, 0), wedged)]
+            return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
         return self._next(p, now)
 
-    def decided(self, effect: Fail | Restarted | CaughtUp | AbandonAdd, changed: bool, now: float) -> list:
-        """The shell decided `effect` (`changed`: a new view was saved). A failed member taken
-        out is probed no more; the last member of a chain, kept, is probed again at once; after
-        a hand-over or a rollback the learner watch looks at the saved view again at once."""
-        if isinstance(effect, (CaughtUp, AbandonAdd)):
+    def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
+        """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
+        if p is not None:
+            p.deciding = True
+        return [verdict] + self._change(verdict, now)
+
+    def _decided(self, verdict: Verdict, changed: bool, now: float) -> list:
+        """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
+        probed no more; the last member of a chain, kept, is probed again at once; after a
+        hand-over or a rollback the learner watch looks at the saved view again at once."""
+        if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
-            if w is None or w.asked is not None or w.due is not None:
+            if w is None or not w.deciding:
                 return []
-            return self._ask_tail(now)
-        p = self._probers.get(effect.member)
+            w.deciding = False
+            return [] if w.asked is not None else self._ask_tail(now)
+        p = self._probers.get(verdict.member)
         if p is None or not p.deciding:
             return []
         p.deciding = False
-        if isinstance(effect, Fail):
+        if isinstance(verdict, Fail):
             if changed:
-                self._forget(effect.member)
+                self._forget(verdict.member)
                 return []
-            return self._send(effect.member, now)
+            return self._send(verdict.member, now)
         return self._next(p, now)
 
     def _in_flight(self, member: str, nonce: int, checking: bool = False) -> _Prober | None:
@@ -366,14 +534,26 @@ class CoordinatorMachine:
         if w is None or w.asked != asked:
             return []
         w.asked = None
+        if w.deciding:
+            return []
         if epoch == asked.epoch and caught_up:
-            return [CaughtUp(asked.epoch, asked.learner)]
+            return self.on_caught_up(asked.epoch, asked.learner, now)
         if epoch is not None and acked >= 0 and (asked.epoch, acked) != w.progress:
             w.progress, w.since = (asked.epoch, acked), now
         if now - w.since > self.add_timeout_s:
-            return [AbandonAdd(w.learner, self.add_timeout_s)]
-        w.due = now + LEARNER_POLL_S
+            w.deciding = True
+            return self._verdict(None, AbandonAdd(w.learner, self.add_timeout_s), now)
+        w.due = now + self.learner_poll_s
         return []
+
+    def on_caught_up(self, epoch: int, learner: str, now: float) -> list:
+        """The tail of view `epoch` says (MASTER.CAUGHT_UP, or its answer to `AskTail`) that
+        `learner` caught up: promote it, if that is still the saved view's learner."""
+        w, view = self._watch, self.view
+        if w is None or w.deciding or view.epoch != epoch or view.learner != learner:
+            return []
+        w.deciding, w.due = True, None
+        return self._verdict(None, CaughtUp(epoch, learner), now)
 
     def _ask_tail(self, now: float) -> list[AskTail]:
         w, view = self._watch, self.view
@@ -395,4 +575,4 @@ class CoordinatorMachine:
     def revoke_unanswered(self, member: str) -> float:
         """`member` did not answer its Revoke: when every lease it may hold has run out (counted
         from the last grant we sent, or from this term's start); the save waits until then."""
-        return max(self.lease_ok.get(member, float("-inf")), self.term_started) + self.lease_s + self.lease_margin_s
+        return max(self.lease_ok.get(member, NEVER), self.term_started) + self.lease_s + self.lease_margin_s

@@ -35,7 +35,8 @@ Interfaces the rest of catena uses
 
 Modules: messages (ids, updates, datagram types), wire (codec, HMAC, replay window), settings,
 ring, table (merge rule), dissemination (broadcast queue), detector (the pure machine),
-effects, sim (seeded simulator), udp (socket shell), agent (asyncio daemon), cli.
+effects, udp (socket shell), agent (asyncio daemon), cli. The seeded simulator lives with the
+tests (tests/sim/membership_sim.py).
 """
 
 from catena.membership.messages import MemberId, Status

@@ -1,7 +1,7 @@
 """The membership agent: the `Detector` machine behind a UDP socket, a timer and RESP commands.
 
 Embedded (a member or coordinator passes its own `CommandTable`, and `MEMBERS` is served on its
-RESP port) or standalone (`catena agent`, `python -m catena.membership.agent`), in which case
+RESP port) or standalone (`catena agent`, `python -m catena.membership.cli agent`), in which case
 the agent starts its own RESP server on the same port number as its UDP socket.
 
 RESP commands:
@@ -292,9 +292,3 @@ async def run(args_listen: str, introducers, settings: Settings, secret, incarna
     if metrics_listen:
         await metrics.close()
     return 0
-
-
-if __name__ == "__main__":
-    from catena.membership.cli import main
-
-    raise SystemExit(main(["agent", *sys.argv[1:]]))

@@ -7,7 +7,7 @@
     catena members --agent HOST:PORT [--all] [--stats]
 
 The secret may also come from CATENA_SECRET. Runnable without the top-level CLI:
-`python -m catena.membership.cli agent …` (or `python -m catena.membership.agent …`).
+`python -m catena.membership.cli agent …`.
 Exit codes: 0 clean leave, 1 cannot listen / bad flags, 2 join failed, 3 agent unreachable.
 """
 
@@ -59,7 +59,7 @@ def add_parsers(subparsers) -> None:
                    help="override the incarnation (default: start time in ms since the epoch); it must exceed every "
                         "earlier incarnation at this address, including rejoins (which add the ms elapsed since start)")
     a.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    from catena.cli import add_ops_flags
+    from catena.ops_flags import add_ops_flags
 
     add_ops_flags(a)
     a.set_defaults(func=cmd_agent)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from catena.coordinator.effects import (  # noqa: F401 (the causes, re-exported)
+    ADMIN_ADD, ADMIN_REMOVE, CAUGHT_UP, FAILURE, JOIN, RESTART, ROLLED_BACK)
 from catena.metrics.buckets import Buckets, histogram
 from catena.metrics.events import EventRing
 from catena.metrics.member import server_families
 from catena.metrics.membership import agent_families
 
-# why a view changed (the `cause` label); the first three are repairs, done by catena itself
-FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE = (
-    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove")
+# why a view changed (the `cause` label, effects.py); the first three are repairs, done by catena itself
 REPAIRS = frozenset({FAILURE, RESTART, ROLLED_BACK})
 _EVENT_KIND = {FAILURE: "removed", ADMIN_REMOVE: "removed", RESTART: "restarted", ROLLED_BACK: "add_rolled_back",
                JOIN: "joining", ADMIN_ADD: "joining", CAUGHT_UP: "joined"}
@@ -68,12 +68,12 @@ class CoordinatorCollector:
     def collect(self):
         c = self.coord
         m: CoordinatorMetrics = c.metrics
-        leading = c._acting()
+        leading = c.acting()
         yield GaugeMetricFamily("catena_coordinator_leader", "1 while this coordinator leads and may act",
                                 value=int(leading))
         yield CounterMetricFamily("catena_coordinator_leader_changes", "Times this coordinator began or stopped "
                                   "leading", value=m.leader_changes)
-        for view in c.saved.views.values():
+        for view in c.machine.saved.views.values():
             chain = [str(view.chain_id)]
             for name, value, doc in (
                 ("catena_chain_epoch", view.epoch, "Epoch of the chain's newest saved view"),
@@ -83,8 +83,8 @@ class CoordinatorCollector:
                 g = GaugeMetricFamily(name, doc, labels=["chain"])
                 g.add_metric(chain, value)
                 yield g
-        yield GaugeMetricFamily("catena_queued_adds", "Members waiting to be added", value=len(c.saved.queued))
-        yield GaugeMetricFamily("catena_sessions", "Client sessions open", value=len(c.saved.sessions))
+        yield GaugeMetricFamily("catena_queued_adds", "Members waiting to be added", value=len(c.machine.saved.queued))
+        yield GaugeMetricFamily("catena_sessions", "Client sessions open", value=len(c.machine.saved.sessions))
         changes = CounterMetricFamily("catena_view_changes", "Views saved, by cause", labels=["cause"])
         for cause, n in sorted(m.view_changes.items()):
             changes.add_metric([cause], n)

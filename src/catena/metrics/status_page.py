@@ -39,7 +39,7 @@ class StatusPage:
     async def snapshot(self) -> dict:
         c = self.coord
         view = c.view
-        leading = c._acting()
+        leading = c.acting()
         addrs = list(view.members) + ([view.learner] if view.learner else [])
         answers = await asyncio.gather(*(self._ask(a) for a in addrs))
         health = getattr(c.machine, "health", None)
@@ -64,16 +64,16 @@ class StatusPage:
             "time": time.time(), "coordinator": c.me, "role": "leader" if leading else "follower",
             "leader": c.me if leading else c.store.leader, "store": str(c.store),
             "chains": [{"chain": view.chain_id, "epoch": view.epoch, "learner": view.learner,
-                        "queued": list(c.saved.queued), "members": members}],
+                        "queued": list(c.machine.saved.queued), "members": members}],
             "rates": {"reads_per_s": sum(m.get("reads_per_s", 0) for m in members),
                       "writes_per_s": sum(m.get("writes_per_s", 0) for m in members)},
-            "sessions": len(c.saved.sessions),
+            "sessions": len(c.machine.saved.sessions),
             "events": c.metrics.events.recent(),
         }
 
     async def _ask(self, addr: str) -> dict | None:
         try:
-            return await member_status(addr, self.coord._auth, MEMBER_TIMEOUT_S)
+            return await member_status(addr, self.coord.auth, MEMBER_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             return None
 

@@ -1,10 +1,10 @@
 """Deterministic simulator for the membership machine: virtual clock, seeded network, faults.
 
 Everything -- loss, delays, which nodes crash, gossip targets -- derives from one seed, so a run
-replays exactly from it. The event queue is a binary heap of (time, seq, kind, addr, payload);
-each node keeps a single armed timer (stale heap entries are skipped by generation number), so
-the cost is O(log E) per datagram or timer and 1,000 nodes run at several virtual seconds per
-real second. Messages travel as objects (`measure_bytes=True` also encodes each one with the
+replays exactly from it. Time, the event queue and who reaches whom are the shared simulation
+kernel's (kernel.py); each node keeps a single armed timer (stale timer events are skipped by
+generation number), so the cost is O(log E) per datagram or timer and 1,000 nodes run at
+several virtual seconds per real second. Messages travel as objects (`measure_bytes=True` also encodes each one with the
 real wire codec to count bytes).
 
 Faults: `crash` (crash-stop: the node stops, its datagrams are lost), `restart` (a new process
@@ -20,9 +20,10 @@ list to the set of running processes.
 
 from __future__ import annotations
 
-import heapq
 import random
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from catena.membership import wire
 from catena.membership.detector import ALIVE, Detector
@@ -31,8 +32,11 @@ from catena.membership.messages import LAST_LIVE, MemberId, Status
 from catena.membership.ring import Ring
 from catena.membership.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kernel import Kernel, Partitions, never  # noqa: E402 (tests/sim is not a package)
+
 INF = float("inf")
-_TIMER, _MSG, _ACTION = 0, 1, 2
 EPOCH_MS = 1_700_000_000_000  # virtual wall clock at t=0, for incarnations
 
 
@@ -59,28 +63,24 @@ class Crash:
     removed_at: dict = field(default_factory=dict)  # observer addr -> seconds after crash
 
 
-class Sim:
+class Sim(Kernel):
     def __init__(self, n: int, seed: int, settings: Settings | None = None, loss: float = 0.0,
                  delay: tuple[float, float] = (0.0005, 0.020), measure_bytes: bool = False,
                  secret: bytes | None = b"sim-secret", bootstrap: bool = True, join_spacing: float = 0.02):
+        super().__init__(seed)
         self.seed = seed
         self.s = settings or Settings()
-        self.rng = random.Random(seed)
         self.loss = loss
         self.delay = delay
         self.measure_bytes = measure_bytes
         self.secret = secret
-        self.now = 0.0
-        self._q: list = []
-        self._seq = 0
         self.nodes: dict[str, SimNode] = {}
         self.crashes: dict[MemberId, Crash] = {}
         self.news: dict[MemberId, Crash] = {}  # joins and leaves being timed (same bookkeeping)
         self.false_removals: list[tuple[float, str, MemberId]] = []
         self.join_failures: list[tuple[float, str, str]] = []
-        self.events = 0
         self.delivered = 0
-        self.isolated: set[str] = set()  # addresses cut off from everyone (both directions)
+        self.net = Partitions()  # nodes cut off from everyone (both directions): `isolate`
         addrs = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:7946" for i in range(1, n + 1)]
         members = [self._id(a, 0.0) for a in addrs]
         if not bootstrap:
@@ -111,52 +111,42 @@ class Sim:
         host, port = addr.rsplit(":", 1)
         return MemberId(host, int(port), EPOCH_MS + int(now * 1000))
 
-    def _push(self, t: float, kind: int, addr: str, payload) -> None:
-        self._seq += 1
-        heapq.heappush(self._q, (t, self._seq, kind, addr, payload))
-
     def _arm(self, node: SimNode) -> None:
         d = node.machine.next_deadline()
         if d < node.timer_at:
             node.timer_at = d
             node.gen += 1
-            self._push(d if d > self.now else self.now, _TIMER, node.addr, node.gen)
+            self.at(d if d > self.now else self.now, self._timer, node.addr, node.gen)
 
-    def at(self, t: float, fn) -> None:
-        """Run `fn()` at virtual time t."""
-        self._push(t, _ACTION, "", fn)
+    @property
+    def events(self) -> int:
+        return self.ran
 
-    def run_until(self, t_end: float) -> None:
-        q = self._q
-        nodes = self.nodes
-        pop = heapq.heappop
-        while q and q[0][0] <= t_end:
-            t, _, kind, addr, payload = pop(q)
-            self.now = t
-            self.events += 1
-            if kind == _ACTION:
-                payload()
-                continue
-            node = nodes.get(addr)
-            if node is None or not node.up:
-                continue
-            if kind == _TIMER:
-                if payload != node.gen or node.paused:
-                    continue
-                node.timer_at = INF
-                effects = node.machine.on_timer(t)
-            else:
-                if addr in self.isolated:
-                    continue
-                if node.paused:
-                    node.buffer.append(payload)
-                    continue
-                self.delivered += 1
-                effects = node.machine.on_message(payload, t)
-            if effects:
-                self._apply(node, effects)
-            self._arm(node)
-        self.now = t_end
+    def run_until(self, t_end: float) -> None:  # noqa: D102 (all events up to t_end)
+        super().run_until(never, t_end)
+
+    def _timer(self, addr: str, gen: int) -> None:
+        node = self.nodes.get(addr)
+        if node is None or not node.up or gen != node.gen or node.paused:
+            return
+        node.timer_at = INF
+        effects = node.machine.on_timer(self.now)
+        if effects:
+            self._apply(node, effects)
+        self._arm(node)
+
+    def _deliver(self, addr: str, msg) -> None:
+        node = self.nodes.get(addr)
+        if node is None or not node.up or addr in self.net.isolated:
+            return
+        if node.paused:
+            node.buffer.append(msg)
+            return
+        self.delivered += 1
+        effects = node.machine.on_message(msg, self.now)
+        if effects:
+            self._apply(node, effects)
+        self._arm(node)
 
     def _apply(self, node: SimNode, effects: list) -> None:
         rng = self.rng
@@ -170,9 +160,9 @@ class Sim:
                     node.sent_bytes += len(wire.encode(e.msg, node.sent, self.secret, self.s.max_datagram))
                 if self.loss and rng.random() < self.loss:
                     continue
-                if self.isolated and (node.addr in self.isolated or e.to in self.isolated):
+                if not self.net.reachable(node.addr, e.to):
                     continue
-                self._push(now + lo + (hi - lo) * rng.random(), _MSG, e.to, e.msg)
+                self.at(now + lo + (hi - lo) * rng.random(), self._deliver, e.to, e.msg)
             elif t is Event:
                 if e.kind == "failed" or e.kind == "leave":
                     self._removed(node, e)
@@ -258,10 +248,10 @@ class Sim:
 
     def isolate(self, addr: str, duration: float) -> None:
         """Cut `addr` off from everyone (it keeps running) for `duration` seconds."""
-        self.isolated.add(addr)
+        self.net.isolate(addr)
 
         def heal():
-            self.isolated.discard(addr)
+            self.net.rejoin(addr)
             self.nodes[addr].available_since = self.now
 
         self.at(self.now + duration, heal)

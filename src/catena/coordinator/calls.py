@@ -1,0 +1,119 @@
+"""How the coordinator shell makes the machine's calls (effects.py): each over RESP to a member,
+or to the config store, with the outcome reported back to the machine as the input it names.
+Probes keep one connection per member (a broken one is the machine's to judge) and are timed
+for the metrics; a probe's answer names the member's liveness port, which `CheckLiveness` asks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from catena.control import MemberProbe, MemberRevoke, MemberView, decode_answer, encode
+from catena.coordinator import liveness
+from catena.coordinator.commands import as_map
+from catena.coordinator.effects import AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.store import ConfigStore, NotLeader
+from catena.errors import CatenaError
+from catena.resp.client import ReplyError, RespConnection, call
+
+log = logging.getLogger(__name__)
+CALL_FAILED = (OSError, asyncio.TimeoutError, ConnectionError, ReplyError)
+
+
+class MemberCalls:
+    def __init__(self, store: ConfigStore, auth, metrics, secret: str | None = None):
+        self.store, self.auth, self.metrics = store, auth, metrics
+        self.secret = secret.encode() if secret else None  # signs liveness datagrams
+        self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
+        self._liveness_ports: dict[str, int] = {}  # member -> its liveness responder's UDP port
+
+    async def run(self, fx: Probe | CheckLiveness | Revoke | AskTail | Save | Push | DeleteKeys, machine) -> list:
+        """Make the call `fx` asks for; the machine's effects from its outcome."""
+        now = time.monotonic
+        if isinstance(fx, Probe):
+            return await self._probe(fx, machine)
+        if isinstance(fx, CheckLiveness):
+            return await self._check_liveness(fx, machine)
+        if isinstance(fx, Save):
+            return machine.on_save_result(await self._save(fx.state), now())
+        if isinstance(fx, Revoke):
+            ok = await self._call(fx.member, fx.timeout_s, *encode(MemberRevoke(fx.epoch))) is not None
+            return machine.on_revoked(fx.member, ok, now())
+        if isinstance(fx, Push):
+            ok = await self._call(fx.member, fx.timeout_s, *encode(MemberView(fx.view))) is not None
+            return machine.on_pushed(fx.member, fx.view.epoch, ok, now())
+        if isinstance(fx, AskTail):
+            status = as_map(await self._call(fx.tail, fx.timeout_s, b"MEMBER.STATUS"))
+            acked = status.get(b"learner_acked", -1)
+            return machine.on_tail_status(fx, now(), epoch=status.get(b"epoch"),
+                                          caught_up=status.get(b"learner_caught_up") == 1,
+                                          acked=acked if isinstance(acked, int) else -1)
+        ok = await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
+                              b"DEL", *fx.keys) is not None
+        return machine.on_keys_deleted(fx.session, fx.batch, ok, now())
+
+    async def _call(self, addr: str, timeout: float, *args):
+        """A call to a member; None if it failed."""
+        try:
+            return await call(addr, *args, timeout=timeout, auth=self.auth)
+        except CALL_FAILED as exc:
+            log.debug("%s to %s: %s", args[0].decode(), addr, exc or type(exc).__name__)
+            return None
+
+    async def _save(self, state: dict) -> bool:
+        """The fenced write; False when this coordinator does not (or no longer) lead."""
+        if not self.store.leading():
+            return False
+        try:
+            await self.store.save(state)
+            return True
+        except NotLeader:
+            return False
+        except (OSError, CatenaError) as exc:
+            log.error("saving the coordinator state failed: %s", exc)
+            return False
+
+    async def _probe(self, probe: Probe, machine) -> list:
+        """MEMBER.PROBE on the member's kept connection (it also renews the member's read lease)."""
+        addr, conn = probe.member, self._probe_conns.pop(probe.member, None)
+        try:
+            if conn is None:
+                conn = await RespConnection.open(addr, probe.timeout_s, self.auth)
+            sent = time.monotonic()
+            answer = decode_answer(await conn.call(*encode(MemberProbe(probe.epoch, probe.nonce, probe.grant)),
+                                                   timeout=probe.timeout_s))
+            self.metrics.probed(time.monotonic() - sent, True)
+        except (*CALL_FAILED, ValueError) as exc:
+            self.metrics.probed(0.0, False)
+            broken = conn is not None and not isinstance(exc, asyncio.TimeoutError)
+            return machine.on_probe_failed(addr, probe.nonce, time.monotonic(),
+                                           refused=isinstance(exc, ConnectionRefusedError), broken=broken)
+        else:
+            self._probe_conns[addr], conn = conn, None  # kept for the next probe
+            if answer.liveness_port:
+                self._liveness_ports[addr] = answer.liveness_port
+            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic())
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def _check_liveness(self, check: CheckLiveness, machine) -> list:
+        """Ask the member's liveness responder (off its event loop) how its process and loop are."""
+        addr, port = check.member, self._liveness_ports.get(check.member)
+        alive = None if port is None else await liveness.ask(addr.rpartition(":")[0], port, self.secret,
+                                                              check.timeout_s)
+        if alive is None:
+            return machine.on_liveness(addr, check.nonce, time.monotonic())
+        log.info("member %s missed its probe but answers liveness (loop beat %d, current turn %.2f s)",
+                 addr, alive.beats, alive.turn_s)
+        return machine.on_liveness(addr, check.nonce, time.monotonic(), str(alive.incarnation), alive.turn_s)
+
+    def unused(self, probing) -> list[RespConnection]:
+        """Take out the kept connections of members no longer `probing(member)` (to be closed)."""
+        return [self._probe_conns.pop(a) for a in list(self._probe_conns) if not probing(a)]
+
+    async def close(self) -> None:
+        for conn in self._probe_conns.values():
+            await conn.close()
+        self._probe_conns = {}

@@ -1,0 +1,172 @@
+"""The coordinator's RESP commands (credis names): parse the arguments, check what only a call
+can tell (who answers at an address MASTER.ADD names; whether the members require a password
+before sessions are allowed), and hand the request to the machine through the shell. Read-only
+commands answer from the saved state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from catena.control import MasterCaughtUp, MasterRegister, address, decode
+from catena.coordinator import requests as rq
+from catena.coordinator import sessions
+from catena.coordinator.requests import watched
+from catena.resp.client import ReplyError, call
+from catena.resp.codec import OK, Error
+from catena.resp.commands import ADMIN, DATA, INTERNAL
+
+IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
+
+
+def addr_of(args) -> str:
+    return address(args[1].decode(errors="replace"), args[2].decode(errors="replace"))
+
+
+def as_map(raw) -> dict:
+    """A map reply (a flat RESP2 list of keys and values) as a dict."""
+    return {raw[i]: raw[i + 1] for i in range(0, len(raw) - 1, 2)} if isinstance(raw, list) else {}
+
+
+class CoordinatorCommands:
+    """The handlers, registered on the coordinator's command table."""
+
+    def __init__(self, coord):
+        self.c = coord
+        table = coord.table
+        for name, fn, arity, role in (
+            (b"MASTER.ADD", self.add, 3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
+            (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
+            (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
+            (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
+            (b"MASTER.GET_VIEW", self.get_view, -1, DATA),
+            (b"MASTER.SESSION.OPEN", self.session_open, 2, DATA),
+            (b"MASTER.SESSION.PING", self.session_ping, 2, DATA),
+            (b"MASTER.SESSION.ATTACH", self.session_attach, -3, DATA),
+            (b"MASTER.SESSION.CLOSE", self.session_close, 2, DATA),
+        ):
+            table.register(name, self._leader_only(fn), arity, role=role)
+        table.register(b"MASTER.STATUS", self.status, -1)
+        table.register(b"MASTER.LEADER", self.leader, 1)
+
+    def _leader_only(self, fn):
+        def handler(client, args):
+            if not self.c.acting():
+                return self.c.not_leader()
+            return fn(client, args)
+        return handler
+
+    # -- chain membership --------------------------------------------------------------------------
+
+    def register(self, client, args):
+        """MASTER.REGISTER host port [incarnation [cluster-id epoch]]: a member started with
+        --coordinator announces itself; the reply is the cluster id it must keep."""
+        msg: MasterRegister = decode(args)
+        return self.c.submit(rq.Register(msg.member, msg.incarnation, msg.cluster_id, msg.epoch))
+
+    def caught_up(self, client, args):
+        """MASTER.CAUGHT_UP chain_id epoch learner: the tail of that view says its learner caught up."""
+        msg: MasterCaughtUp = decode(args)
+        self.c.execute(self.c.machine.on_caught_up(msg.epoch, msg.learner, time.monotonic()))
+        return OK
+
+    def add(self, client, args):
+        addr = addr_of(args)
+
+        async def work():
+            if addr not in watched(self.c.view) and (refused := await self._identity_refusal(addr)):
+                return Error(f"ERR cannot add {addr}: {refused}")
+            return await self.c.submit(rq.Add(addr))
+
+        return self.c.spawn(work())
+
+    async def _identity_refusal(self, addr: str) -> str | None:
+        """Why `addr` cannot be added (None: it can): a catena member must answer there and know
+        itself by that address, the one its peers and views will use (`localhost:P` for a member
+        that is `127.0.0.1:P` would never take its place as the learner)."""
+        try:
+            raw = await call(addr, b"MEMBER.STATUS", timeout=IDENTITY_TIMEOUT_S, auth=self.c.auth)
+        except ReplyError as exc:
+            return f"it does not answer as a catena member ({exc})"
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            return f"no catena member answers there ({type(exc).__name__}: {exc or 'no answer'})"
+        me = as_map(raw).get(b"me")
+        if not isinstance(me, bytes):
+            return "it does not answer as a catena member (no identity in its MEMBER.STATUS)"
+        if me.decode() != addr:
+            return f"the member there knows itself as {me.decode()}; add it by that address"
+        return None
+
+    def remove(self, client, args):
+        return self.c.submit(rq.Remove(addr_of(args)))
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def get_chain(self, client, args):
+        return list(self.c.view.members)
+
+    def head(self, client, args):
+        return self.c.view.head
+
+    def tail(self, client, args):
+        return self.c.view.tail
+
+    def get_view(self, client, args):
+        return self.c.view.words()
+
+    def status(self, client, args):
+        """Answered by every coordinator: a follower shows its warm copy of the saved state."""
+        c = self.c
+        v, saved, role = c.view, c.machine.saved, "leader" if c.acting() else "follower"
+        return {"chain_id": v.chain_id, "epoch": v.epoch, "members": list(v.members), "learner": v.learner,
+                "queued": list(saved.queued), "fence": c.store.fence if role == "leader" else 0,
+                "role": role, "leader": c.me if role == "leader" else c.store.leader,
+                "cluster_id": saved.cluster_id, "store": str(c.store), "metrics": c.metrics.url}
+
+    def leader(self, client, args):
+        """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
+        return self.c.me if self.c.acting() else self.c.store.leader
+
+    # -- client sessions ---------------------------------------------------------------------------
+
+    def session_open(self, client, args):
+        """MASTER.SESSION.OPEN ttl_ms: a new session; the reply is its id. Its TTL runs from now."""
+        ttl_ms = sessions.check_ttl_ms(args[1])
+
+        async def work():
+            if refused := await self._sessions_unguarded():
+                return Error(refused)
+            return await self.c.submit(rq.OpenSession(uuid.uuid4().hex, ttl_ms))
+
+        return self.c.spawn(work())
+
+    async def _sessions_unguarded(self) -> str | None:
+        """A session's keys are deleted with catena's own credential, so only a caller who could
+        write them may attach them: when the members require a password, so must we (the same
+        one, given with --requirepass). Why sessions are refused, or None."""
+        head = self.c.view.head
+        if self.c.table.password is not None or head is None:
+            return None
+        try:
+            raw = await call(head, b"MEMBER.STATUS", timeout=1.0, auth=self.c.auth)
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError) as exc:
+            return f"TRYAGAIN cannot tell whether the members require a password ({exc or type(exc).__name__})"
+        if as_map(raw).get(b"requirepass"):
+            return ("NOPERM the members require a password and this coordinator has none: sessions would let "
+                    "anyone delete their keys; start the coordinator with the members' --requirepass")
+        return None
+
+    def session_ping(self, client, args):
+        """MASTER.SESSION.PING id: OK, or `-ERR no such session` (expired, closed or unknown)."""
+        alive = self.c.machine.session_ping(args[1].decode(errors="replace"), time.monotonic())
+        return OK if alive else Error(sessions.NO_SUCH_SESSION)
+
+    def session_attach(self, client, args):
+        """MASTER.SESSION.ATTACH id key…: bind keys to a live session (also counts as a ping)."""
+        return self.c.submit(rq.Attach(args[1].decode(errors="replace"), tuple(args[2:])))
+
+    def session_close(self, client, args):
+        """MASTER.SESSION.CLOSE id: delete the session's keys (through the chain), then drop it."""
+        return self.c.submit(rq.CloseSession(args[1].decode(errors="replace")))
