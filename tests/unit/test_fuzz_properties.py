@@ -5,7 +5,6 @@ The @example inputs are bugs the fuzzer found (all fixed): they stay as regressi
 
 import random
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from catena import fuzz

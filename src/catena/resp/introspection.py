@@ -14,7 +14,7 @@ import time
 
 from catena.resp import command_info
 from catena.resp.codec import OK, Error, Status
-from catena.resp.commands import parse_int
+from catena.resp.numbers import parse_int
 
 # settable, and without effect on catena: Redis's encodings, and features catena lacks
 TUNABLES = {
