@@ -37,6 +37,9 @@ def test_dashboard_queries_exported_metrics_that_follow_the_traffic(make_cluster
     assert value(at_head, "catena_commands_total") >= 1
     assert value(at_middle, "catena_commands_total") >= 20
     assert value(at_middle, "catena_commands_sampled_total", command="set", outcome="ok") >= 1  # 1 in 16
+    assert value(at_middle, "catena_command_calls_total", command="set") == 20  # every one, by name
+    assert value(at_tail := scrape(metrics[tail]), "catena_command_calls_total", command="get") >= 1
+    assert value(at_tail, "catena_command_rejected_total", command="get") == 0
     assert value(at_middle, "catena_forwarded_writes_total") >= 20
     assert value(at_head, "catena_forwarded_writes_total") == 0
     for addr, role in zip(chain, ("head", "middle", "tail")):

@@ -134,6 +134,16 @@ class MemberCollector:
         for key, n in sorted(m.outcomes().items()):
             outcomes.add_metric(list(key), n)
         yield outcomes
+        calls = CounterMetricFamily("catena_command_calls", "Commands this member ran, by name, counted exactly "
+                                    "(INFO commandstats): every command of every connection", labels=["command"])
+        rejected = CounterMetricFamily("catena_command_rejected", "Commands refused before they ran, by name (wrong "
+                                       "arguments, arity, permissions; counted exactly)", labels=["command"])
+        for name, (n, failed) in sorted(node.table.calls.items()):
+            label = name.decode(errors="replace").lower()
+            calls.add_metric([label], n)
+            rejected.add_metric([label], failed)
+        yield calls
+        yield rejected
         yield histogram("catena_command_duration_seconds", f"Time from a data command's arrival at this member "
                         f"to its reply, by kind (read or write); one command in {SAMPLE}",
                         {(k,): b for k, b in m.latency.items()}, ("kind",))
