@@ -5,10 +5,11 @@ through the head)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
-from conftest import wait_until
+from conftest import HOST, port_of, wait_until
 
 
 def _contents(client) -> dict:
@@ -102,3 +103,20 @@ def test_the_loser_of_a_race_blocks_again_and_times_out_with_nil(chain3):
     assert middle.rpush("src", "e") == 1
     moved[0].join(20)
     assert moved[1]["reply"] == b"e" and cluster.client(members[2]).lrange("dst", 0, -1) == [b"e"]
+
+
+def test_null_arrays_go_out_as_redis_sends_them(chain3):
+    """Redis answers `*-1` (not `$-1`) for pops that find nothing and blocking pops that time out;
+    a test client comparing raw bytes (Redis's own suite) loses sync on anything else."""
+    cluster, members = chain3
+    middle = members[1]
+    commands = [b"LMPOP 1 nk LEFT", b"ZMPOP 1 nk MIN", b"LPOP nk 2", b"BLPOP nk 0.05", b"BZMPOP 0.05 1 nk MAX",
+                b"BLMOVE nk d LEFT LEFT 0.05", b"LPOP nk"]
+    with socket.create_connection((HOST, port_of(middle)), timeout=15.0) as sock:
+        sock.sendall(b"".join(c + b"\r\n" for c in commands))
+        want = b"*-1\r\n" * 6 + b"$-1\r\n"
+        got = b""
+        deadline = time.monotonic() + 15.0
+        while len(got) < len(want) and time.monotonic() < deadline:
+            got += sock.recv(4096)
+    assert got == want

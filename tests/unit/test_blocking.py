@@ -6,7 +6,7 @@ import pytest
 
 from catena.chain.blocking import parse_timeout
 from catena.fuzz_chain import MEMBERS, PureChain
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 
 HEAD, MIDDLE, TAIL = MEMBERS
 
@@ -53,7 +53,7 @@ def test_the_oldest_client_wins_and_the_loser_blocks_again_until_its_timeout(cha
     chain.tick(0.5)
     assert loser not in chain.replies
     chain.tick(0.6)
-    assert chain.replies.pop(loser) is None, "its deadline passed: nil"
+    assert chain.replies.pop(loser) is NULL_ARRAY, "its deadline passed: a null array, as Redis"
     assert nobody_blocked(chain)
     chain.check(b"fresh")
 
