@@ -120,3 +120,17 @@ def test_null_arrays_go_out_as_redis_sends_them(chain3):
         while len(got) < len(want) and time.monotonic() < deadline:
             got += sock.recv(4096)
     assert got == want
+
+
+def test_sort_through_a_chain(chain3):
+    """SORT at the middle with BY/GET patterns sees the writes just made; SORT ... STORE sent to
+    the middle goes through the head and every member holds the same list; COMMAND knows SORT."""
+    cluster, members = chain3
+    head, middle, tail = (cluster.client(m) for m in members)
+    assert middle.rpush("sl", 3, 1, 2) == 3 and middle.mset({"w_1": 30, "w_2": 10, "w_3": 20, "o_2": "two"})
+    assert middle.sort("sl", by="w_*", get=["#", "o_*"]) == [b"2", b"two", b"3", None, b"1", None]
+    assert middle.sort("sl", desc=True, store="sd") == 3
+    for client in (head, middle, tail):
+        wait_until(lambda: client.lrange("sd", 0, -1) == [b"3", b"2", b"1"], 15.0, "every member holds the stored list")
+    assert middle.execute_command("SORT_RO", "sl", "BY", "nosort", "DESC") == [b"2", b"1", b"3"]
+    assert middle.command_getkeys("SORT", "sl", "STORE", "sd") == ["sl", "sd"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import blocking, key_info, ops, pubsub, transactions  # noqa: F401 - these register their commands
+from catena.chain import blocking, key_info, ops, pubsub, sort, transactions  # noqa: F401 - these register their commands
 from catena.chain.blocking import AGAIN, ANSWER, Attempt, Blocked
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
@@ -234,7 +234,7 @@ class Replica:
                 return [Reply(token, parsed)]
             rid, args = parsed
         name = args[0].upper()
-        if name in ops.WRITES:
+        if ops.is_write(args):
             return self._write(None, token, rid, args, now)
         if name in blocking.COMMANDS and rid is None:
             waiter = self.blocked.start(token, args, int(now * 1000))
