@@ -94,7 +94,8 @@ def test_a_gone_client_pops_nothing():
 
 def test_timeouts_parse_as_redis():
     assert parse_timeout(b"0", 1000) is None and parse_timeout(b"1.5", 1000) == 2500
-    assert parse_timeout(b"0.0001", 1000) is None, "below a millisecond: for ever, as Redis rounds it down"
+    assert parse_timeout(b"0.0001", 1000) == 1001, "below a millisecond: 1 ms, as Redis rounds it up (ceill)"
+    assert parse_timeout(b"0.001", 1000) == 1001 and parse_timeout(b"-0.0001", 0) is None, "-0.1 ms rounds up to 0"
     assert parse_timeout(b"-0.5", 0) == Error("ERR timeout is negative")
     assert parse_timeout(b"inf", 0) == Error("ERR timeout is not a float or out of range")
 

@@ -14,6 +14,7 @@ the deadline is let finish: it may have popped (then that is the reply), else th
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ def parse_timeout(raw: bytes, now_ms: int):
     value = parse_long_double(raw)
     if value is None or value in (INF, -INF):
         return _NOT_A_TIMEOUT
-    ms = int(value * 1000)
+    ms = math.ceil(value * 1000)  # as Redis's ceill: 0.0001 is 1 ms, not 0 (for ever)
     if ms < 0:
         return Error("ERR timeout is negative")
     if ms == 0:
