@@ -1,4 +1,4 @@
-"""The chain fuzzer's commands for lists and sorted sets (`BUILD`: name -> builder(Commands)).
+"""The chain fuzzer's commands for lists, sorted sets, strings and SORT (`BUILD`: name -> builder(Commands)).
 
 Mostly keys of the command's own type (so writes pile up and reads see them), sometimes any key
 (so types collide); indexes and counts around the edges Redis treats specially.
@@ -294,4 +294,26 @@ STRINGS = {
     b"TIME": lambda c: [b"TIME"],
 }
 
-BUILD = {**LISTS, **ZSETS, **STRINGS}
+
+def _sort(name: bytes):
+    """SORT/SORT_RO of a list or sorted set with a few options, weights and GETs of other keys."""
+    def build(c) -> list[bytes]:
+        rng = c.rng
+        cmd = [name, _lkey(c) if rng.random() < 0.6 else _zkey(c)]
+        for _ in range(rng.choice((0, 1, 2, 3))):
+            opt = rng.choice((b"DESC", b"ALPHA", b"asc", b"LIMIT", b"BY", b"GET", b"STORE", b"BAD"))
+            if opt == b"LIMIT":
+                cmd += [opt, _index(c), _count(c)]
+            elif opt in (b"BY", b"GET"):
+                cmd += [opt, rng.choice((b"nosort", b"#", b"*", b"l*", b"z*->a", b"k*"))]
+            elif opt == b"STORE":
+                cmd += [opt, _lkey(c)]
+            else:
+                cmd.append(opt)
+        return cmd
+    return build
+
+
+SORTS = {b"SORT": _sort(b"SORT"), b"SORT_RO": _sort(b"SORT_RO")}
+
+BUILD = {**LISTS, **ZSETS, **STRINGS, **SORTS}

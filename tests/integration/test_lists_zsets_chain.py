@@ -5,10 +5,11 @@ through the head)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
-from conftest import wait_until
+from conftest import HOST, port_of, wait_until
 
 
 def _contents(client) -> dict:
@@ -102,3 +103,34 @@ def test_the_loser_of_a_race_blocks_again_and_times_out_with_nil(chain3):
     assert middle.rpush("src", "e") == 1
     moved[0].join(20)
     assert moved[1]["reply"] == b"e" and cluster.client(members[2]).lrange("dst", 0, -1) == [b"e"]
+
+
+def test_null_arrays_go_out_as_redis_sends_them(chain3):
+    """Redis answers `*-1` (not `$-1`) for pops that find nothing and blocking pops that time out;
+    a test client comparing raw bytes (Redis's own suite) loses sync on anything else."""
+    cluster, members = chain3
+    middle = members[1]
+    commands = [b"LMPOP 1 nk LEFT", b"ZMPOP 1 nk MIN", b"LPOP nk 2", b"BLPOP nk 0.05", b"BZMPOP 0.05 1 nk MAX",
+                b"BLMOVE nk d LEFT LEFT 0.05", b"LPOP nk"]
+    with socket.create_connection((HOST, port_of(middle)), timeout=15.0) as sock:
+        sock.sendall(b"".join(c + b"\r\n" for c in commands))
+        want = b"*-1\r\n" * 6 + b"$-1\r\n"
+        got = b""
+        deadline = time.monotonic() + 15.0
+        while len(got) < len(want) and time.monotonic() < deadline:
+            got += sock.recv(4096)
+    assert got == want
+
+
+def test_sort_through_a_chain(chain3):
+    """SORT at the middle with BY/GET patterns sees the writes just made; SORT ... STORE sent to
+    the middle goes through the head and every member holds the same list; COMMAND knows SORT."""
+    cluster, members = chain3
+    head, middle, tail = (cluster.client(m) for m in members)
+    assert middle.rpush("sl", 3, 1, 2) == 3 and middle.mset({"w_1": 30, "w_2": 10, "w_3": 20, "o_2": "two"})
+    assert middle.sort("sl", by="w_*", get=["#", "o_*"]) == [b"2", b"two", b"3", None, b"1", None]
+    assert middle.sort("sl", desc=True, store="sd") == 3
+    for client in (head, middle, tail):
+        wait_until(lambda: client.lrange("sd", 0, -1) == [b"3", b"2", b"1"], 15.0, "every member holds the stored list")
+    assert middle.execute_command("SORT_RO", "sl", "BY", "nosort", "DESC") == [b"2", b"1", b"3"]
+    assert middle.command_getkeys("SORT", "sl", "STORE", "sd") == ["sl", "sd"]

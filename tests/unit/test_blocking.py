@@ -6,7 +6,7 @@ import pytest
 
 from catena.chain.blocking import parse_timeout
 from catena.fuzz_chain import MEMBERS, PureChain
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 
 HEAD, MIDDLE, TAIL = MEMBERS
 
@@ -53,7 +53,7 @@ def test_the_oldest_client_wins_and_the_loser_blocks_again_until_its_timeout(cha
     chain.tick(0.5)
     assert loser not in chain.replies
     chain.tick(0.6)
-    assert chain.replies.pop(loser) is None, "its deadline passed: nil"
+    assert chain.replies.pop(loser) is NULL_ARRAY, "its deadline passed: a null array, as Redis"
     assert nobody_blocked(chain)
     chain.check(b"fresh")
 
@@ -94,7 +94,8 @@ def test_a_gone_client_pops_nothing():
 
 def test_timeouts_parse_as_redis():
     assert parse_timeout(b"0", 1000) is None and parse_timeout(b"1.5", 1000) == 2500
-    assert parse_timeout(b"0.0001", 1000) is None, "below a millisecond: for ever, as Redis rounds it down"
+    assert parse_timeout(b"0.0001", 1000) == 1001, "below a millisecond: 1 ms, as Redis rounds it up (ceill)"
+    assert parse_timeout(b"0.001", 1000) == 1001 and parse_timeout(b"-0.0001", 0) is None, "-0.1 ms rounds up to 0"
     assert parse_timeout(b"-0.5", 0) == Error("ERR timeout is negative")
     assert parse_timeout(b"inf", 0) == Error("ERR timeout is not a float or out of range")
 

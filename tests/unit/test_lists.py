@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from catena.chain import lists
 from catena.chain.state import KVState, op_keys, valid_op
 from catena.fuzz_chain import MEMBERS
-from catena.resp.codec import OK, Error, Status
+from catena.resp.codec import NULL_ARRAY, OK, Error, Status
 from test_types import WRONGTYPE, ends_identical, run
 
 NOT_INT = Error("ERR value is not an integer or out of range")
@@ -30,7 +30,7 @@ def test_push_pop_range_answer_as_redis(s):
     assert run(s, "LPUSHX", "no", "a") == 0 and run(s, "EXISTS", "no") == 0 and run(s, "RPUSHX", "l", "d") == 6
     assert run(s, "LLEN", "l") == 6 and run(s, "LLEN", "no") == 0
     assert run(s, "LPOP", "l") == b"z" and run(s, "RPOP", "l", "2") == [b"d", b"c"]
-    assert run(s, "LPOP", "l", "0") == [] and run(s, "LPOP", "no") is None and run(s, "LPOP", "no", "2") is None
+    assert run(s, "LPOP", "l", "0") == [] and run(s, "LPOP", "no") is None and run(s, "LPOP", "no", "2") is NULL_ARRAY
     assert run(s, "LPOP", "l", "-1") == Error("ERR value is out of range, must be positive")
     assert run(s, "LPOP", "l", "1", "2") == Error("ERR wrong number of arguments for 'lpop' command")
     assert run(s, "RPOP", "l", "99") == [b"b", b"a", b"y"] and run(s, "EXISTS", "l") == 0, "emptied: deleted"
@@ -78,7 +78,7 @@ def test_lmove_rpoplpush_lmpop(s):
         "ERR syntax error")
     assert run(s, "RPOPLPUSH", "a", "b") == b"2" and run(s, "EXISTS", "a") == 0
     assert run(s, "LMPOP", "2", "no", "b", "RIGHT", "COUNT", "5") == [b"b", [b"3", b"1", b"2"]]
-    assert run(s, "LMPOP", "1", "b", "LEFT") is None
+    assert run(s, "LMPOP", "1", "b", "LEFT") is NULL_ARRAY
     assert run(s, "LMPOP", "0", "b", "LEFT") == Error("ERR numkeys should be greater than 0")
     assert run(s, "LMPOP", "3", "b", "LEFT") == Error("ERR syntax error")
     assert run(s, "LMPOP", "1", "b", "MID", "COUNT", "-1") == Error("ERR syntax error"), "the end before COUNT"

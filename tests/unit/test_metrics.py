@@ -10,6 +10,8 @@ import logging
 from prometheus_client import generate_latest
 
 from catena import logs
+from catena.chain.node import _disconnected
+from catena.chain.resp3 import Shaped
 from catena.chain.log import DurableLog
 from catena.metrics import status_page
 from catena.metrics.buckets import Buckets
@@ -17,6 +19,7 @@ from catena.metrics.coordinator import CoordinatorMetrics
 from catena.metrics.events import EventRing
 from catena.metrics.http import registry
 from catena.metrics.member import SAMPLE, MemberMetrics
+from catena.resp.server import Deferred
 from catena.resp.codec import Error
 from catena.view import View
 
@@ -158,3 +161,16 @@ def test_a_collector_is_rendered_in_the_text_format():
     assert "catena_longest_loop_turn_seconds 0.2" in text
     assert "catena_slow_loop_turns_total 3.0" in text
     assert "process_cpu_seconds_total" in text
+
+
+def test_a_sampled_blocked_clients_token_tells_whether_the_client_is_gone():
+    """A blocked client's member asks its token whether the client left: a sampled (timed)
+    token, around a RESP3-shaped one, answers it too (it crashed the member before)."""
+    m = MemberMetrics()
+    for wrap in (lambda d: d, lambda d: Shaped(d, None, [])):
+        deferred = Deferred()
+        token = next(t for t in (m.track(wrap(deferred), [b"BLPOP", b"q", b"0"]) for _ in range(SAMPLE))
+                     if t is not deferred and type(t) is not Shaped)
+        assert _disconnected(token), "no connection: gone"
+        deferred.conn = object()
+        assert not _disconnected(token)

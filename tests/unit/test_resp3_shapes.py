@@ -3,7 +3,7 @@
 
 from catena.chain import resp3
 from catena.chain.state import KVState
-from catena.resp.codec import Error, encode
+from catena.resp.codec import NULL_ARRAY, Error, encode
 from test_types import run
 
 # (command, redis-server 7.0.15's RESP3 reply), in order, after ZADD z 1.5 a 2 b -inf c; HSET h f v
@@ -19,6 +19,7 @@ CAPTURED = [
     (("HGETALL", "h"), b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n"),
     (("HRANDFIELD", "h", "1", "WITHVALUES"), b"*1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"),
     (("ZMPOP", "1", "z", "MIN"), b"*2\r\n$1\r\nz\r\n*1\r\n*2\r\n$1\r\na\r\n,1.5\r\n"),
+    (("ZMPOP", "1", "nokey", "MIN"), b"_\r\n"),
 ]
 
 
@@ -37,6 +38,13 @@ def test_typed_replies_have_redis_resp3_shapes():
         token = resp3.token_for(box, args, resp3=True)
         token.resolve(run(s, *cmd))
         assert encode(box.value, resp3=True) == want, cmd
+
+
+def test_a_blocking_pops_timeout_is_a_resp3_null():
+    for cmd in ([b"BZPOPMIN", b"z", b"0.01"], [b"BZPOPMAX", b"z", b"0.01"], [b"BZMPOP", b"0.01", b"1", b"z", b"MIN"]):
+        box = _Box()
+        resp3.token_for(box, cmd, resp3=True).resolve(NULL_ARRAY)
+        assert encode(box.value, resp3=True) == b"_\r\n", cmd
 
 
 def test_a_key_named_withscores_is_not_an_option():

@@ -9,7 +9,7 @@ from catena.chain import transactions
 from catena.chain.state import KVState, unwire_reply, valid_op, wire_reply
 from catena.chain.transactions import EXEC, EXEC_CMD, EXEC_READS, VERSIONS, encode
 from catena.chain.versions import CAPACITY, Versions
-from catena.resp.codec import OK, Error
+from catena.resp.codec import NULL_ARRAY, OK, Error
 from test_replica import E, Cluster, chain3
 
 
@@ -128,6 +128,16 @@ def test_exec_replies_travel_and_are_kept_in_the_dedup_table():
     state = KVState()
     state.remember((b"c", 1), 5, replies)
     assert KVState.load(state.dump()).seen((b"c", 1)) == (5, unwire_reply(raw))
+
+
+def test_null_arrays_travel_alone_and_inside_exec_replies():
+    for replies in (NULL_ARRAY, [OK, NULL_ARRAY, [b"k", [b"a"]]]):
+        raw = msgpack.unpackb(msgpack.packb(wire_reply(replies), use_bin_type=True), raw=True, use_list=False)
+        back = unwire_reply(raw)
+        assert back is NULL_ARRAY if replies is NULL_ARRAY else back[1] is NULL_ARRAY, "LMPOP's *-1 stays *-1"
+        state = KVState()
+        state.remember((b"c", 1), 5, replies)
+        assert KVState.load(state.dump()).seen((b"c", 1)) == (5, back)
 
 
 def test_versions_never_fall_below_a_write_and_forgetting_only_raises_them():

@@ -19,7 +19,7 @@ WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of v
 def run(state: KVState, *words, rng=None):
     """One command against `state`, as the head turns it into an op (or a member reads)."""
     args = [w if type(w) is bytes else str(w).encode() for w in words]
-    if args[0].upper() in ops.WRITES:
+    if ops.is_write(args):
         op = ops.to_op(args, NOW)
         if type(op) is Error:
             return op

@@ -12,7 +12,7 @@ from catena.chain import zsets
 from catena.chain.state import KVState, op_keys, valid_op
 from catena.chain.zset import ZSet, format_score, packed, parse_bound, parse_score
 from catena.fuzz_chain import MEMBERS
-from catena.resp.codec import Error, Status
+from catena.resp.codec import NULL_ARRAY, Error, Status
 from test_types import WRONGTYPE, ends_identical, run
 
 SYNTAX = Error("ERR syntax error")
@@ -88,7 +88,7 @@ def test_pops_removals_and_stores(s):
     assert run(s, "ZPOPMIN", "z", "-1") == Error("ERR value is out of range, must be positive")
     assert run(s, "ZPOPMIN", "z", "1", "2") == SYNTAX and run(s, "ZPOPMIN", "no", "3") == []
     assert run(s, "ZMPOP", "2", "no", "z", "MAX", "COUNT", "9") == [b"z", [[b"c", b"3"], [b"b", b"2"]]]
-    assert run(s, "EXISTS", "z") == 0 and run(s, "ZMPOP", "1", "z", "MIN") is None
+    assert run(s, "EXISTS", "z") == 0 and run(s, "ZMPOP", "1", "z", "MIN") is NULL_ARRAY
     run(s, "ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e")
     assert run(s, "ZREMRANGEBYRANK", "z", "0", "0") == 1 and run(s, "ZREMRANGEBYSCORE", "z", "(4", "+inf") == 1
     assert run(s, "ZREMRANGEBYLEX", "z", "x", "y") == Error("ERR min or max not valid string range item")

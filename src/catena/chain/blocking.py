@@ -14,12 +14,13 @@ the deadline is let finish: it may have popped (then that is the reply), else th
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from dataclasses import dataclass
 
 from catena.chain.values import INF, parse_long_double
 from catena.chain.zset import ZSet
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 from catena.resp.commands import INT64_MAX
 
 _NOT_A_TIMEOUT = Error("ERR timeout is not a float or out of range")
@@ -31,7 +32,7 @@ def parse_timeout(raw: bytes, now_ms: int):
     value = parse_long_double(raw)
     if value is None or value in (INF, -INF):
         return _NOT_A_TIMEOUT
-    ms = int(value * 1000)
+    ms = math.ceil(value * 1000)  # as Redis's ceill: 0.0001 is 1 ms, not 0 (for ever)
     if ms < 0:
         return Error("ERR timeout is negative")
     if ms == 0:
@@ -136,7 +137,7 @@ class Blocked:
         """The pop of `waiter` was answered: ANSWER (reply the client `reply`), AGAIN (send the
         pop again) or WAIT (blocked); `reply` is the client's reply for ANSWER."""
         waiter.in_flight = False
-        if reply is not None:  # popped, or an error (BRPOPLPUSH's destination of another type)
+        if reply is not None and reply is not NULL_ARRAY:  # popped, or an error (BRPOPLPUSH's destination of another type)
             self._forget(waiter)
             if type(reply) is not Error and waiter.shape is not None:
                 reply = waiter.shape(reply)
@@ -146,7 +147,7 @@ class Blocked:
             return WAIT, None
         if waiter.deadline_ms is not None and now_ms >= waiter.deadline_ms:
             self._forget(waiter)
-            return ANSWER, None
+            return ANSWER, NULL_ARRAY  # timed out: Redis's null array
         if waiter.touched:
             waiter.touched = False
             waiter.in_flight = True
@@ -196,7 +197,7 @@ class Blocked:
         return out
 
     def expired(self, now_ms: int, gone) -> list:
-        """The tokens of blocked clients past their deadline (to answer nil); they and the
+        """The tokens of blocked clients past their deadline (to answer a null array); they and the
         clients gone are forgotten."""
         out = []
         for waiter in list(self.waiters.values()):

@@ -21,7 +21,7 @@ from collections import deque
 from itertools import islice
 
 from catena.chain.values import of_type, pop_count
-from catena.resp.codec import OK, Error
+from catena.resp.codec import NULL_ARRAY, OK, Error
 from catena.resp.commands import INT64_MIN, parse_int, wrong_args
 
 PUSH, POP, LSET, LREM, LINSERT, LTRIM, LMOVE, LMPOP = range(15, 23)
@@ -198,7 +198,7 @@ def _apply_pop(state, op, ts):
     _, key, end, count = op
     lst = _list(state, key, ts)
     if lst is None:
-        return None
+        return None if count == -1 else NULL_ARRAY
     if count == 0:
         return []
     out = popped(state, key, lst, end, 1 if count == -1 else count)
@@ -280,7 +280,7 @@ def _apply_lmpop(state, op, ts):
         lst = _list(state, key, ts)
         if lst:
             return [key, popped(state, key, lst, end, count)]
-    return None
+    return NULL_ARRAY
 
 
 APPLY = {PUSH: _apply_push, POP: _apply_pop, LSET: _apply_lset, LREM: _apply_lrem, LINSERT: _apply_linsert,

@@ -138,7 +138,7 @@ class Transactions:
                 merged[i] = fn(merged[i])
             return merged
 
-        reads_only = all(command[0].upper() in ops.READS for command in data)
+        reads_only = not any(ops.is_write(command) for command in data)
         name = transactions.EXEC_READS if reads_only else transactions.EXEC_CMD
         reply = Deferred()
         self.submit(Mapped(reply, merged), [*rid, name, *transactions.encode(watched, data)])

@@ -638,9 +638,11 @@ def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
 
 
 def _disconnected(token) -> bool:
-    """Has the client awaiting the reply `token` (a Deferred, or a `resp3.Shaped` one) gone (its
-    connection closed)?"""
-    reply = getattr(token, "deferred", token)
+    """Has the client awaiting the reply `token` (a Deferred, or one wrapped by `resp3.Shaped`
+    and by the metrics' sampling) gone (its connection closed)?"""
+    reply = token
+    while hasattr(reply, "deferred"):
+        reply = reply.deferred
     return reply.conn is None and not reply.done
 
 

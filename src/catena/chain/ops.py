@@ -133,8 +133,22 @@ WRITES = {
 }
 
 
+WRITE_FORMS = {}  # name -> is_write(args): a command in READS too, a write in some forms (SORT ... STORE)
+DECIDE = {}  # op kind -> decide(state, op, now_ms): more ops the head completes (SORT ... STORE's list)
+
+
+def is_write(args: list[bytes]) -> bool:
+    """Does this command go through the head as a write?"""
+    name = args[0].upper()
+    form = WRITE_FORMS.get(name)
+    return name in WRITES if form is None else form(args)
+
+
 def decide(state, op, now_ms: int, rng):
     """The head, just before an op gets its seq: SPOP's random members, FLUSH's keys."""
+    more = DECIDE.get(op[0])
+    if more is not None:
+        return more(state, op, now_ms)
     return strings.decide(state, sets.decide(state, op, now_ms, rng))
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import blocking, key_info, ops, pubsub, transactions  # noqa: F401 - these register their commands
+from catena.chain import blocking, key_info, ops, pubsub, sort, transactions  # noqa: F401 - these register their commands
 from catena.chain.blocking import AGAIN, ANSWER, Attempt, Blocked
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
@@ -34,7 +34,7 @@ from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
 from catena.leases import LEASE_S  # noqa: F401 (members with a coordinator; node.py takes it from here)
 from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 from catena.view import View
 
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
@@ -234,7 +234,7 @@ class Replica:
                 return [Reply(token, parsed)]
             rid, args = parsed
         name = args[0].upper()
-        if name in ops.WRITES:
+        if ops.is_write(args):
             return self._write(None, token, rid, args, now)
         if name in blocking.COMMANDS and rid is None:
             waiter = self.blocked.start(token, args, int(now * 1000))
@@ -642,7 +642,7 @@ class Replica:
                 fx.append(Reply(token, NOT_SERVING))
         if self.is_head():
             self._expire_cycle(int(now * 1000))
-        fx += [Reply(token, None) for token in self.blocked.expired(int(now * 1000), self.gone)]
+        fx += [Reply(token, NULL_ARRAY) for token in self.blocked.expired(int(now * 1000), self.gone)]
         return self._route(fx, now)
 
     def _expire_cycle(self, now_ms: int) -> None:

@@ -8,7 +8,7 @@ the member reshapes a reply for its own client at the edge (`Shaped`, the reply 
 
 from __future__ import annotations
 
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 
 
 def _score(value):
@@ -44,8 +44,8 @@ def _zpop(args, reply):
 
 
 def _mpop(args, reply):
-    """ZMPOP/BZMPOP: [key, [[member, score], ...]] or nil."""
-    return None if reply is None else [reply[0], [[m, _score(s)] for m, s in reply[1]]]
+    """ZMPOP/BZMPOP: [key, [[member, score], ...]]."""
+    return [reply[0], [[m, _score(s)] for m, s in reply[1]]]
 
 
 SHAPES = {
@@ -65,15 +65,16 @@ SHAPES = {
     b"ZPOPMAX": _zpop,
     b"ZMPOP": _mpop,
     b"BZMPOP": _mpop,
-    b"BZPOPMIN": lambda a, r: None if r is None else [r[0], r[1], _score(r[2])],
-    b"BZPOPMAX": lambda a, r: None if r is None else [r[0], r[1], _score(r[2])],
+    b"BZPOPMIN": lambda a, r: [r[0], r[1], _score(r[2])],
+    b"BZPOPMAX": lambda a, r: [r[0], r[1], _score(r[2])],
     b"HGETALL": lambda a, r: dict(zip(r[0::2], r[1::2])),
     b"HRANDFIELD": lambda a, r: _pairs(r, lambda v: v) if len(a) == 4 and type(r) is list else r,
 }
 
 
 class Shaped:
-    """A reply token that reshapes the value it resolves with for a RESP3 client (errors pass)."""
+    """A reply token that reshapes the value it resolves with for a RESP3 client (errors and
+    null arrays pass)."""
 
     __slots__ = ("deferred", "shape", "args")
 
@@ -81,7 +82,8 @@ class Shaped:
         self.deferred, self.shape, self.args = deferred, shape, args
 
     def resolve(self, value) -> None:
-        self.deferred.resolve(value if type(value) is Error else self.shape(self.args, value))
+        passes = type(value) is Error or value is NULL_ARRAY
+        self.deferred.resolve(value if passes else self.shape(self.args, value))
 
 
 def token_for(deferred, args: list[bytes], resp3: bool):

@@ -32,7 +32,7 @@ from catena.chain import hashes, lists, sets, strings, zsets
 from catena.chain.dump_values import pack_value, unpack_value
 from catena.chain.versions import Versions
 from catena.chain.values import WRONGTYPE, WrongTypeError
-from catena.resp.codec import OK, Error, Status
+from catena.resp.codec import NULL_ARRAY, OK, Error, Status
 from catena.resp.commands import INT64_MAX, INT64_MIN, parse_int
 from catena.slots import SLOTS, key_slot
 
@@ -369,6 +369,9 @@ class KVState:
 
 
 _EMPTY: frozenset = frozenset()
+_UNWIRED = (Status, Error, list, tuple)  # kinds wire_reply encodes
+
+
 def wire_reply(value):
     """Replies are kept in the dedup table; encode the non-msgpack kinds (an array holding any,
     as EXEC's replies do, item by item)."""
@@ -377,15 +380,19 @@ def wire_reply(value):
         return [b"+", value.text.encode()]
     if kind is Error:
         return [b"-", value.message.encode()]
-    if (kind is list or kind is tuple) and any(type(v) in (Status, Error, list, tuple) for v in value):
+    if value is NULL_ARRAY:
+        return [b"_", b""]
+    if (kind is list or kind is tuple) and any(type(v) in _UNWIRED or v is NULL_ARRAY for v in value):
         return [b"*", [wire_reply(v) for v in value]]
     return [b"=", value]
 
 
 def unwire_reply(raw):
-    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"=", b"*"):
-        raise ValueError("a reply is [\"+\"|\"-\"|\"=\"|\"*\", value]")
+    if type(raw) is not tuple or len(raw) != 2 or raw[0] not in (b"+", b"-", b"=", b"*", b"_"):
+        raise ValueError("a reply is [\"+\"|\"-\"|\"=\"|\"*\"|\"_\", value]")
     tag, value = raw
+    if tag == b"_":
+        return NULL_ARRAY
     if tag == b"*":
         if type(value) is not tuple:
             raise ValueError("an array reply carries an array")

@@ -61,8 +61,7 @@ def _parse(args):
 
 
 def _sub(command, now_ms: int):
-    name = command[0].upper()
-    if name in ops.READS:
+    if not ops.is_write(command):
         return (READ, tuple(command))
     op = ops.to_op(command, now_ms)
     return (FAIL, op.message.encode()) if type(op) is Error else op

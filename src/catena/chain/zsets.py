@@ -22,7 +22,7 @@ import math
 from catena.chain.lists import index_range, mpop_options
 from catena.chain.values import WrongTypeError, numkeys_keys, of_type, pop_count, rand_pick
 from catena.chain.zset import ZSet, format_score, lex_bound, packed, parse_bound, parse_score, unpacked
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 from catena.resp.commands import parse_int
 
 ZADD, ZREM, ZPOP, ZREMRANGE, ZSTORE, ZRANGESTORE, ZMPOP = range(23, 30)
@@ -444,7 +444,7 @@ def _apply_zmpop(state, op, ts):
         z = _zset(state, key, ts)
         if z is not None:
             return [key, [[m, format_score(s)] for s, m in popped(state, key, z, top, count)]]
-    return None
+    return NULL_ARRAY
 
 
 APPLY = {ZADD: _apply_zadd, ZREM: _apply_zrem, ZPOP: _apply_zpop, ZREMRANGE: _apply_zremrange,

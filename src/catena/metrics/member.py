@@ -29,6 +29,11 @@ class _Timed:
     def __init__(self, reply, stats: "MemberMetrics", name: bytes, start: float):
         self.reply, self.stats, self.name, self.start = reply, stats, name, start
 
+    @property
+    def deferred(self):
+        """The token it wraps (a blocked client's member asks it whether the client is gone)."""
+        return self.reply
+
     def resolve(self, value) -> None:
         self.reply.resolve(value)
         self.stats.done(self.name, self.start, type(value) is Error)

@@ -129,6 +129,8 @@ zrevrange -4 1 1 1 sorted-set 1.2.0 readonly
 zrevrangebyscore -4 1 1 1 sorted-set 2.2.0 readonly
 zrevrangebylex -4 1 1 1 sorted-set 2.8.9 readonly
 zrangestore -5 1 2 1 sorted-set 6.2.0 write,denyoom
+sort -2 1 1 1 generic 1.0.0 write,denyoom,movablekeys
+sort_ro -2 1 1 1 generic 7.0.0 readonly,movablekeys
 zrank 3 1 1 1 sorted-set 2.0.0 readonly,fast
 zrevrank 3 1 1 1 sorted-set 2.0.0 readonly,fast
 zscore 3 1 1 1 sorted-set 1.2.0 readonly,fast
@@ -247,6 +249,8 @@ def keys(name: bytes, args: list[bytes]):
     i = COMMANDS.get(name)
     if i is None:
         return None
+    if name == b"SORT":
+        return _sort_keys(args)
     if name in NUMKEYS:
         at = NUMKEYS[name]
         try:
@@ -260,3 +264,17 @@ def keys(name: bytes, args: list[bytes]):
         return []
     last = i.last if i.last >= 0 else len(args) + i.last
     return list(args[i.first:last + 1:i.step])
+
+
+def _sort_keys(args: list[bytes]) -> list[bytes]:
+    """SORT's source and its STORE destination, as Redis's sortGetKeys finds them."""
+    skip = {b"LIMIT": 2, b"GET": 1, b"BY": 1}
+    destination, i = [], 2
+    while i < len(args):
+        word = args[i].upper()
+        if word == b"STORE" and i + 1 < len(args):
+            destination, i = [args[i + 1]], i + 1
+        else:
+            i += skip.get(word, 0)
+        i += 1
+    return [args[1], *destination]
