@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 
 from catena.chain import ops, state as kv
-from catena.chain.values import WRONGTYPE, WrongTypeError, of_type
+from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.chain.zset import ZSet, parse_score
 from catena.resp.codec import Error
 from catena.resp.commands import parse_int
