@@ -28,7 +28,8 @@ epoch changes nothing; a request id is applied at most once. Every few steps, fo
 neighbours in the current view whose link is quiet, the successor's history is its predecessor's
 minus its sent list. After the run (a safety phase with faults, then a quiet liveness phase):
 every member of the final view holds the same history and state, every client operation ended,
-the history is linearizable per key, INCR counters were not double counted. And a write gets
+the history is linearizable per key (string keys as registers; the typed keys of `TYPED`, a
+quarter of the operations, with `CommandModel`), INCR counters were not double counted. And a write gets
 its seq no later than `write_timeout` after the client's send that carried it (a forwarded
 write's deadline; members share the virtual wall clock).
 """
