@@ -700,7 +700,7 @@ class ChainSim(Kernel):
         self.client_start(c, name.lower().decode(), key, arg, [name, key, *arg], name in ops.WRITES)
 
     def client_start(self, c: Client, kind: str, key: bytes, arg, args: list, is_write: bool) -> None:
-        """Record the operation's call and send it (a write with a request id half the time)."""
+        """Record the operation's call and send it (a write with a request id at the rate `cfg.rid`)."""
         rid = None
         if is_write and self.rng.random() < self.cfg.rid:
             c.reqs += 1
