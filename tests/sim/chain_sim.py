@@ -28,7 +28,8 @@ epoch changes nothing; a request id is applied at most once. Every few steps, fo
 neighbours in the current view whose link is quiet, the successor's history is its predecessor's
 minus its sent list. After the run (a safety phase with faults, then a quiet liveness phase):
 every member of the final view holds the same history and state, every client operation ended,
-the history is linearizable per key, INCR counters were not double counted. And a write gets
+the history is linearizable per key (string keys as registers; the typed keys of `TYPED`, a
+quarter of the operations, with `CommandModel`), INCR counters were not double counted. And a write gets
 its seq no later than `write_timeout` after the client's send that carried it (a forwarded
 write's deadline; members share the virtual wall clock).
 """
@@ -37,16 +38,17 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catena.chain import messages
+from catena.chain import messages, ops
 from catena.chain.messages import Append, Snapshot
 from catena.chain.replica import REQ, WRITE_TIMEOUT_S, Replica
 from catena.chain.state import SET, KVState
-from catena.check import History, check
+from catena.check import CommandModel, History, check
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.effects import FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import Error
@@ -56,6 +58,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kernel import Kernel, Partitions  # noqa: E402 (tests/sim is not a package)
 
 T0 = 1000.0  # virtual wall clock at the start (seconds)
+
+
+# Typed keys, one per type, checked with CommandModel: key -> (the commands clients send, as
+# (name, args after the key) with F a field, M a member and V a fresh value; the final read).
+F, M, V = b"<F>", b"<M>", b"<V>"
+TYPED = {
+    b"h:0": ([(b"HSET", (F, V)), (b"HDEL", (F,)), (b"HGET", (F,)), (b"HGETALL", ()), (b"HINCRBY", (F, b"3"))],
+             (b"HGETALL",)),
+    b"l:0": ([(b"RPUSH", (V,)), (b"LPUSH", (V,)), (b"LPOP", ()), (b"LRANGE", (b"0", b"-1")), (b"LLEN", ())],
+             (b"LRANGE", b"0", b"-1")),
+    b"s:0": ([(b"SADD", (M,)), (b"SREM", (M,)), (b"SISMEMBER", (M,)), (b"SCARD", ()), (b"SMEMBERS", ())],
+             (b"SMEMBERS",)),
+    b"z:0": ([(b"ZADD", (V, M)), (b"ZINCRBY", (b"2", M)), (b"ZREM", (M,)), (b"ZSCORE", (M,)),
+              (b"ZRANGE", (b"0", b"-1", b"WITHSCORES"))], (b"ZRANGE", b"0", b"-1", b"WITHSCORES")),
+    b"a:0": ([(b"APPEND", (V,)), (b"GETRANGE", (b"1", b"4")), (b"STRLEN", ()), (b"GETDEL", ()), (b"GET", ())],
+             (b"GET",)),
+}
 
 
 class SimFailure(AssertionError):
@@ -70,6 +89,7 @@ class SimConfig:
     clients: int = 4
     keys: int = 3  # keys for get/set/incr/del
     counters: int = 1  # keys only incremented (checked against the number of INCRs)
+    typed: float = 0.25  # share of operations on typed keys (TYPED), checked with CommandModel
     duration: float = 3.0  # virtual seconds of the safety phase
     settle: float = 30.0  # at most this long for the liveness phase
     reconfigs: float = 1.5  # planned reconfigurations per virtual second
@@ -645,6 +665,9 @@ class ChainSim(Kernel):
         rng, cfg = self.rng, self.cfg
         c.ops += 1
         roll = rng.random()
+        if roll >= 1 - cfg.typed:
+            self.typed_next(c)
+            return
         if cfg.counters and roll < 0.12:
             key = b"n%d" % rng.randrange(cfg.counters)
             kind = "incr" if rng.random() < 0.7 else "get"
@@ -662,15 +685,28 @@ class ChainSim(Kernel):
             args = [b"INCR", key]
         else:
             args = [b"DEL", key]
-        is_write = kind != "get"
+        if key.startswith(b"n") and kind == "incr":
+            self.incr_issued[key] = self.incr_issued.get(key, 0) + 1
+        self.client_start(c, kind, key, arg, args, kind != "get")
+
+    def typed_next(self, c: Client) -> None:
+        """An operation on a typed key: a command drawn from TYPED with fresh arguments."""
+        rng = self.rng
+        key = rng.choice(list(TYPED))
+        name, template = rng.choice(TYPED[key][0])
+        self.values += 1
+        fill = {F: b"f%d" % rng.randrange(3), M: b"m%d" % rng.randrange(4), V: b"%d" % (self.values % 97)}
+        arg = tuple(fill.get(a, a) for a in template)
+        self.client_start(c, name.lower().decode(), key, arg, [name, key, *arg], name in ops.WRITES)
+
+    def client_start(self, c: Client, kind: str, key: bytes, arg, args: list, is_write: bool) -> None:
+        """Record the operation's call and send it (a write with a request id at the rate `cfg.rid`)."""
         rid = None
-        if is_write and rng.random() < cfg.rid:
+        if is_write and self.rng.random() < self.cfg.rid:
             c.reqs += 1
             rid = (c.cid, c.reqs)
             args = [REQ, c.cid, b"%d" % c.reqs] + args
-        if key.startswith(b"n") and kind == "incr":
-            self.incr_issued[key] = self.incr_issued.get(key, 0) + 1
-        op_id = self.history.invoke(idx, kind, key, arg, self.now)
+        op_id = self.history.invoke(c.idx, kind, key, arg, self.now)
         c.op = ClientOp(op_id, kind, key, args, rid, is_write)
         self.client_send(c)
 
@@ -957,7 +993,15 @@ class ChainSim(Kernel):
             issued, acked = self.incr_issued.get(key, 0), self.incr_acked.get(key, 0)
             if not acked <= value <= issued:
                 self.fail(f"counter {key!r} is {value} after {issued} INCRs issued, {acked} acknowledged")
-        result = check(self.history.operations())
+        for key, (_, final) in TYPED.items() if self.cfg.typed else ():
+            op_id = self.history.invoke("final", final[0].lower().decode(), key, final[1:], self.now)
+            self.history.complete(op_id, ops.read(tail.state, [final[0], key, *final[1:]], int(self.now * 1000)),
+                                  self.now)
+        operations = self.history.operations()
+        registers = check([op for op in operations if op.key not in TYPED])
+        typed = check([op for op in operations if op.key in TYPED], CommandModel())
+        result = registers if registers.ok is not True else typed
+        result = dataclasses.replace(result, steps=registers.steps + typed.steps)
         if result.ok is False:
             self.fail(f"not linearizable:\n{result.explanation}")
         if result.ok is None:

@@ -92,6 +92,7 @@ class ClusterConfig(SimConfig):
     members: int = 3
     max_members: int = 5  # processes ever started (new ones join during the run)
     clients: int = 3
+    typed: float = 0.0  # typed keys are the chain simulator's (its seeds keep their schedules here)
     duration: float = 7.0
     settle: float = 40.0
     reconfigs: float = 0.0  # ChainSim's scripted coordinator is off: the coordinators decide

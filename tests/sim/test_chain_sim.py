@@ -22,7 +22,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from chain_sim import ChainSim, SimConfig, SimFailure, run_seed
+import catena.chain.replica
+from catena.chain import sets
+from catena.chain.state import KVState
+from catena.check import CommandModel, check
+from chain_sim import TYPED, ChainSim, SimConfig, SimFailure, run_seed
 
 FIRST = int(os.environ.get("CATENA_SIM_FIRST", "0"))
 COUNT = int(os.environ.get("CATENA_SIM_SEEDS", "150"))
@@ -70,6 +74,10 @@ def test_runs_do_the_work_they_claim():
     for what in ("cut", "add", "remove head", "remove middle", "remove tail", "Sync", "Forward",
                  "Read", "Stale", "client ConnectionResetError", "client Error"):
         assert stats[what] > 0, what
+    typed = [op for s in sims for op in s.history.operations() if op.key in TYPED and op.known]
+    for key, (commands, _) in TYPED.items():
+        for name, _ in commands:  # every typed command answered at least once, checked
+            assert any(op.key == key and op.kind == name.lower().decode() for op in typed), name
 
 
 def test_a_failure_names_its_seed_and_replay_command():
@@ -78,3 +86,32 @@ def test_a_failure_names_its_seed_and_replay_command():
         sim.fail("invented failure")
     assert "seed=3" in str(info.value)
     assert "--seed 3" in str(info.value)
+
+
+class _DropsOneMember(KVState):
+    """A planted fault: every replica acknowledges `SADD s m1` without applying it."""
+
+    def apply(self, op, ts):
+        if op[0] == sets.SADD and op[2] == (b"m1",):
+            return 1
+        return super().apply(op, ts)
+
+
+def test_a_replica_that_drops_a_typed_write_is_caught(monkeypatch):
+    monkeypatch.setattr(catena.chain.replica, "KVState", _DropsOneMember)
+    with pytest.raises(SimFailure, match=r"(?s)not linearizable.*key b's:0'"):
+        run_seed(1)
+
+
+class _ZincrbyByOne(CommandModel):
+    """A deliberately wrong model step: ZINCRBY adds 1 whatever its increment."""
+
+    def run(self, state, name, key, arg):
+        return super().run(state, name, key, (b"1", *arg[1:]) if name == b"ZINCRBY" else arg)
+
+
+def test_a_wrong_model_step_is_caught_on_a_run():
+    typed = [op for op in run_seed(1).history.operations() if op.key in TYPED]
+    assert check(typed, CommandModel()).ok is True
+    result = check(typed, _ZincrbyByOne())
+    assert result.ok is False and result.key == b"z:0"

@@ -22,7 +22,8 @@ class Operation:
     """One client operation on one key, with the interval in which it took effect.
 
     `arg` is what the operation writes: the value for "set", the increment for "incr"
-    (None means 1), `(expected, new)` for "cas", None for "get" and "del". `result` is what the
+    (None means 1), `(expected, new)` for "cas", None for "get" and "del", and for any other
+    command (`CommandModel`) its arguments after the key as a tuple. `result` is what the
     store answered: the value (or None) for "get", the new integer for "incr", True/False for
     "cas", the number of keys removed for "del". `ret` is `math.inf` (or None) when the outcome
     is unknown; `result` is then ignored.
@@ -49,6 +50,8 @@ class Operation:
             what = f"cas {self.key!r} {arg[0]!r} -> {arg[1]!r}"
         elif kind == "incr" and arg not in (None, 1):
             what = f"incr {self.key!r} by {arg!r}"
+        elif type(arg) is tuple:  # a command's arguments after the key (CommandModel)
+            what = " ".join([f"{kind} {self.key!r}", *(repr(a) for a in arg)])
         else:
             what = f"{kind} {self.key!r}"
         if self.known:
