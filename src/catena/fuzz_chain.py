@@ -45,7 +45,7 @@ from catena.chain.ops import READS, WRITES
 from catena.chain.replica import Replica
 from catena.fuzz_types import BUILD as _MORE_TYPES
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
-from catena.resp.codec import Error
+from catena.resp.codec import NULL_ARRAY, Error
 from catena.view import View
 
 T0 = 1_700_000_000.0  # the virtual wall clock's start (s)
@@ -602,9 +602,17 @@ def _same(cmd: list[bytes], mine, theirs) -> bool:
         return sorted(zip(a[0::2], a[1::2])) == sorted(zip(b[0::2], b[1::2]))
     if name in RANDOM:
         return len(a) == len(b)
+    if name in (b"SORT", b"SORT_RO") and any(arg.upper() == b"ALPHA" for arg in cmd[2:]):
+        # Redis collates C strings (strcoll stops at a NUL): elements equal up to their first
+        # NUL come in any order there, so each side is compared as the strings Redis collated.
+        return [_c_string(x) for x in a] == [_c_string(x) for x in b]
     if name in PAGED:  # cursors differ by design: compared when both scanned all from 0
         return cmd[2] != b"0" or a[0] != b"0" or b[0] != b"0" or sorted(a[1]) == sorted(b[1])
     return a == b
+
+
+def _c_string(value):
+    return value.split(b"\0", 1)[0] if type(value) is bytes else value
 
 
 def _pop_as_catena(server, key: bytes, mine, theirs) -> None:
@@ -685,6 +693,8 @@ def _redis_shaped(name: bytes, reply):
         return ("error", _PRINTABLE.match(text).group())
     if isinstance(reply, pm.Status):
         return reply.text.encode()
+    if reply is NULL_ARRAY:
+        return None  # *-1: redis-py reads a nil array as None
     if name in ROUGH and type(reply) is int:
         return min(reply, 0)
     # Arrays as lists at every depth (a reply a peer sent comes as tuples); catena keeps a score
