@@ -9,6 +9,8 @@ import os
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from conftest import HOST, port_of, wait_until
 
@@ -36,10 +38,14 @@ def chain(make_cluster):
     return cluster, [a, b]
 
 
+# redis-py retries an authentication failure with backoff (seconds) by default
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
 def _callers(port: int):
     """A connection with no credential, and one logged in with the data password."""
-    anon = redis.Redis(host=HOST, port=port, protocol=2, socket_timeout=10)
-    data = redis.Redis(host=HOST, port=port, protocol=2, password=PASSWORD, socket_timeout=10)
+    anon = redis.Redis(host=HOST, port=port, protocol=2, socket_timeout=10, retry=NO_RETRY)
+    data = redis.Redis(host=HOST, port=port, protocol=2, password=PASSWORD, socket_timeout=10, retry=NO_RETRY)
     return {"anonymous": anon, "data client": data}
 
 
@@ -74,7 +80,7 @@ def test_internal_and_operator_commands_are_refused_and_change_nothing(chain):
 def test_a_failed_auth_keeps_the_connection_identity(chain):
     cluster, members = chain
     with redis.Redis(host=HOST, port=port_of(members[0]), protocol=2, socket_timeout=10,
-                     username="catena", password=SECRET) as c:
+                     username="catena", password=SECRET, retry=NO_RETRY) as c:
         assert c.execute_command("ACL", "WHOAMI") == b"catena"
         with pytest.raises(redis.exceptions.AuthenticationError):
             c.execute_command("AUTH", "default", "wrong")
@@ -148,7 +154,8 @@ def test_sessions_work_when_the_coordinator_requires_the_members_password(make_c
     a = cluster.start_member()
     cluster.add(a)
     cluster.wait_chain([a], timeout=20)
-    with redis.Redis(host=HOST, port=port_of(cluster.coordinator), protocol=2, socket_timeout=10) as c:
+    with redis.Redis(host=HOST, port=port_of(cluster.coordinator), protocol=2, socket_timeout=10,
+                     retry=NO_RETRY) as c:
         with pytest.raises(redis.exceptions.AuthenticationError):
             c.execute_command("MASTER.SESSION.OPEN", 100)  # no credential: NOAUTH
     with catena.Client(cluster.coordinator, password=PASSWORD) as client:
@@ -185,6 +192,7 @@ def test_forged_peer_frames_of_every_type_change_nothing(chain):
     type anyway, on a fresh connection and after the refused PEER: the member reads them as
     RESP garbage, and data, views and the chain stay as they were."""
     import socket
+    import time
 
     from catena.chain import messages as pm
     from catena.chain.state import KVState
@@ -200,17 +208,22 @@ def test_forged_peer_frames_of_every_type_change_nothing(chain):
         pm.Forward(big, 1, (b"x", 1, 1), (b"SET", b"k", b"forged")), pm.WriteReply(1, b"OK"),
         pm.Read(big, 1, (b"GET", b"k")), pm.ReadReply(1, b"x"), pm.Stale(big),
     ]
+    conns = []  # all sent at once, then drained: the member answers or closes; silence is fine too
     for m in members:
         for preamble in (b"", b"*3\r\n$4\r\nPEER\r\n$11\r\n127.0.0.1:1\r\n$5\r\nguess\r\n"):
             for msg in forged:
-                with socket.create_connection((HOST, port_of(m)), timeout=5) as s:
-                    s.sendall(preamble + pm.pack(msg))
-                    s.settimeout(0.3)  # the member answers or closes at once; silence is fine too
-                    try:
-                        while s.recv(4096):
-                            pass
-                    except (TimeoutError, ConnectionResetError):
-                        pass
+                s = socket.create_connection((HOST, port_of(m)), timeout=5)
+                s.sendall(preamble + pm.pack(msg))
+                conns.append(s)
+    deadline = time.monotonic() + 0.5
+    for s in conns:
+        with s:
+            try:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                while s.recv(4096):
+                    pass
+            except (TimeoutError, ConnectionResetError):
+                pass
     for m in members:
         now = cluster.status(m)
         assert (now["epoch"], now["members"]) == (before[m]["epoch"], before[m]["members"])
