@@ -134,7 +134,10 @@ def size_bound(obj) -> int:
     encodable: None, bool, int of 64 bits, bytes, tuples of these."""
     kind = type(obj)
     if kind is not tuple:
-        return size_bound((obj,)) - 5 if kind is bytes or kind is int or kind is bool or obj is None else -1
+        if kind is bytes or kind is int or kind is bool or obj is None:
+            n = size_bound((obj,))
+            return n - 5 if n >= 0 else -1
+        return -1
     if len(obj) > _MAX_LEN:
         return -1
     total = 5

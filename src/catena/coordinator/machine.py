@@ -72,7 +72,7 @@ from catena.leases import LEASE_S
 from catena.view import View
 
 LEASE_MARGIN_S = 0.1  # for clock rates drifting apart over one lease
-LEARNER_POLL_S = 1.0  # the tail says when its learner caught up; this asks for progress
+LEARNER_POLL_S = 0.25  # the tail says when its learner caught up (if it knows the coordinator); this asks
 ADD_TIMEOUT_S = 30.0  # the default bound on an add's progress
 ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still catching up
 WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
