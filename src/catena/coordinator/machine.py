@@ -355,11 +355,13 @@ class CoordinatorMachine(SessionEnding):
         return []
 
     def _settle_waiters(self, now: float) -> list[Reply]:
-        """Answer each MASTER.ADD whose member joined and holds a read lease, was rolled back,
-        or is still catching up when its reply is due."""
+        """Answer each MASTER.ADD whose member joined (acknowledged the view that has it in
+        the chain) and holds a read lease, was rolled back, or is still catching up when its
+        reply is due."""
         fx, view, waiting = [], self.view, []
         for w in self._waiters:
-            if w.member in view.members and self.granted(w.member):
+            if (w.member in view.members and self.granted(w.member)
+                    and self._pushes.acked.get(w.member, -1) >= view.epoch):
                 fx.append(Reply(w.token, "OK"))
             elif w.member not in view.members and w.member != view.learner and w.member not in self.saved.queued:
                 fx.append(Reply(w.token, error=f"ERR the add of {w.member} was rolled back: it made no progress "
@@ -376,7 +378,7 @@ class CoordinatorMachine(SessionEnding):
 
     def on_pushed(self, member: str, epoch: int, ok: bool, now: float) -> list:
         """MEMBER.VIEW of `epoch` to `member` was acknowledged (`ok`) or failed."""
-        return self._pushes.on_pushed(member, epoch, ok, self.view, watched(self.view), now)
+        return self._pushes.on_pushed(member, epoch, ok, self.view, watched(self.view), now) + self._settle_waiters(now)
 
     # -- probes ---------------------------------------------------------------------------------------
 
