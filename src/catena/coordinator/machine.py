@@ -42,7 +42,8 @@ caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is
 (`AskTail`): that measures progress, and promotes a learner whose tail's word was lost. An add whose learner made no progress for
 `add_timeout_s` (counted from this term's start at the earliest) is rolled back (`AbandonAdd`),
 so that it never blocks the adds queued behind it. MASTER.ADD is answered once the member is in
-the chain and holds a read lease (so it answers reads at once), or when its add was rolled back.
+the chain, acknowledged that view and holds a read lease (so it answers reads at once), or when
+its add was rolled back.
 
 Sessions (ending.py): pings timed on the leader's monotonic clock; a session whose pings stopped
 for its TTL, or that its client closed, is ended in steps that a new leader resumes.
