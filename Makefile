@@ -26,8 +26,10 @@ system-deps:
 up: $(STAMP)
 	$(VENV)/bin/catena up
 
+# Three workers on two cores: integration tests mostly wait on processes; each test file runs
+# whole on one worker (its fixtures and servers stay its own).
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3 --dist loadfile
 
 # Many more simulation schedules than `make test` runs.
 sim-long: $(STAMP)
