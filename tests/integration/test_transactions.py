@@ -209,3 +209,28 @@ def test_redis_cli_runs_a_transaction(shared_chain3):
                          "GET t:cli\nEXEC\n", capture_output=True, text=True, timeout=30).stdout.split("\n")
     assert out == ["OK", "QUEUED", "QUEUED", "QUEUED", "OK", "6", "6", ""]  # (not a tty: EXEC's array flat)
     assert cluster.client(tail).get("t:cli") == b"6"
+
+
+def test_a_resp3_client_gets_resp3_shapes_inside_exec(shared_chain3):
+    """redis-py speaks RESP3 by default: inside EXEC, HGETALL is a map and scores are doubles,
+    as outside it (and as Redis sends them); the blocking pop run in its non-blocking form keeps
+    its own shape."""
+    cluster, (head, middle, tail) = shared_chain3
+    c = cluster.client(middle, protocol=3)
+    c.delete("t3:h", "t3:z")
+    pipe = c.pipeline(transaction=True)
+    pipe.hset("t3:h", mapping={"f": "v", "g": "w"}).hgetall("t3:h").zadd("t3:z", {"a": 1.5, "b": 2})
+    conn = c.connection_pool.get_connection()
+    try:
+        conn.send_command("MULTI")
+        assert conn.read_response() == b"OK"
+        for command in (("HGETALL", "t3:h"), ("ZSCORE", "t3:z", "a"), ("ZRANGE", "t3:z", "0", "-1", "WITHSCORES"),
+                        ("BZPOPMIN", "t3:z", "1"), ("GET", "t3:none")):
+            conn.send_command(*command)
+            assert conn.read_response() == b"QUEUED"
+        pipe.execute()  # (on another connection) the keys exist now
+        conn.send_command("EXEC")
+        assert conn.read_response() == [{b"f": b"v", b"g": b"w"}, 1.5, [[b"a", 1.5], [b"b", 2.0]],
+                                        [b"t3:z", b"a", 1.5], None]
+    finally:
+        c.connection_pool.release(conn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from catena.chain import ops, transactions
+from catena.chain import ops, resp3, transactions
 from catena.resp.codec import NULL_ARRAY, OK, Error
 from catena.resp.server import Deferred, Mapped
 
@@ -114,7 +114,7 @@ class Transactions:
         reset(client)
         if failed:
             return EXECABORT
-        reshape = {}
+        reshape, asked = {}, list(queued)  # `asked`: the commands as queued, for RESP3's shapes
         for i, command in enumerate(queued):
             translate = NON_BLOCKING.get(command[0].upper())
             if translate is not None:
@@ -136,6 +136,8 @@ class Transactions:
             merged = [local[i] if i in local else next(it) for i in range(len(queued))]
             for i, fn in reshape.items():
                 merged[i] = fn(merged[i])
+            if client.resp3:
+                merged = [merged[i] if i in local else resp3.shaped(asked[i], merged[i]) for i in range(len(queued))]
             return merged
 
         reads_only = not any(ops.is_write(command) for command in data)

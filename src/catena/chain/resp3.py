@@ -86,6 +86,14 @@ class Shaped:
         self.deferred.resolve(value if passes else self.shape(self.args, value))
 
 
+def shaped(args, value):
+    """`value`, the RESP2-shaped reply to `args`, as a RESP3 client gets it (inside EXEC too)."""
+    shape = SHAPES.get(args[0].upper())
+    if shape is None or type(value) is Error or value is NULL_ARRAY:
+        return value
+    return shape(list(args), value)
+
+
 def token_for(deferred, args: list[bytes], resp3: bool):
     """The token a member's machine answers `args` through: the client's Deferred, or for a
     RESP3 client of a reshaped command a `Shaped` around it."""
