@@ -334,6 +334,7 @@ _SLOT_COMMANDS = {
     b"CATENA.SLOTS": _slots,
     b"CATENA.IMPORT": _import,
     b"CATENA.CLEARSLOT": lambda c: [b"CATENA.CLEARSLOT", b"%d" % key_slot(c.key())],
+    b"CATENA.SLOTDUMP": lambda c: [b"CATENA.SLOTDUMP", b"%d" % key_slot(c.key())],
 }
 INTERNAL = transactions.COMMANDS | slot_ops.COMMANDS  # catena's own: not Redis's to judge
 

@@ -131,3 +131,86 @@ def test_after_a_head_failure_the_cluster_client_follows_the_new_head(make_clust
                    60, "the cluster client to name the new head its master")
     finally:
         rc.close()
+
+
+def move_slot_by_hand(a: Cluster, b: Cluster, slot: int, b_as_seen_from_a: int = 1) -> None:
+    """docs/sharding.md §3's steps, one internal command each, as the migration driver will send
+    them: B imports, A freezes, the slot's keys are copied from A to B, A gives, B takes, A
+    learns where B is, A drops its copy."""
+    a_member, b_member = a.chain_members[0], b.chain_members[0]
+    s = b"%d" % slot
+    assert b.member_cmd(b_member, "CATENA.SLOTS", s, s, "none") == b"OK"
+    assert b.member_cmd(b_member, "CATENA.SLOTS", s, s, "importing", 0) == b"OK"
+    assert a.member_cmd(a_member, "CATENA.SLOTS", s, s, "frozen") == b"OK"
+    copied = a.member_cmd(a_member, "CATENA.SLOTDUMP", s)
+    assert b.member_cmd(b_member, "CATENA.IMPORT", s, *copied) == len(copied) // 3
+    for member in a.chain_members:  # the addressing first, so that -MOVED names B's head
+        assert a.member_cmd(member, "MEMBER.SHARD", b_as_seen_from_a, 1, f"{slot}-{slot}",
+                            *b.chain_members) == b"OK"
+    assert a.member_cmd(a_member, "CATENA.SLOTS", s, s, "given", b_as_seen_from_a) == b"OK"
+    assert b.member_cmd(b_member, "CATENA.SLOTS", s, s, "owned") == b"OK"
+    assert a.member_cmd(a_member, "CATENA.CLEARSLOT", s) == len(copied) // 3
+
+
+def test_a_slot_moved_between_two_chains_is_followed_by_every_client(make_cluster):
+    """Two single-chain deployments in cluster mode; one slot moved from A to B by hand. Clients
+    that know only A follow -MOVED to B's head: catena.Client, redis-cli -c, RedisCluster."""
+    from catena.client import Client
+
+    a, b = make_cluster(member_args=CLUSTER_MODE), make_cluster(member_args=CLUSTER_MODE)
+    a.chain_members, b.chain_members = a.start(2), b.start(2)
+    key = "{moving}k"
+    slot = key_slot(key.encode())
+    with Client(a.coordinator, timeout=20) as client:
+        client.set(key, "before")
+        client.set("{moving}h", "tagged")
+        move_slot_by_hand(a, b, slot)
+        assert client.get(key) == b"before"  # -MOVED from A, then B's head
+        assert client.set(key, "after") is True
+        assert client.get("{moving}h") == b"tagged"
+        assert client.get("elsewhere") is None and client.set("elsewhere", "A") is True
+        pipe = client.pipeline()  # split by chain: the moved slot's commands to B, the rest to A
+        pipe.set("{moving}p", "1").set("elsewhere:p", "2").get("{moving}p").get("elsewhere:p")
+        assert pipe.execute() == [b"OK", b"OK", b"1", b"2"]
+    for member in b.chain_members:
+        assert b.client(member).get(key) == b"after"
+    with pytest.raises(redis.exceptions.MovedError) as moved:  # `-MOVED slot host:port` on the wire
+        a.client(a.chain_members[1]).get(key)
+    assert moved.value.message == f"{slot} {b.chain_members[0]}"
+    assert a.client(a.chain_members[1]).get("elsewhere") == b"A"
+    assert b.client(b.chain_members[1]).get("{moving}p") == b"1" and a.client(a.chain_members[1]).get("elsewhere:p") == b"2"
+    out = redis_cli("-c", "-p", str(port_of(a.chain_members[1])), "GET", key).stdout.strip()
+    assert out == "after"
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(a.chain_members[0]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        assert rc.get_node_from_key(key).name == b.chain_members[0]
+        assert rc.get(key) == "after" and rc.get("elsewhere") == "A"
+        assert rc.set(key, "third") is True
+    assert b.client(b.chain_members[1]).get(key) == b"third"
+
+
+def test_the_client_never_follows_redirects_or_retries_forever(make_cluster):
+    """A slot frozen for good: writes are retried with backoff until the call's deadline. A
+    slot whose -MOVED names the member itself: followed MAX_REDIRECTS times, then refused."""
+    import time
+
+    from catena.client import Client, ResponseError, Timeout
+
+    c = make_cluster(member_args=CLUSTER_MODE)
+    (member,) = c.start(1)
+    frozen, looping = "{frozen}k", "{loop}k"
+    for key, words in ((frozen, ["frozen"]), (looping, ["frozen"]), (looping, ["given", 5])):
+        s = key_slot(key.encode())
+        if words[0] == "given":
+            assert c.member_cmd(member, "MEMBER.SHARD", 5, 1, f"{s}", member) == b"OK"
+        assert c.member_cmd(member, "CATENA.SLOTS", s, s, *words) == b"OK"
+    with Client(c.coordinator, timeout=2) as client:
+        assert client.get(frozen) is None  # a frozen slot's reads are served
+        started = time.monotonic()
+        with pytest.raises(Timeout, match="TRYAGAIN Slot is being migrated"):
+            client.set(frozen, "v")
+        assert 1.9 < time.monotonic() - started < 10
+        started = time.monotonic()
+        with pytest.raises(ResponseError, match=f"too many redirects .*MOVED {key_slot(looping.encode())} {member}"):
+            client.get(looping)
+        assert time.monotonic() - started < 1.9  # refused before the deadline, not timed out

@@ -60,3 +60,14 @@ def test_cluster_info_is_ok_only_when_every_slot_is_served():
     assert info["cluster_state"] == "ok" and info["cluster_slots_assigned"] == "16384"
     assert info["cluster_known_nodes"] == "4" and info["cluster_size"] == "2" and info["cluster_my_epoch"] == "5"
     assert "cluster_state:fail" in Topology([A]).info(5).decode()
+
+
+def test_member_shard_slot_ranges_are_parsed_and_checked():
+    import pytest
+
+    from catena.chain.cluster_commands import parse_ranges
+    assert parse_ranges(b"0-99,200,300-16383") == ((0, 99), (200, 200), (300, 16383))
+    assert parse_ranges(b"-") == ()
+    for bad in (b"5-2", b"0-16384", b"x", b""):
+        with pytest.raises(ValueError):
+            parse_ranges(bad)

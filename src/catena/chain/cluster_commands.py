@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from catena.cluster_topology import node_id
+from catena.cluster_topology import Shard, node_id
 from catena.resp.codec import OK, Error
-from catena.resp.commands import parse_int
+from catena.resp.commands import INTERNAL, parse_int
 from catena.slots import SLOTS, key_slot
 
 DISABLED = Error("ERR This instance has cluster support disabled")
@@ -54,6 +54,31 @@ _SUBCOMMANDS = {
 }
 
 
+def parse_ranges(word: bytes) -> tuple[tuple[int, int], ...]:
+    """`first-last[,first-last…]` (a single slot: `n`; `-`: none) as inclusive ranges; ValueError."""
+    if word == b"-":
+        return ()
+    out = []
+    for part in word.split(b","):
+        first, _, last = part.partition(b"-")
+        a, b = int(first), int(last or first)
+        if not 0 <= a <= b < SLOTS:
+            raise ValueError(f"bad slot range {part!r}")
+        out.append((a, b))
+    return tuple(out)
+
+
+def _shard(replica, args):
+    """MEMBER.SHARD chain epoch ranges member…: another chain, as the coordinator pushes it (the
+    heads -MOVED names, the shards CLUSTER SLOTS lists). Serving stays the slot table's."""
+    try:
+        shard = Shard(int(args[1]), int(args[2]), tuple(m.decode() for m in args[4:]), parse_ranges(args[3]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Error(f"ERR MEMBER.SHARD chain epoch first-last[,...]|- member...: {exc}")
+    replica.cluster.topology.put(shard)
+    return OK
+
+
 def register(table, replica_of) -> None:
     """Register the commands on a member's command table; `replica_of()` is its Replica now."""
     def cluster(client, args):
@@ -72,6 +97,11 @@ def register(table, replica_of) -> None:
         forwards writes, and slots move with -TRYAGAIN, not -ASK: nothing to change."""
         return OK if replica_of().cluster is not None else DISABLED
 
+    def shard(client, args):
+        replica = replica_of()
+        return DISABLED if replica.cluster is None else _shard(replica, args)
+
     table.register(b"CLUSTER", cluster, -2)
+    table.register(b"MEMBER.SHARD", shard, -5, role=INTERNAL)
     for name in (b"READONLY", b"READWRITE", b"ASKING"):
         table.register(name, accepted, 1)

@@ -9,7 +9,8 @@ commands that issue them:
 A SLOTS entry whose transition is not in `MOVES` for some slot changes nothing and answers an
 error; one whose target already holds answers OK (every step can be repeated). IMPORT needs the
 slot IMPORTING; CLEAR needs it not served (IMPORTING, GIVEN or NONE). `CATENA.SLOTS`,
-`CATENA.IMPORT` and `CATENA.CLEARSLOT` issue them (the internal plane).
+`CATENA.IMPORT` and `CATENA.CLEARSLOT` issue them, and the read `CATENA.SLOTDUMP slot` answers a
+slot's live keys as IMPORT's words (the internal plane).
 """
 
 from __future__ import annotations
@@ -142,4 +143,18 @@ kv.extend(CLEAR, _apply_clear, _SHAPES[CLEAR], lambda op: ())  # its slot is ser
 ops.WRITES[b"CATENA.SLOTS"] = (-4, _build_slots)
 ops.WRITES[b"CATENA.IMPORT"] = (-2, _build_import)
 ops.WRITES[b"CATENA.CLEARSLOT"] = (2, lambda a, now: (CLEAR, _slot_arg(a[1])))
-COMMANDS = frozenset((b"CATENA.SLOTS", b"CATENA.IMPORT", b"CATENA.CLEARSLOT"))  # internal plane only
+
+
+def _dump_slot(state, args, now_ms):
+    """CATENA.SLOTDUMP slot: [key, blob, pxat|-, …] of the slot's live keys (a copy's page)."""
+    slot, out = _slot_arg(args[1]), []
+    for key in sorted(state.slot_keys(slot)):
+        value = state.get(key, now_ms)
+        if value is not None:
+            pxat = state.expires.get(key)
+            out += [key, pack(value), b"-" if pxat is None else b"%d" % pxat]
+    return out
+
+
+ops.READS[b"CATENA.SLOTDUMP"] = (2, lambda a: None, _dump_slot)
+COMMANDS = frozenset((b"CATENA.SLOTS", b"CATENA.IMPORT", b"CATENA.CLEARSLOT", b"CATENA.SLOTDUMP"))  # internal plane only
