@@ -79,7 +79,7 @@ def test_import_needs_an_importing_slot_and_writes_values_of_every_type():
     assert s.slot_keys(S) == {b"{s}h", b"{s}l"}
 
 
-def test_clear_drops_a_slot_only_while_nobody_here_serves_it():
+def test_clear_drops_a_slot_only_while_nobody_here_serves_or_imports_it():
     s = KVState()
     s.apply((SET, K, b"v", None, 0), TS)
     s.apply((SET, b"other", b"v", None, 0), TS)
@@ -89,6 +89,11 @@ def test_clear_drops_a_slot_only_while_nobody_here_serves_it():
     move(s, GIVEN, 4)
     assert s.apply((CLEAR, S), TS) == 1
     assert s.get(K, TS) is None and s.get(b"other", TS) == b"v"
+    move(s, IMPORTING, 4)
+    s.apply((IMPORT, S, ((K, pack(b"copied"), None),)), TS)
+    reply = s.apply((CLEAR, S), TS)  # a CLEAR arriving late, during a copy
+    assert reply == Error(f"ERR slot {S} is importing: only a given or unowned slot is cleared")
+    assert s.get(K, TS) == b"copied"
 
 
 def test_a_state_dump_carries_the_table_and_an_old_dump_owns_everything():

@@ -4,11 +4,11 @@ commands that issue them:
     (SLOTS, first, last, state, peer)     slots first..last move to `state` (peer: a chain id, or -1)
     (IMPORT, slot, ((key, blob, pxat), …))  copied keys (blob: the value packed as in a state dump,
                                           None: delete the key; pxat None: no deadline)
-    (CLEAR, slot)                         drop every key of the slot
+    (CLEAR, slot)                         drop every key of a given or unowned slot
 
 A SLOTS entry whose transition is not in `MOVES` for some slot changes nothing and answers an
 error; one whose target already holds answers OK (every step can be repeated). IMPORT needs the
-slot IMPORTING; CLEAR needs it not served (IMPORTING, GIVEN or NONE). `CATENA.SLOTS`,
+slot IMPORTING; CLEAR needs it GIVEN or NONE. `CATENA.SLOTS`,
 `CATENA.IMPORT` and `CATENA.CLEARSLOT` issue them, and the read `CATENA.SLOTDUMP slot` answers a
 slot's live keys as IMPORT's words (the internal plane).
 """
@@ -19,7 +19,7 @@ import msgpack
 
 from catena.chain import ops, state as kv
 from catena.chain.dump_values import pack_value, unpack_value
-from catena.chain.slot_table import IMPORTING, MOVES, NAMES, NONE, OWNED, SERVED, WITH_PEER
+from catena.chain.slot_table import GIVEN, IMPORTING, MOVES, NAMES, NONE, OWNED, WITH_PEER
 from catena.resp.codec import OK, Error
 from catena.resp.commands import parse_int
 from catena.slots import SLOTS as SLOT_COUNT, key_slot
@@ -27,6 +27,9 @@ from catena.slots import SLOTS as SLOT_COUNT, key_slot
 SLOTS, IMPORT, CLEAR = 45, 46, 47  # op tags (48, 49 reserved for sharding)
 KINDS = frozenset((SLOTS, IMPORT, CLEAR))
 _BY_NAME = {name.encode(): i for i, name in enumerate(NAMES)}
+# CLEAR only while nobody here serves the slot and no copy into it is under way: a CLEAR resent
+# late can never wipe a copy (it lands while the slot is importing: refused)
+CLEARABLE = frozenset((GIVEN, NONE))
 
 
 def _apply_slots(state, op, ts):
@@ -63,8 +66,8 @@ def _apply_import(state, op, ts):
 
 def _apply_clear(state, op, ts):
     slot = op[1]
-    if state.table.states[slot] in SERVED:
-        return Error(f"ERR slot {slot} is {NAMES[state.table.states[slot]]}: its keys are served")
+    if state.table.states[slot] not in CLEARABLE:
+        return Error(f"ERR slot {slot} is {NAMES[state.table.states[slot]]}: only a given or unowned slot is cleared")
     keys = list(state.slot_keys(slot))
     for key in keys:
         state.drop(key)
