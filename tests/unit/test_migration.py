@@ -18,7 +18,7 @@ def test_every_phase_is_saved_before_its_step_and_the_move_runs_to_done():
     m, fx = Migration.start(7, 0, 1, 0.0)
     assert fx == [Save(Move(7, 0, 1, "clear"))]
     phases = []
-    replies = {b"CATENA.SLOTDUMP": [b"{a}k", b"\x01", b"-"], b"CATENA.IMPORT": 1}
+    replies = {b"CATENA.SLOTDUMP": [41, [b"{a}k"], b"{a}k", b"\x01", b"-"], b"CATENA.IMPORT": 1}
     while not m.finished:
         phases.append(m.move.phase)
         fx = saved_then_call(m, fx)
@@ -66,10 +66,18 @@ def test_after_give_a_refusal_is_retried_never_undone():
     assert m.move.phase == "take" and m.on_timer(1.0 + RETRY_S) == [call]
 
 
+def test_the_pre_copy_notes_its_keys_and_as_of_seq_for_the_final_copy():
+    m, (dump,) = Migration.resume(Move(7, 0, 1, "precopy"), 0.0)
+    assert dump.words == (b"CATENA.SLOTDUMP", S)
+    (imp,) = m.on_reply(dump.token, [41, [b"{a}k", b"{a}j"], b"{a}k", b"\x01", b"-", b"{a}j", b"\x02", b"-"], 0.0)
+    assert imp.words == (b"CATENA.IMPORT", S, b"{a}k", b"\x01", b"-", b"{a}j", b"\x02", b"-")
+    assert m.on_reply(imp.token, 2, 0.0) == [Save(Move(7, 0, 1, "freeze", (b"{a}k", b"{a}j"), 41))]
+
+
 def test_a_new_driver_resumes_the_saved_phase_and_the_final_copy_deletes_what_the_source_dropped():
-    m, fx = Migration.resume(Move(7, 0, 1, "copy", (b"{a}gone", b"{a}k")), 0.0)
+    m, fx = Migration.resume(Move(7, 0, 1, "copy", (b"{a}gone", b"{a}k", b"{a}same"), 41), 0.0)
     (dump,) = fx
-    assert dump.words == (b"CATENA.SLOTDUMP", S) and dump.chain == 0
-    (imp,) = m.on_reply(dump.token, [b"{a}k", b"\x01", b"-"], 0.0)
+    assert dump.words == (b"CATENA.SLOTDUMP", S, b"41") and dump.chain == 0  # only what changed since
+    (imp,) = m.on_reply(dump.token, [57, [b"{a}k", b"{a}same"], b"{a}k", b"\x01", b"-"], 0.0)
     assert imp.chain == 1 and imp.words == (b"CATENA.IMPORT", S, b"{a}k", b"\x01", b"-", b"{a}gone", b"", b"-")
-    assert m.on_reply(imp.token, 2, 0.0) == [Save(Move(7, 0, 1, "give", (b"{a}gone", b"{a}k")))]
+    assert m.on_reply(imp.token, 2, 0.0) == [Save(Move(7, 0, 1, "give", (b"{a}gone", b"{a}k", b"{a}same"), 41))]

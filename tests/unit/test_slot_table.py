@@ -128,3 +128,20 @@ def test_a_peer_s_slot_ops_are_shape_checked():
     assert valid_op((SLOTS, 0, 10, FROZEN, -1)) and valid_op((IMPORT, S, ((K, None, None),))) and valid_op((CLEAR, 1))
     assert not valid_op((SLOTS, 10, 0, FROZEN, -1)) and not valid_op((SLOTS, 0, 0, 9, -1))
     assert not valid_op((IMPORT, S, ((K, b"v"),))) and not valid_op((CLEAR, 16384))
+
+
+def test_a_slot_dump_holds_its_live_keys_and_since_a_seq_only_what_was_written_after_it():
+    from catena.chain.slot_ops import unpack
+    s = KVState()
+    for seq, key in ((1, K), (2, b"{s}j"), (3, b"elsewhere")):
+        s.apply((SET, key, b"v%d" % seq, None, 0), TS)
+        s.versions.touch((key,), seq)
+    as_of, live, *words = ops.read(s, [b"CATENA.SLOTDUMP", b"%d" % S], TS)
+    assert as_of == 3 and live == sorted([K, b"{s}j"])
+    assert [unpack(w) if i % 3 == 1 else w for i, w in enumerate(words)] == [b"{s}j", b"v2", b"-", K, b"v1", b"-"]
+    s.apply((SET, K, b"new", TS + 60_000, 0), TS)
+    s.versions.touch((K,), 4)
+    as_of, live, *words = ops.read(s, [b"CATENA.SLOTDUMP", b"%d" % S, b"3"], TS)
+    assert as_of == 4 and live == sorted([K, b"{s}j"]) and words == [K, pack(b"new"), b"%d" % (TS + 60_000)]
+    s.versions.forget(10)  # the versions no longer reach back to seq 3: every key again
+    assert len(ops.read(s, [b"CATENA.SLOTDUMP", b"%d" % S, b"3"], TS)[2:]) == 6

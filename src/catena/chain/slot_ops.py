@@ -149,15 +149,27 @@ ops.WRITES[b"CATENA.CLEARSLOT"] = (2, lambda a, now: (CLEAR, _slot_arg(a[1])))
 
 
 def _dump_slot(state, args, now_ms):
-    """CATENA.SLOTDUMP slot: [key, blob, pxat|-, …] of the slot's live keys (a copy's page)."""
-    slot, out = _slot_arg(args[1]), []
+    """CATENA.SLOTDUMP slot [since]: [as-of seq, [live keys], key, blob, pxat|-, …]: the slot's
+    live keys, and IMPORT's words for each (with `since`: only for those written after that seq,
+    when this member's key versions reach back that far). The state holds every write up to
+    the as-of seq, so a later dump `since` it holds whatever changed in between."""
+    slot = _slot_arg(args[1])
+    since = parse_int(args[2]) if len(args) > 2 else None
+    versions = state.versions
+    if since is not None and versions.floor > since:
+        since = None  # the versions forgot writes since then: every key
+    live: list[bytes] = []
+    out = [versions.last, live]
     for key in sorted(state.slot_keys(slot)):
         value = state.get(key, now_ms)
-        if value is not None:
+        if value is None:
+            continue
+        live.append(key)
+        if since is None or versions.of(key) > since:
             pxat = state.expires.get(key)
             out += [key, pack(value), b"-" if pxat is None else b"%d" % pxat]
     return out
 
 
-ops.READS[b"CATENA.SLOTDUMP"] = (2, lambda a: None, _dump_slot)
+ops.READS[b"CATENA.SLOTDUMP"] = (-2, lambda a: None, _dump_slot)
 COMMANDS = frozenset((b"CATENA.SLOTS", b"CATENA.IMPORT", b"CATENA.CLEARSLOT", b"CATENA.SLOTDUMP"))  # internal plane only

@@ -11,8 +11,9 @@ answer; a call keeps its token across re-sends, so the shell can send it under o
     import   target: CATENA.SLOTS s s importing <source>
     precopy  source: CATENA.SLOTDUMP s, then target: CATENA.IMPORT s <its words>
     freeze   source: CATENA.SLOTS s s frozen
-    copy     source: CATENA.SLOTDUMP s, then target: CATENA.IMPORT s <its words, and a
-             deletion for each pre-copied key the source no longer holds>
+    copy     source: CATENA.SLOTDUMP s <the pre-copy's as-of seq>: the keys written since, then
+             target: CATENA.IMPORT s <their words, and a deletion for each pre-copied key the
+             source no longer holds>
     give     source: CATENA.SLOTS s s given <target>
     take     target: CATENA.SLOTS s s owned
     map      the slot map names the target (`SaveMap`)
@@ -46,6 +47,7 @@ class Move:
     target: int
     phase: str = "clear"
     copied: tuple[bytes, ...] = ()
+    since: int | None = None  # the seq the pre-copy's dump held every write up to
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Migration:
         self.calls: dict[int, tuple[float, int, tuple]] = {}  # token -> (sent at, chain, words)
         self._token = 0
         self.now = now
+        self.dumped: tuple = (0, ())  # the last dump's (as-of seq, live keys)
 
     @classmethod
     def start(cls, slot: int, source: int, target: int, now: float) -> tuple["Migration", list]:
@@ -174,7 +177,7 @@ class Migration:
             "clear": (dst, b"CATENA.CLEARSLOT", s),
             "precopy": (src, b"CATENA.SLOTDUMP", s),
             "freeze": (src, b"CATENA.SLOTS", s, s, b"frozen"),
-            "copy": (src, b"CATENA.SLOTDUMP", s),
+            "copy": (src, b"CATENA.SLOTDUMP", s, *(() if m.since is None else (b"%d" % m.since,))),
             "give": (src, b"CATENA.SLOTS", s, s, b"given", b"%d" % dst),
             "take": (dst, b"CATENA.SLOTS", s, s, b"owned"),
             "clean": (src, b"CATENA.CLEARSLOT", s),
@@ -193,10 +196,12 @@ class Migration:
         """A step's call answered without an error."""
         phase = self.move.phase
         if words[0] == b"CATENA.SLOTDUMP":
-            dump = list(reply)
-            found = set(dump[0::3])
+            as_of, live, *dump = reply
+            self.dumped = (as_of, tuple(live))
+            found = set(live)
             gone = [w for key in self.move.copied if key not in found for w in (key, b"", b"-")]
             return [self._call(self.move.target, b"CATENA.IMPORT", b"%d" % self.move.slot, *dump, *gone)]
         if words[0] == b"CATENA.IMPORT" and phase == "precopy":
-            return self._next(copied=tuple(words[2::3]))
+            as_of, live = self.dumped
+            return self._next(copied=live, since=as_of)
         return self._next()
