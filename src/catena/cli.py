@@ -169,7 +169,8 @@ def cmd_status(args) -> int:
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
-    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format)
+    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format,
+                       cluster_enabled=args.cluster_enabled == "yes")
 
 
 def cmd_kv(args) -> int:
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
                    help="a data password for every process (or CATENA_REQUIREPASS); handed over by environment")
+    u.add_argument("--cluster-enabled", choices=("yes", "no"), default="no",
+                   help="start the members in Redis Cluster mode (docs/sharding.md)")
     add_ops_flags(u, metrics=False)
     u.set_defaults(func=cmd_up)
 

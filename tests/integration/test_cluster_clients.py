@@ -14,7 +14,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from catena.slots import key_slot
 
-from conftest import HOST, Cluster, port_of, wait_until
+from conftest import HOST, Cluster, Proc, free_port_block, port_of, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 CLUSTER_MODE = ("--cluster-enabled", "yes")
@@ -253,3 +253,18 @@ def test_the_move_runner_moves_a_slot_while_a_client_writes_it(make_cluster):
     assert acked == list(range(1, len(acked) + 1))  # each increment answered once, in order
     assert int(b.client(b_members[1]).get(key)) == len(acked)
     assert a.member_cmd(a_members[1], "CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+
+
+def test_catena_up_starts_a_cluster_mode_chain_that_redis_cli_checks(tmp_path):
+    port = free_port_block(3)
+    up = Proc("up", [sys.executable, "-m", "catena", "up", "--members", "2", "--port", str(port), "--data-dir",
+                     str(tmp_path / "up"), "--cluster-enabled", "yes"], tmp_path / "up.log")
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+        check = redis_cli("--cluster", "check", f"{HOST}:{port + 1}")
+        assert "[OK] All 16384 slots covered." in check.stdout, check.stdout + check.stderr
+        assert redis_cli("-p", str(port + 2), "CLUSTER", "KEYSLOT", "{user1000}.following").stdout.strip() == str(
+            key_slot(b"user1000"))
+    finally:
+        assert up.stop(timeout=20) == 0, up.log_tail()

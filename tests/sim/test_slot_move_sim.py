@@ -4,11 +4,13 @@ and none applied twice. A failing seed replays with `python tests/sim/slot_move_
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from slot_move_sim import run
 
-SEEDS = range(1, 61)
+SEEDS = range(1, 1 + int(os.environ.get("CATENA_SIM_SEEDS", "60")))  # `make sim-long`: 1,000
 
 
 @pytest.mark.parametrize("seed", SEEDS)
