@@ -318,7 +318,9 @@ def _slots(c):
     rng, first = c.rng, key_slot(c.key())
     last = rng.choice((first, min(first + rng.randrange(0, 50), 16383), 16384))
     state = rng.choice((b"owned", b"frozen", b"given", b"importing", b"none", b"lost"))
-    return [b"CATENA.SLOTS", b"%d" % first, b"%d" % last, state] + ([c.integer()] if state in (b"given", b"importing") else [])
+    fence = [b"FENCE", rng.choice((b"0", b"1", b"2", c.integer()))] if rng.random() < 0.3 else []
+    return ([b"CATENA.SLOTS", *fence, b"%d" % first, b"%d" % last, state]
+            + ([c.integer()] if state in (b"given", b"importing") else []))
 
 
 def _import(c):

@@ -2,7 +2,8 @@
 (docs/sharding.md §3): two chains of three `Replica` machines in cluster mode, the pure slot-move
 driver (`catena.coordinator.migration`), and clients that follow -MOVED and retry -TRYAGAIN,
 under member crashes (the chain repaired by a new view), partitions (a member's links held for a
-while, FIFO kept, as TCP does) and driver crashes (a new driver resumes from the saved intent).
+while, FIFO kept, as TCP does), driver calls slow on their way (one in ten takes 50-400 ms) and
+driver crashes (a new driver, with a higher fence, resumes from the saved intent).
 
 Checks after the run (faults first, then a quiet phase): the move is done, the slot is given at
 every member of the source and owned at every member of the target, whose members agree; the
@@ -179,9 +180,13 @@ class MoveSim(Kernel):
 
     # -- the driver ------------------------------------------------------------------------------
 
+    @property
+    def fence(self) -> int:
+        return int(self.driver_name.split(b"/")[1])  # each new driver leads with a higher fence
+
     def start_move(self) -> None:
         self.driver_name = b"driver/%d" % next(self.drivers)
-        self.driver, fx = Migration.start(SLOT, A, B, self.now)
+        self.driver, fx = Migration.start(SLOT, A, B, self.now, fence=self.fence)
         self.drive(self.driver, fx)
         self.after(TICK_S, self.driver_tick, self.driver)
 
@@ -194,7 +199,7 @@ class MoveSim(Kernel):
 
     def resume_driver(self) -> None:
         self.driver_name = b"driver/%d" % next(self.drivers)
-        self.driver, fx = Migration.resume(self.saved, self.now)
+        self.driver, fx = Migration.resume(self.saved, self.now, fence=self.fence)
         self.drive(self.driver, fx)
         self.after(TICK_S, self.driver_tick, self.driver)
 
@@ -231,9 +236,20 @@ class MoveSim(Kernel):
             self.drive(d, d.on_reply(call, reply, self.now))
 
         self.waiting[token] = answered
-        self.input(head, self.replicas[head].on_client, token, words, self.now)
         if head not in self.alive:
             self.drive(driver, driver.on_reply(f.token, NO_ANSWER, self.now))
+            return
+        # A call may take long on its way (a slow connection): it can arrive after its driver
+        # crashed and a successor drove the move on; the fence makes the chain refuse it.
+        delay = self.rng.uniform(0.05, 0.4) if self.rng.random() < 0.1 else self.rng.uniform(0.0002, 0.002)
+        if self.faults and self.rng.random() < 0.08:  # the driver dies with this call slow on its way
+            delay = self.rng.uniform(0.1, 0.4)
+            self.after(0.0001, self.crash_driver)
+        self.after(delay, self.arrive, head, token, words)
+
+    def arrive(self, name: str, token: int, words: list) -> None:
+        """A command reaches a member (a client's or the driver's), at the time it arrives."""
+        self.input(name, self.replicas[name].on_client, token, words, self.now)
 
     # -- clients ---------------------------------------------------------------------------------
 
@@ -307,8 +323,7 @@ class MoveSim(Kernel):
 
         self.waiting[token] = answered
         self.after(CLIENT_TIMEOUT_S, timed_out)
-        self.after(self.rng.uniform(0.0002, 0.001), self.input, target, self.replicas[target].on_client, token,
-                   list(words), self.now)
+        self.after(self.rng.uniform(0.0002, 0.001), self.arrive, target, token, list(words))
 
     # -- a run -----------------------------------------------------------------------------------
 

@@ -81,3 +81,15 @@ def test_a_new_driver_resumes_the_saved_phase_and_the_final_copy_deletes_what_th
     (imp,) = m.on_reply(dump.token, [57, [b"{a}k", b"{a}same"], b"{a}k", b"\x01", b"-"], 0.0)
     assert imp.chain == 1 and imp.words == (b"CATENA.IMPORT", S, b"{a}k", b"\x01", b"-", b"{a}gone", b"", b"-")
     assert m.on_reply(imp.token, 2, 0.0) == [Save(Move(7, 0, 1, "give", (b"{a}gone", b"{a}k", b"{a}same"), 41))]
+
+
+def test_a_driver_s_slot_ops_carry_its_fence_and_a_successor_brings_its_own():
+    m, fx = Migration.start(7, 0, 1, 0.0, fence=4)
+    (call,) = saved_then_call(m, fx)
+    assert call.words == (b"CATENA.CLEARSLOT", b"FENCE", b"4", S)
+    m, (call,) = Migration.resume(m.move, 0.0, fence=9)
+    assert call.words == (b"CATENA.CLEARSLOT", b"FENCE", b"9", S) and m.move.fence == 9
+    m, (dump,) = Migration.resume(Move(7, 0, 1, "precopy", fence=9), 0.0)
+    assert dump.words == (b"CATENA.SLOTDUMP", S)  # a read: no fence
+    (imp,) = m.on_reply(dump.token, [3, [], ], 0.0)
+    assert imp.words == (b"CATENA.IMPORT", b"FENCE", b"9", S)

@@ -145,3 +145,29 @@ def test_a_slot_dump_holds_its_live_keys_and_since_a_seq_only_what_was_written_a
     assert as_of == 4 and live == sorted([K, b"{s}j"]) and words == [K, pack(b"new"), b"%d" % (TS + 60_000)]
     s.versions.forget(10)  # the versions no longer reach back to seq 3: every key again
     assert len(ops.read(s, [b"CATENA.SLOTDUMP", b"%d" % S, b"3"], TS)[2:]) == 6
+
+
+def test_a_slot_op_under_an_older_fence_is_refused_and_changes_nothing():
+    s = KVState()
+    assert s.apply((SLOTS, S, S, FROZEN, -1, 5), TS) is OK
+    assert s.table.fences == {S: 5}
+    reply = s.apply((SLOTS, S, S, OWNED, -1, 4), TS)  # a deposed leader's UNFREEZE, arriving late
+    assert reply == Error(f"ERR slot {S} was changed under fence 5: fence 4 is older")
+    assert s.table.state(S) == FROZEN
+    assert type(s.apply((SLOTS, S, S, OWNED, -1), TS)) is Error  # no fence is the oldest
+    assert s.apply((SLOTS, S, S, GIVEN, 2, 6), TS) is OK and s.table.fences == {S: 6}
+    assert s.apply((SLOTS, S, S, IMPORTING, 2, 6), TS) is OK
+    assert type(s.apply((IMPORT, S, ((K, pack(b"old"), None),), 5), TS)) is Error and s.get(K, TS) is None
+    assert s.apply((IMPORT, S, ((K, pack(b"new"), None),), 6), TS) == 1
+    assert KVState.load(s.dump()).table.fences == {S: 6}
+
+
+def test_the_commands_take_a_fence_after_their_name():
+    assert ops.to_op([b"CATENA.SLOTS", b"FENCE", b"7", b"5", b"9", b"frozen"], 0) == (SLOTS, 5, 9, FROZEN, -1, 7)
+    assert ops.to_op([b"CATENA.CLEARSLOT", b"fence", b"7", b"%d" % S], 0) == (CLEAR, S, 7)
+    op = ops.to_op([b"CATENA.IMPORT", b"FENCE", b"3", b"%d" % S, K, b"", b"-"], 0)
+    assert op == (IMPORT, S, ((K, None, None),), 3) and valid_op(op)
+    for bad in ([b"CATENA.CLEARSLOT", b"FENCE", b"7"], [b"CATENA.CLEARSLOT", b"FENCE"], [b"CATENA.CLEARSLOT", b"1", b"2"],
+                [b"CATENA.SLOTS", b"FENCE", b"-1", b"5", b"5", b"frozen"], [b"CATENA.SLOTS", b"FENCE", b"1", b"5"]):
+        assert type(ops.to_op(bad, 0)) is Error, bad
+    assert not valid_op((CLEAR, S, -1)) and not valid_op((SLOTS, 0, 0, FROZEN, -1, b"7"))

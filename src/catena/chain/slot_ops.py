@@ -1,10 +1,14 @@
 """The ops of the slot table (`catena.chain.slot_table`, docs/sharding.md), and the internal
 commands that issue them:
 
-    (SLOTS, first, last, state, peer)     slots first..last move to `state` (peer: a chain id, or -1)
-    (IMPORT, slot, ((key, blob, pxat), …))  copied keys (blob: the value packed as in a state dump,
-                                          None: delete the key; pxat None: no deadline)
-    (CLEAR, slot)                         drop every key of a given or unowned slot
+    (SLOTS, first, last, state, peer[, fence])  slots first..last move to `state` (peer: a chain id, or -1)
+    (IMPORT, slot, ((key, blob, pxat), …)[, fence])  copied keys (blob: the value packed as in a
+                                          state dump, None: delete the key; pxat None: no deadline)
+    (CLEAR, slot[, fence])                drop every key of a given or unowned slot
+
+`fence` (the coordinator leader's, optional) must be at least the newest that changed each slot
+before, or the op is refused and changes nothing: a deposed leader's call still on its way
+cannot undo what its successor did. The commands take it as `FENCE n` after their name.
 
 A SLOTS entry whose transition is not in `MOVES` for some slot changes nothing and answers an
 error; one whose target already holds answers OK (every step can be repeated). IMPORT needs the
@@ -32,8 +36,23 @@ _BY_NAME = {name.encode(): i for i, name in enumerate(NAMES)}
 CLEARABLE = frozenset((GIVEN, NONE))
 
 
+def _fenced(apply, at: int):
+    """`apply` behind the fence check; `at`: the fence's index in the op (absent: 0)."""
+    def fenced(state, op, ts):
+        fence, fences = (op[at] if len(op) > at else 0), state.table.fences
+        first, last = op[1], (op[2] if op[0] == SLOTS else op[1])
+        newest = max((fences.get(s, 0) for s in range(first, last + 1)), default=0) if fences else 0
+        if fence < newest:
+            return Error(f"ERR slot {first} was changed under fence {newest}: fence {fence} is older")
+        reply = apply(state, op, ts)
+        if fence and type(reply) is not Error:
+            fences.update(dict.fromkeys(range(first, last + 1), fence))
+        return reply
+    return fenced
+
+
 def _apply_slots(state, op, ts):
-    _, first, last, to, peer = op
+    _, first, last, to, peer = op[:5]
     table = state.table
     for slot in range(first, last + 1):
         now = table.states[slot]
@@ -92,11 +111,16 @@ def _copied(item) -> bool:
             and (item[1] is None or type(item[1]) is bytes) and (item[2] is None or type(item[2]) is int))
 
 
+def _fence_ok(op, at: int) -> bool:
+    return len(op) == at or (len(op) == at + 1 and type(op[at]) is int and op[at] >= 0)
+
+
 _SHAPES = {
-    SLOTS: lambda op: (len(op) == 5 and _slot(op[1]) and _slot(op[2]) and op[1] <= op[2]
+    SLOTS: lambda op: (_fence_ok(op, 5) and _slot(op[1]) and _slot(op[2]) and op[1] <= op[2]
                        and type(op[3]) is int and 0 <= op[3] <= NONE and type(op[4]) is int),
-    IMPORT: lambda op: len(op) == 3 and _slot(op[1]) and type(op[2]) is tuple and all(_copied(i) for i in op[2]),
-    CLEAR: lambda op: len(op) == 2 and _slot(op[1]),
+    IMPORT: lambda op: (_fence_ok(op, 3) and _slot(op[1]) and type(op[2]) is tuple
+                        and all(_copied(i) for i in op[2])),
+    CLEAR: lambda op: _fence_ok(op, 2) and _slot(op[1]),
 }
 
 
@@ -140,12 +164,29 @@ def _build_import(args, now_ms):
     return (IMPORT, slot, tuple(items))
 
 
-kv.extend(SLOTS, _apply_slots, _SHAPES[SLOTS], lambda op: ())
-kv.extend(IMPORT, _apply_import, _SHAPES[IMPORT], lambda op: tuple(item[0] for item in op[2]))
-kv.extend(CLEAR, _apply_clear, _SHAPES[CLEAR], lambda op: ())  # its slot is served by nobody here: no reader to keep clean
-ops.WRITES[b"CATENA.SLOTS"] = (-4, _build_slots)
-ops.WRITES[b"CATENA.IMPORT"] = (-2, _build_import)
-ops.WRITES[b"CATENA.CLEARSLOT"] = (2, lambda a, now: (CLEAR, _slot_arg(a[1])))
+def _with_fence(build, words: int, most: int | None = None):
+    """The command's builder, after an optional `FENCE n` (appended to the op); `words` (and
+    `most`): how many words the command has without it."""
+    def built(args, now_ms):
+        fence = 0
+        if len(args) > 1 and args[1].upper() == b"FENCE":
+            fence = parse_int(args[2]) if len(args) > 2 else -1
+            if fence < 0:
+                return Error("ERR FENCE takes a fence of 0 or more")
+            args = [args[0], *args[3:]]
+        if len(args) < words or (most is not None and len(args) > most):
+            return Error(f"ERR wrong number of arguments for '{args[0].decode(errors='replace').lower()}' command")
+        op = build(args, now_ms)
+        return op if type(op) is Error or not fence else (*op, fence)
+    return built
+
+
+kv.extend(SLOTS, _fenced(_apply_slots, 5), _SHAPES[SLOTS], lambda op: ())
+kv.extend(IMPORT, _fenced(_apply_import, 3), _SHAPES[IMPORT], lambda op: tuple(item[0] for item in op[2]))
+kv.extend(CLEAR, _fenced(_apply_clear, 2), _SHAPES[CLEAR], lambda op: ())  # its slot is served by nobody here: no reader to keep clean
+ops.WRITES[b"CATENA.SLOTS"] = (-4, _with_fence(_build_slots, 4))
+ops.WRITES[b"CATENA.IMPORT"] = (-2, _with_fence(_build_import, 2))
+ops.WRITES[b"CATENA.CLEARSLOT"] = (-2, _with_fence(lambda a, now: (CLEAR, _slot_arg(a[1])), 2, 2))
 
 
 def _dump_slot(state, args, now_ms):

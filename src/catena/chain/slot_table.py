@@ -22,13 +22,15 @@ MOVES = frozenset(((OWNED, FROZEN), (FROZEN, OWNED), (FROZEN, GIVEN), (GIVEN, IM
 
 
 class SlotTable:
-    """Per slot its state (a bytearray, 0 = OWNED) and, for GIVEN and IMPORTING, the other chain."""
+    """Per slot its state (a bytearray, 0 = OWNED), for GIVEN and IMPORTING the other chain, and
+    the newest coordinator fence that changed it (slot ops with an older one are refused)."""
 
-    __slots__ = ("states", "peers")
+    __slots__ = ("states", "peers", "fences")
 
     def __init__(self):
         self.states = bytearray(SLOT_COUNT)  # a new chain owns every slot
         self.peers: dict[int, int] = {}
+        self.fences: dict[int, int] = {}
 
     def state(self, slot: int) -> int:
         return self.states[slot]
@@ -52,17 +54,20 @@ class SlotTable:
         return out
 
     def dump(self) -> list:
-        return [bytes(self.states), self.peers]
+        return [bytes(self.states), self.peers, self.fences]
 
     @classmethod
     def load(cls, raw) -> "SlotTable":
-        states, peers = raw
-        if (type(states) is not bytes or len(states) != SLOT_COUNT or max(states) > NONE or type(peers) is not dict
-                or not all(type(s) is int and type(p) is int for s, p in peers.items())):
-            raise ValueError("a slot table is [16384 state bytes, {slot: chain}]")
+        if type(raw) is not tuple or len(raw) not in (2, 3):
+            raise ValueError("a slot table is [16384 state bytes, {slot: chain}, {slot: fence}]")
+        states, peers, fences = raw if len(raw) == 3 else (*raw, {})
+        if (type(states) is not bytes or len(states) != SLOT_COUNT or max(states) > NONE
+                or not all(type(m) is dict and all(type(s) is int and type(v) is int for s, v in m.items())
+                           for m in (peers, fences))):
+            raise ValueError("a slot table is [16384 state bytes, {slot: chain}, {slot: fence}]")
         table = cls()
         table.states[:] = states
-        table.peers = dict(peers)
+        table.peers, table.fences = dict(peers), dict(fences)
         return table
 
 

@@ -48,6 +48,7 @@ class Move:
     phase: str = "clear"
     copied: tuple[bytes, ...] = ()
     since: int | None = None  # the seq the pre-copy's dump held every write up to
+    fence: int = 0  # the driving coordinator leader's: its slot ops carry it (0: none)
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,15 @@ class Migration:
         self.dumped: tuple = (0, ())  # the last dump's (as-of seq, live keys)
 
     @classmethod
-    def start(cls, slot: int, source: int, target: int, now: float) -> tuple["Migration", list]:
-        m = cls(Move(slot, source, target), now)
+    def start(cls, slot: int, source: int, target: int, now: float, fence: int = 0) -> tuple["Migration", list]:
+        m = cls(Move(slot, source, target, fence=fence), now)
         return m, m._enter(m.move)
 
     @classmethod
-    def resume(cls, saved: Move, now: float) -> tuple["Migration", list]:
-        """A new driver (a new coordinator leader) goes on from the saved phase."""
-        m = cls(saved, now)
+    def resume(cls, saved: Move, now: float, fence: int | None = None) -> tuple["Migration", list]:
+        """A new driver (a new coordinator leader, with its own `fence`) goes on from the saved
+        phase; its calls then refuse its predecessor's still on their way."""
+        m = cls(saved if fence is None else replace(saved, fence=fence), now)
         return m, m._step()
 
     @property
@@ -190,7 +192,14 @@ class Migration:
             return [SaveMap(m.slot, dst)]
         if m.phase in FINAL:
             return [Finished(m)]
-        return [self._call(*steps[m.phase])]
+        return [self._call(*self._fence(steps[m.phase]))]
+
+    def _fence(self, step: tuple) -> tuple:
+        """A slot op's words with the driver's fence (`FENCE n` after the command name)."""
+        chain, name, *words = step
+        if not self.move.fence or name == b"CATENA.SLOTDUMP":
+            return step
+        return (chain, name, b"FENCE", b"%d" % self.move.fence, *words)
 
     def _after(self, words: tuple, reply) -> list:
         """A step's call answered without an error."""
@@ -200,7 +209,8 @@ class Migration:
             self.dumped = (as_of, tuple(live))
             found = set(live)
             gone = [w for key in self.move.copied if key not in found for w in (key, b"", b"-")]
-            return [self._call(self.move.target, b"CATENA.IMPORT", b"%d" % self.move.slot, *dump, *gone)]
+            step = (self.move.target, b"CATENA.IMPORT", b"%d" % self.move.slot, *dump, *gone)
+            return [self._call(*self._fence(step))]
         if words[0] == b"CATENA.IMPORT" and phase == "precopy":
             as_of, live = self.dumped
             return self._next(copied=live, since=as_of)
