@@ -87,6 +87,7 @@ def test_cluster_commands_answer_as_redis_does(cluster_chain):
     info = member.execute_command("CLUSTER", "INFO")
     assert "cluster_state:ok" in info and "cluster_slots_assigned:16384" in info
     assert member.info("cluster") == {"cluster_enabled": 1}
+    assert member.config_get("cluster-enabled") == {"cluster-enabled": "yes"}
     assert len(member.execute_command("CLUSTER", "MYID")) == 40
     nodes = member.execute_command("CLUSTER", "NODES")
     assert "myself,slave" in str(nodes) and "0-16383" in str(nodes)

@@ -150,3 +150,18 @@ def test_flushall_waits_while_a_slot_moves():
     assert call(c, "b", b"GET", K) == b"v"
     slots(c, b"given", b"3")
     assert call(c, "b", b"FLUSHALL") is OK
+
+
+def test_a_transaction_across_slots_is_refused_whole_and_one_in_a_moving_slot_waits():
+    from catena.chain import transactions
+    c = cluster_chain3()
+    crossslot = Error("CROSSSLOT Keys in request don't hash to the same slot")
+    across = [[b"SET", b"a", b"1"], [b"GET", b"b"]]
+    assert call(c, "b", transactions.EXEC_CMD, *transactions.encode({}, across)) == crossslot
+    assert call(c, "b", transactions.EXEC_READS, *transactions.encode({}, [[b"GET", b"a"], [b"GET", b"b"]])) == crossslot
+    assert call(c, "c", b"GET", b"a") is None  # nothing applied
+    tagged = [[b"SET", K, b"1"], [b"INCR", b"{s}n"]]
+    assert call(c, "b", transactions.EXEC_CMD, *transactions.encode({}, tagged)) == [OK, 1]
+    slots(c, b"frozen")
+    assert call(c, "b", transactions.EXEC_CMD, *transactions.encode({}, tagged)) == TRYAGAIN
+    assert call(c, "a", b"GET", K) == b"1" and call(c, "a", b"GET", b"{s}n") == b"1"
