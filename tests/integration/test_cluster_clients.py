@@ -269,3 +269,16 @@ def test_catena_up_starts_a_cluster_mode_chain_that_redis_cli_checks(tmp_path):
             key_slot(b"user1000"))
     finally:
         assert up.stop(timeout=20) == 0, up.log_tail()
+
+
+def test_a_member_restarted_from_its_log_keeps_its_chain_s_slot_table(make_cluster):
+    c = make_cluster(member_args=CLUSTER_MODE)
+    head, tail = c.start(2)
+    slot = key_slot(b"kept")
+    for words in (["frozen"], ["given", 7]):
+        assert c.member_cmd(head, "CATENA.SLOTS", slot, slot, *words) == b"OK"
+    c.kill9(tail)
+    c.restart(tail)  # it answers at once from the table it recovered from its log
+    with redis.Redis(host=HOST, port=port_of(tail), decode_responses=True) as member:  # no retries
+        with pytest.raises(redis.exceptions.TryAgainError, match="^Slot is being migrated, retry$"):
+            member.get("{kept}k")  # given away, by the table it recovered (whom to: pushed again later)

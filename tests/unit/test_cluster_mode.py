@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from test_replica import Cluster, chain3
 
+from catena.chain.replica import Replica
 from catena.chain.slot_guard import ClusterMode
 from catena.chain.slot_ops import pack
 from catena.cluster_topology import Shard
@@ -165,3 +166,25 @@ def test_a_transaction_across_slots_is_refused_whole_and_one_in_a_moving_slot_wa
     slots(c, b"frozen")
     assert call(c, "b", transactions.EXEC_CMD, *transactions.encode({}, tagged)) == TRYAGAIN
     assert call(c, "a", b"GET", K) == b"1" and call(c, "a", b"GET", b"{s}n") == b"1"
+
+
+def test_a_learner_gets_the_slot_table_with_the_snapshot_and_refuses_as_the_chain_does(monkeypatch):
+    from catena.chain import replica as replica_module
+    from catena.chain.messages import Snapshot
+    from test_replica import E
+
+    monkeypatch.setattr(replica_module, "WINDOW", 2)
+    c = cluster_chain3()
+    call(c, "a", b"SET", K, b"v")
+    slots(c, b"frozen")
+    slots(c, b"given", b"7")
+    for i in range(4):
+        call(c, "a", b"SET", b"k%d" % i, b"v")
+    c.add("d", Replica("d", b"d/1", cluster=True))
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.settle()
+    c.view(E + 2, ("a", "b", "c", "d"))
+    c.settle()
+    assert any(type(m) is Snapshot for s, d, m in c.sent if d == "d")
+    assert c.r["d"].state.table.state(S) == 2 and c.r["d"].state.table.peer(S) == 7
+    assert call(c, "d", b"GET", K) == TRYAGAIN and call(c, "d", b"GET", b"k0") == b"v"
