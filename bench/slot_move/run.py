@@ -12,9 +12,11 @@ written (every acknowledged write there, nothing left at A).
 
     python bench/slot_move/run.py [--slots 20] [--keys 100] [--members 2]
 
-The peer figure: Redis Cluster's `redis-cli --cluster reshard` moves keys with MIGRATE while the
-slot keeps serving (clients get -ASK for keys already moved), so it has no such window; its
-cost is per key instead. The target here is a p99 refused window of at most 100 ms per slot.
+The peer, in the same run (`redis_peer.py`, skipped with `--no-peer`): the same moves in a Redis
+Cluster of three redis-server masters, as `redis-cli --cluster reshard` does them (MIGRATE while
+the slot keeps serving, clients following -ASK), with the same writer. Redis has no refused
+window; both have a longest single write per move and a move duration, printed side by side
+with their ratio. The target here is a p99 refused window of at most 100 ms per slot.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from catena.chaos.runner import Proc, stop_all
 from catena.coordinator.move_runner import run_move
 from catena.loopback import HOST, free_ports, wait_until
 from catena.slots import key_slot
+
+sys.path.insert(0, str(Path(__file__).parent))
+import redis_peer  # noqa: E402 (bench/slot_move is not a package)
 
 TARGET_P99_S = 0.100
 
@@ -103,6 +108,7 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=20)
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--members", type=int, default=2)
+    parser.add_argument("--no-peer", action="store_true", help="skip the Redis Cluster run")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="catena-slot-move-"))
     procs: list = []
@@ -153,9 +159,17 @@ def main() -> int:
         print(f"moves={len(tags)} keys_per_slot={args.keys} members_per_chain={args.members}")
         print(f"refused_window_ms p50={statistics.median(windows) * 1000:.1f} p99={p99 * 1000:.1f} "
               f"max={max(windows) * 1000:.1f} (target p99 <= {TARGET_P99_S * 1000:.0f})")
-        print(f"longest_write_ms p50={statistics.median(longest) * 1000:.1f} max={max(longest) * 1000:.1f}")
+        print(f"longest_write_ms p50={statistics.median(longest) * 1000:.1f} "
+              f"p99={q(longest, n=100, method='inclusive')[98] * 1000:.1f}")
         print(f"move_duration_ms p50={statistics.median(durations) * 1000:.1f} max={max(durations) * 1000:.1f}")
         print("lost_writes=0 (the last acknowledged write of every slot was at B; nothing left at A)")
+        if not args.no_peer:
+            r_longest, r_durations = redis_peer.measure(root / "redis", procs, tags, args.keys)
+            c99, r99 = (q(x, n=100, method="inclusive")[98] for x in (longest, r_longest))
+            print(f"redis_cluster longest_write_ms p50={statistics.median(r_longest) * 1000:.1f} "
+                  f"p99={r99 * 1000:.1f} move_duration_ms p50={statistics.median(r_durations) * 1000:.1f}")
+            print(f"ratio_vs_redis longest_write_p99={c99 / r99:.2f}x "
+                  f"move_duration_p50={statistics.median(durations) / statistics.median(r_durations):.2f}x")
         ok = True
         return 0
     finally:
