@@ -4,6 +4,7 @@ that the cluster clients follow."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -282,3 +283,16 @@ def test_a_member_restarted_from_its_log_keeps_its_chain_s_slot_table(make_clust
     with redis.Redis(host=HOST, port=port_of(tail), decode_responses=True) as member:  # no retries
         with pytest.raises(redis.exceptions.TryAgainError, match="^Slot is being migrated, retry$"):
             member.get("{kept}k")  # given away, by the table it recovered (whom to: pushed again later)
+
+
+def test_the_slot_commands_are_catena_s_own(make_cluster):
+    """With a cluster secret, a data client cannot move, dump, clear or re-address slots."""
+    c = make_cluster(member_args=CLUSTER_MODE, env={**os.environ, "CATENA_SECRET": "s" * 32})
+    (member,) = c.start(1)
+    data = c.client(member)
+    for words in (["CATENA.SLOTS", 0, 0, "frozen"], ["CATENA.SLOTDUMP", 0], ["CATENA.CLEARSLOT", 0],
+                  ["CATENA.IMPORT", 0], ["MEMBER.SHARD", 1, 1, "-", "127.0.0.1:1"]):
+        with pytest.raises(redis.exceptions.NoPermissionError, match="has no permissions"):
+            data.execute_command(*words)
+    assert c.member_cmd(member, "CATENA.SLOTS", 0, 0, "frozen") == b"OK"  # as user catena
+    assert data.execute_command("CLUSTER", "COUNTKEYSINSLOT", 0) == 0  # CLUSTER is a data command

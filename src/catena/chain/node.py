@@ -161,11 +161,11 @@ class MemberNode:
 
     def _register_commands(self) -> None:
         t = self.table
+        internal = transactions.COMMANDS | slot_ops.COMMANDS  # catena's own: not for data clients
         for name, (arity, _) in ops.WRITES.items():
-            t.register(name, self._data, arity,
-                       role=INTERNAL if name in transactions.COMMANDS or name in slot_ops.COMMANDS else DATA)
+            t.register(name, self._data, arity, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
+            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in blocking.COMMANDS.items():
             t.register(name, self._data, arity)
         self.transactions = Transactions(t, self._submit)
