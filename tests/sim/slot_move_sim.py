@@ -3,7 +3,8 @@
 driver (`catena.coordinator.migration`), and clients that follow -MOVED and retry -TRYAGAIN,
 under member crashes (the chain repaired by a new view), partitions (a member's links held for a
 while, FIFO kept, as TCP does), driver calls slow on their way (one in ten takes 50-400 ms) and
-driver crashes (a new driver, with a higher fence, resumes from the saved intent).
+driver crashes (a new driver, with a higher fence, resumes from the saved intent), among them
+right after a pre-copy was applied and before its phase was saved as done.
 
 Checks after the run (faults first, then a quiet phase): the move is done, the slot is given at
 every member of the source and owned at every member of the target, whose members agree; the
@@ -232,6 +233,9 @@ class MoveSim(Kernel):
         token = next(self.tokens)
 
         def answered(value, d=driver, call=f.token):
+            if self.faults and d.move.phase == "precopy" and f.words[0] == b"CATENA.IMPORT" and self.rng.random() < 0.2:
+                self.crash_driver()  # its pre-copy applied, not yet saved as done
+                return
             reply = Exception(value.message) if type(value) is Error else value
             self.drive(d, d.on_reply(call, reply, self.now))
 
@@ -267,9 +271,11 @@ class MoveSim(Kernel):
         client["n"] += 1
         r = self.rng.random()
         key = self.rng.choice(KEYS)
-        if r < 0.4:
+        if r < 0.35:
             value = f"{client['name']}-{client['n']}".encode()
             op = ("set", key, value, [b"SET", key, value])
+        elif r < 0.45:
+            op = ("del", key, None, [b"DEL", key])
         elif r < 0.7:
             op = ("get", key, None, [b"GET", key])
         else:

@@ -14,6 +14,16 @@ def saved_then_call(m, fx, now=0.0):
     return m.on_saved(save.move, now)
 
 
+def at_precopy(fence: int = 0):
+    """A fresh move driven (replies OK) to its pre-copy's dump: (machine, that call)."""
+    m, fx = Migration.start(7, 0, 1, 0.0, fence=fence)
+    while m.move.phase != "precopy":
+        (call,) = saved_then_call(m, fx)
+        fx = m.on_reply(call.token, b"OK", 0.0)
+    (dump,) = saved_then_call(m, fx)
+    return m, dump
+
+
 def test_every_phase_is_saved_before_its_step_and_the_move_runs_to_done():
     m, fx = Migration.start(7, 0, 1, 0.0)
     assert fx == [Save(Move(7, 0, 1, "clear"))]
@@ -67,7 +77,7 @@ def test_after_give_a_refusal_is_retried_never_undone():
 
 
 def test_the_pre_copy_notes_its_keys_and_as_of_seq_for_the_final_copy():
-    m, (dump,) = Migration.resume(Move(7, 0, 1, "precopy"), 0.0)
+    m, dump = at_precopy()
     assert dump.words == (b"CATENA.SLOTDUMP", S)
     (imp,) = m.on_reply(dump.token, [41, [b"{a}k", b"{a}j"], b"{a}k", b"\x01", b"-", b"{a}j", b"\x02", b"-"], 0.0)
     assert imp.words == (b"CATENA.IMPORT", S, b"{a}k", b"\x01", b"-", b"{a}j", b"\x02", b"-")
@@ -89,7 +99,22 @@ def test_a_driver_s_slot_ops_carry_its_fence_and_a_successor_brings_its_own():
     assert call.words == (b"CATENA.CLEARSLOT", b"FENCE", b"4", S)
     m, (call,) = Migration.resume(m.move, 0.0, fence=9)
     assert call.words == (b"CATENA.CLEARSLOT", b"FENCE", b"9", S) and m.move.fence == 9
-    m, (dump,) = Migration.resume(Move(7, 0, 1, "precopy", fence=9), 0.0)
+    m, dump = at_precopy(fence=9)
     assert dump.words == (b"CATENA.SLOTDUMP", S)  # a read: no fence
     (imp,) = m.on_reply(dump.token, [3, [], ], 0.0)
     assert imp.words == (b"CATENA.IMPORT", b"FENCE", b"9", S)
+
+
+def test_a_pre_copy_resumed_by_a_new_driver_starts_again_from_an_empty_slot():
+    """Its predecessor's IMPORT may have written keys that no saved intent names (and that the
+    final copy would then never delete): the target's slot goes back to none, is cleared and
+    imported again."""
+    m, fx = Migration.resume(Move(7, 0, 1, "precopy", fence=3), 0.0, fence=4)
+    assert fx == [Save(Move(7, 0, 1, "reset", fence=4))]
+    phases = []
+    while m.move.phase != "precopy":
+        phases.append(m.move.phase)
+        (call,) = saved_then_call(m, fx)
+        assert call.chain == 1
+        fx = m.on_reply(call.token, b"OK", 0.0)
+    assert phases == ["reset", "clear", "import"]

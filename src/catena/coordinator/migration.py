@@ -7,6 +7,8 @@ internal commands to a chain's head (`Call`), all idempotent, re-sent after RETR
 answer; a call keeps its token across re-sends, so the shell can send it under one request id
 (CATENA.REQ) and a late first attempt is answered from the chain's dedup table. The phases:
 
+    reset    target: CATENA.SLOTS s s none (only when a driver resumes a pre-copy: the keys an
+             unfinished one wrote are unknown, so the copy starts again from an empty slot)
     clear    target: CATENA.CLEARSLOT s (the slot is none or given there)
     import   target: CATENA.SLOTS s s importing <source>
     precopy  source: CATENA.SLOTDUMP s, then target: CATENA.IMPORT s <its words>
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-FORWARD = ("clear", "import", "precopy", "freeze", "copy", "give", "take", "map", "clean", "done")
+FORWARD = ("reset", "clear", "import", "precopy", "freeze", "copy", "give", "take", "map", "clean", "done")
 UNDO = ("unfreeze", "abort", "drop", "undone")
 FINAL = frozenset(("done", "undone"))
 RETRY_S = 0.5
@@ -102,8 +104,11 @@ class Migration:
     @classmethod
     def resume(cls, saved: Move, now: float, fence: int | None = None) -> tuple["Migration", list]:
         """A new driver (a new coordinator leader, with its own `fence`) goes on from the saved
-        phase; its calls then refuse its predecessor's still on their way."""
+        phase; its calls then refuse its predecessor's still on their way. A pre-copy starts
+        again from `reset`: its predecessor's may have written keys no intent names."""
         m = cls(saved if fence is None else replace(saved, fence=fence), now)
+        if saved.phase == "precopy":
+            return m, m._enter(replace(m.move, phase="reset"))
         return m, m._step()
 
     @property
@@ -176,6 +181,7 @@ class Migration:
         src, dst = m.source, m.target
         steps = {
             "import": (dst, b"CATENA.SLOTS", s, s, b"importing", b"%d" % src),
+            "reset": (dst, b"CATENA.SLOTS", s, s, b"none"),
             "clear": (dst, b"CATENA.CLEARSLOT", s),
             "precopy": (src, b"CATENA.SLOTDUMP", s),
             "freeze": (src, b"CATENA.SLOTS", s, s, b"frozen"),
