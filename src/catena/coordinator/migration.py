@@ -22,10 +22,11 @@ answer; a call keeps its token across re-sends, so the shell can send it under o
     clean    source: CATENA.CLEARSLOT s
     done
 
-A step the slot table refuses (`-ERR slot …`) before `give` undoes the move (`unfreeze` source: owned; `abort` target: none; `drop` target: CLEARSLOT;
-`undone`; a refused `clear` changed nothing: undone at once; an undo step refused has nothing
-to undo on its side); any other error (a chain reconfiguring, no answer) is retried; from `give` on the move only
-goes forward, retrying.
+A step the slot table refuses (`-ERR slot …`) before `give` undoes the move: `unfreeze`
+(source: owned), `abort` (target: none), `drop` (target: CLEARSLOT), `undone`; a refused `clear`
+changed nothing (undone at once), and an undo step refused had nothing to undo on its side. Any
+other error (a chain reconfiguring, no answer) is retried; from `give` on the move only goes
+forward, retrying.
 """
 
 from __future__ import annotations
