@@ -109,7 +109,8 @@ def cmd_member(args) -> int:
     node = MemberNode(args.listen, Path(args.data_dir), args.coordinator, args.requirepass, args.fsync, secret,
                       args.proto_max_bulk_len, args.advertise,
                       disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
-                      debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port)
+                      debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port,
+                      cluster_enabled=args.cluster_enabled == "yes")
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
     return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
@@ -168,7 +169,8 @@ def cmd_status(args) -> int:
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
-    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format)
+    return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format,
+                       cluster_enabled=args.cluster_enabled == "yes")
 
 
 def cmd_kv(args) -> int:
@@ -262,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(on the --listen host; 0: any free port, named in probe answers and INFO)")
     m.add_argument("--enable-debug-command", choices=("yes", "no"), default="no",
                    help="allow DEBUG SLEEP (holds the event loop: for tests and drills)")
+    m.add_argument("--cluster-enabled", choices=("yes", "no"), default="no",
+                   help="Redis Cluster mode: serve only the hash slots this chain owns (-MOVED, -CROSSSLOT), "
+                   "answer CLUSTER commands (docs/sharding.md)")
     _add_address_flags(m, "this member")
     add_ops_flags(m)
     tls.add_flags(m)
@@ -300,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
                    help="a data password for every process (or CATENA_REQUIREPASS); handed over by environment")
+    u.add_argument("--cluster-enabled", choices=("yes", "no"), default="no",
+                   help="start the members in Redis Cluster mode (docs/sharding.md)")
     add_ops_flags(u, metrics=False)
     u.set_defaults(func=cmd_up)
 

@@ -40,12 +40,13 @@ from pathlib import Path
 
 import msgpack
 
-from catena.chain import messages as pm, transactions
+from catena.chain import messages as pm, slot_ops, transactions
 from catena.chain.ops import READS, WRITES
 from catena.chain.replica import Replica
 from catena.fuzz_types import BUILD as _MORE_TYPES
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import NULL_ARRAY, Error
+from catena.slots import key_slot
 from catena.view import View
 
 T0 = 1_700_000_000.0  # the virtual wall clock's start (s)
@@ -312,6 +313,33 @@ _TRANSACTIONS = {
     transactions.VERSIONS: lambda c: [transactions.VERSIONS, *_keys(c)],
 }
 
+def _slots(c):
+    """CATENA.SLOTS over the slots of a key or two, to any state (most moves are refused)."""
+    rng, first = c.rng, key_slot(c.key())
+    last = rng.choice((first, min(first + rng.randrange(0, 50), 16383), 16384))
+    state = rng.choice((b"owned", b"frozen", b"given", b"importing", b"none", b"lost"))
+    fence = [b"FENCE", rng.choice((b"0", b"1", b"2", c.integer()))] if rng.random() < 0.3 else []
+    return ([b"CATENA.SLOTS", *fence, b"%d" % first, b"%d" % last, state]
+            + ([c.integer()] if state in (b"given", b"importing") else []))
+
+
+def _import(c):
+    key = c.key()
+    words = [b"CATENA.IMPORT", b"%d" % key_slot(key)]
+    for _ in range(c.rng.randrange(0, 3)):
+        blob = c.rng.choice((slot_ops.pack(c.value()), b"", b"\xc1"))
+        words += [key, blob, c.rng.choice((b"-", c.ttl(1, True)))]
+    return words
+
+
+_SLOT_COMMANDS = {
+    b"CATENA.SLOTS": _slots,
+    b"CATENA.IMPORT": _import,
+    b"CATENA.CLEARSLOT": lambda c: [b"CATENA.CLEARSLOT", b"%d" % key_slot(c.key())],
+    b"CATENA.SLOTDUMP": lambda c: [b"CATENA.SLOTDUMP", b"%d" % key_slot(c.key())],
+}
+INTERNAL = transactions.COMMANDS | slot_ops.COMMANDS  # catena's own: not Redis's to judge
+
 _BUILD = {
     b"SET": _set,
     b"MEMBER.PUT": lambda c: [b"MEMBER.PUT", c.key(), c.value()],
@@ -344,6 +372,7 @@ _BUILD = {
     **_TYPES,
     **_MORE_TYPES,
     **_TRANSACTIONS,
+    **_SLOT_COMMANDS,
     b"PUBLISH": lambda c: [b"PUBLISH", c.key(), c.value()],
     b"MEMORY": lambda c: [b"MEMORY", c.rng.choice((b"USAGE", b"DOCTOR")), c.key()],
     b"OBJECT": lambda c: [b"OBJECT", c.rng.choice((b"ENCODING", b"REFCOUNT", b"IDLETIME", b"FREQ", b"NOPE")), c.key()],
@@ -351,7 +380,7 @@ _BUILD = {
 assert set(_BUILD) == set(WRITES) | set(READS), "every data command is fuzzed"
 # Writes twice as often as reads.
 _NAMES = [n for n in _BUILD if n in WRITES] * 2 + [n for n in _BUILD if n in READS]
-_REDIS_NAMES = [n for n in _NAMES if n not in transactions.COMMANDS]
+_REDIS_NAMES = [n for n in _NAMES if n not in INTERNAL]
 
 
 # -- the pure chain -----------------------------------------------------------------------------
@@ -675,7 +704,7 @@ _PRINTABLE = re.compile(r"[ -~]*")
 
 def _for_redis(cmd: list[bytes]) -> list[bytes] | None:
     """The command as Redis gets it (MEMBER.PUT k v is SET k v), or None: not Redis's to judge."""
-    if cmd[0].upper() in transactions.COMMANDS:
+    if cmd[0].upper() in INTERNAL:
         return None
     if cmd[0].upper() != b"MEMBER.PUT":
         return cmd

@@ -77,7 +77,7 @@ async def _all_serve_reads(members: list[str], auth: tuple | None) -> bool:
 
 
 def run_cluster(members: int, port: int, data_dir: str | None, password: str | None = None,
-                log_format: str = "text") -> int:
+                log_format: str = "text", cluster_enabled: bool = False) -> int:
     """`password`: the data password of every process (handed over in CATENA_REQUIREPASS, never
     in argv); the coordinator requires it too, so that sessions need it. Each process gets a
     metrics port (free loopback ports, below the ephemeral range) and logs in `log_format`."""
@@ -101,7 +101,8 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
         for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
             addr = f"127.0.0.1:{port + i}"
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
-                                 "--coordinator", coordinator, *secret, *ops, "--metrics-listen", metrics[i]],
+                                 "--coordinator", coordinator, *secret, *ops, "--metrics-listen", metrics[i],
+                                 "--cluster-enabled", "yes" if cluster_enabled else "no"],
                                 root / f"member-{port + i}.log", env))
             asyncio.run(_wait_chain(coordinator, i, procs, auth))
         _, rows = asyncio.run(member_rows(coordinator, password))

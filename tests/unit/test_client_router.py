@@ -58,3 +58,29 @@ def test_coordinator_addresses_are_checked():
     for bad in ("", "127.0.0.1", "host:notaport", "h:0", "h:70000", "redis://h:1"):
         with pytest.raises(ValueError):
             parse(bad)
+
+
+def test_redirects_are_read_from_redis_cluster_s_error_replies():
+    from catena.client.router import redirect
+    assert redirect("MOVED 3999 127.0.0.1:6381") == ("MOVED", 3999, "127.0.0.1:6381")
+    assert redirect("ASK 12 [::1]:7000") == ("ASK", 12, "[::1]:7000")
+    assert redirect("MOVED the chain moved") is None and redirect("TRYAGAIN Slot is being migrated, retry") is None
+
+
+def test_a_command_goes_by_its_first_key_s_slot():
+    from catena.client.router import command_slot
+    from catena.slots import key_slot
+    assert command_slot([b"GET", b"{u1}a"]) == key_slot(b"u1")
+    assert command_slot([b"CATENA.REQ", b"c", 3, 1, b"SET", "k", b"v"]) == key_slot(b"k")
+    assert command_slot([b"MSET", b"{t}a", b"1", b"{t}b", b"2"]) == key_slot(b"t")
+    assert command_slot([b"DBSIZE"]) is None
+
+
+def test_a_moved_slot_goes_to_the_head_it_named_until_that_head_stops_answering():
+    router = Router(random.Random(1))
+    router.on_view(View(0, 3, ("a:1", "b:2")))
+    router.on_moved(7, "x:9")
+    assert router.write_target(7) == router.read_target(7) == "x:9"
+    assert router.write_target(8) == "a:1" and router.write_target() == "a:1"
+    router.forget("x:9")
+    assert router.write_target(7) == "a:1"

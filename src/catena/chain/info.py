@@ -118,7 +118,7 @@ def _catena(node):
 
 _SECTIONS = {"server": _server, "clients": _clients, "memory": _memory, "persistence": _persistence,
              "stats": _stats, "replication": _replication, "cpu": _cpu, "modules": lambda n: [],
-             "errorstats": lambda n: [], "cluster": lambda n: ["cluster_enabled:0"], "commandstats": _commandstats,
+             "errorstats": lambda n: [], "cluster": lambda n: [f"cluster_enabled:{int(n.cluster_enabled)}"], "commandstats": _commandstats,
              "latencystats": lambda n: [], "keyspace": _keyspace, "catena": _catena}
 
 

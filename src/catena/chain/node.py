@@ -17,7 +17,7 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import blocking, disk, info, messages, ops, resp3, transactions
+from catena.chain import blocking, cluster_commands, disk, info, messages, ops, resp3, slot_ops, transactions
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
@@ -63,7 +63,8 @@ class MemberNode:
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
                  disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
-                 debug_commands: bool = False, liveness_port: int = 0):
+                 debug_commands: bool = False, liveness_port: int = 0, cluster_enabled: bool = False):
+        self.cluster_enabled = cluster_enabled  # serve only the slots the chain's table gives it (docs/sharding.md)
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
         self.data_dir = Path(data_dir)
@@ -131,7 +132,7 @@ class MemberNode:
         # probe must not answer unchecked once the coordinator has replaced it.
         replica = Replica(self.me, incarnation, state, last, entries, epoch=self._load_epoch(),
                           lease_s=LEASE_S, managed=self.coordinator is not None, rng=random.Random(),
-                          gone=_disconnected)
+                          gone=_disconnected, cluster=self.cluster_enabled)
         log.info("recovered %d keys, history up to (%d, %d), highest epoch seen %d",
                  len(replica.state.data), replica.last_epoch, replica.last_seq, replica.epoch)
         if gap:  # cut the log back to what we keep before anything is appended after it
@@ -160,10 +161,11 @@ class MemberNode:
 
     def _register_commands(self) -> None:
         t = self.table
+        internal = transactions.COMMANDS | slot_ops.COMMANDS  # catena's own: not for data clients
         for name, (arity, _) in ops.WRITES.items():
-            t.register(name, self._data, arity, role=INTERNAL if name in transactions.COMMANDS else DATA)
+            t.register(name, self._data, arity, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
+            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in blocking.COMMANDS.items():
             t.register(name, self._data, arity)
         self.transactions = Transactions(t, self._submit)
@@ -173,7 +175,9 @@ class MemberNode:
         t.register(REQ, self._req, -4)
         t.register(b"INFO", self._info, -1)
         t.register(b"WAIT", self._wait, 3, ordered=True)
-        t.settings.update({"appendfsync": self.log.fsync, "port": self.listen.rpartition(":")[2]})
+        t.settings.update({"appendfsync": self.log.fsync, "port": self.listen.rpartition(":")[2],
+                           "cluster-enabled": "yes" if self.cluster_enabled else "no"})
+        cluster_commands.register(t, lambda: self.replica)
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
         t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), **self.metrics.status(),

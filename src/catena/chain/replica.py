@@ -23,11 +23,12 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
-from catena.chain import blocking, key_info, ops, pubsub, sort, transactions  # noqa: F401 - these register their commands
+from catena.chain import blocking, key_info, ops, pubsub, slot_ops, sort, transactions  # noqa: F401 - these register their commands
 from catena.chain.blocking import AGAIN, ANSWER, Attempt, Blocked
 from catena.chain.messages import (
     MAX_ENTRY, Ack, Append, Forward, Read, ReadReply, Snapshot, Stale, Sync, SyncRequest, WriteReply, size_bound,
 )
+from catena.chain.slot_guard import ClusterMode
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
 from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
@@ -71,8 +72,9 @@ class Replica:
 
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
                  last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
-                 managed: bool = False, rng=None, gone=None):
+                 managed: bool = False, rng=None, gone=None, cluster: bool = False):
         self.me = me
+        self.cluster = ClusterMode() if cluster else None  # serve only the slots the chain's table gives it
         # Random choices (SPOP's members at the head, SRANDMEMBER's picks): the shell's source
         # (random.Random's `randrange`), or a fixed seed.
         self.rng = rng or Lcg()
@@ -182,6 +184,8 @@ class Replica:
         fx: list = []
         old = self.view
         self.view, self.epoch = view, view.epoch
+        if self.cluster:
+            self.cluster.on_view(view)
         in_chain = self.me in view.members
         was_in_chain = self.in_chain
         self.in_chain = in_chain and (was_in_chain or view.role(self.me) in ("tail", "head+tail"))
@@ -233,6 +237,8 @@ class Replica:
             if type(parsed) is Error:
                 return [Reply(token, parsed)]
             rid, args = parsed
+        if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
+            return [Reply(token, why)]
         name = args[0].upper()
         if ops.is_write(args):
             return self._write(None, token, rid, args, now)
@@ -279,7 +285,7 @@ class Replica:
             return [self._answer(origin, token, UNREPLICABLE)]
         if self.backlog or _big_del(op):
             return self._queue(origin, token, rid, op, now_ms)
-        seq, reply = self._assign(op, rid, now_ms)
+        seq, reply = self._assign_write(op, rid, now_ms)
         self._await_commit(seq, [(origin, token)], reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
@@ -296,6 +302,13 @@ class Replica:
             return seq, self._apply((self.epoch, seq, now_ms, rid, run[0]), dirty, run[1])
         op = ops.decide(self.state, op, now_ms, self.rng)
         return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty)
+
+    def _assign_write(self, op, rid, now_ms: int):
+        """A client's write: in cluster mode refused (no seq; the refusal answered once all it saw
+        is committed) unless the table, as every earlier entry left it, serves its slot."""
+        if self.cluster and (why := self.cluster.check_write(self.state.table, op)):
+            return self.last_seq, why
+        return self._assign(op, rid, now_ms)
 
     def _await_commit(self, seq: int, waiters, reply) -> None:
         """Answer `waiters` with `reply` once `seq` is committed (at once if it is)."""
@@ -329,6 +342,10 @@ class Replica:
                 if op[1] is None:  # a FLUSH at the front: the keys there are now
                     op = rec[0] = ops.decide(self.state, op, now_ms, self.rng)
                 keys, sliced, kind = op[1], True, op[0]
+                if done == 0 and self.cluster and (why := self.cluster.check_write(self.state.table, op)):
+                    backlog.popleft()
+                    self._await_commit(self.last_seq, waiters, why)
+                    continue
                 last = done + DEL_SLICE >= len(keys)
                 seq, n = self._assign((kind, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
                 rec[4], rec[5] = done + DEL_SLICE, deleted + n if kind == DEL else n
@@ -336,7 +353,7 @@ class Replica:
                     return
                 reply = rec[5]
             else:
-                seq, reply = self._assign(op, rid, now_ms)
+                seq, reply = self._assign_write(op, rid, now_ms)
             backlog.popleft()
             self._await_commit(seq, waiters, reply)
 
@@ -475,7 +492,9 @@ class Replica:
                 return [Send(sender, WriteReply(msg.token, PAST_DEADLINE))]
             return self._write(sender, msg.token, rid, list(msg.args), now)
         if kind is Read:
-            if self.can_answer(ops.read_keys(list(msg.args)), mono):
+            if self.cluster and (why := self.cluster.check_command(self.state.table, list(msg.args))):
+                reply = why  # the tail's table may be behind the asking member's (docs/sharding.md, I5)
+            elif self.can_answer(ops.read_keys(list(msg.args)), mono):
                 reply = ops.read(self.state, list(msg.args), int(now * 1000), self.rng)
             else:
                 reply = NOT_SERVING

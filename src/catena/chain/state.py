@@ -30,6 +30,7 @@ import msgpack
 
 from catena.chain import hashes, lists, sets, strings, zsets
 from catena.chain.dump_values import pack_value, unpack_value
+from catena.chain.slot_table import SlotTable
 from catena.chain.versions import Versions
 from catena.chain.values import WRONGTYPE, WrongTypeError
 from catena.resp.codec import NULL_ARRAY, OK, Error, Status
@@ -109,7 +110,7 @@ class KVState:
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
     shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions", "table")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
@@ -120,6 +121,7 @@ class KVState:
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
         self._heap: list[tuple[int, bytes]] = []
         self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
+        self.table = SlotTable()  # the hash slots this chain serves (chain/slot_table.py)
 
     # -- reads (local clock) ----------------------------------------------------------------
 
@@ -349,15 +351,20 @@ class KVState:
 
     def dump(self) -> bytes:
         dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
-        return msgpack.packb([self.data, self.expires, dedup, self.floors], use_bin_type=True, default=pack_value)
+        return msgpack.packb([self.data, self.expires, dedup, self.floors, self.table.dump()], use_bin_type=True,
+                             default=pack_value)
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
-        data, expires, dedup, floors = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False,
-                                                       ext_hook=unpack_value)
+        parts = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False, ext_hook=unpack_value)
+        if type(parts) is not tuple or len(parts) not in (4, 5):
+            raise ValueError("a state dump is [data, expires, dedup, floors, slot table]")
+        data, expires, dedup, floors = parts[:4]  # dumps from before the slot table have four parts
         if not (type(data) is dict and type(expires) is dict and type(dedup) is dict and type(floors) is dict):
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
         state = cls()
+        if len(parts) == 5:
+            state.table = SlotTable.load(parts[4])
         state.data = data  # msgpack builds the dicts; no copy
         state.unindexed = list(data)
         state.expires = expires

@@ -15,11 +15,12 @@ CAPACITY = 100_000  # keys remembered exactly; past this the table empties and `
 
 
 class Versions:
-    __slots__ = ("seqs", "floor")
+    __slots__ = ("seqs", "floor", "last")
 
     def __init__(self, floor: int = 0):
         self.seqs: dict[bytes, int] = {}
         self.floor = floor
+        self.last = floor  # the newest seq that wrote keys: the state holds every write up to it
 
     def of(self, key: bytes) -> int:
         return self.seqs.get(key, self.floor)
@@ -32,8 +33,10 @@ class Versions:
             self.floor = seq - 1
         for key in keys:
             seqs[key] = seq
+        if keys:
+            self.last = seq
 
     def forget(self, seq: int) -> None:
         """The state now holds everything up to `seq`, with no record of which keys it wrote."""
         self.seqs.clear()
-        self.floor = seq
+        self.floor = self.last = seq

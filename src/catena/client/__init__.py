@@ -7,7 +7,10 @@
         c.get("k")  # b"v"
 
 Writes go to the chain's head and carry request ids (a retry applies once); reads go to any
-member. Every call has a deadline (`timeout=5.0` s) after which it raises `Timeout`.
+member. Every call has a deadline (`timeout=5.0` s) after which it raises `Timeout`. Against
+members in cluster mode a command goes by its keys' hash slot: `-MOVED` is followed (and
+remembered per slot), `-ASK` once after ASKING, `-TRYAGAIN` retried with backoff, and a
+pipeline is split by the chain each command's slot lives on (docs/sharding.md).
 
     c.open_session(ttl=10.0, on_lost=print)  # pinged every ttl/3 by the client itself
     c.set("lock", "me", nx=True, session=True)  # deleted when the session ends

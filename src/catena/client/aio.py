@@ -12,7 +12,7 @@ import time
 import uuid
 
 from catena.client.errors import ClientError, ResponseError, SessionLost, Timeout, Unavailable
-from catena.client.router import RetryPolicy, Router, check_value, retryable
+from catena.client.router import MAX_REDIRECTS, RetryPolicy, Router, check_value, command_slot, redirect, retryable
 from catena.coordinator.address import parse
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.resp.client import ReplyError, RespConnection
@@ -302,39 +302,95 @@ class AsyncClient:
     async def _execute(self, commands: list[list], write: bool, deadline: float | None) -> list:
         if deadline is None:
             deadline = time.monotonic() + self.policy.deadline_s
-        attempt, last = 0, None
+        replies: list = [None] * len(commands)
+        pending = list(range(len(commands)))  # commands still to (re)send, in order
+        ask: dict[int, str] = {}  # command -> the member an ASK named, for one attempt
+        attempt, redirects, last = 0, 0, None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Timeout(f"no answer within {self.policy.deadline_s:.1f} s (last trouble: {last})")
+            backoff = False
             try:
                 if self.router.view is None:
                     await self.refresh(remaining)
-                addr = self.router.write_target() if write else self.router.read_target()
-                if addr is None:
-                    raise Unavailable("the chain has no members")
-                conn = await self._pool.acquire(addr, remaining)
-                try:
-                    replies = await conn.call_many(commands, timeout=remaining)
-                except BaseException:
-                    await conn.close()
-                    raise
-                self._pool.release(addr, conn)
-                errors = [r for r in replies if isinstance(r, ReplyError)]
-                if not any(retryable(str(e)) for e in errors):
+                groups = self._groups(commands, pending, write, ask)
+                sent = await asyncio.gather(*(self._send(addr, [commands[i] for i in idx], asking, remaining)
+                                              for (addr, asking), idx in groups.items()), return_exceptions=True)
+                pending, ask = [], {}
+                for ((addr, _), idx), got in zip(groups.items(), sent):
+                    if isinstance(got, BaseException):
+                        if not isinstance(got, _TRANSIENT):
+                            raise got
+                        last, backoff = f"{type(got).__name__}: {got}", True
+                        self.router.forget(addr)
+                        pending += idx
+                        continue
+                    trouble = self._troubles(idx, got, ask)
+                    if trouble is None:
+                        for i, reply in zip(idx, got):
+                            replies[i] = ResponseError(str(reply)) if isinstance(reply, ReplyError) else reply
+                        continue
+                    pending += idx  # the whole group again, in order: its writes carry request ids
+                    last, redirected = trouble
+                    redirects += redirected
+                    backoff = backoff or not redirected
+                if not pending:
+                    errors = [r for r in replies if isinstance(r, ResponseError)]
                     if errors and len(commands) == 1:
-                        raise ResponseError(str(errors[0]))
-                    return [ResponseError(str(r)) if isinstance(r, ReplyError) else r for r in replies]
-                last = next(str(e) for e in errors if retryable(str(e)))
-            except _TRANSIENT as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                        raise errors[0]
+                    return replies
+                pending.sort()
+                if redirects > MAX_REDIRECTS:
+                    raise ResponseError(f"too many redirects (last: {last})")
             except Unavailable as exc:
                 if not self._ever_routed:
                     raise  # nothing ever answered: fail fast, naming what was tried
-                last = str(exc)
-            self.router.view = None  # refresh before the next attempt
-            await asyncio.sleep(min(self.policy.backoff(attempt, self.rng), max(0.0, deadline - time.monotonic())))
-            attempt += 1
+                last, backoff = str(exc), True
+            if backoff:
+                self.router.view = None  # refresh before the next attempt
+                await asyncio.sleep(min(self.policy.backoff(attempt, self.rng), max(0.0, deadline - time.monotonic())))
+                attempt += 1
+
+    def _groups(self, commands, pending, write: bool, ask: dict) -> dict:
+        """(address, after ASKING) -> the pending commands to send there, by their keys' slots."""
+        groups: dict = {}
+        for i in pending:
+            slot = command_slot(commands[i])
+            addr = ask.get(i) or (self.router.write_target(slot) if write else self.router.read_target(slot))
+            if addr is None:
+                raise Unavailable("the chain has no members")
+            groups.setdefault((addr, i in ask), []).append(i)
+        return groups
+
+    async def _send(self, addr: str, commands: list[list], asking: bool, timeout: float) -> list:
+        conn = await self._pool.acquire(addr, timeout)
+        try:
+            replies = await conn.call_many([[b"ASKING"], *commands] if asking else commands, timeout=timeout)
+        except BaseException:
+            await conn.close()
+            raise
+        self._pool.release(addr, conn)
+        return replies[1:] if asking else replies
+
+    def _troubles(self, idx: list[int], replies: list, ask: dict) -> tuple[str, int] | None:
+        """None if a group's replies are final; else (what went wrong, 1 if it was a redirect),
+        the redirects recorded (MOVED for good, ASK for the next attempt)."""
+        trouble = None
+        for i, reply in zip(idx, replies):
+            if not isinstance(reply, ReplyError):
+                continue
+            moved = redirect(str(reply))
+            if moved is not None:
+                kind, slot, addr = moved
+                if kind == "MOVED":
+                    self.router.on_moved(slot, addr)
+                else:
+                    ask[i] = addr
+                trouble = (str(reply), 1)
+            elif retryable(str(reply)) and trouble is None:
+                trouble = (str(reply), 0)
+        return trouble
 
     async def refresh(self, timeout: float) -> None:
         """Fetch the chain's view from the coordinator leader (following redirects)."""
