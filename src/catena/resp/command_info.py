@@ -172,6 +172,10 @@ echo 2 0 0 0 connection 1.0.0 loading,stale,fast
 select 2 0 0 0 connection 1.0.0 loading,stale,fast
 client -2 0 0 0 connection 2.4.0 -
 config -2 0 0 0 server 2.0.0 -
+cluster -2 0 0 0 cluster 3.0.0 -
+readonly 1 0 0 0 cluster 3.0.0 loading,stale,fast
+readwrite 1 0 0 0 cluster 3.0.0 loading,stale,fast
+asking 1 0 0 0 cluster 3.0.0 fast
 command -1 0 0 0 server 2.8.13 loading,stale
 quit -1 0 0 0 connection 1.0.0 noscript,loading,stale,fast,no_auth,allow_busy
 reset 1 0 0 0 connection 6.2.0 noscript,loading,stale,fast,no_auth,allow_busy
