@@ -1,0 +1,159 @@
+"""Per-write CPU cost of each member of a 3-member chain: instructions (callgrind) and a cProfile.
+
+Starts three members on free loopback ports (no coordinator: the script pushes the view
+itself, so no probe can time out while the members run under valgrind), warms them up with
+redis-benchmark SETs at the head, then measures W more writes:
+
+- `--tool callgrind` (default): every member runs under `valgrind --tool=callgrind` with
+  instrumentation off until the warm-up is done; instruction counts (Ir) are taken over an
+  idle interval and over the W writes, and the idle rate (the loop's timers) is subtracted.
+  Instruction counts are repeatable on a busy machine, unlike wall-clock time.
+- `--tool cprofile`: every member runs under cProfile (started after the warm-up by SIGUSR1
+  is not available, so the profile covers start-up too: it is reported after subtracting
+  nothing; read its top entries) and its top functions by own time are printed per role.
+
+    python bench/profile/run.py                  # callgrind, 2,000 writes (a few minutes)
+    python bench/profile/run.py --writes 5000 --pipeline 16
+    python bench/profile/run.py --tool cprofile --writes 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "throughput"))
+from run import Procs, cli, free_port, wait_for  # noqa: E402  (bench/throughput/run.py)
+
+from catena.loopback import HOST  # noqa: E402
+
+ROLES = ("head", "middle", "tail")
+
+
+def start_members(procs: Procs, ports: list[int], tool: str, fsync: str) -> list:
+    members = [f"{HOST}:{p}" for p in ports]
+    started = []
+    for role, port in zip(ROLES, ports):
+        argv = [sys.executable, "-m", "catena", "member", "--listen", f"{HOST}:{port}", "--data-dir",
+                str(procs.root / role), "--fsync", fsync]
+        if tool == "callgrind":
+            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+                    f"--callgrind-out-file={procs.root / f'callgrind.{role}'}", *argv]
+        else:
+            argv = [sys.executable, "-m", "cProfile", "-o", str(procs.root / f"cprofile.{role}"), *argv[1:]]
+        started.append(procs.start(role, argv))
+    for port in ports:
+        wait_for(lambda: cli(port, "PING", timeout=30) == "PONG", 600, f"member on {port}")
+    for port in ports:
+        cli(port, "MEMBER.VIEW", "0", "1", "-", *members, timeout=60)
+    wait_for(lambda: cli(ports[0], "SET", "warm", "1", timeout=60) == "OK", 600, "a first write")
+    return started
+
+
+def writes(head: int, n: int, pipeline: int) -> float:
+    started = time.monotonic()
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(head), "-t", "set", "-n", str(n), "-c", "50",
+                          "-r", "100000", "-P", str(pipeline), "-q"], capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"redis-benchmark: {out.stderr.strip()}")
+    return time.monotonic() - started
+
+
+def totals(path: Path) -> int:
+    """The Ir a callgrind dump counted."""
+    text = path.read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def dumps(root: Path, role: str) -> list[Path]:
+    return sorted(root.glob(f"callgrind.{role}*"), key=lambda p: p.stat().st_mtime)
+
+
+def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_s: float) -> None:
+    pids = [p.pid for p in started]
+    for pid in pids:
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, timeout=600, check=True)
+    time.sleep(idle_s)  # the idle interval: the members' timers alone
+    for pid in pids:
+        subprocess.run(["callgrind_control", "-d", "idle", str(pid)], capture_output=True, timeout=600, check=True)
+    t_idle = idle_s
+    t_writes = writes(ports[0], n, pipeline)
+    for pid in pids:
+        subprocess.run(["callgrind_control", "-d", "writes", str(pid)], capture_output=True, timeout=600, check=True)
+    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {t_writes:.1f} s under valgrind; "
+          f"idle interval {t_idle:.1f} s")
+    total = 0.0
+    for role in ROLES:
+        idle_file, writes_file = [p for p in dumps(procs.root, role) if p.name != f"callgrind.{role}"][:2]
+        idle, busy = totals(idle_file), totals(writes_file)
+        net = busy - idle / t_idle * t_writes
+        total += net / n
+        print(f"{role:<6} instructions_per_write={net / n:>9.0f}  (raw {busy / n:.0f}, idle {idle / t_idle:.0f}/s)")
+    print(f"chain  instructions_per_write={total:>9.0f}")
+
+
+def report_cprofile(root: Path, n: int, top: int) -> None:
+    for role in ROLES:
+        path = root / f"cprofile.{role}"
+        if not path.exists():
+            print(f"# no profile for the {role}")
+            continue
+        stats = pstats.Stats(str(path))
+        print(f"## {role}: total {stats.total_tt:.2f} s of CPU in Python-visible calls, "
+              f"{stats.total_tt / n * 1e6:.1f} µs per write (start-up included)")
+        stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tool", choices=("callgrind", "cprofile"), default="callgrind")
+    ap.add_argument("--writes", type=int, default=None, help="writes measured (callgrind 2,000; cprofile 50,000)")
+    ap.add_argument("--warmup", type=int, default=2_000)
+    ap.add_argument("--pipeline", type=int, default=1)
+    ap.add_argument("--fsync", default="everysec")
+    ap.add_argument("--idle-seconds", type=float, default=5.0)
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args(argv)
+    n = args.writes or (2_000 if args.tool == "callgrind" else 50_000)
+    if args.tool == "callgrind" and shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="catena-profile-"))
+    procs = Procs(root)
+    taken: set[int] = set()
+    try:
+        ports = [free_port(taken) for _ in ROLES]
+        started = start_members(procs, ports, args.tool, args.fsync)
+        writes(ports[0], args.warmup, args.pipeline)
+        if args.tool == "callgrind":
+            measure_callgrind(procs, started, ports, n, args.pipeline, args.idle_seconds)
+        else:
+            secs = writes(ports[0], n, args.pipeline)
+            print(f"# {n} SETs (-c 50 -P {args.pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s) under cProfile")
+            for p in started:
+                p.send_signal(signal.SIGINT)
+            for p in started:
+                p.wait(timeout=60)
+            report_cprofile(root, n + args.warmup, args.top)
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"profile failed: {exc}; logs in {root}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        if not os.environ.get("CATENA_BENCH_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
