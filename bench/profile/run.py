@@ -1,4 +1,5 @@
-"""Per-write CPU cost of each member of a 3-member chain: instructions (callgrind) and a cProfile.
+"""Per-write CPU cost of each member of a 3-member chain: instructions (callgrind), and where
+the CPU goes (py-spy samples).
 
 Starts three members on free loopback ports (no coordinator: the script pushes the view
 itself, so no probe can time out while the members run under valgrind), warms them up with
@@ -8,20 +9,21 @@ redis-benchmark SETs at the head, then measures W more writes:
   instrumentation off until the warm-up is done; instruction counts (Ir) are taken over an
   idle interval and over the W writes, and the idle rate (the loop's timers) is subtracted.
   Instruction counts are repeatable on a busy machine, unlike wall-clock time.
-- `--tool cprofile`: every member runs under cProfile (started after the warm-up by SIGUSR1
-  is not available, so the profile covers start-up too: it is reported after subtracting
-  nothing; read its top entries) and its top functions by own time are printed per role.
+- `--tool cpu`: the members run as they are; their CPU time (user + system, from /proc) over
+  the W writes, in µs per write, with the rate the chain achieved.
+- `--tool py-spy`: py-spy samples every member (CPU time only, not idle) during the W writes;
+  printed per role: CPU µs per write and the functions the samples were in (own, and with
+  their callees). Needs `pip install py-spy`.
 
-    python bench/profile/run.py                  # callgrind, 2,000 writes (a few minutes)
+    python bench/profile/run.py                  # callgrind, 2,000 writes (about 30 s)
     python bench/profile/run.py --writes 5000 --pipeline 16
-    python bench/profile/run.py --tool cprofile --writes 50000
+    python bench/profile/run.py --tool py-spy --writes 50000
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import pstats
 import re
 import shutil
 import signal
@@ -48,8 +50,6 @@ def start_members(procs: Procs, ports: list[int], tool: str, fsync: str) -> list
         if tool == "callgrind":
             argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
                     f"--callgrind-out-file={procs.root / f'callgrind.{role}'}", *argv]
-        else:
-            argv = [sys.executable, "-m", "cProfile", "-o", str(procs.root / f"cprofile.{role}"), *argv[1:]]
         started.append(procs.start(role, argv))
     for port in ports:
         wait_for(lambda: cli(port, "PING", timeout=30) == "PONG", 600, f"member on {port}")
@@ -102,22 +102,72 @@ def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_
     print(f"chain  instructions_per_write={total:>9.0f}")
 
 
-def report_cprofile(root: Path, n: int, top: int) -> None:
+SAMPLE_HZ = 500
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def measure_cpu(started, ports, n: int, pipeline: int) -> None:
+    before = [cpu_seconds(p.pid) for p in started]
+    secs = writes(ports[0], n, pipeline)
+    after = [cpu_seconds(p.pid) for p in started]
+    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s)")
+    total = 0.0
+    for role, b, a in zip(ROLES, before, after):
+        user, system = (a[0] - b[0]) / n * 1e6, (a[1] - b[1]) / n * 1e6
+        total += user + system
+        print(f"{role:<6} cpu_us_per_write={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
+    print(f"chain  cpu_us_per_write={total:6.1f}")
+
+
+def measure_pyspy(procs: Procs, started, ports, n: int, pipeline: int, top: int) -> None:
+    spies = [subprocess.Popen(["py-spy", "record", "-p", str(p.pid), "-r", str(SAMPLE_HZ), "--format", "raw",
+                               "--nonblocking", "-o", str(procs.root / f"pyspy.{role}")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for role, p in zip(ROLES, started)]
+    time.sleep(1)  # py-spy attaches
+    secs = writes(ports[0], n, pipeline)
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(timeout=60)
+    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s), "
+          f"py-spy at {SAMPLE_HZ} Hz (CPU samples only)")
     for role in ROLES:
-        path = root / f"cprofile.{role}"
-        if not path.exists():
-            print(f"# no profile for the {role}")
+        own, incl, total = stacks(procs.root / f"pyspy.{role}")
+        print(f"## {role}: {total / SAMPLE_HZ / n * 1e6:.1f} µs of CPU per write ({total} samples)")
+        for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  own {100 * count / total:5.1f}%  incl {100 * incl[name] / total:5.1f}%  {name}")
+
+
+def stacks(path: Path) -> tuple[dict, dict, int]:
+    """py-spy's collapsed stacks: samples per function as the leaf (own) and anywhere (incl)."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
             continue
-        stats = pstats.Stats(str(path))
-        print(f"## {role}: total {stats.total_tt:.2f} s of CPU in Python-visible calls, "
-              f"{stats.total_tt / n * 1e6:.1f} µs per write (start-up included)")
-        stats.sort_stats("tottime").print_stats(top)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        frames = [f.replace(str(Path(sys.prefix)), "venv") for f in frames]
+        c = int(count)
+        total += c
+        own[frames[-1]] = own.get(frames[-1], 0) + c
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + c
+    return own, incl, total
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tool", choices=("callgrind", "cprofile"), default="callgrind")
-    ap.add_argument("--writes", type=int, default=None, help="writes measured (callgrind 2,000; cprofile 50,000)")
+    ap.add_argument("--tool", choices=("callgrind", "cpu", "py-spy"), default="callgrind")
+    ap.add_argument("--writes", type=int, default=None, help="writes measured (callgrind 2,000; else 50,000)")
     ap.add_argument("--warmup", type=int, default=2_000)
     ap.add_argument("--pipeline", type=int, default=1)
     ap.add_argument("--fsync", default="everysec")
@@ -125,8 +175,10 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
     n = args.writes or (2_000 if args.tool == "callgrind" else 50_000)
-    if args.tool == "callgrind" and shutil.which("valgrind") is None:
-        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+    need = {"callgrind": "valgrind", "py-spy": "py-spy"}.get(args.tool)
+    if need and shutil.which(need) is None:
+        print(f"{need} is not installed (valgrind: apt-get install valgrind; py-spy: pip install py-spy)",
+              file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="catena-profile-"))
     procs = Procs(root)
@@ -137,14 +189,10 @@ def main(argv=None) -> int:
         writes(ports[0], args.warmup, args.pipeline)
         if args.tool == "callgrind":
             measure_callgrind(procs, started, ports, n, args.pipeline, args.idle_seconds)
+        elif args.tool == "cpu":
+            measure_cpu(started, ports, n, args.pipeline)
         else:
-            secs = writes(ports[0], n, args.pipeline)
-            print(f"# {n} SETs (-c 50 -P {args.pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s) under cProfile")
-            for p in started:
-                p.send_signal(signal.SIGINT)
-            for p in started:
-                p.wait(timeout=60)
-            report_cprofile(root, n + args.warmup, args.top)
+            measure_pyspy(procs, started, ports, n, args.pipeline, args.top)
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"profile failed: {exc}; logs in {root}", file=sys.stderr)

@@ -216,7 +216,7 @@ def requests(pipeline: int, quick: bool, n: int | None) -> int:
     """Requests per redis-benchmark run: enough for a few seconds at catena's rate."""
     if n:
         return n
-    return (10_000 if quick else 20_000) * (5 if pipeline > 1 else 1)
+    return (8_000 if quick else 15_000) * (5 if pipeline > 1 else 1)
 
 
 def measure(port_set: int, port_get: int, quick: bool, n: int | None) -> dict[tuple[str, int], float]:
