@@ -59,9 +59,13 @@ def start_members(procs: Procs, ports: list[int], tool: str, fsync: str) -> list
     return started
 
 
-def writes(head: int, n: int, pipeline: int) -> float:
+TEST = "set"  # --test get: GETs at the tail instead (a member given a view by hand as a middle
+# one never served reads: it forwards them to the tail; the tail answers its own)
+
+
+def writes(head: int, n: int, pipeline: int, test: str = "set") -> float:
     started = time.monotonic()
-    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(head), "-t", "set", "-n", str(n), "-c", "50",
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(head), "-t", test, "-n", str(n), "-c", "50",
                           "-r", "100000", "-P", str(pipeline), "-q"], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"redis-benchmark: {out.stderr.strip()}")
@@ -87,10 +91,10 @@ def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_
     for pid in pids:
         subprocess.run(["callgrind_control", "-d", "idle", str(pid)], capture_output=True, timeout=600, check=True)
     t_idle = idle_s
-    t_writes = writes(ports[0], n, pipeline)
+    t_writes = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
     for pid in pids:
         subprocess.run(["callgrind_control", "-d", "writes", str(pid)], capture_output=True, timeout=600, check=True)
-    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {t_writes:.1f} s under valgrind; "
+    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {t_writes:.1f} s under valgrind; "
           f"idle interval {t_idle:.1f} s")
     total = 0.0
     for role in ROLES:
@@ -98,8 +102,8 @@ def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_
         idle, busy = totals(idle_file), totals(writes_file)
         net = busy - idle / t_idle * t_writes
         total += net / n
-        print(f"{role:<6} instructions_per_write={net / n:>9.0f}  (raw {busy / n:.0f}, idle {idle / t_idle:.0f}/s)")
-    print(f"chain  instructions_per_write={total:>9.0f}")
+        print(f"{role:<6} instructions_per_{TEST}={net / n:>9.0f}  (raw {busy / n:.0f}, idle {idle / t_idle:.0f}/s)")
+    print(f"chain  instructions_per_{TEST}={total:>9.0f}")
 
 
 SAMPLE_HZ = 500
@@ -114,15 +118,15 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 def measure_cpu(started, ports, n: int, pipeline: int) -> None:
     before = [cpu_seconds(p.pid) for p in started]
-    secs = writes(ports[0], n, pipeline)
+    secs = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
     after = [cpu_seconds(p.pid) for p in started]
-    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s)")
+    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {secs:.1f} s ({n / secs:.0f}/s)")
     total = 0.0
     for role, b, a in zip(ROLES, before, after):
         user, system = (a[0] - b[0]) / n * 1e6, (a[1] - b[1]) / n * 1e6
         total += user + system
-        print(f"{role:<6} cpu_us_per_write={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
-    print(f"chain  cpu_us_per_write={total:6.1f}")
+        print(f"{role:<6} cpu_us_per_{TEST}={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
+    print(f"chain  cpu_us_per_{TEST}={total:6.1f}")
 
 
 def measure_pyspy(procs: Procs, started, ports, n: int, pipeline: int, top: int) -> None:
@@ -131,12 +135,12 @@ def measure_pyspy(procs: Procs, started, ports, n: int, pipeline: int, top: int)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for role, p in zip(ROLES, started)]
     time.sleep(1)  # py-spy attaches
-    secs = writes(ports[0], n, pipeline)
+    secs = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
     for spy in spies:
         spy.send_signal(signal.SIGINT)
     for spy in spies:
         spy.wait(timeout=60)
-    print(f"# {n} SETs (-c 50 -P {pipeline}) at the head in {secs:.1f} s ({n / secs:.0f}/s), "
+    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {secs:.1f} s ({n / secs:.0f}/s), "
           f"py-spy at {SAMPLE_HZ} Hz (CPU samples only)")
     for role in ROLES:
         own, incl, total = stacks(procs.root / f"pyspy.{role}")
@@ -170,10 +174,13 @@ def main(argv=None) -> int:
     ap.add_argument("--writes", type=int, default=None, help="writes measured (callgrind 2,000; else 50,000)")
     ap.add_argument("--warmup", type=int, default=2_000)
     ap.add_argument("--pipeline", type=int, default=1)
+    ap.add_argument("--test", choices=("set", "get"), default="set", help="SETs at the head or GETs at the tail")
     ap.add_argument("--fsync", default="everysec")
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
+    global TEST
+    TEST = args.test
     n = args.writes or (2_000 if args.tool == "callgrind" else 50_000)
     need = {"callgrind": "valgrind", "py-spy": "py-spy"}.get(args.tool)
     if need and shutil.which(need) is None:

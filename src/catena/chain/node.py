@@ -7,7 +7,6 @@ traffic. A write or fsync that fails or stalls stops the process on the spot (ch
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
+from catena import gcstats
 from catena.chain import blocking, disk, info, messages, ops, resp3, transactions
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
@@ -25,11 +25,12 @@ from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.multi import Transactions
-from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
+from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
+from catena.gcstats import GcStats
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.metrics.member import MemberMetrics
@@ -97,6 +98,7 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self.gc_stats = GcStats()
         self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
         self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
@@ -195,8 +197,14 @@ class MemberNode:
         return OK
 
     def _data(self, client, args):
+        if not client.resp3:  # (RESP3 reshapes some replies through a token)
+            value = self.replica.read_now(args, time.time(), time.monotonic())
+            if value is not LATER:
+                self.metrics.answered(args, value)
+                return value
         reply = Deferred()
-        self._submit(self.metrics.track(resp3.token_for(reply, args, client.resp3), args), args)
+        token = resp3.token_for(reply, args, True) if client.resp3 else reply
+        self._submit(self.metrics.track(token, args), args)
         return reply
 
     def _submit(self, token, args) -> None:
@@ -465,10 +473,8 @@ class MemberNode:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, started: asyncio.Event | None = None) -> None:
-        # The recovered state is long-lived: keep the cyclic GC from walking it, and let it
-        # run less often (the hot path allocates many short-lived tuples, few cycles).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gcstats.tune()  # the recovered state is long-lived: never walked by the collector
+        self.gc_stats.start()
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
@@ -493,6 +499,7 @@ class MemberNode:
                 self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
+                self.gc_stats.stop()
                 try:
                     self.log.close()
                 except OSError as exc:
