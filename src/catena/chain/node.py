@@ -17,7 +17,7 @@ from typing import NamedTuple, NoReturn
 import msgpack
 
 from catena import gcstats
-from catena.chain import blocking, disk, info, messages, ops, resp3, transactions
+from catena.chain import blocking, disk, info, messages, ops, resp3, snapshotter, transactions
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
@@ -25,6 +25,7 @@ from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.multi import Transactions
+from catena.chain.snapshotter import snapshot_parts
 from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
@@ -78,6 +79,7 @@ class MemberNode:
         self.io = self.metrics.io  # the data directory's write or fsync in progress (timed)
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
+        self._child: snapshotter.Child | None = None  # writing a snapshot (catena.chain.snapshotter)
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
             self.replica = self._recover()
@@ -464,6 +466,9 @@ class MemberNode:
         self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
     def _store_snapshot(self, blob: list[bytes]) -> None:
+        if self._child is not None:  # this one is newer than the child's
+            snapshotter.abandon(self._child, self.log)
+            self._child = None
         try:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
@@ -500,6 +505,8 @@ class MemberNode:
                 await self.server.close()
                 self.watchdog.stop()
                 self.gc_stats.stop()
+                if self._child is not None:  # its snapshot.tmp is dropped (recovery would too)
+                    snapshotter.abandon(self._child, self.log)
                 try:
                     self.log.close()
                 except OSError as exc:
@@ -517,12 +524,33 @@ class MemberNode:
                 self._disk_failed("syncing the log", exc)
             if synced:
                 await asyncio.sleep(0)
-            if (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
+            if self._child is not None:
+                self._poll_child()
+            elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
                     and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
-                # the state is dumped in this turn, packed and stored in later ones, with
-                # nothing logged in between
-                snap = _Snapshot(self.replica.last_epoch, self.replica.last_seq, self.replica.state.dump())
-                self._execute([snap], next_turn=True)
+                self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        """A snapshot of the state as of now: written by a forked child, or where there is no
+        fork(), dumped in this turn, packed and stored in later ones, with nothing logged in between."""
+        replica = self.replica
+        try:
+            self._child = snapshotter.start(self.log, replica.last_epoch, replica.last_seq, replica.state)
+        except OSError as exc:
+            self._disk_failed("starting a snapshot", exc)
+        if self._child is None:
+            snap = _Snapshot(replica.last_epoch, replica.last_seq, replica.state.dump())
+            self._execute([snap], next_turn=True)
+
+    def _poll_child(self) -> None:
+        try:
+            took = snapshotter.poll(self._child, self.log)
+        except OSError as exc:
+            self._disk_failed("installing a snapshot", exc)
+        if took is not None:
+            self._child = None
+            self.metrics.snapshot.observe(took)
+            self._snapshot_bytes = self.log.snapshot_bytes()
 
     def _leader_changed(self, leader: str) -> None:
         log.info("coordinator leader is %s", leader)
@@ -628,20 +656,6 @@ class _Snapshot(NamedTuple):
 
 class _StoreSnapshot(NamedTuple):
     blob: list[bytes]  # snapshot_parts: the blob in parts
-
-
-def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
-    """The member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
-    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
-    large one is never copied into another buffer."""
-    n = len(state)
-    if n < 1 << 8:
-        head = b"\xc4" + n.to_bytes(1, "big")
-    elif n < 1 << 16:
-        head = b"\xc5" + n.to_bytes(2, "big")
-    else:
-        head = b"\xc6" + n.to_bytes(4, "big")
-    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
 
 
 def _disconnected(token) -> bool:
