@@ -167,7 +167,7 @@ class MemberNode:
         for name, (arity, _) in ops.WRITES.items():
             t.register(name, self._data, arity, role=INTERNAL if name in transactions.COMMANDS else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
+            t.register(name, self._read, arity, ordered=True, role=INTERNAL if name in transactions.COMMANDS else DATA)
         for name, (arity, _, _) in blocking.COMMANDS.items():
             t.register(name, self._data, arity)
         self.transactions = Transactions(t, self._submit)
@@ -198,12 +198,17 @@ class MemberNode:
         self.replica.revoke(decode_control(args).epoch)
         return OK
 
-    def _data(self, client, args):
+    def _read(self, client, args):
+        """A read: answered in this call when this member may answer it from its own data (the
+        machine's `read_now`), else as any data command."""
         if not client.resp3:  # (RESP3 reshapes some replies through a token)
             value = self.replica.read_now(args, time.time(), time.monotonic())
             if value is not LATER:
                 self.metrics.answered(args, value)
                 return value
+        return self._data(client, args)
+
+    def _data(self, client, args):
         reply = Deferred()
         token = resp3.token_for(reply, args, True) if client.resp3 else reply
         self._submit(self.metrics.track(token, args), args)

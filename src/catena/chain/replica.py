@@ -229,12 +229,13 @@ class Replica:
 
     def _on_client(self, token, args: list[bytes], now: float, mono: float) -> list:
         rid = None
-        if args[0].upper() == REQ:
+        name = args[0].upper()
+        if name == REQ:
             parsed = ops.request(args)
             if type(parsed) is Error:
                 return [Reply(token, parsed)]
             rid, args = parsed
-        name = args[0].upper()
+            name = args[0].upper()
         if ops.is_write(args):
             return self._write(None, token, rid, args, now)
         if name in blocking.COMMANDS and rid is None:
