@@ -367,6 +367,9 @@ class MemberNode:
         while later and not self._failed:
             fx = later.popleft()
             try:
+                if type(fx) is Reply:  # most effects (a write's reply): no step to split off
+                    fx.token.resolve(fx.value)
+                    continue
                 size, rest = self._execute_one(fx)
             except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
                 self._fail(exc)
@@ -380,10 +383,8 @@ class MemberNode:
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
-        kind = type(fx)
-        if kind is Reply:
-            fx.token.resolve(fx.value)
-        elif kind is Send:
+        kind = type(fx)  # (a Reply is resolved by `_drain` itself)
+        if kind is Send:
             frame = self._frame(fx.msg)
             size = len(frame) if type(frame) is bytes else sum(map(len, frame))
             if size > BIG_EFFECT_BYTES:
@@ -553,6 +554,7 @@ class MemberNode:
         except OSError as exc:
             self._disk_failed("installing a snapshot", exc)
         if took is not None:
+            log.info("snapshot of %d bytes written by a forked child in %.2f s", self.log.snapshot_bytes(), took)
             self._child = None
             self.metrics.snapshot.observe(took)
             self._snapshot_bytes = self.log.snapshot_bytes()
