@@ -59,13 +59,15 @@ def start_members(procs: Procs, ports: list[int], tool: str, fsync: str) -> list
     return started
 
 
-TEST = "set"  # --test get: GETs at the tail instead (a member given a view by hand as a middle
-# one never served reads: it forwards them to the tail; the tail answers its own)
+def target(ports: list[int], test: str) -> tuple[int, str]:
+    """Where the measured commands go: SETs to the head, GETs to the tail (a member given a
+    view by hand as a middle one never served reads: it forwards them to the tail)."""
+    return (ports[0], "head") if test == "set" else (ports[-1], "tail")
 
 
-def writes(head: int, n: int, pipeline: int, test: str = "set") -> float:
+def writes(port: int, n: int, pipeline: int, test: str = "set") -> float:
     started = time.monotonic()
-    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(head), "-t", test, "-n", str(n), "-c", "50",
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", test, "-n", str(n), "-c", "50",
                           "-r", "100000", "-P", str(pipeline), "-q"], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"redis-benchmark: {out.stderr.strip()}")
@@ -83,7 +85,7 @@ def dumps(root: Path, role: str) -> list[Path]:
     return sorted(root.glob(f"callgrind.{role}*"), key=lambda p: p.stat().st_mtime)
 
 
-def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_s: float) -> None:
+def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_s: float, test: str) -> None:
     pids = [p.pid for p in started]
     for pid in pids:
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, timeout=600, check=True)
@@ -91,10 +93,11 @@ def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_
     for pid in pids:
         subprocess.run(["callgrind_control", "-d", "idle", str(pid)], capture_output=True, timeout=600, check=True)
     t_idle = idle_s
-    t_writes = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
+    port, where = target(ports, test)
+    t_writes = writes(port, n, pipeline, test)
     for pid in pids:
         subprocess.run(["callgrind_control", "-d", "writes", str(pid)], capture_output=True, timeout=600, check=True)
-    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {t_writes:.1f} s under valgrind; "
+    print(f"# {n} {test.upper()}s (-c 50 -P {pipeline}) at the {where} in {t_writes:.1f} s under valgrind; "
           f"idle interval {t_idle:.1f} s")
     total = 0.0
     for role in ROLES:
@@ -102,8 +105,8 @@ def measure_callgrind(procs: Procs, started, ports, n: int, pipeline: int, idle_
         idle, busy = totals(idle_file), totals(writes_file)
         net = busy - idle / t_idle * t_writes
         total += net / n
-        print(f"{role:<6} instructions_per_{TEST}={net / n:>9.0f}  (raw {busy / n:.0f}, idle {idle / t_idle:.0f}/s)")
-    print(f"chain  instructions_per_{TEST}={total:>9.0f}")
+        print(f"{role:<6} instructions_per_{test}={net / n:>9.0f}  (raw {busy / n:.0f}, idle {idle / t_idle:.0f}/s)")
+    print(f"chain  instructions_per_{test}={total:>9.0f}")
 
 
 SAMPLE_HZ = 500
@@ -116,31 +119,33 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
-def measure_cpu(started, ports, n: int, pipeline: int) -> None:
+def measure_cpu(started, ports, n: int, pipeline: int, test: str) -> None:
+    port, where = target(ports, test)
     before = [cpu_seconds(p.pid) for p in started]
-    secs = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
+    secs = writes(port, n, pipeline, test)
     after = [cpu_seconds(p.pid) for p in started]
-    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {secs:.1f} s ({n / secs:.0f}/s)")
+    print(f"# {n} {test.upper()}s (-c 50 -P {pipeline}) at the {where} in {secs:.1f} s ({n / secs:.0f}/s)")
     total = 0.0
     for role, b, a in zip(ROLES, before, after):
         user, system = (a[0] - b[0]) / n * 1e6, (a[1] - b[1]) / n * 1e6
         total += user + system
-        print(f"{role:<6} cpu_us_per_{TEST}={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
-    print(f"chain  cpu_us_per_{TEST}={total:6.1f}")
+        print(f"{role:<6} cpu_us_per_{test}={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
+    print(f"chain  cpu_us_per_{test}={total:6.1f}")
 
 
-def measure_pyspy(procs: Procs, started, ports, n: int, pipeline: int, top: int) -> None:
+def measure_pyspy(procs: Procs, started, ports, n: int, pipeline: int, top: int, test: str) -> None:
     spies = [subprocess.Popen(["py-spy", "record", "-p", str(p.pid), "-r", str(SAMPLE_HZ), "--format", "raw",
                                "--nonblocking", "-o", str(procs.root / f"pyspy.{role}")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for role, p in zip(ROLES, started)]
     time.sleep(1)  # py-spy attaches
-    secs = writes(ports[0] if TEST == "set" else ports[-1], n, pipeline, TEST)
+    port, where = target(ports, test)
+    secs = writes(port, n, pipeline, test)
     for spy in spies:
         spy.send_signal(signal.SIGINT)
     for spy in spies:
         spy.wait(timeout=60)
-    print(f"# {n} {TEST.upper()}s (-c 50 -P {pipeline}) at the {'head' if TEST == 'set' else 'tail'} in {secs:.1f} s ({n / secs:.0f}/s), "
+    print(f"# {n} {test.upper()}s (-c 50 -P {pipeline}) at the {where} in {secs:.1f} s ({n / secs:.0f}/s), "
           f"py-spy at {SAMPLE_HZ} Hz (CPU samples only)")
     for role in ROLES:
         own, incl, total = stacks(procs.root / f"pyspy.{role}")
@@ -179,8 +184,6 @@ def main(argv=None) -> int:
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
-    global TEST
-    TEST = args.test
     n = args.writes or (2_000 if args.tool == "callgrind" else 50_000)
     need = {"callgrind": "valgrind", "py-spy": "py-spy"}.get(args.tool)
     if need and shutil.which(need) is None:
@@ -195,11 +198,11 @@ def main(argv=None) -> int:
         started = start_members(procs, ports, args.tool, args.fsync)
         writes(ports[0], args.warmup, args.pipeline)
         if args.tool == "callgrind":
-            measure_callgrind(procs, started, ports, n, args.pipeline, args.idle_seconds)
+            measure_callgrind(procs, started, ports, n, args.pipeline, args.idle_seconds, args.test)
         elif args.tool == "cpu":
-            measure_cpu(started, ports, n, args.pipeline)
+            measure_cpu(started, ports, n, args.pipeline, args.test)
         else:
-            measure_pyspy(procs, started, ports, n, args.pipeline, args.top)
+            measure_pyspy(procs, started, ports, n, args.pipeline, args.top, args.test)
         return 0
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"profile failed: {exc}; logs in {root}", file=sys.stderr)
