@@ -8,10 +8,12 @@ import os
 import time
 
 import msgpack
+import pytest
 
 from catena.chain import snapshotter
 from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
 from catena.chain.state import SET, KVState
+from catena.errors import LocalProtocolError
 
 
 def reopen(directory):
@@ -90,3 +92,18 @@ def test_an_abandoned_child_leaves_the_older_snapshot_and_every_record(tmp_path)
     assert not (tmp_path / SNAPSHOT_TMP_NAME).exists()
     log.close()
     assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
+
+
+def test_a_childs_copy_of_the_log_lets_go_of_the_directory(tmp_path):
+    """What the forked child does first (`leave_to_parent`): it drops its copies of the segment
+    and the lock, so it appends nothing and, should it outlive its member, a restart can lock
+    the data dir. (Here, in one process, its copies are the only ones.)"""
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.leave_to_parent()
+    with pytest.raises(LocalProtocolError):
+        log.append([b"r"])
+    with DurableLog(tmp_path) as again:  # the lock is free
+        again.recover()
+    log.write_snapshot(2, b"still writes its snapshot")  # the child's one job
+    assert (tmp_path / SNAPSHOT_TMP_NAME).read_bytes().endswith(b"still writes its snapshot")

@@ -51,6 +51,7 @@ def start(durable_log, last_epoch: int, last_seq: int, state) -> Child | None:
     if pid == 0:  # the child: pack, write, exit without running anything of the parent's
         code = 1
         try:
+            durable_log.leave_to_parent()  # its segment and lock stay the parent's alone
             signal.set_wakeup_fd(-1)  # a signal to the child must not reach the parent's loop
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
