@@ -1,16 +1,22 @@
-"""Throughput and memory of a 3-member catena chain against Redis, measured in the same run.
+"""Throughput of a 3-member catena chain against Redis and against RedisRaft, in the same run.
 
-Starts Debian's redis-server (no persistence) and a catena chain (coordinator + 3 members,
-log on, fsync everysec) on free loopback ports, runs
+Starts, one system at a time, on free loopback ports:
 
-    redis-benchmark -t set,get -n N -c 50 -P 1   and   -P 16
+- Debian's redis-server (no persistence): the speed of one Redis;
+- a 3-node RedisRaft cluster (Redis >= 7.2 with the redisraft module, from REDISRAFT_SO and
+  REDISRAFT_SERVER; skipped with a note when not given), with log-fsync yes, then no;
+- a catena chain (coordinator + 3 members) with --fsync always, then everysec;
 
-against both (catena: at the head), and prints ops/s with `ratio_vs_redis=` per line. Then it
-loads M keys of 16 bytes (16-byte values) into both over one pipelined connection and prints the
-resident-memory growth per key. Every process it starts is stopped by PID at the end.
+and runs `redis-benchmark -c 50 -r 100000 -P 1` and `-P 16`: SET at the head (RedisRaft: the
+leader), GET at a middle member (RedisRaft: the leader, quorum reads as configured by default).
+Every line pairs matched durability (catena `always` with RedisRaft `log-fsync yes`, `everysec`
+with `no`) and prints `ratio_vs_redisraft=` and `ratio_vs_redis=`. With --memory it then loads M
+keys of 16 bytes into Redis and catena over one pipelined connection and prints the resident
+memory per key. Every process it starts is stopped by PID at the end.
 
-    python bench/throughput/run.py            # N=200000, M=1000000 (about 2-3 minutes)
-    python bench/throughput/run.py --quick    # N=50000,  M=200000
+    python bench/throughput/run.py            # about a minute on 2 cores
+    python bench/throughput/run.py --quick    # fewer requests
+    python bench/throughput/run.py --memory   # and the memory figure (M=1000000)
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import redisraft
 from catena.loopback import HOST, free_ports, wait_until
 
 CLIENTS = 50
+KEYSPACE = 100_000  # redis-benchmark -r: random keys among this many
+TESTS = (("SET", 1), ("SET", 16), ("GET", 1), ("GET", 16))
 VALUE = b"v" * 16
 
 
@@ -115,7 +124,7 @@ def start_redis(procs: Procs, port: int) -> None:
     wait_for(lambda: ping(port), 30, "redis-server")
 
 
-def start_chain(procs: Procs, ports: list[int]) -> list[int]:
+def start_chain(procs: Procs, ports: list[int], fsync: str = "everysec") -> list[int]:
     """Coordinator on ports[0], members on the rest, added in order (head first)."""
     coord, members = ports[0], ports[1:]
     py = [sys.executable, "-m", "catena"]
@@ -123,7 +132,7 @@ def start_chain(procs: Procs, ports: list[int]) -> list[int]:
                                 "--data-dir", str(procs.root / "coordinator")])
     for p in members:
         procs.start(f"member-{p}", [*py, "member", "--listen", f"{HOST}:{p}", "--data-dir",
-                                    str(procs.root / f"member-{p}"), "--fsync", "everysec"])
+                                    str(procs.root / f"member-{p}"), "--fsync", fsync])
     for p in [coord, *members]:
         wait_for(lambda: ping(p), 60, f"catena on port {p}")
     for p in members:
@@ -139,15 +148,15 @@ def start_chain(procs: Procs, ports: list[int]) -> list[int]:
 # -- measurements --------------------------------------------------------------------------------
 
 
-def benchmark(port: int, n: int, pipeline: int) -> dict[str, float]:
+def benchmark(port: int, n: int, pipeline: int, tests: str = "set,get") -> dict[str, float]:
     """ops/s per test from redis-benchmark's CSV output."""
-    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "set,get", "-n", str(n),
-                          "-c", str(CLIENTS), "-P", str(pipeline), "--csv"],
+    out = subprocess.run(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", tests, "-n", str(n),
+                          "-c", str(CLIENTS), "-r", str(KEYSPACE), "-P", str(pipeline), "--csv"],
                          capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"redis-benchmark against {port} failed: {out.stderr.strip()}")
     rows = {r["test"]: float(r["rps"]) for r in csv.DictReader(io.StringIO(out.stdout)) if r.get("rps")}
-    if not {"SET", "GET"} <= rows.keys():
+    if not set(tests.upper().split(",")) <= rows.keys():
         raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout!r} {out.stderr!r}")
     return rows
 
@@ -203,41 +212,79 @@ def load_keys(port: int, count: int) -> float:
     return time.monotonic() - started
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer requests and keys (about a minute)")
-    ap.add_argument("-n", "--requests", type=int, default=None, help="requests per redis-benchmark run")
-    ap.add_argument("--keys", type=int, default=None, help="keys loaded for the memory figure")
-    args = ap.parse_args(argv)
-    n = args.requests or (50_000 if args.quick else 200_000)
-    keys = args.keys or (200_000 if args.quick else 1_000_000)
-    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed (Debian: apt-get install redis-server redis-tools)", file=sys.stderr)
-            return 2
+def requests(pipeline: int, quick: bool, n: int | None) -> int:
+    """Requests per redis-benchmark run: enough for a few seconds at catena's rate."""
+    if n:
+        return n
+    return (8_000 if quick else 15_000) * (5 if pipeline > 1 else 1)
 
-    root = Path(tempfile.mkdtemp(prefix="catena-bench-"))
-    procs = Procs(root)
-    taken: set[int] = set()
+
+def measure(port_set: int, port_get: int, quick: bool, n: int | None) -> dict[tuple[str, int], float]:
+    """ops/s per (test, pipeline): SET at `port_set`, then GET (of the keys just set) at `port_get`."""
+    out = {}
+    for pipeline in (1, 16):
+        out["SET", pipeline] = benchmark(port_set, requests(pipeline, quick, n), pipeline, "set")["SET"]
+        out["GET", pipeline] = benchmark(port_get, requests(pipeline, quick, n), pipeline, "get")["GET"]
+    return out
+
+
+def run_system(root: Path, name: str, taken: set[int], start, quick: bool, n: int | None) -> dict[tuple[str, int], float]:
+    """Start one system (`start(procs, taken) -> (SET port, GET port)`), measure it, stop it."""
+    (root / name).mkdir()
+    procs = Procs(root / name)
+    try:
+        port_set, port_get = start(procs, taken)
+        return measure(port_set, port_get, quick, n)
+    finally:
+        procs.stop_all()
+
+
+def start_redis_peer(procs: Procs, taken: set[int]) -> tuple[int, int]:
+    port = free_port(taken)
+    start_redis(procs, port)
+    return port, port
+
+
+def start_catena(fsync: str):
+    def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
+        members = start_chain(procs, [free_port(taken) for _ in range(4)], fsync)
+        return members[0], members[1]
+    return start
+
+
+def start_redisraft(so: str, server: str, fsync: bool):
+    def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
+        leader = redisraft.start(procs, [free_port(taken) for _ in range(3)], so, server, fsync, cli, wait_for, HOST)
+        return leader, leader
+    return start
+
+
+def report(results: dict[str, dict], raft_note: str | None) -> None:
+    redis = results["redis"]
+    for catena, raft, durability in (("catena-always", "redisraft-fsync", "fsync=always/log-fsync=yes"),
+                                     ("catena-everysec", "redisraft-nofsync", "fsync=everysec/log-fsync=no")):
+        for key in TESTS:
+            ours = results[catena][key]
+            line = f"{key[0]:<4} -P {key[1]:<2}  {durability:<28} catena={ours:>8.0f}"
+            if raft in results:
+                line += f"  redisraft={results[raft][key]:>8.0f}"
+            line += f"  redis={redis[key]:>8.0f}"
+            if raft in results:
+                line += f"  ratio_vs_redisraft={ours / results[raft][key]:.2f}"
+            print(f"{line}  ratio_vs_redis={ours / redis[key]:.2f}", flush=True)
+    if raft_note:
+        print(f"# {raft_note}")
+
+
+def memory(root: Path, taken: set[int], keys: int) -> None:
+    """Resident growth per key while loading `keys` 16-byte keys into Redis and a catena chain."""
+    (root / "memory").mkdir()
+    procs = Procs(root / "memory")
     try:
         redis_port = free_port(taken)
-        chain_ports = [free_port(taken) for _ in range(4)]
         start_redis(procs, redis_port)
-        members = start_chain(procs, chain_ports)
+        members = start_chain(procs, [free_port(taken) for _ in range(4)])
         head, tail = members[0], members[-1]
-        print(f"# redis-server {cli(redis_port, 'INFO', 'server').split('redis_version:')[1].split()[0]} "
-              f"(no persistence) on {redis_port}; catena chain {members} (fsync everysec, coordinator probing), "
-              "benchmark at the head")
-        print(f"# redis-benchmark -t set,get -n {n} -c {CLIENTS}; {os.cpu_count()} CPUs")
-
-        for pipeline in (1, 16):
-            theirs = benchmark(redis_port, n, pipeline)
-            ours = benchmark(head, n, pipeline)
-            for test in ("SET", "GET"):
-                print(f"{test:<4} -P {pipeline:<2}  redis={theirs[test]:>9.0f} ops/s  catena={ours[test]:>9.0f} ops/s  "
-                      f"ratio_vs_redis={ours[test] / theirs[test]:.2f}", flush=True)
-
-        # Memory: resident growth per key while loading `keys` 16-byte keys.
         before_r, before_used = rss(redis_port), int(info(redis_port)["used_memory"])
         load_keys(redis_port, keys)
         after_r, after_used = rss(redis_port), int(info(redis_port)["used_memory"])
@@ -258,15 +305,53 @@ def main(argv=None) -> int:
               f"catena={catena_per_key:.0f} (per member: "
               f"{', '.join(f'{p}={v:.0f}' for p, v in per_member.items())}) "
               f"ratio_vs_redis={catena_per_key / redis_per_key:.2f}")
+    finally:
+        procs.stop_all()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer requests")
+    ap.add_argument("-n", "--requests", type=int, default=None, help="requests per redis-benchmark run")
+    ap.add_argument("--memory", action="store_true", help="also measure resident memory per key")
+    ap.add_argument("--keys", type=int, default=1_000_000, help="keys loaded for the memory figure")
+    args = ap.parse_args(argv)
+    for tool in ("redis-server", "redis-benchmark", "redis-cli"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (Debian: apt-get install redis-server redis-tools)", file=sys.stderr)
+            return 2
+    raft = redisraft.peer_paths()
+    raft_note = raft if isinstance(raft, str) else None
+    if raft_note:
+        print(f"# {raft_note}", flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="catena-bench-"))
+    taken: set[int] = set()
+    try:
+        version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+        print(f"# redis-benchmark -c {CLIENTS} -r {KEYSPACE}; {os.cpu_count()} CPUs. redis-server {version[2:]} "
+              "(no persistence); RedisRaft: 3 nodes, SET and GET at the leader; catena: 3 members and a "
+              "coordinator, SET at the head, GET at the middle member", flush=True)
+        systems = [("redis", start_redis_peer)]
+        if not raft_note:
+            so, server = raft
+            systems += [("redisraft-fsync", start_redisraft(so, server, True)),
+                        ("redisraft-nofsync", start_redisraft(so, server, False))]
+        systems += [("catena-always", start_catena("always")), ("catena-everysec", start_catena("everysec"))]
+        results = {}
+        for name, start in systems:
+            results[name] = run_system(root, name, taken, start, args.quick, args.requests)
+            print(f"# {name}: " + "  ".join(f"{t} -P {p}={v:.0f}" for (t, p), v in results[name].items()), flush=True)
+        report(results, raft_note)
+        if args.memory:
+            memory(root, taken, args.keys)
         return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f"bench failed: {exc}; logs in {root}", file=sys.stderr)
         return 1
     finally:
-        procs.stop_all()
         if not os.environ.get("CATENA_BENCH_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,18 +5,29 @@ acknowledged write in order."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 
+import pytest
 import redis.asyncio as aioredis
 
 from catena.chain import node as node_mod
+from catena.chain import snapshotter
 from catena.chain.node import MemberNode
 from catena.loopback import free_ports
 
 BIG = 3 * node_mod.BIG_EFFECT_BYTES  # above the snapshot threshold too, so a snapshot follows
 
 
-def test_large_value_logged_and_snapshotted_in_turns_loses_nothing(tmp_path):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-child", "no-fork"])
+def test_large_value_logged_and_snapshotted_in_turns_loses_nothing(tmp_path, monkeypatch, caplog, fork):
+    """The snapshot is written by a forked child, or where fork() fails, in the member's loop."""
     addr = f"127.0.0.1:{free_ports(1)[0]}"
+    if not fork:
+        def no_fork():
+            raise OSError(errno.EAGAIN, "no processes to spare")
+        monkeypatch.setattr(snapshotter.os, "fork", no_fork)
+    caplog.set_level(logging.INFO, logger="catena.chain.node")
 
     async def main():
         node = MemberNode(addr, tmp_path)
@@ -60,6 +71,7 @@ def test_large_value_logged_and_snapshotted_in_turns_loses_nothing(tmp_path):
         return acked
 
     acked = asyncio.run(asyncio.wait_for(main(), 120))
+    assert ("written by a forked child" in caplog.text) == fork
     recovered = MemberNode(addr, tmp_path).replica.state
     assert recovered.data[b"big"] == b"x" * BIG
     missing = [k for k in acked if k not in recovered.data]

@@ -574,7 +574,7 @@ def test_lock_file_left_by_a_dead_process_does_not_block(tmp_path):
 def test_a_snapshot_given_in_parts_is_their_concatenation(tmp_path):
     """A large state is stored without being copied into one buffer: the parts are written in
     turn and recovery reads back exactly their concatenation (the encoding packb would give)."""
-    from catena.chain.node import snapshot_parts
+    from catena.chain.snapshotter import snapshot_parts
 
     for n in (0, 255, 256, 65_535, 65_536, 3 << 20):
         state = bytes(range(256)) * (n // 256) + b"x" * (n % 256)

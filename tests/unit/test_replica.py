@@ -19,7 +19,7 @@ from catena.chain.messages import (
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from catena.chain.replica import (
-    EXPIRE_ROUNDS, EXPIRE_SAMPLE, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica,
+    EXPIRE_ROUNDS, EXPIRE_SAMPLE, LATER, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica,
 )
 from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState, valid_op
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -306,6 +306,44 @@ def test_clean_read_is_answered_locally_dirty_read_goes_to_the_tail():
     assert c.replies["r-dirty"] in (b"old", b"new")
     fx = c.client("b", "r-again", "GET", "k")
     assert fx == [Reply("r-again", b"new")]  # clean again after the ack
+
+
+def test_read_now_answers_exactly_the_reads_on_client_would_answer_at_once():
+    """The shell's fast path for reads: `read_now` gives the value `on_client` would reply with
+    in the same call, and LATER for everything else (dirty keys, writes, blocking pops, a
+    sole member's unpersisted writes, no lease)."""
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "old")
+    c.settle()
+    c.client("a", "w2", "SET", "k", "new")
+    c.deliver_one()  # b holds an uncommitted write of k
+    b = c.r["b"]
+    assert b.read_now([b"GET", b"other"], NOW, NOW) is None  # a missing key: nil, answered here
+    assert b.read_now([b"GET", b"k"], NOW, NOW) is LATER  # dirty: the tail answers
+    assert b.read_now([b"MGET", b"other", b"k"], NOW, NOW) is LATER
+    assert b.read_now([b"SET", b"x", b"1"], NOW, NOW) is LATER
+    assert b.read_now([b"BLPOP", b"l", b"0"], NOW, NOW) is LATER
+    assert b.read_now([b"CATENA.REQ", b"c", b"1", b"GET", b"other"], NOW, NOW) is LATER
+    assert c.r["c"].read_now([b"GET", b"k"], NOW, NOW) == b"old"  # the tail: committed data
+    for name, args in (("b", [b"GET", b"other"]), ("b", [b"GET", b"k"]), ("c", [b"GET", b"k"])):
+        value = c.r[name].read_now(args, NOW, NOW)
+        fx = c.r[name].on_client("t", args, NOW)
+        assert (fx == [Reply("t", value)]) == (value is not LATER)
+    c.settle()
+    assert b.read_now([b"GET", b"k"], NOW, NOW) == b"new"  # clean again after the ack
+
+    sole = Replica("s", b"s/1")
+    sole.on_view(View(0, 1, ("s",)), NOW)
+    sole.flush()
+    sole.on_client("w", [b"SET", b"k", b"v"], NOW)
+    assert sole.read_now([b"GET", b"k"], NOW, NOW) is LATER  # not persisted yet
+    sole.flush()
+    assert sole.read_now([b"GET", b"k"], NOW, NOW) == b"v"
+
+    leased = Replica("l", b"l/1", lease_s=0.5, managed=True)
+    leased.on_view(View(0, 1, ("l",)), NOW)
+    leased.flush()
+    assert leased.read_now([b"GET", b"k"], NOW, NOW) is LATER  # no lease yet
 
 
 def test_tail_answers_reads_itself():

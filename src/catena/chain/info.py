@@ -113,7 +113,7 @@ def _keyspace(node):
 
 
 def _catena(node):
-    return node.loop_monitor.info()
+    return node.loop_monitor.info() + node.gc_stats.info()
 
 
 _SECTIONS = {"server": _server, "clients": _clients, "memory": _memory, "persistence": _persistence,

@@ -17,7 +17,9 @@ On-disk format (integers little-endian)
     snapshot.tmp  a snapshot being written; deleted by recovery.
 
 Recovery replays segments first_segment, first_segment+1, … in order and deletes the segments
-below first_segment. snapshot(blob) runs three steps:
+below first_segment. snapshot(blob) runs three steps (a forked child's snapshot runs them in
+another order, equally safe: rotate() does step 2 first, the child step 1 up to the fsync of
+snapshot.tmp, install_snapshot() the rename and step 3):
   1. write snapshot.tmp, fsync it (every 64 MiB too), rename it over snapshot, fsync the
      directory. This is the commit point: before it the old snapshot and the old segments hold
      the state, after it the new snapshot does (its first_segment is the number of the segment
@@ -118,6 +120,7 @@ class DurableLog:
         self._size = 0  # bytes in that segment's file
         self._bytes = 0  # framed record bytes since the snapshot
         self._count = 0  # records since the snapshot
+        self._rotated = (0, 0)  # (bytes, records) since the snapshot when `rotate` last ran
         self._dirty = False
         self._last_sync: float | None = None
         if not self.directory.is_dir():
@@ -189,6 +192,13 @@ class DurableLog:
     def size_bytes(self) -> int:
         """Bytes of framed records written since the last snapshot."""
         return self._bytes
+
+    def snapshot_bytes(self) -> int:
+        """The size of the snapshot file (0: none)."""
+        try:
+            return (self.directory / SNAPSHOT_NAME).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def records_since_snapshot(self) -> int:
         return self._count
@@ -308,50 +318,114 @@ class DurableLog:
         Crash-safe at every step (see the module docstring). An OSError leaves the log unusable."""
         if self._fd < 0:
             raise LocalProtocolError(self._unusable)
-        parts = [blob] if isinstance(blob, bytes) else list(blob)
-        size = sum(map(len, parts))
         directory = self.directory
         new = self._segment + 1
-        crc = zlib.crc32(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, size, 0)[8:24])
-        for part in parts:
-            crc = zlib.crc32(part, crc)
-        tmp = directory / SNAPSHOT_TMP_NAME
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                what = "write of the snapshot"
-                write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, new, size, crc), self.clock, what)
-                unsynced = 0
-                for part in parts:
-                    view = memoryview(part)
-                    for start in range(0, len(part), WRITE_CHUNK):
-                        chunk = view[start : start + WRITE_CHUNK]
-                        if unsynced and unsynced + len(chunk) > WRITE_CHUNK:
-                            self._timed_sync(fd)  # each fsync has at most a chunk to write: the stall bound holds
-                            unsynced = 0
-                        write_all(fd, chunk, self.clock, what)
-                        unsynced += len(chunk)
-                self._timed_sync(fd, os.fsync)
-            finally:
-                os.close(fd)
-            os.replace(tmp, directory / SNAPSHOT_NAME)
+            self.write_snapshot(new, blob)
+            os.replace(directory / SNAPSHOT_TMP_NAME, directory / SNAPSHOT_NAME)
             fsync_dir(directory, self.clock)
             fd = self._create_segment(new)
             old, self._fd = self._fd, fd
             os.close(old)
-            for n in range(self._first, new):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._path(n))
-            fsync_dir(directory, self.clock)
+            self._drop_segments_below(new)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            self._fail(exc)
+            self._fail_snapshot(exc)
             raise
         self._first = self._segment = new
         self._size = len(SEGMENT_MAGIC)
         self._bytes = self._count = 0
         self._dirty = False
+
+    def write_snapshot(self, first: int, blob: bytes | Sequence[bytes]) -> None:
+        """Write `blob` (or its parts) to snapshot.tmp as the snapshot that starts at segment
+        `first`, fsynced (every chunk: the stall bound holds). Step 1 of `snapshot`; alone, what
+        a forked child does after `rotate` (catena.chain.snapshotter)."""
+        parts = [blob] if isinstance(blob, bytes) else list(blob)
+        size = sum(map(len, parts))
+        crc = zlib.crc32(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, first, size, 0)[8:24])
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        fd = os.open(self.directory / SNAPSHOT_TMP_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            what = "write of the snapshot"
+            write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, first, size, crc), self.clock, what)
+            unsynced = 0
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, len(part), WRITE_CHUNK):
+                    chunk = view[start : start + WRITE_CHUNK]
+                    if unsynced and unsynced + len(chunk) > WRITE_CHUNK:
+                        self._timed_sync(fd)  # each fsync has at most a chunk to write: the stall bound holds
+                        unsynced = 0
+                    write_all(fd, chunk, self.clock, what)
+                    unsynced += len(chunk)
+            self._timed_sync(fd, os.fsync)
+        finally:
+            os.close(fd)
+
+    def rotate(self) -> int:
+        """Start a new segment now (the current one fsynced first, whatever the policy) and
+        return its number: the first segment of a snapshot of the state as of now, which
+        `write_snapshot` writes and `install_snapshot` installs. Until then, recovery replays
+        every segment on the older snapshot. An OSError leaves the log unusable."""
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        new = self._segment + 1
+        try:
+            if self._dirty:
+                self._timed_sync(self._fd)
+            fd = self._create_segment(new)
+            os.close(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            raise
+        self._fd, self._segment, self._size = fd, new, len(SEGMENT_MAGIC)
+        self._rotated = (self._bytes, self._count)
+        self._dirty = False
+        return new
+
+    def install_snapshot(self, first: int) -> None:
+        """Make snapshot.tmp, written for segment `first` (the last `rotate`), the snapshot, and
+        delete the segments it covers (steps 1's rename and 3 of `snapshot`)."""
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        try:
+            os.replace(self.directory / SNAPSHOT_TMP_NAME, self.directory / SNAPSHOT_NAME)
+            fsync_dir(self.directory, self.clock)
+            self._drop_segments_below(first)
+        except OSError as exc:
+            self._fail_snapshot(exc)
+            raise
+        self._first = first
+        covered_bytes, covered_count = self._rotated
+        self._bytes -= covered_bytes
+        self._count -= covered_count
+
+    def leave_to_parent(self) -> None:
+        """In a forked child: close this process's copies of the segment and the lock (the
+        parent keeps both), so the child appends nothing and, should it outlive its parent,
+        does not keep the directory locked against a restart."""
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = -1
+        self._unusable = "this is a forked child's copy of the log"
+
+    def discard_snapshot(self) -> None:
+        """Drop a snapshot.tmp that will not be installed (its writer failed or was stopped)."""
+        with contextlib.suppress(OSError):
+            (self.directory / SNAPSHOT_TMP_NAME).unlink(missing_ok=True)
+
+    def _drop_segments_below(self, first: int) -> None:
+        for n in range(self._first, first):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(n))
+        fsync_dir(self.directory, self.clock)
+
+    def _fail_snapshot(self, exc: OSError) -> None:
+        self.discard_snapshot()
+        self._fail(exc)
 
     def _create_segment(self, number: int) -> int:
         fd = os.open(

@@ -214,12 +214,13 @@ def _is_rid(v) -> bool:
 
 
 def _is_entry(v) -> bool:
-    return (type(v) is tuple and len(v) == 5 and _is_int(v[0]) and _is_int(v[1]) and _is_int(v[2])
-            and _is_rid(v[3]) and type(v[4]) is tuple and len(v[4]) > 0 and _is_int(v[4][0]))
+    # (checks inline rather than calls: this runs for every entry a member receives)
+    return (type(v) is tuple and len(v) == 5 and type(v[0]) is int and type(v[1]) is int and type(v[2]) is int
+            and (v[3] is None or _is_rid(v[3])) and type(v[4]) is tuple and len(v[4]) > 0 and type(v[4][0]) is int)
 
 
 _CHECKS = {"i": _is_int, "b": lambda v: type(v) is bytes, "r": _is_rid, "a": _is_words, "*": lambda v: True,
-           "e": lambda v: type(v) is tuple and all(_is_entry(e) for e in v)}
+           "e": lambda v: type(v) is tuple and all(map(_is_entry, v))}
 
 
 def decode(frame) -> NamedTuple:

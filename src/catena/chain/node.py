@@ -7,7 +7,6 @@ traffic. A write or fsync that fails or stalls stops the process on the spot (ch
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
 import time
@@ -17,7 +16,9 @@ from typing import NamedTuple, NoReturn
 
 import msgpack
 
-from catena.chain import blocking, cluster_commands, disk, info, messages, ops, resp3, slot_ops, transactions
+from catena import gcstats
+from catena.chain import (blocking, cluster_commands, disk, info, messages, ops, resp3, slot_ops, snapshotter,
+                          transactions)
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.links import PeerInbound, PeerLinks
@@ -25,11 +26,13 @@ from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Append, Read, ReadReply
 from catena.chain.multi import Transactions
-from catena.chain.replica import LEASE_S, NOT_SERVING, REQ, Replica
+from catena.chain.snapshotter import snapshot_parts
+from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
 from catena.errors import CatenaError, CorruptLog
+from catena.gcstats import GcStats
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
 from catena.metrics.member import MemberMetrics
@@ -78,6 +81,7 @@ class MemberNode:
         self.io = self.metrics.io  # the data directory's write or fsync in progress (timed)
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
+        self._child: snapshotter.Child | None = None  # writing a snapshot (catena.chain.snapshotter)
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
             self.replica = self._recover()
@@ -98,6 +102,7 @@ class MemberNode:
         self.started = time.time()
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
+        self.gc_stats = GcStats()
         self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
         self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
@@ -165,7 +170,7 @@ class MemberNode:
         for name, (arity, _) in ops.WRITES.items():
             t.register(name, self._data, arity, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in ops.READS.items():
-            t.register(name, self._data, arity, ordered=True, role=INTERNAL if name in internal else DATA)
+            t.register(name, self._read, arity, ordered=True, role=INTERNAL if name in internal else DATA)
         for name, (arity, _, _) in blocking.COMMANDS.items():
             t.register(name, self._data, arity)
         self.transactions = Transactions(t, self._submit)
@@ -198,9 +203,20 @@ class MemberNode:
         self.replica.revoke(decode_control(args).epoch)
         return OK
 
+    def _read(self, client, args):
+        """A read: answered in this call when this member may answer it from its own data (the
+        machine's `read_now`), else as any data command."""
+        if not client.resp3:  # (RESP3 reshapes some replies through a token)
+            value = self.replica.read_now(args, time.time(), time.monotonic())
+            if value is not LATER:
+                self.metrics.answered(args, value)
+                return value
+        return self._data(client, args)
+
     def _data(self, client, args):
         reply = Deferred()
-        self._submit(self.metrics.track(resp3.token_for(reply, args, client.resp3), args), args)
+        token = resp3.token_for(reply, args, True) if client.resp3 else reply
+        self._submit(self.metrics.track(token, args), args)
         return reply
 
     def _submit(self, token, args) -> None:
@@ -356,6 +372,9 @@ class MemberNode:
         while later and not self._failed:
             fx = later.popleft()
             try:
+                if type(fx) is Reply:  # most effects (a write's reply): no step to split off
+                    fx.token.resolve(fx.value)
+                    continue
                 size, rest = self._execute_one(fx)
             except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
                 self._fail(exc)
@@ -369,10 +388,8 @@ class MemberNode:
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
-        kind = type(fx)
-        if kind is Reply:
-            fx.token.resolve(fx.value)
-        elif kind is Send:
+        kind = type(fx)  # (a Reply is resolved by `_drain` itself)
+        if kind is Send:
             frame = self._frame(fx.msg)
             size = len(frame) if type(frame) is bytes else sum(map(len, frame))
             if size > BIG_EFFECT_BYTES:
@@ -460,6 +477,9 @@ class MemberNode:
         self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
     def _store_snapshot(self, blob: list[bytes]) -> None:
+        if self._child is not None:  # this one is newer than the child's
+            snapshotter.abandon(self._child, self.log)
+            self._child = None
         try:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
@@ -469,10 +489,8 @@ class MemberNode:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self, started: asyncio.Event | None = None) -> None:
-        # The recovered state is long-lived: keep the cyclic GC from walking it, and let it
-        # run less often (the hot path allocates many short-lived tuples, few cycles).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gcstats.tune()  # the recovered state is long-lived: never walked by the collector
+        self.gc_stats.start()
         host, port = self.listen.rsplit(":", 1)
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
@@ -497,6 +515,9 @@ class MemberNode:
                 self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
+                self.gc_stats.stop()
+                if self._child is not None:  # its snapshot.tmp is dropped (recovery would too)
+                    snapshotter.abandon(self._child, self.log)
                 try:
                     self.log.close()
                 except OSError as exc:
@@ -514,12 +535,34 @@ class MemberNode:
                 self._disk_failed("syncing the log", exc)
             if synced:
                 await asyncio.sleep(0)
-            if (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
+            if self._child is not None:
+                self._poll_child()
+            elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
                     and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
-                # the state is dumped in this turn, packed and stored in later ones, with
-                # nothing logged in between
-                snap = _Snapshot(self.replica.last_epoch, self.replica.last_seq, self.replica.state.dump())
-                self._execute([snap], next_turn=True)
+                self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        """A snapshot of the state as of now: written by a forked child, or where there is no
+        fork(), dumped in this turn, packed and stored in later ones, with nothing logged in between."""
+        replica = self.replica
+        try:
+            self._child = snapshotter.start(self.log, replica.last_epoch, replica.last_seq, replica.state)
+        except OSError as exc:
+            self._disk_failed("starting a snapshot", exc)
+        if self._child is None:
+            snap = _Snapshot(replica.last_epoch, replica.last_seq, replica.state.dump())
+            self._execute([snap], next_turn=True)
+
+    def _poll_child(self) -> None:
+        try:
+            took = snapshotter.poll(self._child, self.log)
+        except OSError as exc:
+            self._disk_failed("installing a snapshot", exc)
+        if took is not None:
+            log.info("snapshot of %d bytes written by a forked child in %.2f s", self.log.snapshot_bytes(), took)
+            self._child = None
+            self.metrics.snapshot.observe(took)
+            self._snapshot_bytes = self.log.snapshot_bytes()
 
     def _leader_changed(self, leader: str) -> None:
         log.info("coordinator leader is %s", leader)
@@ -625,20 +668,6 @@ class _Snapshot(NamedTuple):
 
 class _StoreSnapshot(NamedTuple):
     blob: list[bytes]  # snapshot_parts: the blob in parts
-
-
-def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
-    """The member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
-    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
-    large one is never copied into another buffer."""
-    n = len(state)
-    if n < 1 << 8:
-        head = b"\xc4" + n.to_bytes(1, "big")
-    elif n < 1 << 16:
-        head = b"\xc5" + n.to_bytes(2, "big")
-    else:
-        head = b"\xc6" + n.to_bytes(4, "big")
-    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
 
 
 def _disconnected(token) -> bool:

@@ -146,10 +146,13 @@ def is_write(args: list[bytes]) -> bool:
 
 def decide(state, op, now_ms: int, rng):
     """The head, just before an op gets its seq: SPOP's random members, FLUSH's keys."""
-    more = DECIDE.get(op[0])
+    kind = op[0]
+    more = DECIDE.get(kind)
     if more is not None:
         return more(state, op, now_ms)
-    return strings.decide(state, sets.decide(state, op, now_ms, rng))
+    if kind == sets.SPOP:
+        return sets.decide(state, op, now_ms, rng)
+    return strings.decide(state, op) if kind == strings.FLUSH else op
 
 
 def to_op(args: list[bytes], now_ms: int):

@@ -63,6 +63,7 @@ WRITE_TIMEOUT_S = 5.0
 PAST_DEADLINE = Error("ERR write not applied: it reached the head after its deadline (a partition or "
                       "a slow link); retry it")
 _UNSET = object()
+LATER = object()  # `read_now`: not a read this member answers at once
 OUTCOME_UNKNOWN = Error("ERR write forwarded to the head got no reply before its deadline; it may or may "
                         "not have been applied")
 
@@ -232,14 +233,15 @@ class Replica:
 
     def _on_client(self, token, args: list[bytes], now: float, mono: float) -> list:
         rid = None
-        if args[0].upper() == REQ:
+        name = args[0].upper()
+        if name == REQ:
             parsed = ops.request(args)
             if type(parsed) is Error:
                 return [Reply(token, parsed)]
             rid, args = parsed
+            name = args[0].upper()
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return [Reply(token, why)]
-        name = args[0].upper()
         if ops.is_write(args):
             return self._write(None, token, rid, args, now)
         if name in blocking.COMMANDS and rid is None:
@@ -248,6 +250,19 @@ class Replica:
         if name in ops.READS:
             return self._read(token, args, now, mono)
         return [Reply(token, Error(f"ERR unknown command '{args[0].decode(errors='replace')}'"))]
+
+    def read_now(self, args: list[bytes], now: float, mono: float):
+        """The reply to a plain read this member may answer from its own data at once, or LATER
+        (then `on_client` takes the command: a write, a read for the tail, a blocking pop…).
+        The shell answers most reads this way, without a token or an effect."""
+        name = args[0].upper()
+        if name not in ops.READS or name in blocking.COMMANDS or name == REQ or ops.is_write(args):
+            return LATER
+        if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
+            return why  # a slot this chain does not serve (now): MOVED, TRYAGAIN, CROSSSLOT
+        if (self.to_persist and self.is_head()) or not self.can_answer(ops.read_keys(args), mono):
+            return LATER  # (see `_read`)
+        return ops.read(self.state, args, int(now * 1000), self.rng)
 
     def _write(self, origin, token, rid, args, now) -> list:
         view = self.view
@@ -281,9 +296,10 @@ class Replica:
         op = ops.to_op(args, now_ms)
         if type(op) is Error:
             return [self._answer(origin, token, op)]
-        if not 0 <= size_bound((rid, op)) <= MAX_ENTRY:  # proven encodable before it has a seq
+        # proven encodable before it has a seq ((None, op) encodes to 6 bytes more than op)
+        if not 0 <= (size_bound(op) if rid is None else size_bound((rid, op)) - 6) <= MAX_ENTRY - 6:
             return [self._answer(origin, token, UNREPLICABLE)]
-        if self.backlog or _big_del(op):
+        if self.backlog or ((op[0] == DEL or op[0] == FLUSH) and _big_del(op)):
             return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign_write(op, rid, now_ms)
         self._await_commit(seq, [(origin, token)], reply)
@@ -315,7 +331,9 @@ class Replica:
         if seq <= self.commit_seq:
             self.deferred += [self._answer(origin, token, reply) for origin, token in waiters]
         else:
-            self.waiting.setdefault(seq, []).extend((origin, token, reply) for origin, token in waiters)
+            waits = self.waiting.setdefault(seq, [])
+            for origin, token in waiters:  # (a loop, not a generator: this runs for every write)
+                waits.append((origin, token, reply))
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
         """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop

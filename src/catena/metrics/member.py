@@ -20,6 +20,14 @@ REQ = b"CATENA.REQ"
 SAMPLE = 16  # one command in this many is timed and its outcome seen (the rest are only counted)
 
 
+def _name(args: list[bytes]) -> bytes:
+    """The command's name as sent (the one inside CATENA.REQ id no [lowest] command…)."""
+    name = args[0]
+    if len(name) == 10 and name.upper() == REQ and len(args) > 3:
+        name = args[4] if args[3].isdigit() and len(args) > 4 else args[3]
+    return name
+
+
 class _Timed:
     """The reply token the replica resolves for a sampled command: resolves the client's
     Deferred, then records the latency and the outcome."""
@@ -85,10 +93,14 @@ class MemberMetrics:
         self.commands = n = self.commands + 1
         if n % SAMPLE:
             return reply
-        name = args[0]
-        if len(name) == 10 and name.upper() == REQ and len(args) > 3:  # CATENA.REQ id no [lowest] command…
-            name = args[4] if args[3].isdigit() and len(args) > 4 else args[3]
-        return _Timed(reply, self, name, time.perf_counter())
+        return _Timed(reply, self, _name(args), time.perf_counter())
+
+    def answered(self, args: list[bytes], value) -> None:
+        """A data command answered at once (a read of this member's own data): counted, and
+        one in SAMPLE seen (in no time to speak of)."""
+        self.commands = n = self.commands + 1
+        if not n % SAMPLE:
+            self.done(_name(args), time.perf_counter(), type(value) is Error)
 
     def done(self, name: bytes, start: float, failed: bool) -> None:
         elapsed = time.perf_counter() - start

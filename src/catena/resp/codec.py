@@ -60,6 +60,8 @@ class _NullArray:
 OK = Status("OK")
 PONG = Status("PONG")
 NULL_ARRAY = _NullArray()  # a nil array: EXEC when a watched key changed
+_OK_WIRE = b"+OK\r\n"
+_BULKS = {bytes}  # the argument types of a command: bulk strings only
 
 
 class CommandParser:
@@ -108,15 +110,18 @@ class CommandParser:
                 # RESP, so walking each one (which also checks what hiredis leaves unchecked)
                 # tells where the next begins.
                 start = size - pending
-                if 0 <= start < size and data[start] != 42:  # not '*'
+                if start == size:  # all of it was whole commands
+                    break
+                if start >= 0 and data[start] != 42:  # not '*'
                     # A blank line or an inline command between frames (redis-cli --pipe sends
                     # one): Redis takes it; so do we, with a fresh reader for what follows.
                     self._reader, self._pending, self._partial = hiredis.Reader(), 0, b""
                     return self._inline(data[start:], commands)
-                self._guard(data, start)
+                if start < 0 or not 0 <= data.find(b"\r\n", start, start + 8) - start < 7:
+                    self._guard(data, start)  # (up to 5 digits of count: below any limit, nothing to check)
                 if (cmd := reader.gets()) is False:
                     break
-                if type(cmd) is not list or not cmd or not all(type(a) is bytes for a in cmd):
+                if type(cmd) is not list or not cmd or {*map(type, cmd)} != _BULKS:
                     raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
                 if start >= 0:
                     pending = size - _walk(data, start, cmd)
@@ -137,11 +142,9 @@ class CommandParser:
 
     def _guard(self, data: bytes, start: int) -> None:
         """hiredis allocates an array as soon as it reads its header: check the argument count
-        of the frame it parses next (it starts at `start` in `data`, or in `_partial` before)."""
+        of the frame it parses next (it starts at `start` in `data`, or in `_partial` before).
+        `_feed` skips it for a count of up to 5 digits: below any sane limit."""
         if start >= 0:
-            end = data.find(b"\r\n", start, start + 8)
-            if 0 <= end - start < 7:  # up to 5 digits: below any sane limit, nothing to parse
-                return
             head = data[start:start + 16]
         else:
             head = (self._partial + data)[:16]
@@ -244,6 +247,15 @@ def _length(buf: bytes, start: int, end: int, what: str) -> int:
 
 def encode(value, resp3: bool = False) -> bytes:
     """Encode one reply."""
+    t = type(value)  # the replies nearly every command gets, without building a list
+    if t is bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if value is OK:
+        return _OK_WIRE
+    if t is int:
+        return b":%d\r\n" % value
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
     out: list[bytes] = []
     _encode(value, resp3, out)
     return b"".join(out)

@@ -102,7 +102,7 @@ class CommandTable:
     def dispatch(self, client, args: list[bytes]):
         name = args[0].upper()
         client.cmd, client.last_seen = name, time.monotonic()
-        reply = self._dispatch(client, args)
+        reply = self._dispatch(client, args, name)
         if name in self.handlers:
             counts = self.calls.get(name)
             if counts is None:
@@ -114,8 +114,7 @@ class CommandTable:
             client.multi_failed = True  # a command that cannot be queued: EXEC aborts
         return reply
 
-    def _dispatch(self, client, args: list[bytes]):
-        name = args[0].upper()
+    def _dispatch(self, client, args: list[bytes], name: bytes):
         if name == b"AUTH":
             return self._auth(client, args)
         if name == b"HELLO":

@@ -254,11 +254,11 @@ class _Connection(asyncio.Protocol):
         client = self.client
         pending = self.pending
         ordered = table.ordered
-        room = self._room()
+        room = self._room() if self.queued else None  # (a write's reply is not queued yet)
         for args in commands:
             if self.closing:  # QUIT (or CLIENT KILL): nothing after it runs
                 break
-            if self.queued > room:
+            if self.queued and self.queued > (room if room is not None else (room := self._room())):
                 return self._overflow(hard=True)
             if self.probation is not None:
                 if (reply := self._admit(args)) is None:
@@ -292,8 +292,8 @@ class _Connection(asyncio.Protocol):
             pending.append(encoded := encode(Error(f"ERR {failed}")))
             self.queued += len(encoded)
             self.closing = True
-        if pending:
-            self._drain()
+        if pending and (type(head := pending[0]) is not Deferred or head.done):
+            self._drain()  # (a write's reply, still owed, leaves nothing to drain)
         self._write()
         if self.closing and not pending:
             self.transport.close()
@@ -402,7 +402,8 @@ class _Connection(asyncio.Protocol):
             pending.popleft()
 
     def _write(self) -> None:
-        """Hand what is ready to the transport, then hold the client to its output limits."""
+        """Hand what is ready to the transport, then hold the client to its output limits
+        (unless nothing was written or queued, and it was under them: then it still is)."""
         if self.out:
             data = b"".join(self.out)
             self.out.clear()
@@ -410,6 +411,8 @@ class _Connection(asyncio.Protocol):
             self.server.bytes_out += len(data)
             if not self.transport.is_closing():
                 self.transport.write(data)
+        elif not self.queued and self.soft_since is None:
+            return
         self._check_output()
 
     def _room(self) -> int:

@@ -1,0 +1,109 @@
+"""Snapshots written by a forked child (catena.chain.snapshotter) and the log steps they use
+(rotate, write_snapshot, install_snapshot): every point of the sequence recovers a history
+with nothing missing and nothing applied twice."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import msgpack
+import pytest
+
+from catena.chain import snapshotter
+from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
+from catena.chain.state import SET, KVState
+from catena.errors import LocalProtocolError
+
+
+def reopen(directory):
+    with DurableLog(directory) as log:
+        return log.recover()
+
+
+def state_with(n: int) -> KVState:
+    state = KVState()
+    for i in range(n):
+        state.apply((SET, b"k%d" % i, b"v%d" % i, None, 0), 0)
+    return state
+
+
+def wait_done(child, log, timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    while (took := snapshotter.poll(child, log)) is None:
+        assert time.monotonic() < deadline, "the snapshot child did not finish"
+        time.sleep(0.01)
+    return took
+
+
+def test_rotate_then_install_covers_the_older_segments_only(tmp_path):
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.append([b"a", b"b"])
+    first = log.rotate()
+    log.append([b"c"])
+    assert log.size_bytes() > 0
+    log.write_snapshot(first, [b"state ", b"after b"])
+    log.close()
+    # A crash before the install: the older snapshot (none) and every segment.
+    assert reopen(tmp_path) == (None, [b"a", b"b", b"c"])
+    assert not (tmp_path / SNAPSHOT_TMP_NAME).exists()
+
+    log = DurableLog(tmp_path)
+    log.recover()
+    first = log.rotate()
+    log.append([b"d"])
+    log.write_snapshot(first, b"state after c")
+    before = log.size_bytes()
+    log.install_snapshot(first)
+    assert 0 < log.size_bytes() < before  # only what came after the rotation counts now
+    assert log.snapshot_bytes() > 0
+    log.append([b"e"])
+    log.close()
+    assert reopen(tmp_path) == (b"state after c", [b"d", b"e"])
+
+
+def test_a_forked_child_writes_the_state_as_of_the_fork(tmp_path):
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.append([b"r1"])
+    state = state_with(1000)
+    child = snapshotter.start(log, 3, 1000, state)
+    assert child is not None and child.pid != os.getpid()
+    state.apply((SET, b"later", b"x", None, 0), 0)  # after the fork: not in the child's image
+    log.append([b"r2"])
+    assert wait_done(child, log) >= 0
+    log.close()
+    blob, records = reopen(tmp_path)
+    last_epoch, last_seq, dump = msgpack.unpackb(blob, raw=True)
+    loaded = KVState.load(dump)
+    assert (last_epoch, last_seq) == (3, 1000) and len(loaded.data) == 1000 and b"later" not in loaded.data
+    assert records == [b"r2"]
+
+
+def test_an_abandoned_child_leaves_the_older_snapshot_and_every_record(tmp_path):
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.snapshot(b"old state")
+    log.append([b"r1"])
+    child = snapshotter.start(log, 1, 1, state_with(200_000))
+    log.append([b"r2"])
+    snapshotter.abandon(child, log)
+    assert not (tmp_path / SNAPSHOT_TMP_NAME).exists()
+    log.close()
+    assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
+
+
+def test_a_childs_copy_of_the_log_lets_go_of_the_directory(tmp_path):
+    """What the forked child does first (`leave_to_parent`): it drops its copies of the segment
+    and the lock, so it appends nothing and, should it outlive its member, a restart can lock
+    the data dir. (Here, in one process, its copies are the only ones.)"""
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.leave_to_parent()
+    with pytest.raises(LocalProtocolError):
+        log.append([b"r"])
+    with DurableLog(tmp_path) as again:  # the lock is free
+        again.recover()
+    log.write_snapshot(2, b"still writes its snapshot")  # the child's one job
+    assert (tmp_path / SNAPSHOT_TMP_NAME).read_bytes().endswith(b"still writes its snapshot")
