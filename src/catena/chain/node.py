@@ -206,12 +206,11 @@ class MemberNode:
     def _read(self, client, args):
         """A read: answered in this call when this member may answer it from its own data (the
         machine's `read_now`), else as any data command."""
-        if not client.resp3:  # (RESP3 reshapes some replies through a token)
-            value = self.replica.read_now(args, time.time(), time.monotonic())
-            if value is not LATER:
-                self.metrics.answered(args, value)
-                return value
-        return self._data(client, args)
+        value = self.replica.read_now(args, time.time(), time.monotonic())
+        if value is LATER:
+            return self._data(client, args)
+        self.metrics.answered(args, value)
+        return resp3.shaped(args, value) if client.resp3 else value
 
     def _data(self, client, args):
         reply = Deferred()
