@@ -90,12 +90,12 @@ def critical(caplog) -> str:
 # -- fail-stop ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fsync, fault, name", [
-    ("everysec", "write", "ENOSPC"),  # the disk is full
-    ("always", "fdatasync", "EIO"),  # the disk is failing
+@pytest.mark.parametrize("fsync, fault, name, what", [
+    ("everysec", "write", "ENOSPC", "appending to the log"),  # the disk is full
+    ("always", "fdatasync", "EIO", "syncing the log"),  # the disk is failing
 ])
 def test_a_failed_persist_executes_nothing_after_it_and_exits(tmp_path, monkeypatch, exits, caplog, fsync, fault,
-                                                              name):
+                                                              name, what):
     node, links = node_at(tmp_path, fsync)
     token = Recorder()
     if fault == "write":
@@ -109,8 +109,38 @@ def test_a_failed_persist_executes_nothing_after_it_and_exits(tmp_path, monkeypa
     assert exits == [disk.EXIT_DISK_FAULT]
     assert links.sent == [] and token.resolved == []  # no Append/Ack to a peer, no reply to a client
     message = critical(caplog)
-    assert str(tmp_path / "member") in message and name in message and "appending to the log" in message
+    assert str(tmp_path / "member") in message and name in message and what in message
     assert "restart the member with the same --data-dir" in message
+    node.log.close()
+
+
+def test_under_fsync_always_the_forward_overtakes_the_fdatasync_and_nothing_else_does(tmp_path, monkeypatch,
+                                                                                    exits):
+    """The members' fsyncs overlap: a batch is forwarded to the successor before its own
+    fdatasync; the ack and the reply wait for it, and a failed one stops them (the successor's
+    copy acknowledges nothing by itself: a commit needs every member's ack)."""
+    node, links = node_at(tmp_path, "always")
+    order = []
+    monkeypatch.setattr(log_module, "_datasync", lambda fd: order.append("fdatasync"))
+    monkeypatch.setattr(links, "send", lambda to, frame: order.append(f"send to {to}"))
+    succ, pred = "127.0.0.1:7002", "127.0.0.1:7001"
+
+    def turn(first_key: int, token) -> list:
+        batch = entries(1, first_key)
+        return [Persist(batch), Send(succ, messages.Append(1, 0, tuple(batch))), Send(pred, messages.Ack(1, 3)),
+                Reply(token, b"OK")]
+
+    token = Recorder()
+    node._execute(turn(1, token))
+    assert order == [f"send to {succ}", "fdatasync", f"send to {pred}"] and token.resolved == [b"OK"]
+    monkeypatch.setattr(log_module, "_datasync", eio)
+    order.clear()
+    token = Recorder()
+    with pytest.raises(Exited):
+        node._execute(turn(2, token))
+    monkeypatch.undo()
+    assert order == [f"send to {succ}"] and token.resolved == []  # forwarded; no ack, no reply
+    assert exits == [disk.EXIT_DISK_FAULT]
     node.log.close()
 
 

@@ -43,7 +43,10 @@ Failures. After a write or fsync fails (ENOSPC, EIO, EROFS, …) the log is unus
 call raises LocalProtocolError, so nothing can be appended after a record that may be missing.
 The owner must stop (see disk.py). Each write and fsync is timed on an IoClock, for a watchdog.
 
-fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() returns; "everysec"
+fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() returns (or, with
+`defer_sync`, in the owner's next `settle()`, which it calls before it acknowledges any of those
+records: a member forwards a batch to its successor while its own fsync is still to come, so the
+members' fsyncs overlap instead of running one after the other); "everysec"
 leaves it to the owner's timer calling maybe_sync(now), which syncs at most once a second and
 only when something was written; "no" leaves it to the operating system. Snapshots and segment
 creation are always fsynced, whatever the policy.
@@ -122,6 +125,7 @@ class DurableLog:
         self._count = 0  # records since the snapshot
         self._rotated = (0, 0)  # (bytes, records) since the snapshot when `rotate` last ran
         self._dirty = False
+        self._owed = False  # fsync="always": a deferred append's fdatasync is still to come
         self._last_sync: float | None = None
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -130,9 +134,10 @@ class DurableLog:
 
     # -- the hot path -------------------------------------------------------------------------
 
-    def append(self, records: Sequence[bytes]) -> None:
-        """Append a batch of records with one write(); fdatasync first under fsync="always".
-        An OSError leaves the log unusable."""
+    def append(self, records: Sequence[bytes], defer_sync: bool = False) -> None:
+        """Append a batch of records with one write(); fdatasync before returning under
+        fsync="always", unless `defer_sync`: then `settle()` does, and the caller calls it before
+        it acknowledges any of them. An OSError leaves the log unusable."""
         fd = self._fd
         if fd < 0:
             raise LocalProtocolError(self._unusable)
@@ -166,10 +171,17 @@ class DurableLog:
         self._size += size
         self._bytes += size
         self._count += len(records)
-        if self._always:
+        if self._always and not defer_sync:
             self._datasync(fd)
         else:
             self._dirty = True
+            self._owed = self._always
+
+    def settle(self) -> None:
+        """The fdatasync a deferred append under fsync="always" still owes (nothing otherwise)."""
+        if self._owed:
+            self._owed = False
+            self.sync()
 
     def maybe_sync(self, now: float) -> bool:
         """Under "everysec", fdatasync if something was written and a second passed since the

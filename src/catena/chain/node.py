@@ -110,6 +110,7 @@ class MemberNode:
         self._group: asyncio.TaskGroup | None = None
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
+        self._owed = False  # a deferred append's fdatasync is still to come (`_append`)
         self._big_record: tuple | None = None  # (entries, their log record): a large Persist's, for its Append
 
     # -- recovery ------------------------------------------------------------------------------
@@ -371,6 +372,8 @@ class MemberNode:
         while later and not self._failed:
             fx = later.popleft()
             try:
+                if self._owed and not _forwards(fx):
+                    self._settle()
                 if type(fx) is Reply:  # most effects (a write's reply): no step to split off
                     fx.token.resolve(fx.value)
                     continue
@@ -381,8 +384,12 @@ class MemberNode:
             if rest is not None:
                 later.appendleft(rest)
             if size > BIG_EFFECT_BYTES and later:
+                if self._owed:  # no turn ends with a sync owed (a read served then would see it)
+                    self._settle()
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
                 return
+        if self._owed:
+            self._settle()
         self._big_record = None  # its Append, if any, was sent
 
     def _execute_one(self, fx) -> tuple[int, object]:
@@ -405,11 +412,11 @@ class MemberNode:
             if len(record) > BIG_EFFECT_BYTES:
                 self._big_record = (fx.entries, record)
                 return len(record), _Out(None, [record])
-            self._append([record])
+            self._append([record], defer_sync=True)
             return len(record), None
         elif kind is _Out:
             if fx.to is None:
-                self._append(fx.data)
+                self._append(fx.data, defer_sync=True)
                 return sum(map(len, fx.data)), None
             self.links.send(fx.to, fx.data)
             return len(fx.data) if type(fx.data) is bytes else sum(map(len, fx.data)), None
@@ -444,13 +451,25 @@ class MemberNode:
             return messages.append_frame(msg.epoch, msg.commit_seq, big[1])
         return messages.pack(msg)
 
-    def _append(self, records: list[bytes]) -> None:
+    def _append(self, records: list[bytes], defer_sync: bool = False) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a
-        Send, an Ack, a Reply) is executed."""
+        Send, an Ack, a Reply) is executed. `defer_sync` (the batches of the chain's entries):
+        under --fsync always, the fdatasync waits until the Append that forwards them to our
+        successor is sent (`_settle`), so the members' fsyncs overlap; nothing else, no Ack and
+        no Reply, goes out before it (`_drain`)."""
         try:
-            self.log.append(records)
+            self.log.append(records, defer_sync)
         except Exception as exc:  # noqa: BLE001 - whatever it is, the entries are not stored
             self._disk_failed("appending to the log", exc)
+        self._owed = defer_sync and self.log.fsync == "always"
+
+    def _settle(self) -> None:
+        """The fdatasync a deferred append owes, before anything acknowledges its entries."""
+        self._owed = False
+        try:
+            self.log.settle()
+        except Exception as exc:  # noqa: BLE001 - the entries may not be stored
+            self._disk_failed("syncing the log", exc)
 
     def _fail(self, exc: BaseException) -> None:
         """An effect could not be executed: execute nothing more, and stop (the coordinator
@@ -648,6 +667,14 @@ def contiguous(entries, last_seq: int) -> int:
         if seq == expected:
             expected += 1
     return len(entries)
+
+
+def _forwards(fx) -> bool:
+    """An effect that may go out before the fdatasync our entries still owe: the Append that
+    forwards them to our successor (or the log write of a large batch). The successor stores them
+    meanwhile; only acks and replies say they are stored, and those wait."""
+    kind = type(fx)
+    return (kind is Send and type(fx.msg) is Append) or (kind is _Out and fx.to is None)
 
 
 class _Out(NamedTuple):
