@@ -60,8 +60,9 @@ from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
-from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push,
-                                        Reply, Restarted, Revoke, Save)
+from catena.chain.link_watch import LinkWatch
+from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
+                                        Push, Reply, Restarted, Revoke, Save)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
@@ -83,7 +84,7 @@ CLUSTER_ID = "sim"
 
 REFUSED, TIMEOUT, NOTLEADER = "refused", "timeout", "notleader"  # failed calls answer these
 VERDICT_STATS = {Fail: "probe confirmed failure", AbandonAdd: "add rolled back", Restarted: "restart verdict",
-                 CaughtUp: "learner caught up"}
+                 CaughtUp: "learner caught up", Cut: "link cut verdict"}
 
 
 @dataclass
@@ -178,6 +179,10 @@ class ClusterSim(ChainSim):
         self.reconfig = Reconfig(CoordinatorState(cluster_id=CLUSTER_ID))
         self.settings = Settings()
         self.removing = False  # an operator's MASTER.REMOVE is under way
+        # node.py's link report: (member, incarnation) -> its LinkWatch, and peer -> when a frame last arrived
+        self.watches: dict[tuple, LinkWatch] = {}
+        self.heard: dict[tuple, dict[str, float]] = {}
+        self.commit_times: list[float] = []  # when each committed entry was first seen committed
 
     def new_election(self, name: str) -> Election:
         return Election(name, random.Random(self.rng.getrandbits(64)))
@@ -455,6 +460,7 @@ class ClusterSim(ChainSim):
                     respond(NOTLEADER if fx.error == NOT_LEADER else fx.error or fx.value)
             elif kind is Note:
                 self.log(f"{c.name}: {fx.text}")
+                self.stats["coordinator suspected itself"] += "may be the one cut off" in fx.text
             elif kind is DeleteKeys:
                 self.fail(f"{c.name} deletes session keys, but the simulation opens no sessions: {fx}")
             else:
@@ -553,8 +559,8 @@ class ClusterSim(ChainSim):
 
     def send_probe(self, c: Coord, fx: Probe) -> None:
         def answered(value):
-            if isinstance(value, str) and value not in (REFUSED, TIMEOUT):
-                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, value, self.now))
+            if isinstance(value, tuple):
+                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, *value[:1], self.now, value[1]))
             else:
                 self.machine_fx(c, c.machine.on_probe_failed(fx.member, fx.nonce, self.now, refused=value == REFUSED))
 
@@ -596,7 +602,26 @@ class ClusterSim(ChainSim):
         self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.mono(m))
         self.log(f"{name} probed: epoch {epoch} nonce {nonce} grant {grant}, lease until "
                  f"{m.replica.lease_until - T0:.3f}")
-        respond(m.replica.client_id.decode())
+        key = (name, m.incarnation)
+        view, proc = m.replica.view, self.current_proc((name, m.incarnation))
+        lost = tuple(addr_name(a) for a in proc.machine.not_alive([f"{n}:{PORT}" for n in view.members])
+                     ) if view and proc else ()
+        report = self.watches.setdefault(key, LinkWatch()).report(m.replica, self.heard.get(key, {}), lost,
+                                                                  self.mono(m))
+        respond((m.replica.client_id.decode(), report))
+
+    def deliver(self, fid: int) -> None:
+        """A frame arrives: its receiver heard from its sender (node.py's PeerInbound)."""
+        frame = self.frames.get(fid)
+        if frame is not None and self.members[frame.dst].alive:
+            m = self.members[frame.dst]
+            self.heard.setdefault((m.name, m.incarnation), {})[frame.src] = self.mono(m)
+        super().deliver(fid)
+
+    def record_commit(self, m: Member, seq: int) -> None:
+        if seq > len(self.committed):
+            self.commit_times.append(self.now)
+        super().record_commit(m, seq)
 
     def follow_membership(self, c: Coord, addr: str) -> None:
         """`_follow_membership`: a watched member failed or left: probe it now."""
@@ -789,6 +814,10 @@ class ClusterSim(ChainSim):
         heal = self.rng.uniform(0.2, 3.0)
         self.log(f"partition {a} from {','.join(group)} for {heal:.3f} s")
         self.stats["partition"] += 1
+        self.after(heal, self.net.heal, self.sever(a, group))
+
+    def sever(self, a: str, group) -> list:
+        """Cut `a` from each of `group` (chain links, RPCs, datagrams): the pairs, to heal."""
         pairs = self.net.cut(a, group)
         for pair in pairs:
             x, y = sorted(pair)
@@ -796,7 +825,7 @@ class ClusterSim(ChainSim):
                 for src, dst in ((x, y), (y, x)):
                     if self.members[src].alive and self.members[dst].alive:
                         self.cut_link(src, dst, down_for=None)
-        self.after(heal, self.net.heal, pairs)
+        return pairs
 
     def clock_step(self) -> None:
         """A member's wall clock steps ahead or back (NTP, an operator): expiry stamps move with

@@ -15,6 +15,7 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     register a inc=I                           a registered as incarnation I (its probes answer as it)
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
+           [report=E stalled=b:MS:N+… heard=b:MS+… lost=b+…]   with a link report under epoch E
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
     liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
                                                current turn S seconds old (no inc: no answer)
@@ -44,8 +45,9 @@ from pathlib import Path
 import pytest
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, DeleteKeys, Fail, Note, Probe,
-                                        Push, Reply, Restarted, Revoke, Save)
+from catena.control import LinkReport
+from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, DeleteKeys, Fail, Note,
+                                        Probe, Push, Reply, Restarted, Revoke, Save)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
@@ -72,6 +74,8 @@ def render(fx) -> str:
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
         return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, Cut):
+        return f"cut {fx.member} peer={fx.peer} stalled={fx.stalled_s:g}"
     if isinstance(fx, CheckLiveness):
         return f"check-liveness {fx.member} nonce={fx.nonce} timeout={fx.timeout_s:g}"
     if isinstance(fx, Restarted):
@@ -124,6 +128,17 @@ def state_of(kv: dict) -> dict | None:
     return state.to_dict()
 
 
+def report_of(kv: dict) -> LinkReport | None:
+    """The link report an `answer` line carries (None: no `report=`)."""
+    if "report" not in kv:
+        return None
+
+    def rows(key):
+        return [r.split(":") for r in kv.get(key, "").split("+") if r]
+    return LinkReport(int(kv["report"]), tuple((p, int(ms), int(n)) for p, ms, n in rows("stalled")),
+                      tuple((p, int(ms)) for p, ms in rows("heard")), tuple(p for (p,) in rows("lost")))
+
+
 def request_of(args: list[str], kv: dict):
     kind, *rest = args
     if kind == "add":
@@ -166,7 +181,7 @@ class Story:
         elif cmd == "timer":
             fx = m.on_timer(t)
         elif cmd == "answer":
-            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t)
+            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t, report_of(kv))
         elif cmd == "miss":
             fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
         elif cmd == "liveness":
@@ -275,7 +290,9 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
         now, fx = min(outcomes, key=lambda o: (o[0], o[1].member))
         outcomes.remove((now, fx))
         leased = leased or b.lease_until > now
-        if fx.member == "a" or now < 0.35 + 0.02:
+        if fx.member == "a":  # a's membership loses b about half a second after b stopped
+            out = m.on_probe_answer("a", fx.nonce, "1", now, LinkReport(1, lost=("b",) if now > 0.85 else ()))
+        elif now < 0.35 + 0.02:
             out = m.on_probe_answer(fx.member, fx.nonce, "1", now)
         else:
             out = m.on_probe_failed(fx.member, fx.nonce, now)

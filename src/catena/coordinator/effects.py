@@ -2,7 +2,7 @@
 
 Calls to members (`Probe`, `CheckLiveness`, `Revoke`, `AskTail`, `Push`, `DeleteKeys`) and the fenced `Save`
 each have one input that reports their outcome; `Reply` answers an operator's or a member's
-request; the verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
+request; the verdicts (`Fail`, `Cut`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
 log: the machine has already queued the change a verdict asks for.
 """
 
@@ -21,8 +21,8 @@ DELETE_TIMEOUT_S = 2.0
 NOT_LEADER = "NOTLEADER"  # a Reply's error when the term ended first (the shell names the leader)
 
 # why a view changed (a view Note's `cause`; metrics count by it); the first three are repairs
-FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE = (
-    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove")
+FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE, LINK_CUT = (
+    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove", "link_cut")
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,16 @@ class AbandonAdd:
     quiet_s: float
 
 
-Verdict = Fail | Restarted | CaughtUp | AbandonAdd
-CAUSES = {Fail: FAILURE, Restarted: RESTART, CaughtUp: CAUGHT_UP, AbandonAdd: ROLLED_BACK}  # a verdict's cause
+@dataclass(frozen=True)
+class Cut:
+    """The link between `member` and `peer` (both answer probes) made no progress for
+    `stalled_s`: take `member` out (link_health.py says which end)."""
+    member: str
+    peer: str
+    stalled_s: float
+
+
+Verdict = Fail | Cut | Restarted | CaughtUp | AbandonAdd
+CAUSES = {Fail: FAILURE, Cut: LINK_CUT, Restarted: RESTART, CaughtUp: CAUGHT_UP,
+          AbandonAdd: ROLLED_BACK}  # a verdict's cause
 CALLS = (Probe, CheckLiveness, Revoke, AskTail, Save, Push, DeleteKeys)  # the effects that report an outcome

@@ -36,6 +36,12 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
+Link health and self-suspicion (link_health.py). Each probe answer carries the member's link
+report; a link between two members that both answer, stalled for `link_stall_s` and corroborated
+by its far end, takes one end out (`Cut`), one cut at a time. A confirmed failure that only this
+coordinator observes is kept (and probed on) while most watched members fail at once, or while
+taking it out would leave fewer than two, until another member witnesses it.
+
 The learner hand-over. The tail of a view with a learner tells the coordinator when the learner
 caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is promoted
 (`CaughtUp`). Besides, the tail is asked every `learner_poll_s` how far the learner got
@@ -60,8 +66,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Fail, Note, Probe,
-                                        Reply, Restarted, Revoke, Save, Verdict)
+from catena.coordinator import link_health
+from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
+                                        Probe, Reply, Restarted, Revoke, Save, Verdict)
 from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
@@ -136,6 +143,7 @@ class CoordinatorMachine(SessionEnding):
     learner_poll_s: float = LEARNER_POLL_S
     wedge_s: float | None = None  # None: no liveness checks (members without a responder)
     busy_limit_s: float = BUSY_LIMIT_S
+    link_stall_s: float = link_health.STALL_S
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
@@ -149,6 +157,9 @@ class CoordinatorMachine(SessionEnding):
     _clock: SessionClock = field(default_factory=SessionClock)
     _enders: dict = field(default_factory=dict)  # session -> its ending (ending.py)
     _waiters: list[_AddWaiter] = field(default_factory=list)
+    _reports: dict = field(default_factory=dict)  # member -> (when, its last LinkReport)
+    _cutting: bool = False  # a Cut is being decided
+    _held: set[str] = field(default_factory=set)  # confirmed failures kept for want of a witness
 
     @property
     def view(self) -> View:
@@ -188,6 +199,7 @@ class CoordinatorMachine(SessionEnding):
         self._probers, self._watch, self._pushes = {}, None, Pushes()
         self._queue, self._current, self._waiters = deque(), None, []
         self._clock, self._enders = SessionClock(), {}
+        self._reports, self._cutting, self._held = {}, False, set()
         return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
     def follow(self, state: dict) -> None:
@@ -346,6 +358,11 @@ class CoordinatorMachine(SessionEnding):
             return [Note("warning", f"member {m}{why}: " + ("removed it from the chain" if changed else
                          "it is the last member of its chain: keeping it; the chain waits for it"),
                          "repair", cause, m)]
+        if isinstance(verdict, Cut):
+            return [Note("warning", f"the link between {m} and {verdict.peer} made no progress for "
+                                    f"{verdict.stalled_s:.1f} s while both answer probes: " +
+                                    ("removed " + m + " from the chain" if changed else f"{m} is its chain's last member: "
+                                     "keeping it"), "repair", cause, m)]
         if isinstance(verdict, Restarted) and changed:
             return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail",
                          "repair", cause, m)]
@@ -418,18 +435,36 @@ class CoordinatorMachine(SessionEnding):
             p.due = now
         return True
 
-    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float) -> list:
+    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float, links=None) -> list:
+        """The probe answered in time, as `incarnation`, with the member's `links` report
+        (control.LinkReport; None: a member without one)."""
         p = self._in_flight(member, nonce)
         if p is None:
             return []
         p.grant, p.answered_at, p.retried, p.busy_since = nonce, now, False, None
         self.dead.discard(member)
+        if member in self._held:  # our isolation ends: the others held with it start counting again
+            for other in self._held:
+                self.health.forget(other)
+            self._held.clear()
         self.health.result(member, True)
+        if links is not None:
+            self._reports[member] = (now, links)
         known = self.incarnations.setdefault(member, incarnation)
         if known != incarnation:
             self.incarnations[member] = incarnation
             return self._verdict(p, Restarted(member, incarnation), now)
-        return self._next(p, now)
+        return self._next(p, now) + self._judge_links(now)
+
+    def _judge_links(self, now: float) -> list:
+        """A cut link between two members that answer us: take one end out (link_health.py)."""
+        if self._cutting:
+            return []
+        found = link_health.cut(self.view, link_health.fresh(self._reports, self.view, now), self.link_stall_s)
+        if found is None:
+            return []
+        self._cutting = True
+        return self._verdict(None, Cut(*found), now)
 
     def on_probe_failed(self, member: str, nonce: int, now: float, refused: bool = False,
                         broken: bool = False) -> list:
@@ -468,9 +503,28 @@ class CoordinatorMachine(SessionEnding):
         return self._next(p, now)
 
     def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
-        if self.health.result(member, False, refused, wedged) and member in watched(self.view):
+        confirmed = self.health.result(member, False, refused, wedged)
+        if (confirmed or member in self._held) and member in watched(self.view):
+            if not (refused or wedged) and self._suspect_myself(member, now):
+                fx = [] if member in self._held else [Note(
+                    "warning", f"member {member} failed {self.health.misses.get(member, 0)} probes, but no other "
+                               "member saw it fail and this coordinator may be the one cut off: keeping it")]
+                self._held.add(member)
+                return fx + self._next(p, now)
+            self._held.discard(member)
             return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
         return self._next(p, now)
+
+    def _suspect_myself(self, member: str, now: float) -> bool:
+        """Self-suspicion (link_health.py): most watched members fail at once, or taking `member`
+        out would leave fewer than two, and no other member witnessed its failure."""
+        view, misses = self.view, self.health.misses
+        if view.members == (member,):  # the last member is kept anyway
+            return False
+        failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
+        if failing * 2 <= len(watched(view)) and not (member in view.members and len(view.members) == 2):
+            return False
+        return link_health.witnessed(member, link_health.fresh(self._reports, view, now), self.link_stall_s) is None
 
     def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
         """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
@@ -482,6 +536,9 @@ class CoordinatorMachine(SessionEnding):
         """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
         probed no more; the last member of a chain, kept, is probed again at once; after a
         hand-over or a rollback the learner watch looks at the saved view again at once."""
+        if isinstance(verdict, Cut):
+            self._cutting = False
+            return []
         if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
             if w is None or not w.deciding:

@@ -1,0 +1,70 @@
+"""Gray failures in the whole-cluster simulation (cluster_sim.py), scripted on a quiet cluster:
+a link cut between two members that both still reach the coordinator is repaired within the
+bound (writes commit again ≤ 2 s after the cut), and a coordinator cut off from every member
+removes nobody. The rest of the run (liveness phase, every check) is the simulator's own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from chain_sim import T0
+from cluster_sim import ClusterConfig, ClusterSim
+
+QUIET = dict(cuts=0.0, slow=0.0, member_crashes=0.0, coord_faults=0.0, partitions=0.0, joins=0.0, removes=0.0,
+             loss=0.0, stale_client=0.0, duration=14.0)
+AT = T0 + 8.0  # the fault starts here (the chain is founded by then)
+
+
+def stalled(sim: ClusterSim, start: float, end: float) -> float:
+    """The longest time in [start, end] with no new commit."""
+    times = [start] + [t for t in sim.commit_times if start < t < end] + [end]
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+@pytest.mark.parametrize("ends", [(0, 1), (1, 2), (0, 2)], ids=["head-middle", "middle-tail", "head-tail"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_cut_link_between_live_members_is_repaired_within_two_seconds(seed, ends):
+    sim = ClusterSim(ClusterConfig(seed=seed, **QUIET))
+    cut = {}
+
+    def sever():
+        view = sim.reconfig.view()
+        assert len(view.members) == 3 and not view.learner, "the chain was not founded in time"
+        cut["pair"] = (view.members[ends[0]], view.members[ends[1]])
+        cut["epoch"] = view.epoch
+        sim.sever(view.members[ends[0]], [view.members[ends[1]]])  # for good: the liveness phase heals it
+
+    sim.at(AT, sever)
+    sim.run()
+    assert cut, "the fault never ran"
+    window = stalled(sim, AT, AT + 5.0)
+    assert window <= 2.0, f"writes stalled {window:.2f} s after cutting {cut['pair']}"
+    after = [v for v in sim.saved_views.values() if v.epoch > cut["epoch"]]
+    if ends != (0, 2):  # the chain's own link: one end must be taken out
+        assert sim.stats["link cut verdict"] >= 1
+        first = min(after, key=lambda v: v.epoch)
+        assert not set(cut["pair"]) <= set(first.members)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_coordinator_cut_off_from_every_member_removes_nobody(seed):
+    sim = ClusterSim(ClusterConfig(seed=seed, coordinators=1, **QUIET))
+    seen = {}
+
+    def isolate():
+        seen["epoch"] = sim.reconfig.view().epoch
+        seen["members"] = sim.reconfig.view().members
+        sim.after(4.0, sim.net.heal, sim.sever("c0", sorted(sim.members)))
+
+    sim.at(AT, isolate)
+    sim.run()
+    assert seen["members"] and len(seen["members"]) == 3
+    during = [v for v in sim.saved_views.values() if v.epoch > seen["epoch"]]
+    assert all(set(seen["members"]) <= set(v.members) for v in during), during
+    assert sim.stats["coordinator suspected itself"] >= 1
