@@ -66,10 +66,11 @@ def cut_rules(a: str, a_src: str, b: str, b_src: str, host: str = "127.0.0.1") -
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")  # each member's own source address (in the namespace)
 
 
-def start_chain(cluster, sources=SOURCES, extra: tuple[str, ...] = ()) -> list[str]:
-    """A coordinator and one member per source address (head first), each sending from its own
-    address so that iptables can tell their connections apart; returns the chain."""
-    cluster.start_coordinator()
+def start_chain(cluster, sources=SOURCES, extra: tuple[str, ...] = (), coordinator: tuple[str, ...] = ()) -> list[str]:
+    """A coordinator (started with `coordinator` flags) and one member per source address (head
+    first), each sending from its own address so that iptables can tell their connections
+    apart; returns the chain."""
+    cluster.start_coordinator(extra=coordinator)
     members = [cluster.start_member(extra=("--source-addr", src, *extra)) for src in sources]
     for addr in members:
         cluster.add(addr)

@@ -4,8 +4,9 @@ kernel's retransmission backoff (up to minutes; on main 4-25 s after cuts of 8-3
 
 The cut is made by iptables in a private network namespace: packets are dropped, as in a real
 partition, only between the head and the middle member (told apart from the coordinator by
-their source addresses), so the coordinator sees everyone alive and repairs nothing: the chain
-waits for the link.
+their source addresses). The coordinator's link-health repair is off (`--link-stall-ms 0`,
+test_link_cuts.py tests it), so it sees everyone alive and repairs nothing: the chain waits
+for the link.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, th
 def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make_cluster):  # noqa: F811
     iptables = netns
     cluster = make_cluster()
-    members = start_chain(cluster, SOURCES)
+    members = start_chain(cluster, SOURCES, coordinator=("--link-stall-ms", "0"))
     sources = SOURCES
     head, middle, _ = members
 

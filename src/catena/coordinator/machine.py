@@ -143,7 +143,7 @@ class CoordinatorMachine(SessionEnding):
     learner_poll_s: float = LEARNER_POLL_S
     wedge_s: float | None = None  # None: no liveness checks (members without a responder)
     busy_limit_s: float = BUSY_LIMIT_S
-    link_stall_s: float = link_health.STALL_S
+    link_stall_s: float | None = link_health.STALL_S  # None: no link verdicts
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
@@ -458,7 +458,7 @@ class CoordinatorMachine(SessionEnding):
 
     def _judge_links(self, now: float) -> list:
         """A cut link between two members that answer us: take one end out (link_health.py)."""
-        if self._cutting:
+        if self._cutting or self.link_stall_s is None:
             return []
         found = link_health.cut(self.view, link_health.fresh(self._reports, self.view, now), self.link_stall_s)
         if found is None:
@@ -524,7 +524,8 @@ class CoordinatorMachine(SessionEnding):
         failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
         if failing * 2 <= len(watched(view)) and not (member in view.members and len(view.members) == 2):
             return False
-        return link_health.witnessed(member, link_health.fresh(self._reports, view, now), self.link_stall_s) is None
+        stall_s = self.link_stall_s or link_health.STALL_S
+        return link_health.witnessed(member, link_health.fresh(self._reports, view, now), stall_s) is None
 
     def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
         """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
