@@ -7,13 +7,10 @@ the member taken out rejoins behind the tail.
 
 from __future__ import annotations
 
-import threading
 import time
 
-import redis
-
-from conftest import HOST, port_of, wait_until
-from netns_helpers import SOURCES, cut_rules, netns  # noqa: F401 - a fixture
+from conftest import wait_until
+from netns_helpers import SOURCES, Writes, cut_rules, netns  # noqa: F401 - a fixture
 from repair_helpers import registered_chain
 
 FLOW_WITHIN_S = 2.0  # the issue's target: writes flow again this soon after the cut begins
@@ -21,43 +18,23 @@ WATCH_S = 6.0  # how long after the cut the writes are watched
 REJOIN_WITHIN_S = 15.0  # back in the chain after the heal (a learner catching up, then the tail)
 
 
-def longest_gap(acked: list[float], start: float, end: float) -> float:
-    times = [start] + [t for t in acked if start < t < end] + [end]
-    return max(b - a for a, b in zip(times, times[1:]))
-
-
 def cut_and_measure(iptables, cluster, members: list[str], a: int, b: int) -> tuple[float, str]:
     """Cut members[a]↔members[b] while a client writes through the head; (the longest write
     stall after the cut, the member taken out). Heals the cut before returning."""
-    acked: list[float] = []
-    stop = threading.Event()
-
-    def writer():
-        c = redis.Redis(host=HOST, port=port_of(members[0]), socket_timeout=60)
-        i = 0
-        while not stop.is_set():
-            c.set(f"k{i % 100}", i)
-            acked.append(time.monotonic())
-            i += 1
-        c.close()
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
     rules = cut_rules(members[a], SOURCES[a], members[b], SOURCES[b])
-    try:
-        wait_until(lambda: len(acked) > 200, 30, "writes to flow")
-        for rule in rules:
-            iptables("-A", "OUTPUT", *rule)
-        cut_at = time.monotonic()
-        out = wait_until(lambda: next((m for m in members if m not in cluster.chain()), None), 30,
-                         "one end of the cut link taken out")
-        wait_until(lambda: time.monotonic() > cut_at + WATCH_S, WATCH_S + 1, "the watch to end")
-        return longest_gap(acked, cut_at, cut_at + WATCH_S), out
-    finally:
-        for rule in rules:
-            iptables("-D", "OUTPUT", *rule)
-        stop.set()
-        thread.join(timeout=70)
+    with Writes(members[0]) as writes:
+        try:
+            wait_until(lambda: len(writes.acked) > 200, 30, "writes to flow")
+            for rule in rules:
+                iptables("-A", "OUTPUT", *rule)
+            cut_at = time.monotonic()
+            out = wait_until(lambda: next((m for m in members if m not in cluster.chain()), None), 30,
+                             "one end of the cut link taken out")
+            wait_until(lambda: time.monotonic() > cut_at + WATCH_S, WATCH_S + 1, "the watch to end")
+            return writes.longest_gap(cut_at, cut_at + WATCH_S), out
+        finally:
+            for rule in rules:
+                iptables("-D", "OUTPUT", *rule)
 
 
 def chain_of(cluster, n: int) -> list[str]:
