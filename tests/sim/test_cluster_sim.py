@@ -145,7 +145,7 @@ def test_leases_timed_on_the_wall_clock_are_caught():
 @pytest.mark.xfail(strict=True, raises=SimFailure, reason="known limit: a forwarded write's deadline is "
                    "the forwarding member's wall-clock time, compared with the head's")
 def test_write_deadlines_hold_across_wall_clock_steps():
-    run_seed(6, clock_steps=1.5, stale_client=0.5)
+    run_seed(9, clock_steps=1.5, stale_client=0.5)  # a seed whose schedule shows it (6 did before flap damping)
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():

@@ -68,3 +68,34 @@ def test_a_coordinator_cut_off_from_every_member_removes_nobody(seed):
     during = [v for v in sim.saved_views.values() if v.epoch > seen["epoch"]]
     assert all(set(seen["members"]) <= set(v.members) for v in during), during
     assert sim.stats["coordinator suspected itself"] >= 1
+
+
+def stalled_total(sim: ClusterSim, start: float, end: float, gap: float = 0.25) -> float:
+    """The time within [start, end] spent in commit gaps longer than `gap`."""
+    times = [start] + [t for t in sim.commit_times if start < t < end] + [end]
+    return sum(b - a for a, b in zip(times, times[1:]) if b - a > gap)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_flapping_member_stops_stalling_the_chain(seed):
+    """The tail is cut from everyone for 2 s, then up for 1.5 s, for 12 s: it is taken out once
+    and, never healthy for its quiet period meanwhile, not admitted again until the flapping
+    stops. Writes stall in the first cut only (without flap damping, its relapses stalled them
+    another 1.5-4.5 s in these schedules: it was admitted again in each up time)."""
+    sim = ClusterSim(ClusterConfig(seed=seed, **{**QUIET, "duration": 22.0}))
+    flapper = {}
+
+    def cut(n):
+        if n * 3.5 >= 12.0:
+            return
+        m = flapper.setdefault("m", sim.reconfig.view().members[-1])
+        pairs = sim.sever(m, [x for x in sorted(sim.members) + sorted(sim.coords) if x != m])
+        sim.after(2.0, sim.net.heal, pairs)
+        sim.after(3.5, cut, n + 1)
+
+    sim.at(AT, cut, 0)
+    sim.run()
+    first, relapses = stalled_total(sim, AT, AT + 3.5), stalled_total(sim, AT + 3.5, AT + 12.0)
+    assert first <= 2.5, f"writes stalled {first:.2f} s in the first cut of {flapper['m']}"
+    assert relapses <= 0.5, f"writes stalled {relapses:.2f} s in the relapses of {flapper['m']}"
+    assert flapper["m"] in sim.reconfig.view().members  # back once it stopped flapping

@@ -36,6 +36,10 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
+Flap damping (damping.py). A member taken out by a verdict that registers again is admitted
+only once it has answered every probe for a quiet period that doubles with each recent removal;
+until then it is a candidate, probed but not in the view.
+
 Link health and self-suspicion (link_health.py). Each probe answer carries the member's link
 report; a link between two members that both answer, stalled for `link_stall_s` and corroborated
 by its far end, takes one end out (`Cut`), one cut at a time. A confirmed failure that only this
@@ -67,6 +71,7 @@ from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
 from catena.coordinator import link_health
+from catena.coordinator.damping import Damping
 from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
                                         Probe, Reply, Restarted, Revoke, Save, Verdict)
 from catena.coordinator.ending import SessionEnding
@@ -112,6 +117,15 @@ class _LearnerWatch:
 
 
 @dataclass
+class _Candidate:
+    """A member taken out recently that registered again: admitted once it answered every
+    probe for `quiet_s` (damping.py)."""
+    what: rq.Register
+    quiet_s: float
+    since: float | None = None  # the first answer of its current healthy streak
+
+
+@dataclass
 class _Change:
     what: object  # a request of requests.py or a verdict
     token: object = None  # whom to answer (None: nobody asked)
@@ -148,6 +162,7 @@ class CoordinatorMachine(SessionEnding):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
+    damping: Damping = field(default_factory=Damping)  # removals by verdict, and the quiet they ask
     # This term's work:
     _probers: dict[str, _Prober] = field(default_factory=dict)
     _watch: _LearnerWatch | None = None
@@ -160,6 +175,8 @@ class CoordinatorMachine(SessionEnding):
     _reports: dict = field(default_factory=dict)  # member -> (when, its last LinkReport)
     _cutting: bool = False  # a Cut is being decided
     _held: set[str] = field(default_factory=set)  # confirmed failures kept for want of a witness
+    _candidates: dict[str, _Candidate] = field(default_factory=dict)  # damped registrations, probed
+    _admitting: set[str] = field(default_factory=set)  # candidates whose registration is queued
 
     @property
     def view(self) -> View:
@@ -200,6 +217,7 @@ class CoordinatorMachine(SessionEnding):
         self._queue, self._current, self._waiters = deque(), None, []
         self._clock, self._enders = SessionClock(), {}
         self._reports, self._cutting, self._held = {}, False, set()
+        self._candidates, self._admitting = {}, set()
         return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
     def follow(self, state: dict) -> None:
@@ -255,6 +273,10 @@ class CoordinatorMachine(SessionEnding):
         fx = []
         while self._current is None and self._queue and self.leading:
             c = self._queue.popleft()
+            damped = self._damped(c, now)
+            if damped is not None:
+                fx += damped
+                continue
             r = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
             result = self._decide(c.what, r, now)
             if isinstance(result, str):
@@ -265,6 +287,39 @@ class CoordinatorMachine(SessionEnding):
             c.revoking = {x.member for x in revokes}
             fx += revokes + self._after_revokes(now)
         return fx
+
+    def _damped(self, c: _Change, now: float) -> list | None:
+        """A registration of a member taken out recently (damping.py): accepted (answered with
+        the cluster id) but not admitted yet; it is probed as a candidate. None: not damped."""
+        what = c.what
+        if not isinstance(what, rq.Register) or what.member in watched(self.view):
+            return None
+        if what.member in self._admitting:
+            self._admitting.discard(what.member)
+            return None
+        quiet = self.damping.quiet_s(what.member, now)
+        if quiet <= 0 or isinstance(rq.decide(what, Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))), str):
+            return None  # admitted at once, or refused as any registration
+        known = self._candidates.get(what.member)
+        fx = [Reply(c.token, self.saved.cluster_id)] if c.token is not None else []
+        if known is not None and known.what == what:
+            return fx
+        self._candidates[what.member] = _Candidate(what, quiet)
+        self.registered(what.member, what.incarnation)
+        fx.append(Note("warning", f"member {what.member} was taken out recently (flap penalty "
+                                  f"{self.damping.penalty(what.member, now):.1f}): admitting it again once it has "
+                                  f"answered every probe for {quiet:g} s", "damping", "", what.member))
+        return fx + self._watch_view(now)
+
+    def _admit(self, member: str, now: float) -> list:
+        """A candidate answered every probe for its quiet period: its registration goes ahead."""
+        cand = self._candidates[member]
+        if cand.since is None or now - cand.since < cand.quiet_s:
+            return []
+        del self._candidates[member]
+        self._admitting.add(member)
+        return [Note("info", f"member {member} answered every probe for {now - cand.since:.1f} s: admitting it again",
+                     "damping", "", member)] + self._change(cand.what, now)
 
     def _decide(self, what, r: Reconfig, now: float) -> list[View] | str:
         if isinstance(what, rq.Attach) and not self.session_ping(what.session, now):
@@ -404,7 +459,7 @@ class CoordinatorMachine(SessionEnding):
         if not self.leading:
             return []
         fx = []
-        for member in sorted(watched(view)):
+        for member in sorted(watched(view) | set(self._candidates)):
             if member not in self._probers:
                 self._probers[member] = _Prober()
                 fx += self._send(member, now)
@@ -454,6 +509,10 @@ class CoordinatorMachine(SessionEnding):
         if known != incarnation:
             self.incarnations[member] = incarnation
             return self._verdict(p, Restarted(member, incarnation), now)
+        cand = self._candidates.get(member)
+        if cand is not None:
+            cand.since = now if cand.since is None else cand.since
+            return self._next(p, now) + self._admit(member, now)
         return self._next(p, now) + self._judge_links(now)
 
     def _judge_links(self, now: float) -> list:
@@ -503,6 +562,8 @@ class CoordinatorMachine(SessionEnding):
         return self._next(p, now)
 
     def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
+        if member in self._candidates:  # its healthy streak starts over
+            self._candidates[member].since = None
         confirmed = self.health.result(member, False, refused, wedged)
         if (confirmed or member in self._held) and member in watched(self.view):
             if not (refused or wedged) and self._suspect_myself(member, now):
@@ -537,6 +598,8 @@ class CoordinatorMachine(SessionEnding):
         """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
         probed no more; the last member of a chain, kept, is probed again at once; after a
         hand-over or a rollback the learner watch looks at the saved view again at once."""
+        if changed and isinstance(verdict, (Fail, Cut, AbandonAdd)):
+            self.damping.removed(verdict.member, now)
         if isinstance(verdict, Cut):
             self._cutting = False
             return []
@@ -565,7 +628,7 @@ class CoordinatorMachine(SessionEnding):
 
     def _send(self, member: str, now: float) -> list[Probe]:
         p = self._probers[member]
-        if member not in watched(self.view):
+        if member not in watched(self.view) and member not in self._candidates:
             self._forget(member)
             return []
         p.nonce += 1
