@@ -63,6 +63,7 @@ from catena.coordinator.election import LEADER, Election
 from catena.chain.link_watch import LinkWatch
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
                                         Push, Reply, Restarted, Revoke, Save)
+from catena.coordinator.damping import BASE_S, Damping
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
@@ -113,6 +114,7 @@ class ClusterConfig(SimConfig):
     leases: bool = True  # False: members answer reads with no read lease (a planted fault)
     clock_steps: float = 0.0  # a member's wall clock steps ahead or back, per virtual second
     two_clocks: bool = True  # False: members time their leases on the wall clock (a planted fault)
+    flap_quiet_s: float = BASE_S  # the coordinators' --flap-quiet-ms
     # Write deadlines are wall-clock times compared across members: a step breaks them (a known
     # limit, test_cluster_sim.py); False checks everything else under clock steps.
     deadlines_across_steps: bool = True
@@ -183,6 +185,7 @@ class ClusterSim(ChainSim):
         self.watches: dict[tuple, LinkWatch] = {}
         self.heard: dict[tuple, dict[str, float]] = {}
         self.commit_times: list[float] = []  # when each committed entry was first seen committed
+        self.saved_at: dict[int, float] = {}  # epoch -> when its view was saved
 
     def new_election(self, name: str) -> Election:
         return Election(name, random.Random(self.rng.getrandbits(64)))
@@ -510,6 +513,7 @@ class ClusterSim(ChainSim):
         if view.epoch < last.epoch or (view.epoch == last.epoch and view != last and last.epoch):
             self.fail(f"the saved view regressed: {last} then {view}")
         seen = self.saved_views.setdefault(view.epoch, view)
+        self.saved_at.setdefault(view.epoch, self.now)
         if seen != view:
             self.fail(f"two views saved under epoch {view.epoch}: {seen} and {view}")
         if view != last:
@@ -762,7 +766,7 @@ class ClusterSim(ChainSim):
         c.inc += 1
         c.alive, c.paused_until = True, 0.0
         c.election = self.new_election(c.name)
-        c.machine, c.timer_at, c.replies = CoordinatorMachine(), float("inf"), {}
+        c.machine, c.timer_at, c.replies = CoordinatorMachine(damping=Damping(self.cfg.flap_quiet_s)), float("inf"), {}
         if self.etcd.state:
             c.machine.follow(self.etcd.state)
         self.step_down(c)

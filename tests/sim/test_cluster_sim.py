@@ -142,10 +142,12 @@ def test_leases_timed_on_the_wall_clock_are_caught():
     assert not failures([seed], **CLOCK_STEPS)
 
 
-@pytest.mark.xfail(strict=True, raises=SimFailure, reason="known limit: a forwarded write's deadline is "
-                   "the forwarding member's wall-clock time, compared with the head's")
-def test_write_deadlines_hold_across_wall_clock_steps():
-    run_seed(9, clock_steps=1.5, stale_client=0.5)  # a seed whose schedule shows it (6 did before flap damping)
+def test_write_deadlines_do_not_hold_across_wall_clock_steps_a_known_limit():
+    """Known limit: a forwarded write's deadline is the forwarding member's wall-clock time,
+    compared with the head's, so a stepped clock lets one be sequenced late. (A strict xfail
+    on one seed before; schedules move whenever the code changes, so it is looked for over a
+    range of seeds, as the planted faults are.)"""
+    first_caught(range(60), "after its last send", clock_steps=1.5, stale_client=0.5)
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():

@@ -36,9 +36,9 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
-Flap damping (damping.py). A member taken out by a verdict that registers again is admitted
-only once it has answered every probe for a quiet period that doubles with each recent removal;
-until then it is a candidate, probed but not in the view.
+Flap damping (damping.py). A member taken out by a verdict stays probed as a candidate; when it
+registers again it is admitted only once it has answered every probe for a quiet period that
+doubles with each recent removal (counted from its first answer after it healed).
 
 Link health and self-suspicion (link_health.py). Each probe answer carries the member's link
 report; a link between two members that both answer, stalled for `link_stall_s` and corroborated
@@ -118,10 +118,9 @@ class _LearnerWatch:
 
 @dataclass
 class _Candidate:
-    """A member taken out recently that registered again: admitted once it answered every
-    probe for `quiet_s` (damping.py)."""
-    what: rq.Register
-    quiet_s: float
+    """A member taken out recently (damping.py): probed from its removal on, so that its healthy
+    streak starts when it heals; admitted once it registered again and its streak is long enough."""
+    what: rq.Register | None = None  # its registration (None: not registered again yet)
     since: float | None = None  # the first answer of its current healthy streak
 
 
@@ -300,21 +299,28 @@ class CoordinatorMachine(SessionEnding):
         quiet = self.damping.quiet_s(what.member, now)
         if quiet <= 0 or isinstance(rq.decide(what, Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))), str):
             return None  # admitted at once, or refused as any registration
-        known = self._candidates.get(what.member)
+        cand = self._candidates.setdefault(what.member, _Candidate())
         fx = [Reply(c.token, self.saved.cluster_id)] if c.token is not None else []
-        if known is not None and known.what == what:
+        if cand.what == what:
             return fx
-        self._candidates[what.member] = _Candidate(what, quiet)
+        if cand.what is not None and cand.what.incarnation != what.incarnation:
+            cand.since = None  # another process: its streak starts over
+        cand.what = what
         self.registered(what.member, what.incarnation)
         fx.append(Note("warning", f"member {what.member} was taken out recently (flap penalty "
                                   f"{self.damping.penalty(what.member, now):.1f}): admitting it again once it has "
                                   f"answered every probe for {quiet:g} s", "damping", "", what.member))
-        return fx + self._watch_view(now)
+        return fx + self._watch_view(now) + self._admit(what.member, now)
 
     def _admit(self, member: str, now: float) -> list:
-        """A candidate answered every probe for its quiet period: its registration goes ahead."""
-        cand = self._candidates[member]
-        if cand.since is None or now - cand.since < cand.quiet_s:
+        """A candidate registered again and answered every probe for its quiet period: its
+        registration goes ahead. One whose penalty was forgotten before it registered is
+        probed no more."""
+        cand, quiet = self._candidates[member], self.damping.quiet_s(member, now)
+        if cand.what is None and quiet <= 0:
+            del self._candidates[member]
+            return []
+        if cand.what is None or cand.since is None or now - cand.since < quiet:
             return []
         del self._candidates[member]
         self._admitting.add(member)
@@ -595,30 +601,32 @@ class CoordinatorMachine(SessionEnding):
         return [verdict] + self._change(verdict, now)
 
     def _decided(self, verdict: Verdict, changed: bool, now: float) -> list:
-        """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
-        probed no more; the last member of a chain, kept, is probed again at once; after a
+        """`verdict` was decided (`changed`: a new view was saved). A member taken out is probed
+        on as a candidate (flap damping); the last member of a chain, kept, is probed again at once; after a
         hand-over or a rollback the learner watch looks at the saved view again at once."""
-        if changed and isinstance(verdict, (Fail, Cut, AbandonAdd)):
+        fx = []
+        if changed and isinstance(verdict, (Fail, Cut, AbandonAdd)):  # a candidate from now on
             self.damping.removed(verdict.member, now)
+            self._candidates.setdefault(verdict.member, _Candidate())
+            fx = self._watch_view(now)
         if isinstance(verdict, Cut):
             self._cutting = False
-            return []
+            return fx
         if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
             if w is None or not w.deciding:
                 return []
             w.deciding = False
-            return [] if w.asked is not None else self._ask_tail(now)
+            return fx + ([] if w.asked is not None else self._ask_tail(now))
         p = self._probers.get(verdict.member)
         if p is None or not p.deciding:
-            return []
+            return fx
         p.deciding = False
         if isinstance(verdict, Fail):
-            if changed:
-                self._forget(verdict.member)
-                return []
-            return self._send(verdict.member, now)
-        return self._next(p, now)
+            if changed:  # probed on as a candidate, counting misses afresh
+                self.health.forget(verdict.member)
+            return fx + self._send(verdict.member, now)
+        return fx + self._next(p, now)
 
     def _in_flight(self, member: str, nonce: int, checking: bool = False) -> _Prober | None:
         p = self._probers.get(member)
