@@ -45,13 +45,21 @@ class LinkReport(NamedTuple):
     lost: tuple[str, ...] = ()
 
 
+class Slowness(NamedTuple):
+    """How slow a member has been lately: its longest event-loop turn over the last ~2 s and its
+    slowest fsync since its last probe answer (one still running counts its age), in ms."""
+    turn_ms: int = 0
+    fsync_ms: int = 0
+
+
 class ProbeAnswer(NamedTuple):
     """A member's answer to MEMBER.PROBE: this process's incarnation (a restart shows as a new
-    one), the UDP port of its liveness responder (0: none) and its link report (None: a member
-    from before link reports)."""
+    one), the UDP port of its liveness responder (0: none), its link report and its slowness
+    (None: a member from before them)."""
     incarnation: str
     liveness_port: int = 0
     links: LinkReport | None = None
+    slow: Slowness | None = None
 
 
 class MemberRevoke(NamedTuple):
@@ -117,24 +125,29 @@ def decode(args: list[bytes]) -> Message:
 
 def encode_answer(answer: ProbeAnswer) -> list:
     """MEMBER.PROBE's reply: [incarnation, liveness-port] and, with a link report, its epoch,
-    [peer ms pending ...] stalled, [peer ms ...] heard and [member ...] lost."""
+    [peer ms pending ...] stalled, [peer ms ...] heard and [member ...] lost; then, with them,
+    the slowness: turn-ms fsync-ms."""
     out = [answer.incarnation, answer.liveness_port]
     if answer.links is not None:
         r = answer.links
         out += [r.epoch, [w for row in r.stalled for w in row], [w for row in r.heard for w in row], list(r.lost)]
+        if answer.slow is not None:
+            out += list(answer.slow)
     return out
 
 
 def decode_answer(reply) -> ProbeAnswer:
     """A MEMBER.PROBE reply as a ProbeAnswer; a bare incarnation (a member from before the
     liveness responder) has no liveness port, a pair no link report. ValueError for anything else."""
-    links = None
+    links = slow = None
     if isinstance(reply, list):
-        if len(reply) not in (2, 6):
+        if len(reply) not in (2, 6, 8):
             raise ValueError(f"bad MEMBER.PROBE answer {reply!r}")
         incarnation, port = reply[:2]
-        if len(reply) == 6:
-            links = _decode_links(reply[2:])
+        if len(reply) >= 6:
+            links = _decode_links(reply[2:6])
+        if len(reply) == 8:
+            slow = Slowness(_number(reply[6], "turn ms"), _number(reply[7], "fsync ms"))
     else:
         incarnation, port = reply, 0
     if isinstance(incarnation, bytes):
@@ -143,7 +156,7 @@ def decode_answer(reply) -> ProbeAnswer:
         port = port.decode(errors="replace")
     if not isinstance(port, int) and not str(port).isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"bad liveness port {port!r} in a MEMBER.PROBE answer")
-    return ProbeAnswer(str(incarnation), int(port), links)
+    return ProbeAnswer(str(incarnation), int(port), links, slow)
 
 
 def _decode_links(words: list) -> LinkReport:

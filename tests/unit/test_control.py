@@ -71,3 +71,11 @@ def test_probe_answer_carries_a_link_report_and_a_bad_one_is_refused():
                 [b"i", 1, 2, [b"p", b"-1", 3], [], []], [b"i", 1, 2, []]):
         with pytest.raises(ValueError):
             decode_answer(bad)
+
+
+def test_probe_answer_carries_the_members_slowness():
+    from catena.control import LinkReport, ProbeAnswer, Slowness, decode_answer, encode_answer
+    answer = ProbeAnswer("7f3a", 1, LinkReport(3), Slowness(2400, 1300))
+    assert decode_answer(encode_answer(answer)) == answer
+    with pytest.raises(ValueError):
+        decode_answer(encode_answer(answer)[:-1])

@@ -16,6 +16,7 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
            [report=E stalled=b:MS:N+… heard=b:MS+… lost=b+…]   with a link report under epoch E
+           [slow=TURN_MS:FSYNC_MS]                             and its slowness
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
     liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
                                                current turn S seconds old (no inc: no answer)
@@ -45,9 +46,9 @@ from pathlib import Path
 import pytest
 
 from catena.coordinator import requests as rq
-from catena.control import LinkReport
+from catena.control import LinkReport, Slowness
 from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, DeleteKeys, Fail, Note,
-                                        Probe, Push, Reply, Restarted, Revoke, Save)
+                                        Probe, Push, Reply, Restarted, Revoke, Save, Slow)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
@@ -74,6 +75,8 @@ def render(fx) -> str:
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
         return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, Slow):
+        return f"slow {fx.member} ({fx.why})"
     if isinstance(fx, Cut):
         return f"cut {fx.member} peer={fx.peer} stalled={fx.stalled_s:g}"
     if isinstance(fx, CheckLiveness):
@@ -181,7 +184,8 @@ class Story:
         elif cmd == "timer":
             fx = m.on_timer(t)
         elif cmd == "answer":
-            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t, report_of(kv))
+            slow = Slowness(*map(int, kv["slow"].split(":"))) if "slow" in kv else None
+            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t, report_of(kv), slow)
         elif cmd == "miss":
             fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
         elif cmd == "liveness":

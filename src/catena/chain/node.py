@@ -40,7 +40,7 @@ from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable, exec_reque
 from catena.resp.limits import Limits
 from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
-from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, encode, encode_answer
+from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, Slowness, encode, encode_answer
 from catena.control import decode as decode_control
 from catena.view import View
 
@@ -193,8 +193,9 @@ class MemberNode:
         self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, now))
         view, agent = self.replica.view, self.membership
         lost = tuple(agent.machine.not_alive(view.members)) if view and agent and agent.machine else ()
+        slow = Slowness(int(self.loop_monitor.recent_s(now, 2) * 1000), int(self.io.slowest_fsync(now) * 1000))
         return encode_answer(ProbeAnswer(self.incarnation, self.liveness.port if self.liveness else 0,
-                                         self.link_watch.report(self.replica, self.heard, lost, now)))
+                                         self.link_watch.report(self.replica, self.heard, lost, now), slow))
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""

@@ -94,7 +94,8 @@ class MemberCalls:
             self._probe_conns[addr], conn = conn, None  # kept for the next probe
             if answer.liveness_port:
                 self._liveness_ports[addr] = answer.liveness_port
-            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic(), answer.links)
+            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic(), answer.links,
+                                           answer.slow)
         finally:
             if conn is not None:
                 await conn.close()

@@ -2,7 +2,7 @@
 
 Calls to members (`Probe`, `CheckLiveness`, `Revoke`, `AskTail`, `Push`, `DeleteKeys`) and the fenced `Save`
 each have one input that reports their outcome; `Reply` answers an operator's or a member's
-request; the verdicts (`Fail`, `Cut`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
+request; the verdicts (`Fail`, `Cut`, `Slow`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
 log: the machine has already queued the change a verdict asks for.
 """
 
@@ -21,8 +21,8 @@ DELETE_TIMEOUT_S = 2.0
 NOT_LEADER = "NOTLEADER"  # a Reply's error when the term ended first (the shell names the leader)
 
 # why a view changed (a view Note's `cause`; metrics count by it); the first three are repairs
-FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE, LINK_CUT = (
-    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove", "link_cut")
+FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE, LINK_CUT, FAIL_SLOW = (
+    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove", "link_cut", "fail_slow")
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,15 @@ class Cut:
     stalled_s: float
 
 
-Verdict = Fail | Cut | Restarted | CaughtUp | AbandonAdd
-CAUSES = {Fail: FAILURE, Cut: LINK_CUT, Restarted: RESTART, CaughtUp: CAUGHT_UP,
+@dataclass(frozen=True)
+class Slow:
+    """`member` reported slow fsyncs or loop turns persistently (`why`): take it out if its
+    chain keeps two others (slowness.py)."""
+    member: str
+    why: str
+
+
+Verdict = Fail | Cut | Slow | Restarted | CaughtUp | AbandonAdd
+CAUSES = {Fail: FAILURE, Cut: LINK_CUT, Slow: FAIL_SLOW, Restarted: RESTART, CaughtUp: CAUGHT_UP,
           AbandonAdd: ROLLED_BACK}  # a verdict's cause
 CALLS = (Probe, CheckLiveness, Revoke, AskTail, Save, Push, DeleteKeys)  # the effects that report an outcome

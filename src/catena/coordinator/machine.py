@@ -36,6 +36,9 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
+Fail-slow (slowness.py). A member whose every probe answer reports slow fsyncs or long loop
+turns for a while is taken out (`Slow`) while its chain keeps two others.
+
 Flap damping (damping.py). A member taken out by a verdict stays probed as a candidate; when it
 registers again it is admitted only once it has answered every probe for a quiet period that
 doubles with each recent removal (counted from its first answer after it healed).
@@ -73,13 +76,14 @@ from catena.coordinator import requests as rq
 from catena.coordinator import link_health
 from catena.coordinator.damping import Damping
 from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
-                                        Probe, Reply, Restarted, Revoke, Save, Verdict)
+                                        Probe, Reply, Restarted, Revoke, Save, Slow, Verdict)
 from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.requests import watched
 from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock
+from catena.coordinator.slowness import SlowWatch
 from catena.leases import LEASE_S
 from catena.view import View
 
@@ -162,6 +166,7 @@ class CoordinatorMachine(SessionEnding):
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
     damping: Damping = field(default_factory=Damping)  # removals by verdict, and the quiet they ask
+    slowness: SlowWatch = field(default_factory=SlowWatch)  # members' slow streaks
     # This term's work:
     _probers: dict[str, _Prober] = field(default_factory=dict)
     _watch: _LearnerWatch | None = None
@@ -424,6 +429,10 @@ class CoordinatorMachine(SessionEnding):
                                     f"{verdict.stalled_s:.1f} s while both answer probes: " +
                                     ("removed " + m + " from the chain" if changed else f"{m} is its chain's last member: "
                                      "keeping it"), "repair", cause, m)]
+        if isinstance(verdict, Slow):
+            return [Note("warning", f"member {m} is fail-slow ({verdict.why}): " +
+                         ("removed it from the chain" if changed else "keeping it: its chain has no two others"),
+                         "repair", cause, m)]
         if isinstance(verdict, Restarted) and changed:
             return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail",
                          "repair", cause, m)]
@@ -496,9 +505,10 @@ class CoordinatorMachine(SessionEnding):
             p.due = now
         return True
 
-    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float, links=None) -> list:
-        """The probe answered in time, as `incarnation`, with the member's `links` report
-        (control.LinkReport; None: a member without one)."""
+    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float, links=None,
+                        slow=None) -> list:
+        """The probe answered in time, as `incarnation`, with the member's `links` report and
+        its `slow`ness (control.LinkReport, control.Slowness; None: a member without them)."""
         p = self._in_flight(member, nonce)
         if p is None:
             return []
@@ -519,6 +529,13 @@ class CoordinatorMachine(SessionEnding):
         if cand is not None:
             cand.since = now if cand.since is None else cand.since
             return self._next(p, now) + self._admit(member, now)
+        why = self.slowness.report(member, slow, now) if slow is not None else None
+        if why is not None and member in self.view.members:
+            self.slowness.forget(member)
+            if len(self.view.members) >= 3:
+                return self._verdict(p, Slow(member, why), now)
+            return [Note("warning", f"member {member} is fail-slow ({why}), but its chain has no two others: "
+                                    "keeping it")] + self._next(p, now) + self._judge_links(now)
         return self._next(p, now) + self._judge_links(now)
 
     def _judge_links(self, now: float) -> list:
@@ -605,7 +622,7 @@ class CoordinatorMachine(SessionEnding):
         on as a candidate (flap damping); the last member of a chain, kept, is probed again at once; after a
         hand-over or a rollback the learner watch looks at the saved view again at once."""
         fx = []
-        if changed and isinstance(verdict, (Fail, Cut, AbandonAdd)):  # a candidate from now on
+        if changed and isinstance(verdict, (Fail, Cut, Slow, AbandonAdd)):  # a candidate from now on
             self.damping.removed(verdict.member, now)
             self._candidates.setdefault(verdict.member, _Candidate())
             fx = self._watch_view(now)

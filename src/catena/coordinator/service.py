@@ -160,6 +160,8 @@ class Coordinator:
             text = text.replace(":", f" ({describe(fx.cause, fx.member)}):", 1) if fx.cause else text
             extra.update(chain=fx.view.chain_id, epoch=fx.view.epoch)
             self.metrics.view_changed(fx.view, fx.cause, fx.member)
+        elif fx.event in ("repair", "damping") or "fail-slow" in text:  # why, for `catena status`
+            self.metrics.events.add(fx.event or "repair", fx.member, self.view.epoch, text)
         log.log(level, "%s", text, extra=extra or None)
 
     async def _run(self, call) -> None:
