@@ -62,8 +62,9 @@ from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
 from catena.chain.link_watch import LinkWatch
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
-                                        Push, Reply, Restarted, Revoke, Save)
+                                        Push, Reply, Resign, Restarted, Revoke, Save)
 from catena.coordinator.damping import BASE_S, Damping
+from catena.coordinator.etcd_store import SIT_OUT_S
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
@@ -464,6 +465,9 @@ class ClusterSim(ChainSim):
             elif kind is Note:
                 self.log(f"{c.name}: {fx.text}")
                 self.stats["coordinator suspected itself"] += "may be the one cut off" in fx.text
+            elif kind is Resign:  # etcd_store.py: hand over to a standby, sit out a while
+                self.stats["coordinator resigned"] += 1
+                self.election_fx(c, c.election.resign(fx.reason, self.now, SIT_OUT_S))
             elif kind is DeleteKeys:
                 self.fail(f"{c.name} deletes session keys, but the simulation opens no sessions: {fx}")
             else:

@@ -72,7 +72,7 @@ def test_runs_do_the_work_they_claim():
     """Guard against a simulator that passes because nothing happens."""
     sims = [run_seed(seed) for seed in range(8, 16)]  # seed 6's schedule pauses the first leader for 5 s
     assert all(len(s.committed) > 100 for s in sims)
-    assert all(len(s.views) > 4 for s in sims)
+    assert sum(len(s.views) for s in sims) > 8 * len(sims) and all(len(s.views) > 2 for s in sims)
     assert sum(s.takeovers for s in sims) > len(sims)  # leaders failed over
     stats = sum((s.stats for s in sims), start=collections.Counter())
     for what in ("coordinator crash", "coordinator pause", "partition", "member crash", "restart",

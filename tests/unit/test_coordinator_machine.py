@@ -48,7 +48,7 @@ import pytest
 from catena.coordinator import requests as rq
 from catena.control import LinkReport, Slowness
 from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, DeleteKeys, Fail, Note,
-                                        Probe, Push, Reply, Restarted, Revoke, Save, Slow)
+                                        Probe, Push, Reply, Resign, Restarted, Revoke, Save, Slow)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
@@ -75,6 +75,8 @@ def render(fx) -> str:
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
         return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, Resign):
+        return f"resign ({fx.reason})"
     if isinstance(fx, Slow):
         return f"slow {fx.member} ({fx.why})"
     if isinstance(fx, Cut):

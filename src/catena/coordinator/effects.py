@@ -89,6 +89,13 @@ class DeleteKeys:
 
 
 @dataclass(frozen=True)
+class Resign:
+    """This coordinator cannot reach most members: give leadership up to a standby (etcd; with
+    the embedded store there is none, and nothing happens)."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reply:
     """Answer the request the shell submitted as `token`: `value`, or `error` (a Redis error
     line, or NOT_LEADER)."""

@@ -15,6 +15,8 @@ back; the simulator (tests/sim) feeds them from a model of etcd. Times are monot
 - Any sign of another term (our key gone or recreated, a fenced write refused, a renewal that
   finds the lease expired) steps down at once.
 - etcd errors are retried with exponential backoff and full jitter up to `BACKOFF_MAX_S`.
+- A leader that cannot reach most members resigns (`resign`): it steps down and sits out the
+  campaigns for a while, so that a standby that reaches them leads.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Election:
         self.holder: str | None = None  # the leader key's value as last observed (None: no key)
         self.holder_fence = 0
         self.campaign_at: float | None = 0.0  # follower: campaign when due (None: a leader exists)
+        self.sit_out_until = 0.0  # after resigning: no campaign before this
         self.backoff = Backoff(rng)
 
     # -- queries ----------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class Election:
                 return self._step_down(f"our leader key (fence {self.fence}) was {what}")
             return []
         if self.role == FOLLOWER:
-            self.campaign_at = now if holder is None else None
+            self.campaign_at = max(now, self.sit_out_until) if holder is None else None
         if self.role == FOLLOWER and holder == self.me and lease_id:
             # The key names our address but we do not lead: an earlier term of ours, or an earlier
             # process on our address (gone: we hold its port). Give its lease back to end it now.
@@ -156,7 +159,7 @@ class Election:
         if not won:
             self.role = FOLLOWER
             self.holder, self.holder_fence = holder, fence
-            self.campaign_at = now if holder is None else None
+            self.campaign_at = max(now, self.sit_out_until) if holder is None else None
             return [Revoke(lease_id)] if lease_id else []
         self.backoff.reset()
         self.role, self.fence, self.lease_id, self.ttl = LEADER, fence, lease_id, ttl
@@ -202,6 +205,14 @@ class Election:
         if self.role == LEADER and fence == self.fence:
             return self._step_down(f"etcd refused a write under our fence {fence}: another coordinator leads")
         return []
+
+    def resign(self, reason: str, now: float, sit_out_s: float) -> list:
+        """Give leadership up (the lease goes back: a standby campaigns at once) and campaign
+        again only after `sit_out_s` (then only if nobody leads)."""
+        if self.role != LEADER:
+            return []
+        self.sit_out_until = now + sit_out_s
+        return self._step_down(reason)
 
     def on_stop(self) -> list:
         """Shutting down: give the lease back so a standby takes over without waiting."""

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 OP_TIMEOUT_S = 2.0
 FOLLOWER_POLL_S = 1.0  # a follower also reads the leader key this often (a watch can go quiet)
+SIT_OUT_S = 2.0  # a resigned leader campaigns again only after this (a standby that reaches the members wins first)
 GRPC_OPTIONS = {
     # Short reconnect backoff: gRPC's default grows to 120 s, the failover stall Mooncake hit.
     "grpc.initial_reconnect_backoff_ms": 100,
@@ -303,6 +304,11 @@ class EtcdStore:
             elif kv.key == skey and kind == "put":
                 self._follow_state(self._decode(kv.value))
             self._wake.set()
+
+    def resign(self, reason: str) -> None:
+        """Hand leadership to a standby (the lease goes back) and sit out the campaigns for
+        `SIT_OUT_S`: the machine found it cannot reach most members."""
+        self._apply(self.election.resign(reason, time.monotonic(), SIT_OUT_S))
 
     def _follow_state(self, state: dict) -> None:
         """Followers keep the newest state in memory (warm standby); the leader's own writes come

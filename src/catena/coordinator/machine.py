@@ -47,7 +47,9 @@ Link health and self-suspicion (link_health.py). Each probe answer carries the m
 report; a link between two members that both answer, stalled for `link_stall_s` and corroborated
 by its far end, takes one end out (`Cut`), one cut at a time. A confirmed failure that only this
 coordinator observes is kept (and probed on) while most watched members fail at once, or while
-taking it out would leave fewer than two, until another member witnesses it.
+taking it out would leave fewer than two, until another member witnesses it. Cut off from most
+members for `HAND_OVER_S`, the machine resigns once per term (`Resign`: on etcd a standby that
+reaches them leads).
 
 The learner hand-over. The tail of a view with a learner tells the coordinator when the learner
 caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is promoted
@@ -76,7 +78,7 @@ from catena.coordinator import requests as rq
 from catena.coordinator import link_health
 from catena.coordinator.damping import Damping
 from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
-                                        Probe, Reply, Restarted, Revoke, Save, Slow, Verdict)
+                                        Probe, Reply, Resign, Restarted, Revoke, Save, Slow, Verdict)
 from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
@@ -94,6 +96,7 @@ ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still 
 WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
 BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
 NEVER = float("-inf")
+HAND_OVER_S = 0.5  # cut off from most members this long: resign (etcd: a standby that reaches them leads)
 
 
 @dataclass
@@ -181,6 +184,8 @@ class CoordinatorMachine(SessionEnding):
     _held: set[str] = field(default_factory=set)  # confirmed failures kept for want of a witness
     _candidates: dict[str, _Candidate] = field(default_factory=dict)  # damped registrations, probed
     _admitting: set[str] = field(default_factory=set)  # candidates whose registration is queued
+    _isolated_since: float | None = None  # most watched members fail their probes since then
+    _resigned: bool = False  # this term resigned already
 
     @property
     def view(self) -> View:
@@ -222,6 +227,7 @@ class CoordinatorMachine(SessionEnding):
         self._clock, self._enders = SessionClock(), {}
         self._reports, self._cutting, self._held = {}, False, set()
         self._candidates, self._admitting = {}, set()
+        self._isolated_since, self._resigned = None, False
         return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
     def follow(self, state: dict) -> None:
@@ -519,6 +525,7 @@ class CoordinatorMachine(SessionEnding):
                 self.health.forget(other)
             self._held.clear()
         self.health.result(member, True)
+        self._isolated(now)
         if links is not None:
             self._reports[member] = (now, links)
         known = self.incarnations.setdefault(member, incarnation)
@@ -588,6 +595,10 @@ class CoordinatorMachine(SessionEnding):
         if member in self._candidates:  # its healthy streak starts over
             self._candidates[member].since = None
         confirmed = self.health.result(member, False, refused, wedged)
+        if self._isolated(now) and now - self._isolated_since >= HAND_OVER_S and not self._resigned:
+            self._resigned = True
+            return [Resign(f"probes to most members failed for {now - self._isolated_since:.1f} s: "
+                           "handing over to a coordinator that reaches them")] + self._next(p, now)
         if (confirmed or member in self._held) and member in watched(self.view):
             if not (refused or wedged) and self._suspect_myself(member, now):
                 fx = [] if member in self._held else [Note(
@@ -598,6 +609,17 @@ class CoordinatorMachine(SessionEnding):
             self._held.discard(member)
             return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
         return self._next(p, now)
+
+    def _isolated(self, now: float) -> bool:
+        """Do most watched members (two at least) fail their probes (since `_isolated_since`)?"""
+        view, misses = self.view, self.health.misses
+        failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
+        if failing < 2 or failing * 2 <= len(watched(view)):
+            self._isolated_since = None
+            return False
+        if self._isolated_since is None:
+            self._isolated_since = now
+        return True
 
     def _suspect_myself(self, member: str, now: float) -> bool:
         """Self-suspicion (link_health.py): most watched members fail at once, or taking `member`

@@ -20,7 +20,7 @@ from pathlib import Path
 from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
-from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply
+from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
 from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
 from catena.coordinator.store import ConfigStore, EmbeddedStore
 from catena.errors import CatenaError
@@ -145,6 +145,9 @@ class Coordinator:
                 self._reply(fx)
             elif isinstance(fx, Note):
                 self._note(fx)
+            elif isinstance(fx, Resign):
+                log.warning("resigning: %s", fx.reason, extra={"event": "leader_change", "cause": "resign"})
+                self.store.resign(fx.reason)
             elif isinstance(fx, CALLS) and self._group is not None:
                 self._group.create_task(self._run(fx))
         if self._group is not None:
