@@ -8,7 +8,7 @@ next deadline. Rewrite the expected text after a deliberate change (then review 
 
 Commands (t: monotonic seconds; members are short names; requests are numbered 1, 2, … as made):
 
-    lead t=T [epoch=E members=a,b learner=c queued=d sessions=s1:ttl_ms:k1+k2[:ending]]
+    lead t=T [epoch=E members=a,b learner=c queued=d sessions=s1:ttl_ms:k1+k2[:ending] flaps=c:P]
                                                a new term over this saved state (no epoch: a new store)
     step-down
     follow epoch=E members=a,b …               a follower's copy of the saved state
@@ -65,6 +65,8 @@ def render_state(state: dict) -> str:
         out += f" queued={','.join(s.queued)}"
     for sid, e in sorted(s.sessions.items()):
         out += f" session={sid}:{'+'.join(e['keys']) or '-'}" + (":ending" if e.get("ending") else "")
+    if s.flaps:
+        out += " flaps=" + ",".join(f"{m}:{p:g}" for m, p in sorted(s.flaps.items()))
     return out
 
 
@@ -125,7 +127,8 @@ def state_of(kv: dict) -> dict | None:
     if "epoch" not in kv:
         return None
     state = CoordinatorState(views={0: view_of(kv)}, cluster_id="story",
-                             queued=[m for m in kv.get("queued", "").split(",") if m])
+                             queued=[m for m in kv.get("queued", "").split(",") if m],
+                             flaps={m: float(p) for m, p in (f.split(":") for f in kv.get("flaps", "").split(",") if f)})
     for spec in filter(None, kv.get("sessions", "").split(",")):
         sid, ttl_ms, keys, *ending = spec.split(":")
         state.sessions[sid] = {"ttl_ms": int(ttl_ms), "keys": [k for k in keys.split("+") if k],

@@ -8,7 +8,8 @@ learner behind the tail, as any registration) once it has answered every probe f
 `quiet_s(member)`: `base_s` after one recent removal, doubling with each further one, at most
 `max_s`. A member that flaps (up for less than that between cuts) stays out, so its relapses
 stop stalling the chain; a member that failed once and healed rejoins `base_s` after its
-first answer.
+first answer. The penalties are saved with the view a removal saves, and a new leader starts
+from them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ class Damping:
         value = self.penalty(member, now) + 1.0
         self._penalty[member] = (value, now)
         return value
+
+    def remember(self, penalties: dict[str, float], now: float) -> None:
+        """Penalties a former leader saved (as of its last removals): counted from `now` on,
+        unless this process knows of higher ones."""
+        for member, value in penalties.items():
+            if value > self.penalty(member, now):
+                self._penalty[member] = (value, now)
+
+    def saved(self, now: float, removed: str | None = None) -> dict[str, float]:
+        """The penalties worth saving (not forgotten), `removed` counted one more."""
+        out = {m: round(self.penalty(m, now), 3) for m in self._penalty}
+        if removed is not None:
+            out[removed] = round(out.get(removed, 0.0) + 1.0, 3)
+        return {m: p for m, p in out.items() if p >= FORGOTTEN}
 
     def quiet_s(self, member: str, now: float) -> float:
         """How long `member` must answer every probe before it is admitted again (0: at once)."""

@@ -203,6 +203,7 @@ class CoordinatorMachine(SessionEnding):
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
         self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
+        self.damping.remember(self.saved.flaps, now)
         view = self.view
         fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
                                + (f", finishing the add of {view.learner}" if view.learner else ""),
@@ -292,6 +293,8 @@ class CoordinatorMachine(SessionEnding):
             if isinstance(result, str):
                 fx += self._finish(c, result, now)
                 continue
+            if result and isinstance(c.what, (Fail, Cut, Slow, AbandonAdd)):
+                r.state.flaps = self.damping.saved(now, c.what.member)  # a new leader damps it too
             c.state, c.changed, self._current = r.state.to_dict(), result, c
             revokes = self.revokes(self.view, r.view())
             c.revoking = {x.member for x in revokes}
