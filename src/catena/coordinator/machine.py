@@ -598,20 +598,22 @@ class CoordinatorMachine(SessionEnding):
         if member in self._candidates:  # its healthy streak starts over
             self._candidates[member].since = None
         confirmed = self.health.result(member, False, refused, wedged)
+        fx = []
         if self._isolated(now) and now - self._isolated_since >= HAND_OVER_S and not self._resigned:
             self._resigned = True
-            return [Resign(f"probes to most members failed for {now - self._isolated_since:.1f} s: "
-                           "handing over to a coordinator that reaches them")] + self._next(p, now)
+            fx.append(Resign(f"probes to most members failed for {now - self._isolated_since:.1f} s: "
+                             "handing over to a coordinator that reaches them"))
         if (confirmed or member in self._held) and member in watched(self.view):
             if not (refused or wedged) and self._suspect_myself(member, now):
-                fx = [] if member in self._held else [Note(
-                    "warning", f"member {member} failed {self.health.misses.get(member, 0)} probes, but no other "
-                               "member saw it fail and this coordinator may be the one cut off: keeping it")]
+                if member not in self._held:
+                    fx.append(Note("warning", f"member {member} failed {self.health.misses.get(member, 0)} probes, "
+                                              "but no other member saw it fail and this coordinator may be the one "
+                                              "cut off: keeping it"))
                 self._held.add(member)
                 return fx + self._next(p, now)
             self._held.discard(member)
-            return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
-        return self._next(p, now)
+            return fx + self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
+        return fx + self._next(p, now)
 
     def _isolated(self, now: float) -> bool:
         """Do most watched members (two at least) fail their probes (since `_isolated_since`)?"""
