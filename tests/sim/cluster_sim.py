@@ -25,7 +25,8 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
 Faults (safety phase): member crash and restart, coordinator crash and restart, coordinator
 pause (SIGSTOP past its lease, then SIGCONT: its inputs wait, its timers fire late), network
 partitions (a node cut off from every other, or two nodes from each other: chain TCP links,
-probes and other RPCs, and membership datagrams), datagram loss, chain link cuts and slow links
+probes and other RPCs, and membership datagrams), link cuts between two chain members that
+both still reach everyone else (gray failures), datagram loss, chain link cuts and slow links
 (from `ChainSim`), slow etcd round trips, new members joining, a member's wall clock stepping
 ahead or back by up to 3 s (members are given wall and monotonic time apart, as node.py gives
 `time.time()` and `time.monotonic()`; read leases run on the monotonic one).
@@ -104,6 +105,7 @@ class ClusterConfig(SimConfig):
     member_crashes: float = 0.25  # per virtual second
     coord_faults: float = 0.3  # crash or pause of a coordinator, per virtual second
     partitions: float = 0.35  # per virtual second
+    link_cuts: float = 0.15  # two chain members cut from each other (both still reach everyone else), per second
     joins: float = 0.1  # a new member process starts, per virtual second
     removes: float = 0.15  # an operator's MASTER.REMOVE of a running member, per virtual second
     # The operator sends one MASTER.REMOVE at a time, only while the chain has 3+ members. False:
@@ -824,6 +826,21 @@ class ClusterSim(ChainSim):
         self.stats["partition"] += 1
         self.after(heal, self.net.heal, self.sever(a, group))
 
+    def link_cut(self) -> None:
+        """A gray failure: two members of the chain cut from each other for 1-3 s, while both
+        still reach the coordinators and the other members (repaired by a link verdict)."""
+        if not self.faults:
+            return
+        self.after(self.rng.expovariate(self.cfg.link_cuts), self.link_cut)
+        members = [m for m in self.reconfig.view().members if self.members[m].alive]
+        if len(members) < 2:
+            return
+        a, b = self.rng.sample(members, 2)
+        heal = self.rng.uniform(1.0, 3.0)
+        self.log(f"link cut {a}<->{b} for {heal:.3f} s")
+        self.stats["link cut"] += 1
+        self.after(heal, self.net.heal, self.sever(a, [b]))
+
     def sever(self, a: str, group) -> list:
         """Cut `a` from each of `group` (chain links, RPCs, datagrams): the pairs, to heal."""
         pairs = self.net.cut(a, group)
@@ -904,6 +921,7 @@ class ClusterSim(ChainSim):
             self.after(self.rng.uniform(0, 0.01), self.client_next, i)
         for rate, fn in ((cfg.cuts + cfg.slow, self.random_fault), (cfg.member_crashes, self.member_fault),
                          (cfg.coord_faults, self.coord_fault), (cfg.partitions, self.partition),
+                         (cfg.link_cuts, self.link_cut),
                          (cfg.joins, self.join), (cfg.removes, self.operator_remove),
                          (cfg.clock_steps, self.clock_step)):
             if rate > 0:

@@ -78,7 +78,7 @@ def test_runs_do_the_work_they_claim():
     for what in ("coordinator crash", "coordinator pause", "partition", "member crash", "restart",
                  "member started", "operator remove", "member refused", "revoked", "probe confirmed failure",
                  "membership failed", "membership prompted probe", "learner told caught up", "cut", "Sync",
-                 "Forward", "Read", "client Error", "client ConnectionResetError"):
+                 "Forward", "Read", "client Error", "client ConnectionResetError", "link cut", "link cut verdict"):
         assert stats[what] > 0, what
 
 
@@ -119,8 +119,10 @@ def test_a_coordinator_that_never_revokes_leases_is_caught():
 def test_unfenced_config_writes_are_caught():
     """etcd accepting a write without comparing the fence: a deposed (paused) leader's save
     lands after another took over."""
-    seed = first_caught(range(100), "fence", fencing=False)
-    assert not failures([seed])
+    # without link cuts (schedules where a deposed leader's save races the next leader's are
+    # rarer with them: the first is seed 219)
+    seed = first_caught(range(100), "fence", fencing=False, link_cuts=0.0)
+    assert not failures([seed], link_cuts=0.0)
 
 
 # Members' wall clocks step ahead and back by up to 3 s, and clients often route with an old view.

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chain_sim import T0
 from cluster_sim import ClusterConfig, ClusterSim
 
-QUIET = dict(cuts=0.0, slow=0.0, member_crashes=0.0, coord_faults=0.0, partitions=0.0, joins=0.0, removes=0.0,
-             loss=0.0, stale_client=0.0, duration=14.0)
+QUIET = dict(cuts=0.0, slow=0.0, member_crashes=0.0, coord_faults=0.0, partitions=0.0, link_cuts=0.0, joins=0.0,
+             removes=0.0, loss=0.0, stale_client=0.0, duration=14.0)
 AT = T0 + 8.0  # the fault starts here (the chain is founded by then)
 
 
