@@ -152,6 +152,12 @@ def cmd_coordinator(args) -> int:
     if not args.wedge_timeout_s >= 0:
         raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
     coord.machine.wedge_s = args.wedge_timeout_s or None
+    if not args.link_stall_ms >= 0:
+        raise CatenaError(f"coordinator: --link-stall-ms must be 0 or more, not {args.link_stall_ms}")
+    coord.machine.link_stall_s = args.link_stall_ms / 1000 or None
+    if not args.flap_quiet_ms >= 0:
+        raise CatenaError(f"coordinator: --flap-quiet-ms must be 0 or more, not {args.flap_quiet_ms}")
+    coord.machine.damping.base_s = args.flap_quiet_ms / 1000
     coord.server.limits = _limits(args)
     coord.server.reserved = frozenset({b"MASTER.REGISTER", b"MASTER.CAUGHT_UP", b"MASTER.GET_VIEW", b"MASTER.LEADER",
                                        b"MASTER.STATUS"})
@@ -284,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--wedge-timeout-s", type=float, default=10.0,
                    help="a member that misses probes while its liveness responder says its event loop is in a "
                    "turn this long is dead; shorter turns are busy, not dead (0: probes only)")
+    c.add_argument("--link-stall-ms", type=int, default=1000,
+                   help="a chain link between two members that both answer probes, making no progress this long, "
+                   "is repaired: one end is taken out (0: never)")
+    c.add_argument("--flap-quiet-ms", type=int, default=1200,
+                   help="a member taken out by a failure that registers again is admitted once it has answered "
+                   "every probe this long, doubled for each further recent removal (0: at once)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "

@@ -3,14 +3,15 @@ messages"): typed, with one encoder and one decoder. Each travels as a RESP comm
 receiver's port, authenticated as catena's own user (the cluster secret):
 
     coordinator -> member   MEMBER.VIEW chain_id epoch learner|- member ...
-                            MEMBER.PROBE epoch nonce grant        (answered [incarnation, liveness-port])
+                            MEMBER.PROBE epoch nonce grant        (answered [incarnation, liveness-port,
+                                                                   and a link report: epoch stalled heard lost])
                             MEMBER.REVOKE epoch
     member -> coordinator   MASTER.REGISTER host port [incarnation [cluster-id epoch]]
                             MASTER.CAUGHT_UP chain_id epoch learner   (the tail: its learner caught up)
 
 `encode(msg)` is the command's words; `decode(args)` the message, or ValueError saying what is
 wrong (the handler answers it as `-ERR …` and changes nothing). `encode_answer`/`decode_answer`
-do the same for MEMBER.PROBE's answer (ProbeAnswer).
+do the same for MEMBER.PROBE's answer (ProbeAnswer, with the member's LinkReport).
 """
 
 from __future__ import annotations
@@ -32,11 +33,33 @@ class MemberProbe(NamedTuple):
     grant: int
 
 
+class LinkReport(NamedTuple):
+    """A member's word on its links under view `epoch` (docs/protocol.md, "Link reports"):
+    `stalled`, (peer, ms, pending) for each peer it waits on (its successor's acks, the head's
+    replies to forwarded writes, the tail's to forwarded reads) that made no progress for ms
+    with `pending` outstanding; `heard`, (peer, ms) since bytes last arrived from each peer that
+    opened a link to it; `lost`, the chain members its membership layer no longer sees alive."""
+    epoch: int
+    stalled: tuple[tuple[str, int, int], ...] = ()
+    heard: tuple[tuple[str, int], ...] = ()
+    lost: tuple[str, ...] = ()
+
+
+class Slowness(NamedTuple):
+    """How slow a member has been lately: its longest event-loop turn over the last ~2 s and its
+    slowest fsync since its last probe answer (one still running counts its age), in ms."""
+    turn_ms: int = 0
+    fsync_ms: int = 0
+
+
 class ProbeAnswer(NamedTuple):
     """A member's answer to MEMBER.PROBE: this process's incarnation (a restart shows as a new
-    one) and the UDP port of its liveness responder (0: none)."""
+    one), the UDP port of its liveness responder (0: none), its link report and its slowness
+    (None: a member from before them)."""
     incarnation: str
     liveness_port: int = 0
+    links: LinkReport | None = None
+    slow: Slowness | None = None
 
 
 class MemberRevoke(NamedTuple):
@@ -101,17 +124,30 @@ def decode(args: list[bytes]) -> Message:
 
 
 def encode_answer(answer: ProbeAnswer) -> list:
-    """MEMBER.PROBE's reply: [incarnation, liveness-port]."""
-    return [answer.incarnation, answer.liveness_port]
+    """MEMBER.PROBE's reply: [incarnation, liveness-port] and, with a link report, its epoch,
+    [peer ms pending ...] stalled, [peer ms ...] heard and [member ...] lost; then, with them,
+    the slowness: turn-ms fsync-ms."""
+    out = [answer.incarnation, answer.liveness_port]
+    if answer.links is not None:
+        r = answer.links
+        out += [r.epoch, [w for row in r.stalled for w in row], [w for row in r.heard for w in row], list(r.lost)]
+        if answer.slow is not None:
+            out += list(answer.slow)
+    return out
 
 
 def decode_answer(reply) -> ProbeAnswer:
     """A MEMBER.PROBE reply as a ProbeAnswer; a bare incarnation (a member from before the
-    liveness responder) has no liveness port. ValueError for anything else."""
+    liveness responder) has no liveness port, a pair no link report. ValueError for anything else."""
+    links = slow = None
     if isinstance(reply, list):
-        if len(reply) != 2:
+        if len(reply) not in (2, 6, 8):
             raise ValueError(f"bad MEMBER.PROBE answer {reply!r}")
-        incarnation, port = reply
+        incarnation, port = reply[:2]
+        if len(reply) >= 6:
+            links = _decode_links(reply[2:6])
+        if len(reply) == 8:
+            slow = Slowness(_number(reply[6], "turn ms"), _number(reply[7], "fsync ms"))
     else:
         incarnation, port = reply, 0
     if isinstance(incarnation, bytes):
@@ -120,7 +156,29 @@ def decode_answer(reply) -> ProbeAnswer:
         port = port.decode(errors="replace")
     if not isinstance(port, int) and not str(port).isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"bad liveness port {port!r} in a MEMBER.PROBE answer")
-    return ProbeAnswer(str(incarnation), int(port))
+    return ProbeAnswer(str(incarnation), int(port), links, slow)
+
+
+def _decode_links(words: list) -> LinkReport:
+    epoch, stalled, heard, lost = words
+    if not all(isinstance(w, list) for w in (stalled, heard, lost)) or len(stalled) % 3 or len(heard) % 2:
+        raise ValueError(f"bad link report {words!r} in a MEMBER.PROBE answer")
+    text = [_text(w) for w in stalled[0::3]], [_text(w) for w in heard[0::2]]
+    return LinkReport(_number(epoch, "epoch"),
+                      tuple(zip(text[0], (_number(w, "ms") for w in stalled[1::3]),
+                                (_number(w, "pending") for w in stalled[2::3]))),
+                      tuple(zip(text[1], (_number(w, "ms") for w in heard[1::2]))),
+                      tuple(_text(w) for w in lost))
+
+
+def _text(word) -> str:
+    return word.decode(errors="replace") if isinstance(word, bytes) else str(word)
+
+
+def _number(word, what: str) -> int:
+    if isinstance(word, int) and word >= 0:
+        return word
+    return _count(_text(word), what)
 
 
 def address(host: str, port: str) -> str:

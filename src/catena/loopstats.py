@@ -39,9 +39,9 @@ class LoopMonitor:
         else:
             seconds.append([second, lag_s])
 
-    def recent_s(self, now: float) -> float:
-        """The longest turn over the last WINDOW_S seconds."""
-        return max((lag for second, lag in self._seconds if second > now - WINDOW_S), default=0.0)
+    def recent_s(self, now: float, window_s: int = WINDOW_S) -> float:
+        """The longest turn over the last `window_s` seconds (whole seconds)."""
+        return max((lag for second, lag in self._seconds if second > now - window_s), default=0.0)
 
     def info(self) -> list[str]:
         now = self.clock()

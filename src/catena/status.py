@@ -46,21 +46,23 @@ async def member_rows(coordinator: str | CoordinatorClient,
     return view, rows
 
 
-async def _coordinator_metrics(client: CoordinatorClient) -> str:
-    """The leader's metrics URL ("" when it serves none)."""
+async def _coordinator_status(client: CoordinatorClient) -> tuple[str, list[str]]:
+    """The leader's metrics URL ("" when it serves none) and why it repaired the chain lately."""
     try:
         raw = await client.call(b"MASTER.STATUS", timeout=2.0)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError):
-        return ""
-    url = dict(zip(raw[::2], raw[1::2])).get(b"metrics") if isinstance(raw, list) else None
-    return url.decode() if isinstance(url, bytes) else ""
+        return "", []
+    status = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else {}
+    url, repairs = status.get(b"metrics"), status.get(b"repairs") or []
+    return (url.decode() if isinstance(url, bytes) else "",
+            [r.decode(errors="replace") if isinstance(r, bytes) else str(r) for r in repairs])
 
 
 async def print_status(coordinator: str, password: str | None = None) -> int:
     client = CoordinatorClient(coordinator, password=password)
     try:
         view, rows = await member_rows(client, password)
-        metrics = await _coordinator_metrics(client)
+        metrics, repairs = await _coordinator_status(client)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:
         print(f"catena: cannot reach the coordinator leader at {coordinator}: {exc or type(exc).__name__}")
         return 1
@@ -70,4 +72,8 @@ async def print_status(coordinator: str, password: str | None = None) -> int:
     print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}" + (f" (leader {shown})" if shown else "")
           + (f"  status page {metrics[:-len('metrics')]}" if metrics else ""))
     print(_table(rows))
+    if repairs:
+        print("recent repairs (newest first):")
+        for why in repairs:
+            print(f"  {why}")
     return 0

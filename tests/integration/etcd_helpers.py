@@ -278,11 +278,13 @@ def make_ha(tmp_path, request):
     made: list[HaCluster] = []
     request.node.catena_clusters = made
 
-    def make(etcd_cluster: EtcdCluster, coordinators: int = 3, **kw) -> HaCluster:
+    def make(etcd_cluster: EtcdCluster, coordinators: int = 3, extras: list[tuple[str, ...]] | None = None,
+             **kw) -> HaCluster:
+        """`extras[i]`: coordinator i's own flags."""
         ha = HaCluster(tmp_path / f"ha-{len(made)}", etcd_cluster, **kw)
         made.append(ha)
-        for _ in range(coordinators):
-            ha.start_coordinator(wait=False)
+        for i in range(coordinators):
+            ha.start_coordinator(wait=False, extra=extras[i] if extras else ())
         for a in ha.coordinators:
             ha.wait_listening(a, START_TIMEOUT_S)
         ha.wait_leader()

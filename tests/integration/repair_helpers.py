@@ -18,14 +18,15 @@ REQUEST_TIMEOUT_S = 2.0  # one attempt; a timed-out request is retried (same id)
 GIVE_UP_S = 12.0  # a request still unanswered after this long has an unknown outcome (< WriteLoad.stop's join)
 
 
-def registered_chain(cluster: Cluster, n: int = 3) -> list[str]:
-    """A coordinator and `n` members started with --coordinator, joining one at a time in
-    start order (each registers once the previous one is in the chain); returns the chain."""
+def registered_chain(cluster: Cluster, n: int = 3, extras: list[tuple[str, ...]] | None = None) -> list[str]:
+    """A coordinator and `n` members started with --coordinator (member i with `extras[i]`
+    flags), joining one at a time in start order (each registers once the previous one is in
+    the chain); returns the chain."""
     if cluster.coordinator is None:
         cluster.start_coordinator()
     chain: list[str] = []
-    for _ in range(n):
-        addr = cluster.start_member(register=True)
+    for i in range(n):
+        addr = cluster.start_member(register=True, extra=extras[i] if extras else ())
         chain.append(addr)
         wait_until(lambda: cluster.chain() == chain, CHAIN_TIMEOUT_S, f"{addr} to join as tail of {chain}")
     cluster.wait_chain(chain)

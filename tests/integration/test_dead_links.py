@@ -4,19 +4,17 @@ kernel's retransmission backoff (up to minutes; on main 4-25 s after cuts of 8-3
 
 The cut is made by iptables in a private network namespace: packets are dropped, as in a real
 partition, only between the head and the middle member (told apart from the coordinator by
-their source addresses), so the coordinator sees everyone alive and repairs nothing: the chain
-waits for the link.
+their source addresses). The coordinator's link-health repair is off (`--link-stall-ms 0`,
+test_link_cuts.py tests it), so it sees everyone alive and repairs nothing: the chain waits
+for the link.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
-import redis
-
-from conftest import HOST, port_of, wait_until
-from netns_helpers import SOURCES, cut_rules, netns, start_chain  # noqa: F401 - a fixture
+from conftest import wait_until
+from netns_helpers import SOURCES, Writes, cut_rules, netns, start_chain  # noqa: F401 - a fixture
 
 CUT_S = 8.0
 RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, then the handshake
@@ -25,25 +23,12 @@ RESUME_WITHIN_S = 3.0  # dead after 2 s, reconnect attempts every <= ~1.75 s, th
 def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make_cluster):  # noqa: F811
     iptables = netns
     cluster = make_cluster()
-    members = start_chain(cluster, SOURCES)
+    members = start_chain(cluster, SOURCES, coordinator=("--link-stall-ms", "0"))
     sources = SOURCES
     head, middle, _ = members
 
-    acked: list[float] = []
-    stop = threading.Event()
-
-    def writer():
-        c = redis.Redis(host=HOST, port=port_of(head), socket_timeout=60)
-        i = 0
-        while not stop.is_set():
-            c.set(f"k{i % 100}", i)
-            acked.append(time.monotonic())
-            i += 1
-        c.close()
-
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
+    with Writes(head) as writes:
+        acked = writes.acked
         wait_until(lambda: len(acked) > 200, 30, "writes to flow")
         rules = cut_rules(head, sources[0], middle, sources[1])
         for rule in rules:
@@ -60,6 +45,3 @@ def test_writes_flow_again_within_seconds_of_healing_a_cut_peer_link(netns, make
         print(f"writes resumed {delay:.2f} s after healing a {CUT_S:.0f} s cut")
         assert delay <= RESUME_WITHIN_S, f"writes resumed {delay:.2f} s after the heal"
         assert cluster.chain() == members  # the coordinator repaired nothing: the link came back
-    finally:
-        stop.set()
-        thread.join(timeout=70)

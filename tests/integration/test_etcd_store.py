@@ -14,16 +14,19 @@ from catena.coordinator.address import parse
 from catena.coordinator.etcd_store import EtcdStore
 from catena.coordinator.store import NotLeader
 from catena.errors import CatenaError
+from catena.view import View
 from etcd_helpers import PREFIX, etcd, requires_etcd  # noqa: F401 - fixture
 
 pytestmark = requires_etcd
 
 
 class Recorder:
-    """Stands in for the coordinator: records what the store tells it."""
+    """Stands in for the coordinator: records what the store tells it; its saved view names no
+    members (the store checks it reaches them before campaigning)."""
 
     def __init__(self):
         self.events: list[tuple] = []
+        self.view = View(0, 0, ())
 
     def lead(self, fence, state):
         self.events.append(("lead", fence, state))

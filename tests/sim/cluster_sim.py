@@ -25,7 +25,8 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
 Faults (safety phase): member crash and restart, coordinator crash and restart, coordinator
 pause (SIGSTOP past its lease, then SIGCONT: its inputs wait, its timers fire late), network
 partitions (a node cut off from every other, or two nodes from each other: chain TCP links,
-probes and other RPCs, and membership datagrams), datagram loss, chain link cuts and slow links
+probes and other RPCs, and membership datagrams), link cuts between two chain members that
+both still reach everyone else (gray failures), datagram loss, chain link cuts and slow links
 (from `ChainSim`), slow etcd round trips, new members joining, a member's wall clock stepping
 ahead or back by up to 3 s (members are given wall and monotonic time apart, as node.py gives
 `time.time()` and `time.monotonic()`; read leases run on the monotonic one).
@@ -60,8 +61,11 @@ from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
-from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, DeleteKeys, Fail, Note, Probe, Push,
-                                        Reply, Restarted, Revoke, Save)
+from catena.chain.link_watch import LinkWatch
+from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
+                                        Push, Reply, Resign, Restarted, Revoke, Save)
+from catena.coordinator.damping import BASE_S, Damping
+from catena.coordinator.etcd_store import SIT_OUT_S
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.requests import Register, Remove
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
@@ -83,7 +87,7 @@ CLUSTER_ID = "sim"
 
 REFUSED, TIMEOUT, NOTLEADER = "refused", "timeout", "notleader"  # failed calls answer these
 VERDICT_STATS = {Fail: "probe confirmed failure", AbandonAdd: "add rolled back", Restarted: "restart verdict",
-                 CaughtUp: "learner caught up"}
+                 CaughtUp: "learner caught up", Cut: "link cut verdict"}
 
 
 @dataclass
@@ -101,6 +105,7 @@ class ClusterConfig(SimConfig):
     member_crashes: float = 0.25  # per virtual second
     coord_faults: float = 0.3  # crash or pause of a coordinator, per virtual second
     partitions: float = 0.35  # per virtual second
+    link_cuts: float = 0.15  # two chain members cut from each other (both still reach everyone else), per second
     joins: float = 0.1  # a new member process starts, per virtual second
     removes: float = 0.15  # an operator's MASTER.REMOVE of a running member, per virtual second
     # The operator sends one MASTER.REMOVE at a time, only while the chain has 3+ members. False:
@@ -112,6 +117,7 @@ class ClusterConfig(SimConfig):
     leases: bool = True  # False: members answer reads with no read lease (a planted fault)
     clock_steps: float = 0.0  # a member's wall clock steps ahead or back, per virtual second
     two_clocks: bool = True  # False: members time their leases on the wall clock (a planted fault)
+    flap_quiet_s: float = BASE_S  # the coordinators' --flap-quiet-ms
     # Write deadlines are wall-clock times compared across members: a step breaks them (a known
     # limit, test_cluster_sim.py); False checks everything else under clock steps.
     deadlines_across_steps: bool = True
@@ -178,6 +184,11 @@ class ClusterSim(ChainSim):
         self.reconfig = Reconfig(CoordinatorState(cluster_id=CLUSTER_ID))
         self.settings = Settings()
         self.removing = False  # an operator's MASTER.REMOVE is under way
+        # node.py's link report: (member, incarnation) -> its LinkWatch, and peer -> when a frame last arrived
+        self.watches: dict[tuple, LinkWatch] = {}
+        self.heard: dict[tuple, dict[str, float]] = {}
+        self.commit_times: list[float] = []  # when each committed entry was first seen committed
+        self.saved_at: dict[int, float] = {}  # epoch -> when its view was saved
 
     def new_election(self, name: str) -> Election:
         return Election(name, random.Random(self.rng.getrandbits(64)))
@@ -455,6 +466,10 @@ class ClusterSim(ChainSim):
                     respond(NOTLEADER if fx.error == NOT_LEADER else fx.error or fx.value)
             elif kind is Note:
                 self.log(f"{c.name}: {fx.text}")
+                self.stats["coordinator suspected itself"] += "may be the one cut off" in fx.text
+            elif kind is Resign:  # etcd_store.py: hand over to a standby, sit out a while
+                self.stats["coordinator resigned"] += 1
+                self.election_fx(c, c.election.resign(fx.reason, self.now, SIT_OUT_S))
             elif kind is DeleteKeys:
                 self.fail(f"{c.name} deletes session keys, but the simulation opens no sessions: {fx}")
             else:
@@ -504,6 +519,7 @@ class ClusterSim(ChainSim):
         if view.epoch < last.epoch or (view.epoch == last.epoch and view != last and last.epoch):
             self.fail(f"the saved view regressed: {last} then {view}")
         seen = self.saved_views.setdefault(view.epoch, view)
+        self.saved_at.setdefault(view.epoch, self.now)
         if seen != view:
             self.fail(f"two views saved under epoch {view.epoch}: {seen} and {view}")
         if view != last:
@@ -553,8 +569,8 @@ class ClusterSim(ChainSim):
 
     def send_probe(self, c: Coord, fx: Probe) -> None:
         def answered(value):
-            if isinstance(value, str) and value not in (REFUSED, TIMEOUT):
-                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, value, self.now))
+            if isinstance(value, tuple):
+                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, *value[:1], self.now, value[1]))
             else:
                 self.machine_fx(c, c.machine.on_probe_failed(fx.member, fx.nonce, self.now, refused=value == REFUSED))
 
@@ -596,7 +612,26 @@ class ClusterSim(ChainSim):
         self.deliver_input(m, m.replica.on_probe, epoch, nonce, grant, self.mono(m))
         self.log(f"{name} probed: epoch {epoch} nonce {nonce} grant {grant}, lease until "
                  f"{m.replica.lease_until - T0:.3f}")
-        respond(m.replica.client_id.decode())
+        key = (name, m.incarnation)
+        view, proc = m.replica.view, self.current_proc((name, m.incarnation))
+        lost = tuple(addr_name(a) for a in proc.machine.not_alive([f"{n}:{PORT}" for n in view.members])
+                     ) if view and proc else ()
+        report = self.watches.setdefault(key, LinkWatch()).report(m.replica, self.heard.get(key, {}), lost,
+                                                                  self.mono(m))
+        respond((m.replica.client_id.decode(), report))
+
+    def deliver(self, fid: int) -> None:
+        """A frame arrives: its receiver heard from its sender (node.py's PeerInbound)."""
+        frame = self.frames.get(fid)
+        if frame is not None and self.members[frame.dst].alive:
+            m = self.members[frame.dst]
+            self.heard.setdefault((m.name, m.incarnation), {})[frame.src] = self.mono(m)
+        super().deliver(fid)
+
+    def record_commit(self, m: Member, seq: int) -> None:
+        if seq > len(self.committed):
+            self.commit_times.append(self.now)
+        super().record_commit(m, seq)
 
     def follow_membership(self, c: Coord, addr: str) -> None:
         """`_follow_membership`: a watched member failed or left: probe it now."""
@@ -737,7 +772,7 @@ class ClusterSim(ChainSim):
         c.inc += 1
         c.alive, c.paused_until = True, 0.0
         c.election = self.new_election(c.name)
-        c.machine, c.timer_at, c.replies = CoordinatorMachine(), float("inf"), {}
+        c.machine, c.timer_at, c.replies = CoordinatorMachine(damping=Damping(self.cfg.flap_quiet_s)), float("inf"), {}
         if self.etcd.state:
             c.machine.follow(self.etcd.state)
         self.step_down(c)
@@ -789,6 +824,25 @@ class ClusterSim(ChainSim):
         heal = self.rng.uniform(0.2, 3.0)
         self.log(f"partition {a} from {','.join(group)} for {heal:.3f} s")
         self.stats["partition"] += 1
+        self.after(heal, self.net.heal, self.sever(a, group))
+
+    def link_cut(self) -> None:
+        """A gray failure: two members of the chain cut from each other for 1-3 s, while both
+        still reach the coordinators and the other members (repaired by a link verdict)."""
+        if not self.faults:
+            return
+        self.after(self.rng.expovariate(self.cfg.link_cuts), self.link_cut)
+        members = [m for m in self.reconfig.view().members if self.members[m].alive]
+        if len(members) < 2:
+            return
+        a, b = self.rng.sample(members, 2)
+        heal = self.rng.uniform(1.0, 3.0)
+        self.log(f"link cut {a}<->{b} for {heal:.3f} s")
+        self.stats["link cut"] += 1
+        self.after(heal, self.net.heal, self.sever(a, [b]))
+
+    def sever(self, a: str, group) -> list:
+        """Cut `a` from each of `group` (chain links, RPCs, datagrams): the pairs, to heal."""
         pairs = self.net.cut(a, group)
         for pair in pairs:
             x, y = sorted(pair)
@@ -796,7 +850,7 @@ class ClusterSim(ChainSim):
                 for src, dst in ((x, y), (y, x)):
                     if self.members[src].alive and self.members[dst].alive:
                         self.cut_link(src, dst, down_for=None)
-        self.after(heal, self.net.heal, pairs)
+        return pairs
 
     def clock_step(self) -> None:
         """A member's wall clock steps ahead or back (NTP, an operator): expiry stamps move with
@@ -867,6 +921,7 @@ class ClusterSim(ChainSim):
             self.after(self.rng.uniform(0, 0.01), self.client_next, i)
         for rate, fn in ((cfg.cuts + cfg.slow, self.random_fault), (cfg.member_crashes, self.member_fault),
                          (cfg.coord_faults, self.coord_fault), (cfg.partitions, self.partition),
+                         (cfg.link_cuts, self.link_cut),
                          (cfg.joins, self.join), (cfg.removes, self.operator_remove),
                          (cfg.clock_steps, self.clock_step)):
             if rate > 0:

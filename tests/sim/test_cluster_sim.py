@@ -72,13 +72,13 @@ def test_runs_do_the_work_they_claim():
     """Guard against a simulator that passes because nothing happens."""
     sims = [run_seed(seed) for seed in range(8, 16)]  # seed 6's schedule pauses the first leader for 5 s
     assert all(len(s.committed) > 100 for s in sims)
-    assert all(len(s.views) > 4 for s in sims)
+    assert sum(len(s.views) for s in sims) > 8 * len(sims) and all(len(s.views) > 2 for s in sims)
     assert sum(s.takeovers for s in sims) > len(sims)  # leaders failed over
     stats = sum((s.stats for s in sims), start=collections.Counter())
     for what in ("coordinator crash", "coordinator pause", "partition", "member crash", "restart",
                  "member started", "operator remove", "member refused", "revoked", "probe confirmed failure",
                  "membership failed", "membership prompted probe", "learner told caught up", "cut", "Sync",
-                 "Forward", "Read", "client Error", "client ConnectionResetError"):
+                 "Forward", "Read", "client Error", "client ConnectionResetError", "link cut", "link cut verdict"):
         assert stats[what] > 0, what
 
 
@@ -119,8 +119,10 @@ def test_a_coordinator_that_never_revokes_leases_is_caught():
 def test_unfenced_config_writes_are_caught():
     """etcd accepting a write without comparing the fence: a deposed (paused) leader's save
     lands after another took over."""
-    seed = first_caught(range(100), "fence", fencing=False)
-    assert not failures([seed])
+    # without link cuts (schedules where a deposed leader's save races the next leader's are
+    # rarer with them: the first is seed 219)
+    seed = first_caught(range(100), "fence", fencing=False, link_cuts=0.0)
+    assert not failures([seed], link_cuts=0.0)
 
 
 # Members' wall clocks step ahead and back by up to 3 s, and clients often route with an old view.
@@ -142,16 +144,12 @@ def test_leases_timed_on_the_wall_clock_are_caught():
     assert not failures([seed], **CLOCK_STEPS)
 
 
-@pytest.mark.xfail(strict=True, raises=SimFailure, reason="known limit: a forwarded write's deadline is "
-                   "the forwarding member's wall-clock time, compared with the head's")
-def test_write_deadlines_hold_across_wall_clock_steps():
-    """Searched over a seed range (a fixed seed stops reaching the limit with every timing change)."""
-    for seed in range(40):
-        try:
-            run_seed(seed, clock_steps=1.5, stale_client=0.5)
-        except SimFailure as exc:
-            if "after its last send" in str(exc):
-                raise
+def test_write_deadlines_do_not_hold_across_wall_clock_steps_a_known_limit():
+    """Known limit: a forwarded write's deadline is the forwarding member's wall-clock time,
+    compared with the head's, so a stepped clock lets one be sequenced late. (A strict xfail
+    on one seed before; schedules move whenever the code changes, so it is looked for over a
+    range of seeds, as the planted faults are.)"""
+    first_caught(range(60), "after its last send", clock_steps=1.5, stale_client=0.5)
 
 
 def test_overlapping_operator_removes_never_empty_the_chain():

@@ -58,3 +58,24 @@ def test_probe_answer_round_trips_and_a_bare_incarnation_has_no_liveness_port():
     for bad in ([b"7f3a"], [b"7f3a", b"x"], [b"7f3a", 70000]):
         with pytest.raises(ValueError):
             decode_answer(bad)
+
+
+def test_probe_answer_carries_a_link_report_and_a_bad_one_is_refused():
+    from catena.control import LinkReport, ProbeAnswer, decode_answer, encode_answer
+    report = LinkReport(5, (("10.0.0.3:7001", 1200, 9),), (("10.0.0.1:7001", 30),), ("10.0.0.4:7001",))
+    answer = ProbeAnswer("7f3a", 40123, report)
+    wire = [w.encode() if isinstance(w, str) else w for w in encode_answer(answer)[:2]] + encode_answer(answer)[2:]
+    assert decode_answer(wire) == answer
+    assert decode_answer(encode_answer(ProbeAnswer("7f3a", 1, LinkReport(2)))) == ProbeAnswer("7f3a", 1, LinkReport(2))
+    for bad in ([b"i", 1, 2, [b"p", 5], [], []], [b"i", 1, 2, [], [b"p"], []], [b"i", 1, b"x", [], [], []],
+                [b"i", 1, 2, [b"p", b"-1", 3], [], []], [b"i", 1, 2, []]):
+        with pytest.raises(ValueError):
+            decode_answer(bad)
+
+
+def test_probe_answer_carries_the_members_slowness():
+    from catena.control import LinkReport, ProbeAnswer, Slowness, decode_answer, encode_answer
+    answer = ProbeAnswer("7f3a", 1, LinkReport(3), Slowness(2400, 1300))
+    assert decode_answer(encode_answer(answer)) == answer
+    with pytest.raises(ValueError):
+        decode_answer(encode_answer(answer)[:-1])

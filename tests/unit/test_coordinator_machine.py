@@ -8,13 +8,15 @@ next deadline. Rewrite the expected text after a deliberate change (then review 
 
 Commands (t: monotonic seconds; members are short names; requests are numbered 1, 2, … as made):
 
-    lead t=T [epoch=E members=a,b learner=c queued=d sessions=s1:ttl_ms:k1+k2[:ending]]
+    lead t=T [epoch=E members=a,b learner=c queued=d sessions=s1:ttl_ms:k1+k2[:ending] flaps=c:P]
                                                a new term over this saved state (no epoch: a new store)
     step-down
     follow epoch=E members=a,b …               a follower's copy of the saved state
     register a inc=I                           a registered as incarnation I (its probes answer as it)
     timer t=T
     answer t=T a nonce=N [inc=I]               the probe answered (as incarnation I, default "1")
+           [report=E stalled=b:MS:N+… heard=b:MS+… lost=b+…]   with a link report under epoch E
+           [slow=TURN_MS:FSYNC_MS]                             and its slowness
     miss t=T a nonce=N [refused] [broken]      the probe timed out, was refused, or its connection broke
     liveness t=T a nonce=N [inc=I turn=S]      the liveness check after probe N: incarnation I, its loop's
                                                current turn S seconds old (no inc: no answer)
@@ -44,8 +46,9 @@ from pathlib import Path
 import pytest
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, DeleteKeys, Fail, Note, Probe,
-                                        Push, Reply, Restarted, Revoke, Save)
+from catena.control import LinkReport, Slowness
+from catena.coordinator.effects import (AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, DeleteKeys, Fail, Note,
+                                        Probe, Push, Reply, Resign, Restarted, Revoke, Save, Slow)
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.view import View
@@ -62,6 +65,8 @@ def render_state(state: dict) -> str:
         out += f" queued={','.join(s.queued)}"
     for sid, e in sorted(s.sessions.items()):
         out += f" session={sid}:{'+'.join(e['keys']) or '-'}" + (":ending" if e.get("ending") else "")
+    if s.flaps:
+        out += " flaps=" + ",".join(f"{m}:{p:g}" for m, p in sorted(s.flaps.items()))
     return out
 
 
@@ -72,6 +77,12 @@ def render(fx) -> str:
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
         return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+    if isinstance(fx, Resign):
+        return f"resign ({fx.reason})"
+    if isinstance(fx, Slow):
+        return f"slow {fx.member} ({fx.why})"
+    if isinstance(fx, Cut):
+        return f"cut {fx.member} peer={fx.peer} stalled={fx.stalled_s:g}"
     if isinstance(fx, CheckLiveness):
         return f"check-liveness {fx.member} nonce={fx.nonce} timeout={fx.timeout_s:g}"
     if isinstance(fx, Restarted):
@@ -116,12 +127,24 @@ def state_of(kv: dict) -> dict | None:
     if "epoch" not in kv:
         return None
     state = CoordinatorState(views={0: view_of(kv)}, cluster_id="story",
-                             queued=[m for m in kv.get("queued", "").split(",") if m])
+                             queued=[m for m in kv.get("queued", "").split(",") if m],
+                             flaps={m: float(p) for m, p in (f.split(":") for f in kv.get("flaps", "").split(",") if f)})
     for spec in filter(None, kv.get("sessions", "").split(",")):
         sid, ttl_ms, keys, *ending = spec.split(":")
         state.sessions[sid] = {"ttl_ms": int(ttl_ms), "keys": [k for k in keys.split("+") if k],
                                **({"ending": True} if ending else {})}
     return state.to_dict()
+
+
+def report_of(kv: dict) -> LinkReport | None:
+    """The link report an `answer` line carries (None: no `report=`)."""
+    if "report" not in kv:
+        return None
+
+    def rows(key):
+        return [r.split(":") for r in kv.get(key, "").split("+") if r]
+    return LinkReport(int(kv["report"]), tuple((p, int(ms), int(n)) for p, ms, n in rows("stalled")),
+                      tuple((p, int(ms)) for p, ms in rows("heard")), tuple(p for (p,) in rows("lost")))
 
 
 def request_of(args: list[str], kv: dict):
@@ -166,7 +189,8 @@ class Story:
         elif cmd == "timer":
             fx = m.on_timer(t)
         elif cmd == "answer":
-            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t)
+            slow = Slowness(*map(int, kv["slow"].split(":"))) if "slow" in kv else None
+            fx = m.on_probe_answer(args[0], int(kv["nonce"]), kv.get("inc", "1"), t, report_of(kv), slow)
         elif cmd == "miss":
             fx = m.on_probe_failed(args[0], int(kv["nonce"]), t, refused="refused" in args, broken="broken" in args)
         elif cmd == "liveness":
@@ -275,7 +299,9 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
         now, fx = min(outcomes, key=lambda o: (o[0], o[1].member))
         outcomes.remove((now, fx))
         leased = leased or b.lease_until > now
-        if fx.member == "a" or now < 0.35 + 0.02:
+        if fx.member == "a":  # a's membership loses b about half a second after b stopped
+            out = m.on_probe_answer("a", fx.nonce, "1", now, LinkReport(1, lost=("b",) if now > 0.85 else ()))
+        elif now < 0.35 + 0.02:
             out = m.on_probe_answer(fx.member, fx.nonce, "1", now)
         else:
             out = m.on_probe_failed(fx.member, fx.nonce, now)

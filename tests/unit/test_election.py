@@ -88,3 +88,29 @@ def test_backoff_grows_with_jitter_and_stays_bounded():
     assert len(set(delays)) > 30
     b.reset()
     assert b.next() <= 0.05
+
+
+def test_a_resigned_leader_gives_its_lease_back_and_sits_out_the_next_campaigns():
+    import random as _random
+
+    from catena.coordinator.election import Election, Lead, StepDown
+    e = Election("c0", _random.Random(1))
+    e.on_timer(0.0)  # campaign
+    assert e.on_campaign_result(True, 7, 99, 2.0, 0.0, 0.01) == [Lead(7)]
+    fx = e.resign("cut off from the members", 1.0, 2.0)
+    assert [type(f) for f in fx] == [StepDown] and fx[0].lease_id == 99 and not e.leading(1.0)
+    assert e.resign("again", 1.1, 2.0) == []  # not leading: nothing to give up
+    e.on_leader_key(None, 0, 0, 1.2)  # our key is gone: a standby may campaign; we wait
+    assert e.next_deadline() == 3.0 and e.on_timer(2.9) == []
+
+
+def test_a_follower_that_reaches_too_few_members_waits_to_campaign():
+    import random as _random
+
+    from catena.coordinator.election import REACH_RECHECK_S, Campaign, Election
+    e = Election("c1", _random.Random(2))
+    e.on_reach(False, 0.0)
+    e.on_leader_key(None, 0, 0, 0.0)  # no leader: due to campaign now
+    assert e.on_timer(0.0) == [] and e.next_deadline() == REACH_RECHECK_S
+    e.on_reach(True, 0.1)  # it reaches them again: campaign at once
+    assert e.next_deadline() == 0.1 and e.on_timer(0.1) == [Campaign()]

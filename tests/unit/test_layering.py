@@ -82,7 +82,8 @@ PURE = ["catena.coordinator.machine", "catena.coordinator.ending", "catena.coord
         "catena.coordinator.sessions", "catena.coordinator.health", "catena.coordinator.election",
         "catena.control", "catena.chain.replica", "catena.membership.detector", "catena.client.router",
         "catena.view", "catena.leases", "catena.cluster_topology", "catena.chain.slot_guard",
-        "catena.coordinator.migration"]
+        "catena.coordinator.migration", "catena.coordinator.link_health", "catena.coordinator.damping",
+        "catena.coordinator.slowness", "catena.chain.link_watch"]
 IO = {"asyncio", "socket", "time", "threading", "subprocess", "aetcd"}  # (`random` only types an injected rng)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Callable
 
 from catena.chain import messages
@@ -112,14 +113,19 @@ class PeerLinks:
 
 
 class PeerInbound:
-    """The receiving side of a peer's link: frames in, decoded messages to `deliver`."""
+    """The receiving side of a peer's link: frames in, decoded messages to `deliver`; when
+    bytes last arrived from the sender goes in `heard` (monotonic; the member's link report)."""
 
-    def __init__(self, transport: asyncio.Transport, sender: str, deliver: Callable):
+    def __init__(self, transport: asyncio.Transport, sender: str, deliver: Callable,
+                 heard: dict[str, float] | None = None):
         self.transport, self.sender, self.deliver = transport, sender, deliver
         detect_dead_peer(transport.get_extra_info("socket"))
         self.unpacker = messages.unpacker()
+        self.heard = {} if heard is None else heard
+        self.heard[sender] = time.monotonic()
 
     def feed(self, data: bytes) -> None:
+        self.heard[self.sender] = time.monotonic()
         self.unpacker.feed(data)
         try:
             for frame in self.unpacker:

@@ -21,6 +21,7 @@ from catena.chain import (blocking, cluster_commands, disk, info, messages, ops,
                           transactions)
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
+from catena.chain.link_watch import LinkWatch
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
@@ -42,7 +43,7 @@ from catena.resp.commands import ADMIN, DATA, INTERNAL, CommandTable, exec_reque
 from catena.resp.limits import Limits
 from catena.resp.pubsub import PubSub, restricted
 from catena.resp.server import Deferred, RespServer, Takeover
-from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, encode, encode_answer
+from catena.control import MasterCaughtUp, MasterRegister, ProbeAnswer, Slowness, encode, encode_answer
 from catena.control import decode as decode_control
 from catena.view import View
 
@@ -98,6 +99,8 @@ class MemberNode:
         self._flush_scheduled = False
         self._fetch = asyncio.Event()
         self.links: PeerLinks | None = None
+        self.link_watch = LinkWatch()  # what the probe answers say about our links
+        self.heard: dict[str, float] = {}  # peer -> when bytes last arrived on its link to us (monotonic)
         self.membership: MembershipAgent | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
@@ -194,10 +197,15 @@ class MemberNode:
     def _probe_cmd(self, client, args):
         """MEMBER.PROBE epoch nonce grant: the coordinator's health probe, which carries the
         read lease for the previous probe we answered in time; answers this process's
-        incarnation (a restart shows as a new one) and the UDP port of its liveness responder."""
-        probe = decode_control(args)
-        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, time.monotonic()))
-        return encode_answer(ProbeAnswer(self.incarnation, self.liveness.port if self.liveness else 0))
+        incarnation (a restart shows as a new one), the UDP port of its liveness responder and
+        the report on its links (link_watch.py)."""
+        probe, now = decode_control(args), time.monotonic()
+        self._run(self.replica.on_probe(probe.epoch, probe.nonce, probe.grant, now))
+        view, agent = self.replica.view, self.membership
+        lost = tuple(agent.machine.not_alive(view.members)) if view and agent and agent.machine else ()
+        slow = Slowness(int(self.loop_monitor.recent_s(now, 2) * 1000), int(self.io.slowest_fsync(now) * 1000))
+        return encode_answer(ProbeAnswer(self.incarnation, self.liveness.port if self.liveness else 0,
+                                         self.link_watch.report(self.replica, self.heard, lost, now), slow))
 
     def _revoke_cmd(self, client, args):
         """MEMBER.REVOKE epoch: the coordinator is replacing that view; give the lease back."""
@@ -262,7 +270,7 @@ class MemberNode:
         if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
             return Error("WRONGPASS bad cluster secret on a peer link")
         sender = args[1].decode()
-        return Takeover(lambda transport: PeerInbound(transport, sender, self._on_peer_message))
+        return Takeover(lambda transport: PeerInbound(transport, sender, self._on_peer_message, self.heard))
 
     def _view_cmd(self, client, args):
         """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""

@@ -1,7 +1,8 @@
 """How the coordinator shell makes the machine's calls (effects.py): each over RESP to a member,
 or to the config store, with the outcome reported back to the machine as the input it names.
 Probes keep one connection per member (a broken one is the machine's to judge) and are timed
-for the metrics; a probe's answer names the member's liveness port, which `CheckLiveness` asks."""
+for the metrics; a probe's answer names the member's liveness port, which `CheckLiveness` asks,
+and carries its link report."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ class MemberCalls:
             self._probe_conns[addr], conn = conn, None  # kept for the next probe
             if answer.liveness_port:
                 self._liveness_ports[addr] = answer.liveness_port
-            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic())
+            return machine.on_probe_answer(addr, probe.nonce, answer.incarnation, time.monotonic(), answer.links,
+                                           answer.slow)
         finally:
             if conn is not None:
                 await conn.close()

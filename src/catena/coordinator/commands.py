@@ -123,7 +123,8 @@ class CoordinatorCommands:
         return {"chain_id": v.chain_id, "epoch": v.epoch, "members": list(v.members), "learner": v.learner,
                 "queued": list(saved.queued), "fence": c.store.fence if role == "leader" else 0,
                 "role": role, "leader": c.me if role == "leader" else c.store.leader,
-                "cluster_id": saved.cluster_id, "store": str(c.store), "metrics": c.metrics.url}
+                "cluster_id": saved.cluster_id, "store": str(c.store), "metrics": c.metrics.url,
+                "repairs": [e["text"] for e in c.metrics.events.recent(50) if e["kind"] in ("repair", "damping")][:5]}
 
     def leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""

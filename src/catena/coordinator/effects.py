@@ -2,7 +2,7 @@
 
 Calls to members (`Probe`, `CheckLiveness`, `Revoke`, `AskTail`, `Push`, `DeleteKeys`) and the fenced `Save`
 each have one input that reports their outcome; `Reply` answers an operator's or a member's
-request; the verdicts (`Fail`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
+request; the verdicts (`Fail`, `Cut`, `Slow`, `Restarted`, `CaughtUp`, `AbandonAdd`) and `Note`s are for the
 log: the machine has already queued the change a verdict asks for.
 """
 
@@ -21,8 +21,8 @@ DELETE_TIMEOUT_S = 2.0
 NOT_LEADER = "NOTLEADER"  # a Reply's error when the term ended first (the shell names the leader)
 
 # why a view changed (a view Note's `cause`; metrics count by it); the first three are repairs
-FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE = (
-    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove")
+FAILURE, RESTART, ROLLED_BACK, JOIN, CAUGHT_UP, ADMIN_ADD, ADMIN_REMOVE, LINK_CUT, FAIL_SLOW = (
+    "failure", "restart", "add_rolled_back", "join", "caught_up", "admin_add", "admin_remove", "link_cut", "fail_slow")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ class DeleteKeys:
 
 
 @dataclass(frozen=True)
+class Resign:
+    """This coordinator cannot reach most members: give leadership up to a standby (etcd; with
+    the embedded store there is none, and nothing happens)."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reply:
     """Answer the request the shell submitted as `token`: `value`, or `error` (a Redis error
     line, or NOT_LEADER)."""
@@ -143,6 +150,24 @@ class AbandonAdd:
     quiet_s: float
 
 
-Verdict = Fail | Restarted | CaughtUp | AbandonAdd
-CAUSES = {Fail: FAILURE, Restarted: RESTART, CaughtUp: CAUGHT_UP, AbandonAdd: ROLLED_BACK}  # a verdict's cause
+@dataclass(frozen=True)
+class Cut:
+    """The link between `member` and `peer` (both answer probes) made no progress for
+    `stalled_s`: take `member` out (link_health.py says which end)."""
+    member: str
+    peer: str
+    stalled_s: float
+
+
+@dataclass(frozen=True)
+class Slow:
+    """`member` reported slow fsyncs or loop turns persistently (`why`): take it out if its
+    chain keeps two others (slowness.py)."""
+    member: str
+    why: str
+
+
+Verdict = Fail | Cut | Slow | Restarted | CaughtUp | AbandonAdd
+CAUSES = {Fail: FAILURE, Cut: LINK_CUT, Slow: FAIL_SLOW, Restarted: RESTART, CaughtUp: CAUGHT_UP,
+          AbandonAdd: ROLLED_BACK}  # a verdict's cause
 CALLS = (Probe, CheckLiveness, Revoke, AskTail, Save, Push, DeleteKeys)  # the effects that report an outcome

@@ -15,6 +15,9 @@ back; the simulator (tests/sim) feeds them from a model of etcd. Times are monot
 - Any sign of another term (our key gone or recreated, a fenced write refused, a renewal that
   finds the lease expired) steps down at once.
 - etcd errors are retried with exponential backoff and full jitter up to `BACKOFF_MAX_S`.
+- A leader that cannot reach most members resigns (`resign`): it steps down and sits out the
+  campaigns for a while, so that a standby that reaches them leads. A follower that the shell
+  says reaches fewer than most members (`on_reach`) does not campaign until it does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ DEADLINE_FRACTION = 0.8  # the leader acts until last confirmed renewal (send ti
 RENEW_FRACTION = 1 / 3  # renew every TTL/3 (etcd's own keepalive cadence)
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 2.0
+REACH_RECHECK_S = 0.25  # a follower that reaches too few members looks again this often before campaigning
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
 
@@ -93,6 +97,8 @@ class Election:
         self.holder: str | None = None  # the leader key's value as last observed (None: no key)
         self.holder_fence = 0
         self.campaign_at: float | None = 0.0  # follower: campaign when due (None: a leader exists)
+        self.sit_out_until = 0.0  # after resigning: no campaign before this
+        self.reaches = True  # follower: do we reach most members of the saved view (the shell checks)?
         self.backoff = Backoff(rng)
 
     # -- queries ----------------------------------------------------------------------------------
@@ -126,6 +132,9 @@ class Election:
                 return [Renew(self.lease_id)]
             return []
         if self.role == FOLLOWER and self.campaign_at is not None and now >= self.campaign_at:
+            if not self.reaches:  # a leader that reaches nobody repairs nothing: wait for a standby that does
+                self.campaign_at = now + REACH_RECHECK_S
+                return []
             self.role = CANDIDATE
             self.campaign_at = None
             return [Campaign()]
@@ -141,7 +150,7 @@ class Election:
                 return self._step_down(f"our leader key (fence {self.fence}) was {what}")
             return []
         if self.role == FOLLOWER:
-            self.campaign_at = now if holder is None else None
+            self.campaign_at = max(now, self.sit_out_until) if holder is None else None
         if self.role == FOLLOWER and holder == self.me and lease_id:
             # The key names our address but we do not lead: an earlier term of ours, or an earlier
             # process on our address (gone: we hold its port). Give its lease back to end it now.
@@ -156,7 +165,7 @@ class Election:
         if not won:
             self.role = FOLLOWER
             self.holder, self.holder_fence = holder, fence
-            self.campaign_at = now if holder is None else None
+            self.campaign_at = max(now, self.sit_out_until) if holder is None else None
             return [Revoke(lease_id)] if lease_id else []
         self.backoff.reset()
         self.role, self.fence, self.lease_id, self.ttl = LEADER, fence, lease_id, ttl
@@ -202,6 +211,22 @@ class Election:
         if self.role == LEADER and fence == self.fence:
             return self._step_down(f"etcd refused a write under our fence {fence}: another coordinator leads")
         return []
+
+    def on_reach(self, reaches: bool, now: float) -> list:
+        """The shell checked whether we reach most members of the saved view (refused
+        connections count: their host answered)."""
+        self.reaches = reaches
+        if reaches and self.role == FOLLOWER and self.campaign_at is not None:
+            self.campaign_at = min(self.campaign_at, max(now, self.sit_out_until))
+        return []
+
+    def resign(self, reason: str, now: float, sit_out_s: float) -> list:
+        """Give leadership up (the lease goes back: a standby campaigns at once) and campaign
+        again only after `sit_out_s` (then only if nobody leads)."""
+        if self.role != LEADER:
+            return []
+        self.sit_out_until = now + sit_out_s
+        return self._step_down(reason)
 
     def on_stop(self) -> list:
         """Shutting down: give the lease back so a standby takes over without waiting."""

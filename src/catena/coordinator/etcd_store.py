@@ -31,11 +31,14 @@ from catena.coordinator.address import EtcdAddress
 from catena.coordinator.election import Backoff, Campaign, Election, Lead, Renew, Revoke, StepDown
 from catena.coordinator.store import SCHEMA, NotLeader, check_state
 from catena.errors import CatenaError
+from catena.resp.client import open_tcp
 
 log = logging.getLogger(__name__)
 
 OP_TIMEOUT_S = 2.0
 FOLLOWER_POLL_S = 1.0  # a follower also reads the leader key this often (a watch can go quiet)
+REACH_CHECK_S = 0.25  # a follower checks this often whether it reaches the members
+SIT_OUT_S = 2.0  # a resigned leader campaigns again only after this (a standby that reaches the members wins first)
 GRPC_OPTIONS = {
     # Short reconnect backoff: gRPC's default grows to 120 s, the failover stall Mooncake hit.
     "grpc.initial_reconnect_backoff_ms": 100,
@@ -243,6 +246,7 @@ class EtcdStore:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._watch())
                 group.create_task(self._timer())
+                group.create_task(self._check_reach())
         finally:
             # Shutting down: stop leading and give the lease back so a standby takes over now.
             lease = self.election.lease_id
@@ -304,6 +308,11 @@ class EtcdStore:
                 self._follow_state(self._decode(kv.value))
             self._wake.set()
 
+    def resign(self, reason: str) -> None:
+        """Hand leadership to a standby (the lease goes back) and sit out the campaigns for
+        `SIT_OUT_S`: the machine found it cannot reach most members."""
+        self._apply(self.election.resign(reason, time.monotonic(), SIT_OUT_S))
+
     def _follow_state(self, state: dict) -> None:
         """Followers keep the newest state in memory (warm standby); the leader's own writes come
         back here too and are ignored (its memory is ahead or equal)."""
@@ -356,6 +365,19 @@ class EtcdStore:
             except TimeoutError:
                 if el.role == "follower" and el.next_deadline() is None:
                     self._pending.append(_POLL)
+
+    async def _check_reach(self) -> None:
+        """While following: do we reach most members of the saved view? (A TCP connect each,
+        from our source address; a refused one counts: its host answered.) The election
+        campaigns only if so."""
+        while True:
+            members = list(self.coordinator.view.members)
+            if self.election.role == "follower" and members:
+                reached = await asyncio.gather(*(_reaches(m) for m in members))
+                self._apply(self.election.on_reach(sum(reached) * 2 > len(members), time.monotonic()))
+            elif not members:
+                self.election.reaches = True
+            await asyncio.sleep(REACH_CHECK_S)
 
     async def _poll_leader_key(self) -> None:
         try:
@@ -425,3 +447,17 @@ class EtcdStore:
             log.info("%s (it expires by itself)", exc)
         except Exception as exc:  # noqa: BLE001 - e.g. the lease is already gone
             log.debug("revoke lease %x: %s", lease_id, _describe(exc))
+
+
+async def _reaches(member: str) -> bool:
+    """Does a TCP connection to `member` get an answer (accepted or refused) within 0.3 s?"""
+    host, port = member.rsplit(":", 1)
+    try:
+        async with asyncio.timeout(0.3):
+            _, writer = await open_tcp(host.strip("[]"), int(port))
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True

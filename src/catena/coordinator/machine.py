@@ -36,6 +36,21 @@ lease back (`Revoke`); if it does not answer, the save waits until every lease i
 run out (from the last grant, or from this term's start for a former leader's grants). A member
 whose port refused our last probe has no process left to answer reads: no revoke.
 
+Fail-slow (slowness.py). A member whose every probe answer reports slow fsyncs or long loop
+turns for a while is taken out (`Slow`) while its chain keeps two others.
+
+Flap damping (damping.py). A member taken out by a verdict stays probed as a candidate; when it
+registers again it is admitted only once it has answered every probe for a quiet period that
+doubles with each recent removal (counted from its first answer after it healed).
+
+Link health and self-suspicion (link_health.py). Each probe answer carries the member's link
+report; a link between two members that both answer, stalled for `link_stall_s` and corroborated
+by its far end, takes one end out (`Cut`), one cut at a time. A confirmed failure that only this
+coordinator observes is kept (and probed on) while most watched members fail at once, or while
+taking it out would leave fewer than two, until another member witnesses it. Cut off from most
+members for `HAND_OVER_S`, the machine resigns once per term (`Resign`: on etcd a standby that
+reaches them leads).
+
 The learner hand-over. The tail of a view with a learner tells the coordinator when the learner
 caught up under that view (MASTER.CAUGHT_UP, `on_caught_up`), and the learner is promoted
 (`CaughtUp`). Besides, the tail is asked every `learner_poll_s` how far the learner got
@@ -61,14 +76,17 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
-from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Fail, Note, Probe,
-                                        Reply, Restarted, Revoke, Save, Verdict)
+from catena.coordinator import link_health
+from catena.coordinator.damping import Damping
+from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
+                                        Probe, Reply, Resign, Restarted, Revoke, Save, Slow, Verdict)
 from catena.coordinator.ending import SessionEnding
 from catena.coordinator.health import HealthCheck
 from catena.coordinator.pushes import Pushes
 from catena.coordinator.reconfig import CoordinatorState, Reconfig
 from catena.coordinator.requests import watched
 from catena.coordinator.sessions import NO_SUCH_SESSION, SessionClock
+from catena.coordinator.slowness import SlowWatch
 from catena.leases import LEASE_S
 from catena.view import View
 
@@ -79,6 +97,7 @@ ADD_REPLY_S = 30.0  # MASTER.ADD answers by then: joined, rolled back, or still 
 WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the member is dead
 BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
 NEVER = float("-inf")
+HAND_OVER_S = 0.5  # cut off from most members this long: resign (etcd: a standby that reaches them leads)
 
 
 @dataclass
@@ -103,6 +122,14 @@ class _LearnerWatch:
     asked: AskTail | None = None  # the question in flight
     due: float | None = None  # when the tail is asked next (None: asking, or a decision pending)
     deciding: bool = False  # a CaughtUp or AbandonAdd is being decided
+
+
+@dataclass
+class _Candidate:
+    """A member taken out recently (damping.py): probed from its removal on, so that its healthy
+    streak starts when it heals; admitted once it registered again and its streak is long enough."""
+    what: rq.Register | None = None  # its registration (None: not registered again yet)
+    since: float | None = None  # the first answer of its current healthy streak
 
 
 @dataclass
@@ -137,10 +164,13 @@ class CoordinatorMachine(SessionEnding):
     learner_poll_s: float = LEARNER_POLL_S
     wedge_s: float | None = None  # None: no liveness checks (members without a responder)
     busy_limit_s: float = BUSY_LIMIT_S
+    link_stall_s: float | None = link_health.STALL_S  # None: no link verdicts
     # Kept across terms (the process's own knowledge):
     lease_ok: dict[str, float] = field(default_factory=dict)  # member -> its lease ends by this + lease_s
     dead: set[str] = field(default_factory=set)  # members whose port refused our last probe
     incarnations: dict[str, str] = field(default_factory=dict)  # member -> the incarnation it answers as
+    damping: Damping = field(default_factory=Damping)  # removals by verdict, and the quiet they ask
+    slowness: SlowWatch = field(default_factory=SlowWatch)  # members' slow streaks
     # This term's work:
     _probers: dict[str, _Prober] = field(default_factory=dict)
     _watch: _LearnerWatch | None = None
@@ -150,6 +180,13 @@ class CoordinatorMachine(SessionEnding):
     _clock: SessionClock = field(default_factory=SessionClock)
     _enders: dict = field(default_factory=dict)  # session -> its ending (ending.py)
     _waiters: list[_AddWaiter] = field(default_factory=list)
+    _reports: dict = field(default_factory=dict)  # member -> (when, its last LinkReport)
+    _cutting: bool = False  # a Cut is being decided
+    _held: set[str] = field(default_factory=set)  # confirmed failures kept for want of a witness
+    _candidates: dict[str, _Candidate] = field(default_factory=dict)  # damped registrations, probed
+    _admitting: set[str] = field(default_factory=set)  # candidates whose registration is queued
+    _isolated_since: float | None = None  # most watched members fail their probes since then
+    _resigned: bool = False  # this term resigned already
 
     @property
     def view(self) -> View:
@@ -167,6 +204,7 @@ class CoordinatorMachine(SessionEnding):
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
         self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
+        self.damping.remember(self.saved.flaps, now)
         view = self.view
         fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
                                + (f", finishing the add of {view.learner}" if view.learner else ""),
@@ -189,6 +227,9 @@ class CoordinatorMachine(SessionEnding):
         self._probers, self._watch, self._pushes = {}, None, Pushes()
         self._queue, self._current, self._waiters = deque(), None, []
         self._clock, self._enders = SessionClock(), {}
+        self._reports, self._cutting, self._held = {}, False, set()
+        self._candidates, self._admitting = {}, set()
+        self._isolated_since, self._resigned = None, False
         return [Reply(token, error=NOT_LEADER) for token in tokens if token is not None]
 
     def follow(self, state: dict) -> None:
@@ -244,16 +285,62 @@ class CoordinatorMachine(SessionEnding):
         fx = []
         while self._current is None and self._queue and self.leading:
             c = self._queue.popleft()
+            damped = self._damped(c, now)
+            if damped is not None:
+                fx += damped
+                continue
             r = Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))
             result = self._decide(c.what, r, now)
             if isinstance(result, str):
                 fx += self._finish(c, result, now)
                 continue
+            if result and isinstance(c.what, (Fail, Cut, Slow, AbandonAdd)):
+                r.state.flaps = self.damping.saved(now, c.what.member)  # a new leader damps it too
             c.state, c.changed, self._current = r.state.to_dict(), result, c
             revokes = self.revokes(self.view, r.view())
             c.revoking = {x.member for x in revokes}
             fx += revokes + self._after_revokes(now)
         return fx
+
+    def _damped(self, c: _Change, now: float) -> list | None:
+        """A registration of a member taken out recently (damping.py): accepted (answered with
+        the cluster id) but not admitted yet; it is probed as a candidate. None: not damped."""
+        what = c.what
+        if not isinstance(what, rq.Register) or what.member in watched(self.view):
+            return None
+        if what.member in self._admitting:
+            self._admitting.discard(what.member)
+            return None
+        quiet = self.damping.quiet_s(what.member, now)
+        if quiet <= 0 or isinstance(rq.decide(what, Reconfig(CoordinatorState.from_dict(self.saved.to_dict()))), str):
+            return None  # admitted at once, or refused as any registration
+        cand = self._candidates.setdefault(what.member, _Candidate())
+        fx = [Reply(c.token, self.saved.cluster_id)] if c.token is not None else []
+        if cand.what == what:
+            return fx
+        if cand.what is not None and cand.what.incarnation != what.incarnation:
+            cand.since = None  # another process: its streak starts over
+        cand.what = what
+        self.registered(what.member, what.incarnation)
+        fx.append(Note("warning", f"member {what.member} was taken out recently (flap penalty "
+                                  f"{self.damping.penalty(what.member, now):.1f}): admitting it again once it has "
+                                  f"answered every probe for {quiet:g} s", "damping", "", what.member))
+        return fx + self._watch_view(now) + self._admit(what.member, now)
+
+    def _admit(self, member: str, now: float) -> list:
+        """A candidate registered again and answered every probe for its quiet period: its
+        registration goes ahead. One whose penalty was forgotten before it registered is
+        probed no more."""
+        cand, quiet = self._candidates[member], self.damping.quiet_s(member, now)
+        if cand.what is None and quiet <= 0:
+            del self._candidates[member]
+            return []
+        if cand.what is None or cand.since is None or now - cand.since < quiet:
+            return []
+        del self._candidates[member]
+        self._admitting.add(member)
+        return [Note("info", f"member {member} answered every probe for {now - cand.since:.1f} s: admitting it again",
+                     "damping", "", member)] + self._change(cand.what, now)
 
     def _decide(self, what, r: Reconfig, now: float) -> list[View] | str:
         if isinstance(what, rq.Attach) and not self.session_ping(what.session, now):
@@ -347,6 +434,15 @@ class CoordinatorMachine(SessionEnding):
             return [Note("warning", f"member {m}{why}: " + ("removed it from the chain" if changed else
                          "it is the last member of its chain: keeping it; the chain waits for it"),
                          "repair", cause, m)]
+        if isinstance(verdict, Cut):
+            return [Note("warning", f"the link between {m} and {verdict.peer} made no progress for "
+                                    f"{verdict.stalled_s:.1f} s while both answer probes: " +
+                                    ("removed " + m + " from the chain" if changed else f"{m} is its chain's last member: "
+                                     "keeping it"), "repair", cause, m)]
+        if isinstance(verdict, Slow):
+            return [Note("warning", f"member {m} is fail-slow ({verdict.why}): " +
+                         ("removed it from the chain" if changed else "keeping it: its chain has no two others"),
+                         "repair", cause, m)]
         if isinstance(verdict, Restarted) and changed:
             return [Note("warning", f"member {m} restarted (new incarnation): added it again behind the tail",
                          "repair", cause, m)]
@@ -390,7 +486,7 @@ class CoordinatorMachine(SessionEnding):
         if not self.leading:
             return []
         fx = []
-        for member in sorted(watched(view)):
+        for member in sorted(watched(view) | set(self._candidates)):
             if member not in self._probers:
                 self._probers[member] = _Prober()
                 fx += self._send(member, now)
@@ -421,18 +517,49 @@ class CoordinatorMachine(SessionEnding):
             p.due = now
         return True
 
-    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float) -> list:
+    def on_probe_answer(self, member: str, nonce: int, incarnation: str, now: float, links=None,
+                        slow=None) -> list:
+        """The probe answered in time, as `incarnation`, with the member's `links` report and
+        its `slow`ness (control.LinkReport, control.Slowness; None: a member without them)."""
         p = self._in_flight(member, nonce)
         if p is None:
             return []
         p.grant, p.answered_at, p.retried, p.busy_since = nonce, now, False, None
         self.dead.discard(member)
+        if member in self._held:  # our isolation ends: the others held with it start counting again
+            for other in self._held:
+                self.health.forget(other)
+            self._held.clear()
         self.health.result(member, True)
+        self._isolated(now)
+        if links is not None:
+            self._reports[member] = (now, links)
         known = self.incarnations.setdefault(member, incarnation)
         if known != incarnation:
             self.incarnations[member] = incarnation
             return self._verdict(p, Restarted(member, incarnation), now)
-        return self._next(p, now)
+        cand = self._candidates.get(member)
+        if cand is not None:
+            cand.since = now if cand.since is None else cand.since
+            return self._next(p, now) + self._admit(member, now)
+        why = self.slowness.report(member, slow, now) if slow is not None else None
+        if why is not None and member in self.view.members:
+            self.slowness.forget(member)
+            if len(self.view.members) >= 3:
+                return self._verdict(p, Slow(member, why), now)
+            return [Note("warning", f"member {member} is fail-slow ({why}), but its chain has no two others: "
+                                    "keeping it")] + self._next(p, now) + self._judge_links(now)
+        return self._next(p, now) + self._judge_links(now)
+
+    def _judge_links(self, now: float) -> list:
+        """A cut link between two members that answer us: take one end out (link_health.py)."""
+        if self._cutting or self.link_stall_s is None:
+            return []
+        found = link_health.cut(self.view, link_health.fresh(self._reports, self.view, now), self.link_stall_s)
+        if found is None:
+            return []
+        self._cutting = True
+        return self._verdict(None, Cut(*found), now)
 
     def on_probe_failed(self, member: str, nonce: int, now: float, refused: bool = False,
                         broken: bool = False) -> list:
@@ -471,9 +598,48 @@ class CoordinatorMachine(SessionEnding):
         return self._next(p, now)
 
     def _missed(self, member: str, p: _Prober, now: float, refused: bool = False, wedged: bool = False) -> list:
-        if self.health.result(member, False, refused, wedged) and member in watched(self.view):
-            return self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
-        return self._next(p, now)
+        if member in self._candidates:  # its healthy streak starts over
+            self._candidates[member].since = None
+        confirmed = self.health.result(member, False, refused, wedged)
+        fx = []
+        if self._isolated(now) and now - self._isolated_since >= HAND_OVER_S and not self._resigned:
+            self._resigned = True
+            fx.append(Resign(f"probes to most members failed for {now - self._isolated_since:.1f} s: "
+                             "handing over to a coordinator that reaches them"))
+        if (confirmed or member in self._held) and member in watched(self.view):
+            if not (refused or wedged) and self._suspect_myself(member, now):
+                if member not in self._held:
+                    fx.append(Note("warning", f"member {member} failed {self.health.misses.get(member, 0)} probes, "
+                                              "but no other member saw it fail and this coordinator may be the one "
+                                              "cut off: keeping it"))
+                self._held.add(member)
+                return fx + self._next(p, now)
+            self._held.discard(member)
+            return fx + self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
+        return fx + self._next(p, now)
+
+    def _isolated(self, now: float) -> bool:
+        """Do most watched members (two at least) fail their probes (since `_isolated_since`)?"""
+        view, misses = self.view, self.health.misses
+        failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
+        if failing < 2 or failing * 2 <= len(watched(view)):
+            self._isolated_since = None
+            return False
+        if self._isolated_since is None:
+            self._isolated_since = now
+        return True
+
+    def _suspect_myself(self, member: str, now: float) -> bool:
+        """Self-suspicion (link_health.py): most watched members fail at once, or taking `member`
+        out would leave fewer than two, and no other member witnessed its failure."""
+        view, misses = self.view, self.health.misses
+        if view.members == (member,):  # the last member is kept anyway
+            return False
+        failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
+        if failing * 2 <= len(watched(view)) and not (member in view.members and len(view.members) == 2):
+            return False
+        stall_s = self.link_stall_s or link_health.STALL_S
+        return link_health.witnessed(member, link_health.fresh(self._reports, view, now), stall_s) is None
 
     def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
         """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
@@ -482,25 +648,32 @@ class CoordinatorMachine(SessionEnding):
         return [verdict] + self._change(verdict, now)
 
     def _decided(self, verdict: Verdict, changed: bool, now: float) -> list:
-        """`verdict` was decided (`changed`: a new view was saved). A failed member taken out is
-        probed no more; the last member of a chain, kept, is probed again at once; after a
+        """`verdict` was decided (`changed`: a new view was saved). A member taken out is probed
+        on as a candidate (flap damping); the last member of a chain, kept, is probed again at once; after a
         hand-over or a rollback the learner watch looks at the saved view again at once."""
+        fx = []
+        if changed and isinstance(verdict, (Fail, Cut, Slow, AbandonAdd)):  # a candidate from now on
+            self.damping.removed(verdict.member, now)
+            self._candidates.setdefault(verdict.member, _Candidate())
+            fx = self._watch_view(now)
+        if isinstance(verdict, Cut):
+            self._cutting = False
+            return fx
         if isinstance(verdict, (CaughtUp, AbandonAdd)):
             w = self._watch
             if w is None or not w.deciding:
                 return []
             w.deciding = False
-            return [] if w.asked is not None else self._ask_tail(now)
+            return fx + ([] if w.asked is not None else self._ask_tail(now))
         p = self._probers.get(verdict.member)
         if p is None or not p.deciding:
-            return []
+            return fx
         p.deciding = False
         if isinstance(verdict, Fail):
-            if changed:
-                self._forget(verdict.member)
-                return []
-            return self._send(verdict.member, now)
-        return self._next(p, now)
+            if changed:  # probed on as a candidate, counting misses afresh
+                self.health.forget(verdict.member)
+            return fx + self._send(verdict.member, now)
+        return fx + self._next(p, now)
 
     def _in_flight(self, member: str, nonce: int, checking: bool = False) -> _Prober | None:
         p = self._probers.get(member)
@@ -510,7 +683,7 @@ class CoordinatorMachine(SessionEnding):
 
     def _send(self, member: str, now: float) -> list[Probe]:
         p = self._probers[member]
-        if member not in watched(self.view):
+        if member not in watched(self.view) and member not in self._candidates:
             self._forget(member)
             return []
         p.nonce += 1

@@ -26,18 +26,23 @@ class CoordinatorState:
     cluster_id: str = ""  # names this cluster; a member's data from another cluster is refused
     # client sessions: id -> {"ttl_ms": int, "keys": [str], "ending": bool (only when true)}
     sessions: dict[str, dict] = field(default_factory=dict)
+    flaps: dict[str, float] = field(default_factory=dict)  # member -> flap penalty when last taken out (damping.py)
 
     def to_dict(self) -> dict:
-        return {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
-                "queued": self.queued, "retired": self.retired, "cluster_id": self.cluster_id,
-                "sessions": self.sessions}
+        out = {"views": [v.to_wire() for v in self.views.values()], "registry": self.registry,
+               "queued": self.queued, "retired": self.retired, "cluster_id": self.cluster_id,
+               "sessions": self.sessions}
+        if self.flaps:
+            out["flaps"] = self.flaps
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CoordinatorState":
         views = {v.chain_id: v for v in (View.from_wire(w) for w in raw["views"])}
         return cls(views, dict(raw.get("registry", {})), list(raw.get("queued", [])),
                    dict(raw.get("retired", {})), raw.get("cluster_id", ""),
-                   {sid: {**s, "keys": list(s.get("keys", []))} for sid, s in raw.get("sessions", {}).items()})
+                   {sid: {**s, "keys": list(s.get("keys", []))} for sid, s in raw.get("sessions", {}).items()},
+                   {m: float(p) for m, p in raw.get("flaps", {}).items()})
 
 
 class Reconfig:

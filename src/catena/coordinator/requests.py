@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catena.coordinator import sessions
-from catena.coordinator.effects import ADMIN_ADD, ADMIN_REMOVE, CAUSES, JOIN, AbandonAdd, CaughtUp, Fail, Restarted
+from catena.coordinator.effects import ADMIN_ADD, ADMIN_REMOVE, CAUSES, JOIN, AbandonAdd, CaughtUp, Cut, Fail, Restarted, Slow
 from catena.coordinator.reconfig import Reconfig
 from catena.view import View
 
@@ -82,8 +82,10 @@ def watched(view: View) -> set[str]:
 def decide(what, r: Reconfig) -> list[View] | str:
     """The `Reconfig` decision `what` asks for, on the working state `r`."""
     state = r.state
-    if isinstance(what, Fail):
+    if isinstance(what, (Fail, Cut)):
         return r.fail(what.member) if what.member in watched(r.view()) else []
+    if isinstance(what, Slow):  # only while two others remain
+        return r.fail(what.member) if len(set(r.view().members) - {what.member}) >= 2 else []
     if isinstance(what, Restarted):
         return r.restarted(what.member, what.incarnation)
     if isinstance(what, CaughtUp):
@@ -116,7 +118,7 @@ def decide(what, r: Reconfig) -> list[View] | str:
 
 def told(what) -> list[str]:
     """Who is pushed the view a change saves besides the members it names: a member it took out."""
-    return [what.member] if isinstance(what, (Fail, Restarted, Remove)) else []
+    return [what.member] if isinstance(what, (Fail, Cut, Slow, Restarted, Remove)) else []
 
 
 def cause(what) -> str:

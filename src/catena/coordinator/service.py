@@ -20,7 +20,7 @@ from pathlib import Path
 from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
-from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply
+from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
 from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
 from catena.coordinator.store import ConfigStore, EmbeddedStore
 from catena.errors import CatenaError
@@ -145,6 +145,9 @@ class Coordinator:
                 self._reply(fx)
             elif isinstance(fx, Note):
                 self._note(fx)
+            elif isinstance(fx, Resign):
+                log.warning("resigning: %s", fx.reason, extra={"event": "leader_change", "cause": "resign"})
+                self.store.resign(fx.reason)
             elif isinstance(fx, CALLS) and self._group is not None:
                 self._group.create_task(self._run(fx))
         if self._group is not None:
@@ -160,6 +163,8 @@ class Coordinator:
             text = text.replace(":", f" ({describe(fx.cause, fx.member)}):", 1) if fx.cause else text
             extra.update(chain=fx.view.chain_id, epoch=fx.view.epoch)
             self.metrics.view_changed(fx.view, fx.cause, fx.member)
+        elif fx.event in ("repair", "damping") or "fail-slow" in text:  # why, for `catena status`
+            self.metrics.events.add(fx.event or "repair", fx.member, self.view.epoch, text)
         log.log(level, "%s", text, extra=extra or None)
 
     async def _run(self, call) -> None:

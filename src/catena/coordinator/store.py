@@ -63,6 +63,9 @@ class ConfigStore(Protocol):
     async def run(self, coordinator) -> None:
         """Elect / follow for ever, calling the coordinator back (see the module docstring)."""
 
+    def resign(self, reason: str) -> None:
+        """Give leadership up to a standby, if there is one (the embedded store has none)."""
+
 
 class EmbeddedStore:
     """A JSON file replaced atomically (write, fsync, rename, fsync dir). Each open bumps the
@@ -81,6 +84,9 @@ class EmbeddedStore:
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def resign(self, reason: str) -> None:
+        """No standby to hand over to: the only coordinator keeps leading."""
 
     @property
     def fence(self) -> int:

@@ -192,6 +192,10 @@ class Detector:
         """The live list (alive and suspect members, ourselves included once admitted)."""
         return sorted(r.member for r in self.table.records.values() if r.update.status <= LAST_LIVE)
 
+    def not_alive(self, addrs) -> list[str]:
+        """Those of `addrs` this list holds suspect, failed or gone (or never knew)."""
+        return [a for a in addrs if (r := self.table.get(a)) is None or r.update.status != Status.ALIVE]
+
     def views(self, now: float, include_dead: bool = False) -> list[MemberView]:
         rows = []
         for addr, r in sorted(self.table.records.items()):

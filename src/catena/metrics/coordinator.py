@@ -8,15 +8,15 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from catena.coordinator.effects import (  # noqa: F401 (the causes, re-exported)
-    ADMIN_ADD, ADMIN_REMOVE, CAUGHT_UP, FAILURE, JOIN, RESTART, ROLLED_BACK)
+    ADMIN_ADD, ADMIN_REMOVE, CAUGHT_UP, FAIL_SLOW, FAILURE, JOIN, LINK_CUT, RESTART, ROLLED_BACK)
 from catena.metrics.buckets import Buckets, histogram
 from catena.metrics.events import EventRing
 from catena.metrics.member import server_families
 from catena.metrics.membership import agent_families
 
-# why a view changed (the `cause` label, effects.py); the first three are repairs, done by catena itself
-REPAIRS = frozenset({FAILURE, RESTART, ROLLED_BACK})
-_EVENT_KIND = {FAILURE: "removed", ADMIN_REMOVE: "removed", RESTART: "restarted", ROLLED_BACK: "add_rolled_back",
+# why a view changed (the `cause` label, effects.py); repairs are done by catena itself
+REPAIRS = frozenset({FAILURE, LINK_CUT, FAIL_SLOW, RESTART, ROLLED_BACK})
+_EVENT_KIND = {FAILURE: "removed", LINK_CUT: "removed", FAIL_SLOW: "removed", ADMIN_REMOVE: "removed", RESTART: "restarted", ROLLED_BACK: "add_rolled_back",
                JOIN: "joining", ADMIN_ADD: "joining", CAUGHT_UP: "joined"}
 
 
@@ -52,7 +52,9 @@ class CoordinatorMetrics:
 
 def describe(cause: str, member: str) -> str:
     """The cause of a view change in words, for logs and events."""
-    return {FAILURE: f"{member} failed its probes and was removed", RESTART: f"{member} restarted and rejoins",
+    return {FAILURE: f"{member} failed its probes and was removed",
+            LINK_CUT: f"{member}'s chain link made no progress and it was removed",
+            FAIL_SLOW: f"{member} was persistently slow (fsyncs or loop turns) and was removed", RESTART: f"{member} restarted and rejoins",
             ROLLED_BACK: f"the add of {member} made no progress and was rolled back",
             JOIN: f"{member} registered and joins", ADMIN_ADD: f"MASTER.ADD {member}",
             ADMIN_REMOVE: f"MASTER.REMOVE {member}", CAUGHT_UP: f"{member} caught up and became the tail",

@@ -50,12 +50,21 @@ class _Timed:
 class MeteredIoClock(disk.IoClock):
     """The data dir's IoClock (chain/disk.py), timing each write and fsync as it ends."""
 
-    __slots__ = ("_busy", "append", "fsync")
+    __slots__ = ("_busy", "append", "fsync", "slowest_fsync_s")
 
     def __init__(self) -> None:
         self._busy = None
         self.append = Buckets()  # writes to the log
         self.fsync = Buckets()  # fsyncs of the log, snapshots and the data dir
+        self.slowest_fsync_s = 0.0  # since `slowest_fsync` last asked (the probe's slowness report)
+
+    def slowest_fsync(self, now: float) -> float:
+        """The slowest fsync since the last call (one in progress counts its age so far)."""
+        started, slowest = self._busy, self.slowest_fsync_s
+        self.slowest_fsync_s = 0.0
+        if started is not None and started[0].startswith("fsync"):
+            slowest = max(slowest, now - started[1])
+        return slowest
 
     @property
     def busy(self):
@@ -68,7 +77,9 @@ class MeteredIoClock(disk.IoClock):
         if value is None and started is not None:
             what, start = started
             if what.startswith("fsync"):
-                self.fsync.observe(time.monotonic() - start)
+                took = time.monotonic() - start
+                self.fsync.observe(took)
+                self.slowest_fsync_s = max(self.slowest_fsync_s, took)
             elif what == "write to the log":
                 self.append.observe(time.monotonic() - start)
 
