@@ -83,6 +83,7 @@ class AsyncClient:
         self._unanswered: dict[int, None] = {}  # request numbers in flight, oldest first
         self._pool = _Pool(password)
         self._ever_routed = False
+        self._refreshing: asyncio.Future | None = None  # the one MASTER.GET_VIEW in flight
         self._session: _Session | None = None
         self._pinger: asyncio.Task | None = None
 
@@ -393,7 +394,14 @@ class AsyncClient:
         return trouble
 
     async def refresh(self, timeout: float) -> None:
-        """Fetch the chain's view from the coordinator leader (following redirects)."""
+        """Fetch the chain's view from the coordinator leader (following redirects). Calls that
+        need a view at the same time wait for one fetch (300 concurrent commands on a fresh
+        client asked the coordinator 300 times, and under load one of them timed out)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch_view(timeout))
+        await asyncio.shield(self._refreshing)
+
+    async def _fetch_view(self, timeout: float) -> None:
         try:
             raw = await self.coordinators.call(b"MASTER.GET_VIEW", timeout=min(timeout, 1.0))
         except (NoLeader, ReplyError) as exc:
