@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from catena.client.aio import AsyncClient
 from catena.client.errors import Unavailable
 from catena.coordinator.discovery import NoLeader
