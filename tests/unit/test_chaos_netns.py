@@ -53,3 +53,25 @@ def test_link_cuts_go_by_chain_position():
     assert cut("cut-head-middle") == [("m:3", "m:1")]
     assert cut("isolate-coordinator-members") == [("c:1", m) for m in members]
     assert ("m:1", "client") in cut("flap-member") and ("m:1", "c:1") in cut("flap-member")
+
+
+def test_fault_windows_measure_the_longest_stretches_without_acknowledged_ops():
+    from catena.chaos.report import Verdict, fault_windows
+    from catena.chaos.runner import Applied
+    from catena.chaos.workload import Sample
+
+    ok = lambda end, write: Sample(end - 0.01, end, "ok", write)  # noqa: E731
+    samples = ([ok(t / 10, True) for t in range(0, 100) if not 12 <= t < 42]  # last write acked at 1.1, next 4.2
+               + [ok(t / 10, False) for t in range(0, 100) if not 20 <= t < 30]  # reads: 1.9, then 3.0
+               + [Sample(1.3, 4.0, "unknown"), Sample(2.1, 2.9, "fail", write=False)])  # not acknowledged
+    applied = [Applied(Fault(1.0, "cut-middle-tail", 0, 2.0), "m:1 ~ m:2", start=1.0, end=3.0, rejoined=4.5),
+               Applied(Fault(6.0, "flap-member", 0, 9.0), "m:1 from all", start=6.0, end=7.0)]  # never whole
+    first, second = fault_windows(samples, applied)
+    assert round(first.write_unavailable_s, 2) == 3.1 and round(first.read_unavailable_s, 2) == 1.1
+    assert round(first.heal_to_whole_s, 2) == 1.5
+    assert second.heal_to_whole_s is None and round(second.write_unavailable_s, 2) == 0.1
+    v = Verdict(windows=[first, second])
+    lines = "\n".join(v.lines())
+    assert "fault cut-middle-tail (m:1 ~ m:2, 2.0 s): writes unavailable 3.10 s, reads 1.10 s; whole 1.50 s after" in lines
+    assert "fault flap-member (m:1 from all, 1.0 s)" in lines and "not whole again" in lines
+    assert v.clean  # a measure, not a verdict

@@ -3,7 +3,8 @@
 Starts a local cluster in a temporary directory (with --store etcd: two coordinators on an etcd
 node), runs the workload while the seeded fault schedule kills, restarts and pauses processes
 (etcd too), and partitions them through a fault-injecting proxy, then heals the cluster, reads every key back,
-checks the history and prints the verdict. Exits 0 only when the verdict is clean (1 when not,
+checks the history and prints the verdict, with each fault's longest write and read
+unavailability and the time from its heal to a whole chain. Exits 0 only when the verdict is clean (1 when not,
 2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
 
 With --netns (root; needs ip and iptables, else the run falls back to the proxy) the run makes
@@ -78,7 +79,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
     from catena.chain.replica import WRITE_TIMEOUT_S
-    from catena.chaos.report import Verdict, judge_counters, judge_late_writes, judge_registers, plot
+    from catena.chaos.report import Verdict, fault_windows, judge_counters, judge_late_writes, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
     from catena.chaos.workload import Workload
 
@@ -154,6 +155,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         say("faults applied: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
         if workload.errors:
             say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
+        verdict.windows = fault_windows(workload.samples, nemesis.applied)
         for line in verdict.lines():
             say(line)
         if png is not None:
