@@ -203,6 +203,7 @@ def cmd_chaos(args) -> int:
         else:
             namespace = Namespace(f"catena-chaos-{os.getpid()}")
             signal.signal(signal.SIGTERM, _interrupt)  # so that the namespace is deleted
+            print(f"chaos: network namespace {namespace.name} (deleted at the end)")
     try:
         with namespace:
             verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
