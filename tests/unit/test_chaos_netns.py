@@ -75,3 +75,37 @@ def test_fault_windows_measure_the_longest_stretches_without_acknowledged_ops():
     assert "fault cut-middle-tail (m:1 ~ m:2, 2.0 s): writes unavailable 3.10 s, reads 1.10 s; whole 1.50 s after" in lines
     assert "fault flap-member (m:1 from all, 1.0 s)" in lines and "not whole again" in lines
     assert v.clean  # a measure, not a verdict
+
+
+def test_a_coordinator_cut_from_the_members_is_the_leader():
+    import time
+
+    from catena.chaos.runner import Nemesis
+
+    class Cluster:
+        coordinators, members, etcd = ["c:1", "c:2"], ["m:1", "m:2", "m:3"], "e:1"
+        cuts: list = []
+
+        def name(self, addr):
+            return addr
+
+        def chain(self):
+            return self.members
+
+        def leader(self):
+            return "c:2"
+
+        def partition(self, pairs):
+            self.cuts.append(pairs)
+
+        def heal_network(self):
+            pass
+
+        def wait_whole(self):
+            return True
+
+    cluster = Cluster()
+    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic())
+    nemesis._run()
+    assert not nemesis.errors and cluster.cuts == [[("c:2", m) for m in cluster.members]]
+    assert nemesis.applied[0].target == "c:2 from members"

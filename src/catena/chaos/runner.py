@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
@@ -203,6 +203,16 @@ class LocalCluster:
                 if i == len(self.coordinators) - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def leader(self) -> str | None:
+        """The coordinator leading now, as the first one that answers knows it (None: none known)."""
+        for addr in self.coordinators:
+            try:
+                leader = admin(addr, "MASTER.LEADER")
+            except (redis.RedisError, OSError):
+                continue
+            return leader if leader in self.coordinators else None
+        return None
 
     def start(self) -> None:
         if self.proxied:
@@ -405,6 +415,9 @@ class Nemesis:
     def _apply(self, fault: Fault) -> None:
         c = self.cluster
         chain = c.chain() if fault.kind in GRAY_KINDS else None
+        if fault.kind == "isolate-coordinator-members" and len(c.coordinators) > 1:  # the leader, if known
+            leader = c.leader()
+            fault = replace(fault, target=c.coordinators.index(leader) if leader else fault.target)
         cuts = cut_pairs(fault, c.coordinators, c.members, chain)
         target = chain[-1] if fault.kind == "one-way-tail" else target_of(fault, c.coordinators, c.members, c.etcd)
         label = (f"{c.name(target)} from {'members' if fault.kind.endswith('-members') else 'all'}" if len(cuts) > 1
