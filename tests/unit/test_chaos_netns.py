@@ -109,3 +109,18 @@ def test_a_coordinator_cut_from_the_members_is_the_leader():
     nemesis._run()
     assert not nemesis.errors and cluster.cuts == [[("c:2", m) for m in cluster.members]]
     assert nemesis.applied[0].target == "c:2 from members"
+
+
+def test_a_coordinator_cut_from_etcd_alone_is_a_rule_on_its_own_etcd_address(tmp_path):
+    from catena.chaos.runner import CLIENT, GRAY_ETCD_KINDS, LocalCluster
+
+    assert not {f.kind for s in range(30) for f in schedule(s, 60, 3, gray=True)} & set(GRAY_ETCD_KINDS)
+    assert set(GRAY_ETCD_KINDS) <= {f.kind for s in range(30) for f in schedule(s, 60, 3, "etcd", gray=True)}
+    cluster = LocalCluster(tmp_path, 3, "etcd", netns=True)
+    first, second = cluster.coordinators
+    assert cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
+                     etcd=cluster.etcd) == [(second, cluster.etcd)]
+    assert cluster._kernel_pair(second, cluster.etcd) == (CLIENT, cluster.etcd_of[second])
+    assert len({cluster.etcd, cluster.etcd_of[first], cluster.etcd_of[second]}) == 3
+    assert cluster.etcd_of[second] in cluster._argv(second)[-1]  # its --store
+    assert cluster.etcd_of[second] in " ".join(cluster._argv(cluster.etcd))  # etcd listens there too

@@ -12,7 +12,8 @@ one private network namespace for itself, deleted at the end, in which every pro
 own loopback address; faults are iptables rules there (cuts, one-way cuts, packet loss; delay
 by tc netem where the kernel has it), and the schedule adds the gray failures: link cuts
 middle~tail and head~middle, a coordinator cut from every member, a flapping member (2 s cut,
-1 s up, 3 times), a one-way cut of the tail.
+1 s up, 3 times), a one-way cut of the tail, packet loss, and with --store etcd the leader cut
+from etcd alone.
 
 With --target (the coordinator address as clients are given it) the faults go to a cluster
 already running on this machine instead: its processes are found by their listening ports and

@@ -209,7 +209,8 @@ FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-co
                 "cut-coordinator-member": "tab:olive", "cut-members": "tab:blue",
                 "kill-etcd": "tab:brown", "pause-etcd": "tab:gray",
                 "cut-middle-tail": "navy", "cut-head-middle": "royalblue", "isolate-coordinator-members": "magenta",
-                "flap-member": "gold", "one-way-tail": "teal", "lossy-member": "salmon", "slow-member": "khaki"}
+                "flap-member": "gold", "one-way-tail": "teal", "lossy-member": "salmon", "slow-member": "khaki",
+                "cut-etcd-coordinator": "darkred"}
 
 
 def plot(path: Path, samples, applied, t0: float, title: str) -> None:

@@ -49,6 +49,8 @@ ETCD_FAULT_WEIGHTS = (2, 1)
 GRAY_KINDS = ("cut-middle-tail", "cut-head-middle", "isolate-coordinator-members", "flap-member",
               "one-way-tail", "lossy-member", "slow-member")
 GRAY_WEIGHTS = (3, 3, 2, 2, 2, 1, 1)
+GRAY_ETCD_KINDS = ("cut-etcd-coordinator",)  # the leader cut from etcd only (netns with --store etcd)
+GRAY_ETCD_WEIGHTS = (2,)
 FLAP_CUT_S, FLAP_UP_S, FLAPS = 2.0, 1.0, 3
 LOSS = 0.3
 DELAY_MS = 100
@@ -141,6 +143,10 @@ class LocalCluster:
         etcd_host = "127.0.3.1" if netns else HOST
         self.etcd = f"{etcd_host}:{ports[-2]}" if store == "etcd" else None
         self._etcd_peer = f"http://{etcd_host}:{ports[-1]}"
+        # netns: each coordinator reaches etcd at an address of its own (127.0.3.2, …), so that a
+        # rule on it cuts that coordinator from etcd alone (its etcd client sends from 127.0.0.1)
+        self.etcd_of = {c: f"127.0.3.{i + 2}:{ports[-2]}" if netns else self.etcd
+                        for i, c in enumerate(self.coordinators)} if self.etcd else {}
         self.netns = netns
         self.proxied = proxy and not netns
         # not proxied: every process listens on its own address, with nothing in between.
@@ -169,7 +175,8 @@ class LocalCluster:
 
     def _argv(self, addr: str) -> list[str]:
         if addr == self.etcd:
-            return etcd_argv("etcd", self.root / "etcd", f"http://{addr}", self._etcd_peer,
+            urls = ",".join(f"http://{a}" for a in sorted({addr, *self.etcd_of.values()}))
+            return etcd_argv("etcd", self.root / "etcd", urls, self._etcd_peer,
                              f"etcd={self._etcd_peer}", f"catena-chaos-{self.root.name}",
                              "existing" if (self.root / "etcd").exists() else "new")
         port = addr.rsplit(":", 1)[1]
@@ -177,7 +184,7 @@ class LocalCluster:
         net = ["--listen", real] + (["--advertise", addr] if self.proxied else []) + (
             ["--source-addr", real.rsplit(":", 1)[0]] if self.proxied or self.netns else [])
         if addr in self.coordinators:
-            store = (["--store", self.store_url] if self.etcd else
+            store = (["--store", f"etcd://{self.etcd_of[addr]}{ETCD_PREFIX}"] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
             args = ["coordinator", *net, *store]
         else:
@@ -219,8 +226,8 @@ class LocalCluster:
             self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
                                       self.root / "logs" / "proxy.log")
         if self.netns:
-            self.iptables = Iptables({a: a.rsplit(":", 1)[0] for a in self.everyone} | {CLIENT: CLIENT_HOST},
-                                     self.liveness, self.coordinators)
+            hosts = {a: a.rsplit(":", 1)[0] for a in [*self.everyone, *self.etcd_of.values()]}
+            self.iptables = Iptables(hosts | {CLIENT: CLIENT_HOST}, self.liveness, self.coordinators)
         if self.etcd:
             self._spawn(self.etcd)
         for addr in self.coordinators:
@@ -249,9 +256,15 @@ class LocalCluster:
         cuts replace any in force."""
         if self.iptables is not None:
             self.iptables.heal()
-            self.iptables.cut(pairs)
+            self.iptables.cut([self._kernel_pair(a, b) for a, b in pairs])
         else:
             self.proxy.cut([(self._proxy_name(a), self._proxy_name(b)) for a, b in pairs])
+
+    def _kernel_pair(self, a: str, b: str) -> tuple[str, str]:
+        """A coordinator's link to etcd is its etcd address as seen from 127.0.0.1."""
+        if self.etcd in (a, b):
+            return CLIENT, self.etcd_of[b if a == self.etcd else a]
+        return a, b
 
     def _proxy_name(self, addr: str) -> str:
         return CLIENT if addr == CLIENT else self.name(addr)
@@ -322,6 +335,9 @@ def schedule(seed: int, duration: float, members: int, store: str = "embedded",
     if gray:
         kinds += GRAY_KINDS
         weights += [w if delay or k != "slow-member" else 0 for k, w in zip(GRAY_KINDS, GRAY_WEIGHTS)]
+    if gray and store == "etcd":
+        kinds += GRAY_ETCD_KINDS
+        weights += GRAY_ETCD_WEIGHTS
     if not partitions:
         weights = [0 if k in PARTITIONS else w for k, w in zip(kinds, weights)]
     rng = random.Random(f"catena-chaos-{seed}")
@@ -331,7 +347,7 @@ def schedule(seed: int, duration: float, members: int, store: str = "embedded",
         kind = rng.choices(kinds, weights)[0]
         target = rng.randrange(members)
         hold = rng.uniform(0.2, 2.0) if kind == "kill-coordinator" else rng.uniform(0.2, 3.0)
-        if kind in GRAY_KINDS:  # held longer than a repair takes (about 1 s)
+        if kind in GRAY_KINDS + GRAY_ETCD_KINDS:  # held longer than a repair takes (about 1 s)
             hold = FLAPS * (FLAP_CUT_S + FLAP_UP_S) if kind == "flap-member" else 2.0 + hold
         if t + hold > duration - 1.0:
             return faults
@@ -349,7 +365,7 @@ def target_of(fault: Fault, coordinators: list[str], members: list[str], etcd: s
 
 
 def cut_pairs(fault: Fault, coordinators: list[str], members: list[str],
-              chain: list[str] | None = None) -> list[tuple[str, str]]:
+              chain: list[str] | None = None, etcd: str | None = None) -> list[tuple[str, str]]:
     """The pairs a partition fault cuts (empty for the other kinds); a link cut by chain
     position is between the members of `chain` (the chain as it is when the cut begins)."""
     m = members[fault.target]
@@ -362,6 +378,7 @@ def cut_pairs(fault: Fault, coordinators: list[str], members: list[str],
         "isolate-coordinator": [(coordinator, x) for x in everyone if x != coordinator],
         "isolate-coordinator-members": [(coordinator, x) for x in members],
         "cut-coordinator-member": [(coordinator, m)],
+        "cut-etcd-coordinator": [(coordinator, etcd)],
         "cut-members": [(m, members[(fault.target + 1) % len(members)])],
         "cut-middle-tail": [(chain[-2], chain[-1])],
         "cut-head-middle": [(chain[0], chain[1])],
@@ -415,10 +432,10 @@ class Nemesis:
     def _apply(self, fault: Fault) -> None:
         c = self.cluster
         chain = c.chain() if fault.kind in GRAY_KINDS else None
-        if fault.kind == "isolate-coordinator-members" and len(c.coordinators) > 1:  # the leader, if known
-            leader = c.leader()
+        if fault.kind in ("isolate-coordinator-members", *GRAY_ETCD_KINDS) and len(c.coordinators) > 1:
+            leader = c.leader()  # the one cut, if known
             fault = replace(fault, target=c.coordinators.index(leader) if leader else fault.target)
-        cuts = cut_pairs(fault, c.coordinators, c.members, chain)
+        cuts = cut_pairs(fault, c.coordinators, c.members, chain, c.etcd)
         target = chain[-1] if fault.kind == "one-way-tail" else target_of(fault, c.coordinators, c.members, c.etcd)
         label = (f"{c.name(target)} from {'members' if fault.kind.endswith('-members') else 'all'}" if len(cuts) > 1
                  else f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}" if cuts else c.name(target))
