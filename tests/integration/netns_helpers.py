@@ -8,50 +8,27 @@ backoff) and never touch the host's network. Needs root, `ip` and `iptables`; sk
 
 from __future__ import annotations
 
-import ctypes
 import os
-import shutil
 import subprocess
 import threading
 import time
 
 import pytest
 
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        raise OSError(ctypes.get_errno(), "setns failed")
+from catena.chaos.netns import Namespace, unavailable
 
 
 @pytest.fixture
 def netns():
     """Run the test inside a fresh network namespace (loopback up); yields `iptables(*args)`."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables"):
-        pytest.skip("needs root, ip and iptables (apt-get install iptables)")
-    name = f"catena-test-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    try:
-        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        try:
-            _setns(fd)
-        finally:
-            os.close(fd)
-        try:
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    if (why := unavailable()) is not None:
+        pytest.skip(why)
 
-            def iptables(*args: str) -> None:
-                subprocess.run(["iptables", "-w", *args], check=True)
+    def iptables(*args: str) -> None:
+        subprocess.run(["iptables", "-w", *args], check=True)
 
-            yield iptables
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with Namespace(f"catena-test-{os.getpid()}"):
+        yield iptables
 
 
 def cut_rules(a: str, a_src: str, b: str, b_src: str, host: str = "127.0.0.1") -> list[list[str]]:

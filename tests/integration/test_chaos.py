@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from catena.chaos.netns import unavailable
 from catena.chaos.report import Verdict, judge_counters, judge_registers
 from catena.chaos.runner import ETCD_FAULT_KINDS, FAULT_KINDS, PARTITIONS, Fault, Nemesis, schedule
 from catena.chaos.workload import Counter
@@ -21,14 +22,17 @@ CHAOS_S = 30
 SEED = 66  # its first 30 s plan every kind of fault, partitions included
 ETCD_CHAOS_S = 25
 ETCD_SEED = 60  # its first 25 s kill and pause etcd, kill a coordinator and partition
+NETNS_CHAOS_S = 28
+NETNS_SEED = 34  # cut head~middle at 3.5 s, a flapping member at 8.3 s, a one-way cut of the tail at 19.5 s
 
 
 def op(client, kind, key, arg, result, call, ret):
     return Operation(client, kind, key, arg, result, call, ret)
 
 
-def _chaos(tmp_path, seed: int, duration: int, *flags: str) -> set[str]:
-    """A real `catena chaos` run; asserts a clean verdict and the timeline; the kinds applied."""
+def _chaos(tmp_path, seed: int, duration: int, *flags: str) -> tuple[set[str], str]:
+    """A real `catena chaos` run; asserts a clean verdict and the timeline; the kinds applied
+    and what it printed."""
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "catena.chaos", "--seed", str(seed), "--duration", str(duration), "--out", str(out),
@@ -39,11 +43,11 @@ def _chaos(tmp_path, seed: int, duration: int, *flags: str) -> set[str]:
     applied = proc.stdout.split("faults applied: ")[1].split("\n")[0]
     png = out / f"chaos-{seed}.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    return {part.rsplit(" ", 1)[0] for part in applied.split(", ")}
+    return {part.rsplit(" ", 1)[0] for part in applied.split(", ")}, proc.stdout
 
 
 def test_short_chaos_run_is_clean(tmp_path):
-    kinds = _chaos(tmp_path, SEED, CHAOS_S)
+    kinds, _ = _chaos(tmp_path, SEED, CHAOS_S)
     assert kinds & PARTITIONS and kinds - PARTITIONS, kinds  # (a loaded machine may not reach them all)
 
 
@@ -51,8 +55,25 @@ def test_short_chaos_run_is_clean(tmp_path):
 def test_short_chaos_run_on_etcd_is_clean(tmp_path):
     """Two coordinators on an etcd node that is itself killed and paused."""
     assert {f.kind for f in schedule(ETCD_SEED, ETCD_CHAOS_S, 3, "etcd")} >= set(ETCD_FAULT_KINDS)
-    kinds = _chaos(tmp_path, ETCD_SEED, ETCD_CHAOS_S, "--store", "etcd")
+    kinds, _ = _chaos(tmp_path, ETCD_SEED, ETCD_CHAOS_S, "--store", "etcd")
     assert kinds & set(ETCD_FAULT_KINDS), kinds
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"{unavailable()}")
+def test_short_netns_chaos_run_is_clean_and_measures_each_fault(tmp_path):
+    """Kernel faults in the run's own network namespace: a link cut, a flapping member and a
+    one-way cut of the tail; every fault gets its windows, and the namespace is gone after."""
+    planned = [f.kind for f in schedule(NETNS_SEED, NETNS_CHAOS_S, 3, gray=True)]
+    assert {"cut-head-middle", "flap-member", "one-way-tail"} <= set(planned), planned
+    kinds, out = _chaos(tmp_path, NETNS_SEED, NETNS_CHAOS_S, "--netns")
+    assert {"cut-head-middle", "flap-member"} <= kinds, kinds  # the first two, even on a loaded machine
+    windows = [line for line in out.splitlines() if line.startswith("fault ")]
+    assert len(windows) == sum(int(p.rsplit(" ", 1)[1]) for p in out.split("faults applied: ")[1].split("\n")[0].split(", "))
+    assert all(" writes unavailable " in w and ", reads " in w for w in windows), windows
+    cut = next(w for w in windows if w.startswith("fault cut-head-middle "))
+    assert "whole " in cut and "after the heal" in cut, cut
+    name = out.split("network namespace ")[1].split()[0]
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 def test_same_seed_same_schedule():

@@ -70,6 +70,6 @@ def test_a_target_on_another_host_is_refused_up_front(tmp_path, capsys):
 
 
 def test_members_or_store_do_not_go_with_target(capsys):
-    for flag in (["--members", "5"], ["--store", "etcd"]):
+    for flag in (["--members", "5"], ["--store", "etcd"], ["--netns"]):
         assert main(["--target", "127.0.0.1:6369", *flag]) == 2
-        assert "--members and --store do not go with --target" in capsys.readouterr().err
+        assert "--members, --store and --netns do not go with --target" in capsys.readouterr().err

@@ -1,10 +1,19 @@
-"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--store etcd] | [--target ADDRESS]`.
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--store etcd] [--netns] | [--target ADDRESS]`.
 
 Starts a local cluster in a temporary directory (with --store etcd: two coordinators on an etcd
 node), runs the workload while the seeded fault schedule kills, restarts and pauses processes
 (etcd too), and partitions them through a fault-injecting proxy, then heals the cluster, reads every key back,
-checks the history and prints the verdict. Exits 0 only when the verdict is clean (1 when not,
+checks the history and prints the verdict, with each fault's longest write and read
+unavailability and the time from its heal to a whole chain. Exits 0 only when the verdict is clean (1 when not,
 2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
+
+With --netns (root; needs ip and iptables, else the run falls back to the proxy) the run makes
+one private network namespace for itself, deleted at the end, in which every process has its
+own loopback address; faults are iptables rules there (cuts, one-way cuts, packet loss; delay
+by tc netem where the kernel has it), and the schedule adds the gray failures: link cuts
+middle~tail and head~middle, a coordinator cut from every member, a flapping member (2 s cut,
+1 s up, 3 times), a one-way cut of the tail, packet loss, and with --store etcd the leader cut
+from etcd alone.
 
 With --target (the coordinator address as clients are given it) the faults go to a cluster
 already running on this machine instead: its processes are found by their listening ports and
@@ -15,7 +24,10 @@ running and whole; the PIDs that changed are printed. Only the run's own keys ar
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -63,19 +75,26 @@ class _Progress:
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
         progress: bool = True, say=print, target: str | None = None, store: str = "embedded",
-        password: str | None = None) -> Verdict:
+        password: str | None = None, netns: bool = False) -> Verdict:
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
     coordinator address) on that running cluster, whose size is then its chain's."""
     # Imported here: `catena --help` and the servers need none of it.
     from catena.chain.replica import WRITE_TIMEOUT_S
-    from catena.chaos.report import Verdict, judge_counters, judge_late_writes, judge_registers, plot
+    from catena.chaos.report import Verdict, fault_windows, judge_counters, judge_late_writes, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
     from catena.chaos.workload import Workload
 
     root = temp_root()
+    delay = False
     if target is None:
-        cluster = LocalCluster(root, members, store)
+        cluster = LocalCluster(root, members, store, netns=netns)
         where = f"{store} store, data in {root}"
+        if netns:
+            from catena.chaos.netns import has_netem
+
+            delay = has_netem()
+            where += ", in a network namespace of its own (iptables" + (", tc netem)" if delay else
+                                                                       "; no delays: the kernel has no netem)")
     else:
         from catena.chaos.target import RunningCluster
 
@@ -87,7 +106,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         members = len(cluster.members)
         where = f"target {cluster.coordinator} (pids {', '.join(str(p.pid) for p in cluster.procs.values())})"
     # partitions need the proxy of a cluster started here
-    faults = schedule(seed, duration, members, store, partitions=target is None)
+    faults = schedule(seed, duration, members, store, partitions=target is None, gray=netns, delay=delay)
     verdict = Verdict()
     say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
     workload = nemesis = None
@@ -137,6 +156,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         say("faults applied: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
         if workload.errors:
             say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
+        verdict.windows = fault_windows(workload.samples, nemesis.applied)
         for line in verdict.lines():
             say(line)
         if png is not None:
@@ -166,14 +186,30 @@ def cmd_chaos(args) -> int:
         print("chaos: --store etcd needs the aetcd package, which is not installed: pip install 'catena[etcd]'",
               file=sys.stderr)
         return 2
-    if args.target is not None and (args.members is not None or args.store is not None):
-        print("chaos: --members and --store do not go with --target (the target's cluster is used)",
+    if args.target is not None and (args.members is not None or args.store is not None or args.netns):
+        print("chaos: --members, --store and --netns do not go with --target (the target's cluster is used)",
               file=sys.stderr)
         return 2
+    namespace = contextlib.nullcontext()
+    if args.netns:
+        from catena.chaos.netns import Namespace, unavailable
+
+        why = unavailable()
+        if why is not None and os.geteuid() != 0:
+            print(f"chaos: {why}; run it as root, or without --netns (faults through the proxy)", file=sys.stderr)
+            return 2
+        if why is not None:
+            print(f"chaos: {why}; falling back to the proxy (no gray faults)", file=sys.stderr)
+            args.netns = False
+        else:
+            namespace = Namespace(f"catena-chaos-{os.getpid()}")
+            signal.signal(signal.SIGTERM, _interrupt)  # so that the namespace is deleted
+            print(f"chaos: network namespace {namespace.name} (deleted at the end)")
     try:
-        verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
-                      progress=not args.no_progress, target=args.target, store=args.store or "embedded",
-                      password=args.password)
+        with namespace:
+            verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
+                          progress=not args.no_progress, target=args.target, store=args.store or "embedded",
+                          password=args.password, netns=args.netns)
     except KeyboardInterrupt:
         print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
                                         "the target cluster was healed and left running"), file=sys.stderr)
@@ -182,6 +218,10 @@ def cmd_chaos(args) -> int:
         print(f"chaos: the run could not be done: {exc}", file=sys.stderr)
         return 2
     return 0 if verdict.clean else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def add_parsers(subparsers) -> None:
@@ -197,6 +237,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--target", default=None, metavar="ADDRESS",
                    help="fault a cluster already running on this machine instead: its coordinator(s), "
                         "HOST:PORT[,HOST:PORT...] or etcd://HOST:PORT[,...]/PREFIX; it is left running")
+    p.add_argument("--netns", action="store_true",
+                   help="(root) run in a network namespace of its own with faults as iptables rules, "
+                        "gray failures included")
     p.add_argument("--workers", type=int, default=6, help="concurrent clients")
     p.add_argument("--password", default=None,
                    help="with --target: the cluster's data password (or CATENA_PASSWORD)")

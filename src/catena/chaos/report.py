@@ -7,6 +7,9 @@ Checks, all on the recorded history:
 - counters (INCR only): every acknowledged INCR returned a distinct value; the final value is at
   least the number of acknowledged INCRs (else some were lost) and at most that plus the number of
   INCRs of unknown outcome (else some were applied twice).
+- per fault (not a verdict, a measure): the longest time from its start until the chain was
+  whole again in which no write, and no read, was acknowledged; and the time from its heal to
+  the whole chain.
 - late writes: a write of unknown outcome (its client gave up) must not take effect more than
   the chain's bound after it was called (a forwarded write's deadline + 1 s). Proven from the
   history: a read that returned its value began after another write to the key had completed,
@@ -44,6 +47,7 @@ class Verdict:
     late_bound_s: float = math.inf
     latest_unknown_s: float = 0.0  # the longest proven delay of a write of unknown outcome
     problems: list[str] = field(default_factory=list)  # the run itself went wrong (no final read, …)
+    windows: list["Window"] = field(default_factory=list)  # per fault, in the order applied
 
     @property
     def clean(self) -> bool:
@@ -63,8 +67,47 @@ class Verdict:
                 out.append(f"{title}: {text}")
             if len(items) > 5:
                 out.append(f"… and {len(items) - 5} more of kind {title}")
+        out += [w.line() for w in self.windows]
         out.append("verdict: " + ("CLEAN" if self.clean else "NOT CLEAN"))
         return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the workload saw of one fault: the longest stretches without an acknowledged write
+    and read from its start until the chain was whole again (or its end, if never), and the
+    time from its heal to the whole chain (None: not whole again)."""
+
+    kind: str
+    target: str
+    held_s: float
+    write_unavailable_s: float
+    read_unavailable_s: float
+    heal_to_whole_s: float | None
+
+    def line(self) -> str:
+        whole = "not whole again" if self.heal_to_whole_s is None else f"whole {self.heal_to_whole_s:.2f} s after the heal"
+        return (f"fault {self.kind} ({self.target}, {self.held_s:.1f} s): writes unavailable {self.write_unavailable_s:.2f} s, "
+                f"reads {self.read_unavailable_s:.2f} s; {whole}")
+
+
+def longest_gap(times: list[float], start: float, end: float) -> float:
+    """The longest stretch of [start, end] holding none of the sorted `times`."""
+    inside = times[bisect.bisect_right(times, start):bisect.bisect_left(times, end)]
+    edges = [start, *inside, end]
+    return max(b - a for a, b in zip(edges, edges[1:]))
+
+
+def fault_windows(samples, applied) -> list[Window]:
+    """One `Window` per applied fault (`runner.Applied`), from the workload's samples."""
+    acked = {w: sorted(s.end for s in samples if s.outcome == "ok" and s.write == w) for w in (True, False)}
+    windows = []
+    for a in applied:
+        end = a.rejoined or a.end or a.start
+        windows.append(Window(a.fault.kind, a.target, (a.end or a.start) - a.start,
+                              longest_gap(acked[True], a.start, end), longest_gap(acked[False], a.start, end),
+                              None if a.rejoined is None else a.rejoined - a.end))
+    return windows
 
 
 def judge_registers(ops: Iterable[Operation], verdict: Verdict, final_client="final",
@@ -164,7 +207,10 @@ def judge_counters(counters: dict, finals: dict, verdict: Verdict) -> None:
 FAULT_COLORS = {"kill-member": "tab:red", "pause-member": "tab:orange", "kill-coordinator": "tab:purple",
                 "isolate-member": "tab:cyan", "isolate-coordinator": "tab:pink",
                 "cut-coordinator-member": "tab:olive", "cut-members": "tab:blue",
-                "kill-etcd": "tab:brown", "pause-etcd": "tab:gray"}
+                "kill-etcd": "tab:brown", "pause-etcd": "tab:gray",
+                "cut-middle-tail": "navy", "cut-head-middle": "royalblue", "isolate-coordinator-members": "magenta",
+                "flap-member": "gold", "one-way-tail": "teal", "lossy-member": "salmon", "slow-member": "khaki",
+                "cut-etcd-coordinator": "darkred"}
 
 
 def plot(path: Path, samples, applied, t0: float, title: str) -> None:

@@ -4,6 +4,10 @@ Every process is a child started here and signalled by its PID only: kill -9 (th
 from the same data dir and port), SIGSTOP/SIGCONT. Coordinators and members listen each on a
 loopback address of its own (127.0.2.N) behind the fault-injecting proxy (`proxy.py`), which
 holds the addresses the cluster knows them by, so partitions cut chosen pairs of processes.
+With `netns` (inside the run's network namespace, `netns.py`) there is no proxy: each process
+is known by its own address and sends from it, and partitions are iptables rules; the schedule
+then also holds the gray kinds (link cuts by chain position, a coordinator cut from the members,
+a flapping member, a one-way cut of the tail, packet loss, delay where netem is there).
 Faults come one at a time: after each one the runner waits (bounded) until the chain has all its
 members again before the next, so the chain never loses every copy at once. The schedule
 (kinds, targets, durations, gaps) is drawn from the seed alone; the wall-clock moments at which
@@ -20,11 +24,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
 
+from catena.chaos.netns import CLIENT_HOST, Iptables
 from catena.chaos.proxy import CLIENT, ProxyProcess, Route
 from catena.etcd_local import etcd_argv
 from catena.loopback import HOST, free_ports, wait_until
@@ -40,6 +45,15 @@ FAULT_WEIGHTS = (4, 3, 2, 2, 1, 2, 2)
 PARTITIONS = frozenset(FAULT_KINDS[3:])
 ETCD_FAULT_KINDS = ("kill-etcd", "pause-etcd")  # with --store etcd, on top of the others
 ETCD_FAULT_WEIGHTS = (2, 1)
+# netns runs only; "-tail", "-head", "-middle": the member in that position when it begins
+GRAY_KINDS = ("cut-middle-tail", "cut-head-middle", "isolate-coordinator-members", "flap-member",
+              "one-way-tail", "lossy-member", "slow-member")
+GRAY_WEIGHTS = (3, 3, 2, 2, 2, 1, 1)
+GRAY_ETCD_KINDS = ("cut-etcd-coordinator",)  # the leader cut from etcd only (netns with --store etcd)
+GRAY_ETCD_WEIGHTS = (2,)
+FLAP_CUT_S, FLAP_UP_S, FLAPS = 2.0, 1.0, 3
+LOSS = 0.3
+DELAY_MS = 100
 ETCD_PREFIX = "/catena/chaos"
 REAL_NET = "127.0.2."  # each process's own loopback host: N = its index + 1
 
@@ -115,22 +129,35 @@ class LocalCluster:
     node (`store="etcd"`), under `root`. Coordinators and members are known by their addresses
     on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly."""
 
-    def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True):
+    def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True,
+                 netns: bool = False):
         self.root = root
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
-        ports = free_ports(coordinators + members + (2 if store == "etcd" else 0))
-        self.coordinators = [f"{HOST}:{p}" for p in ports[:coordinators]]
+        ports = free_ports(coordinators + 2 * members + (2 if store == "etcd" else 0))
+        # netns: every process is known by its own address (etcd's is 127.0.3.1)
+        hosts = [f"{REAL_NET}{i + 1}" if netns else HOST for i in range(coordinators + members)]
+        self.coordinators = [f"{h}:{p}" for h, p in zip(hosts, ports[:coordinators])]
         self.coordinator = ",".join(self.coordinators)  # as clients take it
-        self.members = [f"{HOST}:{p}" for p in ports[coordinators:coordinators + members]]
-        self.etcd = f"{HOST}:{ports[-2]}" if store == "etcd" else None
-        self._etcd_peer = f"http://{HOST}:{ports[-1]}"
-        # proxy=False: every process listens on its own address, with nothing in between.
-        self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" if proxy else a for i, a in enumerate(self.everyone)}
-        self.proxied = proxy
+        self.members = [f"{h}:{p}" for h, p in zip(hosts[coordinators:], ports[coordinators:coordinators + members])]
+        etcd_host = "127.0.3.1" if netns else HOST
+        self.etcd = f"{etcd_host}:{ports[-2]}" if store == "etcd" else None
+        self._etcd_peer = f"http://{etcd_host}:{ports[-1]}"
+        # netns: each coordinator reaches etcd at an address of its own (127.0.3.2, …), so that a
+        # rule on it cuts that coordinator from etcd alone (its etcd client sends from 127.0.0.1)
+        self.etcd_of = {c: f"127.0.3.{i + 2}:{ports[-2]}" if netns else self.etcd
+                        for i, c in enumerate(self.coordinators)} if self.etcd else {}
+        self.netns = netns
+        self.proxied = proxy and not netns
+        # not proxied: every process listens on its own address, with nothing in between.
+        self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" if self.proxied else a
+                     for i, a in enumerate(self.everyone)}
+        # netns: fixed liveness ports, so that a cut can drop the coordinator's liveness asks
+        self.liveness = dict(zip(self.members, ports[coordinators + members:coordinators + 2 * members])) if netns else {}
         self.procs: dict[str, Proc] = {}
         self._all: list[Proc] = []
         self.proxy: ProxyProcess | None = None
+        self.iptables: Iptables | None = None
 
     @property
     def everyone(self) -> list[str]:
@@ -148,20 +175,23 @@ class LocalCluster:
 
     def _argv(self, addr: str) -> list[str]:
         if addr == self.etcd:
-            return etcd_argv("etcd", self.root / "etcd", f"http://{addr}", self._etcd_peer,
+            urls = ",".join(f"http://{a}" for a in sorted({addr, *self.etcd_of.values()}))
+            return etcd_argv("etcd", self.root / "etcd", urls, self._etcd_peer,
                              f"etcd={self._etcd_peer}", f"catena-chaos-{self.root.name}",
                              "existing" if (self.root / "etcd").exists() else "new")
         port = addr.rsplit(":", 1)[1]
         real = self.real[addr]
-        net = ["--listen", real] + (["--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
-                                    if self.proxied else [])
+        net = ["--listen", real] + (["--advertise", addr] if self.proxied else []) + (
+            ["--source-addr", real.rsplit(":", 1)[0]] if self.proxied or self.netns else [])
         if addr in self.coordinators:
-            store = (["--store", self.store_url] if self.etcd else
+            store = (["--store", f"etcd://{self.etcd_of[addr]}{ETCD_PREFIX}"] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
             args = ["coordinator", *net, *store]
         else:
             args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"),
                     "--coordinator", self.store_url if self.etcd else self.coordinator]
+            if addr in self.liveness:
+                args += ["--liveness-port", str(self.liveness[addr])]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
@@ -181,10 +211,23 @@ class LocalCluster:
                     raise
         raise AssertionError("unreachable")
 
+    def leader(self) -> str | None:
+        """The coordinator leading now, as the first one that answers knows it (None: none known)."""
+        for addr in self.coordinators:
+            try:
+                leader = admin(addr, "MASTER.LEADER")
+            except (redis.RedisError, OSError):
+                continue
+            return leader if leader in self.coordinators else None
+        return None
+
     def start(self) -> None:
         if self.proxied:
             self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
                                       self.root / "logs" / "proxy.log")
+        if self.netns:
+            hosts = {a: a.rsplit(":", 1)[0] for a in [*self.everyone, *self.etcd_of.values()]}
+            self.iptables = Iptables(hosts | {CLIENT: CLIENT_HOST}, self.liveness, self.coordinators)
         if self.etcd:
             self._spawn(self.etcd)
         for addr in self.coordinators:
@@ -211,17 +254,40 @@ class LocalCluster:
     def partition(self, pairs: list[tuple[str, str]]) -> None:
         """Cut each pair of processes (addresses, or CLIENT for the workload) both ways; the
         cuts replace any in force."""
-        self.proxy.cut([(self._proxy_name(a), self._proxy_name(b)) for a, b in pairs])
+        if self.iptables is not None:
+            self.iptables.heal()
+            self.iptables.cut([self._kernel_pair(a, b) for a, b in pairs])
+        else:
+            self.proxy.cut([(self._proxy_name(a), self._proxy_name(b)) for a, b in pairs])
+
+    def _kernel_pair(self, a: str, b: str) -> tuple[str, str]:
+        """A coordinator's link to etcd is its etcd address as seen from 127.0.0.1."""
+        if self.etcd in (a, b):
+            return CLIENT, self.etcd_of[b if a == self.etcd else a]
+        return a, b
 
     def _proxy_name(self, addr: str) -> str:
         return CLIENT if addr == CLIENT else self.name(addr)
 
+    def degrade(self, kind: str, addr: str) -> None:
+        """A one-way cut of `addr` (nothing it sends gets out), packet loss or delay (netns)."""
+        self.iptables.heal()
+        if kind == "one-way-tail":
+            self.iptables.one_way(addr)
+        elif kind == "lossy-member":
+            self.iptables.loss(addr, LOSS)
+        else:
+            self.iptables.delay(addr, DELAY_MS)
+
     def heal_network(self) -> None:
-        self.proxy.heal()
+        if self.iptables is not None:
+            self.iptables.heal()
+        else:
+            self.proxy.heal()
 
     def heal(self) -> None:
         """Every process running and not paused, nothing cut."""
-        if self.proxy is not None:
+        if self.proxy is not None or self.iptables is not None:
             self.heal_network()
         for addr, proc in list(self.procs.items()):
             if proc.paused:
@@ -259,12 +325,19 @@ class Fault:
 
 
 def schedule(seed: int, duration: float, members: int, store: str = "embedded",
-             partitions: bool = True) -> list[Fault]:
-    """The faults of a run, drawn from the seed alone (and the kinds the run can apply)."""
+             partitions: bool = True, gray: bool = False, delay: bool = False) -> list[Fault]:
+    """The faults of a run, drawn from the seed alone (and the kinds the run can apply: `gray`
+    in a netns run, its delays only with `delay`)."""
     kinds, weights = list(FAULT_KINDS), list(FAULT_WEIGHTS)
     if store == "etcd":
         kinds += ETCD_FAULT_KINDS
         weights += ETCD_FAULT_WEIGHTS
+    if gray:
+        kinds += GRAY_KINDS
+        weights += [w if delay or k != "slow-member" else 0 for k, w in zip(GRAY_KINDS, GRAY_WEIGHTS)]
+    if gray and store == "etcd":
+        kinds += GRAY_ETCD_KINDS
+        weights += GRAY_ETCD_WEIGHTS
     if not partitions:
         weights = [0 if k in PARTITIONS else w for k, w in zip(kinds, weights)]
     rng = random.Random(f"catena-chaos-{seed}")
@@ -274,6 +347,8 @@ def schedule(seed: int, duration: float, members: int, store: str = "embedded",
         kind = rng.choices(kinds, weights)[0]
         target = rng.randrange(members)
         hold = rng.uniform(0.2, 2.0) if kind == "kill-coordinator" else rng.uniform(0.2, 3.0)
+        if kind in GRAY_KINDS + GRAY_ETCD_KINDS:  # held longer than a repair takes (about 1 s)
+            hold = FLAPS * (FLAP_CUT_S + FLAP_UP_S) if kind == "flap-member" else 2.0 + hold
         if t + hold > duration - 1.0:
             return faults
         faults.append(Fault(round(t, 3), kind, target, round(hold, 3)))
@@ -284,21 +359,29 @@ def target_of(fault: Fault, coordinators: list[str], members: list[str], etcd: s
     """The process a fault acts on (for a partition: the one it cuts off)."""
     if fault.kind.endswith("-etcd"):
         return etcd
-    if fault.kind.endswith("-coordinator") or fault.kind == "cut-coordinator-member":
+    if fault.kind.endswith("-coordinator") or fault.kind in ("cut-coordinator-member", "isolate-coordinator-members"):
         return coordinators[fault.target % len(coordinators)]
     return members[fault.target]
 
 
-def cut_pairs(fault: Fault, coordinators: list[str], members: list[str]) -> list[tuple[str, str]]:
-    """The pairs a partition fault cuts (empty for the other kinds)."""
+def cut_pairs(fault: Fault, coordinators: list[str], members: list[str],
+              chain: list[str] | None = None, etcd: str | None = None) -> list[tuple[str, str]]:
+    """The pairs a partition fault cuts (empty for the other kinds); a link cut by chain
+    position is between the members of `chain` (the chain as it is when the cut begins)."""
     m = members[fault.target]
     coordinator = coordinators[fault.target % len(coordinators)]
     everyone = [*coordinators, *members, CLIENT]
+    chain = chain or members
     return {
         "isolate-member": [(m, x) for x in everyone if x != m],
+        "flap-member": [(m, x) for x in everyone if x != m],
         "isolate-coordinator": [(coordinator, x) for x in everyone if x != coordinator],
+        "isolate-coordinator-members": [(coordinator, x) for x in members],
         "cut-coordinator-member": [(coordinator, m)],
+        "cut-etcd-coordinator": [(coordinator, etcd)],
         "cut-members": [(m, members[(fault.target + 1) % len(members)])],
+        "cut-middle-tail": [(chain[-2], chain[-1])],
+        "cut-head-middle": [(chain[0], chain[1])],
     }.get(fault.kind, [])
 
 
@@ -348,10 +431,14 @@ class Nemesis:
 
     def _apply(self, fault: Fault) -> None:
         c = self.cluster
-        cuts = cut_pairs(fault, c.coordinators, c.members)
-        target = target_of(fault, c.coordinators, c.members, c.etcd)
-        label = (f"{c.name(target)} from all" if len(cuts) > 1
-                 else f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}" if cuts else target)
+        chain = c.chain() if fault.kind in GRAY_KINDS else None
+        if fault.kind in ("isolate-coordinator-members", *GRAY_ETCD_KINDS) and len(c.coordinators) > 1:
+            leader = c.leader()  # the one cut, if known
+            fault = replace(fault, target=c.coordinators.index(leader) if leader else fault.target)
+        cuts = cut_pairs(fault, c.coordinators, c.members, chain, c.etcd)
+        target = chain[-1] if fault.kind == "one-way-tail" else target_of(fault, c.coordinators, c.members, c.etcd)
+        label = (f"{c.name(target)} from {'members' if fault.kind.endswith('-members') else 'all'}" if len(cuts) > 1
+                 else f"{c.name(cuts[0][0])} ~ {c.name(cuts[0][1])}" if cuts else c.name(target))
         a = Applied(fault, label, time.monotonic())
         self.applied.append(a)
         try:
@@ -359,6 +446,19 @@ class Nemesis:
                 c.pause(target)
                 self._stop.wait(fault.hold)
                 c.resume(target)
+            elif fault.kind == "flap-member":
+                for _ in range(FLAPS):
+                    c.partition(cuts)
+                    if self._stop.wait(FLAP_CUT_S):
+                        break
+                    c.heal_network()
+                    if self._stop.wait(FLAP_UP_S):
+                        break
+                c.heal_network()
+            elif fault.kind in ("one-way-tail", "lossy-member", "slow-member"):
+                c.degrade(fault.kind, target)
+                self._stop.wait(fault.hold)
+                c.heal_network()
             elif cuts:
                 c.partition(cuts)
                 self._stop.wait(fault.hold)

@@ -37,11 +37,13 @@ FINAL_TIMEOUT_S = 15.0
 
 @dataclass
 class Sample:
-    """One operation for the timeline: when it started/ended (monotonic s) and how."""
+    """One operation for the timeline: when it started/ended (monotonic s), how, and whether
+    it was a write."""
 
     start: float
     end: float
     outcome: str  # "ok", "unknown", "fail"
+    write: bool = True
 
 
 @dataclass
@@ -141,7 +143,7 @@ class Workload:
                 self.samples.append(Sample(start, time.monotonic(), "unknown"))
             else:
                 self.history.fail(op, time.monotonic())
-                self.samples.append(Sample(start, time.monotonic(), "fail"))
+                self.samples.append(Sample(start, time.monotonic(), "fail", write=False))
             return
         except (ClientError, OSError) as exc:
             self._note(exc)
@@ -149,12 +151,12 @@ class Workload:
                 self.samples.append(Sample(start, time.monotonic(), "unknown"))
             else:
                 self.history.fail(op, time.monotonic())
-                self.samples.append(Sample(start, time.monotonic(), "fail"))
+                self.samples.append(Sample(start, time.monotonic(), "fail", write=False))
             await asyncio.sleep(0.01)
             return
         end = time.monotonic()
         self.history.complete(op, result(reply), end)
-        self.samples.append(Sample(start, end, "ok"))
+        self.samples.append(Sample(start, end, "ok", write))
 
     async def _incr_counter(self, client, w, key) -> None:
         start = time.monotonic()

@@ -1,0 +1,126 @@
+"""`catena chaos --netns` without running it: who may run it, the fallback without iptables, and
+the gray faults its schedule adds (targets by chain position)."""
+
+from __future__ import annotations
+
+import shutil
+
+from catena.chaos import cli, netns
+from catena.chaos.runner import FAULT_KINDS, GRAY_KINDS, Fault, cut_pairs, schedule
+
+
+def test_netns_needs_root(monkeypatch, capsys):
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cli, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    assert cli.main(["--netns", "--duration", "1"]) == 2
+    assert "--netns needs root" in capsys.readouterr().err
+
+
+def test_without_iptables_the_run_falls_back_to_the_proxy(monkeypatch, capsys):
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "iptables" else f"/usr/sbin/{tool}")
+    seen = {}
+
+    class Clean:
+        clean = True
+
+    def run(*args, **kwargs):
+        seen.update(kwargs)
+        return Clean()
+
+    monkeypatch.setattr(cli, "run", run)
+    assert cli.main(["--netns", "--duration", "1"]) == 0
+    assert seen["netns"] is False
+    err = capsys.readouterr().err
+    assert "--netns needs iptables" in err and "falling back to the proxy" in err
+
+
+def test_gray_kinds_only_in_a_netns_run_and_delays_only_with_netem():
+    kinds = lambda **kw: {f.kind for s in range(30) for f in schedule(s, 60, 3, **kw)}  # noqa: E731
+    assert kinds() == set(FAULT_KINDS)
+    assert kinds(gray=True) == set(FAULT_KINDS) | set(GRAY_KINDS) - {"slow-member"}
+    assert "slow-member" in kinds(gray=True, delay=True)
+    assert schedule(6, 28, 3, gray=True) == schedule(6, 28, 3, gray=True)
+    flaps = [f for s in range(30) for f in schedule(s, 60, 3, gray=True) if f.kind == "flap-member"]
+    assert flaps and all(f.hold == 9.0 for f in flaps)  # 3 × (2 s cut, 1 s up)
+
+
+def test_link_cuts_go_by_chain_position():
+    coordinators, members = ["c:1"], ["m:1", "m:2", "m:3"]
+    chain = ["m:3", "m:1", "m:2"]  # as the coordinator has it when the cut begins
+    cut = lambda kind: cut_pairs(Fault(0, kind, 0, 1), coordinators, members, chain)  # noqa: E731
+    assert cut("cut-middle-tail") == [("m:1", "m:2")]
+    assert cut("cut-head-middle") == [("m:3", "m:1")]
+    assert cut("isolate-coordinator-members") == [("c:1", m) for m in members]
+    assert ("m:1", "client") in cut("flap-member") and ("m:1", "c:1") in cut("flap-member")
+
+
+def test_fault_windows_measure_the_longest_stretches_without_acknowledged_ops():
+    from catena.chaos.report import Verdict, fault_windows
+    from catena.chaos.runner import Applied
+    from catena.chaos.workload import Sample
+
+    ok = lambda end, write: Sample(end - 0.01, end, "ok", write)  # noqa: E731
+    samples = ([ok(t / 10, True) for t in range(0, 100) if not 12 <= t < 42]  # last write acked at 1.1, next 4.2
+               + [ok(t / 10, False) for t in range(0, 100) if not 20 <= t < 30]  # reads: 1.9, then 3.0
+               + [Sample(1.3, 4.0, "unknown"), Sample(2.1, 2.9, "fail", write=False)])  # not acknowledged
+    applied = [Applied(Fault(1.0, "cut-middle-tail", 0, 2.0), "m:1 ~ m:2", start=1.0, end=3.0, rejoined=4.5),
+               Applied(Fault(6.0, "flap-member", 0, 9.0), "m:1 from all", start=6.0, end=7.0)]  # never whole
+    first, second = fault_windows(samples, applied)
+    assert round(first.write_unavailable_s, 2) == 3.1 and round(first.read_unavailable_s, 2) == 1.1
+    assert round(first.heal_to_whole_s, 2) == 1.5
+    assert second.heal_to_whole_s is None and round(second.write_unavailable_s, 2) == 0.1
+    v = Verdict(windows=[first, second])
+    lines = "\n".join(v.lines())
+    assert "fault cut-middle-tail (m:1 ~ m:2, 2.0 s): writes unavailable 3.10 s, reads 1.10 s; whole 1.50 s after" in lines
+    assert "fault flap-member (m:1 from all, 1.0 s)" in lines and "not whole again" in lines
+    assert v.clean  # a measure, not a verdict
+
+
+def test_a_coordinator_cut_from_the_members_is_the_leader():
+    import time
+
+    from catena.chaos.runner import Nemesis
+
+    class Cluster:
+        coordinators, members, etcd = ["c:1", "c:2"], ["m:1", "m:2", "m:3"], "e:1"
+        cuts: list = []
+
+        def name(self, addr):
+            return addr
+
+        def chain(self):
+            return self.members
+
+        def leader(self):
+            return "c:2"
+
+        def partition(self, pairs):
+            self.cuts.append(pairs)
+
+        def heal_network(self):
+            pass
+
+        def wait_whole(self):
+            return True
+
+    cluster = Cluster()
+    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic())
+    nemesis._run()
+    assert not nemesis.errors and cluster.cuts == [[("c:2", m) for m in cluster.members]]
+    assert nemesis.applied[0].target == "c:2 from members"
+
+
+def test_a_coordinator_cut_from_etcd_alone_is_a_rule_on_its_own_etcd_address(tmp_path):
+    from catena.chaos.runner import CLIENT, GRAY_ETCD_KINDS, LocalCluster
+
+    assert not {f.kind for s in range(30) for f in schedule(s, 60, 3, gray=True)} & set(GRAY_ETCD_KINDS)
+    assert set(GRAY_ETCD_KINDS) <= {f.kind for s in range(30) for f in schedule(s, 60, 3, "etcd", gray=True)}
+    cluster = LocalCluster(tmp_path, 3, "etcd", netns=True)
+    first, second = cluster.coordinators
+    assert cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
+                     etcd=cluster.etcd) == [(second, cluster.etcd)]
+    assert cluster._kernel_pair(second, cluster.etcd) == (CLIENT, cluster.etcd_of[second])
+    assert len({cluster.etcd, cluster.etcd_of[first], cluster.etcd_of[second]}) == 3
+    assert cluster.etcd_of[second] in cluster._argv(second)[-1]  # its --store
+    assert cluster.etcd_of[second] in " ".join(cluster._argv(cluster.etcd))  # etcd listens there too
