@@ -37,6 +37,7 @@ class _Outbound:
     async def run(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
+            dropped = False
             try:
                 await self._connect()
                 backoff = BACKOFF_MIN_S
@@ -48,12 +49,13 @@ class _Outbound:
                 await self._wait_closed()
             except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
                 log.debug("link to %s: %s", self.addr, exc)
+                dropped = bool(self.queue)
                 self.queue.clear()
             finally:
                 if self.writer is not None:
                     self.writer.close()
                     self.writer = None
-                if self.up:
+                if self.up or dropped:  # frames were lost with it (those sent while connecting too)
                     self.up = False
                     self.links.on_link(self.addr, False)
             await asyncio.sleep(backoff * (0.5 + random.random()))
