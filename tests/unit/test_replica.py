@@ -624,7 +624,8 @@ def test_forwarded_write_retried_after_a_head_change_applies_once():
 # -- snapshots -----------------------------------------------------------------------------------
 
 
-def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
+def learner_past_the_window(monkeypatch) -> Cluster:
+    """A chain a, b, c whose six writes are gone from a window of two, and a learner d joining."""
     from catena.chain import replica as replica_module
     monkeypatch.setattr(replica_module, "WINDOW", 2)
     c = chain3()
@@ -633,6 +634,11 @@ def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
     c.settle()
     c.add("d")
     c.view(E + 1, ("a", "b", "c"), learner="d")
+    return c
+
+
+def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
+    c = learner_past_the_window(monkeypatch)
     c.settle()
     assert any(type(m) is Snapshot for s, d, m in c.sent if d == "d")
     assert c.r["d"].state.data == c.r["c"].state.data
@@ -925,14 +931,7 @@ def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
 def test_a_repeated_sync_is_not_answered_with_a_second_snapshot(monkeypatch):
     """A learner re-sends its Sync every RETRY_S until answered; a large Snapshot takes longer
     than that to arrive, and each answer would dump, send and install the whole state again."""
-    from catena.chain import replica as replica_module
-    monkeypatch.setattr(replica_module, "WINDOW", 2)
-    c = chain3()
-    for i in range(6):
-        c.client("a", f"w{i}", "SET", f"k{i}", "v")
-    c.settle()
-    c.add("d")
-    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c = learner_past_the_window(monkeypatch)
     c.settle(hold=lambda src, dst, msg: type(msg) is Snapshot)  # sent, not yet delivered
     sync = next(m for s, d, m in c.sent if d == "c" and s == "d" and type(m) is Sync)
     assert [type(m) for _, _, m in c.queue] == [Snapshot]
