@@ -108,6 +108,13 @@ class PeerLinks:
         else:
             link.queue.extend(parts)  # kept while connecting, dropped if the attempt fails
 
+    def reset(self, addr: str) -> None:
+        """Close the connection to `addr` (a frame on it was cut short): the link reconnects
+        and the handshake resends what the peer lacks."""
+        link = self.links.get(addr)
+        if link is not None and link.writer is not None:
+            link.writer.close()
+
     def close(self) -> None:
         for task in self.tasks.values():
             task.cancel()

@@ -110,6 +110,9 @@ class Replica:
         # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
+        # A Snapshot's state, as of the history point it names: the dump itself, or the shell's
+        # handle to the same bytes, dumped off its loop (chain/transfer.py)
+        self.dump_state = KVState.dump
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
         self.handing_over = False  # the tail commits only what its caught-up learner acked
         # predecessor link
@@ -547,7 +550,7 @@ class Replica:
             fx = [Send(sender, Append(self.epoch, commit, batch)) for batch in batches(entries)]
             return fx or [Send(sender, Append(self.epoch, commit, ()))]
         self.snapshot_out = (sender, self.epoch, point)
-        return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.state.dump()))]
+        return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.dump_state(self.state)))]
 
     def _holds(self, point) -> bool:
         """Is (epoch, seq) an entry of our history from which the window can resend?"""
