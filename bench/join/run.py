@@ -57,10 +57,10 @@ def load_keys(port: int, n: int) -> None:
 class Load:
     """Threads each sending one command at a time on a fixed schedule (open loop): SETs to
     `set_port` and GETs to `get_port` over keys the load put there, `rate` commands/s in all.
-    Samples are (scheduled send time, latency s)."""
+    Samples are (scheduled send time, latency s, whether a SET)."""
 
     def __init__(self, set_port: int, get_port: int, threads: int, rate: float, keys: int):
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, bool]] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
         period = threads / rate
@@ -108,7 +108,7 @@ class Load:
                 if reply != want:
                     self.errors.append(f"reply {reply[:100]!r}")
                     continue
-                self.samples.append((sent, clock() - sent))
+                self.samples.append((sent, clock() - sent, writes))
         except OSError as exc:
             if not self.stopping.is_set():
                 self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -178,17 +178,21 @@ def main() -> int:
         base = samples[0][0] if samples else 0.0
         print("   t_s  phase    " + "   ".join(["n", "p50_ms", "p99_ms", "max_ms"]))
         second: dict[int, list[float]] = {}
-        for sent, lat in samples:
+        for sent, lat, _ in samples:
             second.setdefault(int(sent - base), []).append(lat)
         for s, lat in sorted(second.items()):
             at = base + s + 0.5
             phase = "before" if at < join_from else "join" if at < join_to else "after"
             print(f"{s:>6}  {phase:<7}  {summary(lat)}")
-        phases = {"before": [], "join": [], "after": []}
-        for sent, lat in samples:
-            phases["before" if sent < join_from else "join" if sent < join_to else "after"].append(lat)
+        phases: dict[str, list[float]] = {"before": [], "join": [], "after": []}
+        kinds: dict[tuple[str, bool], list[float]] = {}
+        for sent, lat, writes in samples:
+            phase = "before" if sent < join_from else "join" if sent < join_to else "after"
+            phases[phase].append(lat)
+            kinds.setdefault((phase, writes), []).append(lat)
         for name, lat in phases.items():
-            print(f"# {name:<6}  {summary(lat)}")
+            print(f"# {name:<6}  {summary(lat)}   SET p99_ms={soak.pct(kinds.get((name, True), []), 0.99) * 1000:.2f}"
+                  f"  GET p99_ms={soak.pct(kinds.get((name, False), []), 0.99) * 1000:.2f}")
         ratio = soak.pct(phases["join"], 0.99) / soak.pct(phases["before"], 0.99)
         print(f"add_s={join_to - join_from:.2f}  join_p99_ratio={ratio:.2f}  (target <= 2)")
         if load.errors:
