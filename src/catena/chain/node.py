@@ -563,6 +563,7 @@ class MemberNode:
                 self._disk_failed("syncing the log", exc)
             if synced:
                 await asyncio.sleep(0)
+            self.transfers.reap()  # a state transfer's child that has exited since
             if self._child is not None:
                 self._poll_child()
             elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)

@@ -61,9 +61,11 @@ class Transfers:
         self.log, self._send, self._reset = durable_log, send, reset
         self.active: dict[str, _Transfer] = {}
         self.unsent: list[Dump] = []  # dumped for a Snapshot not started yet
+        self.exiting: list[int] = []  # children done or killed, not yet reaped (exiting takes a while)
 
     def dump(self, state) -> bytes | Dump:
         """The machine's `dump_state`: a child writes `state.dump()` as of now; or the dump itself."""
+        self.reap()
         rfd, wfd = os.pipe()
 
         def work() -> None:
@@ -119,6 +121,9 @@ class Transfers:
             self.abandon(to)
         for dump in list(self.unsent):
             self._stop(dump)
+        for pid in self.exiting:
+            os.waitpid(pid, 0)
+        self.exiting.clear()
 
     def _pump(self, transfer: _Transfer) -> None:
         """A turn's worth of the state from the pipe to the link."""
@@ -175,7 +180,12 @@ class Transfers:
                 os.kill(dump.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        os.waitpid(dump.pid, 0)
+        self.exiting.append(dump.pid)
+        self.reap()
+
+    def reap(self) -> None:
+        """Reap the children that have exited, without waiting for the others."""
+        self.exiting = [pid for pid in self.exiting if os.waitpid(pid, os.WNOHANG)[0] == 0]
 
 
 def _write_all(fd: int, data: bytes) -> None:
