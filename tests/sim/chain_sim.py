@@ -8,8 +8,9 @@ tests/sim`). The messages travel through the real wire codec (`messages.pack` / 
 The network has one connection per directed pair of members, FIFO like TCP. Faults model what
 real TCP does: a connection is cut (frames still queued are lost, except a prefix that already
 reached the receiver's socket and may be processed late, after frames of the next connection),
-the sender is told `on_link(peer, False)`, frames it sends while reconnecting are kept only if
-sent during the final attempt, then `on_link(peer, True)`; a link can also be slow for a while.
+the sender is told `on_link(peer, False)`, frames it sends while reconnecting are lost with an
+attempt that fails (and the sender is told `on_link(peer, False)` again), the rest go out before
+`on_link(peer, True)`; a link can also be slow for a while.
 The machines' own resends after a reconnect are the duplicates.
 
 Members execute their effects in order after every input and `flush()` once per simulated event
@@ -484,20 +485,22 @@ class ChainSim(Kernel):
         if not link.down_told:  # the shell reports the break before it reconnects
             self.after(0.001, self.reconnect, src, dst, conn)
             return
-        if not self.members[dst].alive or not self.members[src].alive:
+        if not self.members[src].alive:
             link.pending.clear()
-            if self.members[src].alive:
-                self.after(self.rng.uniform(0.05, 0.5), self.reconnect, src, dst, conn)
             return
-        if (self.faults and self.rng.random() < 0.2) or not self.reachable(src, dst):  # fails too
-            link.pending.clear()
-            self.after(self.rng.uniform(0.02, 0.2), self.reconnect, src, dst, conn)
+        if (not self.members[dst].alive or (self.faults and self.rng.random() < 0.2)
+                or not self.reachable(src, dst)):  # the attempt fails
+            if link.pending:  # the shell reports frames lost with a failed attempt as the link down
+                link.pending.clear()
+                self.link_event(src, dst, False, self.members[src].incarnation)
+            wait = self.rng.uniform(0.05, 0.5) if not self.members[dst].alive else self.rng.uniform(0.02, 0.2)
+            self.after(wait, self.reconnect, src, dst, conn)
             return
         link.up = True
         link.last_at = max(link.last_at, self.now)
         pending = link.pending
         link.pending = []
-        for frame in pending[self.rng.randint(0, len(pending)):]:  # only the last attempt's frames
+        for frame in pending:  # those sent since the last failed attempt
             self.transmit(link, frame)
         self.link_event(src, dst, True, self.members[src].incarnation)
 

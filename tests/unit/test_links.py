@@ -44,3 +44,29 @@ def test_a_frame_in_parts_is_written_in_order():
     writer = _Writer(closing=False)
     _links_with(writer).send("127.0.0.1:2", [b"head", b"value"])
     assert writer.written == [b"head", b"value"]
+
+
+def test_frames_dropped_by_a_failed_connect_report_the_link_down():
+    """Frames sent while connecting are dropped when the attempt fails: the machine hears the
+    link went down (a Snapshot it sent then is lost, and the successor's next Sync is answered)."""
+    import asyncio
+
+    from catena.loopback import free_ports
+
+    events = []
+
+    async def run():
+        heard = asyncio.Event()
+
+        def on_link(addr, up):
+            events.append((addr, up))
+            heard.set()
+
+        async with asyncio.TaskGroup() as group:
+            links = PeerLinks("127.0.0.1:1", group, on_link=on_link)
+            links.send(f"127.0.0.1:{free_ports(1)[0]}", b"frame")  # nothing listens there
+            await asyncio.wait_for(heard.wait(), 10)
+            links.close()
+
+    asyncio.run(run())
+    assert events[0][1] is False

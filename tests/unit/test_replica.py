@@ -19,7 +19,8 @@ from catena.chain.messages import (
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from catena.chain.replica import (
-    EXPIRE_ROUNDS, EXPIRE_SAMPLE, LATER, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, WRITE_TIMEOUT_S, Replica,
+    EXPIRE_ROUNDS, EXPIRE_SAMPLE, LATER, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, RETRY_S, WRITE_TIMEOUT_S,
+    Replica,
 )
 from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState, valid_op
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
@@ -623,7 +624,8 @@ def test_forwarded_write_retried_after_a_head_change_applies_once():
 # -- snapshots -----------------------------------------------------------------------------------
 
 
-def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
+def learner_past_the_window(monkeypatch) -> Cluster:
+    """A chain a, b, c whose six writes are gone from a window of two, and a learner d joining."""
     from catena.chain import replica as replica_module
     monkeypatch.setattr(replica_module, "WINDOW", 2)
     c = chain3()
@@ -632,6 +634,11 @@ def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
     c.settle()
     c.add("d")
     c.view(E + 1, ("a", "b", "c"), learner="d")
+    return c
+
+
+def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
+    c = learner_past_the_window(monkeypatch)
     c.settle()
     assert any(type(m) is Snapshot for s, d, m in c.sent if d == "d")
     assert c.r["d"].state.data == c.r["c"].state.data
@@ -919,3 +926,23 @@ def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
         assert len(b) <= BATCH and (len(b) == 1 or payload <= FRAME_BYTES)
     assert [len(b) for b in out[:7]] == [4, 4, 4, 4, 4, 2, 1]  # five fifths of a frame overflow it (keys count)
     assert list(batches([])) == [] and list(batches(entries[-3:])) == [tuple(entries[-3:])]
+
+
+def test_a_repeated_sync_is_not_answered_with_a_second_snapshot(monkeypatch):
+    """A learner re-sends its Sync every RETRY_S until answered; a large Snapshot takes longer
+    than that to arrive, and each answer would dump, send and install the whole state again."""
+    c = learner_past_the_window(monkeypatch)
+    c.settle(hold=lambda src, dst, msg: type(msg) is Snapshot)  # sent, not yet delivered
+    sync = next(m for s, d, m in c.sent if d == "c" and s == "d" and type(m) is Sync)
+    assert [type(m) for _, _, m in c.queue] == [Snapshot]
+    tail = c.r["c"]
+    assert tail.on_message("d", sync, NOW + RETRY_S) == []  # the retry, while the Snapshot is on its way
+    c.client("a", "w6", "SET", "k6", "v")
+    c.settle()
+    assert sum(type(m) is Snapshot for s, d, m in c.sent if d == "d") == 1
+    assert c.r["d"].state.data == tail.state.data and c.r["d"].last_seq == 7
+    tail.on_link("d", True, NOW)  # up after connecting: what was queued meanwhile went out first
+    assert tail.on_message("d", sync, NOW + 2 * RETRY_S) == []
+    tail.on_link("d", False, NOW)  # the link went down: the Snapshot may be lost with it
+    tail.on_link("d", True, NOW)
+    assert any(type(f.msg) is Snapshot for f in tail.on_message("d", sync, NOW + 3 * RETRY_S))

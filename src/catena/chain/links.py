@@ -38,6 +38,7 @@ class _Outbound:
     async def run(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
+            dropped = False
             try:
                 await self._connect()
                 backoff = BACKOFF_MIN_S
@@ -49,12 +50,13 @@ class _Outbound:
                 await self._wait_closed()
             except (OSError, asyncio.TimeoutError, ConnectionError, RemoteProtocolError) as exc:
                 log.debug("link to %s: %s", self.addr, exc)
+                dropped = bool(self.queue)
                 self.queue.clear()
             finally:
                 if self.writer is not None:
                     self.writer.close()
                     self.writer = None
-                if self.up:
+                if self.up or dropped:  # frames were lost with it (those sent while connecting too)
                     self.up = False
                     self.links.on_link(self.addr, False)
             await asyncio.sleep(backoff * (0.5 + random.random()))
@@ -106,6 +108,13 @@ class PeerLinks:
                 link.writer.writelines(parts)  # the transport buffers; frames are already batched per turn
         else:
             link.queue.extend(parts)  # kept while connecting, dropped if the attempt fails
+
+    def reset(self, addr: str) -> None:
+        """Close the connection to `addr` (a frame on it was cut short): the link reconnects
+        and the handshake resends what the peer lacks."""
+        link = self.links.get(addr)
+        if link is not None and link.writer is not None:
+            link.writer.close()
 
     def close(self) -> None:
         for task in self.tasks.values():

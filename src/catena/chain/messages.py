@@ -127,6 +127,21 @@ def append_frame(epoch: int, commit_seq: int, record: bytes) -> list[bytes]:
     return [b"\x94" + msgpack.packb((Append.TAG, epoch, commit_seq))[1:], record]
 
 
+def bin_head(n: int) -> bytes:
+    """msgpack's header of a bin of `n` bytes."""
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def snapshot_frame_head(msg: Snapshot, n: int) -> bytes:
+    """The frame of `msg` up to its state, a bin of `n` bytes: followed by those bytes, it is
+    `pack` of `msg` with that state (chain/transfer.py sends the state as a child dumps it)."""
+    return b"\x96" + msgpack.packb((msg.TAG, *msg[:-1]))[1:] + bin_head(n)
+
+
 def size_bound(obj) -> int:
     """An upper bound of `obj`'s size as `pack` and the log encode it (msgpack, use_bin_type),
     or -1 when msgpack cannot encode it: the head's proof, before it gives an op a seq, that the

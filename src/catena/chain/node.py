@@ -25,9 +25,10 @@ from catena.chain.link_watch import LinkWatch
 from catena.chain.links import PeerInbound, PeerLinks
 from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
-from catena.chain.messages import Append, Read, ReadReply
+from catena.chain.messages import Append, Read, ReadReply, Snapshot
 from catena.chain.multi import Transactions
 from catena.chain.snapshotter import snapshot_parts
+from catena.chain.transfer import Dump, Transfers
 from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
@@ -101,6 +102,8 @@ class MemberNode:
         self.links: PeerLinks | None = None
         self.link_watch = LinkWatch()  # what the probe answers say about our links
         self.heard: dict[str, float] = {}  # peer -> when bytes last arrived on its link to us (monotonic)
+        self.transfers = Transfers(self.log, lambda to, frame: self.links.send(to, frame),
+                                   lambda to: self.links.reset(to))  # Snapshots streamed to successors
         self.membership: MembershipAgent | None = None
         self.started = time.time()
         self.ready = asyncio.Event()
@@ -321,6 +324,8 @@ class MemberNode:
         self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
 
     def _on_link(self, addr: str, up: bool) -> None:
+        if not up:
+            self.transfers.abandon(addr)
         self._run(self.replica.on_link(addr, up, time.time()))
 
     def _run(self, effects: list) -> None:
@@ -404,11 +409,14 @@ class MemberNode:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
         kind = type(fx)  # (a Reply is resolved by `_drain` itself)
         if kind is Send:
+            if type(fx.msg) is Snapshot and type(fx.msg.state) is Dump:  # dumped by a child: streamed
+                self.transfers.start(fx.to, fx.msg)
+                return 0, None
             frame = self._frame(fx.msg)
             size = len(frame) if type(frame) is bytes else sum(map(len, frame))
             if size > BIG_EFFECT_BYTES:
                 return size, _Out(fx.to, frame)
-            self.links.send(fx.to, frame)
+            self.transfers.send(fx.to, frame)
             return size, None
         elif kind is Persist:
             # One record per batch: one msgpack call and one checksum per event-loop turn (one
@@ -426,7 +434,7 @@ class MemberNode:
             if fx.to is None:
                 self._append(fx.data, defer_sync=True)
                 return sum(map(len, fx.data)), None
-            self.links.send(fx.to, fx.data)
+            self.transfers.send(fx.to, fx.data)
             return len(fx.data) if type(fx.data) is bytes else sum(map(len, fx.data)), None
         elif kind is _Snapshot:
             return len(fx.state), _StoreSnapshot(snapshot_parts(fx.last_epoch, fx.last_seq, fx.state))
@@ -521,6 +529,7 @@ class MemberNode:
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
+            self.replica.dump_state = self.transfers.dump  # a Snapshot to a successor: dumped by a child
             self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
                                               self.secret.encode() if self.secret else None, self.liveness_port)
             await self.server.start(host, int(port))
@@ -538,6 +547,7 @@ class MemberNode:
                 await self._stopped  # until cancelled, or a fail-stop
             finally:
                 self.links.close()
+                self.transfers.close()
                 self.liveness.stop()
                 await self.server.close()
                 self.watchdog.stop()
@@ -561,6 +571,7 @@ class MemberNode:
                 self._disk_failed("syncing the log", exc)
             if synced:
                 await asyncio.sleep(0)
+            self.transfers.reap()  # a state transfer's child that has exited since
             if self._child is not None:
                 self._poll_child()
             elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)

@@ -107,6 +107,12 @@ class Replica:
         self.succ: str | None = None
         self.succ_ready = False
         self.out_entries: list = []
+        # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
+        # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
+        self.snapshot_out: tuple | None = None
+        # A Snapshot's state, as of the history point it names: the dump itself, or the shell's
+        # handle to the same bytes, dumped off its loop (chain/transfer.py)
+        self.dump_state = KVState.dump
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
         self.handing_over = False  # the tail commits only what its caught-up learner acked
         # predecessor link
@@ -534,6 +540,8 @@ class Replica:
     def _on_sync(self, sender, msg: Sync) -> list:
         """Our successor says where its history ends: resend from there, or send a snapshot."""
         point = (msg.last_epoch, msg.last_seq)
+        if self.snapshot_out == (sender, self.epoch, point):
+            return []  # that Snapshot is on its way, and the entries after it behind it
         commit = self.last_seq if self.commits_on_apply() else self.commit_seq
         self.succ_ready = True
         self.out_entries.clear()
@@ -541,7 +549,8 @@ class Replica:
             entries = [e for e in self.window if e[1] > msg.last_seq]
             fx = [Send(sender, Append(self.epoch, commit, batch)) for batch in batches(entries)]
             return fx or [Send(sender, Append(self.epoch, commit, ()))]
-        return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.state.dump()))]
+        self.snapshot_out = (sender, self.epoch, point)
+        return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.dump_state(self.state)))]
 
     def _holds(self, point) -> bool:
         """Is (epoch, seq) an entry of our history from which the window can resend?"""
@@ -606,6 +615,7 @@ class Replica:
         self.published.clear()
         fx: list = [PersistSnapshot(msg.state)]
         self._synced_with_pred(msg.commit_seq)
+        self.snapshot_out = None  # a Snapshot we sent is of the state just replaced
         if self.succ:  # our successor's history may no longer be a prefix of ours
             self.succ_ready = False
             fx.append(Send(self.succ, SyncRequest(self.epoch)))
@@ -658,6 +668,8 @@ class Replica:
         if peer == self.succ:
             self.succ_ready = False
             self.out_entries.clear()
+            if not up:  # a Snapshot sent is lost with the link (frames queued before it came up are not)
+                self.snapshot_out = None
             if up:
                 fx.append(Send(peer, SyncRequest(self.epoch)))
         if peer == self.pred:

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import msgpack
 
+from catena.chain.messages import bin_head
+
 log = logging.getLogger(__name__)
 
 
@@ -41,25 +43,37 @@ def start(durable_log, last_epoch: int, last_seq: int, state) -> Child | None:
     if not hasattr(os, "fork"):
         return None
     first = durable_log.rotate()
+    pid = fork(durable_log, lambda: durable_log.write_snapshot(first, snapshot_parts(last_epoch, last_seq,
+                                                                                      state.dump())))
+    return None if pid is None else Child(pid, first, time.monotonic())
+
+
+def fork(durable_log, work) -> int | None:
+    """Fork a child that runs `work()` on the copy-on-write image of this process and exits (0
+    if it returned); its pid, or None where fork() is missing or fails (the caller does the work
+    in its loop). The child first lets go of what is the parent's: the log's segment and lock,
+    signals meant for the parent's loop."""
+    if not hasattr(os, "fork"):
+        return None
     try:
         with warnings.catch_warnings():  # (3.12+ warns of forking with threads: the child touches none of theirs)
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
-    except OSError as exc:  # no memory or processes to spare: snapshot in the loop this time
-        log.warning("cannot fork a snapshot child (%s); snapshotting in the event loop", exc)
+    except OSError as exc:  # no memory or processes to spare: the work runs in the loop this time
+        log.warning("cannot fork a child (%s); working in the event loop", exc)
         return None
-    if pid == 0:  # the child: pack, write, exit without running anything of the parent's
+    if pid == 0:  # the child: work, exit without running anything of the parent's
         code = 1
         try:
             durable_log.leave_to_parent()  # its segment and lock stay the parent's alone
             signal.set_wakeup_fd(-1)  # a signal to the child must not reach the parent's loop
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            durable_log.write_snapshot(first, snapshot_parts(last_epoch, last_seq, state.dump()))
+            work()
             code = 0
         finally:
             os._exit(code)
-    return Child(pid, first, time.monotonic())
+    return pid
 
 
 def poll(child: Child, durable_log) -> float | None:
@@ -92,11 +106,4 @@ def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
     """A member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
     parts whose concatenation is exactly that encoding: the state dump is the last part, so a
     large one is never copied into another buffer."""
-    n = len(state)
-    if n < 1 << 8:
-        head = b"\xc4" + n.to_bytes(1, "big")
-    elif n < 1 << 16:
-        head = b"\xc5" + n.to_bytes(2, "big")
-    else:
-        head = b"\xc6" + n.to_bytes(4, "big")
-    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + head, state]
+    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + bin_head(len(state)), state]

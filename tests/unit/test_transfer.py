@@ -1,0 +1,158 @@
+"""State transfer off the loop (catena.chain.transfer): the successor gets exactly the frame
+`messages.pack(Snapshot(...))` of the state as of the dump, then what was sent meanwhile; a
+child that fails resets the link; a link that goes down drops the transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from catena.chain import messages, snapshotter, transfer
+from catena.chain.messages import Append, Snapshot
+from catena.chain.state import SET, KVState
+from catena.chain.transfer import Dump, Transfers
+
+
+class _Log:
+    def leave_to_parent(self) -> None:
+        pass
+
+
+class _Boom:
+    def dump(self) -> bytes:
+        raise RuntimeError("the child cannot dump")
+
+
+def _state(n: int) -> KVState:
+    state = KVState()
+    for i in range(n):
+        state.apply((SET, b"key:%08d" % i, b"v" * 16, None, 0), 0)
+    return state
+
+
+class _Peer:
+    """What the links were asked to send to each peer, and their resets."""
+
+    def __init__(self):
+        self.sent: dict[str, bytearray] = {}
+        self.resets: list[str] = []
+        self.heard = asyncio.Event()
+
+    def send(self, to: str, frame) -> None:
+        self.sent.setdefault(to, bytearray()).extend(frame if type(frame) is bytes else b"".join(frame))
+        self.heard.set()
+
+    def reset(self, to: str) -> None:
+        self.resets.append(to)
+        self.heard.set()
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_the_successor_gets_the_frame_of_the_state_as_of_the_dump_then_what_waited():
+    state = _state(200_000)  # several pipe chunks
+    expected = messages.pack(Snapshot(7, 6, 200_000, 199_990, state.dump()))
+    later = messages.pack(Append(7, 200_000, ()))
+
+    async def run() -> _Peer:
+        peer = _Peer()
+        transfers = Transfers(_Log(), peer.send, peer.reset)
+        dump = transfers.dump(state)
+        assert type(dump) is Dump
+        state.apply((SET, b"key:00000000", b"changed after the dump", None, 0), 0)
+        transfers.start("b", Snapshot(7, 6, 200_000, 199_990, dump))
+        transfers.send("b", later)  # behind the Snapshot
+        transfers.send("c", b"other peer")  # not held
+        assert peer.sent == {"c": bytearray(b"other peer")}
+        while not peer.sent.get("b", b"").endswith(later):
+            peer.heard.clear()
+            await asyncio.wait_for(peer.heard.wait(), 30)
+        assert not transfers.active
+        transfers.close()  # reaps what has not been reaped yet
+        assert _reaped(dump.pid)
+        return peer
+
+    peer = asyncio.run(run())
+    assert bytes(peer.sent["b"]) == expected + later
+    assert peer.resets == []
+
+
+def test_a_snapshot_sent_while_another_streams_waits_behind_it():
+    first, second = _state(1000), _state(10)
+    want = [messages.pack(Snapshot(1, 1, 1000, 1000, first.dump())), b"between",
+            messages.pack(Snapshot(2, 1, 10, 10, second.dump())), b"after"]
+
+    async def run() -> _Peer:
+        peer = _Peer()
+        transfers = Transfers(_Log(), peer.send, peer.reset)
+        transfers.start("b", Snapshot(1, 1, 1000, 1000, transfers.dump(first)))
+        transfers.send("b", b"between")
+        transfers.start("b", Snapshot(2, 1, 10, 10, transfers.dump(second)))
+        transfers.send("b", b"after")
+        while not peer.sent.get("b", b"").endswith(b"after"):
+            peer.heard.clear()
+            await asyncio.wait_for(peer.heard.wait(), 30)
+        return peer
+
+    assert bytes(asyncio.run(run()).sent["b"]) == b"".join(want)
+
+
+def test_a_child_that_fails_resets_the_link_and_drops_what_waited():
+    async def run() -> tuple[_Peer, Dump]:
+        peer = _Peer()
+        transfers = Transfers(_Log(), peer.send, peer.reset)
+        dump = transfers.dump(_Boom())
+        transfers.start("b", Snapshot(1, 1, 5, 5, dump))
+        transfers.send("b", b"held")
+        await asyncio.wait_for(peer.heard.wait(), 30)
+        assert not transfers.active
+        transfers.send("b", b"after the reset")  # the link's own business now
+        transfers.close()
+        return peer, dump
+
+    peer, dump = asyncio.run(run())
+    assert peer.resets == ["b"]
+    assert bytes(peer.sent["b"]) == b"after the reset"
+    assert _reaped(dump.pid)
+
+
+def test_a_link_that_goes_down_drops_the_transfer_and_stops_its_child():
+    async def run() -> tuple[_Peer, Dump]:
+        peer = _Peer()
+        transfers = Transfers(_Log(), peer.send, peer.reset)
+        dump = transfers.dump(_state(100_000))
+        transfers.start("b", Snapshot(1, 1, 5, 5, dump))
+        transfers.send("b", b"held")
+        transfers.abandon("b")
+        transfers.send("b", b"on the new link")
+        transfers.close()
+        return peer, dump
+
+    peer, dump = asyncio.run(run())
+    assert _reaped(dump.pid)
+    assert bytes(peer.sent["b"]) == b"on the new link" and peer.resets == []
+
+
+def test_without_fork_the_dump_is_made_in_place(monkeypatch):
+    monkeypatch.setattr(snapshotter, "fork", lambda log, work: None)
+    state = _state(10)
+
+    async def run():
+        return Transfers(_Log(), lambda to, frame: None, lambda to: None).dump(state)
+
+    assert asyncio.run(run()) == state.dump()
+
+
+@pytest.mark.parametrize("n", [0, 255, 256, 65_535, 65_536])
+def test_the_frame_head_and_the_state_make_the_packed_snapshot(n):
+    msg = Snapshot(3, 2, 2**40, 9, b"s" * n)
+    assert messages.snapshot_frame_head(msg, n) + msg.state == messages.pack(msg)
+    assert transfer.CHUNK >= 64 * 1024
