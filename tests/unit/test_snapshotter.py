@@ -107,3 +107,16 @@ def test_a_childs_copy_of_the_log_lets_go_of_the_directory(tmp_path):
         again.recover()
     log.write_snapshot(2, b"still writes its snapshot")  # the child's one job
     assert (tmp_path / SNAPSHOT_TMP_NAME).read_bytes().endswith(b"still writes its snapshot")
+
+
+def test_a_forked_child_works_at_a_lower_cpu_priority(tmp_path):
+    """Background work: the child takes the CPU its parent (and the chain's other members) leave."""
+    log = DurableLog(tmp_path / "log")
+    log.recover()
+    out = tmp_path / "niceness"
+    pid = snapshotter.fork(log, lambda: out.write_text(str(os.nice(0))))
+    assert pid is not None
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert int(out.read_text()) == min(19, os.nice(0) + snapshotter.CHILD_NICE)
+    log.close()

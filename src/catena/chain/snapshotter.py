@@ -36,6 +36,9 @@ class Child(NamedTuple):
     started: float  # monotonic seconds
 
 
+CHILD_NICE = 10  # added to the child's niceness: background work, as the name says
+
+
 def start(durable_log, last_epoch: int, last_seq: int, state) -> Child | None:
     """Rotate the log and fork a child that writes the snapshot of `state` at (last_epoch,
     last_seq); None where fork() is not available or fails (the caller snapshots itself). An
@@ -52,7 +55,9 @@ def fork(durable_log, work) -> int | None:
     """Fork a child that runs `work()` on the copy-on-write image of this process and exits (0
     if it returned); its pid, or None where fork() is missing or fails (the caller does the work
     in its loop). The child first lets go of what is the parent's: the log's segment and lock,
-    signals meant for the parent's loop."""
+    signals meant for the parent's loop; and it runs at a lower CPU priority (`CHILD_NICE`), so
+    that on a busy machine it takes the CPU its parent and the chain's other members leave
+    (three members snapshotting at once on 2 cores took the 30 s window's p99 from 5 to 70 ms)."""
     if not hasattr(os, "fork"):
         return None
     try:
@@ -66,6 +71,7 @@ def fork(durable_log, work) -> int | None:
         code = 1
         try:
             durable_log.leave_to_parent()  # its segment and lock stay the parent's alone
+            os.nice(CHILD_NICE)
             signal.set_wakeup_fd(-1)  # a signal to the child must not reach the parent's loop
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
