@@ -113,10 +113,31 @@ def test_a_forked_child_works_at_a_lower_cpu_priority(tmp_path):
     """Background work: the child takes the CPU its parent (and the chain's other members) leave."""
     log = DurableLog(tmp_path / "log")
     log.recover()
-    out = tmp_path / "niceness"
-    pid = snapshotter.fork(log, lambda: out.write_text(str(os.nice(0))))
+    out = tmp_path / "priority"
+    pid = snapshotter.fork(log, lambda: out.write_text(f"{os.nice(0)} {os.sched_getscheduler(0)}"))
     assert pid is not None
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert int(out.read_text()) == min(19, os.nice(0) + snapshotter.CHILD_NICE)
+    niceness, policy = map(int, out.read_text().split())
+    assert niceness == min(19, os.nice(0) + snapshotter.CHILD_NICE)
+    assert policy == os.SCHED_IDLE  # runs only on CPU no member wants
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the parent is untouched
     log.close()
+
+
+def test_a_chains_members_snapshot_at_different_log_sizes(tmp_path):
+    """Members log the same entries; each draws its own trigger factor, again after every
+    snapshot, so that their children are not forked at the same moment."""
+    from catena.chain.node import SNAPSHOT_SPREAD, MemberNode
+    from catena.loopback import HOST, free_ports
+
+    nodes = [MemberNode(f"{HOST}:{port}", tmp_path / f"m{i}") for i, port in enumerate(free_ports(3))]
+    try:
+        skews = [node._snapshot_skew for node in nodes]
+        assert len(set(skews)) == 3
+        assert all(1.0 <= skew < 1.0 + SNAPSHOT_SPREAD for skew in skews)
+        nodes[0]._snapshot_taken(4096)
+        assert nodes[0]._snapshot_bytes == 4096 and nodes[0]._snapshot_skew != skews[0]
+    finally:
+        for node in nodes:
+            node.log.close()

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
+SNAPSHOT_SPREAD = 0.5  # ... times a factor drawn from [1, 1 + this) for each snapshot: a chain's
+# members log the same entries, and without it all of them forked at the same moment
 VIEW_POLL_S = 1.0
 CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
 INDEX_STEP = 20_000  # loaded keys entered in the slot index per loop turn
@@ -83,6 +85,7 @@ class MemberNode:
         self.io = self.metrics.io  # the data directory's write or fsync in progress (timed)
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
+        self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD  # (drawn again after each snapshot)
         self._child: snapshotter.Child | None = None  # writing a snapshot (catena.chain.snapshotter)
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
@@ -518,7 +521,11 @@ class MemberNode:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
-        self._snapshot_bytes = sum(map(len, blob))
+        self._snapshot_taken(sum(map(len, blob)))
+
+    def _snapshot_taken(self, size: int) -> None:
+        self._snapshot_bytes = size
+        self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -574,7 +581,7 @@ class MemberNode:
             self.transfers.reap()  # a state transfer's child that has exited since
             if self._child is not None:
                 self._poll_child()
-            elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes)
+            elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes) * self._snapshot_skew
                     and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
                 self._start_snapshot()
 
@@ -599,7 +606,7 @@ class MemberNode:
             log.info("snapshot of %d bytes written by a forked child in %.2f s", self.log.snapshot_bytes(), took)
             self._child = None
             self.metrics.snapshot.observe(took)
-            self._snapshot_bytes = self.log.snapshot_bytes()
+            self._snapshot_taken(self.log.snapshot_bytes())
 
     def _leader_changed(self, leader: str) -> None:
         log.info("coordinator leader is %s", leader)
