@@ -6,6 +6,7 @@ process exit is replaced by an exception."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -238,6 +239,52 @@ def test_a_hung_fsync_trips_the_watchdog_thread(tmp_path, monkeypatch):
         monkeypatch.undo()
         log.close()
     assert stalls[0][0] == "fsync of the log" and stalls[0][1] > 0.05
+
+
+def test_under_everysec_the_members_fsync_runs_beside_its_loop_and_its_hang_is_caught(tmp_path, monkeypatch):
+    """The once-a-second fdatasync runs in a thread: the loop keeps turning while it is in the
+    kernel, and a hung one still trips the member's watchdog (the stall bound)."""
+    node = MemberNode(ME, tmp_path / "member", fsync="everysec", disk_stall_timeout_s=0.2)
+    fired = threading.Event()
+    stalls = []
+    node.sync_watchdog.on_stall = lambda what, seconds: (stalls.append((what, seconds)), fired.set())
+
+    def hung_fsync(fd):
+        assert fired.wait(30), "the watchdog did not fire"
+
+    async def main() -> int:
+        sync = asyncio.create_task(node._sync_log())
+        turns = 0
+        while not sync.done():
+            await asyncio.sleep(0.005)
+            turns += 1
+        await sync
+        return turns
+
+    node.log.append([b"x"])
+    monkeypatch.setattr(log_module, "_datasync", hung_fsync)
+    node.sync_watchdog.start()
+    try:
+        turns = asyncio.run(main())
+    finally:
+        node.sync_watchdog.stop()
+        monkeypatch.undo()
+        node.log.close()
+    assert stalls and stalls[0][0] == "fsync of the log" and stalls[0][1] > 0.2
+    assert turns >= 10  # the loop ran on while the fsync hung (0.2 s at least)
+
+
+def test_a_failed_background_fsync_stops_the_member(tmp_path, monkeypatch, exits, caplog):
+    node, _ = node_at(tmp_path)
+    node.log.append([b"x"])
+    monkeypatch.setattr(log_module, "_datasync", eio)
+    with pytest.raises(Exited):
+        asyncio.run(node._sync_log())
+    assert "syncing the log" in critical(caplog) and exits == [disk.EXIT_DISK_FAULT]
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="I/O error"):
+        node.log.append([b"y"])  # nothing is written after a failed fsync
+    node.log.close()
 
 
 def test_the_member_stops_on_a_stall_naming_the_bound(tmp_path, exits, caplog):

@@ -24,6 +24,7 @@ from catena.chain.log import (
     DirectoryInUse,
     DurableLog,
 )
+from catena.chain.disk import IoClock
 from catena.errors import CorruptLog, LocalProtocolError
 
 HEADER = len(SEGMENT_MAGIC)
@@ -536,6 +537,67 @@ def test_fsync_everysec_syncs_at_most_once_a_second_when_dirty(tmp_path, monkeyp
     log.sync()
     assert log.maybe_sync(20.0) is False
     assert len(calls) == 3
+
+
+def test_a_detached_everysec_sync_is_due_when_maybe_sync_would_sync(tmp_path, monkeypatch):
+    """The background fsync (the member runs it in a thread) follows everysec's rule: once a
+    second, only when something was written, never under the other policies."""
+    clock = IoClock()
+    log, _, _ = opened(tmp_path, fsync="everysec")
+    calls = count_syncs(monkeypatch)
+    assert log.detach_sync(10.0, clock) is None  # nothing written
+    log.append([b"a"])
+    sync = log.detach_sync(10.0, clock)
+    assert sync is not None and calls == []  # nothing synced until it runs
+    log.append([b"b"])
+    assert log.detach_sync(10.9, clock) is None  # within the second
+    sync.run()
+    assert calls == [sync.fd]
+    assert log.detach_sync(11.0, clock) is not None  # "b" came after the first one started
+    assert log.detach_sync(12.5, clock) is None  # clean
+    log.close()
+    for policy in ("always", "no"):
+        other, _, _ = opened(tmp_path / policy, fsync=policy)
+        other.append([b"a"])
+        assert other.detach_sync(100.0, clock) is None
+        other.close()
+
+
+def test_a_detached_sync_survives_a_rotation_and_closes_its_descriptor(tmp_path, monkeypatch):
+    """It syncs its own duplicate of the segment's descriptor: a rotation meanwhile (a snapshot
+    starting) cannot take the file from under it, and the duplicate is closed once it ran."""
+    clock = IoClock()
+    log, _, _ = opened(tmp_path, fsync="everysec")
+    log.append([b"a" * 100])
+    sync = log.detach_sync(10.0, clock)
+    log.rotate()  # closes the segment's own descriptor
+    seen = []
+    monkeypatch.setattr(log_module, "_datasync", lambda fd: seen.append((os.fstat(fd).st_size, clock.busy)))
+    sync.run()
+    (size, busy), = seen
+    assert size > 100  # the old segment, with the record
+    assert busy is not None and busy[0].startswith("fsync")  # timed on its clock (for the watchdog)
+    assert clock.busy is None
+    with pytest.raises(OSError):
+        os.fstat(sync.fd)
+    log.close()
+
+
+def test_a_failed_detached_sync_makes_the_log_unusable(tmp_path, monkeypatch):
+    log, _, _ = opened(tmp_path, fsync="everysec")
+    log.append([b"x"])
+    sync = log.detach_sync(10.0, IoClock())
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(log_module, "_datasync", broken)
+    with pytest.raises(OSError) as failed:
+        sync.run()
+    log.sync_failed(failed.value)
+    with pytest.raises(LocalProtocolError, match="I/O error"):
+        log.append([b"y"])
+    log.close()
 
 
 def test_fsync_no_leaves_it_to_the_os(tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() retu
 records: a member forwards a batch to its successor while its own fsync is still to come, so the
 members' fsyncs overlap instead of running one after the other); "everysec"
 leaves it to the owner's timer calling maybe_sync(now), which syncs at most once a second and
-only when something was written; "no" leaves it to the operating system. Snapshots and segment
+only when something was written (or detach_sync(now), the same fsync for another thread to run); "no" leaves it to the operating system. Snapshots and segment
 creation are always fsynced, whatever the policy.
 """
 
@@ -102,7 +102,8 @@ class DurableLog:
     """The durable log of one member, kept in `directory`.
 
     Open it, call recover() once, then append(); close() when done. Not thread-safe: the member's
-    event loop is its only caller (a watchdog thread may read `clock`).
+    event loop is its only caller (a watchdog thread may read `clock`; a DetachedSync runs in a
+    thread of its own, on its own descriptor).
     """
 
     def __init__(
@@ -193,6 +194,32 @@ class DurableLog:
         self.sync()
         self._last_sync = now
         return True
+
+    def detach_sync(self, now: float, clock: IoClock) -> DetachedSync | None:
+        """Under "everysec", when `maybe_sync` would sync: that fdatasync, for the owner to run
+        in another thread (`DetachedSync.run`), timed on `clock`, so that its loop serves on
+        meanwhile (as Redis's background fsync under appendfsync everysec: nothing waits for
+        it). It covers everything written so far; the log counts as clean from here. None when
+        no sync is due. An OSError (no descriptor to spare) leaves the log unusable."""
+        if not self._dirty or self.fsync != "everysec":
+            return None
+        if self._last_sync is not None and now - self._last_sync < SYNC_INTERVAL:
+            return None
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        try:
+            fd = os.dup(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            raise
+        self._dirty = False
+        self._last_sync = now
+        return DetachedSync(fd, clock)
+
+    def sync_failed(self, exc: OSError) -> None:
+        """A detached sync failed: as any failed fsync, nothing written since the last good one
+        can be trusted, so the log is unusable from now on."""
+        self._fail(exc)
 
     def sync(self) -> None:
         """fdatasync now if anything was written since the last sync, whatever the policy."""
@@ -512,6 +539,29 @@ class DurableLog:
 
     def _path(self, number: int) -> Path:
         return self.directory / _segment_name(number)
+
+
+class DetachedSync:
+    """One fdatasync of the log's segment, run in a thread other than the log owner's. It holds
+    a duplicate of the segment's descriptor (closed when done), so that a rotation or a close
+    meanwhile cannot take the file from under it; the fsync of the same open file covers what
+    the owner wrote before it started. A failure is the owner's to act on (`sync_failed`)."""
+
+    __slots__ = ("fd", "clock")
+
+    def __init__(self, fd: int, clock: IoClock):
+        self.fd = fd
+        self.clock = clock
+
+    def run(self) -> None:
+        try:
+            self.clock.busy = ("fsync of the log", time.monotonic())
+            try:
+                _datasync(self.fd)
+            finally:
+                self.clock.busy = None
+        finally:
+            os.close(self.fd)
 
 
 class _Damage(NamedTuple):

@@ -52,10 +52,10 @@ class MeteredIoClock(disk.IoClock):
 
     __slots__ = ("_busy", "append", "fsync", "slowest_fsync_s")
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: Buckets | None = None) -> None:
         self._busy = None
         self.append = Buckets()  # writes to the log
-        self.fsync = Buckets()  # fsyncs of the log, snapshots and the data dir
+        self.fsync = fsync or Buckets()  # fsyncs of the log, snapshots and the data dir (shareable)
         self.slowest_fsync_s = 0.0  # since `slowest_fsync` last asked (the probe's slowness report)
 
     def slowest_fsync(self, now: float) -> float:
@@ -95,6 +95,7 @@ class MemberMetrics:
         self.sampled: dict[tuple[bytes, bool], int] = {}  # (command as sent, failed) -> sampled count
         self.latency = {"read": Buckets(), "write": Buckets()}
         self.io = MeteredIoClock()
+        self.sync_io = MeteredIoClock(self.io.fsync)  # the log's background fsync (everysec), in its thread
         self.snapshot = Buckets()
         self.url = ""  # http://…/metrics when the metrics port is open
 
