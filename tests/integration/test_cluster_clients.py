@@ -222,7 +222,8 @@ def test_the_client_never_follows_redirects_or_retries_forever(make_cluster):
 def test_the_move_runner_moves_a_slot_while_a_client_writes_it(make_cluster):
     """The driver (coordinator/move_runner.py over the pure machine) against real chains, with
     catena.Client incrementing a counter of the moving slot throughout: the move ends done, and
-    the counter at B counts every acknowledged increment, none twice."""
+    the counter at B counts every acknowledged increment, none twice. A request A applied,
+    re-sent to B after the move under its request id, gets A's reply and is not applied again."""
     import asyncio
     import threading
 
@@ -242,11 +243,15 @@ def test_the_move_runner_moves_a_slot_while_a_client_writes_it(make_cluster):
             while not stop.is_set():
                 acked.append(client.incr(key))
 
+    retried = ("CATENA.REQ", "retrier", 1, "INCRBY", "{run}retried", 5)
+    assert a.client(a_members[0]).execute_command(*retried) == 5
     thread = threading.Thread(target=writer)
     thread.start()
     wait_until(lambda: len(acked) >= 20, 30, "increments before the move")
     heads = {0: a_members[0], 1: b_members[0]}.__getitem__
     final = asyncio.run(run_move(heads, slot, 0, 1))
+    assert b.client(b_members[0]).execute_command(*retried) == 5  # its reply moved with the slot
+    assert b.client(b_members[1]).get("{run}retried") == b"5"  # applied once
     count = len(acked)
     wait_until(lambda: len(acked) >= count + 20, 30, "increments after the move")
     stop.set()

@@ -13,9 +13,10 @@ linearizable (registers, including final reads at the target's tail); the counte
 between the increments acknowledged and those issued (nothing acknowledged lost, nothing
 applied twice).
 
-A client whose write got no answer (its outcome unknown) and then -MOVED does not re-send it to
-the other chain: request ids are de-duplicated per chain (docs/sharding.md, Limits); it leaves
-the operation open, as the checker allows.
+A client whose write got no answer (its outcome unknown) and then -MOVED re-sends it, under the
+same request id, to the chain the slot moved to: the slot's requests move with it, so a write
+the source applied is answered there from them, not applied twice (the counter's bound and the
+registers' history would show it).
 
 `python tests/sim/slot_move_sim.py --seed N` replays one run.
 """
@@ -303,10 +304,7 @@ class MoveSim(Kernel):
             if type(value) is Error:
                 text = value.message
                 self.refusals[text.split(" ")[0]] = self.refusals.get(text.split(" ")[0], 0) + 1
-                if text.startswith("MOVED"):
-                    if unknown:  # its first attempt may have been applied at the chain that moved it
-                        self.after(0.001, self.next_op, client)
-                        return
+                if text.startswith("MOVED"):  # (an unknown outcome too: its request moved along)
                     client["owner"] = self.chain_of[text.split(" ")[2]]
                     self.after(0.0005, self.attempt, client, op_id, kind, words, key, tries + 1, unknown)
                     return

@@ -127,7 +127,7 @@ def test_exec_replies_travel_and_are_kept_in_the_dedup_table():
     assert unwire_reply(raw) == [OK, Error("WRONGTYPE x"), (b"a", None), 3, None]
     state = KVState()
     state.remember((b"c", 1), 5, replies)
-    assert KVState.load(state.dump()).seen((b"c", 1)) == (5, unwire_reply(raw))
+    assert KVState.load(state.dump()).seen((b"c", 1))[:2] == (5, unwire_reply(raw))
 
 
 def test_null_arrays_travel_alone_and_inside_exec_replies():
@@ -137,7 +137,7 @@ def test_null_arrays_travel_alone_and_inside_exec_replies():
         assert back is NULL_ARRAY if replies is NULL_ARRAY else back[1] is NULL_ARRAY, "LMPOP's *-1 stays *-1"
         state = KVState()
         state.remember((b"c", 1), 5, replies)
-        assert KVState.load(state.dump()).seen((b"c", 1)) == (5, back)
+        assert KVState.load(state.dump()).seen((b"c", 1))[:2] == (5, back)
 
 
 def test_versions_never_fall_below_a_write_and_forgetting_only_raises_them():

@@ -293,7 +293,7 @@ class Replica:
             if seen is None and self.state.answered(rid):
                 return [self._answer(origin, token, ANSWERED)]
             if seen is not None:
-                seq, reply = seen
+                seq, reply, _ = seen
                 if seq <= self.commit_seq:
                     return [self._answer(origin, token, reply)]
                 self.waiting.setdefault(seq, []).append((origin, token, reply))
@@ -434,7 +434,7 @@ class Replica:
         keys = op_keys(op)
         state.versions.touch(keys, seq)
         if rid is not None:
-            state.remember(rid, seq, reply)
+            state.remember(rid, seq, reply, keys[0] if keys else None)
         self.last_epoch, self.last_seq = epoch, seq
         self.window.append(entry)
         self.to_persist.append(entry)

@@ -2,8 +2,11 @@
 commands that issue them:
 
     (SLOTS, first, last, state, peer[, fence])  slots first..last move to `state` (peer: a chain id, or -1)
-    (IMPORT, slot, ((key, blob, pxat), …)[, fence])  copied keys (blob: the value packed as in a
-                                          state dump, None: delete the key; pxat None: no deadline)
+    (IMPORT, slot, ((key, blob, pxat), …)[, fence[, requests]])  copied keys (blob: the value
+                                          packed as in a state dump, None: delete the key; pxat
+                                          None: no deadline) and the requests that wrote the slot
+                                          (KVState.requests_of_slot: a retry after the move is
+                                          answered, not applied again)
     (CLEAR, slot[, fence])                drop every key of a given or unowned slot
 
 `fence` (the coordinator leader's, optional) must be at least the newest that changed each slot
@@ -80,6 +83,8 @@ def _apply_import(state, op, ts):
         if blob is not None and (pxat is None or pxat > ts):
             state.put(key, unpack(blob))
             state.expire_at(key, pxat)
+    if len(op) > 4:  # kept as committed (seq 0): nobody reaches them before TAKE, a later entry
+        state.adopt(op[4], 0)
     return len(op[2])
 
 
@@ -115,10 +120,28 @@ def _fence_ok(op, at: int) -> bool:
     return len(op) == at or (len(op) == at + 1 and type(op[at]) is int and op[at] >= 0)
 
 
+def _request(r) -> bool:
+    """One of KVState.requests_of_slot's records: [client, number, reply (wired), key, watermark]."""
+    if not (type(r) is tuple and len(r) == 5 and type(r[0]) is bytes and type(r[1]) is int and type(r[3]) is bytes
+            and type(r[4]) is int):
+        return False
+    try:
+        kv.unwire_reply(r[2])
+    except ValueError:
+        return False
+    return True
+
+
+def _import_ok(op) -> bool:
+    if len(op) == 5:  # with the requests (and a fence, 0 for none)
+        return type(op[3]) is int and op[3] >= 0 and type(op[4]) is tuple and all(map(_request, op[4]))
+    return _fence_ok(op, 3)
+
+
 _SHAPES = {
     SLOTS: lambda op: (_fence_ok(op, 5) and _slot(op[1]) and _slot(op[2]) and op[1] <= op[2]
                        and type(op[3]) is int and 0 <= op[3] <= NONE and type(op[4]) is int),
-    IMPORT: lambda op: (_fence_ok(op, 3) and _slot(op[1]) and type(op[2]) is tuple
+    IMPORT: lambda op: (_import_ok(op) and _slot(op[1]) and type(op[2]) is tuple
                         and all(_copied(i) for i in op[2])),
     CLEAR: lambda op: _fence_ok(op, 2) and _slot(op[1]),
 }
@@ -145,11 +168,23 @@ def _build_slots(args, now_ms):
 
 
 def _build_import(args, now_ms):
-    """CATENA.IMPORT slot [key blob pxat|-]…: an empty blob deletes the key."""
+    """CATENA.IMPORT slot [REQUESTS blob] [key blob pxat|-]…: an empty blob deletes the key;
+    REQUESTS (as CATENA.SLOTDUMP answers it): the requests that wrote the slot, packed."""
     slot = _slot_arg(args[1])
     words = args[2:]
+    requests = None
+    if len(words) % 3 == 2 and words[0].upper() == b"REQUESTS":
+        try:
+            requests = tuple(unpack(words[1]))
+        except Exception:
+            requests = None
+        if requests is None or not all(map(_request, requests)):
+            return Error("ERR a CATENA.IMPORT REQUESTS blob is not a packed list of requests")
+        if any(key_slot(r[3]) != slot for r in requests):
+            return Error(f"ERR a CATENA.IMPORT request did not write slot {slot}")
+        words = words[2:]
     if len(words) % 3:
-        return Error("ERR syntax: CATENA.IMPORT slot [key value-blob pxat|-]...")
+        return Error("ERR syntax: CATENA.IMPORT slot [REQUESTS blob] [key value-blob pxat|-]...")
     items = []
     for i in range(0, len(words), 3):
         key, blob, pxat = words[i:i + 3]
@@ -161,12 +196,12 @@ def _build_import(args, now_ms):
             except Exception:
                 return Error("ERR a CATENA.IMPORT value is not a packed value")
         items.append((key, blob or None, None if pxat == b"-" else parse_int(pxat)))
-    return (IMPORT, slot, tuple(items))
+    return (IMPORT, slot, tuple(items)) if requests is None else (IMPORT, slot, tuple(items), 0, requests)
 
 
-def _with_fence(build, words: int, most: int | None = None):
-    """The command's builder, after an optional `FENCE n` (appended to the op); `words` (and
-    `most`): how many words the command has without it."""
+def _with_fence(build, words: int, most: int | None = None, at: int | None = None):
+    """The command's builder, after an optional `FENCE n` (appended to the op, or in its place
+    `at` when the op is longer); `words` (and `most`): how many words the command has without it."""
     def built(args, now_ms):
         fence = 0
         if len(args) > 1 and args[1].upper() == b"FENCE":
@@ -177,7 +212,9 @@ def _with_fence(build, words: int, most: int | None = None):
         if len(args) < words or (most is not None and len(args) > most):
             return Error(f"ERR wrong number of arguments for '{args[0].decode(errors='replace').lower()}' command")
         op = build(args, now_ms)
-        return op if type(op) is Error or not fence else (*op, fence)
+        if type(op) is Error or not fence:
+            return op
+        return (*op[:at], fence, *op[at + 1:]) if at is not None and len(op) > at else (*op, fence)
     return built
 
 
@@ -185,15 +222,16 @@ kv.extend(SLOTS, _fenced(_apply_slots, 5), _SHAPES[SLOTS], lambda op: ())
 kv.extend(IMPORT, _fenced(_apply_import, 3), _SHAPES[IMPORT], lambda op: tuple(item[0] for item in op[2]))
 kv.extend(CLEAR, _fenced(_apply_clear, 2), _SHAPES[CLEAR], lambda op: ())  # its slot is served by nobody here: no reader to keep clean
 ops.WRITES[b"CATENA.SLOTS"] = (-4, _with_fence(_build_slots, 4))
-ops.WRITES[b"CATENA.IMPORT"] = (-2, _with_fence(_build_import, 2))
+ops.WRITES[b"CATENA.IMPORT"] = (-2, _with_fence(_build_import, 2, at=3))
 ops.WRITES[b"CATENA.CLEARSLOT"] = (-2, _with_fence(lambda a, now: (CLEAR, _slot_arg(a[1])), 2, 2))
 
 
 def _dump_slot(state, args, now_ms):
-    """CATENA.SLOTDUMP slot [since]: [as-of seq, [live keys], key, blob, pxat|-, …]: the slot's
-    live keys, and IMPORT's words for each (with `since`: only for those written after that seq,
-    when this member's key versions reach back that far). The state holds every write up to
-    the as-of seq, so a later dump `since` it holds whatever changed in between."""
+    """CATENA.SLOTDUMP slot [since]: [as-of seq, [live keys], [REQUESTS blob,] key, blob, pxat|-,
+    …]: the slot's live keys, and IMPORT's words for each (with `since`: only for those written
+    after that seq, when this member's key versions reach back that far), after the requests
+    that wrote the slot (all of them, every time). The state holds every write up to the as-of
+    seq, so a later dump `since` it holds whatever changed in between."""
     slot = _slot_arg(args[1])
     since = parse_int(args[2]) if len(args) > 2 else None
     versions = state.versions
@@ -201,6 +239,9 @@ def _dump_slot(state, args, now_ms):
         since = None  # the versions forgot writes since then: every key
     live: list[bytes] = []
     out = [versions.last, live]
+    requests = state.requests_of_slot(slot)
+    if requests:
+        out += [b"REQUESTS", pack(requests)]
     for key in sorted(state.slot_keys(slot)):
         value = state.get(key, now_ms)
         if value is None:

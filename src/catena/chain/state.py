@@ -117,7 +117,7 @@ class KVState:
         self.by_slot: list[set[bytes] | None] = [None] * SLOTS
         self.unindexed: list[bytes] = []  # loaded keys not yet in by_slot (see index_step)
         self.expires: dict[bytes, int] = {}
-        self.dedup: dict[bytes, dict[int, tuple[int, object]]] = {}
+        self.dedup: dict[bytes, dict[int, tuple]] = {}  # client -> number -> (seq, reply, first key | None)
         self.floors: dict[bytes, int] = {}  # client -> requests below this were all answered
         self._heap: list[tuple[int, bytes]] = []
         self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
@@ -324,8 +324,8 @@ class KVState:
     # The third part is a watermark (RIFL's): replies below it can be forgotten, so the table
     # holds only what a client may still retry, however many requests it has in flight.
 
-    def seen(self, rid) -> tuple[int, object] | None:
-        """(seq, reply) of an already applied request id, or None."""
+    def seen(self, rid) -> tuple | None:
+        """(seq, reply, first key) of an already applied request id, or None."""
         client = self.dedup.get(rid[0])
         return None if client is None else client.get(rid[1])
 
@@ -333,24 +333,54 @@ class KVState:
         """Below the client's watermark and forgotten: answered already, never to re-apply."""
         return rid[1] < self.floors.get(rid[0], 0)
 
-    def remember(self, rid, seq: int, reply) -> None:
+    def remember(self, rid, seq: int, reply, key: bytes | None = None) -> None:
+        """Keep the reply of request `rid`, applied at `seq`; `key`: the first key it wrote, so
+        that its record moves with the key's hash slot (`requests_of_slot`, `adopt`)."""
         name = rid[0]
         client = self.dedup.get(name)
         if client is None:
             client = self.dedup[name] = {}
-        client[rid[1]] = (seq, reply)
-        floor = rid[2] if len(rid) > 2 else 0
+        client[rid[1]] = (seq, reply, key)
+        if len(rid) > 2:
+            self._raise_floor(name, client, rid[2])
+        if len(client) > DEDUP_PER_CLIENT:
+            del client[next(iter(client))]
+
+    def _raise_floor(self, name: bytes, client: dict, floor: int) -> None:
+        """Client `name` awaits no reply below `floor` any more: forget them."""
         if floor > self.floors.get(name, 0):
             self.floors[name] = floor
             for n in [n for n in client if n < floor]:
                 del client[n]
-        if len(client) > DEDUP_PER_CLIENT:
-            del client[next(iter(client))]
+
+    def requests_of_slot(self, slot: int) -> list:
+        """The kept requests that wrote `slot`, as `adopt` takes them: [client, number, reply
+        (wired), key, the client's watermark]. A slot moving to another chain takes them along,
+        so that a client retrying a write there after a MOVED gets its first reply instead of
+        applying it twice."""
+        floors = self.floors
+        return [[client, n, wire_reply(reply), key, floors.get(client, 0)]
+                for client, reqs in self.dedup.items() for n, (_, reply, key) in reqs.items()
+                if type(key) is bytes and key_slot(key) == slot]
+
+    def adopt(self, records, seq: int) -> int:
+        """Keep requests another chain applied (`requests_of_slot`'s, checked), as applied at
+        `seq` here; one this chain keeps already, or below its client's watermark, is skipped.
+        Returns how many were kept."""
+        kept = 0
+        for name, n, reply, key, floor in records:
+            client = self.dedup.setdefault(name, {})
+            self._raise_floor(name, client, floor)
+            if n < self.floors.get(name, 0) or n in client:
+                continue
+            client[n] = (seq, unwire_reply(reply), key)
+            kept += 1
+        return kept
 
     # -- snapshots -----------------------------------------------------------------------------
 
     def dump(self) -> bytes:
-        dedup = {c: [[r, s, wire_reply(v)] for r, (s, v) in reqs.items()] for c, reqs in self.dedup.items()}
+        dedup = {c: [[r, s, wire_reply(v), k] for r, (s, v, k) in reqs.items()] for c, reqs in self.dedup.items()}
         return msgpack.packb([self.data, self.expires, dedup, self.floors, self.table.dump()], use_bin_type=True,
                              default=pack_value)
 
@@ -371,7 +401,8 @@ class KVState:
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)
         state.floors = dict(floors)
-        state.dedup = {c: {r: (s, unwire_reply(v)) for r, s, v in reqs} for c, reqs in dedup.items()}
+        state.dedup = {c: {r[0]: (r[1], unwire_reply(r[2]), r[3] if len(r) > 3 else None) for r in reqs}
+                       for c, reqs in dedup.items()}  # (records from before keys were kept have three parts)
         return state
 
 
