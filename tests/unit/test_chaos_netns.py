@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from catena.chaos import cli, netns
 from catena.chaos.runner import FAULT_KINDS, GRAY_KINDS, Fault, cut_pairs, schedule
 
@@ -30,7 +32,7 @@ def test_without_iptables_the_run_falls_back_to_the_proxy(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run", run)
     assert cli.main(["--netns", "--duration", "1"]) == 0
-    assert seen["netns"] is False
+    assert seen["lab"] is None
     err = capsys.readouterr().err
     assert "--netns needs iptables" in err and "falling back to the proxy" in err
 
@@ -111,16 +113,44 @@ def test_a_coordinator_cut_from_the_members_is_the_leader():
     assert nemesis.applied[0].target == "c:2 from members"
 
 
-def test_a_coordinator_cut_from_etcd_alone_is_a_rule_on_its_own_etcd_address(tmp_path):
+def test_a_cut_is_a_rule_in_the_namespace_of_the_process_it_concerns(tmp_path):
+    from catena.chaos.netns import Faults, Lab, Node
     from catena.chaos.runner import CLIENT, GRAY_ETCD_KINDS, LocalCluster
 
     assert not {f.kind for s in range(30) for f in schedule(s, 60, 3, gray=True)} & set(GRAY_ETCD_KINDS)
     assert set(GRAY_ETCD_KINDS) <= {f.kind for s in range(30) for f in schedule(s, 60, 3, "etcd", gray=True)}
-    cluster = LocalCluster(tmp_path, 3, "etcd", netns=True)
+    cluster = LocalCluster(tmp_path, 3, "etcd", lab=Lab("catena-chaos-1-abcd"))
     first, second = cluster.coordinators
-    assert cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
-                     etcd=cluster.etcd) == [(second, cluster.etcd)]
-    assert cluster._kernel_pair(second, cluster.etcd) == (CLIENT, cluster.etcd_of[second])
-    assert len({cluster.etcd, cluster.etcd_of[first], cluster.etcd_of[second]}) == 3
-    assert cluster.etcd_of[second] in cluster._argv(second)[-1]  # its --store
-    assert cluster.etcd_of[second] in " ".join(cluster._argv(cluster.etcd))  # etcd listens there too
+    processes = [*cluster.everyone, cluster.etcd]
+    hosts = [a.rsplit(":", 1)[0] for a in processes] + [cluster.client_host]
+    assert len(set(hosts)) == len(hosts) and all(h.startswith("198.18.0.") for h in hosts)  # one each
+    assert cluster.store_url in cluster._argv(second) and "CATENA_SECRET" in cluster.env  # beyond loopback
+    faults = Faults({a: Node(f"ns-{a}", a.rsplit(":", 1)[0]) for a in processes}
+                    | {CLIENT: Node("ns-client", cluster.client_host)})
+    etcd_ip = cluster.etcd.rsplit(":", 1)[0]
+    pairs = cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
+                      etcd=cluster.etcd)
+    assert faults.cut_rules(pairs) == {second: [f"-A OUTPUT -d {etcd_ip} -j DROP", f"-A INPUT -s {etcd_ip} -j DROP"]}
+    member = cluster.members[1]
+    isolated = faults.cut_rules(cut_pairs(Fault(0, "isolate-member", 1, 1), cluster.coordinators, cluster.members))
+    assert list(isolated) == [member] and len(isolated[member]) == 2 * (len(processes) - 2 + 1)  # all but etcd, +client
+
+
+def test_lab_names_are_unique_per_run_and_bounded():
+    from catena.chaos.netns import MAX_NODES, Lab
+
+    assert Lab().run != Lab().run
+    assert Lab.address(0) == "198.18.0.2"
+    with pytest.raises(RuntimeError, match="at most"):
+        Lab.address(MAX_NODES)
+
+
+def test_a_killed_runs_namespaces_are_swept(monkeypatch):
+    from catena.chaos import netns as n
+
+    monkeypatch.setattr(n, "listed", lambda: ["catena-chaos-999999999-abcd-member-7001", "catena-chaos-1-abcd-lab",
+                                              "catena-test-5", "catena-chaos-999999999"])
+    deleted = []
+    monkeypatch.setattr(n, "_delete", deleted.append)
+    monkeypatch.setattr(n.os.path, "exists", lambda path: path == "/proc/1")
+    assert n.sweep() == deleted == ["catena-chaos-999999999-abcd-member-7001"]  # its run is gone; others not ours
