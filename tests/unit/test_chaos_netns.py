@@ -103,11 +103,8 @@ def test_a_coordinator_cut_from_the_members_is_the_leader():
         def heal_network(self):
             pass
 
-        def wait_whole(self):
-            return True
-
     cluster = Cluster()
-    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic())
+    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic(), settle_s=0)
     nemesis._run()
     assert not nemesis.errors and cluster.cuts == [[("c:2", m) for m in cluster.members]]
     assert nemesis.applied[0].target == "c:2 from members"
@@ -154,3 +151,66 @@ def test_a_killed_runs_namespaces_are_swept(monkeypatch):
     monkeypatch.setattr(n, "_delete", deleted.append)
     monkeypatch.setattr(n.os.path, "exists", lambda path: path == "/proc/1")
     assert n.sweep() == deleted == ["catena-chaos-999999999-abcd-member-7001"]  # its run is gone; others not ours
+
+
+class _Clock:
+    """Virtual time for code that polls: sleep() moves it on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_whole_after_a_fault_is_when_the_chain_last_became_whole_and_stayed(monkeypatch):
+    """A chain read whole at the heal, with the removal landing just after, is not whole yet."""
+    from catena import loopback
+    from catena.chaos import runner
+
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(loopback, "time", clock)
+    members = ["m:1", "m:2", "m:3"]
+
+    class Cluster:
+        def __init__(self):
+            self.members = members
+
+        def chain(self):
+            t = clock.now - 100.0
+            return members[:2] if 0.3 <= t < 1.5 else members  # removed at 0.3 s, back at 1.5 s
+
+    assert runner.settled_whole(Cluster(), 30, settle_s=1.0) == pytest.approx(101.5, abs=0.06)
+    assert runner.settled_whole(Cluster(), 0.5, settle_s=1.0) is None  # never whole for 1 s by then
+
+
+def test_the_chain_watch_says_when_a_member_was_first_taken_out():
+    from catena.chaos.watch import ChainWatch
+
+    watch = ChainWatch(lambda: [])
+    watch.changes = [(1.0, ("a", "b", "c")), (5.0, ("a", "b")), (7.0, ("b", "a")), (9.0, ("a", "b", "c"))]
+    assert watch.taken_out(2.0, 10.0) == 3.0
+    assert watch.taken_out(6.0, 10.0) is None  # nothing lost after a start with two
+    assert watch.taken_out(2.0, 4.0) is None
+    assert watch.taken_out(0.5, 10.0) is None  # no reading before it began
+
+
+def test_flap_quiets_come_from_the_coordinators_damping_notes(tmp_path):
+    from datetime import datetime
+
+    from catena.chaos.watch import flap_quiets
+
+    log = tmp_path / "coordinator-1.log"
+    log.write_text(
+        "2026-11-30 08:39:43,922 WARNING catena.coordinator.service member 198.18.0.4:29781 was taken out "
+        "recently (flap penalty 1.7): admitting it again once it has answered every probe for 2.4 s\n"
+        "2026-11-30 08:39:45,778 INFO catena.coordinator.service member 198.18.0.4:29781 answered every probe "
+        "for 2.4 s: admitting it again\n")
+    wall = datetime(2026, 11, 30, 8, 39, 43, 922000).timestamp()
+    [(t, member, quiet)] = flap_quiets(log, monotonic_offset=wall - 50.0)
+    assert (round(t, 3), member, quiet) == (50.0, "198.18.0.4:29781", 2.4)
+    assert flap_quiets(tmp_path / "missing.log", 0.0) == []

@@ -85,6 +85,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     from catena.chain.replica import WRITE_TIMEOUT_S
     from catena.chaos.report import Verdict, fault_windows, judge_counters, judge_late_writes, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
+    from catena.chaos.watch import ChainWatch, flap_quiets
     from catena.chaos.workload import Workload
 
     root = temp_root()
@@ -111,9 +112,11 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
                       delay=delay)
     verdict = Verdict()
     say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
-    workload = nemesis = None
+    workload = nemesis = watch = None
     try:
         cluster.start()
+        watch = ChainWatch(cluster.chain)
+        watch.start()
         workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers, password=password)
         workload.start()
         nemesis = Nemesis(cluster, faults, workload.t0)
@@ -158,7 +161,10 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         say("faults applied: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
         if workload.errors:
             say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
-        verdict.windows = fault_windows(workload.samples, nemesis.applied)
+        watch.stop()
+        offset = time.time() - time.monotonic()
+        quiets = [q for log in sorted((root / "logs").glob("coordinator-*.log")) for q in flap_quiets(log, offset)]
+        verdict.windows = fault_windows(workload.samples, nemesis.applied, watch, quiets)
         for line in verdict.lines():
             say(line)
         if png is not None:
@@ -168,6 +174,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     finally:
         if nemesis is not None:
             nemesis.stop()
+        if watch is not None:
+            watch.stop()
         if workload is not None:
             workload.stop()
         cluster.stop()

@@ -41,6 +41,7 @@ START_TIMEOUT_S = 30.0
 REJOIN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 WARMUP_S = 2.0
+SETTLE_S = 1.0  # whole this long after a fault before the next: a removal landing just after its heal counts
 
 FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator",
                "isolate-member", "isolate-coordinator", "cut-coordinator-member", "cut-members")
@@ -410,6 +411,7 @@ class Nemesis:
     t0: float
     applied: list[Applied] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    settle_s: float = SETTLE_S
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -472,15 +474,35 @@ class Nemesis:
                 self._stop.wait(fault.hold)
                 c.restart(target)
             a.end = time.monotonic()
-            if c.wait_whole():
-                a.rejoined = time.monotonic()
-            else:
+            a.rejoined = settled_whole(c, REJOIN_TIMEOUT_S, self.settle_s)
+            if a.rejoined is None:
                 a.note = f"chain not whole {REJOIN_TIMEOUT_S:.0f} s after the fault"
                 raise TimeoutError(f"{label}: {a.note}")
         except Exception as exc:
             a.end = a.end or time.monotonic()
             a.note = a.note or repr(exc)
             raise
+
+
+def settled_whole(cluster, timeout: float, settle_s: float = SETTLE_S) -> float | None:
+    """When the chain last became whole, once it has held every member for `settle_s` (a chain
+    read whole just as a removal lands is not whole yet); None if not within `timeout`."""
+    since = None
+
+    def settled():
+        nonlocal since
+        now = time.monotonic()
+        if not set(cluster.members) <= set(cluster.chain()):
+            since = None
+            return False
+        since = since or now
+        return now - since >= settle_s
+
+    try:
+        wait_for(settled, timeout, "the whole chain")
+    except TimeoutError:
+        return None
+    return since
 
 
 def temp_root() -> Path:
