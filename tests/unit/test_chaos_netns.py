@@ -78,6 +78,17 @@ def test_fault_windows_measure_the_longest_stretches_without_acknowledged_ops():
     assert "fault flap-member (m:1 from all, 1.0 s)" in lines and "not whole again" in lines
     assert v.clean  # a measure, not a verdict
 
+    from catena.chaos.watch import ChainWatch
+
+    watch = ChainWatch(lambda: [])
+    watch.changes = [(0.0, ("a", "b", "c")), (2.2, ("a", "b")), (4.4, ("a", "b", "c"))]
+    quiets = [(3.5, "c", 1.2), (3.6, "c", 2.4), (8.0, "c", 4.8)]  # the last one after the fault was whole
+    first, second = fault_windows(samples, applied, watch, quiets)
+    assert round(first.taken_out_s, 2) == 1.2 and first.quiet_s == 2.4
+    assert second.taken_out_s is None and second.quiet_s is None
+    assert "reads 1.10 s; a member taken out 1.20 s after it began; whole 1.50 s after the heal (flap quiet 2.4 s)" \
+        in first.line()
+
 
 def test_a_coordinator_cut_from_the_members_is_the_leader():
     import time
