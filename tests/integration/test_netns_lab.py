@@ -9,11 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Callable
 
 import pytest
 import redis
 
-from catena.chaos.netns import PREFIX, Lab, listed, unavailable
+from catena.chaos.netns import PREFIX, Lab, listed, pids, sweep, unavailable
 from catena.chaos.runner import CLIENT, LocalCluster
 from catena.loopback import wait_until
 
@@ -89,7 +90,9 @@ def test_a_failing_run_leaves_no_namespace_behind(tmp_path):
     assert not [n for n in listed() if n.startswith(run)]
 
 
-def test_an_interrupted_run_stops_its_processes_and_deletes_its_namespaces(tmp_path):
+def started_run(tmp_path) -> tuple[subprocess.Popen, Callable[[], list[str]], set[int]]:
+    """A `catena chaos --netns` run with every member started: (its process, its namespaces
+    now, its members' PIDs)."""
     proc = subprocess.Popen([sys.executable, "-m", "catena.chaos", "--netns", "--duration", "60", "--seed", "1",
                              "--out", str(tmp_path), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -98,10 +101,17 @@ def test_an_interrupted_run_stops_its_processes_and_deletes_its_namespaces(tmp_p
         assert run.startswith(PREFIX)
         ours = lambda: [n for n in listed() if n.startswith(run)]  # noqa: E731
         wait_until(lambda: len(ours()) == 6, 60, "the lab, a coordinator, 3 members and the clients")
-        members = [n for n in ours() if "-member-" in n]
-        pids = lambda: {p for n in members for p in subprocess.run(  # noqa: E731
-            ["ip", "netns", "pids", n], capture_output=True, text=True).stdout.split()}
-        started = wait_until(lambda: len(pids()) == 3 and pids(), 60, "every member started")
+        members = lambda: {p for n in ours() if "-member-" in n for p in pids(n)}  # noqa: E731
+        return proc, ours, wait_until(lambda: len(members()) == 3 and members(), 60, "every member started")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def test_an_interrupted_run_stops_its_processes_and_deletes_its_namespaces(tmp_path):
+    proc, ours, members = started_run(tmp_path)
+    try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 130, proc.stderr.read()
     finally:
@@ -109,4 +119,21 @@ def test_an_interrupted_run_stops_its_processes_and_deletes_its_namespaces(tmp_p
             proc.kill()
             proc.wait()
     assert not ours()
-    assert not [p for p in started if os.path.exists(f"/proc/{p}")]
+    assert not [p for p in members if os.path.exists(f"/proc/{p}")]
+
+
+def test_a_killed_runs_namespaces_and_processes_are_swept_by_the_next(tmp_path):
+    proc, ours, members = started_run(tmp_path)
+    proc.kill()  # SIGKILL: no clean-up of its own
+    proc.wait()
+    left = ours()
+    try:
+        assert len(left) == 6  # what a killed run leaves
+        assert set(left) <= set(sweep())
+        assert not ours()
+        wait_until(lambda: not [p for p in members if os.path.exists(f"/proc/{p}")], 30, "the orphans gone")
+    finally:
+        for name in ours():  # the sweep failed: clean up here
+            for pid in pids(name):
+                os.kill(pid, signal.SIGKILL)
+            subprocess.run(["ip", "netns", "del", name])

@@ -161,6 +161,7 @@ def test_a_killed_runs_namespaces_are_swept(monkeypatch):
     deleted = []
     monkeypatch.setattr(n, "_delete", deleted.append)
     monkeypatch.setattr(n.os.path, "exists", lambda path: path == "/proc/1")
+    monkeypatch.setattr(n, "pids", lambda name: [])
     assert n.sweep() == deleted == ["catena-chaos-999999999-abcd-member-7001"]  # its run is gone; others not ours
 
 

@@ -9,7 +9,7 @@ benchmarking range), the lab's end is enslaved to the bridge. The pairs are made
 namespace, so nothing appears in, or is routed out of, the host's network. `<run>` is unique
 per run (`catena-chaos-<pid>-<random>`), so two runs never collide. Leaving the lab deletes every
 namespace (their veths go with them), also on an error; a lab whose run was killed (SIGKILL) is
-swept by the next one.
+swept by the next one, the processes it left there stopped.
 
 `Faults` applies faults as iptables rules in the concerned process's namespace (one
 `iptables-restore` per namespace) and heals by flushing them:
@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -131,12 +132,22 @@ class Node:
         return ["ip", "netns", "exec", self.netns, *argv]
 
 
+def pids(name: str) -> list[int]:
+    """The processes living in namespace `name`."""
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def sweep() -> list[str]:
-    """Delete the namespaces of labs whose run is gone (killed before it could clean up)."""
+    """Delete the namespaces of labs whose run is gone (killed before it could clean up), and
+    stop the processes that run left in them."""
     gone = []
     for name in listed():
         m = re.fullmatch(rf"{PREFIX}(\d+)-[0-9a-f]{{4}}-[a-z0-9-]+", name)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            for pid in pids(name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             _delete(name)
             gone.append(name)
     return gone
