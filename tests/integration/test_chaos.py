@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from catena.chaos.netns import unavailable
+from catena.chaos.netns import PREFIX, listed, unavailable
 from catena.chaos.report import Verdict, judge_counters, judge_registers
 from catena.chaos.runner import ETCD_FAULT_KINDS, FAULT_KINDS, PARTITIONS, Fault, Nemesis, schedule
 from catena.chaos.workload import Counter
@@ -61,8 +61,8 @@ def test_short_chaos_run_on_etcd_is_clean(tmp_path):
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"{unavailable()}")
 def test_short_netns_chaos_run_is_clean_and_measures_each_fault(tmp_path):
-    """Kernel faults in the run's own network namespace: a link cut, a flapping member and a
-    one-way cut of the tail; every fault gets its windows, and the namespace is gone after."""
+    """Kernel faults in the lab (a network namespace per process): a link cut, a flapping member
+    and a one-way cut of the tail; every fault gets its windows, and the namespaces are gone after."""
     planned = [f.kind for f in schedule(NETNS_SEED, NETNS_CHAOS_S, 3, gray=True)]
     assert {"cut-head-middle", "flap-member", "one-way-tail"} <= set(planned), planned
     kinds, out = _chaos(tmp_path, NETNS_SEED, NETNS_CHAOS_S, "--netns")
@@ -72,8 +72,8 @@ def test_short_netns_chaos_run_is_clean_and_measures_each_fault(tmp_path):
     assert all(" writes unavailable " in w and ", reads " in w for w in windows), windows
     cut = next(w for w in windows if w.startswith("fault cut-head-middle "))
     assert "whole " in cut and "after the heal" in cut, cut
-    name = out.split("network namespace ")[1].split()[0]
-    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    run = out.split("network namespaces ")[1].split("-*")[0]
+    assert run.startswith(PREFIX) and not [n for n in listed() if n.startswith(run)]
 
 
 def test_same_seed_same_schedule():

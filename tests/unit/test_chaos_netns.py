@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from catena.chaos import cli, netns
 from catena.chaos.runner import FAULT_KINDS, GRAY_KINDS, Fault, cut_pairs, schedule
 
@@ -30,7 +32,7 @@ def test_without_iptables_the_run_falls_back_to_the_proxy(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run", run)
     assert cli.main(["--netns", "--duration", "1"]) == 0
-    assert seen["netns"] is False
+    assert seen["lab"] is None
     err = capsys.readouterr().err
     assert "--netns needs iptables" in err and "falling back to the proxy" in err
 
@@ -76,6 +78,17 @@ def test_fault_windows_measure_the_longest_stretches_without_acknowledged_ops():
     assert "fault flap-member (m:1 from all, 1.0 s)" in lines and "not whole again" in lines
     assert v.clean  # a measure, not a verdict
 
+    from catena.chaos.watch import ChainWatch
+
+    watch = ChainWatch(lambda: [])
+    watch.changes = [(0.0, ("a", "b", "c")), (2.2, ("a", "b")), (4.4, ("a", "b", "c"))]
+    quiets = [(3.5, "c", 1.2), (3.6, "c", 2.4), (8.0, "c", 4.8)]  # the last one after the fault was whole
+    first, second = fault_windows(samples, applied, watch, quiets)
+    assert round(first.taken_out_s, 2) == 1.2 and first.quiet_s == 2.4
+    assert second.taken_out_s is None and second.quiet_s is None
+    assert "reads 1.10 s; a member taken out 1.20 s after it began; whole 1.50 s after the heal (flap quiet 2.4 s)" \
+        in first.line()
+
 
 def test_a_coordinator_cut_from_the_members_is_the_leader():
     import time
@@ -101,26 +114,115 @@ def test_a_coordinator_cut_from_the_members_is_the_leader():
         def heal_network(self):
             pass
 
-        def wait_whole(self):
-            return True
-
     cluster = Cluster()
-    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic())
+    nemesis = Nemesis(cluster, [Fault(0.0, "isolate-coordinator-members", 0, 0.0)], time.monotonic(), settle_s=0)
     nemesis._run()
     assert not nemesis.errors and cluster.cuts == [[("c:2", m) for m in cluster.members]]
     assert nemesis.applied[0].target == "c:2 from members"
 
 
-def test_a_coordinator_cut_from_etcd_alone_is_a_rule_on_its_own_etcd_address(tmp_path):
+def test_a_cut_is_a_rule_in_the_namespace_of_the_process_it_concerns(tmp_path):
+    from catena.chaos.netns import Faults, Lab, Node
     from catena.chaos.runner import CLIENT, GRAY_ETCD_KINDS, LocalCluster
 
     assert not {f.kind for s in range(30) for f in schedule(s, 60, 3, gray=True)} & set(GRAY_ETCD_KINDS)
     assert set(GRAY_ETCD_KINDS) <= {f.kind for s in range(30) for f in schedule(s, 60, 3, "etcd", gray=True)}
-    cluster = LocalCluster(tmp_path, 3, "etcd", netns=True)
+    cluster = LocalCluster(tmp_path, 3, "etcd", lab=Lab("catena-chaos-1-abcd"))
     first, second = cluster.coordinators
-    assert cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
-                     etcd=cluster.etcd) == [(second, cluster.etcd)]
-    assert cluster._kernel_pair(second, cluster.etcd) == (CLIENT, cluster.etcd_of[second])
-    assert len({cluster.etcd, cluster.etcd_of[first], cluster.etcd_of[second]}) == 3
-    assert cluster.etcd_of[second] in cluster._argv(second)[-1]  # its --store
-    assert cluster.etcd_of[second] in " ".join(cluster._argv(cluster.etcd))  # etcd listens there too
+    processes = [*cluster.everyone, cluster.etcd]
+    hosts = [a.rsplit(":", 1)[0] for a in processes] + [cluster.client_host]
+    assert len(set(hosts)) == len(hosts) and all(h.startswith("198.18.0.") for h in hosts)  # one each
+    assert cluster.store_url in cluster._argv(second) and "CATENA_SECRET" in cluster.env  # beyond loopback
+    faults = Faults({a: Node(f"ns-{a}", a.rsplit(":", 1)[0]) for a in processes}
+                    | {CLIENT: Node("ns-client", cluster.client_host)})
+    etcd_ip = cluster.etcd.rsplit(":", 1)[0]
+    pairs = cut_pairs(Fault(0, "cut-etcd-coordinator", 1, 1), cluster.coordinators, cluster.members,
+                      etcd=cluster.etcd)
+    assert faults.cut_rules(pairs) == {second: [f"-A OUTPUT -d {etcd_ip} -j DROP", f"-A INPUT -s {etcd_ip} -j DROP"]}
+    member = cluster.members[1]
+    isolated = faults.cut_rules(cut_pairs(Fault(0, "isolate-member", 1, 1), cluster.coordinators, cluster.members))
+    assert list(isolated) == [member] and len(isolated[member]) == 2 * (len(processes) - 2 + 1)  # all but etcd, +client
+
+
+def test_lab_names_are_unique_per_run_and_bounded():
+    from catena.chaos.netns import MAX_NODES, Lab
+
+    assert Lab().run != Lab().run
+    assert Lab.address(0) == "198.18.0.2"
+    with pytest.raises(RuntimeError, match="at most"):
+        Lab.address(MAX_NODES)
+
+
+def test_a_killed_runs_namespaces_are_swept(monkeypatch):
+    from catena.chaos import netns as n
+
+    monkeypatch.setattr(n, "listed", lambda: ["catena-chaos-999999999-abcd-member-7001", "catena-chaos-1-abcd-lab",
+                                              "catena-test-5", "catena-chaos-999999999"])
+    deleted = []
+    monkeypatch.setattr(n, "_delete", deleted.append)
+    monkeypatch.setattr(n.os.path, "exists", lambda path: path == "/proc/1")
+    monkeypatch.setattr(n, "pids", lambda name: [])
+    assert n.sweep() == deleted == ["catena-chaos-999999999-abcd-member-7001"]  # its run is gone; others not ours
+
+
+class _Clock:
+    """Virtual time for code that polls: sleep() moves it on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_whole_after_a_fault_is_when_the_chain_last_became_whole_and_stayed(monkeypatch):
+    """A chain read whole at the heal, with the removal landing just after, is not whole yet."""
+    from catena import loopback
+    from catena.chaos import runner
+
+    clock = _Clock()
+    monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(loopback, "time", clock)
+    members = ["m:1", "m:2", "m:3"]
+
+    class Cluster:
+        def __init__(self):
+            self.members = members
+
+        def chain(self):
+            t = clock.now - 100.0
+            return members[:2] if 0.3 <= t < 1.5 else members  # removed at 0.3 s, back at 1.5 s
+
+    assert runner.settled_whole(Cluster(), 30, settle_s=1.0) == pytest.approx(101.5, abs=0.06)
+    assert runner.settled_whole(Cluster(), 0.5, settle_s=1.0) is None  # never whole for 1 s by then
+
+
+def test_the_chain_watch_says_when_a_member_was_first_taken_out():
+    from catena.chaos.watch import ChainWatch
+
+    watch = ChainWatch(lambda: [])
+    watch.changes = [(1.0, ("a", "b", "c")), (5.0, ("a", "b")), (7.0, ("b", "a")), (9.0, ("a", "b", "c"))]
+    assert watch.taken_out(2.0, 10.0) == 3.0
+    assert watch.taken_out(6.0, 10.0) is None  # nothing lost after a start with two
+    assert watch.taken_out(2.0, 4.0) is None
+    assert watch.taken_out(0.5, 10.0) is None  # no reading before it began
+
+
+def test_flap_quiets_come_from_the_coordinators_damping_notes(tmp_path):
+    from datetime import datetime
+
+    from catena.chaos.watch import flap_quiets
+
+    log = tmp_path / "coordinator-1.log"
+    log.write_text(
+        "2026-11-30 08:39:43,922 WARNING catena.coordinator.service member 198.18.0.4:29781 was taken out "
+        "recently (flap penalty 1.7): admitting it again once it has answered every probe for 2.4 s\n"
+        "2026-11-30 08:39:45,778 INFO catena.coordinator.service member 198.18.0.4:29781 answered every probe "
+        "for 2.4 s: admitting it again\n")
+    wall = datetime(2026, 11, 30, 8, 39, 43, 922000).timestamp()
+    [(t, member, quiet)] = flap_quiets(log, monotonic_offset=wall - 50.0)
+    assert (round(t, 3), member, quiet) == (50.0, "198.18.0.4:29781", 2.4)
+    assert flap_quiets(tmp_path / "missing.log", 0.0) == []

@@ -7,10 +7,11 @@ checks the history and prints the verdict, with each fault's longest write and r
 unavailability and the time from its heal to a whole chain. Exits 0 only when the verdict is clean (1 when not,
 2 when the run itself could not be done). Writes chaos-<seed>.png (the timeline) into --out.
 
-With --netns (root; needs ip and iptables, else the run falls back to the proxy) the run makes
-one private network namespace for itself, deleted at the end, in which every process has its
-own loopback address; faults are iptables rules there (cuts, one-way cuts, packet loss; delay
-by tc netem where the kernel has it), and the schedule adds the gray failures: link cuts
+With --netns (root; needs ip and iptables, else the run falls back to the proxy) each process
+(coordinators, members, etcd, and the run's clients) lives in a network namespace of its own,
+joined to a bridge in a lab namespace (all deleted at the end); faults are iptables rules in the
+namespace of the process they concern (cuts, one-way cuts, packet loss; delay by tc netem where
+the kernel has it), and the schedule adds the gray failures: link cuts
 middle~tail and head~middle, a coordinator cut from every member, a flapping member (2 s cut,
 1 s up, 3 times), a one-way cut of the tail, packet loss, and with --store etcd the leader cut
 from etcd alone.
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from catena.chaos.netns import Lab
     from catena.chaos.report import Verdict
 
 HEAL_TIMEOUT_S = 60.0
@@ -75,26 +77,26 @@ class _Progress:
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
         progress: bool = True, say=print, target: str | None = None, store: str = "embedded",
-        password: str | None = None, netns: bool = False) -> Verdict:
+        password: str | None = None, lab: Lab | None = None) -> Verdict:
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
-    coordinator address) on that running cluster, whose size is then its chain's."""
+    coordinator address) on that running cluster, whose size is then its chain's; with `lab`
+    (entered) every process in a network namespace of its own there."""
     # Imported here: `catena --help` and the servers need none of it.
     from catena.chain.replica import WRITE_TIMEOUT_S
     from catena.chaos.report import Verdict, fault_windows, judge_counters, judge_late_writes, judge_registers, plot
     from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
+    from catena.chaos.watch import ChainWatch, flap_quiets
     from catena.chaos.workload import Workload
 
     root = temp_root()
     delay = False
     if target is None:
-        cluster = LocalCluster(root, members, store, netns=netns)
+        cluster = LocalCluster(root, members, store, lab=lab)
         where = f"{store} store, data in {root}"
-        if netns:
-            from catena.chaos.netns import has_netem
-
-            delay = has_netem()
-            where += ", in a network namespace of its own (iptables" + (", tc netem)" if delay else
-                                                                       "; no delays: the kernel has no netem)")
+        if lab is not None:
+            delay = lab.has_netem()
+            where += ", a network namespace per process (iptables" + (", tc netem)" if delay else
+                                                                     "; no delays: the kernel has no netem)")
     else:
         from catena.chaos.target import RunningCluster
 
@@ -106,12 +108,15 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         members = len(cluster.members)
         where = f"target {cluster.coordinator} (pids {', '.join(str(p.pid) for p in cluster.procs.values())})"
     # partitions need the proxy of a cluster started here
-    faults = schedule(seed, duration, members, store, partitions=target is None, gray=netns, delay=delay)
+    faults = schedule(seed, duration, members, store, partitions=target is None, gray=lab is not None,
+                      delay=delay)
     verdict = Verdict()
     say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
-    workload = nemesis = None
+    workload = nemesis = watch = None
     try:
         cluster.start()
+        watch = ChainWatch(cluster.chain)
+        watch.start()
         workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers, password=password)
         workload.start()
         nemesis = Nemesis(cluster, faults, workload.t0)
@@ -156,7 +161,10 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         say("faults applied: " + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"))
         if workload.errors:
             say("client errors seen: " + ", ".join(f"{k} ×{v}" for k, v in sorted(workload.errors.items())))
-        verdict.windows = fault_windows(workload.samples, nemesis.applied)
+        watch.stop()
+        offset = time.time() - time.monotonic()
+        quiets = [q for log in sorted((root / "logs").glob("coordinator-*.log")) for q in flap_quiets(log, offset)]
+        verdict.windows = fault_windows(workload.samples, nemesis.applied, watch, quiets)
         for line in verdict.lines():
             say(line)
         if png is not None:
@@ -166,6 +174,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     finally:
         if nemesis is not None:
             nemesis.stop()
+        if watch is not None:
+            watch.stop()
         if workload is not None:
             workload.stop()
         cluster.stop()
@@ -190,9 +200,9 @@ def cmd_chaos(args) -> int:
         print("chaos: --members, --store and --netns do not go with --target (the target's cluster is used)",
               file=sys.stderr)
         return 2
-    namespace = contextlib.nullcontext()
+    lab = None
     if args.netns:
-        from catena.chaos.netns import Namespace, unavailable
+        from catena.chaos.netns import Lab, unavailable
 
         why = unavailable()
         if why is not None and os.geteuid() != 0:
@@ -202,14 +212,15 @@ def cmd_chaos(args) -> int:
             print(f"chaos: {why}; falling back to the proxy (no gray faults)", file=sys.stderr)
             args.netns = False
         else:
-            namespace = Namespace(f"catena-chaos-{os.getpid()}")
-            signal.signal(signal.SIGTERM, _interrupt)  # so that the namespace is deleted
-            print(f"chaos: network namespace {namespace.name} (deleted at the end)")
+            lab = Lab()
+            for signum in (signal.SIGTERM, signal.SIGHUP):  # so that the namespaces are deleted
+                signal.signal(signum, _interrupt)
+            print(f"chaos: network namespaces {lab.run}-* (one per process; deleted at the end)", flush=True)
     try:
-        with namespace:
+        with lab or contextlib.nullcontext():
             verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
                           progress=not args.no_progress, target=args.target, store=args.store or "embedded",
-                          password=args.password, netns=args.netns)
+                          password=args.password, lab=lab)
     except KeyboardInterrupt:
         print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
                                         "the target cluster was healed and left running"), file=sys.stderr)
@@ -238,8 +249,8 @@ def add_parsers(subparsers) -> None:
                    help="fault a cluster already running on this machine instead: its coordinator(s), "
                         "HOST:PORT[,HOST:PORT...] or etcd://HOST:PORT[,...]/PREFIX; it is left running")
     p.add_argument("--netns", action="store_true",
-                   help="(root) run in a network namespace of its own with faults as iptables rules, "
-                        "gray failures included")
+                   help="(root) each process in a network namespace of its own on a bridge, faults as "
+                        "iptables rules in them, gray failures included")
     p.add_argument("--workers", type=int, default=6, help="concurrent clients")
     p.add_argument("--password", default=None,
                    help="with --target: the cluster's data password (or CATENA_PASSWORD)")

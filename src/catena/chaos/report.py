@@ -8,8 +8,9 @@ Checks, all on the recorded history:
   least the number of acknowledged INCRs (else some were lost) and at most that plus the number of
   INCRs of unknown outcome (else some were applied twice).
 - per fault (not a verdict, a measure): the longest time from its start until the chain was
-  whole again in which no write, and no read, was acknowledged; and the time from its heal to
-  the whole chain.
+  whole again in which no write, and no read, was acknowledged; when the chain first lost a
+  member after it began; the time from its heal to the whole chain, and the longest flap quiet
+  period the coordinator imposed meanwhile (a member taken out recently waits on purpose).
 - late writes: a write of unknown outcome (its client gave up) must not take effect more than
   the chain's bound after it was called (a forwarded write's deadline + 1 s). Proven from the
   history: a read that returned its value began after another write to the key had completed,
@@ -75,8 +76,9 @@ class Verdict:
 @dataclass(frozen=True)
 class Window:
     """What the workload saw of one fault: the longest stretches without an acknowledged write
-    and read from its start until the chain was whole again (or its end, if never), and the
-    time from its heal to the whole chain (None: not whole again)."""
+    and read from its start until the chain was whole again (or its end, if never), how long
+    after its start the chain lost a member (None: it did not), the time from its heal to the
+    whole chain (None: not whole again) and the longest flap quiet imposed until then."""
 
     kind: str
     target: str
@@ -84,11 +86,15 @@ class Window:
     write_unavailable_s: float
     read_unavailable_s: float
     heal_to_whole_s: float | None
+    taken_out_s: float | None = None
+    quiet_s: float | None = None
 
     def line(self) -> str:
         whole = "not whole again" if self.heal_to_whole_s is None else f"whole {self.heal_to_whole_s:.2f} s after the heal"
+        out = "" if self.taken_out_s is None else f"; a member taken out {self.taken_out_s:.2f} s after it began"
+        quiet = "" if self.quiet_s is None else f" (flap quiet {self.quiet_s:g} s)"
         return (f"fault {self.kind} ({self.target}, {self.held_s:.1f} s): writes unavailable {self.write_unavailable_s:.2f} s, "
-                f"reads {self.read_unavailable_s:.2f} s; {whole}")
+                f"reads {self.read_unavailable_s:.2f} s{out}; {whole}{quiet}")
 
 
 def longest_gap(times: list[float], start: float, end: float) -> float:
@@ -98,15 +104,18 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
     return max(b - a for a, b in zip(edges, edges[1:]))
 
 
-def fault_windows(samples, applied) -> list[Window]:
-    """One `Window` per applied fault (`runner.Applied`), from the workload's samples."""
+def fault_windows(samples, applied, watch=None, quiets=()) -> list[Window]:
+    """One `Window` per applied fault (`runner.Applied`), from the workload's samples, the
+    chain's changes (`watch.ChainWatch`) and the coordinator's flap quiets ((time, member, s))."""
     acked = {w: sorted(s.end for s in samples if s.outcome == "ok" and s.write == w) for w in (True, False)}
     windows = []
     for a in applied:
         end = a.rejoined or a.end or a.start
+        quiet = max((q for t, _, q in quiets if a.start <= t <= end), default=None)
         windows.append(Window(a.fault.kind, a.target, (a.end or a.start) - a.start,
                               longest_gap(acked[True], a.start, end), longest_gap(acked[False], a.start, end),
-                              None if a.rejoined is None else a.rejoined - a.end))
+                              None if a.rejoined is None else a.rejoined - a.end,
+                              None if watch is None else watch.taken_out(a.start, end), quiet))
     return windows
 
 

@@ -4,10 +4,12 @@ Every process is a child started here and signalled by its PID only: kill -9 (th
 from the same data dir and port), SIGSTOP/SIGCONT. Coordinators and members listen each on a
 loopback address of its own (127.0.2.N) behind the fault-injecting proxy (`proxy.py`), which
 holds the addresses the cluster knows them by, so partitions cut chosen pairs of processes.
-With `netns` (inside the run's network namespace, `netns.py`) there is no proxy: each process
-is known by its own address and sends from it, and partitions are iptables rules; the schedule
-then also holds the gray kinds (link cuts by chain position, a coordinator cut from the members,
-a flapping member, a one-way cut of the tail, packet loss, delay where netem is there).
+With a `Lab` (`netns.py`) there is no proxy: each process (the run's own clients too) lives in
+a network namespace of its own on the lab's bridge, is known by its address there, and shares
+a cluster secret (protected mode: they listen beyond loopback); partitions are iptables rules
+in the namespace of the process they concern, and the schedule also holds the gray kinds (link
+cuts by chain position, a coordinator cut from the members, a flapping member, a one-way cut of
+the tail, packet loss, delay where netem is there).
 Faults come one at a time: after each one the runner waits (bounded) until the chain has all its
 members again before the next, so the chain never loses every copy at once. The schedule
 (kinds, targets, durations, gaps) is drawn from the seed alone; the wall-clock moments at which
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import redis
 
-from catena.chaos.netns import CLIENT_HOST, Iptables
+from catena.chaos.netns import Faults, Lab
 from catena.chaos.proxy import CLIENT, ProxyProcess, Route
 from catena.etcd_local import etcd_argv
 from catena.loopback import HOST, free_ports, wait_until
@@ -38,6 +41,7 @@ START_TIMEOUT_S = 30.0
 REJOIN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 WARMUP_S = 2.0
+SETTLE_S = 1.0  # whole this long after a fault before the next: a removal landing just after its heal counts
 
 FAULT_KINDS = ("kill-member", "pause-member", "kill-coordinator",
                "isolate-member", "isolate-coordinator", "cut-coordinator-member", "cut-members")
@@ -63,11 +67,11 @@ REAL_NET = "127.0.2."  # each process's own loopback host: N = its index + 1
 class Proc:
     """One child process with its log file; signals go to its PID."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.name, self.argv, self.log_path = name, argv, log_path
         with open(log_path, "ab") as log:
             self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+                                          start_new_session=True, env=env)
         self.paused = False
 
     @property
@@ -127,37 +131,36 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 class LocalCluster:
     """`members` members and a coordinator (embedded store), or two coordinators on one etcd
     node (`store="etcd"`), under `root`. Coordinators and members are known by their addresses
-    on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly."""
+    on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly.
+    With a `lab`, each process (etcd and the run's clients too) in a namespace of its own,
+    known by its address there."""
 
     def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True,
-                 netns: bool = False):
+                 lab: Lab | None = None):
         self.root = root
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
-        ports = free_ports(coordinators + 2 * members + (2 if store == "etcd" else 0))
-        # netns: every process is known by its own address (etcd's is 127.0.3.1)
-        hosts = [f"{REAL_NET}{i + 1}" if netns else HOST for i in range(coordinators + members)]
+        ports = free_ports(coordinators + members + (2 if store == "etcd" else 0))
+        # lab: coordinators, members, etcd, then the clients, each at an address of its own
+        hosts = [Lab.address(i) if lab else HOST for i in range(coordinators + members + 2)]
         self.coordinators = [f"{h}:{p}" for h, p in zip(hosts, ports[:coordinators])]
         self.coordinator = ",".join(self.coordinators)  # as clients take it
         self.members = [f"{h}:{p}" for h, p in zip(hosts[coordinators:], ports[coordinators:coordinators + members])]
-        etcd_host = "127.0.3.1" if netns else HOST
+        etcd_host = hosts[coordinators + members]
         self.etcd = f"{etcd_host}:{ports[-2]}" if store == "etcd" else None
         self._etcd_peer = f"http://{etcd_host}:{ports[-1]}"
-        # netns: each coordinator reaches etcd at an address of its own (127.0.3.2, …), so that a
-        # rule on it cuts that coordinator from etcd alone (its etcd client sends from 127.0.0.1)
-        self.etcd_of = {c: f"127.0.3.{i + 2}:{ports[-2]}" if netns else self.etcd
-                        for i, c in enumerate(self.coordinators)} if self.etcd else {}
-        self.netns = netns
-        self.proxied = proxy and not netns
+        self.client_host = hosts[-1]
+        self.lab = lab
+        self.proxied = proxy and lab is None
         # not proxied: every process listens on its own address, with nothing in between.
         self.real = {a: f"{REAL_NET}{i + 1}:{a.rsplit(':', 1)[1]}" if self.proxied else a
                      for i, a in enumerate(self.everyone)}
-        # netns: fixed liveness ports, so that a cut can drop the coordinator's liveness asks
-        self.liveness = dict(zip(self.members, ports[coordinators + members:coordinators + 2 * members])) if netns else {}
+        # lab: one secret for the run's processes (they listen beyond loopback: protected mode)
+        self.env = os.environ | {"CATENA_SECRET": secrets.token_hex(16)} if lab else None
         self.procs: dict[str, Proc] = {}
         self._all: list[Proc] = []
         self.proxy: ProxyProcess | None = None
-        self.iptables: Iptables | None = None
+        self.faults: Faults | None = None
 
     @property
     def everyone(self) -> list[str]:
@@ -175,28 +178,28 @@ class LocalCluster:
 
     def _argv(self, addr: str) -> list[str]:
         if addr == self.etcd:
-            urls = ",".join(f"http://{a}" for a in sorted({addr, *self.etcd_of.values()}))
-            return etcd_argv("etcd", self.root / "etcd", urls, self._etcd_peer,
+            return etcd_argv("etcd", self.root / "etcd", f"http://{addr}", self._etcd_peer,
                              f"etcd={self._etcd_peer}", f"catena-chaos-{self.root.name}",
                              "existing" if (self.root / "etcd").exists() else "new")
         port = addr.rsplit(":", 1)[1]
         real = self.real[addr]
-        net = ["--listen", real] + (["--advertise", addr] if self.proxied else []) + (
-            ["--source-addr", real.rsplit(":", 1)[0]] if self.proxied or self.netns else [])
+        net = ["--listen", real] + (["--advertise", addr, "--source-addr", real.rsplit(":", 1)[0]]
+                                    if self.proxied else [])
         if addr in self.coordinators:
-            store = (["--store", f"etcd://{self.etcd_of[addr]}{ETCD_PREFIX}"] if self.etcd else
+            store = (["--store", self.store_url] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
             args = ["coordinator", *net, *store]
         else:
             args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"),
                     "--coordinator", self.store_url if self.etcd else self.coordinator]
-            if addr in self.liveness:
-                args += ["--liveness-port", str(self.liveness[addr])]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
         name = self.name(addr)
-        proc = Proc(name, self._argv(addr), self.root / "logs" / f"{name}.log")
+        argv = self._argv(addr)
+        if self.lab is not None:
+            argv = self.lab.nodes[name].exec(argv)
+        proc = Proc(name, argv, self.root / "logs" / f"{name}.log", self.env)
         self.procs[addr] = proc
         self._all.append(proc)
         return proc
@@ -225,9 +228,8 @@ class LocalCluster:
         if self.proxied:
             self.proxy = ProxyProcess([Route(self.name(a), a, self.real[a]) for a in self.everyone],
                                       self.root / "logs" / "proxy.log")
-        if self.netns:
-            hosts = {a: a.rsplit(":", 1)[0] for a in [*self.everyone, *self.etcd_of.values()]}
-            self.iptables = Iptables(hosts | {CLIENT: CLIENT_HOST}, self.liveness, self.coordinators)
+        if self.lab is not None:
+            self._build_lab()
         if self.etcd:
             self._spawn(self.etcd)
         for addr in self.coordinators:
@@ -236,6 +238,15 @@ class LocalCluster:
         for addr in self.members:  # they register themselves; one at a time
             self._spawn(addr)
             wait_for(lambda: addr in self.chain(), START_TIMEOUT_S, f"{addr} to join the chain")
+
+    def _build_lab(self) -> None:
+        """A namespace per process (named after it) and one for the run's clients, which this
+        thread, and the workload's and nemesis's threads started after, then live in."""
+        processes = [*self.everyone, *([self.etcd] if self.etcd else [])]
+        nodes = {a: self.lab.node(self.name(a), a.rsplit(":", 1)[0]) for a in processes}
+        nodes[CLIENT] = self.lab.node(CLIENT, self.client_host)
+        self.lab.join(CLIENT)
+        self.faults = Faults(nodes)
 
     def kill9(self, addr: str) -> None:
         self.procs[addr].kill9()
@@ -254,40 +265,34 @@ class LocalCluster:
     def partition(self, pairs: list[tuple[str, str]]) -> None:
         """Cut each pair of processes (addresses, or CLIENT for the workload) both ways; the
         cuts replace any in force."""
-        if self.iptables is not None:
-            self.iptables.heal()
-            self.iptables.cut([self._kernel_pair(a, b) for a, b in pairs])
+        if self.faults is not None:
+            self.faults.heal()
+            self.faults.cut(pairs)
         else:
             self.proxy.cut([(self._proxy_name(a), self._proxy_name(b)) for a, b in pairs])
-
-    def _kernel_pair(self, a: str, b: str) -> tuple[str, str]:
-        """A coordinator's link to etcd is its etcd address as seen from 127.0.0.1."""
-        if self.etcd in (a, b):
-            return CLIENT, self.etcd_of[b if a == self.etcd else a]
-        return a, b
 
     def _proxy_name(self, addr: str) -> str:
         return CLIENT if addr == CLIENT else self.name(addr)
 
     def degrade(self, kind: str, addr: str) -> None:
-        """A one-way cut of `addr` (nothing it sends gets out), packet loss or delay (netns)."""
-        self.iptables.heal()
+        """A one-way cut of `addr` (nothing it sends gets out), packet loss or delay (lab)."""
+        self.faults.heal()
         if kind == "one-way-tail":
-            self.iptables.one_way(addr)
+            self.faults.one_way(addr)
         elif kind == "lossy-member":
-            self.iptables.loss(addr, LOSS)
+            self.faults.loss(addr, LOSS)
         else:
-            self.iptables.delay(addr, DELAY_MS)
+            self.faults.delay(addr, DELAY_MS)
 
     def heal_network(self) -> None:
-        if self.iptables is not None:
-            self.iptables.heal()
+        if self.faults is not None:
+            self.faults.heal()
         else:
             self.proxy.heal()
 
     def heal(self) -> None:
         """Every process running and not paused, nothing cut."""
-        if self.proxy is not None or self.iptables is not None:
+        if self.proxy is not None or self.faults is not None:
             self.heal_network()
         for addr, proc in list(self.procs.items()):
             if proc.paused:
@@ -406,6 +411,7 @@ class Nemesis:
     t0: float
     applied: list[Applied] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    settle_s: float = SETTLE_S
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -468,15 +474,35 @@ class Nemesis:
                 self._stop.wait(fault.hold)
                 c.restart(target)
             a.end = time.monotonic()
-            if c.wait_whole():
-                a.rejoined = time.monotonic()
-            else:
+            a.rejoined = settled_whole(c, REJOIN_TIMEOUT_S, self.settle_s)
+            if a.rejoined is None:
                 a.note = f"chain not whole {REJOIN_TIMEOUT_S:.0f} s after the fault"
                 raise TimeoutError(f"{label}: {a.note}")
         except Exception as exc:
             a.end = a.end or time.monotonic()
             a.note = a.note or repr(exc)
             raise
+
+
+def settled_whole(cluster, timeout: float, settle_s: float = SETTLE_S) -> float | None:
+    """When the chain last became whole, once it has held every member for `settle_s` (a chain
+    read whole just as a removal lands is not whole yet); None if not within `timeout`."""
+    since = None
+
+    def settled():
+        nonlocal since
+        now = time.monotonic()
+        if not set(cluster.members) <= set(cluster.chain()):
+            since = None
+            return False
+        since = since or now
+        return now - since >= settle_s
+
+    try:
+        wait_for(settled, timeout, "the whole chain")
+    except TimeoutError:
+        return None
+    return since
 
 
 def temp_root() -> Path:
