@@ -76,7 +76,8 @@ def render(fx) -> str:
     if isinstance(fx, Revoke):
         return f"revoke {fx.member} epoch={fx.epoch}"
     if isinstance(fx, Fail):
-        return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "")
+        return f"fail {fx.member} misses={fx.misses}" + (" wedged" if fx.wedged else "") + (
+            f" witness={fx.witness}" if fx.witness else "")
     if isinstance(fx, Resign):
         return f"resign ({fx.reason})"
     if isinstance(fx, Slow):
@@ -306,7 +307,7 @@ def test_a_paused_members_lease_runs_out_before_the_machine_lets_its_replacement
         else:
             out = m.on_probe_failed(fx.member, fx.nonce, now)
         fail = next((f for f in out if isinstance(f, Fail)), None)
-    assert leased and fail == Fail("b", 3)
+    assert leased and fail == Fail("b", 2, witness="a")  # a's membership lost it too: two misses confirm it
     assert Revoke("b", 1) in out and not any(isinstance(f, Save) for f in out)
     assert now < b.lease_until + LEASE_MARGIN_S <= m.revoke_unanswered("b")  # it must wait, and long enough
     assert not any(isinstance(f, Save) for f in m.on_revoked("b", False, now + 0.3))

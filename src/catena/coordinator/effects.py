@@ -123,10 +123,12 @@ class Note:
 @dataclass(frozen=True)
 class Fail:
     """`member`'s probes confirmed it dead, or its loop is `wedged`: take it out (unless it is
-    its chain's last member)."""
+    its chain's last member). `witness`: another member whose report lost it too, which
+    confirmed it before the misses alone would have."""
     member: str
     misses: int
     wedged: bool = False
+    witness: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ Probes. Every member of the saved view (and its learner) gets a MEMBER.PROBE eve
 forward. A probe that answers in time earns a grant: the next probe carries its nonce, and from
 the moment that probe is sent the member may hold a read lease until `answered_at + LEASE_S`
 (`lease_ok`). `misses_to_fail` probes missed in a row, or `refused_to_fail` refused connections,
-confirm a failure (`Fail`: take it out of the chain, unless it is the chain's last member). A new
-incarnation answering at a member's address is a restart (`Restarted`: out, and in again behind
-the tail). A kept connection that broke is asked again at once on a new one, once, before a
+confirm a failure (`Fail`: take it out of the chain, unless it is the chain's last member), or
+`WITNESSED_MISSES` when another member's fresh link report lost it too (a one-way cut: its
+predecessor waits on its acks). A new incarnation answering at a member's address is a restart
+(`Restarted`: out, and in again behind the tail). A kept connection that broke is asked again at once on a new one, once, before a
 miss counts.
 
 Busy is not dead. A probe's answer waits behind whatever the member's event loop has queued, so
@@ -98,6 +99,7 @@ WEDGE_S = 10.0  # the default wedge bound: a loop turn this long means the membe
 BUSY_LIMIT_S = 30.0  # the default bound on how long a busy member's missed probes are excused
 NEVER = float("-inf")
 HAND_OVER_S = 0.5  # cut off from most members this long: resign (etcd: a standby that reaches them leads)
+WITNESSED_MISSES = 2  # this many misses in a row confirm a failure that another member's report witnesses
 
 
 @dataclass
@@ -430,7 +432,8 @@ class CoordinatorMachine(SessionEnding):
         m, cause = verdict.member, CAUSES[type(verdict)]
         if isinstance(verdict, Fail):
             why = (f": its event loop has not turned for {self.wedge_s:g} s (wedged)" if verdict.wedged
-                   else f" failed {verdict.misses} probes in a row")
+                   else f" failed {verdict.misses} probes in a row" + (f" and {verdict.witness} lost it too"
+                                                                        if verdict.witness else ""))
             return [Note("warning", f"member {m}{why}: " + ("removed it from the chain" if changed else
                          "it is the last member of its chain: keeping it; the chain waits for it"),
                          "repair", cause, m)]
@@ -601,6 +604,10 @@ class CoordinatorMachine(SessionEnding):
         if member in self._candidates:  # its healthy streak starts over
             self._candidates[member].since = None
         confirmed = self.health.result(member, False, refused, wedged)
+        witness = None
+        if not confirmed and self.health.misses.get(member, 0) >= WITNESSED_MISSES and member in watched(self.view):
+            witness = self._witness(member, now)  # another member lost it too: no need to wait for a third miss
+            confirmed = witness is not None
         fx = []
         if self._isolated(now) and now - self._isolated_since >= HAND_OVER_S and not self._resigned:
             self._resigned = True
@@ -615,7 +622,7 @@ class CoordinatorMachine(SessionEnding):
                 self._held.add(member)
                 return fx + self._next(p, now)
             self._held.discard(member)
-            return fx + self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged), now)
+            return fx + self._verdict(p, Fail(member, self.health.misses.get(member, 0), wedged, witness), now)
         return fx + self._next(p, now)
 
     def _isolated(self, now: float) -> bool:
@@ -638,8 +645,12 @@ class CoordinatorMachine(SessionEnding):
         failing = sum(1 for m in watched(view) if misses.get(m, 0) > 0)
         if failing * 2 <= len(watched(view)) and not (member in view.members and len(view.members) == 2):
             return False
+        return self._witness(member, now) is None
+
+    def _witness(self, member: str, now: float) -> str | None:
+        """A member, itself answering, whose fresh report says it lost `member` too."""
         stall_s = self.link_stall_s or link_health.STALL_S
-        return link_health.witnessed(member, link_health.fresh(self._reports, view, now), stall_s) is None
+        return link_health.witnessed(member, link_health.fresh(self._reports, self.view, now), stall_s)
 
     def _verdict(self, p: _Prober | None, verdict: Verdict, now: float) -> list:
         """Queue the change `verdict` asks for (the verdict itself goes to the log)."""
