@@ -110,7 +110,7 @@ def cmd_member(args) -> int:
                       args.proto_max_bulk_len, args.advertise,
                       disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
                       debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port,
-                      cluster_enabled=args.cluster_enabled == "yes")
+                      cluster_enabled=args.cluster_enabled == "yes", chain_id=args.chain)
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
     return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
@@ -149,6 +149,9 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    if args.chains < 0:
+        raise CatenaError(f"coordinator: --chains must be 0 or more, not {args.chains}")
+    coord.chains = args.chains
     if not args.wedge_timeout_s >= 0:
         raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
     coord.machine.wedge_s = args.wedge_timeout_s or None
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cluster-enabled", choices=("yes", "no"), default="no",
                    help="Redis Cluster mode: serve only the hash slots this chain owns (-MOVED, -CROSSSLOT), "
                    "answer CLUSTER commands (docs/sharding.md)")
+    m.add_argument("--chain", type=int, default=0, metavar="N",
+                   help="with --coordinator: register into chain N (default 0; the coordinator keeps several "
+                   "chains with --chains K)")
     _add_address_flags(m, "this member")
     add_ops_flags(m)
     tls.add_flags(m)
@@ -297,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a member taken out by a failure that registers again is admitted once it has answered "
                    "every probe this long, doubled for each further recent removal (0: at once)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
+    c.add_argument("--chains", type=int, default=0, metavar="K",
+                   help="cluster mode: a new store starts with K chains and a slot map splitting the 16,384 "
+                   "hash slots between them; members register into one with --chain (docs/sharding.md)")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
                    "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")

@@ -11,7 +11,7 @@ import logging
 import time
 
 from catena.control import MemberProbe, MemberRevoke, MemberView, decode_answer, encode
-from catena.coordinator import liveness
+from catena.coordinator import layout, liveness
 from catena.coordinator.commands import as_map
 from catena.coordinator.effects import AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
 from catena.coordinator.store import ConfigStore, NotLeader
@@ -37,7 +37,8 @@ class MemberCalls:
         if isinstance(fx, CheckLiveness):
             return await self._check_liveness(fx, machine)
         if isinstance(fx, Save):
-            return machine.on_save_result(await self._save(fx.state), now())
+            parts = fx.parts if fx.parts is not None else layout.parts_of(fx.state)
+            return machine.on_save_result(await self.save(parts), now())
         if isinstance(fx, Revoke):
             ok = await self._call(fx.member, fx.timeout_s, *encode(MemberRevoke(fx.epoch))) is not None
             return machine.on_revoked(fx.member, ok, now())
@@ -62,12 +63,12 @@ class MemberCalls:
             log.debug("%s to %s: %s", args[0].decode(), addr, exc or type(exc).__name__)
             return None
 
-    async def _save(self, state: dict) -> bool:
+    async def save(self, parts: dict) -> bool:
         """The fenced write; False when this coordinator does not (or no longer) lead."""
         if not self.store.leading():
             return False
         try:
-            await self.store.save(state)
+            await self.store.save(parts)
             return True
         except NotLeader:
             return False
