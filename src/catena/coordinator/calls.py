@@ -13,13 +13,15 @@ import time
 from catena.control import MemberProbe, MemberRevoke, MemberView, decode_answer, encode
 from catena.coordinator import layout, liveness
 from catena.coordinator.commands import as_map
-from catena.coordinator.effects import AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.effects import PUSH_TIMEOUT_S, AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.shards import PushShard, SaveMap, SyncTable
 from catena.coordinator.store import ConfigStore, NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, RespConnection, call
 
 log = logging.getLogger(__name__)
 CALL_FAILED = (OSError, asyncio.TimeoutError, ConnectionError, ReplyError)
+SYNC_TIMEOUT_S = 5.0  # a chain commits a slot table entry by then
 
 
 class MemberCalls:
@@ -54,6 +56,19 @@ class MemberCalls:
         ok = await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
                               b"DEL", *fx.keys) is not None
         return machine.on_keys_deleted(fx.session, fx.batch, ok, now())
+
+    async def run_shards(self, fx: SaveMap | SyncTable | PushShard, shards) -> list:
+        """Make a call of the cluster mode's (shards.py); its effects from the outcome."""
+        now = time.monotonic
+        if isinstance(fx, SaveMap):
+            return shards.on_saved(await self.save({layout.SLOTS: fx.slot_map}), now())
+        if isinstance(fx, SyncTable):
+            ok = True
+            for words in fx.calls:
+                ok = ok and await self._call(fx.head, SYNC_TIMEOUT_S, *words) is not None
+            return shards.on_synced(fx.chain, ok, now())
+        ok = await self._call(fx.member, PUSH_TIMEOUT_S, *fx.words) is not None
+        return shards.on_pushed(fx.member, fx.chain, fx.stamp, ok, now())
 
     async def _call(self, addr: str, timeout: float, *args):
         """A call to a member; None if it failed."""

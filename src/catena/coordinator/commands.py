@@ -14,6 +14,7 @@ from catena.control import MasterCaughtUp, MasterRegister, address, decode
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
 from catena.coordinator.requests import watched
+from catena.coordinator.slot_map import count as slot_map_count
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
@@ -166,7 +167,16 @@ class CoordinatorCommands:
                 "queued": list(saved.queued), "fence": c.store.fence if role == "leader" else 0,
                 "role": role, "leader": c.me if role == "leader" else c.store.leader,
                 "cluster_id": saved.cluster_id, "store": str(c.store), "metrics": c.metrics.url,
-                "repairs": [e["text"] for e in c.metrics.events.recent(50) if e["kind"] in ("repair", "damping")][:5]}
+                "repairs": [e["text"] for e in c.metrics.events.recent(50) if e["kind"] in ("repair", "damping")][:5],
+                "chains": [[m.view.chain_id, m.view.epoch, ",".join(m.view.members), m.view.learner or "-"]
+                           for _, m in sorted(c.machines.items())],
+                "slots": self._slots()}
+
+    def _slots(self) -> list:
+        """Per chain its slot count in the map, as a flat list (chain, count, …); empty without a map."""
+        slot_map = self.c.shards.slot_map
+        return [] if slot_map is None else [x for chain in sorted(self.c.machines)
+                                            for x in (chain, slot_map_count(slot_map, chain))]
 
     def leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""

@@ -26,6 +26,7 @@ from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
 from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
 from catena.coordinator.requests import watched
+from catena.coordinator.shards import Shards
 from catena.coordinator.store import ConfigStore, EmbeddedStore
 from catena.errors import CatenaError
 from catena.membership.agent import MembershipAgent
@@ -55,6 +56,7 @@ class Coordinator:
         self.machines: dict[int, CoordinatorMachine] = {0: CoordinatorMachine(wedge_s=WEDGE_S)}
         self.machines[0].saved.cluster_id = cluster_id or ""
         self.chains = 0  # cluster mode: chains a new store starts with (0: one chain, no slot map)
+        self.shards = Shards()  # the slot map, the chains' tables, MEMBER.SHARD pushes
         self._term_cluster_id = ""  # the cluster id this term leads (a new chain's machine starts with it)
         self._tokens = itertools.count(1)
         self._replies: dict[int, asyncio.Future] = {}  # token -> the future a command handler returned
@@ -90,7 +92,11 @@ class Coordinator:
     @property
     def cluster_mode(self) -> bool:
         """Several chains and a slot map (`--chains K`, or a saved map)."""
-        return self.chains > 0
+        return self.chains > 0 or self.shards.slot_map is not None
+
+    def views(self) -> dict[int, View]:
+        """Every chain's newest saved view."""
+        return {chain_id: m.view for chain_id, m in self.machines.items()}
 
     def chain_of(self, member: str) -> int | None:
         """The chain `member` is registered in or named by (None: none)."""
@@ -134,6 +140,7 @@ class Coordinator:
             for chain_id in layout.chain_ids(parts):
                 self.machines.setdefault(chain_id, self.machine.for_chain(chain_id)).follow(
                     layout.chain_state(parts, chain_id))
+            self.shards.follow(parts.get(layout.SLOTS))
 
     def acting(self) -> bool:
         return self.role == "leader" and self._group is not None and self.store.leading() and self.machine.leading
@@ -190,7 +197,18 @@ class Coordinator:
         if self._group is not None:
             for conn in self.calls.unused(lambda m: any(x.probing(m) for x in self.machines.values())):
                 self._group.create_task(conn.close())
+            self._execute_shards(self.shards.on_views(self.views(), time.monotonic()))
         self._wake.set()
+
+    def _execute_shards(self, effects: list) -> None:
+        """Start the cluster mode's calls (shards.py) as leader tasks."""
+        for fx in effects:
+            if self._group is not None:
+                self._group.create_task(self._run_shards(fx))
+        self._wake.set()
+
+    async def _run_shards(self, call) -> None:
+        self._execute_shards(await self.calls.run_shards(call, self.shards))
 
     def _note(self, fx: Note) -> None:
         """Log a note; a view change is counted by cause and enters the event ring."""
@@ -219,7 +237,8 @@ class Coordinator:
     async def _timer(self) -> None:
         """The machines' one timer: feed each `on_timer` at the earliest next deadline."""
         while True:
-            due = min((d for m in self.machines.values() if (d := m.next_deadline()) is not None), default=None)
+            dues = [m.next_deadline() for m in self.machines.values()] + [self.shards.next_deadline()]
+            due = min((d for d in dues if d is not None), default=None)
             try:
                 async with asyncio.timeout(None if due is None else max(0.0, due - time.monotonic())):
                     await self._wake.wait()
@@ -228,6 +247,7 @@ class Coordinator:
             self._wake.clear()
             for m in list(self.machines.values()):
                 self.execute(m.on_timer(time.monotonic()), m)
+            self._execute_shards(self.shards.on_timer(time.monotonic()))
             self._wake.clear()
 
     # -- terms ------------------------------------------------------------------------------------
@@ -249,10 +269,13 @@ class Coordinator:
                 for chain_id in sorted(chains | set(range(self.chains))):
                     m = self.machines.setdefault(chain_id, self.machine.for_chain(chain_id))
                     self.execute(m.lead(time.monotonic(), state and layout.chain_state(state, chain_id), cluster_id), m)
+                self._execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
+                                                      self.views(), time.monotonic()))
                 self.metrics.leading(True, self.me, self.view.epoch, f"{self.me} leads (fence {self.store.fence})")
                 await asyncio.Future()
         finally:
             self._group = None
+            self.shards.step_down()
             for m in self.machines.values():
                 self.execute(m.step_down(), m)
             for token in list(self._replies):

@@ -1,0 +1,109 @@
+"""A coordinator keeping two chains and the slot map (docs/sharding.md): members register into
+a chain with --chain, the coordinator splits the slots between the chains, makes each chain's
+table match and pushes the other chain to every member; redis-py's RedisCluster and
+`redis-cli -c` then read and write across both chains."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from catena.slots import key_slot
+
+from conftest import CHAIN_TIMEOUT_S, HOST, Cluster, port_of, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+CLUSTER_MODE = ("--cluster-enabled", "yes")
+HALF = 8192  # chain 0 holds 0-8191, chain 1 8192-16383
+
+
+def start_sharded(c: Cluster, chains: int = 2, members: int = 2) -> list[list[str]]:
+    """A coordinator with `chains` chains; `members` members register into each, in order;
+    returns once every member sees every chain's slots (the logs go to stderr if not)."""
+    c.start_coordinator(extra=("--chains", str(chains)))
+    out: list[list[str]] = []
+    try:
+        for chain in range(chains):
+            addrs = []
+            for _ in range(members):
+                addrs.append(c.start_member(register=True, extra=("--chain", str(chain))))
+                wait_until(lambda: c.admin("MASTER.GET_CHAIN", chain) == addrs, CHAIN_TIMEOUT_S,
+                           f"chain {chain} to be {addrs}")
+            out.append(addrs)
+        step = 16384 // chains
+        want = [(i * step, (i + 1) * step - 1, addrs[0]) for i, addrs in enumerate(out)]
+        for addr in (a for addrs in out for a in addrs):
+            wait_until(lambda: shards_seen(c, addr) == want, CHAIN_TIMEOUT_S, f"{addr} to see every chain's slots")
+    except BaseException:
+        sys.stderr.write(c.logs())
+        raise
+    return out
+
+
+def shards_seen(c: Cluster, addr: str) -> list[tuple[int, int, str]]:
+    """(first, last, master) per range in `addr`'s CLUSTER SLOTS."""
+    return sorted((r[0], r[1], f"{r[2][0].decode()}:{r[2][1]}") for r in c.member_cmd(addr, "CLUSTER", "SLOTS"))
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("sharded"), member_args=CLUSTER_MODE)
+    try:
+        yield c, start_sharded(c)
+    finally:
+        c.close()
+
+
+def test_each_member_sees_both_chains_and_serves_only_its_own_slots(sharded):
+    c, (zero, one) = sharded
+    key_high = next(f"k{i}" for i in range(100) if key_slot(f"k{i}".encode()) >= HALF)
+    key_low = next(f"k{i}" for i in range(100) if key_slot(f"k{i}".encode()) < HALF)
+    assert c.client(zero[1]).set(key_low, "0") is True
+    with pytest.raises(redis.exceptions.MovedError) as moved:
+        c.client(zero[1]).set(key_high, "x")
+    assert moved.value.message == f"{key_slot(key_high.encode())} {one[0]}"
+    with pytest.raises(redis.exceptions.MovedError) as moved:
+        c.client(one[0]).get(key_low)  # reads too: chain 1 does not serve chain 0's slots
+    assert moved.value.message == f"{key_slot(key_low.encode())} {zero[0]}"
+    nodes = c.member_cmd(one[1], "CLUSTER", "NODES").decode()
+    assert f"0-{HALF - 1}" in nodes and f"{HALF}-16383" in nodes and "myself,slave" in nodes
+    info = c.member_cmd(zero[0], "CLUSTER", "INFO").decode()
+    assert "cluster_state:ok" in info and "cluster_size:2" in info
+    status = c.coordinator_status()
+    assert status["slots"] == [0, HALF, 1, HALF], status
+
+
+def test_redis_cluster_and_redis_cli_read_and_write_across_both_chains(sharded):
+    c, (zero, one) = sharded
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(zero[1]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        assert sorted(n.name for n in rc.get_primaries()) == sorted([zero[0], one[0]])
+        for i in range(200):
+            assert rc.set(f"rc:{i}", str(i)) is True
+        assert [rc.get(f"rc:{i}") for i in range(200)] == [str(i) for i in range(200)]
+    owners = {i: (zero if key_slot(f"rc:{i}".encode()) < HALF else one) for i in range(200)}
+    assert {id(v) for v in owners.values()} == {id(zero), id(one)}  # both chains hold some
+    for i, chain in owners.items():
+        assert c.client(chain[-1]).get(f"rc:{i}") == str(i).encode()
+    port = str(port_of(zero[0]))
+    key = next(f"cli{i}" for i in range(100) if key_slot(f"cli{i}".encode()) >= HALF)
+    assert subprocess.run(["redis-cli", "-c", "-p", port, "SET", key, "v"], capture_output=True, text=True,
+                          timeout=30).stdout.strip() == "OK"
+    assert subprocess.run(["redis-cli", "-c", "-p", port, "GET", key], capture_output=True, text=True,
+                          timeout=30).stdout.strip() == "v"
+    assert c.client(one[1]).get(key) == b"v"
+
+
+def test_a_member_registering_into_another_chain_or_a_missing_one_is_refused(sharded):
+    c, (zero, one) = sharded
+    host, port = zero[0].rsplit(":", 1)
+    with pytest.raises(redis.ResponseError, match=f"is a member of chain 0"):
+        c.admin("MASTER.ADD", host, port, 1)
+    with pytest.raises(redis.ResponseError, match="bad chain id"):
+        c.admin("MASTER.ADD", host, port, "x")
+    assert c.admin("MASTER.GET_CHAIN", 0) == zero and c.admin("MASTER.GET_CHAIN", 1) == one
