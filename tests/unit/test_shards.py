@@ -50,13 +50,18 @@ def test_a_new_map_splits_evenly_and_chains_are_announced_once_their_tables_matc
 
 def test_pushes_follow_view_changes_until_acknowledged():
     s = synced_pair()
-    assert s.on_pushed("x", 0, (3, 3), True, 0.4) == []  # a late answer: nothing pushed
+    assert s.on_pushed("x", 0, (3, 3, 5), True, 0.4) == []  # a late answer: nothing pushed
     fx = s.on_views({**VIEWS, 0: View(0, 4, ("b",))}, 1.0)
-    assert {(p.member, p.chain, p.stamp) for p in fx} == {("x", 0, (4, 3)), ("y", 0, (4, 3))}
-    assert s.on_pushed("x", 0, (4, 3), False, 1.1) == []
+    assert {(p.member, p.chain, p.stamp) for p in fx} == {("x", 0, (4, 3, 5)), ("y", 0, (4, 3, 5)),
+                                                           ("b", 1, (5, 3, 4))}  # b's own chain changed too
+    ack_all(s, [p for p in fx if p.member != "x"], 1.05)
+    assert s.on_pushed("x", 0, (4, 3, 5), False, 1.1) == []
     assert s.next_deadline() == 1.1 + PUSH_RETRY_S
     (again,) = s.on_timer(1.1 + PUSH_RETRY_S)
-    assert (again.member, again.stamp, again.words[-1]) == ("x", (4, 3), b"b")
+    assert (again.member, again.stamp, again.words[-1]) == ("x", (4, 3, 5), b"b")
+    s.on_pushed("x", 0, again.stamp, True, 1.7)
+    fx = s.on_views({0: View(0, 4, ("b",)), 1: View(1, 7, ("x", "y"))}, 2.0)  # x restarted: chain 1 changed
+    assert {(p.member, p.chain) for p in fx} == {("x", 0), ("y", 0), ("b", 1)}
 
 
 def test_a_failed_sync_is_retried_and_a_new_chain_joins_the_map_with_no_slots():

@@ -11,8 +11,9 @@ other chains (docs/sharding.md §1).
   leader's fence; then the map is saved with the chain synced, and only from then on is the
   chain announced to the others.
 - Every member of every chain is pushed `MEMBER.SHARD` for each other synced chain that has
-  members, whenever that chain's view or the map changed, until it acknowledged it (retried
-  every PUSH_RETRY_S, like views).
+  members, whenever that chain's view, the map or the member's own chain's view changed (a
+  restarted member, which forgot what it was pushed, is in a new view), until it acknowledged
+  it (retried every PUSH_RETRY_S, like views).
 
 Every map change is saved (`SaveMap`, fenced) before anything follows from it. Inputs take
 `now`; outputs are the effects below, plus `next_deadline()`.
@@ -50,7 +51,7 @@ class PushShard:
     """Call MEMBER.SHARD with `words` on `member`; report `on_pushed` with `chain` and `stamp`."""
     member: str
     chain: int
-    stamp: tuple[int, int]  # (the chain's epoch, the map's version) it tells
+    stamp: tuple[int, int, int]  # (the chain's epoch, the map's version, the epoch of `member`'s own chain)
     words: tuple
 
 
@@ -63,7 +64,7 @@ class Shards:
     _saving: dict | None = None
     _syncing: set[int] = field(default_factory=set)
     _sync_due: dict[int, float] = field(default_factory=dict)
-    _acked: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    _acked: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
     _in_flight: set[tuple[str, int]] = field(default_factory=set)
     _due: dict[tuple[str, int], float] = field(default_factory=dict)
 
@@ -111,11 +112,11 @@ class Shards:
             return self._work(now)
         return self._save(sm.synced(self.slot_map, chain))
 
-    def on_pushed(self, member: str, chain: int, stamp: tuple[int, int], ok: bool, now: float) -> list:
+    def on_pushed(self, member: str, chain: int, stamp: tuple[int, int, int], ok: bool, now: float) -> list:
         key = (member, chain)
         self._in_flight.discard(key)
         if ok:
-            self._acked[key] = max(self._acked.get(key, (-1, -1)), stamp)
+            self._acked[key] = stamp
         else:
             self._due[key] = now + PUSH_RETRY_S
         return self._work(now)
@@ -163,15 +164,15 @@ class Shards:
             view = self.views.get(chain)
             if view is None or not view.members:
                 continue
-            stamp = (view.epoch, m["version"])
             words = (b"MEMBER.SHARD", b"%d" % chain, b"%d" % view.epoch, sm.word(sm.ranges(m, chain)),
                      *(x.encode() for x in view.members))
             for other, other_view in sorted(self.views.items()):
                 if other == chain:
                     continue
+                stamp = (view.epoch, m["version"], other_view.epoch)  # a member restarted is in a new epoch
                 for member in sorted(watched(other_view)):
                     key = (member, chain)
-                    if key in self._in_flight or key in self._due or self._acked.get(key, (-1, -1)) >= stamp:
+                    if key in self._in_flight or key in self._due or self._acked.get(key) == stamp:
                         continue
                     self._in_flight.add(key)
                     fx.append(PushShard(member, chain, stamp, words))
