@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import sys
 
 import pytest
@@ -107,3 +108,57 @@ def test_a_member_registering_into_another_chain_or_a_missing_one_is_refused(sha
     with pytest.raises(redis.ResponseError, match="bad chain id"):
         c.admin("MASTER.ADD", host, port, "x")
     assert c.admin("MASTER.GET_CHAIN", 0) == zero and c.admin("MASTER.GET_CHAIN", 1) == one
+
+
+def tag_for(slot: int) -> str:
+    """A hash tag whose keys hash to `slot`."""
+    return next(f"t{i}" for i in range(1_000_000) if key_slot(f"t{i}".encode()) == slot)
+
+
+def test_master_move_under_a_running_writer_loses_nothing_acknowledged(sharded):
+    """Slots 100-103 (chain 0) move to chain 1 while a RedisCluster client writes keys in them
+    and in a slot that stays: every acknowledged write is there afterwards, at chain 1 for the
+    moved slots, and every member's CLUSTER SLOTS shows the new map."""
+    c, (zero, one) = sharded
+    tags = [tag_for(s) for s in (100, 101, 102, 103, 5000)]
+    acked: dict[str, str] = {}
+    stop = threading.Event()
+
+    def write():
+        with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(zero[0]))], decode_responses=True,
+                          socket_timeout=15) as rc:
+            i = 0
+            while not stop.is_set():
+                key, value = f"{{{tags[i % len(tags)]}}}:{i}", f"v{i}"
+                try:
+                    if rc.set(key, value) is True:
+                        acked[key] = value
+                except redis.RedisError:
+                    pass  # not acknowledged: may or may not be there
+                i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        wait_until(lambda: len(acked) >= 50, 30, "the writer to get going")
+        assert c.admin("MASTER.MOVE", "100-103", 1, timeout=60) == 4
+        assert c.admin("MASTER.MOVE", "100", 1) == 0  # already there: nothing to move
+        wait_until(lambda: len(acked) >= 400, 30, "more writes after the moves")
+    finally:
+        stop.set()
+        writer.join(30)
+    want = sorted([(0, 99, zero[0]), (100, 103, one[0]), (104, HALF - 1, zero[0]), (HALF, 16383, one[0])])
+    for addr in zero + one:
+        wait_until(lambda: shards_seen(c, addr) == want, CHAIN_TIMEOUT_S, f"{addr} to see the new map")
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(one[1]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        lost = {k: v for k, v in acked.items() if rc.get(k) != v}
+    assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {list(lost.items())[:3]}"
+    moved = [k for k in acked if not k.startswith(f"{{{tags[-1]}}}")]
+    assert moved and all(c.client(one[1]).get(k) == acked[k].encode() for k in moved[:50])
+    assert c.member_cmd(zero[1], "CLUSTER", "COUNTKEYSINSLOT", 100) == 0  # the source dropped its copy
+    assert c.coordinator_status()["slots"] == [0, HALF - 4, 1, HALF + 4]
+    with pytest.raises(redis.ResponseError, match="bad slot range"):
+        c.admin("MASTER.MOVE", "16384", 1)
+    with pytest.raises(redis.ResponseError, match="no chain 7"):
+        c.admin("MASTER.MOVE", "5", 7)

@@ -18,6 +18,7 @@ from catena.coordinator.slot_map import count as slot_map_count
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
+from catena.slots import parse_ranges
 
 IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 
@@ -39,6 +40,7 @@ class CoordinatorCommands:
         table = coord.table
         for name, fn, arity, role in (
             (b"MASTER.ADD", self.add, -3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
+            (b"MASTER.MOVE", self.move, 3, ADMIN),
             (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
             (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
             (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
@@ -144,6 +146,28 @@ class CoordinatorCommands:
     def remove(self, client, args):
         addr = addr_of(args)
         return self.c.submit(rq.Remove(addr), self.c.chain_of(addr) or 0)
+
+    # -- slots ---------------------------------------------------------------------------------------
+
+    def move(self, client, args):
+        """MASTER.MOVE slot|first-last chain: move the slots to the chain, one at a time (each a
+        saved intent a new leader finishes or undoes); the reply is how many moved."""
+        slot_map = self.c.shards.slot_map
+        if slot_map is None:
+            return Error("ERR no slot map: this coordinator keeps one chain (start it with --chains K)")
+        try:
+            ((first, last),) = parse_ranges(args[1])
+        except ValueError:
+            return Error(f"ERR bad slot range {args[1].decode(errors='replace')!r}: expected slot or first-last "
+                         "within 0-16383")
+        target = self._chain_arg(args, 2)
+        if target not in slot_map["synced"]:
+            return Error(f"ERR there is no chain {target} in the slot map")
+        async def work():
+            moved = await self.c.mover.move(first, last, target)
+            return Error(moved) if isinstance(moved, str) else moved
+
+        return self.c.spawn(work())
 
     # -- reads (each names a chain, or a member of one; chain 0 by default) -------------------------
 

@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 
 from catena.coordinator.calls import MemberCalls
-from catena.coordinator import layout
+from catena.coordinator import layout, moves
+from catena.coordinator.moves import Mover
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
@@ -57,6 +58,7 @@ class Coordinator:
         self.machines[0].saved.cluster_id = cluster_id or ""
         self.chains = 0  # cluster mode: chains a new store starts with (0: one chain, no slot map)
         self.shards = Shards()  # the slot map, the chains' tables, MEMBER.SHARD pushes
+        self.mover = Mover(self)  # MASTER.MOVE's slot moves
         self._term_cluster_id = ""  # the cluster id this term leads (a new chain's machine starts with it)
         self._tokens = itertools.count(1)
         self._replies: dict[int, asyncio.Future] = {}  # token -> the future a command handler returned
@@ -197,10 +199,10 @@ class Coordinator:
         if self._group is not None:
             for conn in self.calls.unused(lambda m: any(x.probing(m) for x in self.machines.values())):
                 self._group.create_task(conn.close())
-            self._execute_shards(self.shards.on_views(self.views(), time.monotonic()))
+            self.execute_shards(self.shards.on_views(self.views(), time.monotonic()))
         self._wake.set()
 
-    def _execute_shards(self, effects: list) -> None:
+    def execute_shards(self, effects: list) -> None:
         """Start the cluster mode's calls (shards.py) as leader tasks."""
         for fx in effects:
             if self._group is not None:
@@ -208,7 +210,8 @@ class Coordinator:
         self._wake.set()
 
     async def _run_shards(self, call) -> None:
-        self._execute_shards(await self.calls.run_shards(call, self.shards))
+        self.execute_shards(await self.calls.run_shards(call, self.shards))
+        self.mover.map_saved.set()
 
     def _note(self, fx: Note) -> None:
         """Log a note; a view change is counted by cause and enters the event ring."""
@@ -247,7 +250,7 @@ class Coordinator:
             self._wake.clear()
             for m in list(self.machines.values()):
                 self.execute(m.on_timer(time.monotonic()), m)
-            self._execute_shards(self.shards.on_timer(time.monotonic()))
+            self.execute_shards(self.shards.on_timer(time.monotonic()))
             self._wake.clear()
 
     # -- terms ------------------------------------------------------------------------------------
@@ -269,8 +272,10 @@ class Coordinator:
                 for chain_id in sorted(chains | set(range(self.chains))):
                     m = self.machines.setdefault(chain_id, self.machine.for_chain(chain_id))
                     self.execute(m.lead(time.monotonic(), state and layout.chain_state(state, chain_id), cluster_id), m)
-                self._execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
-                                                      self.views(), time.monotonic()))
+                self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
+                                                     self.views(), time.monotonic()))
+                if unfinished := moves.intents(state):
+                    group.create_task(self.mover.resume(unfinished))
                 self.metrics.leading(True, self.me, self.view.epoch, f"{self.me} leads (fence {self.store.fence})")
                 await asyncio.Future()
         finally:

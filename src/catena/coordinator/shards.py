@@ -67,6 +67,7 @@ class Shards:
     _acked: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
     _in_flight: set[tuple[str, int]] = field(default_factory=set)
     _due: dict[tuple[str, int], float] = field(default_factory=dict)
+    _assign: dict[int, int] = field(default_factory=dict)  # slot -> chain: moved, for the next map save
 
     def lead(self, saved: dict | None, create: int, fence: int, views: dict[int, View], now: float) -> list:
         """A new term from the saved map (None: none saved; `create` > 0: cluster mode, a new map
@@ -84,7 +85,7 @@ class Shards:
     def step_down(self) -> None:
         self.leading, self._saving = False, None
         self._syncing, self._sync_due = set(), {}
-        self._acked, self._in_flight, self._due = {}, set(), {}
+        self._acked, self._in_flight, self._due, self._assign = {}, set(), {}, {}
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -93,6 +94,12 @@ class Shards:
         if views == self.views:
             return []
         self.views = dict(views)
+        return self._work(now)
+
+    def assign(self, slot: int, chain: int, now: float) -> list:
+        """A slot's move committed at its new chain (migration.py's `map` phase): the map
+        addresses it to `chain` from the next map save on."""
+        self._assign[slot] = chain
         return self._work(now)
 
     def on_saved(self, ok: bool, now: float) -> list:
@@ -144,6 +151,11 @@ class Shards:
         for chain in sorted(self.views):
             if str(chain) not in m["chains"]:
                 return self._save(sm.known(m, chain))
+        if self._assign:
+            for slot, chain in sorted(self._assign.items()):
+                m = sm.move(m, slot, chain)
+            self._assign = {}
+            return self._save(m)
         return self._syncs() + self._pushes()
 
     def _syncs(self) -> list[SyncTable]:
