@@ -175,11 +175,37 @@ def cmd_status(args) -> int:
     return asyncio.run(print_status(args.coordinator, args.password))
 
 
+def cmd_reshard(args) -> int:
+    """catena reshard / rebalance: move slots between chains, printing progress."""
+    from catena import reshard
+    from catena.resp.client import internal_auth
+    from catena.slots import parse_ranges
+
+    tls.configure_from(args)
+    admin = read_secret(args.admin_password, args.admin_password_file)
+    auth = (b"admin", admin) if admin else internal_auth(read_secret(args.secret, args.secret_file))
+    if args.command == "rebalance":
+        plan = reshard.rebalance_plan
+    else:
+        if (args.slots is None) == (args.range is None):
+            raise CatenaError("reshard: give --slots N or --range FIRST-LAST")
+        try:
+            span = parse_ranges(args.range.encode())[0] if args.range else None
+        except (ValueError, IndexError):
+            raise CatenaError(f"reshard: bad --range {args.range!r}: expected FIRST-LAST within 0-16383") from None
+        if args.slots is not None and args.slots < 1:
+            raise CatenaError(f"reshard: --slots must be at least 1, not {args.slots}")
+
+        def plan(slot_map):
+            return reshard.reshard_plan(slot_map, args.source, args.target, args.slots, span)
+    return asyncio.run(reshard.run(args.coordinator, plan, auth))
+
+
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
     return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format,
-                       cluster_enabled=args.cluster_enabled == "yes")
+                       cluster_enabled=args.cluster_enabled == "yes", chains=args.chains)
 
 
 def cmd_kv(args) -> int:
@@ -321,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")
-    u.add_argument("--members", type=int, default=3)
+    u.add_argument("--members", type=int, default=3, help="members per chain")
+    u.add_argument("--chains", type=int, default=1,
+                   help="K > 1: cluster mode, K chains of --members each, the hash slots split between them")
     u.add_argument("--port", type=int, default=6369, help="coordinator port; members take the next ones")
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
@@ -337,6 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
     tls.add_flags(s, server=False)
     s.set_defaults(func=cmd_status)
+
+    for name, helptext in (("reshard", "move N slots, or a range, from one chain to another (cluster mode)"),
+                           ("rebalance", "move slots until every chain holds an even share (cluster mode)")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
+                       help="HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
+        r.add_argument("--admin-password", default=None, help="the coordinator's admin password (AUTH admin)")
+        r.add_argument("--admin-password-file", default=None)
+        r.add_argument("--secret", default=None, help="or the cluster secret (AUTH catena)")
+        r.add_argument("--secret-file", default=None)
+        if name == "reshard":
+            r.add_argument("--from", dest="source", type=int, required=True, metavar="CHAIN")
+            r.add_argument("--to", dest="target", type=int, required=True, metavar="CHAIN")
+            r.add_argument("--slots", type=int, default=None, metavar="N", help="how many (from the end of its ranges)")
+            r.add_argument("--range", default=None, metavar="FIRST-LAST", help="or which")
+        tls.add_flags(r, server=False)
+        r.set_defaults(func=cmd_reshard, command=name)
 
     for name, helptext in (("get", "print a key's value"), ("set", "set a key"), ("del", "delete keys")):
         kv = sub.add_parser(name, help=helptext)

@@ -16,7 +16,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from catena.slots import key_slot
 
-from conftest import CHAIN_TIMEOUT_S, HOST, Cluster, port_of, wait_until
+from conftest import CHAIN_TIMEOUT_S, HOST, Cluster, Proc, catena_argv, free_port_block, port_of, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 CLUSTER_MODE = ("--cluster-enabled", "yes")
@@ -162,3 +162,38 @@ def test_master_move_under_a_running_writer_loses_nothing_acknowledged(sharded):
         c.admin("MASTER.MOVE", "16384", 1)
     with pytest.raises(redis.ResponseError, match="no chain 7"):
         c.admin("MASTER.MOVE", "5", 7)
+
+
+def test_catena_up_with_chains_then_reshard_rebalance_and_status(tmp_path):
+    """`catena up --chains 2 --members 1`: two chains, the slots split; `catena reshard` moves 3
+    slots from chain 0 to chain 1 and `catena rebalance` moves them back, each printing its
+    progress; `catena status` shows each chain's slots."""
+    port = free_port_block(3)
+    root = tmp_path / "up"
+    up = Proc("up", catena_argv("up", "--chains", "2", "--members", "1", "--port", str(port), "--data-dir", str(root)),
+              tmp_path / "up.log")
+    try:
+        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        assert up.alive, up.log_tail()
+        assert "chain 1" in up.log_path.read_text() and "redis-cli -c -p" in up.log_path.read_text()
+        coordinator, secret = ("--coordinator", f"{HOST}:{port}"), ("--secret-file", str(root / "secret"))
+
+        def catena(*args):
+            out = subprocess.run(catena_argv(*args), capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            return out.stdout
+
+        status = catena("status", *coordinator)
+        assert "chain 0  epoch 1  slots 8192" in status and "chain 1  epoch 1  slots 8192" in status, status
+        assert f"{HOST}:{port + 2}" in status
+        out = catena("reshard", *coordinator, *secret, "--from", "0", "--to", "1", "--slots", "3")
+        assert "moved 3/3 slots (100%), last 8189-8191 to chain 1" in out, out
+        assert "slots 8189" in catena("status", *coordinator)
+        assert "moved 3/3 slots" in catena("rebalance", *coordinator, *secret)
+        assert catena("rebalance", *coordinator, *secret).strip() == "nothing to move"
+        denied = subprocess.run(catena_argv("reshard", *coordinator, "--from", "0", "--to", "1", "--slots", "1"),
+                                capture_output=True, text=True, timeout=60)
+        assert denied.returncode == 1 and "NOPERM" in denied.stderr, denied.stderr
+    finally:
+        status = up.stop(timeout=20)
+    assert status == 0, up.log_tail()

@@ -14,7 +14,7 @@ from catena.control import MasterCaughtUp, MasterRegister, address, decode
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
 from catena.coordinator.requests import watched
-from catena.coordinator.slot_map import count as slot_map_count
+from catena.coordinator import slot_map as sm
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
@@ -40,7 +40,7 @@ class CoordinatorCommands:
         table = coord.table
         for name, fn, arity, role in (
             (b"MASTER.ADD", self.add, -3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
-            (b"MASTER.MOVE", self.move, 3, ADMIN),
+            (b"MASTER.MOVE", self.move, 3, ADMIN), (b"MASTER.SLOTMAP", self.slotmap, 1, DATA),
             (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
             (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
             (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
@@ -169,6 +169,15 @@ class CoordinatorCommands:
 
         return self.c.spawn(work())
 
+    def slotmap(self, client, args):
+        """MASTER.SLOTMAP: the map's version, then per chain its id and its ranges
+        (`first-last,…`, `-` for none); nil without a map."""
+        slot_map = self.c.shards.slot_map
+        if slot_map is None:
+            return None
+        return [slot_map["version"], *(x for chain in sorted(int(c) for c in slot_map["chains"])
+                                       for x in (chain, sm.word(sm.ranges(slot_map, chain))))]
+
     # -- reads (each names a chain, or a member of one; chain 0 by default) -------------------------
 
     def get_chain(self, client, args):
@@ -200,7 +209,7 @@ class CoordinatorCommands:
         """Per chain its slot count in the map, as a flat list (chain, count, …); empty without a map."""
         slot_map = self.c.shards.slot_map
         return [] if slot_map is None else [x for chain in sorted(self.c.machines)
-                                            for x in (chain, slot_map_count(slot_map, chain))]
+                                            for x in (chain, sm.count(slot_map, chain))]
 
     def leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""
