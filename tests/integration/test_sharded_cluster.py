@@ -5,6 +5,7 @@ table match and pushes the other chain to every member; redis-py's RedisCluster 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -197,3 +198,35 @@ def test_catena_up_with_chains_then_reshard_rebalance_and_status(tmp_path):
     finally:
         status = up.stop(timeout=20)
     assert status == 0, up.log_tail()
+
+
+def test_a_restarted_coordinator_finishes_or_undoes_the_moves_it_finds(sharded):
+    """Two intents left in the store by a leader that died mid-move: slot 300's at its first
+    phase (finished: the slot and its keys go to chain 1) and slot 301's at `copy` although
+    chain 1 never began importing it (chain 1 refuses the copy: undone, the slot stays at
+    chain 0, writable). Both intents are gone afterwards."""
+    c, (zero, one) = sharded
+    tags = {s: tag_for(s) for s in (300, 301)}
+    for s, tag in tags.items():
+        assert c.client(zero[0]).set(f"{{{tag}}}:k", f"v{s}") is True
+    addr = c.coordinator
+    assert c.stop(addr) == 0
+    path = c.root / f"coordinator-{port_of(addr)}" / "coordinator.json"
+    saved = json.loads(path.read_text())
+    saved["parts"]["moves/300"] = {"slot": 300, "source": 0, "target": 1, "phase": "clear", "copied": [],
+                                   "since": None, "fence": 1}
+    saved["parts"]["moves/301"] = {"slot": 301, "source": 0, "target": 1, "phase": "copy", "copied": [],
+                                   "since": None, "fence": 1}
+    path.write_text(json.dumps(saved))
+    c.start_coordinator(port=port_of(addr), extra=("--chains", "2"))
+
+    def settled():
+        parts = json.loads(path.read_text())["parts"]
+        return not any(name.startswith("moves/") for name in parts) and parts["slots"]
+
+    slots = wait_until(settled, CHAIN_TIMEOUT_S, "the restarted coordinator to finish both moves")
+    assert [300, 300] in slots["chains"]["1"] and [301, HALF - 1] in slots["chains"]["0"], slots
+    wait_until(lambda: c.client(one[1]).get(f"{{{tags[300]}}}:k") == b"v300", CHAIN_TIMEOUT_S,
+               "slot 300's key at chain 1")
+    assert c.client(zero[1]).get(f"{{{tags[301]}}}:k") == b"v301"
+    assert c.client(zero[0]).set(f"{{{tags[301]}}}:k", "again") is True
