@@ -18,6 +18,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from catena.slots import key_slot
 
 from conftest import CHAIN_TIMEOUT_S, HOST, Cluster, Proc, catena_argv, free_port_block, port_of, wait_until
+from etcd_helpers import etcd, make_ha, requires_etcd  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 CLUSTER_MODE = ("--cluster-enabled", "yes")
@@ -25,9 +26,11 @@ HALF = 8192  # chain 0 holds 0-8191, chain 1 8192-16383
 
 
 def start_sharded(c: Cluster, chains: int = 2, members: int = 2) -> list[list[str]]:
-    """A coordinator with `chains` chains; `members` members register into each, in order;
-    returns once every member sees every chain's slots (the logs go to stderr if not)."""
-    c.start_coordinator(extra=("--chains", str(chains)))
+    """A coordinator with `chains` chains (unless `c` has its coordinators already); `members`
+    members register into each, in order; returns once every member sees every chain's slots
+    (the logs go to stderr if not)."""
+    if c.coordinator is None:
+        c.start_coordinator(extra=("--chains", str(chains)))
     out: list[list[str]] = []
     try:
         for chain in range(chains):
@@ -230,3 +233,28 @@ def test_a_restarted_coordinator_finishes_or_undoes_the_moves_it_finds(sharded):
                "slot 300's key at chain 1")
     assert c.client(zero[1]).get(f"{{{tags[301]}}}:k") == b"v301"
     assert c.client(zero[0]).set(f"{{{tags[301]}}}:k", "again") is True
+
+
+@requires_etcd
+def test_on_etcd_a_chain_repair_writes_its_own_key_and_a_new_leader_keeps_the_map(etcd, make_ha):
+    """Two coordinators on etcd, two chains: the state is one key per chain plus the map; a
+    member failure in chain 1 rewrites chain 1's key only; after the leader is killed the new
+    one pushes the same map and moves a slot under its own fence."""
+    ha = make_ha(etcd, coordinators=2, extras=[("--chains", "2")] * 2, member_args=CLUSTER_MODE)
+    zero, one = start_sharded(ha, members=2)
+    keys = {k.decode()[len(ha.prefix) + 1:]: v for k, v in ha.etcd.get_prefix(f"{ha.prefix}/")}
+    assert {"leader", "cluster", "chains/0", "chains/1", "slots"} <= set(keys) and "state" not in keys
+    chain0 = ha.etcd.get(f"{ha.prefix}/chains/0")[2]  # its mod revision
+    ha.kill9(one[1])
+    wait_until(lambda: ha.admin("MASTER.GET_CHAIN", 1) == [one[0]], CHAIN_TIMEOUT_S, "chain 1 repaired")
+    assert ha.etcd.get(f"{ha.prefix}/chains/0")[2] == chain0  # chain 0's key untouched
+    assert json.loads(ha.etcd.get(f"{ha.prefix}/chains/1")[0])["view"][2] == [one[0]]
+    old = ha.coordinator
+    ha.kill9(old)
+    new = ha.wait_leader(other_than=old)
+    assert ha.admin("MASTER.SLOTMAP")[1:] == [0, "0-8191", 1, "8192-16383"]
+    tag = tag_for(50)
+    assert ha.client(zero[0]).set(f"{{{tag}}}:k", "v") is True
+    assert ha.admin("MASTER.MOVE", "50", 1, timeout=60) == 1
+    wait_until(lambda: shards_seen(ha, zero[1])[1][2] == one[0], CHAIN_TIMEOUT_S, "chain 0 to see slot 50 moved")
+    assert ha.client(one[0]).get(f"{{{tag}}}:k") == b"v" and new != old
