@@ -85,3 +85,11 @@ def test_a_failed_map_save_ends_the_term_and_a_move_keeps_the_map_whole():
     moved = sm.move(sm.even([0, 1]), 8191, 1)
     assert moved["chains"] == {"0": [[0, 8190]], "1": [[8191, 16383]]} and moved["version"] == 2
     assert sm.owner(moved, 8191) == 1 and sm.count(moved, 0) == 8191
+
+
+def test_a_single_chain_store_turning_cluster_mode_on_keeps_its_slots_with_chain_0():
+    s = Shards()
+    (save,) = s.lead(None, 2, 7, VIEWS, 0.0, new_store=False)
+    assert save.slot_map["chains"] == {"0": [[0, 16383]], "1": []}
+    (sync0, sync1) = s.on_saved(True, 0.0)
+    assert sync0 == SyncTable(0, "a", ()) and sync1.calls[0][3:5] == (b"0", b"16383")  # nothing to drop at 0

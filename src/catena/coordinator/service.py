@@ -273,7 +273,7 @@ class Coordinator:
                     m = self.machines.setdefault(chain_id, self.machine.for_chain(chain_id))
                     self.execute(m.lead(time.monotonic(), state and layout.chain_state(state, chain_id), cluster_id), m)
                 self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
-                                                     self.views(), time.monotonic()))
+                                                     self.views(), time.monotonic(), new_store=state is None))
                 if unfinished := moves.intents(state):
                     group.create_task(self.mover.resume(unfinished))
                 self.metrics.leading(True, self.me, self.view.epoch, f"{self.me} leads (fence {self.store.fence})")

@@ -2,7 +2,8 @@
 views, makes each chain's replicated slot table match it, and tells every member about the
 other chains (docs/sharding.md §1).
 
-- A new store in cluster mode starts with a map splitting the slots evenly between its chains.
+- A new store in cluster mode starts with a map splitting the slots evenly between its chains;
+  a store of one chain that turns cluster mode on leaves every slot with that chain.
 - A chain the map does not know yet (a member registered into a new chain) is added to it with
   no slots.
 - A chain whose table does not match the map yet (`synced`) gets, once it has a head, one
@@ -69,13 +70,14 @@ class Shards:
     _due: dict[tuple[str, int], float] = field(default_factory=dict)
     _assign: dict[int, int] = field(default_factory=dict)  # slot -> chain: moved, for the next map save
 
-    def lead(self, saved: dict | None, create: int, fence: int, views: dict[int, View], now: float) -> list:
+    def lead(self, saved: dict | None, create: int, fence: int, views: dict[int, View], now: float,
+             new_store: bool = True) -> list:
         """A new term from the saved map (None: none saved; `create` > 0: cluster mode, a new map
-        over chains 0..create-1)."""
+        over chains 0..create-1: split evenly in a `new_store`, else all of it with chain 0)."""
         self.step_down()
         self.leading, self.fence, self.slot_map, self.views = True, fence, saved, dict(views)
         if saved is None and create > 0:
-            return self._save(sm.even(list(range(create))))
+            return self._save((sm.even if new_store else sm.whole)(list(range(create))))
         return self._work(now)
 
     def follow(self, saved: dict | None) -> None:

@@ -21,6 +21,13 @@ def even(chains: list[int]) -> dict:
     return {"version": 1, "chains": split, "synced": []}
 
 
+def whole(chains: list[int]) -> dict:
+    """A new map over chains that served before it: the first keeps every slot (its data is
+    there), the others start with none."""
+    return {"version": 1, "chains": {str(c): [[0, SLOTS - 1]] if i == 0 else [] for i, c in enumerate(chains)},
+            "synced": []}
+
+
 def ranges(slot_map: dict, chain_id: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in slot_map["chains"].get(str(chain_id), [])]
 
