@@ -1,7 +1,7 @@
 """A coordinator keeping two chains and the slot map (docs/sharding.md): members register into
 a chain with --chain, the coordinator splits the slots between the chains, makes each chain's
 table match and pushes the other chain to every member; redis-py's RedisCluster and
-`redis-cli -c` then read and write across both chains."""
+`redis-cli -c` then read and write across both chains, and `redis-cli --cluster check` agrees."""
 
 from __future__ import annotations
 
@@ -102,6 +102,11 @@ def test_redis_cluster_and_redis_cli_read_and_write_across_both_chains(sharded):
     assert subprocess.run(["redis-cli", "-c", "-p", port, "GET", key], capture_output=True, text=True,
                           timeout=30).stdout.strip() == "v"
     assert c.client(one[1]).get(key) == b"v"
+    check = subprocess.run(["redis-cli", "--cluster", "check", one[1]], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "2 masters" in check.stdout, check.stdout
+    assert "[OK] All nodes agree about slots configuration." in check.stdout, check.stdout
+    assert "[OK] All 16384 slots covered." in check.stdout, check.stdout
 
 
 def test_a_member_registering_into_another_chain_or_a_missing_one_is_refused(sharded):
