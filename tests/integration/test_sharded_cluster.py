@@ -117,6 +117,11 @@ def test_a_member_registering_into_another_chain_or_a_missing_one_is_refused(sha
     with pytest.raises(redis.ResponseError, match="bad chain id"):
         c.admin("MASTER.ADD", host, port, "x")
     assert c.admin("MASTER.GET_CHAIN", 0) == zero and c.admin("MASTER.GET_CHAIN", 1) == one
+    assert c.admin("MASTER.GET_VIEW", one[1])[3:] == one  # a member's own chain
+    with pytest.raises(redis.ResponseError, match="bad chain id 'x'"):
+        c.admin("MASTER.GET_CHAIN", "x")
+    with pytest.raises(redis.ResponseError, match="there is no chain 5"):
+        c.admin("MASTER.HEAD", 5)
 
 
 def tag_for(slot: int) -> str:

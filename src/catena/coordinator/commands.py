@@ -92,8 +92,9 @@ class CoordinatorCommands:
         return int(word)
 
     def _view_of(self, args):
-        """The view a read names: `chain` or a member's address in args[1] (absent: chain 0)."""
-        if len(args) > 1 and not args[1].isdigit():
+        """The view a read names: `chain` or a member's address in args[1] (absent: chain 0; a
+        member no chain knows: chain 0's, so that a member taken out learns it left)."""
+        if len(args) > 1 and b":" in args[1]:
             return self.c.machines[self.c.chain_of(args[1].decode(errors="replace")) or 0].view
         chain_id = self._chain_arg(args, 1)
         if chain_id not in self.c.machines:
