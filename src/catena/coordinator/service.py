@@ -19,13 +19,13 @@ import time
 import uuid
 from pathlib import Path
 
-from catena.coordinator.calls import MemberCalls
 from catena.coordinator import layout, moves
-from catena.coordinator.moves import Mover
+from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
 from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
+from catena.coordinator.moves import Mover
 from catena.coordinator.requests import watched
 from catena.coordinator.shards import Shards
 from catena.coordinator.store import ConfigStore, EmbeddedStore
@@ -107,13 +107,19 @@ class Coordinator:
                 return chain_id
         return None
 
-    def _machine(self, chain_id: int) -> CoordinatorMachine:
-        """Chain `chain_id`'s machine; a new chain's starts (and, while leading, founds the chain)."""
+    def _known(self, chain_id: int) -> CoordinatorMachine:
+        """Chain `chain_id`'s machine (made, with chain 0's settings, the first time)."""
         m = self.machines.get(chain_id)
         if m is None:
             m = self.machines[chain_id] = self.machine.for_chain(chain_id)
-            if self._group is not None:
-                self.execute(m.lead(time.monotonic(), None, self._term_cluster_id), m)
+        return m
+
+    def _machine(self, chain_id: int) -> CoordinatorMachine:
+        """Chain `chain_id`'s machine; a new chain's, while leading, founds the chain."""
+        new = chain_id not in self.machines
+        m = self._known(chain_id)
+        if new and self._group is not None:
+            self.execute(m.lead(time.monotonic(), None, self._term_cluster_id), m)
         return m
 
     # -- leader / follower (called by the store) ---------------------------------------------------
@@ -140,8 +146,7 @@ class Coordinator:
         """A follower's warm copy of the saved state (from the store's watch)."""
         if self.role != "leader":
             for chain_id in layout.chain_ids(parts):
-                self.machines.setdefault(chain_id, self.machine.for_chain(chain_id)).follow(
-                    layout.chain_state(parts, chain_id))
+                self._known(chain_id).follow(layout.chain_state(parts, chain_id))
             self.shards.follow(parts.get(layout.SLOTS))
 
     def acting(self) -> bool:
@@ -266,14 +271,7 @@ class Coordinator:
                 group.create_task(self._timer())
                 if self.membership is not None:
                     group.create_task(self._follow_membership(self.membership.events()))
-                cluster_id = (state or {}).get(layout.CLUSTER, {}).get("cluster_id") or self.cluster_id
-                self._term_cluster_id = cluster_id = cluster_id or uuid.uuid4().hex
-                chains = set(layout.chain_ids(state)) if state else {0}
-                for chain_id in sorted(chains | set(range(self.chains))):
-                    m = self.machines.setdefault(chain_id, self.machine.for_chain(chain_id))
-                    self.execute(m.lead(time.monotonic(), state and layout.chain_state(state, chain_id), cluster_id), m)
-                self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
-                                                     self.views(), time.monotonic(), new_store=state is None))
+                self._start_term(state)
                 if unfinished := moves.intents(state):
                     group.create_task(self.mover.resume(unfinished))
                 self.metrics.leading(True, self.me, self.view.epoch, f"{self.me} leads (fence {self.store.fence})")
@@ -286,6 +284,18 @@ class Coordinator:
             for token in list(self._replies):
                 self._reply(Reply(token, error=NOT_LEADER))
             await self.calls.close()
+
+    def _start_term(self, state: dict | None) -> None:
+        """Every chain's machine leads from its part of `state` (None: a new store, of one chain
+        or of the `--chains` cluster mode starts with); then the slot map's keeper."""
+        cluster_id = (state or {}).get(layout.CLUSTER, {}).get("cluster_id") or self.cluster_id
+        self._term_cluster_id = cluster_id = cluster_id or uuid.uuid4().hex
+        now = time.monotonic()
+        for chain_id in sorted(set(layout.chain_ids(state) if state else [0]) | set(range(self.chains))):
+            m = self._known(chain_id)
+            self.execute(m.lead(now, state and layout.chain_state(state, chain_id), cluster_id), m)
+        self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
+                                             self.views(), now, new_store=state is None))
 
     async def _follow_membership(self, events) -> None:
         """Membership says a chain member failed or left: the machine probes it now."""
