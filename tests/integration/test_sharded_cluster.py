@@ -6,9 +6,11 @@ table match and pushes the other chain to every member; redis-py's RedisCluster 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
+import urllib.request
 import sys
 
 import pytest
@@ -190,6 +192,10 @@ def test_catena_up_with_chains_then_reshard_rebalance_and_status(tmp_path):
         wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
         assert up.alive, up.log_tail()
         assert "chain 1" in up.log_path.read_text() and "redis-cli -c -p" in up.log_path.read_text()
+        url = re.search(r"^coordinator .* metrics (http://\S+/metrics)", up.log_path.read_text(), re.M).group(1)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            metrics = r.read().decode()
+        assert 'catena_chain_members{chain="0"} 1.0' in metrics and 'catena_chain_members{chain="1"} 1.0' in metrics
         coordinator, secret = ("--coordinator", f"{HOST}:{port}"), ("--secret-file", str(root / "secret"))
 
         def catena(*args):
