@@ -274,3 +274,16 @@ def test_on_etcd_a_chain_repair_writes_its_own_key_and_a_new_leader_keeps_the_ma
     assert ha.admin("MASTER.MOVE", "50", 1, timeout=60) == 1
     wait_until(lambda: shards_seen(ha, zero[1])[1][2] == one[0], CHAIN_TIMEOUT_S, "chain 0 to see slot 50 moved")
     assert ha.client(one[0]).get(f"{{{tag}}}:k") == b"v" and new != old
+
+
+def test_a_closed_session_deletes_its_keys_on_whichever_chain_serves_them(sharded):
+    c, (zero, one) = sharded
+    low = next(f"s{i}" for i in range(100) if key_slot(f"s{i}".encode()) < 300)  # chain 0's slots
+    high = next(f"s{i}" for i in range(100) if key_slot(f"s{i}".encode()) >= HALF)
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(zero[0]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        assert rc.set(low, "a") is True and rc.set(high, "b") is True
+        sid = c.admin("MASTER.SESSION.OPEN", 60000)
+        assert c.admin("MASTER.SESSION.ATTACH", sid, low, high) in ("OK", True)
+        assert c.admin("MASTER.SESSION.CLOSE", sid, timeout=30) in ("OK", True)
+        assert rc.get(low) is None and rc.get(high) is None

@@ -18,6 +18,7 @@ from catena.coordinator.shards import PushShard, SaveMap, SyncTable
 from catena.coordinator.store import ConfigStore, NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, RespConnection, call
+from catena.slots import key_slot
 
 log = logging.getLogger(__name__)
 CALL_FAILED = (OSError, asyncio.TimeoutError, ConnectionError, ReplyError)
@@ -27,6 +28,7 @@ SYNC_TIMEOUT_S = 5.0  # a chain commits a slot table entry by then
 class MemberCalls:
     def __init__(self, store: ConfigStore, auth, metrics, secret: str | None = None):
         self.store, self.auth, self.metrics = store, auth, metrics
+        self.cluster = None  # the coordinator: in cluster mode, `head_of_slot(slot)` routes session deletions
         self.secret = secret.encode() if secret else None  # signs liveness datagrams
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self._liveness_ports: dict[str, int] = {}  # member -> its liveness responder's UDP port
@@ -53,9 +55,22 @@ class MemberCalls:
             return machine.on_tail_status(fx, now(), epoch=status.get(b"epoch"),
                                           caught_up=status.get(b"learner_caught_up") == 1,
                                           acked=acked if isinstance(acked, int) else -1)
-        ok = await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
-                              b"DEL", *fx.keys) is not None
-        return machine.on_keys_deleted(fx.session, fx.batch, ok, now())
+        return machine.on_keys_deleted(fx.session, fx.batch, await self._delete(fx), now())
+
+    async def _delete(self, fx: DeleteKeys) -> bool:
+        """A batch of a session's keys deleted at the head; in cluster mode, each slot's keys at
+        the head of the chain the slot map addresses it to, under a request id per slot."""
+        if self.cluster is None or not self.cluster.cluster_mode:
+            return await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
+                                    b"DEL", *fx.keys) is not None
+        by_slot: dict[int, list[bytes]] = {}
+        for key in fx.keys:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        for slot, keys in sorted(by_slot.items()):
+            if await self._call(self.cluster.head_of_slot(slot) or fx.head, fx.timeout_s, b"CATENA.REQ",
+                                f"session:{fx.session}:{slot}", fx.batch, fx.batch, b"DEL", *keys) is None:
+                return False
+        return True
 
     async def run_shards(self, fx: SaveMap | SyncTable | PushShard, shards) -> list:
         """Make a call of the cluster mode's (shards.py); its effects from the outcome."""

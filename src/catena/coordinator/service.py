@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from catena.coordinator import layout, moves
+from catena.coordinator import slot_map as sm
 from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
@@ -65,6 +66,7 @@ class Coordinator:
         self._wake = asyncio.Event()  # set: the machine's next deadline may have moved
         self.metrics = CoordinatorMetrics()  # counted events and the event ring (metrics port)
         self.calls = MemberCalls(store, self.auth, self.metrics, secret)  # how the machine's calls are made
+        self.calls.cluster = self
         self._main: asyncio.TaskGroup | None = None  # the process's tasks
         self._group: asyncio.TaskGroup | None = None  # leader-only tasks (None while following)
         self._leading: asyncio.Task | None = None
@@ -99,6 +101,11 @@ class Coordinator:
     def views(self) -> dict[int, View]:
         """Every chain's newest saved view."""
         return {chain_id: m.view for chain_id, m in self.machines.items()}
+
+    def head_of_slot(self, slot: int) -> str | None:
+        """The head of the chain the slot map addresses `slot` to (None: no map, or no head)."""
+        chain = None if self.shards.slot_map is None else sm.owner(self.shards.slot_map, slot)
+        return None if chain is None or chain not in self.machines else self.machines[chain].view.head
 
     def chain_of(self, member: str) -> int | None:
         """The chain `member` is registered in or named by (None: none)."""
