@@ -97,6 +97,13 @@ def test_redis_cluster_and_redis_cli_read_and_write_across_both_chains(sharded):
     assert {id(v) for v in owners.values()} == {id(zero), id(one)}  # both chains hold some
     for i, chain in owners.items():
         assert c.client(chain[-1]).get(f"rc:{i}") == str(i).encode()
+    from catena.client import Client
+
+    with Client(c.coordinator, timeout=20) as client:  # knows chain 0 first, follows -MOVED to chain 1
+        for i in range(20):
+            assert client.set(f"cc:{i}", str(i)) is True
+        assert [client.get(f"cc:{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
+        assert {key_slot(f"cc:{i}".encode()) >= HALF for i in range(20)} == {True, False}
     port = str(port_of(zero[0]))
     key = next(f"cli{i}" for i in range(100) if key_slot(f"cli{i}".encode()) >= HALF)
     assert subprocess.run(["redis-cli", "-c", "-p", port, "SET", key, "v"], capture_output=True, text=True,
