@@ -196,7 +196,8 @@ def test_catena_up_with_chains_then_reshard_rebalance_and_status(tmp_path):
     up = Proc("up", catena_argv("up", "--chains", "2", "--members", "1", "--port", str(port), "--data-dir", str(root)),
               tmp_path / "up.log")
     try:
-        wait_until(lambda: "catena is up" in up.log_path.read_text() or not up.alive, 60, "catena up to start")
+        wait_until(lambda: "Ctrl-C stops everything" in up.log_path.read_text() or not up.alive, 60,
+                   "catena up to start (its last line)")
         assert up.alive, up.log_tail()
         assert "chain 1" in up.log_path.read_text() and "redis-cli -c -p" in up.log_path.read_text()
         url = re.search(r"^coordinator .* metrics (http://\S+/metrics)", up.log_path.read_text(), re.M).group(1)
