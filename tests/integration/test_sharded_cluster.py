@@ -295,3 +295,26 @@ def test_a_closed_session_deletes_its_keys_on_whichever_chain_serves_them(sharde
         assert c.admin("MASTER.SESSION.ATTACH", sid, low, high) in ("OK", True)
         assert c.admin("MASTER.SESSION.CLOSE", sid, timeout=30) in ("OK", True)
         assert rc.get(low) is None and rc.get(high) is None
+
+
+def test_a_member_registering_into_a_new_chain_adds_it_with_no_slots_then_slots_move_to_it(sharded):
+    """Adding a chain: a member started with --chain 2 founds chain 2; the coordinator empties
+    its table, announces it with no slots (a master without slots in CLUSTER NODES), and
+    MASTER.MOVE then gives it slots that clients follow."""
+    c, (zero, one) = sharded
+    new = c.start_member(register=True, extra=("--chain", "2"))
+    wait_until(lambda: c.admin("MASTER.GET_CHAIN", 2) == [new], CHAIN_TIMEOUT_S, "chain 2 to be founded")
+    wait_until(lambda: new in c.member_cmd(zero[0], "CLUSTER", "NODES").decode(), CHAIN_TIMEOUT_S,
+               "chain 2 to be announced to chain 0")
+    assert c.coordinator_status()["slots"][-2:] == [2, 0]
+    tag = tag_for(200)
+    assert c.client(zero[0]).set(f"{{{tag}}}:k", "v") is True
+    with pytest.raises(redis.exceptions.MovedError):
+        c.client(new).get(f"{{{tag}}}:k")  # its table was emptied before it was announced
+    assert c.admin("MASTER.MOVE", "200", 2, timeout=60) == 1
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(one[0]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        wait_until(lambda: rc.nodes_manager.initialize() or rc.get_node_from_key(f"{{{tag}}}:k").name == new,
+                   CHAIN_TIMEOUT_S, "the cluster client to route slot 200 to chain 2")
+        assert rc.get(f"{{{tag}}}:k") == "v" and rc.set(f"{{{tag}}}:k", "w") is True
+    assert c.client(new).get(f"{{{tag}}}:k") == b"w"
