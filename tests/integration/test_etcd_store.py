@@ -117,6 +117,7 @@ def test_follower_keeps_the_state_warm_and_takes_over_on_revoke(etcd):
         ta = asyncio.create_task(a.run(rec_a))
         await until(lambda: a.leading(), 10, "a leads")
         tb = asyncio.create_task(b.run(rec_b))
+        await until(lambda: b.leader == "127.0.0.1:2001", 10, "b watches")  # so it sees the save's parts one by one
         await a.save(state(5))
         await until(lambda: any(e[0] == "follow" and epoch_of(e[1]) == 5 for e in rec_b.events), 10,
                     "b follows epoch 5")

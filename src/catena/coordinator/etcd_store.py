@@ -332,8 +332,11 @@ class EtcdStore:
 
     def _follow_state(self) -> None:
         """Followers keep the newest state in memory (warm standby); the leader's own writes come
-        back here too and are ignored (its memory is ahead or equal)."""
-        if self.election.role != "leader" and (parts := self._decode(self._parts.items())) is not None:
+        back here too and are ignored (its memory is ahead or equal). The watch brings a
+        transaction's parts one by one: a new store's first parts make a state only together."""
+        if self.election.role == "leader" or not layout.whole(map(self.address.part_name, self._parts)):
+            return
+        if (parts := self._decode(self._parts.items())) is not None:
             self.coordinator.follow(parts)
 
     def _apply(self, effects: list) -> None:

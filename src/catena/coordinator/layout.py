@@ -85,6 +85,13 @@ def from_legacy(raw: dict) -> dict[str, dict]:
     return parts
 
 
+def whole(names) -> bool:
+    """Do the part `names` make a state (a cluster part and a chain, or schema 1's one part)? A
+    follower seeing one transaction's parts one by one waits until they do."""
+    names = set(names)
+    return LEGACY in names or (CLUSTER in names and any(n.startswith("chains/") for n in names))
+
+
 def check(parts: dict, where: str, cluster_id: str | None = None) -> dict:
     """The parts (a schema-1 state read as parts), or CatenaError: another program's data, an
     unknown schema version, or another cluster's state when the operator named the cluster."""
