@@ -318,3 +318,52 @@ def test_a_member_registering_into_a_new_chain_adds_it_with_no_slots_then_slots_
                    CHAIN_TIMEOUT_S, "the cluster client to route slot 200 to chain 2")
         assert rc.get(f"{{{tag}}}:k") == "v" and rc.set(f"{{{tag}}}:k", "w") is True
     assert c.client(new).get(f"{{{tag}}}:k") == b"w"
+
+
+@requires_etcd
+def test_on_etcd_a_leader_killed_mid_move_leaves_an_intent_its_successor_finishes(etcd, make_ha):
+    """MASTER.MOVE of slots 0-199 while the leader is killed: the next leader finds the intent
+    of the slot being moved and finishes or undoes it; afterwards no intent is left, the members
+    agree with the saved map, and every key written before is readable where the map says."""
+    ha = make_ha(etcd, coordinators=2, extras=[("--chains", "2")] * 2, member_args=CLUSTER_MODE)
+    zero, one = start_sharded(ha, members=1)
+    keys = {}
+    for i in range(20000):
+        key = f"m{i}"
+        if key_slot(key.encode()) < 200 and key_slot(key.encode()) not in {key_slot(k.encode()) for k in keys}:
+            keys[key] = f"v{i}"
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(zero[0]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        for key, value in keys.items():
+            assert rc.set(key, value) is True
+    old = ha.coordinator
+    outcome = []
+
+    def move():
+        try:
+            outcome.append(ha.admin("MASTER.MOVE", "0-199", 1, timeout=60))
+        except (redis.RedisError, OSError) as exc:  # its leader was killed
+            outcome.append(exc)
+
+    mover = threading.Thread(target=move)
+    mover.start()
+
+    def intents():
+        return [k for k, _ in ha.etcd.get_prefix(f"{ha.prefix}/moves/")]
+
+    wait_until(lambda: ha.admin("MASTER.SLOTMAP")[4].startswith("0-") and intents(), CHAIN_TIMEOUT_S,
+               "a few slots moved and one under way")
+    ha.kill9(old)
+    mover.join(60)
+    assert outcome and not isinstance(outcome[0], int), outcome  # the move did not finish under the old leader
+    ha.wait_leader(other_than=old)
+    wait_until(lambda: not intents(), CHAIN_TIMEOUT_S, "the new leader to finish or undo the move")
+    raw = ha.admin("MASTER.SLOTMAP")
+    saved = {int(raw[i]): raw[i + 1] for i in range(1, len(raw), 2)}
+    want = sorted((a, b, (zero, one)[chain][0]) for chain, word in saved.items()
+                  for a, b in (tuple(map(int, r.split("-"))) for r in word.split(",")))
+    for addr in zero + one:
+        wait_until(lambda: shards_seen(ha, addr) == want, CHAIN_TIMEOUT_S, f"{addr} to agree with the map")
+    with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(one[0]))], decode_responses=True,
+                      socket_timeout=15) as rc:
+        assert {k: rc.get(k) for k in keys} == keys
