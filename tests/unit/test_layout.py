@@ -9,8 +9,8 @@ import json
 import pytest
 
 from catena.coordinator import layout
-from catena.coordinator.effects import Fail, Probe, Save
-from catena.coordinator.machine import CoordinatorMachine
+from catena.coordinator.effects import Fail, Probe, Resign, Save
+from catena.coordinator.machine import CoordinatorMachine, may_resign
 from catena.coordinator.store import EmbeddedStore
 from catena.errors import CatenaError
 
@@ -95,3 +95,24 @@ def test_the_embedded_store_migrates_a_schema_1_file_and_writes_parts_in_place(t
     (tmp_path / "coordinator.json").write_text(json.dumps({"schema": 3, "term": 1, "parts": saved["parts"]}))
     with pytest.raises(CatenaError):
         EmbeddedStore(tmp_path)
+
+
+def test_the_coordinator_resigns_only_when_cut_off_from_every_chain():
+    """Chain 1's members all stop answering: its machine would resign, but chain 0's answer, so
+    the process does not (a standby would find chain 1 dead too); once chain 0's fail as well,
+    it does."""
+    parts = two_chains()
+    (m0, fx0), (m1, fx1) = _lead(parts, 0), _lead(parts, 1)
+
+    def fail_all(m, fx, now):
+        out = []
+        for p in [f for f in fx if isinstance(f, Probe)]:
+            out += m.on_probe_failed(p.member, p.nonce, now)
+        return out
+
+    out = fail_all(m1, fx1, 0.6)
+    out = fail_all(m1, m1.on_timer(0.7), 1.2)
+    assert m1.cut_off and any(isinstance(f, Resign) for f in out)
+    assert not may_resign([m0, m1])
+    fail_all(m0, fx0, 0.6)
+    assert m0.cut_off and may_resign([m0, m1])

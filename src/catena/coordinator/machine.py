@@ -194,6 +194,11 @@ class CoordinatorMachine(SessionEnding):
         """The newest saved view (what members may be told)."""
         return self.saved.views[self.chain_id]
 
+    @property
+    def cut_off(self) -> bool:
+        """Most of this chain's watched members (two at least) fail their probes."""
+        return self._isolated_since is not None
+
     def for_chain(self, chain_id: int) -> "CoordinatorMachine":
         """A machine for chain `chain_id` with this one's settings (and nothing of its state)."""
         h = self.health
@@ -766,3 +771,10 @@ class CoordinatorMachine(SessionEnding):
         """`member` did not answer its Revoke: when every lease it may hold has run out (counted
         from the last grant we sent, or from this term's start); the save waits until then."""
         return max(self.lease_ok.get(member, NEVER), self.term_started) + self.lease_s + self.lease_margin_s
+
+
+def may_resign(machines) -> bool:
+    """A coordinator keeping several chains hands over (`Resign`) only when it is cut off from
+    most members of every chain that has members: a chain whose members all died is that
+    chain's trouble, and a standby would find it dead too."""
+    return all(m.cut_off for m in machines if m.view.members)

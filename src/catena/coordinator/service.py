@@ -25,7 +25,7 @@ from catena.coordinator.calls import MemberCalls
 from catena.coordinator.commands import CoordinatorCommands
 from catena.coordinator.address import notleader_error
 from catena.coordinator.effects import CALLS, NOT_LEADER, Note, Reply, Resign
-from catena.coordinator.machine import WEDGE_S, CoordinatorMachine
+from catena.coordinator.machine import WEDGE_S, CoordinatorMachine, may_resign
 from catena.coordinator.moves import Mover
 from catena.coordinator.requests import watched
 from catena.coordinator.shards import Shards
@@ -203,6 +203,8 @@ class Coordinator:
                 self._reply(fx)
             elif isinstance(fx, Note):
                 self._note(fx)
+            elif isinstance(fx, Resign) and not may_resign(self.machines.values()):
+                log.warning("chain %d: %s; the other chains answer: not resigning", machine.chain_id, fx.reason)
             elif isinstance(fx, Resign):
                 log.warning("resigning: %s", fx.reason, extra={"event": "leader_change", "cause": "resign"})
                 self.store.resign(fx.reason)
