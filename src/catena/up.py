@@ -126,7 +126,8 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
     ops = ["--log-format", log_format]
     try:
         procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
-                             *secret, *ops, "--metrics-listen", metrics[0], *(["--chains", str(chains)] if sharded else [])],
+                             *secret, *ops, "--metrics-listen", metrics[0],
+                             *(["--chains", str(chains)] if sharded else [])],
                             root / "coordinator.log", env))
         for i in range(1, total + 1):  # one at a time, so each chain's order is the ports' order
             addr, chain = f"127.0.0.1:{port + i}", (i - 1) // members

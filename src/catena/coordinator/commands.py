@@ -13,8 +13,8 @@ import uuid
 from catena.control import MasterCaughtUp, MasterRegister, address, decode
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
-from catena.coordinator.requests import watched
 from catena.coordinator import slot_map as sm
+from catena.coordinator.requests import watched
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
@@ -164,6 +164,7 @@ class CoordinatorCommands:
         target = self._chain_arg(args, 2)
         if target not in slot_map["synced"]:
             return Error(f"ERR there is no chain {target} in the slot map")
+
         async def work():
             moved = await self.c.mover.move(first, last, target)
             return Error(moved) if isinstance(moved, str) else moved

@@ -7,13 +7,14 @@ Keys under the prefix (docs/protocol.md, "Coordinator discovery and etcd layout"
 - `<prefix>/<part>`: the coordinator state, one JSON value per part (`coordinator/layout.py`:
   `cluster`, `chains/<id>`, `sessions/<id>`, `slots`, `moves/<slot>`). Written only by
   transactions that compare the leader key's create revision with the writer's fence, each
-  writing just the parts a change touched (each value names the `fence` it was written under). Schema 1's single `<prefix>/state` is read as parts
-  and replaced by them in the new leader's first write.
+  writing just the parts a change touched (each value names the `fence` it was written
+  under). Schema 1's single `<prefix>/state` is read as parts and replaced by them in the new
+  leader's first write.
 
-Followers read both keys and then watch the prefix (resumed from the last revision + 1 after a
+Followers read the prefix and then watch it (resumed from the last revision + 1 after a
 reconnect), so they hold the full state in memory and take over without reloading; the
-campaign transaction reads the state (the whole prefix) in the same transaction that creates the leader key, so a
-new leader starts from exactly the state its predecessor last wrote. Election decisions are
+campaign transaction reads the whole prefix in the same transaction that creates the leader
+key, so a new leader starts from exactly the state its predecessor last wrote. Election decisions are
 the pure `election.Election`'s; this file executes them.
 
 etcd trouble (unreachable, restarted, changing its own leader) is logged as etcd's, retried with
@@ -29,9 +30,9 @@ import logging
 import random
 import time
 
+from catena.coordinator import layout
 from catena.coordinator.address import EtcdAddress
 from catena.coordinator.election import Backoff, Campaign, Election, Lead, Renew, Revoke, StepDown
-from catena.coordinator import layout
 from catena.coordinator.store import NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import open_tcp

@@ -43,7 +43,8 @@ def parts_of(state: dict) -> dict[str, dict]:
     chain = {"view": wire, "registry": state["registry"], "queued": state["queued"], "retired": state["retired"]}
     if state.get("flaps"):
         chain["flaps"] = state["flaps"]
-    out = {CLUSTER: {"schema": SCHEMA, "cluster_id": state["cluster_id"]}, chain_part(View.from_wire(wire).chain_id): chain}
+    out = {CLUSTER: {"schema": SCHEMA, "cluster_id": state["cluster_id"]},
+           chain_part(View.from_wire(wire).chain_id): chain}
     out.update((f"sessions/{sid}", s) for sid, s in state.get("sessions", {}).items())
     return out
 

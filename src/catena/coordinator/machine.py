@@ -204,7 +204,8 @@ class CoordinatorMachine(SessionEnding):
         h = self.health
         other = CoordinatorMachine(chain_id=chain_id, health=HealthCheck(h.misses_to_fail, h.refused_to_fail,
                                                                           h.interval_s, h.timeout_s),
-                                   lease_s=self.lease_s, lease_margin_s=self.lease_margin_s, add_timeout_s=self.add_timeout_s,
+                                   lease_s=self.lease_s, lease_margin_s=self.lease_margin_s,
+                                   add_timeout_s=self.add_timeout_s,
                                    learner_poll_s=self.learner_poll_s, wedge_s=self.wedge_s,
                                    busy_limit_s=self.busy_limit_s, link_stall_s=self.link_stall_s)
         other.damping.base_s = self.damping.base_s

@@ -5,8 +5,9 @@ coordinators with one fenced leader.
 
 The coordinator starts `run(coordinator)` once its listener is up. The store then calls back:
 `coordinator.lead(fence, parts | None)` when this coordinator becomes the leader (parts: the
-newest saved state in layout.py's parts, None for a new store), `coordinator.step_down(reason)` when it must stop acting,
-and `coordinator.follow(parts)` on a follower whenever the saved state changes.
+newest saved state in layout.py's parts, None for a new store), `coordinator.step_down(reason)`
+when it must stop acting, and `coordinator.follow(parts)` on a follower whenever the saved
+state changes.
 """
 
 from __future__ import annotations
