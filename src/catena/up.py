@@ -138,18 +138,19 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
             asyncio.run(_wait_chain(coordinator, (i - 1) % members + 1, procs, auth, chain, chains))
         if sharded:
             asyncio.run(_wait_slots([f"127.0.0.1:{port + i}" for i in range(1, total + 1)], auth))
-        print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
-        print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)  status page "
-              f"http://{metrics[0]}/  metrics http://{metrics[0]}/metrics")
+        tables = []  # gathered first: the lines below go out together
         for chain in range(chains):
             _, rows = asyncio.run(member_rows(coordinator, password, chain))
             rows[0].insert(1, "ENDPOINT")
             for r in rows[1:]:
                 r.insert(1, f"redis-cli{' -c' if sharded else ''} -p {r[0].rpartition(':')[2]}"
                          + (" --askpass" if password else ""))
-            if sharded:
-                print(f"chain {chain}")
-            print(_table([[r[0], r[1], r[2], r[3], r[-1]] for r in rows]))
+            table = _table([[r[0], r[1], r[2], r[3], r[-1]] for r in rows])
+            tables.append(f"chain {chain}\n{table}" if sharded else table)
+        print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
+        print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)  status page "
+              f"http://{metrics[0]}/  metrics http://{metrics[0]}/metrics")
+        print("\n".join(tables))
         print("Ctrl-C stops everything.", flush=True)
         stop = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop)
