@@ -110,7 +110,7 @@ def cmd_member(args) -> int:
                       args.proto_max_bulk_len, args.advertise,
                       disk_stall_timeout_s=args.disk_stall_timeout_ms / 1000, limits=_limits(args),
                       debug_commands=args.enable_debug_command == "yes", liveness_port=args.liveness_port,
-                      cluster_enabled=args.cluster_enabled == "yes")
+                      cluster_enabled=args.cluster_enabled == "yes", chain_id=args.chain)
     node.replica.write_timeout_s = args.write_timeout_ms / 1000
     logs.set_context(lambda: (node.replica.view.chain_id if node.replica.view else None, node.replica.epoch))
     return _run_async(_with_metrics(node, node.run(), args.metrics_listen, "member"))
@@ -149,6 +149,9 @@ def cmd_coordinator(args) -> int:
     if args.add_timeout_s <= 0:
         raise CatenaError(f"coordinator: --add-timeout-s must be positive, not {args.add_timeout_s}")
     coord.add_timeout_s = args.add_timeout_s
+    if args.chains < 0:
+        raise CatenaError(f"coordinator: --chains must be 0 or more, not {args.chains}")
+    coord.chains = args.chains
     if not args.wedge_timeout_s >= 0:
         raise CatenaError(f"coordinator: --wedge-timeout-s must be 0 or more, not {args.wedge_timeout_s}")
     coord.machine.wedge_s = args.wedge_timeout_s or None
@@ -172,11 +175,37 @@ def cmd_status(args) -> int:
     return asyncio.run(print_status(args.coordinator, args.password))
 
 
+def cmd_reshard(args) -> int:
+    """catena reshard / rebalance: move slots between chains, printing progress."""
+    from catena import reshard
+    from catena.resp.client import internal_auth
+    from catena.slots import parse_ranges
+
+    tls.configure_from(args)
+    admin = read_secret(args.admin_password, args.admin_password_file)
+    auth = (b"admin", admin) if admin else internal_auth(read_secret(args.secret, args.secret_file))
+    if args.command == "rebalance":
+        plan = reshard.rebalance_plan
+    else:
+        if (args.slots is None) == (args.range is None):
+            raise CatenaError("reshard: give --slots N or --range FIRST-LAST")
+        try:
+            span = parse_ranges(args.range.encode())[0] if args.range else None
+        except (ValueError, IndexError):
+            raise CatenaError(f"reshard: bad --range {args.range!r}: expected FIRST-LAST within 0-16383") from None
+        if args.slots is not None and args.slots < 1:
+            raise CatenaError(f"reshard: --slots must be at least 1, not {args.slots}")
+
+        def plan(slot_map):
+            return reshard.reshard_plan(slot_map, args.source, args.target, args.slots, span)
+    return asyncio.run(reshard.run(args.coordinator, plan, auth))
+
+
 def cmd_up(args) -> int:
     from catena.up import run_cluster
 
     return run_cluster(args.members, args.port, args.data_dir, args.requirepass, args.log_format,
-                       cluster_enabled=args.cluster_enabled == "yes")
+                       cluster_enabled=args.cluster_enabled == "yes", chains=args.chains)
 
 
 def cmd_kv(args) -> int:
@@ -273,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--cluster-enabled", choices=("yes", "no"), default="no",
                    help="Redis Cluster mode: serve only the hash slots this chain owns (-MOVED, -CROSSSLOT), "
                    "answer CLUSTER commands (docs/sharding.md)")
+    m.add_argument("--chain", type=int, default=0, metavar="N",
+                   help="with --coordinator: register into chain N (default 0; the coordinator keeps several "
+                   "chains with --chains K)")
     _add_address_flags(m, "this member")
     add_ops_flags(m)
     tls.add_flags(m)
@@ -297,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a member taken out by a failure that registers again is admitted once it has answered "
                    "every probe this long, doubled for each further recent removal (0: at once)")
     c.add_argument("--cluster-id", default=None, help="refuse a store holding another cluster's state")
+    c.add_argument("--chains", type=int, default=0, metavar="K",
+                   help="cluster mode: a new store starts with K chains and a slot map splitting the 16,384 "
+                   "hash slots between them; members register into one with --chain (docs/sharding.md)")
     c.add_argument("--requirepass", default=None, help="password admin clients must AUTH with")
     c.add_argument("--secret", default=None, help="cluster secret: catena's own processes authenticate with it "
                    "(AUTH catena <secret>) and sign membership datagrams; give every process the same one")
@@ -312,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_coordinator, required=("listen",))
 
     u = sub.add_parser("up", help="start a local cluster: a coordinator and N members on 127.0.0.1")
-    u.add_argument("--members", type=int, default=3)
+    u.add_argument("--members", type=int, default=3, help="members per chain")
+    u.add_argument("--chains", type=int, default=1,
+                   help="K > 1: cluster mode, K chains of --members each, the hash slots split between them")
     u.add_argument("--port", type=int, default=6369, help="coordinator port; members take the next ones")
     u.add_argument("--data-dir", default=None, help="default: a new temporary directory")
     u.add_argument("--requirepass", default=None,
@@ -328,6 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--password", default=None, help="the data password (--requirepass), or CATENA_PASSWORD")
     tls.add_flags(s, server=False)
     s.set_defaults(func=cmd_status)
+
+    for name, helptext in (("reshard", "move N slots, or a range, from one chain to another (cluster mode)"),
+                           ("rebalance", "move slots until every chain holds an even share (cluster mode)")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
+                       help="HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
+        r.add_argument("--admin-password", default=None, help="the coordinator's admin password (AUTH admin)")
+        r.add_argument("--admin-password-file", default=None)
+        r.add_argument("--secret", default=None, help="or the cluster secret (AUTH catena)")
+        r.add_argument("--secret-file", default=None)
+        if name == "reshard":
+            r.add_argument("--from", dest="source", type=int, required=True, metavar="CHAIN")
+            r.add_argument("--to", dest="target", type=int, required=True, metavar="CHAIN")
+            r.add_argument("--slots", type=int, default=None, metavar="N", help="how many (from the end of its ranges)")
+            r.add_argument("--range", default=None, metavar="FIRST-LAST", help="or which")
+        tls.add_flags(r, server=False)
+        r.set_defaults(func=cmd_reshard, command=name)
 
     for name, helptext in (("get", "print a key's value"), ("set", "set a key"), ("del", "delete keys")):
         kv = sub.add_parser(name, help=helptext)

@@ -73,6 +73,7 @@ class MasterRegister(NamedTuple):
     incarnation: str = "0"
     cluster_id: str = ""
     epoch: int = 0  # the newest epoch the member has seen
+    chain_id: int = 0  # the chain it registers into (`catena member --chain`)
 
 
 class MasterCaughtUp(NamedTuple):
@@ -95,7 +96,8 @@ def encode(msg: Message) -> list:
         return [b"MEMBER.REVOKE", msg.epoch]
     if isinstance(msg, MasterRegister):
         host, port = msg.member.rsplit(":", 1)
-        return [b"MASTER.REGISTER", host, port, msg.incarnation, msg.cluster_id, msg.epoch]
+        chain = [msg.chain_id] if msg.chain_id else []  # chain 0 in the words a coordinator without chains knows
+        return [b"MASTER.REGISTER", host, port, msg.incarnation, msg.cluster_id, msg.epoch, *chain]
     if isinstance(msg, MasterCaughtUp):
         return [b"MASTER.CAUGHT_UP", msg.chain_id, msg.epoch, msg.learner]
     raise TypeError(f"not a control message: {msg!r}")
@@ -113,10 +115,12 @@ def decode(args: list[bytes]) -> Message:
         _arity(words, 2, 2)
         return MemberRevoke(_count(words[1], "epoch"))
     if name == b"MASTER.REGISTER":
-        _arity(words, 3, 6)
+        _arity(words, 3, 7)
         member = address(words[1], words[2])
         epoch = _count(words[5], "epoch") if len(words) > 5 else 0
-        return MasterRegister(member, words[3] if len(words) > 3 else "0", words[4] if len(words) > 4 else "", epoch)
+        chain = _count(words[6], "chain id") if len(words) > 6 else 0
+        return MasterRegister(member, words[3] if len(words) > 3 else "0", words[4] if len(words) > 4 else "", epoch,
+                              chain)
     if name == b"MASTER.CAUGHT_UP":
         _arity(words, 4, 4)
         return MasterCaughtUp(_count(words[1], "chain id"), _count(words[2], "epoch"), words[3])

@@ -21,3 +21,17 @@ def key_slot(key: bytes) -> int:
         if end > start + 1:
             key = key[start + 1:end]
     return crc_hqx(key, 0) & (SLOTS - 1)
+
+
+def parse_ranges(word: bytes) -> tuple[tuple[int, int], ...]:
+    """`first-last[,first-last…]` (a single slot: `n`; `-`: none) as inclusive ranges; ValueError."""
+    if word == b"-":
+        return ()
+    out = []
+    for part in word.split(b","):
+        first, _, last = part.partition(b"-")
+        a, b = int(first), int(last or first)
+        if not 0 <= a <= b < SLOTS:
+            raise ValueError(f"bad slot range {part!r}")
+        out.append((a, b))
+    return tuple(out)

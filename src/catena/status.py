@@ -21,15 +21,16 @@ async def member_status(addr: str, auth: tuple | None, timeout: float = 1.0) -> 
     return {raw[i].decode(): raw[i + 1] for i in range(0, len(raw), 2)}
 
 
-async def member_rows(coordinator: str | CoordinatorClient,
-                      password: str | None = None) -> tuple[object, list[list[str]]]:
-    """`coordinator`: an address in any form discovery accepts (the leader is found), or a client.
-    `password`: the data password members (and perhaps the coordinator) require, if any."""
+async def member_rows(coordinator: str | CoordinatorClient, password: str | None = None,
+                      chain_id: int = 0) -> tuple[object, list[list[str]]]:
+    """Chain `chain_id`'s view and a row per member. `coordinator`: an address in any form
+    discovery accepts (the leader is found), or a client. `password`: the data password members
+    (and perhaps the coordinator) require, if any."""
     auth = (b"default", password) if password else None
     client = (coordinator if isinstance(coordinator, CoordinatorClient)
               else CoordinatorClient(coordinator, password=password))
     try:
-        view = View.from_words(await client.call(b"MASTER.GET_VIEW", timeout=5.0))
+        view = View.from_words(await client.call(b"MASTER.GET_VIEW", chain_id, timeout=5.0))
     finally:
         if client is not coordinator:
             await client.close()
@@ -46,32 +47,38 @@ async def member_rows(coordinator: str | CoordinatorClient,
     return view, rows
 
 
-async def _coordinator_status(client: CoordinatorClient) -> tuple[str, list[str]]:
-    """The leader's metrics URL ("" when it serves none) and why it repaired the chain lately."""
+async def _coordinator_status(client: CoordinatorClient) -> tuple[str, list[str], dict[int, int | None]]:
+    """The leader's metrics URL ("" when it serves none), why it repaired chains lately, and its
+    chains with their slot counts (None: no slot map)."""
     try:
         raw = await client.call(b"MASTER.STATUS", timeout=2.0)
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError, ReplyError):
-        return "", []
+        return "", [], {0: None}
     status = dict(zip(raw[::2], raw[1::2])) if isinstance(raw, list) else {}
     url, repairs = status.get(b"metrics"), status.get(b"repairs") or []
+    slots = status.get(b"slots") or []
+    counts = dict(zip(slots[::2], slots[1::2]))
+    chains = {row[0]: counts.get(row[0]) for row in status.get(b"chains") or [[0]]}
     return (url.decode() if isinstance(url, bytes) else "",
-            [r.decode(errors="replace") if isinstance(r, bytes) else str(r) for r in repairs])
+            [r.decode(errors="replace") if isinstance(r, bytes) else str(r) for r in repairs], chains)
 
 
 async def print_status(coordinator: str, password: str | None = None) -> int:
     client = CoordinatorClient(coordinator, password=password)
     try:
-        view, rows = await member_rows(client, password)
-        metrics, repairs = await _coordinator_status(client)
+        metrics, repairs, chains = await _coordinator_status(client)
+        tables = [(await member_rows(client, password, chain), slots) for chain, slots in sorted(chains.items())]
     except (OSError, asyncio.TimeoutError, ConnectionError, CatenaError) as exc:
         print(f"catena: cannot reach the coordinator leader at {coordinator}: {exc or type(exc).__name__}")
         return 1
     finally:
         await client.close()
     shown = client.leader if client.leader and client.leader != coordinator else None
-    print(f"chain {view.chain_id}  epoch {view.epoch}  coordinator {coordinator}" + (f" (leader {shown})" if shown else "")
+    print(f"coordinator {coordinator}" + (f" (leader {shown})" if shown else "")
           + (f"  status page {metrics[:-len('metrics')]}" if metrics else ""))
-    print(_table(rows))
+    for (view, rows), slots in tables:
+        print(f"chain {view.chain_id}  epoch {view.epoch}" + (f"  slots {slots}" if slots is not None else ""))
+        print(_table(rows))
     if repairs:
         print("recent repairs (newest first):")
         for why in repairs:

@@ -1,4 +1,5 @@
-"""`catena up`: a coordinator and N members as real processes on 127.0.0.1, until Ctrl-C."""
+"""`catena up`: a coordinator and N members (per chain, K chains) as real processes on 127.0.0.1,
+until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from catena.loopback import free_ports
 from catena.resp.client import ReplyError, call
+from catena.slots import SLOTS, key_slot
 from catena.status import _table, member_rows
 
 START_TIMEOUT_S = 30.0
@@ -50,40 +52,67 @@ def _spawn(args: list[str], log_path: Path, env: dict) -> subprocess.Popen:
                             start_new_session=True, env=env, preexec_fn=_die_with_parent)
 
 
-async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen], auth: tuple | None) -> None:
+def _read_key(chain_id: int, chains: int) -> bytes:
+    """A key chain `chain_id` of `chains` serves once the slots are split evenly between them."""
+    first, last = chain_id * SLOTS // chains, (chain_id + 1) * SLOTS // chains - 1
+    return next(k for i in range(1_000_000) if first <= key_slot(k := b"catena:up%d" % i) <= last)
+
+
+async def _wait_chain(coordinator: str, n: int, procs: list[subprocess.Popen], auth: tuple | None,
+                      chain_id: int = 0, chains: int = 1) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
                 raise RuntimeError(f"a catena process exited early (status {p.returncode}); see its log")
         try:
-            chain = await call(coordinator, b"MASTER.GET_CHAIN", timeout=1.0, auth=auth)
-            if len(chain) >= n and await _all_serve_reads([m.decode() for m in chain], auth):
+            chain = await call(coordinator, b"MASTER.GET_CHAIN", chain_id, timeout=1.0, auth=auth)
+            if len(chain) >= n and await _all_serve_reads([m.decode() for m in chain], auth,
+                                                          _read_key(chain_id, chains)):
                 return
         except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
             pass
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"the chain did not reach {n} members within {START_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"chain {chain_id} did not reach {n} members within {START_TIMEOUT_S:.0f} s")
 
 
-async def _all_serve_reads(members: list[str], auth: tuple | None) -> bool:
-    """Every member answers a read (it holds the read lease the coordinator's probes grant)."""
+async def _wait_slots(members: list[str], auth: tuple | None) -> None:
+    """Every member knows a server for every slot (CLUSTER INFO: cluster_state:ok)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            infos = [await call(m, b"CLUSTER", b"INFO", timeout=1.0, auth=auth) for m in members]
+            if all(b"cluster_state:ok" in info for info in infos):
+                return
+        except (OSError, asyncio.TimeoutError, ConnectionError, ReplyError):
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the chains did not cover every slot within {START_TIMEOUT_S:.0f} s")
+
+
+async def _all_serve_reads(members: list[str], auth: tuple | None, key: bytes) -> bool:
+    """Every member answers a read of `key` (it holds the read lease the coordinator's probes grant)."""
     for addr in members:
         try:
-            await call(addr, b"EXISTS", b"catena:up", timeout=1.0, auth=auth)
+            await call(addr, b"EXISTS", key, timeout=1.0, auth=auth)
         except ReplyError:
             return False
     return True
 
 
 def run_cluster(members: int, port: int, data_dir: str | None, password: str | None = None,
-                log_format: str = "text", cluster_enabled: bool = False) -> int:
-    """`password`: the data password of every process (handed over in CATENA_REQUIREPASS, never
-    in argv); the coordinator requires it too, so that sessions need it. Each process gets a
-    metrics port (free loopback ports, below the ephemeral range) and logs in `log_format`."""
-    if members < 1:
-        print("catena up: --members must be at least 1", file=sys.stderr)
+                log_format: str = "text", cluster_enabled: bool = False, chains: int = 1) -> int:
+    """`members` per chain; `chains` > 1: cluster mode (docs/sharding.md), the slots split
+    between the chains. `password`: the data password of every process (handed over in
+    CATENA_REQUIREPASS, never in argv); the coordinator requires it too, so that sessions need
+    it. Each process gets a metrics port (free loopback ports, below the ephemeral range) and
+    logs in `log_format`."""
+    if members < 1 or chains < 1:
+        print("catena up: --members and --chains must be at least 1", file=sys.stderr)
         return 2
+    sharded = chains > 1
+    cluster_enabled = cluster_enabled or sharded
+    total = members * chains
     root = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="catena-"))
     root.mkdir(parents=True, exist_ok=True)
     coordinator = f"127.0.0.1:{port}"
@@ -93,26 +122,35 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
     if password:
         env["CATENA_REQUIREPASS"], auth = password, (b"default", password)
     procs: list[subprocess.Popen] = []
-    metrics = [f"127.0.0.1:{p}" for p in free_ports(members + 1, set(range(port, port + members + 1)))]
+    metrics = [f"127.0.0.1:{p}" for p in free_ports(total + 1, set(range(port, port + total + 1)))]
     ops = ["--log-format", log_format]
     try:
         procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
-                             *secret, *ops, "--metrics-listen", metrics[0]], root / "coordinator.log", env))
-        for i in range(1, members + 1):  # one at a time, so the chain's order is the ports' order
-            addr = f"127.0.0.1:{port + i}"
+                             *secret, *ops, "--metrics-listen", metrics[0],
+                             *(["--chains", str(chains)] if sharded else [])],
+                            root / "coordinator.log", env))
+        for i in range(1, total + 1):  # one at a time, so each chain's order is the ports' order
+            addr, chain = f"127.0.0.1:{port + i}", (i - 1) // members
             procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
                                  "--coordinator", coordinator, *secret, *ops, "--metrics-listen", metrics[i],
-                                 "--cluster-enabled", "yes" if cluster_enabled else "no"],
+                                 "--cluster-enabled", "yes" if cluster_enabled else "no", "--chain", str(chain)],
                                 root / f"member-{port + i}.log", env))
-            asyncio.run(_wait_chain(coordinator, i, procs, auth))
-        _, rows = asyncio.run(member_rows(coordinator, password))
-        rows[0].insert(1, "ENDPOINT")
-        for r in rows[1:]:
-            r.insert(1, f"redis-cli -p {r[0].rpartition(':')[2]}" + (" --askpass" if password else ""))
+            asyncio.run(_wait_chain(coordinator, (i - 1) % members + 1, procs, auth, chain, chains))
+        if sharded:
+            asyncio.run(_wait_slots([f"127.0.0.1:{port + i}" for i in range(1, total + 1)], auth))
+        tables = []  # gathered first: the lines below go out together
+        for chain in range(chains):
+            _, rows = asyncio.run(member_rows(coordinator, password, chain))
+            rows[0].insert(1, "ENDPOINT")
+            for r in rows[1:]:
+                r.insert(1, f"redis-cli{' -c' if sharded else ''} -p {r[0].rpartition(':')[2]}"
+                         + (" --askpass" if password else ""))
+            table = _table([[r[0], r[1], r[2], r[3], r[-1]] for r in rows])
+            tables.append(f"chain {chain}\n{table}" if sharded else table)
         print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
         print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)  status page "
               f"http://{metrics[0]}/  metrics http://{metrics[0]}/metrics")
-        print(_table([[r[0], r[1], r[2], r[3], r[-1]] for r in rows]))
+        print("\n".join(tables))
         print("Ctrl-C stops everything.", flush=True)
         stop = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop)

@@ -149,6 +149,10 @@ class EtcdCluster:
         except Exception:  # noqa: BLE001 - not up yet
             return False
 
+    def get_prefix(self, prefix: str) -> list[tuple[bytes, bytes]]:
+        """(key, value) of every key under `prefix`."""
+        return [(kv.key, kv.value) for kv in self._run(lambda c: c.get_prefix(prefix.encode()))]
+
     def get(self, key: str):
         """(value, create_revision, mod_revision, lease) of `key`, or None."""
         kv = self._run(lambda c: c.get(key.encode()))
@@ -313,12 +317,19 @@ def join_chain(ha: HaCluster, n: int, discovery: str | None = None) -> list[str]
     return chain
 
 
-def saved_state(ha: HaCluster) -> dict:
-    """The coordinator state as etcd holds it."""
+def saved_state(ha: HaCluster, chain_id: int = 0) -> dict:
+    """Chain `chain_id`'s coordinator state as etcd holds it (layout.py's parts), with the
+    `fence` its part was last written under."""
     import json
 
-    got = ha.etcd.get(f"{ha.prefix}/state")
-    return json.loads(got[0]) if got else {}
+    from catena.coordinator import layout
+
+    prefix = f"{ha.prefix}/"
+    parts = {k.decode()[len(prefix):]: json.loads(v) for k, v in ha.etcd.get_prefix(prefix)
+             if not k.endswith(b"/leader")}
+    if layout.chain_part(chain_id) not in parts:
+        return {}
+    return {**layout.chain_state(parts, chain_id), "fence": parts[layout.chain_part(chain_id)]["fence"]}
 
 
 def saved_view(ha: HaCluster) -> dict:

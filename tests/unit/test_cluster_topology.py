@@ -65,7 +65,7 @@ def test_cluster_info_is_ok_only_when_every_slot_is_served():
 def test_member_shard_slot_ranges_are_parsed_and_checked():
     import pytest
 
-    from catena.chain.cluster_commands import parse_ranges
+    from catena.slots import parse_ranges
     assert parse_ranges(b"0-99,200,300-16383") == ((0, 99), (200, 200), (300, 16383))
     assert parse_ranges(b"-") == ()
     for bad in (b"5-2", b"0-16384", b"x", b""):

@@ -15,7 +15,7 @@ def test_host_port_lists():
 def test_etcd_addresses():
     addr = parse("etcd://127.0.0.1:2379,127.0.0.1:22379/catena/prod/")
     assert addr == EtcdAddress(("127.0.0.1:2379", "127.0.0.1:22379"), "/catena/prod")
-    assert addr.leader_key == b"/catena/prod/leader" and addr.state_key == b"/catena/prod/state"
+    assert addr.leader_key == b"/catena/prod/leader" and addr.part_key("chains/0") == b"/catena/prod/chains/0"
     assert addr.range_prefix == b"/catena/prod/"
     assert str(addr) == "etcd://127.0.0.1:2379,127.0.0.1:22379/catena/prod"
     assert parse("ETCD://h:1/p").prefix == "/p"

@@ -27,15 +27,17 @@ def at_precopy(fence: int = 0):
 def test_every_phase_is_saved_before_its_step_and_the_move_runs_to_done():
     m, fx = Migration.start(7, 0, 1, 0.0)
     assert fx == [Save(Move(7, 0, 1, "clear"))]
-    phases = []
+    phases, maps = [], []
     replies = {b"CATENA.SLOTDUMP": [41, [b"{a}k"], b"{a}k", b"\x01", b"-"], b"CATENA.IMPORT": 1}
     while not m.finished:
         phases.append(m.move.phase)
         fx = saved_then_call(m, fx)
         while fx and type(fx[0]) in (Call, SaveMap):
             f = fx[0]
+            maps += [f] if type(f) is SaveMap else []
             fx = m.on_saved(m.move, 0.0) if type(f) is SaveMap else m.on_reply(f.token, replies.get(f.words[0], b"OK"), 0.0)
     assert phases == ["clear", "import", "precopy", "freeze", "copy", "give", "take", "map", "clean"]
+    assert maps == [SaveMap(7, 1)]  # the intent at `map` is saved, then the map itself
     assert fx[-1] == Finished(m.move) and m.move.phase == "done"
 
 

@@ -13,7 +13,7 @@ import time
 from catena.cluster_topology import Shard, node_id
 from catena.resp.codec import OK, Error
 from catena.resp.commands import INTERNAL, parse_int
-from catena.slots import SLOTS, key_slot
+from catena.slots import SLOTS, key_slot, parse_ranges
 
 DISABLED = Error("ERR This instance has cluster support disabled")
 _INVALID_SLOT = Error("ERR Invalid slot")
@@ -52,20 +52,6 @@ _SUBCOMMANDS = {
     b"NODES": (2, lambda r, a: _topology(r).nodes(r.me)),
     b"INFO": (2, lambda r, a: _topology(r).info(r.epoch)),
 }
-
-
-def parse_ranges(word: bytes) -> tuple[tuple[int, int], ...]:
-    """`first-last[,first-last…]` (a single slot: `n`; `-`: none) as inclusive ranges; ValueError."""
-    if word == b"-":
-        return ()
-    out = []
-    for part in word.split(b","):
-        first, _, last = part.partition(b"-")
-        a, b = int(first), int(last or first)
-        if not 0 <= a <= b < SLOTS:
-            raise ValueError(f"bad slot range {part!r}")
-        out.append((a, b))
-    return tuple(out)
 
 
 def _shard(replica, args):

@@ -70,7 +70,9 @@ class MemberNode:
                  password: str | None = None, fsync: str = "everysec", secret: str | None = None,
                  max_bulk_len: int = DEFAULT_MAX_BULK_LEN, advertise: str | None = None,
                  disk_stall_timeout_s: float = disk.DEFAULT_STALL_TIMEOUT_S, limits: Limits = Limits(),
-                 debug_commands: bool = False, liveness_port: int = 0, cluster_enabled: bool = False):
+                 debug_commands: bool = False, liveness_port: int = 0, cluster_enabled: bool = False,
+                 chain_id: int = 0):
+        self.chain_id = chain_id  # the chain it registers into (with a coordinator)
         self.cluster_enabled = cluster_enabled  # serve only the slots the chain's table gives it (docs/sharding.md)
         self.listen = listen  # where the server binds
         self.me = advertise or listen  # this member's address in views, links and membership
@@ -305,7 +307,7 @@ class MemberNode:
         from another cluster, or an epoch newer than the coordinator's, is refused there."""
         path = self.data_dir / "cluster_id"
         known = path.read_text().strip() if path.exists() else ""
-        register = MasterRegister(self.me, self.incarnation, known, self.replica.epoch)
+        register = MasterRegister(self.me, self.incarnation, known, self.replica.epoch, self.chain_id)
         reply = await self.discovery.call(*encode(register), timeout=2.0)
         cluster_id = reply.decode() if isinstance(reply, bytes) else ""
         if cluster_id and not known:

@@ -44,9 +44,17 @@ class EtcdAddress:
     def leader_key(self) -> bytes:
         return f"{self.prefix}/leader".encode()
 
-    @property
-    def state_key(self) -> bytes:
-        return f"{self.prefix}/state".encode()
+    def part_key(self, name: str) -> bytes:
+        """The key of a part of the coordinator's state (layout.py)."""
+        return f"{self.prefix}/{name}".encode()
+
+    def part_name(self, key: bytes) -> str | None:
+        """The part a key under the prefix holds (None: not one of catena's part names)."""
+        name = key.decode(errors="replace")[len(self.prefix) + 1:]
+        kind, _, rest = name.partition("/")
+        if name in ("state", "cluster", "slots") or kind in ("sessions", "moves", "chains") and rest:
+            return name
+        return None
 
     @property
     def range_prefix(self) -> bytes:

@@ -11,20 +11,24 @@ import logging
 import time
 
 from catena.control import MemberProbe, MemberRevoke, MemberView, decode_answer, encode
-from catena.coordinator import liveness
+from catena.coordinator import layout, liveness
 from catena.coordinator.commands import as_map
-from catena.coordinator.effects import AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.effects import PUSH_TIMEOUT_S, AskTail, CheckLiveness, DeleteKeys, Probe, Push, Revoke, Save
+from catena.coordinator.shards import PushShard, SaveMap, SyncTable
 from catena.coordinator.store import ConfigStore, NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import ReplyError, RespConnection, call
+from catena.slots import key_slot
 
 log = logging.getLogger(__name__)
 CALL_FAILED = (OSError, asyncio.TimeoutError, ConnectionError, ReplyError)
+SYNC_TIMEOUT_S = 5.0  # a chain commits a slot table entry by then
 
 
 class MemberCalls:
     def __init__(self, store: ConfigStore, auth, metrics, secret: str | None = None):
         self.store, self.auth, self.metrics = store, auth, metrics
+        self.cluster = None  # the coordinator: in cluster mode, `head_of_slot(slot)` routes session deletions
         self.secret = secret.encode() if secret else None  # signs liveness datagrams
         self._probe_conns: dict[str, RespConnection] = {}  # member -> the kept probe connection
         self._liveness_ports: dict[str, int] = {}  # member -> its liveness responder's UDP port
@@ -37,7 +41,8 @@ class MemberCalls:
         if isinstance(fx, CheckLiveness):
             return await self._check_liveness(fx, machine)
         if isinstance(fx, Save):
-            return machine.on_save_result(await self._save(fx.state), now())
+            parts = fx.parts if fx.parts is not None else layout.parts_of(fx.state)
+            return machine.on_save_result(await self.save(parts), now())
         if isinstance(fx, Revoke):
             ok = await self._call(fx.member, fx.timeout_s, *encode(MemberRevoke(fx.epoch))) is not None
             return machine.on_revoked(fx.member, ok, now())
@@ -50,9 +55,35 @@ class MemberCalls:
             return machine.on_tail_status(fx, now(), epoch=status.get(b"epoch"),
                                           caught_up=status.get(b"learner_caught_up") == 1,
                                           acked=acked if isinstance(acked, int) else -1)
-        ok = await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
-                              b"DEL", *fx.keys) is not None
-        return machine.on_keys_deleted(fx.session, fx.batch, ok, now())
+        return machine.on_keys_deleted(fx.session, fx.batch, await self._delete(fx), now())
+
+    async def _delete(self, fx: DeleteKeys) -> bool:
+        """A batch of a session's keys deleted at the head; in cluster mode, each slot's keys at
+        the head of the chain the slot map addresses it to, under a request id per slot."""
+        if self.cluster is None or not self.cluster.cluster_mode:
+            return await self._call(fx.head, fx.timeout_s, b"CATENA.REQ", f"session:{fx.session}", fx.batch, fx.batch,
+                                    b"DEL", *fx.keys) is not None
+        by_slot: dict[int, list[bytes]] = {}
+        for key in fx.keys:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        for slot, keys in sorted(by_slot.items()):
+            if await self._call(self.cluster.head_of_slot(slot) or fx.head, fx.timeout_s, b"CATENA.REQ",
+                                f"session:{fx.session}:{slot}", fx.batch, fx.batch, b"DEL", *keys) is None:
+                return False
+        return True
+
+    async def run_shards(self, fx: SaveMap | SyncTable | PushShard, shards) -> list:
+        """Make a call of the cluster mode's (shards.py); its effects from the outcome."""
+        now = time.monotonic
+        if isinstance(fx, SaveMap):
+            return shards.on_saved(await self.save({layout.SLOTS: fx.slot_map}), now())
+        if isinstance(fx, SyncTable):
+            ok = True
+            for words in fx.calls:
+                ok = ok and await self._call(fx.head, SYNC_TIMEOUT_S, *words) is not None
+            return shards.on_synced(fx.chain, ok, now())
+        ok = await self._call(fx.member, PUSH_TIMEOUT_S, *fx.words) is not None
+        return shards.on_pushed(fx.member, fx.chain, fx.stamp, ok, now())
 
     async def _call(self, addr: str, timeout: float, *args):
         """A call to a member; None if it failed."""
@@ -62,12 +93,12 @@ class MemberCalls:
             log.debug("%s to %s: %s", args[0].decode(), addr, exc or type(exc).__name__)
             return None
 
-    async def _save(self, state: dict) -> bool:
+    async def save(self, parts: dict) -> bool:
         """The fenced write; False when this coordinator does not (or no longer) lead."""
         if not self.store.leading():
             return False
         try:
-            await self.store.save(state)
+            await self.store.save(parts)
             return True
         except NotLeader:
             return False

@@ -13,10 +13,12 @@ import uuid
 from catena.control import MasterCaughtUp, MasterRegister, address, decode
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
+from catena.coordinator import slot_map as sm
 from catena.coordinator.requests import watched
 from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
+from catena.slots import parse_ranges
 
 IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 
@@ -37,7 +39,8 @@ class CoordinatorCommands:
         self.c = coord
         table = coord.table
         for name, fn, arity, role in (
-            (b"MASTER.ADD", self.add, 3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
+            (b"MASTER.ADD", self.add, -3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
+            (b"MASTER.MOVE", self.move, 3, ADMIN), (b"MASTER.SLOTMAP", self.slotmap, 1, DATA),
             (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
             (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
             (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
@@ -64,21 +67,63 @@ class CoordinatorCommands:
         """MASTER.REGISTER host port [incarnation [cluster-id epoch]]: a member started with
         --coordinator announces itself; the reply is the cluster id it must keep."""
         msg: MasterRegister = decode(args)
-        return self.c.submit(rq.Register(msg.member, msg.incarnation, msg.cluster_id, msg.epoch))
+        if refused := self._chain_refusal(msg.member, msg.chain_id):
+            return Error(f"ERR refused: {refused}")
+        return self.c.submit(rq.Register(msg.member, msg.incarnation, msg.cluster_id, msg.epoch), msg.chain_id)
+
+    def _chain_refusal(self, member: str, chain_id: int) -> str | None:
+        """Why `member` cannot be in chain `chain_id` (None: it can): it is in another chain,
+        or the chain does not exist and this coordinator keeps one chain."""
+        known = self.c.chain_of(member)
+        if known is not None and known != chain_id:
+            return f"{member} is a member of chain {known}"
+        if chain_id not in self.c.machines and not self.c.cluster_mode:
+            return (f"there is no chain {chain_id}: this coordinator keeps one chain (start it with --chains K "
+                    "for several)")
+        return None
+
+    def _chain_arg(self, args, at: int, default: int = 0) -> int:
+        """The chain id in args[at] (absent: `default`); ValueError for a bad one."""
+        if len(args) <= at:
+            return default
+        word = args[at].decode(errors="replace")
+        if not word.isdigit() or len(word) > 9:
+            raise ValueError(f"bad chain id {word!r}: expected a non-negative integer")
+        return int(word)
+
+    def _view_of(self, args):
+        """The view a read names: `chain` or a member's address in args[1] (absent: chain 0; a
+        member no chain knows: chain 0's, so that a member taken out learns it left)."""
+        if len(args) > 1 and b":" in args[1]:
+            return self.c.machines[self.c.chain_of(args[1].decode(errors="replace")) or 0].view
+        chain_id = self._chain_arg(args, 1)
+        if chain_id not in self.c.machines:
+            raise ValueError(f"there is no chain {chain_id}")
+        return self.c.machines[chain_id].view
 
     def caught_up(self, client, args):
         """MASTER.CAUGHT_UP chain_id epoch learner: the tail of that view says its learner caught up."""
         msg: MasterCaughtUp = decode(args)
-        self.c.execute(self.c.machine.on_caught_up(msg.epoch, msg.learner, time.monotonic()))
+        m = self.c.machines.get(msg.chain_id)
+        if m is not None:
+            self.c.execute(m.on_caught_up(msg.epoch, msg.learner, time.monotonic()), m)
         return OK
 
     def add(self, client, args):
+        """MASTER.ADD host port [chain]: add the member as its chain's new tail (chain: the one
+        it registered into, else 0)."""
+        if len(args) > 4:
+            return Error("ERR wrong number of arguments for 'master.add' command")
         addr = addr_of(args)
+        chain_id = self._chain_arg(args, 3, self.c.chain_of(addr) or 0)
+        if refused := self._chain_refusal(addr, chain_id):
+            return Error(f"ERR cannot add {addr}: {refused}")
 
         async def work():
-            if addr not in watched(self.c.view) and (refused := await self._identity_refusal(addr)):
+            if (addr not in watched(self.c.machines.get(chain_id, self.c.machine).view)
+                    and (refused := await self._identity_refusal(addr))):
                 return Error(f"ERR cannot add {addr}: {refused}")
-            return await self.c.submit(rq.Add(addr))
+            return await self.c.submit(rq.Add(addr), chain_id)
 
         return self.c.spawn(work())
 
@@ -100,21 +145,54 @@ class CoordinatorCommands:
         return None
 
     def remove(self, client, args):
-        return self.c.submit(rq.Remove(addr_of(args)))
+        addr = addr_of(args)
+        return self.c.submit(rq.Remove(addr), self.c.chain_of(addr) or 0)
 
-    # -- reads -------------------------------------------------------------------------------------
+    # -- slots ---------------------------------------------------------------------------------------
+
+    def move(self, client, args):
+        """MASTER.MOVE slot|first-last chain: move the slots to the chain, one at a time (each a
+        saved intent a new leader finishes or undoes); the reply is how many moved."""
+        slot_map = self.c.shards.slot_map
+        if slot_map is None:
+            return Error("ERR no slot map: this coordinator keeps one chain (start it with --chains K)")
+        try:
+            ((first, last),) = parse_ranges(args[1])
+        except ValueError:
+            return Error(f"ERR bad slot range {args[1].decode(errors='replace')!r}: expected slot or first-last "
+                         "within 0-16383")
+        target = self._chain_arg(args, 2)
+        if target not in slot_map["synced"]:
+            return Error(f"ERR there is no chain {target} in the slot map")
+
+        async def work():
+            moved = await self.c.mover.move(first, last, target)
+            return Error(moved) if isinstance(moved, str) else moved
+
+        return self.c.spawn(work())
+
+    def slotmap(self, client, args):
+        """MASTER.SLOTMAP: the map's version, then per chain its id and its ranges
+        (`first-last,…`, `-` for none); nil without a map."""
+        slot_map = self.c.shards.slot_map
+        if slot_map is None:
+            return None
+        return [slot_map["version"], *(x for chain in sorted(int(c) for c in slot_map["chains"])
+                                       for x in (chain, sm.word(sm.ranges(slot_map, chain))))]
+
+    # -- reads (each names a chain, or a member of one; chain 0 by default) -------------------------
 
     def get_chain(self, client, args):
-        return list(self.c.view.members)
+        return list(self._view_of(args).members)
 
     def head(self, client, args):
-        return self.c.view.head
+        return self._view_of(args).head
 
     def tail(self, client, args):
-        return self.c.view.tail
+        return self._view_of(args).tail
 
     def get_view(self, client, args):
-        return self.c.view.words()
+        return self._view_of(args).words()
 
     def status(self, client, args):
         """Answered by every coordinator: a follower shows its warm copy of the saved state."""
@@ -124,7 +202,16 @@ class CoordinatorCommands:
                 "queued": list(saved.queued), "fence": c.store.fence if role == "leader" else 0,
                 "role": role, "leader": c.me if role == "leader" else c.store.leader,
                 "cluster_id": saved.cluster_id, "store": str(c.store), "metrics": c.metrics.url,
-                "repairs": [e["text"] for e in c.metrics.events.recent(50) if e["kind"] in ("repair", "damping")][:5]}
+                "repairs": [e["text"] for e in c.metrics.events.recent(50) if e["kind"] in ("repair", "damping")][:5],
+                "chains": [[m.view.chain_id, m.view.epoch, ",".join(m.view.members), m.view.learner or "-"]
+                           for _, m in sorted(c.machines.items())],
+                "slots": self._slots()}
+
+    def _slots(self) -> list:
+        """Per chain its slot count in the map, as a flat list (chain, count, …); empty without a map."""
+        slot_map = self.c.shards.slot_map
+        return [] if slot_map is None else [x for chain in sorted(self.c.machines)
+                                            for x in (chain, sm.count(slot_map, chain))]
 
     def leader(self, client, args):
         """MASTER.LEADER: the leader's address as this coordinator knows it (nil: none known)."""

@@ -64,9 +64,11 @@ class AskTail:
 
 @dataclass(frozen=True)
 class Save:
-    """Write `state` to the config store under this term's fence; report `on_save_result`.
-    Nothing later in the same change happens before it is durable."""
+    """Write `state` to the config store under this term's fence, as the layout's `parts` that
+    changed (layout.py; None: every part); report `on_save_result`. Nothing later in the same
+    change happens before it is durable."""
     state: dict
+    parts: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,17 @@ Keys under the prefix (docs/protocol.md, "Coordinator discovery and etcd layout"
 
 - `<prefix>/leader`: the leader's RESP address `host:port`, attached to its lease. Created only
   by a create-if-absent transaction; its create revision is the leader's **fence**.
-- `<prefix>/state`: the coordinator state as JSON (`schema`, the writer's `fence`, views,
-  registry, queued adds, retired members, cluster id). Written only by a transaction that
-  compares the leader key's create revision with the writer's fence.
+- `<prefix>/<part>`: the coordinator state, one JSON value per part (`coordinator/layout.py`:
+  `cluster`, `chains/<id>`, `sessions/<id>`, `slots`, `moves/<slot>`). Written only by
+  transactions that compare the leader key's create revision with the writer's fence, each
+  writing just the parts a change touched (each value names the `fence` it was written
+  under). Schema 1's single `<prefix>/state` is read as parts and replaced by them in the new
+  leader's first write.
 
-Followers read both keys and then watch the prefix (resumed from the last revision + 1 after a
+Followers read the prefix and then watch it (resumed from the last revision + 1 after a
 reconnect), so they hold the full state in memory and take over without reloading; the
-campaign transaction reads the state in the same transaction that creates the leader key, so a
-new leader starts from exactly the state its predecessor last wrote. Election decisions are
+campaign transaction reads the whole prefix in the same transaction that creates the leader
+key, so a new leader starts from exactly the state its predecessor last wrote. Election decisions are
 the pure `election.Election`'s; this file executes them.
 
 etcd trouble (unreachable, restarted, changing its own leader) is logged as etcd's, retried with
@@ -27,9 +30,10 @@ import logging
 import random
 import time
 
+from catena.coordinator import layout
 from catena.coordinator.address import EtcdAddress
 from catena.coordinator.election import Backoff, Campaign, Election, Lead, Renew, Revoke, StepDown
-from catena.coordinator.store import SCHEMA, NotLeader, check_state
+from catena.coordinator.store import NotLeader
 from catena.errors import CatenaError
 from catena.resp.client import open_tcp
 
@@ -188,6 +192,8 @@ class EtcdStore:
         self._wake = asyncio.Event()
         self._pending: list = []  # effects for the timer task, in order
         self._campaign_state: dict | None = None
+        self._parts: dict = {}  # the newest parts seen (followers: from the watch)
+        self._legacy: dict | None = None  # schema-1 state read as parts: written out with the next save
 
     def __str__(self) -> str:
         return str(self.address)
@@ -205,19 +211,23 @@ class EtcdStore:
     def leading(self) -> bool:
         return self.election.leading(time.monotonic())
 
-    async def save(self, state: dict) -> None:
-        """Write the state under our fence; retried while etcd does not answer, until our local
-        deadline. Raises NotLeader when we do not (or no longer) lead."""
+    async def save(self, parts: dict) -> None:
+        """Write `parts` (None deletes one) in one transaction under our fence; retried while
+        etcd does not answer, until our local deadline. Raises NotLeader when we do not (or no
+        longer) lead."""
         el = self.election
         fence = el.fence
-        payload = json.dumps({"schema": SCHEMA, "fence": fence, **state}).encode()
+        legacy, lkey = self._legacy, self.address.leader_key
+        if legacy is not None:  # schema 1's state key goes, its parts come, in this same write
+            parts = {**legacy, layout.LEGACY: None, **parts}
         backoff = Backoff(self.rng)
-        key, lkey = self.address.state_key, self.address.leader_key
 
         async def txn(c):
             t = c.transactions
-            return await c.transaction(compare=[t.create(lkey) == fence], success=[t.put(key, payload)],
-                                       failure=[t.get(lkey)])
+            ops = [t.delete(self.address.part_key(name)) if value is None else
+                   t.put(self.address.part_key(name), json.dumps({**value, "fence": fence}).encode())
+                   for name, value in parts.items()]
+            return await c.transaction(compare=[t.create(lkey) == fence], success=ops, failure=[t.get(lkey)])
 
         while True:
             now = time.monotonic()
@@ -230,6 +240,8 @@ class EtcdStore:
                 await asyncio.sleep(min(backoff.next(), max(0.0, el.deadline - time.monotonic())))
                 continue
             if ok:
+                if legacy is not None and self._legacy is legacy:
+                    self._legacy = None
                 return
             holder = responses[0][0][0].decode() if responses and responses[0] else None
             self._apply(el.on_fenced(fence, time.monotonic()))
@@ -267,34 +279,36 @@ class EtcdStore:
             except EtcdUnavailable as exc:
                 log.warning("%s; retrying (the coordinator needs etcd to start)", exc)
                 await asyncio.sleep(backoff.next())
-        known = {self.address.leader_key, self.address.state_key}
-        foreign = sorted(kv.key.decode(errors="replace") for kv in got if kv.key not in known)
+        foreign = sorted(kv.key.decode(errors="replace") for kv in got
+                         if kv.key != self.address.leader_key and self.address.part_name(kv.key) is None)
         if foreign:
             raise CatenaError(f"the etcd prefix {self.address.prefix} holds keys catena does not write "
                               f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}): it belongs to something "
                               "else; refusing to start. Give the coordinators a prefix of their own")
-        for kv in got:
-            if kv.key == self.address.state_key:
-                self._decode(kv.value)
-        log.info("etcd store %s: %s", self.address, "existing state" if any(kv.key == self.address.state_key
-                                                                              for kv in got) else "empty prefix")
+        parts = self._decode((kv.key, kv.value) for kv in got if kv.key != self.address.leader_key)
+        log.info("etcd store %s: %s", self.address, "existing state" if parts else "empty prefix")
 
-    def _decode(self, raw: bytes) -> dict:
-        try:
-            state = json.loads(raw)
-        except ValueError:
-            raise CatenaError(f"{self.address.state_key.decode()} in etcd is not catena state (not JSON); "
-                              "refusing to use this prefix") from None
-        check_state(state, f"{self.address.state_key.decode()} in etcd", self.cluster_id)
-        return state
+    def _decode(self, kvs) -> dict | None:
+        """The parts the (key, value) pairs hold (a schema-1 state read as parts); None: none."""
+        parts = {}
+        for key, raw in kvs:
+            name = self.address.part_name(key)
+            try:
+                parts[name] = json.loads(raw)
+            except ValueError:
+                raise CatenaError(f"{key.decode(errors='replace')} in etcd is not catena state (not JSON); "
+                                  "refusing to use this prefix") from None
+        if not parts:
+            return None
+        return layout.check(parts, f"the etcd prefix {self.address.prefix}", self.cluster_id)
 
     async def _watch(self) -> None:
-        lkey, skey = self.address.leader_key, self.address.state_key
+        lkey = self.address.leader_key
         async for kind, kv, _rev in watch_prefix(self.conn, self.address.range_prefix, rng=self.rng):
             now = time.monotonic()
             if kind == "snapshot":
-                if skey in kv:
-                    self._follow_state(self._decode(kv[skey].value))
+                self._parts = {k: v.value for k, v in kv.items() if k != lkey}
+                self._follow_state()
                 leader = kv.get(lkey)
                 self._apply(self.election.on_leader_key(leader.value.decode() if leader else None,
                                                         leader.create_revision if leader else 0,
@@ -304,8 +318,12 @@ class EtcdStore:
                     self._apply(self.election.on_leader_key(kv.value.decode(), kv.create_revision, kv.lease, now))
                 else:
                     self._apply(self.election.on_leader_key(None, 0, 0, now))
-            elif kv.key == skey and kind == "put":
-                self._follow_state(self._decode(kv.value))
+            elif self.address.part_name(kv.key) is not None:
+                if kind == "put":
+                    self._parts[kv.key] = kv.value
+                else:
+                    self._parts.pop(kv.key, None)
+                self._follow_state()
             self._wake.set()
 
     def resign(self, reason: str) -> None:
@@ -313,11 +331,14 @@ class EtcdStore:
         `SIT_OUT_S`: the machine found it cannot reach most members."""
         self._apply(self.election.resign(reason, time.monotonic(), SIT_OUT_S))
 
-    def _follow_state(self, state: dict) -> None:
+    def _follow_state(self) -> None:
         """Followers keep the newest state in memory (warm standby); the leader's own writes come
-        back here too and are ignored (its memory is ahead or equal)."""
-        if self.election.role != "leader":
-            self.coordinator.follow(state)
+        back here too and are ignored (its memory is ahead or equal). The watch brings a
+        transaction's parts one by one: a new store's first parts make a state only together."""
+        if self.election.role == "leader" or not layout.whole(map(self.address.part_name, self._parts)):
+            return
+        if (parts := self._decode(self._parts.items())) is not None:
+            self.coordinator.follow(parts)
 
     def _apply(self, effects: list) -> None:
         """Effects that must happen now (start or stop leading) are executed here, synchronously;
@@ -390,7 +411,7 @@ class EtcdStore:
                                                 kv.lease if kv else 0, time.monotonic()))
 
     async def _campaign(self) -> None:
-        el, lkey, skey = self.election, self.address.leader_key, self.address.state_key
+        el, lkey, prefix = self.election, self.address.leader_key, self.address.range_prefix
         sent_at = time.monotonic()
         lease_id = 0
         try:
@@ -403,7 +424,8 @@ class EtcdStore:
             async def txn(c):
                 t = c.transactions
                 return await c.transaction(compare=[t.create(lkey) == 0],
-                                           success=[t.put(lkey, self.advertise.encode(), lease=lease_id), t.get(skey)],
+                                           success=[t.put(lkey, self.advertise.encode(), lease=lease_id),
+                                                    t.get(prefix, _range_end(prefix, False))],
                                            failure=[t.get(lkey)])
 
             ok, responses = await self.conn.run(txn, "run the leader campaign")
@@ -416,8 +438,10 @@ class EtcdStore:
         now = time.monotonic()
         if ok:
             fence = responses[0].response_put.header.revision
-            got = responses[1]
-            self._campaign_state = self._decode(got[0][0]) if got else None
+            kvs = [(meta.key, value) for value, meta in responses[1] if meta.key != lkey]
+            self._campaign_state = self._decode(kvs)
+            self._legacy = (self._campaign_state if any(self.address.part_name(k) == layout.LEGACY for k, _ in kvs)
+                            else None)
             self._apply(el.on_campaign_result(True, fence, lease_id, ttl, sent_at, now))
         else:
             got = responses[0]

@@ -77,7 +77,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from catena.coordinator import requests as rq
-from catena.coordinator import link_health
+from catena.coordinator import layout, link_health
 from catena.coordinator.damping import Damping
 from catena.coordinator.effects import (CAUSES, NOT_LEADER, AbandonAdd, AskTail, CaughtUp, CheckLiveness, Cut, Fail, Note,
                                         Probe, Reply, Resign, Restarted, Revoke, Save, Slow, Verdict)
@@ -156,6 +156,7 @@ class _AddWaiter:
 class CoordinatorMachine(SessionEnding):
     """One coordinator process's machine: acts while `leading` (between `lead` and `step_down`)."""
 
+    chain_id: int = 0  # the chain this machine keeps (docs/sharding.md: one machine per chain)
     health: HealthCheck = field(default_factory=HealthCheck)
     lease_s: float = LEASE_S
     lease_margin_s: float = LEASE_MARGIN_S
@@ -193,7 +194,24 @@ class CoordinatorMachine(SessionEnding):
     @property
     def view(self) -> View:
         """The newest saved view (what members may be told)."""
-        return self.saved.views[0]
+        return self.saved.views[self.chain_id]
+
+    @property
+    def cut_off(self) -> bool:
+        """Most of this chain's watched members (two at least) fail their probes."""
+        return self._isolated_since is not None
+
+    def for_chain(self, chain_id: int) -> "CoordinatorMachine":
+        """A machine for chain `chain_id` with this one's settings (and nothing of its state)."""
+        h = self.health
+        other = CoordinatorMachine(chain_id=chain_id, health=HealthCheck(h.misses_to_fail, h.refused_to_fail,
+                                                                          h.interval_s, h.timeout_s),
+                                   lease_s=self.lease_s, lease_margin_s=self.lease_margin_s,
+                                   add_timeout_s=self.add_timeout_s,
+                                   learner_poll_s=self.learner_poll_s, wedge_s=self.wedge_s,
+                                   busy_limit_s=self.busy_limit_s, link_stall_s=self.link_stall_s)
+        other.damping.base_s = self.damping.base_s
+        return other
 
     # -- terms ------------------------------------------------------------------------------------
 
@@ -205,7 +223,8 @@ class CoordinatorMachine(SessionEnding):
         self.leading, self.term_started = True, now
         self.health = HealthCheck(self.health.misses_to_fail, self.health.refused_to_fail,
                                   self.health.interval_s, self.health.timeout_s)
-        self.saved = CoordinatorState.from_dict(state) if state else CoordinatorState(cluster_id=cluster_id)
+        self.saved = (CoordinatorState.from_dict(state) if state else
+                      CoordinatorState({self.chain_id: View(self.chain_id, 0, ())}, cluster_id=cluster_id))
         self.damping.remember(self.saved.flaps, now)
         view = self.view
         fx.append(Note("info", f"leading: epoch {view.epoch}, chain {','.join(view.members) or '(empty)'}"
@@ -371,7 +390,8 @@ class CoordinatorMachine(SessionEnding):
         if c.state == self.saved.to_dict() and not isinstance(c.what, rq.Initialize):
             return self._saved(now)
         c.saving = True
-        return [Save(c.state)]
+        return [Save(c.state, layout.changed(None if isinstance(c.what, rq.Initialize) else self.saved.to_dict(),
+                                             c.state))]
 
     def on_save_result(self, ok: bool, now: float) -> list:
         """The store saved the state of the last `Save` (or refused it: the term is over)."""
@@ -763,3 +783,10 @@ class CoordinatorMachine(SessionEnding):
         """`member` did not answer its Revoke: when every lease it may hold has run out (counted
         from the last grant we sent, or from this term's start); the save waits until then."""
         return max(self.lease_ok.get(member, NEVER), self.term_started) + self.lease_s + self.lease_margin_s
+
+
+def may_resign(machines) -> bool:
+    """A coordinator keeping several chains hands over (`Resign`) only when it is cut off from
+    most members of every chain that has members: a chain whose members all died is that
+    chain's trouble, and a standby would find it dead too."""
+    return all(m.cut_off for m in machines if m.view.members)

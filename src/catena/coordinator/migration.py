@@ -92,6 +92,7 @@ class Migration:
     def __init__(self, move: Move, now: float):
         self.move = move
         self.saving = False
+        self.mapping = False  # the SaveMap of the `map` phase is under way (its intent was saved)
         self.calls: dict[int, tuple[float, int, tuple]] = {}  # token -> (sent at, chain, words)
         self._token = 0
         self.now = now
@@ -122,7 +123,7 @@ class Migration:
         if not self.saving or move != self.move:
             return []
         self.saving, self.now = False, now
-        if move.phase == "map":  # the map was saved: on to clean
+        if move.phase == "map" and self.mapping:  # the map was saved: on to clean
             return self._enter(replace(move, phase="clean"))
         return self._step()
 
@@ -161,7 +162,7 @@ class Migration:
         return FORWARD.index(self.move.phase) >= FORWARD.index("give")
 
     def _enter(self, move: Move) -> list:
-        self.move, self.calls, self.saving = move, {}, True
+        self.move, self.calls, self.saving, self.mapping = move, {}, True, False
         if move.phase in FINAL:
             self.saving = False
             return [Save(move), Finished(move)]
@@ -195,7 +196,7 @@ class Migration:
             "drop": (dst, b"CATENA.CLEARSLOT", s),
         }
         if m.phase == "map":
-            self.saving = True
+            self.saving = self.mapping = True
             return [SaveMap(m.slot, dst)]
         if m.phase in FINAL:
             return [Finished(m)]

@@ -8,6 +8,7 @@ re-sends), so a re-sent call applies once. Saving the intent and the map is the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -16,6 +17,7 @@ from typing import Awaitable, Callable
 from catena.coordinator.migration import NO_ANSWER, Call, Finished, Migration, Move, Save, SaveMap
 from catena.resp.client import ReplyError, RespConnection
 
+log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 5.0
 
 
@@ -23,13 +25,16 @@ async def _nothing(*args) -> None:
     return None
 
 
-async def run_move(heads: Callable[[int], str], slot: int = 0, source: int = 0, target: int = 0, *,
+async def run_move(heads: Callable[[int], str | None], slot: int = 0, source: int = 0, target: int = 0, *,
                    resume: Move | None = None, save: Callable[[Move], Awaitable] = _nothing,
-                   save_map: Callable[[int, int], Awaitable] = _nothing, auth: tuple | None = None) -> Move:
-    """Move `slot` from chain `source` to chain `target` (or go on with the saved `resume`);
-    `heads(chain)` names a chain's head now. Returns the final intent (done or undone)."""
+                   save_map: Callable[[int, int], Awaitable] = _nothing, auth: tuple | None = None,
+                   fence: int = 0) -> Move:
+    """Move `slot` from chain `source` to chain `target` (or go on with the saved `resume`)
+    under the driving leader's `fence` (0: none); `heads(chain)` names a chain's head now
+    (None: it has none yet; the call is retried). Returns the final intent (done or undone)."""
     now = time.monotonic
-    machine, fx = Migration.resume(resume, now()) if resume else Migration.start(slot, source, target, now())
+    machine, fx = (Migration.resume(resume, now(), fence or None) if resume
+                   else Migration.start(slot, source, target, now(), fence))
     driver = f"mover/{uuid.uuid4().hex[:12]}".encode()
     conns: dict[str, RespConnection] = {}
     todo = deque(fx)
@@ -50,6 +55,9 @@ async def run_move(heads: Callable[[int], str], slot: int = 0, source: int = 0, 
                 todo += machine.on_saved(machine.move, now())
             elif type(f) is Call:
                 reply = await _call(conns, heads(f.chain), driver, f, auth)
+                if isinstance(reply, ReplyError):
+                    log.info("slot %d move, phase %s: chain %d answered %s", machine.move.slot, machine.move.phase,
+                             f.chain, reply)
                 todo += machine.on_reply(f.token, reply, now())
             elif type(f) is Finished:
                 return f.move
@@ -58,7 +66,9 @@ async def run_move(heads: Callable[[int], str], slot: int = 0, source: int = 0, 
             await conn.close()
 
 
-async def _call(conns: dict, addr: str, driver: bytes, call: Call, auth):
+async def _call(conns: dict, addr: str | None, driver: bytes, call: Call, auth):
+    if addr is None:
+        return NO_ANSWER
     words = list(call.words)
     if words[0] != b"CATENA.SLOTDUMP":  # a write: under the call's own request id
         words = [b"CATENA.REQ", driver, b"%d" % call.token, *words]

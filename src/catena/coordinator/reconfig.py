@@ -48,21 +48,23 @@ class CoordinatorState:
 class Reconfig:
     """Pure decisions; each method returns the views that changed (to persist, then push)."""
 
-    def __init__(self, state: CoordinatorState):
+    def __init__(self, state: CoordinatorState, chain_id: int | None = None):
         self.state = state
+        self.chain = min(state.views) if chain_id is None else chain_id  # the chain a call names by default
 
-    def view(self, chain_id: int = 0) -> View:
-        return self.state.views[chain_id]
+    def view(self, chain_id: int | None = None) -> View:
+        return self.state.views[self.chain if chain_id is None else chain_id]
 
     def _set(self, view: View) -> list[View]:
         self.state.views[view.chain_id] = view
         return [view]
 
-    def register(self, addr: str, incarnation: str, chain_id: int = 0, cluster_id: str = "",
+    def register(self, addr: str, incarnation: str, chain_id: int | None = None, cluster_id: str = "",
                  epoch: int = 0) -> list[View] | str:
         """A member process announces itself. A new incarnation of a chain member never resumes
         its old place: it is removed and added again as a learner (its log is truncated to what
         the chain holds by the sync handshake). A string: refused, and why."""
+        chain_id = self.chain if chain_id is None else chain_id
         state = self.state
         if state.retired.get(addr) == incarnation:
             return "was removed by MASTER.REMOVE; restart it or MASTER.ADD it to rejoin"
@@ -81,9 +83,10 @@ class Reconfig:
             changed += self.remove(addr, chain_id)
         return changed + self.add(addr, chain_id)
 
-    def retire(self, addr: str, chain_id: int = 0) -> list[View] | str:
+    def retire(self, addr: str, chain_id: int | None = None) -> list[View] | str:
         """MASTER.REMOVE: take the member out and do not let this process rejoin by itself. The
         last member of a chain is refused (a string says why): it holds every committed write."""
+        chain_id = self.chain if chain_id is None else chain_id
         if self.view(chain_id).members == (addr,):
             return (f"ERR {addr} is the last member of its chain and holds every committed write; "
                     "add another member first")
@@ -92,8 +95,9 @@ class Reconfig:
             self.state.retired[addr] = incarnation
         return self.remove(addr, chain_id)
 
-    def add(self, addr: str, chain_id: int = 0) -> list[View]:
+    def add(self, addr: str, chain_id: int | None = None) -> list[View]:
         """Add `addr` as the new tail (idempotent for a member already there or on its way)."""
+        chain_id = self.chain if chain_id is None else chain_id
         view = self.view(chain_id)
         if addr in view.members or addr == view.learner or addr in self.state.queued:
             return []
@@ -104,18 +108,20 @@ class Reconfig:
             return []
         return self._set(replace(view, epoch=view.epoch + 1, learner=addr))
 
-    def caught_up(self, epoch: int, learner: str, chain_id: int = 0) -> list[View]:
+    def caught_up(self, epoch: int, learner: str, chain_id: int | None = None) -> list[View]:
         """The tail says its learner holds its history: promote the learner to tail."""
+        chain_id = self.chain if chain_id is None else chain_id
         view = self.view(chain_id)
         if view.epoch != epoch or view.learner != learner:
             return []
         changed = self._set(View(chain_id, view.epoch + 1, view.members + (learner,)))
         return changed + self._next_queued(chain_id)
 
-    def abandon_add(self, learner: str, chain_id: int = 0) -> list[View]:
+    def abandon_add(self, learner: str, chain_id: int | None = None) -> list[View]:
         """The add of `learner` cannot complete (it made no progress for the coordinator's
         bound): take it out of the view and start the next queued add. Nothing else changes;
         a no-op once `learner` is no longer the learner."""
+        chain_id = self.chain if chain_id is None else chain_id
         if self.view(chain_id).learner != learner:
             return []
         return self.remove(learner, chain_id)
@@ -127,18 +133,20 @@ class Reconfig:
                 return changed
         return []
 
-    def fail(self, addr: str, chain_id: int = 0) -> list[View]:
+    def fail(self, addr: str, chain_id: int | None = None) -> list[View]:
         """A confirmed crash. The last member of a chain stays in its view: it holds every
         committed write, so the chain waits for it (or for its restart) rather than lose them."""
+        chain_id = self.chain if chain_id is None else chain_id
         view = self.view(chain_id)
         if view.members == (addr,):
             return []
         return self.remove(addr, chain_id)
 
-    def restarted(self, addr: str, incarnation: str, chain_id: int = 0) -> list[View]:
+    def restarted(self, addr: str, incarnation: str, chain_id: int | None = None) -> list[View]:
         """A probe found a new process (`incarnation`) at a member's address: it never resumes
         the old one's place; it is added again behind the tail (its log cut back by the sync
         handshake). Known from then on, so its own registration changes nothing more."""
+        chain_id = self.chain if chain_id is None else chain_id
         view = self.view(chain_id)
         if self.state.registry.get(addr) == incarnation or (addr not in view.members and addr != view.learner):
             return []
@@ -146,8 +154,9 @@ class Reconfig:
             self.state.registry[addr] = incarnation
         return self.remove(addr, chain_id) + self.add(addr, chain_id)
 
-    def remove(self, addr: str, chain_id: int = 0) -> list[View]:
+    def remove(self, addr: str, chain_id: int | None = None) -> list[View]:
         """Take `addr` out of the chain (head, middle, tail or learner) under a new epoch."""
+        chain_id = self.chain if chain_id is None else chain_id
         view = self.view(chain_id)
         if addr in self.state.queued:
             self.state.queued.remove(addr)

@@ -4,9 +4,10 @@ the etcd store (`etcd_store.EtcdStore`) plugs in behind the same interface for s
 coordinators with one fenced leader.
 
 The coordinator starts `run(coordinator)` once its listener is up. The store then calls back:
-`coordinator.lead(fence, state | None)` when this coordinator becomes the leader (state: the
-newest saved, None for a new store), `coordinator.step_down(reason)` when it must stop acting,
-and `coordinator.follow(state)` on a follower whenever the saved state changes.
+`coordinator.lead(fence, parts | None)` when this coordinator becomes the leader (parts: the
+newest saved state in layout.py's parts, None for a new store), `coordinator.step_down(reason)`
+when it must stop acting, and `coordinator.follow(parts)` on a follower whenever the saved
+state changes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from catena.coordinator import layout
 from catena.errors import CatenaError
 
-SCHEMA = 1  # version of the saved state's layout; a store with a newer one is refused
 
 
 class NotLeader(CatenaError):
@@ -28,21 +29,6 @@ class NotLeader(CatenaError):
     def __init__(self, leader: str | None):
         super().__init__(f"not the leader (leader: {leader or 'unknown'})")
         self.leader = leader
-
-
-def check_state(state: dict, where: str, cluster_id: str | None = None) -> None:
-    """Refuse a saved state this coordinator must not use: an unknown schema version, or
-    another cluster's state when the operator named the cluster."""
-    if not isinstance(state, dict) or "views" not in state:
-        raise CatenaError(f"{where} does not hold catena coordinator state; refusing to use it")
-    schema = state.get("schema", 1)
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise CatenaError(f"{where} has state schema version {schema!r}; this catena knows versions up to {SCHEMA}: "
-                          "refusing to start (upgrade catena, or use another store)")
-    found = state.get("cluster_id", "")
-    if cluster_id and found and found != cluster_id:
-        raise CatenaError(f"{where} holds the state of cluster {found}, not of cluster {cluster_id} "
-                          "(--cluster-id): refusing to start")
 
 
 class ConfigStore(Protocol):
@@ -57,8 +43,9 @@ class ConfigStore(Protocol):
     def leading(self) -> bool:
         """May this coordinator act as the leader right now (term held, deadline not passed)?"""
 
-    async def save(self, state: dict) -> None:
-        """Durably replace the state, conditional on holding the fence; NotLeader otherwise."""
+    async def save(self, parts: dict) -> None:
+        """Durably write `parts` (name -> value; None deletes it) in one write conditional on
+        holding the fence, leaving every other part as it was; NotLeader otherwise."""
 
     async def run(self, coordinator) -> None:
         """Elect / follow for ever, calling the coordinator back (see the module docstring)."""
@@ -77,10 +64,12 @@ class EmbeddedStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "coordinator.json"
         self.advertise = advertise
-        saved = self.load()
-        if saved is not None:
-            check_state(saved, str(self.path), cluster_id)
-        self._fence = (saved or {}).get("term", 0) + 1
+        raw = self._read()
+        if raw is not None and "parts" in raw:
+            layout.check_schema(raw.get("schema"), str(self.path))
+        self._parts = None if raw is None else layout.check(raw.get("parts", {layout.LEGACY: raw}), str(self.path),
+                                                             cluster_id)
+        self._fence = (raw or {}).get("term", 0) + 1
 
     def __str__(self) -> str:
         return str(self.path)
@@ -104,21 +93,33 @@ class EmbeddedStore:
         await asyncio.Future()
 
     def load(self) -> dict | None:
+        """The saved parts (a schema-1 file read as parts), None for a new store."""
+        return None if self._parts is None else dict(self._parts)
+
+    def _read(self) -> dict | None:
         try:
             return json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
 
-    async def save(self, state: dict) -> None:
-        self.write(state)
+    async def save(self, parts: dict) -> None:
+        self.write(parts)
 
-    def write(self, state: dict) -> None:
+    def write(self, parts: dict) -> None:
+        """Apply `parts` (None deletes one) and replace the file with every part."""
+        whole = dict(self._parts or {})
+        for name, value in parts.items():
+            if value is None:
+                whole.pop(name, None)
+            else:
+                whole[name] = value
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump({**state, "schema": SCHEMA, "term": self._fence}, f)
+            json.dump({"schema": layout.SCHEMA, "term": self._fence, "parts": whole}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._parts = whole
         fd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(fd)

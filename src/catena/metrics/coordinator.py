@@ -75,17 +75,18 @@ class CoordinatorCollector:
                                 value=int(leading))
         yield CounterMetricFamily("catena_coordinator_leader_changes", "Times this coordinator began or stopped "
                                   "leading", value=m.leader_changes)
-        for view in c.machine.saved.views.values():
-            chain = [str(view.chain_id)]
-            for name, value, doc in (
-                ("catena_chain_epoch", view.epoch, "Epoch of the chain's newest saved view"),
-                ("catena_chain_members", len(view.members), "Members in the chain (the learner not counted)"),
-                ("catena_chain_learner", int(view.learner is not None), "1 while a member is being added"),
-            ):
-                g = GaugeMetricFamily(name, doc, labels=["chain"])
-                g.add_metric(chain, value)
-                yield g
-        yield GaugeMetricFamily("catena_queued_adds", "Members waiting to be added", value=len(c.machine.saved.queued))
+        views = sorted(c.views().values(), key=lambda v: v.chain_id)
+        for name, value_of, doc in (
+            ("catena_chain_epoch", lambda v: v.epoch, "Epoch of the chain's newest saved view"),
+            ("catena_chain_members", lambda v: len(v.members), "Members in the chain (the learner not counted)"),
+            ("catena_chain_learner", lambda v: int(v.learner is not None), "1 while a member is being added"),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=["chain"])
+            for view in views:
+                g.add_metric([str(view.chain_id)], value_of(view))
+            yield g
+        yield GaugeMetricFamily("catena_queued_adds", "Members waiting to be added",
+                                value=sum(len(x.saved.queued) for x in c.machines.values()))
         yield GaugeMetricFamily("catena_sessions", "Client sessions open", value=len(c.machine.saved.sessions))
         changes = CounterMetricFamily("catena_view_changes", "Views saved, by cause", labels=["cause"])
         for cause, n in sorted(m.view_changes.items()):

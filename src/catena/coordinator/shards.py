@@ -1,0 +1,193 @@
+"""The coordinator's cluster mode (pure): it keeps the slot map (slot_map.py) next to the chains'
+views, makes each chain's replicated slot table match it, and tells every member about the
+other chains (docs/sharding.md §1).
+
+- A new store in cluster mode starts with a map splitting the slots evenly between its chains;
+  a store of one chain that turns cluster mode on leaves every slot with that chain.
+- A chain the map does not know yet (a member registered into a new chain) is added to it with
+  no slots.
+- A chain whose table does not match the map yet (`synced`) gets, once it has a head, one
+  `CATENA.SLOTS first last none` entry per range the map does not give it (committed by the
+  chain before it answers; a new chain's slots are empty, so every step is allowed), under the
+  leader's fence; then the map is saved with the chain synced, and only from then on is the
+  chain announced to the others.
+- Every member of every chain is pushed `MEMBER.SHARD` for each other synced chain that has
+  members, whenever that chain's view, the map or the member's own chain's view changed (a
+  restarted member, which forgot what it was pushed, is in a new view), until it acknowledged
+  it (retried every PUSH_RETRY_S, like views).
+
+Every map change is saved (`SaveMap`, fenced) before anything follows from it. Inputs take
+`now`; outputs are the effects below, plus `next_deadline()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from catena.coordinator import slot_map as sm
+from catena.coordinator.pushes import PUSH_RETRY_S
+from catena.coordinator.requests import watched
+from catena.view import View
+
+SYNC_RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class SaveMap:
+    """Save `slot_map` (the layout's `slots` part) under the term's fence; report `on_saved`."""
+    slot_map: dict
+
+
+@dataclass(frozen=True)
+class SyncTable:
+    """Run each of `calls` (CATENA.SLOTS words) in order at chain `chain`'s `head`; report
+    `on_synced` (ok: every call answered OK)."""
+    chain: int
+    head: str
+    calls: tuple[tuple, ...]
+
+
+@dataclass(frozen=True)
+class PushShard:
+    """Call MEMBER.SHARD with `words` on `member`; report `on_pushed` with `chain` and `stamp`."""
+    member: str
+    chain: int
+    stamp: tuple[int, int, int]  # (the chain's epoch, the map's version, the epoch of `member`'s own chain)
+    words: tuple
+
+
+@dataclass
+class Shards:
+    slot_map: dict | None = None  # the saved map (None: not in cluster mode)
+    leading: bool = False
+    fence: int = 0
+    views: dict[int, View] = field(default_factory=dict)  # the chains' saved views, as last seen
+    _saving: dict | None = None
+    _syncing: set[int] = field(default_factory=set)
+    _sync_due: dict[int, float] = field(default_factory=dict)
+    _acked: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
+    _in_flight: set[tuple[str, int]] = field(default_factory=set)
+    _due: dict[tuple[str, int], float] = field(default_factory=dict)
+    _assign: dict[int, int] = field(default_factory=dict)  # slot -> chain: moved, for the next map save
+
+    def lead(self, saved: dict | None, create: int, fence: int, views: dict[int, View], now: float,
+             new_store: bool = True) -> list:
+        """A new term from the saved map (None: none saved; `create` > 0: cluster mode, a new map
+        over chains 0..create-1: split evenly in a `new_store`, else all of it with chain 0)."""
+        self.step_down()
+        self.leading, self.fence, self.slot_map, self.views = True, fence, saved, dict(views)
+        if saved is None and create > 0:
+            return self._save((sm.even if new_store else sm.whole)(list(range(create))))
+        return self._work(now)
+
+    def follow(self, saved: dict | None) -> None:
+        if not self.leading:
+            self.slot_map = saved
+
+    def step_down(self) -> None:
+        self.leading, self._saving = False, None
+        self._syncing, self._sync_due = set(), {}
+        self._acked, self._in_flight, self._due, self._assign = {}, set(), {}, {}
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def on_views(self, views: dict[int, View], now: float) -> list:
+        """The chains' saved views now (the service hands them over after every change)."""
+        if views == self.views:
+            return []
+        self.views = dict(views)
+        return self._work(now)
+
+    def assign(self, slot: int, chain: int, now: float) -> list:
+        """A slot's move committed at its new chain (migration.py's `map` phase): the map
+        addresses it to `chain` from the next map save on."""
+        self._assign[slot] = chain
+        return self._work(now)
+
+    def on_saved(self, ok: bool, now: float) -> list:
+        saving, self._saving = self._saving, None
+        if not ok or saving is None:
+            self.leading = False  # the term is over (the service steps down)
+            return []
+        self.slot_map = saving
+        return self._work(now)
+
+    def on_synced(self, chain: int, ok: bool, now: float) -> list:
+        self._syncing.discard(chain)
+        if not ok:
+            self._sync_due[chain] = now + SYNC_RETRY_S
+            return []
+        if self.slot_map is None or chain in self.slot_map["synced"] or self._saving is not None:
+            return self._work(now)
+        return self._save(sm.synced(self.slot_map, chain))
+
+    def on_pushed(self, member: str, chain: int, stamp: tuple[int, int, int], ok: bool, now: float) -> list:
+        key = (member, chain)
+        self._in_flight.discard(key)
+        if ok:
+            self._acked[key] = stamp
+        else:
+            self._due[key] = now + PUSH_RETRY_S
+        return self._work(now)
+
+    def on_timer(self, now: float) -> list:
+        if not any(due <= now for due in [*self._due.values(), *self._sync_due.values()]):
+            return []
+        self._due = {k: d for k, d in self._due.items() if d > now}
+        self._sync_due = {c: d for c, d in self._sync_due.items() if d > now}
+        return self._work(now)
+
+    def next_deadline(self) -> float | None:
+        return min([*self._due.values(), *self._sync_due.values()], default=None) if self.leading else None
+
+    # -- what follows from the map and the views ------------------------------------------------
+
+    def _save(self, slot_map: dict) -> list:
+        self._saving = slot_map
+        return [SaveMap(slot_map)]
+
+    def _work(self, now: float) -> list:
+        m = self.slot_map
+        if not self.leading or m is None or self._saving is not None:
+            return []
+        for chain in sorted(self.views):
+            if str(chain) not in m["chains"]:
+                return self._save(sm.known(m, chain))
+        if self._assign:
+            for slot, chain in sorted(self._assign.items()):
+                m = sm.move(m, slot, chain)
+            self._assign = {}
+            return self._save(m)
+        return self._syncs() + self._pushes()
+
+    def _syncs(self) -> list[SyncTable]:
+        fx = []
+        for chain, view in sorted(self.views.items()):
+            if (chain in self.slot_map["synced"] or chain in self._syncing or chain in self._sync_due
+                    or view.head is None):
+                continue
+            self._syncing.add(chain)
+            calls = tuple((b"CATENA.SLOTS", b"FENCE", b"%d" % self.fence, b"%d" % a, b"%d" % b, b"none")
+                          for a, b in sm.complement(sm.ranges(self.slot_map, chain)))
+            fx.append(SyncTable(chain, view.head, calls))
+        return fx
+
+    def _pushes(self) -> list[PushShard]:
+        m, fx = self.slot_map, []
+        for chain in m["synced"]:
+            view = self.views.get(chain)
+            if view is None or not view.members:
+                continue
+            words = (b"MEMBER.SHARD", b"%d" % chain, b"%d" % view.epoch, sm.word(sm.ranges(m, chain)),
+                     *(x.encode() for x in view.members))
+            for other, other_view in sorted(self.views.items()):
+                if other == chain:
+                    continue
+                stamp = (view.epoch, m["version"], other_view.epoch)  # a member restarted is in a new epoch
+                for member in sorted(watched(other_view)):
+                    key = (member, chain)
+                    if key in self._in_flight or key in self._due or self._acked.get(key) == stamp:
+                        continue
+                    self._in_flight.add(key)
+                    fx.append(PushShard(member, chain, stamp, words))
+        return fx
