@@ -495,7 +495,7 @@ class ClusterSim(ChainSim):
             self.machine_fx(c, c.machine.on_save_result(False, self.now))
             return
         self.check_acting(c)
-        fence = el.fence
+        fence, term = el.fence, c.term  # (the term that made the save, not the one when etcd answers)
 
         def saved(ok):
             self.machine_fx(c, c.machine.on_save_result(ok, self.now))
@@ -506,7 +506,7 @@ class ClusterSim(ChainSim):
             ok = self.etcd.save(fence, new, self.now)
             if ok:
                 self.accepted_write(new)
-            self.after(self.etcd_delay(), self.from_coord(c, c.term, saved), ok)
+            self.after(self.etcd_delay(), self.from_coord(c, term, saved), ok)
 
         self.after(self.etcd_delay(), at_etcd)
 

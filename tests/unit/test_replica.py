@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 
 import msgpack
+import pytest
 
 from catena.chain import messages
 from catena.chain.messages import (
@@ -643,6 +644,26 @@ def test_snapshot_when_the_entries_are_gone_from_the_window(monkeypatch):
     assert any(type(m) is Snapshot for s, d, m in c.sent if d == "d")
     assert c.r["d"].state.data == c.r["c"].state.data
     assert c.r["d"].state.dedup == c.r["c"].state.dedup
+    assert (c.r["d"].last_epoch, c.r["d"].last_seq) == (E, 6)
+
+
+@pytest.mark.parametrize("backlog, snapshot", [(10_000, False), (300, True)])
+def test_a_learner_further_behind_than_the_resend_bound_gets_a_snapshot(monkeypatch, backlog, snapshot):
+    """The window resends what a successor misses only up to RESEND_BYTES of keys and values
+    (as Redis's replication backlog); further behind, a Snapshot, which the shell packs in a
+    child and streams, instead of queueing the whole window ahead of the tail's acks."""
+    from catena.chain import replica as replica_module
+    monkeypatch.setattr(replica_module, "RESEND_BYTES", backlog)
+    c = chain3()
+    for i in range(6):
+        c.client("a", f"w{i}", "SET", f"k{i}", "v" * 40)
+    c.settle()
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.settle()
+    to_d = [type(m) for s, d, m in c.sent if d == "d"]
+    assert (Snapshot in to_d) is snapshot and (Append in to_d) is not snapshot
+    assert c.r["d"].state.data == c.r["c"].state.data
     assert (c.r["d"].last_epoch, c.r["d"].last_seq) == (E, 6)
 
 

@@ -58,7 +58,8 @@ SNAPSHOT_SPREAD = 0.5  # ... times a factor drawn from [1, 1 + this) for each sn
 VIEW_POLL_S = 1.0
 CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
 INDEX_STEP = 20_000  # loaded keys entered in the slot index per loop turn
-BIG_EFFECT_BYTES = 8 * 1024 * 1024  # an effect moving more ends the loop turn (see _execute)
+BIG_EFFECT_BYTES = 8 * 1024 * 1024  # an effect moving more is split in steps, a turn each (see _execute)
+TURN_BYTES = 1024 * 1024  # effects moving more in all end the loop turn: the rest waits for the next
 MEMBERSHIP_RETRY_S = 1.0
 # catena's own commands: without a cluster secret, a connection above maxclients that starts with
 # one of these is admitted (to these only); with one, `AUTH catena <secret>` admits it
@@ -353,9 +354,10 @@ class MemberNode:
     def _execute(self, effects: list, next_turn: bool = False) -> None:
         """Execute effects in order, in this turn unless a big one came before. A large value or
         a snapshot costs several copies of itself (pack, checksum, write, send); each such step
-        that moves more than BIG_EFFECT_BYTES ends the loop turn, and the rest (and whatever
-        comes meanwhile) runs in a later turn, after the I/O already waiting (probes,
-        heartbeats). A snapshot is taken at once (its history point is the machine's now)
+        that moves more than BIG_EFFECT_BYTES ends the loop turn, and so do many small effects
+        once they moved TURN_BYTES in all (a learner's catch-up: the whole window resent, 10 MB
+        of Appends, held the tail's loop 0.7 s); the rest (and whatever comes meanwhile) runs
+        in a later turn, after the I/O already waiting (client requests, probes, heartbeats). A snapshot is taken at once (its history point is the machine's now)
         and stored in order with the rest. `next_turn`: start in the next turn."""
         later = self._later
         if not later and self._drain_at is None and not next_turn:
@@ -390,6 +392,7 @@ class MemberNode:
     def _drain(self) -> None:
         self._drain_at = None
         later = self._later
+        moved = 0  # bytes this turn's effects moved (packed, checksummed, written, sent)
         while later and not self._failed:
             fx = later.popleft()
             try:
@@ -404,7 +407,8 @@ class MemberNode:
                 return
             if rest is not None:
                 later.appendleft(rest)
-            if size > BIG_EFFECT_BYTES and later:
+            moved += size
+            if moved > TURN_BYTES and later:
                 if self._owed:  # no turn ends with a sync owed (a read served then would see it)
                     self._settle()
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)

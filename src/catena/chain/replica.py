@@ -39,6 +39,10 @@ from catena.resp.codec import NULL_ARRAY, Error
 from catena.view import View
 
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
+RESEND_BYTES = 1024 * 1024  # ... of at most this many bytes of keys and values (Redis's default
+# repl-backlog-size); further behind, a successor gets a Snapshot, which a forked child packs and
+# the shell streams a chunk per turn: resent from the window, a new learner's 10 MB of Appends
+# queued ahead of every later effect of the tail (its acks and replies) and stalled the chain 0.7 s
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0
 BATCH = 4096  # entries per Append frame at most ...
@@ -547,8 +551,9 @@ class Replica:
         self.out_entries.clear()
         if point == (self.last_epoch, self.last_seq) or self._holds(point):
             entries = [e for e in self.window if e[1] > msg.last_seq]
-            fx = [Send(sender, Append(self.epoch, commit, batch)) for batch in batches(entries)]
-            return fx or [Send(sender, Append(self.epoch, commit, ()))]
+            if sum(_payload(e[4]) for e in entries) <= RESEND_BYTES:
+                fx = [Send(sender, Append(self.epoch, commit, batch)) for batch in batches(entries)]
+                return fx or [Send(sender, Append(self.epoch, commit, ()))]
         self.snapshot_out = (sender, self.epoch, point)
         return [Send(sender, Snapshot(self.epoch, self.last_epoch, self.last_seq, commit, self.dump_state(self.state)))]
 
