@@ -152,8 +152,11 @@ class Coordinator:
     def follow(self, parts: dict) -> None:
         """A follower's warm copy of the saved state (from the store's watch)."""
         if self.role != "leader":
-            for chain_id in layout.chain_ids(parts):
+            kept = layout.chain_ids(parts)
+            for chain_id in kept:
                 self._known(chain_id).follow(layout.chain_state(parts, chain_id))
+            for chain_id in set(self.machines) - set(kept) - {0}:  # removed (MASTER.REMOVECHAIN)
+                del self.machines[chain_id]
             self.shards.follow(parts.get(layout.SLOTS))
 
     def acting(self) -> bool:
@@ -300,11 +303,19 @@ class Coordinator:
         cluster_id = (state or {}).get(layout.CLUSTER, {}).get("cluster_id") or self.cluster_id
         self._term_cluster_id = cluster_id = cluster_id or uuid.uuid4().hex
         now = time.monotonic()
-        for chain_id in sorted(set(layout.chain_ids(state) if state else [0]) | set(range(self.chains))):
+        for chain_id in sorted(self._chain_ids(state)):
             m = self._known(chain_id)
             self.execute(m.lead(now, state and layout.chain_state(state, chain_id), cluster_id), m)
         self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
                                              self.views(), now, new_store=state is None))
+
+    def _chain_ids(self, state: dict | None) -> set[int]:
+        """The chains a term leads: those the store holds, and, while it holds no slot map yet,
+        the `--chains` cluster mode starts with (a removed chain is not made again)."""
+        if state is None:
+            return {0, *range(self.chains)}
+        held = set(layout.chain_ids(state))
+        return held if layout.SLOTS in state else held | set(range(self.chains))
 
     async def _follow_membership(self, events) -> None:
         """Membership says a chain member failed or left: the machine probes it now."""
