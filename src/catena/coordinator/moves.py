@@ -44,21 +44,30 @@ class Mover:
         self.c = coord
         self.lock = asyncio.Lock()  # one move at a time (and no chain removed during one)
         self.map_saved = asyncio.Event()  # set by the shell after each map save
+        self._pending: list[Move] = []  # a new term's unfinished moves, until resumed
 
     def busy(self) -> bool:
-        """Is a move (or a chain's removal) under way?"""
-        return self.lock.locked()
+        """Is a move (or a chain's removal) under way, or an unfinished one waiting to resume?"""
+        return self.lock.locked() or bool(self._pending)
 
-    async def resume(self, moves: list[Move]) -> None:
-        """A new term: finish or undo the moves the last one left (a leader task)."""
-        async with self.lock:
-            for move in moves:
-                log.info("resuming the move of slot %d from chain %d to chain %d at phase %s",
-                         move.slot, move.source, move.target, move.phase)
-                try:
-                    await self._run(resume=move)
-                except NotLeader:
-                    return
+    def resume(self, moves: list[Move]):
+        """A new term: finish or undo the moves the last one left (the coroutine is a leader
+        task; they count as under way from now on)."""
+        self._pending = list(moves)
+        return self._resume()
+
+    async def _resume(self) -> None:
+        try:
+            async with self.lock:
+                for move in self._pending:
+                    log.info("resuming the move of slot %d from chain %d to chain %d at phase %s",
+                             move.slot, move.source, move.target, move.phase)
+                    try:
+                        await self._run(resume=move)
+                    except NotLeader:
+                        return
+        finally:
+            self._pending = []
 
     async def move(self, first: int, last: int, target: int) -> int | str:
         """Move slots first..last to chain `target`, one at a time: how many moved, or why
