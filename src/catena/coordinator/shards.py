@@ -12,7 +12,7 @@ other chains (docs/sharding.md §1).
   leader's fence; then the map is saved with the chain synced, and only from then on is the
   chain announced to the others.
 - Every member of every chain is pushed `MEMBER.SHARD` for each other synced chain that has
-  members, whenever that chain's view, the map or the member's own chain's view changed (a
+  members, whenever that chain's view, its ranges or the member's own chain's view changed (a
   restarted member, which forgot what it was pushed, is in a new view), until it acknowledged
   it (retried every PUSH_RETRY_S, like views).
 - A chain without slots is removed (`remove`, MASTER.REMOVECHAIN) by one save that drops it
@@ -58,7 +58,7 @@ class PushShard:
     """Call MEMBER.SHARD with `words` on `member`; report `on_pushed` with `chain` and `stamp`."""
     member: str
     chain: int
-    stamp: tuple[int, int, int]  # (the chain's epoch, the map's version, the epoch of `member`'s own chain)
+    stamp: tuple[int, bytes, int]  # (the chain's epoch, its ranges, the epoch of `member`'s own chain)
     words: tuple
 
 
@@ -134,14 +134,16 @@ class Shards:
             return self._work(now)
         return self._save(sm.synced(self.slot_map, chain))
 
-    def on_pushed(self, member: str, chain: int, stamp: tuple[int, int, int], ok: bool, now: float) -> list:
+    def on_pushed(self, member: str, chain: int, stamp: tuple[int, bytes, int], ok: bool, now: float) -> list:
         key = (member, chain)
         self._in_flight.discard(key)
-        if ok:
-            self._acked[key] = stamp
-        else:
+        if not ok:
             self._due[key] = now + PUSH_RETRY_S
-        return self._work(now)
+            return self._work(now)
+        self._acked[key] = stamp
+        if not self.leading or self.slot_map is None or self._saving is not None:
+            return []  # the save's outcome goes on
+        return self._pushes(key)  # only this push may be due again (a change meanwhile)
 
     def on_timer(self, now: float) -> list:
         if not any(due <= now for due in [*self._due.values(), *self._sync_due.values()]):
@@ -195,23 +197,27 @@ class Shards:
             fx.append(SyncTable(chain, view.head, calls))
         return fx
 
-    def _pushes(self) -> list[PushShard]:
+    def _pushes(self, only: tuple[str, int] | None = None) -> list[PushShard]:
         """Each synced chain with members, and each removed chain (no members, its last epoch),
-        to every member of every other chain."""
+        to every member of every other chain (`only`: this member, this chain)."""
         m, fx, live = self.slot_map, [], self._live()
-        shards = [(chain, live[chain].epoch, (b"MEMBER.SHARD", b"%d" % chain, b"%d" % live[chain].epoch,
-                                              sm.word(sm.ranges(m, chain)), *(x.encode() for x in live[chain].members)))
+        if only is not None:  # just the chain `only` names, and the chain of the member it names
+            live = {c: v for c, v in live.items() if c == only[1] or only[0] in v.members or only[0] == v.learner}
+        shards = [(chain, (b"MEMBER.SHARD", b"%d" % chain, b"%d" % live[chain].epoch, sm.word(sm.ranges(m, chain)),
+                           *(x.encode() for x in live[chain].members)))
                   for chain in m["synced"] if chain in live and live[chain].members]
-        shards += [(int(c), epoch, (b"MEMBER.SHARD", c.encode(), b"%d" % epoch, b"-"))
-                   for c, epoch in sorted(sm.removed(m).items())]
-        for chain, epoch, words in shards:
+        shards += [(int(c), (b"MEMBER.SHARD", c.encode(), b"%d" % epoch, b"-")) for c, epoch in sorted(sm.removed(m).items())]
+        for chain, words in shards:
             for other, other_view in sorted(live.items()):
                 if other == chain:
                     continue
-                stamp = (epoch, m["version"], other_view.epoch)  # a member restarted is in a new epoch
+                # Pushed again when the chain's view or ranges change (a move re-pushes its two
+                # chains only), or the member's own chain's view (a restarted member forgot).
+                stamp = (int(words[2]), words[3], other_view.epoch)
                 for member in sorted(watched(other_view)):
                     key = (member, chain)
-                    if key in self._in_flight or key in self._due or self._acked.get(key) == stamp:
+                    if (only not in (None, key) or key in self._in_flight or key in self._due
+                            or self._acked.get(key) == stamp):
                         continue
                     self._in_flight.add(key)
                     fx.append(PushShard(member, chain, stamp, words))
