@@ -95,7 +95,8 @@ class World:
         m = self.machines[chain]
         for fx in self._timed(chain, call):
             self._effect(chain, m, fx)
-        self._shards(lambda: self.shards.on_views(self.views(), self.k.now))
+        if self.shards.views.get(chain) != m.view:  # as the shell: only when the view changed
+            self._shards(lambda: self.shards.on_views(self.views(), self.k.now))
         self._arm(chain, m.next_deadline(), lambda: self._run(chain, lambda: m.on_timer(self.k.now)))
 
     def _arm(self, key, due: float | None, tick) -> None:

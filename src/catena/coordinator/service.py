@@ -198,8 +198,9 @@ class Coordinator:
 
     def execute(self, effects: list, machine: CoordinatorMachine | None = None) -> None:
         """Answer replies, log notes, start calls as leader tasks (their outcomes go back to
-        `machine`, chain 0's by default); close the probe connections of members no longer
-        probed; re-arm the machines' timer (a deadline may have moved)."""
+        `machine`, chain 0's by default); when its view changed, close the probe connections of
+        members no longer probed and hand the views to the slot map's keeper; re-arm the
+        machines' timer (a deadline may have moved)."""
         machine = machine or self.machine
         for fx in effects:
             if isinstance(fx, Reply):
@@ -213,7 +214,10 @@ class Coordinator:
                 self.store.resign(fx.reason)
             elif isinstance(fx, CALLS) and self._group is not None:
                 self._group.create_task(self._run(fx, machine))
-        if self._group is not None:
+        if self._group is not None and (self.machines.get(machine.chain_id) is not machine
+                                        or self.shards.views.get(machine.chain_id) != machine.view):
+            # Only when a chain's view changed (or a chain came or went): with many chains, both
+            # below look at every chain, and this runs after each of thousands of probes a second.
             for conn in self.calls.unused(lambda m: any(x.probing(m) for x in self.machines.values())):
                 self._group.create_task(conn.close())
             self.execute_shards(self.shards.on_views(self.views(), time.monotonic()))
