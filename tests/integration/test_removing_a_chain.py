@@ -1,7 +1,8 @@
-"""Removing a chain (docs/sharding.md §5) on the embedded store: two chains grow to three, slots
+"""Removing a chain (docs/sharding.md §5). On the embedded store: two chains grow to three, slots
 move to the third, `catena drain --chain 2` moves them all back (evenly) and removes chain 2;
 every key written before stays readable through RedisCluster, no member lists chain 2 any more,
-and a coordinator restarted with --chains 2 does not make it again."""
+`redis-cli --cluster check` agrees, and a coordinator restarted with --chains 2 does not make it
+again. On etcd: the removal deletes the chain's key, and the next leader keeps it removed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from catena.slots import key_slot
 
 from conftest import CHAIN_TIMEOUT_S, HOST, Cluster, catena_argv, port_of, wait_until
+from etcd_helpers import etcd, make_ha, requires_etcd  # noqa: F401 - fixtures
 from test_sharded_cluster import CLUSTER_MODE, shards_seen, start_sharded
 
 
@@ -78,6 +80,9 @@ def test_two_chains_grow_to_three_then_drain_and_remove_the_third(tmp_path):
             assert shards_seen(c, addr) == [(0, 8191, zero[0]), (8192, 16383, one[0])]
         with RedisCluster(startup_nodes=[ClusterNode(HOST, port_of(one[0]))], socket_timeout=15) as rc:
             assert {k: rc.get(k) for k in keys} == {k: f"v-{k}".encode() for k in keys}
+        check = subprocess.run(["redis-cli", "--cluster", "check", zero[0]], capture_output=True, text=True,
+                               timeout=60)
+        assert "[OK] All 16384 slots covered." in check.stdout and "2 masters" in check.stdout, check.stdout
 
         c.stop(new)
         addr = c.coordinator
@@ -90,3 +95,24 @@ def test_two_chains_grow_to_three_then_drain_and_remove_the_third(tmp_path):
             c.admin("MASTER.ADD", HOST, port_of(new), 2)
     finally:
         c.close()
+
+
+@requires_etcd
+def test_on_etcd_removing_a_chain_deletes_its_key_and_the_next_leader_keeps_it_removed(etcd, make_ha):
+    ha = make_ha(etcd, coordinators=2, extras=[("--chains", "2")] * 2, member_args=CLUSTER_MODE)
+    zero, one = start_sharded(ha, members=1)
+    new = ha.start_member(register=True, extra=("--chain", "2"))
+    wait_until(lambda: new in ha.member_cmd(zero[0], "CLUSTER", "NODES").decode(), CHAIN_TIMEOUT_S,
+               "chain 2 to be announced")
+    assert ha.etcd.get(f"{ha.prefix}/chains/2")[0] is not None
+    assert ha.admin("MASTER.REMOVECHAIN", 2) in ("OK", True)
+    assert ha.etcd.get(f"{ha.prefix}/chains/2") is None  # deleted in the same write as the map
+    wait_until(lambda: new not in ha.member_cmd(one[0], "CLUSTER", "NODES").decode(), CHAIN_TIMEOUT_S,
+               "chain 1 to forget chain 2")
+    old = ha.coordinator
+    ha.kill9(old)
+    ha.wait_leader(other_than=old)
+    assert ha.admin("MASTER.SLOTMAP")[1:] == [0, "0-8191", 1, "8192-16383"]
+    assert [row[0] for row in ha.coordinator_status()["chains"]] == [0, 1]
+    with pytest.raises(redis.ResponseError, match="chain 2 was removed"):
+        ha.admin("MASTER.ADD", HOST, port_of(new), 2)

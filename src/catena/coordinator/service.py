@@ -153,11 +153,15 @@ class Coordinator:
         """A follower's warm copy of the saved state (from the store's watch)."""
         if self.role != "leader":
             kept = layout.chain_ids(parts)
+            self._forget_chains_but(kept)
             for chain_id in kept:
                 self._known(chain_id).follow(layout.chain_state(parts, chain_id))
-            for chain_id in set(self.machines) - set(kept) - {0}:  # removed (MASTER.REMOVECHAIN)
-                del self.machines[chain_id]
             self.shards.follow(parts.get(layout.SLOTS))
+
+    def _forget_chains_but(self, kept) -> None:
+        """Drop the machines of chains the store no longer holds (MASTER.REMOVECHAIN)."""
+        for chain_id in set(self.machines) - set(kept) - {0}:
+            del self.machines[chain_id]
 
     def acting(self) -> bool:
         return self.role == "leader" and self._group is not None and self.store.leading() and self.machine.leading
@@ -306,8 +310,9 @@ class Coordinator:
         or of the `--chains` cluster mode starts with); then the slot map's keeper."""
         cluster_id = (state or {}).get(layout.CLUSTER, {}).get("cluster_id") or self.cluster_id
         self._term_cluster_id = cluster_id = cluster_id or uuid.uuid4().hex
-        now = time.monotonic()
-        for chain_id in sorted(self._chain_ids(state)):
+        now, kept = time.monotonic(), self._chain_ids(state)
+        self._forget_chains_but(kept)
+        for chain_id in sorted(kept):
             m = self._known(chain_id)
             self.execute(m.lead(now, state and layout.chain_state(state, chain_id), cluster_id), m)
         self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
