@@ -39,6 +39,7 @@ from catena.slots import SLOTS
 
 CLIENTS = 50
 KEYSPACE = 100_000
+BUS_OFFSET = 10_000
 REDIS_MORE = 5  # Redis gets this many times the requests: a run of a fraction of a second measures its start
 TESTS = (("SET", 1), ("SET", 16), ("GET", 1), ("GET", 16))
 
@@ -91,7 +92,11 @@ def start_catena(procs: Procs, root: Path, chains: int, members: int) -> int:
 
 def start_redis_cluster(procs: Procs, root: Path, masters: int) -> int:
     """K redis-server masters splitting the slots evenly; the port of the first."""
-    ports = free_ports(masters)
+    ports: list[int] = []
+    while len(ports) < masters:  # a cluster node also binds its port + 10000 (the cluster bus)
+        p = free_ports(1, set(ports))[0]
+        if p + BUS_OFFSET < 65536 and port_is_free(p + BUS_OFFSET):
+            ports.append(p)
     for p in ports:
         (root / f"redis-{p}").mkdir()
         procs.start(["redis-server", "--port", str(p), "--bind", HOST, "--cluster-enabled", "yes",
