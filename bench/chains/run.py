@@ -144,7 +144,8 @@ def main(argv=None) -> int:
             print(f"{tool} is not installed (Debian: apt-get install redis-server redis-tools)", file=sys.stderr)
             return 2
     root = Path(tempfile.mkdtemp(prefix="catena-bench-chains-"))
-    print(f"# redis-benchmark -c {CLIENTS} -r {KEYSPACE}, -n {args.requests} (x5 at -P 16, x{REDIS_MORE} for Redis); {os.cpu_count()} CPUs "
+    print(f"# redis-benchmark -c {CLIENTS} -r {KEYSPACE}, -n {args.requests} (x5 at -P 16, x{REDIS_MORE} for Redis); "
+          f"{os.cpu_count()} CPUs "
           f"shared by every chain and the client; catena: K chains of {args.members} members, SET and GET "
           "through redis-benchmark --cluster (K = 1: at the head); peer: a Redis Cluster of K masters", flush=True)
     results: dict[int, dict] = {}

@@ -132,7 +132,7 @@ class World:
             self.replies[fx.token] = fx
         elif isinstance(fx, AskTail):
             later(ANSWER_S, self._run, chain, lambda: m.on_tail_status(fx, self.k.now))
-        elif not isinstance(fx, (Note, Resign, DeleteKeys, *Verdict.__args__)):  # verdicts: what the machine decided, for the log
+        elif not isinstance(fx, (Note, Resign, DeleteKeys, *Verdict.__args__)):  # a verdict is for the log
             raise TypeError(f"unexpected effect {fx!r}")
 
     def _shards(self, call) -> None:

@@ -206,7 +206,8 @@ class Shards:
         shards = [(chain, (b"MEMBER.SHARD", b"%d" % chain, b"%d" % live[chain].epoch, sm.word(sm.ranges(m, chain)),
                            *(x.encode() for x in live[chain].members)))
                   for chain in m["synced"] if chain in live and live[chain].members]
-        shards += [(int(c), (b"MEMBER.SHARD", c.encode(), b"%d" % epoch, b"-")) for c, epoch in sorted(sm.removed(m).items())]
+        shards += [(int(c), (b"MEMBER.SHARD", c.encode(), b"%d" % epoch, b"-"))
+                   for c, epoch in sorted(sm.removed(m).items())]
         for chain, words in shards:
             for other, other_view in sorted(live.items()):
                 if other == chain:
