@@ -176,7 +176,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_reshard(args) -> int:
-    """catena reshard / rebalance: move slots between chains, printing progress."""
+    """catena reshard / rebalance / drain: move slots between chains, printing progress."""
     from catena import reshard
     from catena.resp.client import internal_auth
     from catena.slots import parse_ranges
@@ -186,6 +186,10 @@ def cmd_reshard(args) -> int:
     auth = (b"admin", admin) if admin else internal_auth(read_secret(args.secret, args.secret_file))
     if args.command == "rebalance":
         plan = reshard.rebalance_plan
+    elif args.command == "drain":
+        def plan(slot_map):
+            return reshard.drain_plan(slot_map, args.chain)
+        return asyncio.run(reshard.run(args.coordinator, plan, auth, remove=args.chain))
     else:
         if (args.slots is None) == (args.range is None):
             raise CatenaError("reshard: give --slots N or --range FIRST-LAST")
@@ -367,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_status)
 
     for name, helptext in (("reshard", "move N slots, or a range, from one chain to another (cluster mode)"),
-                           ("rebalance", "move slots until every chain holds an even share (cluster mode)")):
+                           ("rebalance", "move slots until every chain holds an even share (cluster mode)"),
+                           ("drain", "move every slot of a chain to the others, then remove it (cluster mode)")):
         r = sub.add_parser(name, help=helptext)
         r.add_argument("--coordinator", default="127.0.0.1:6369", type=_coordinator_address,
                        help="HOST:PORT[,HOST:PORT…] or etcd://HOST:PORT[,HOST:PORT]/PREFIX")
@@ -380,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--to", dest="target", type=int, required=True, metavar="CHAIN")
             r.add_argument("--slots", type=int, default=None, metavar="N", help="how many (from the end of its ranges)")
             r.add_argument("--range", default=None, metavar="FIRST-LAST", help="or which")
+        if name == "drain":
+            r.add_argument("--chain", type=int, required=True, metavar="N", help="the chain to empty and remove")
         tls.add_flags(r, server=False)
         r.set_defaults(func=cmd_reshard, command=name)
 

@@ -1,7 +1,8 @@
-"""`catena reshard` and `catena rebalance`: which slots go where (pure planning over the slot
-map MASTER.SLOTMAP answers), then MASTER.MOVE batch by batch at the coordinator leader, a
-progress line after each batch. Each slot moves on its own inside a batch (docs/sharding.md §3);
-a batch holds up to BATCH contiguous slots of one source chain."""
+"""`catena reshard`, `catena rebalance` and `catena drain`: which slots go where (pure planning
+over the slot map MASTER.SLOTMAP answers), then MASTER.MOVE batch by batch at the coordinator
+leader, a progress line after each batch; `drain` then removes the emptied chain
+(MASTER.REMOVECHAIN). Each slot moves on its own inside a batch (docs/sharding.md §3); a batch
+holds up to BATCH contiguous slots of one source chain."""
 
 from __future__ import annotations
 
@@ -58,10 +59,26 @@ def reshard_plan(slot_map: dict, source: int, target: int, count: int | None = N
 def rebalance_plan(slot_map: dict) -> list[tuple[int, int, int]]:
     """(first, last, target) batches that leave every chain within one slot of an even share:
     the chains holding more give from the end of their ranges to those holding fewer."""
-    chains = sorted(slot_map)
+    return _spread(slot_map, sorted(slot_map), sorted(slot_map))
+
+
+def drain_plan(slot_map: dict, chain: int) -> list[tuple[int, int, int]]:
+    """(first, last, target) batches moving every slot of `chain` to the others, toward an even
+    share (those below it first); only `chain` gives."""
+    if chain not in slot_map:
+        raise CatenaError(f"there is no chain {chain} in the slot map")
+    others = sorted(c for c in slot_map if c != chain)
+    if not others:
+        raise CatenaError(f"chain {chain} is the only chain: there is nowhere to move its slots")
+    return _spread(slot_map, others, [chain])
+
+
+def _spread(slot_map: dict, chains: list[int], givers: list[int]) -> list[tuple[int, int, int]]:
+    """Batches from `givers` (each gives what it holds above its share; a giver outside
+    `chains` gives everything) to the `chains` holding less than an even share of them all."""
     share = {c: SLOTS // len(chains) + (1 if i < SLOTS % len(chains) else 0) for i, c in enumerate(chains)}
-    held = {c: sum(b - a + 1 for a, b in slot_map[c]) for c in chains}
-    spare = {c: take(slot_map[c], held[c] - share[c]) for c in chains if held[c] > share[c]}
+    held = {c: sum(b - a + 1 for a, b in slot_map[c]) for c in slot_map}
+    spare = {c: take(slot_map[c], held[c] - share.get(c, 0)) for c in givers if held[c] > share.get(c, 0)}
     pool = [(a, b) for c in sorted(spare) for a, b in spare[c]]
     plan = []
     for c in chains:
@@ -76,21 +93,24 @@ def rebalance_plan(slot_map: dict) -> list[tuple[int, int, int]]:
     return plan
 
 
-async def run(coordinator: str, plan_of, auth: tuple | None, out=sys.stdout) -> int:
-    """Read the map, plan with `plan_of(slot_map)`, move batch by batch, printing progress."""
+async def run(coordinator: str, plan_of, auth: tuple | None, out=sys.stdout, remove: int | None = None) -> int:
+    """Read the map, plan with `plan_of(slot_map)`, move batch by batch, printing progress;
+    then remove chain `remove` (None: none)."""
     client = CoordinatorClient(coordinator, auth=auth)
     try:
         plan = plan_of(parse_map(await client.call(b"MASTER.SLOTMAP", timeout=5.0)))
         total = sum(b - a + 1 for a, b, _ in plan)
         if not total:
             print("nothing to move", file=out)
-            return 0
         done = 0
         for a, b, target in plan:
             await client.call(b"MASTER.MOVE", f"{a}-{b}", target, timeout=MOVE_TIMEOUT_S)
             done += b - a + 1
             print(f"moved {done}/{total} slots ({100 * done // total}%), last {a}-{b} to chain {target}",
                   file=out, flush=True)
+        if remove is not None:
+            await client.call(b"MASTER.REMOVECHAIN", remove, timeout=MOVE_TIMEOUT_S)
+            print(f"removed chain {remove}", file=out, flush=True)
         return 0
     except (ReplyError, CatenaError, OSError, asyncio.TimeoutError) as exc:
         print(f"catena: {exc or type(exc).__name__}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catena.errors import CatenaError
-from catena.reshard import batches, parse_map, rebalance_plan, reshard_plan, take
+from catena.reshard import batches, drain_plan, parse_map, rebalance_plan, reshard_plan, take
 
 
 def test_take_counts_from_the_end_of_the_ranges_and_batches_split_them():
@@ -34,3 +34,17 @@ def test_rebalance_gives_a_new_chain_its_share_from_the_others():
     sources = {(a < 8192) for a, _, _ in plan}
     assert sources == {True, False}  # both chains gave
     assert rebalance_plan(parse_map([1, 0, b"0-8191", 1, b"8192-16383"])) == []
+
+
+def test_drain_moves_every_slot_of_the_chain_toward_an_even_share_and_only_it_gives():
+    slot_map = parse_map([9, 0, b"0-4999", 1, b"5000-10999", 2, b"11000-16383"])
+    moved: dict[int, int] = {}
+    for a, b, target in drain_plan(slot_map, 1):
+        assert 5000 <= a <= b <= 10999 and b - a < 32  # only chain 1's slots
+        moved[target] = moved.get(target, 0) + b - a + 1
+    assert moved == {0: 8192 - 5000, 2: 8192 - 5384}  # 0 and 2 end with 8192 each
+    assert drain_plan(parse_map([3, 0, b"0-16383", 1, b"-"]), 1) == []  # an empty chain: nothing to move
+    with pytest.raises(CatenaError, match="no chain 4"):
+        drain_plan(slot_map, 4)
+    with pytest.raises(CatenaError, match="only chain"):
+        drain_plan(parse_map([1, 0, b"0-16383"]), 0)

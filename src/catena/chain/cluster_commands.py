@@ -55,12 +55,13 @@ _SUBCOMMANDS = {
 
 
 def _shard(replica, args):
-    """MEMBER.SHARD chain epoch ranges member…: another chain, as the coordinator pushes it (the
-    heads -MOVED names, the shards CLUSTER SLOTS lists). Serving stays the slot table's."""
+    """MEMBER.SHARD chain epoch ranges [member…]: another chain, as the coordinator pushes it (the
+    heads -MOVED names, the shards CLUSTER SLOTS lists; no members: a removed chain, listed no
+    more). Serving stays the slot table's."""
     try:
         shard = Shard(int(args[1]), int(args[2]), tuple(m.decode() for m in args[4:]), parse_ranges(args[3]))
     except (ValueError, UnicodeDecodeError) as exc:
-        return Error(f"ERR MEMBER.SHARD chain epoch first-last[,...]|- member...: {exc}")
+        return Error(f"ERR MEMBER.SHARD chain epoch first-last[,...]|- [member...]: {exc}")
     replica.cluster.topology.put(shard)
     return OK
 
@@ -88,6 +89,6 @@ def register(table, replica_of) -> None:
         return DISABLED if replica.cluster is None else _shard(replica, args)
 
     table.register(b"CLUSTER", cluster, -2)
-    table.register(b"MEMBER.SHARD", shard, -5, role=INTERNAL)
+    table.register(b"MEMBER.SHARD", shard, -4, role=INTERNAL)
     for name in (b"READONLY", b"READWRITE", b"ASKING"):
         table.register(name, accepted, 1)

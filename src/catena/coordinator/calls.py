@@ -76,7 +76,7 @@ class MemberCalls:
         """Make a call of the cluster mode's (shards.py); its effects from the outcome."""
         now = time.monotonic
         if isinstance(fx, SaveMap):
-            return shards.on_saved(await self.save({layout.SLOTS: fx.slot_map}), now())
+            return shards.on_saved(await self.save({layout.SLOTS: fx.slot_map, **dict.fromkeys(fx.drop)}), now())
         if isinstance(fx, SyncTable):
             ok = True
             for words in fx.calls:

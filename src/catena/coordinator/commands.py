@@ -11,6 +11,7 @@ import time
 import uuid
 
 from catena.control import MasterCaughtUp, MasterRegister, address, decode
+from catena.coordinator import chain_removal
 from catena.coordinator import requests as rq
 from catena.coordinator import sessions
 from catena.coordinator import slot_map as sm
@@ -41,6 +42,7 @@ class CoordinatorCommands:
         for name, fn, arity, role in (
             (b"MASTER.ADD", self.add, -3, ADMIN), (b"MASTER.REMOVE", self.remove, 3, ADMIN),
             (b"MASTER.MOVE", self.move, 3, ADMIN), (b"MASTER.SLOTMAP", self.slotmap, 1, DATA),
+            (b"MASTER.REMOVECHAIN", self.remove_chain, 2, ADMIN),
             (b"MASTER.REGISTER", self.register, -3, INTERNAL), (b"MASTER.CAUGHT_UP", self.caught_up, 4, INTERNAL),
             (b"MASTER.GET_CHAIN", self.get_chain, -1, DATA),
             (b"MASTER.HEAD", self.head, -1, DATA), (b"MASTER.TAIL", self.tail, -1, DATA),
@@ -77,6 +79,8 @@ class CoordinatorCommands:
         known = self.c.chain_of(member)
         if known is not None and known != chain_id:
             return f"{member} is a member of chain {known}"
+        if str(chain_id) in sm.removed(self.c.shards.slot_map):
+            return f"chain {chain_id} was removed (MASTER.REMOVECHAIN); its id is not used again"
         if chain_id not in self.c.machines and not self.c.cluster_mode:
             return (f"there is no chain {chain_id}: this coordinator keeps one chain (start it with --chains K "
                     "for several)")
@@ -170,6 +174,10 @@ class CoordinatorCommands:
             return Error(moved) if isinstance(moved, str) else moved
 
         return self.c.spawn(work())
+
+    def remove_chain(self, client, args):
+        """MASTER.REMOVECHAIN chain: drop a chain that owns no slots (chain_removal.py)."""
+        return self.c.spawn(chain_removal.remove_chain(self.c, self._chain_arg(args, 1)))
 
     def slotmap(self, client, args):
         """MASTER.SLOTMAP: the map's version, then per chain its id and its ranges

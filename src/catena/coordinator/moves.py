@@ -42,24 +42,37 @@ def intents(parts: dict | None) -> list[Move]:
 class Mover:
     def __init__(self, coord):
         self.c = coord
-        self._one = asyncio.Lock()  # one move at a time
+        self.lock = asyncio.Lock()  # one move at a time (and no chain removed during one)
         self.map_saved = asyncio.Event()  # set by the shell after each map save
+        self._pending: list[Move] = []  # a new term's unfinished moves, until resumed
 
-    async def resume(self, moves: list[Move]) -> None:
-        """A new term: finish or undo the moves the last one left (a leader task)."""
-        async with self._one:
-            for move in moves:
-                log.info("resuming the move of slot %d from chain %d to chain %d at phase %s",
-                         move.slot, move.source, move.target, move.phase)
-                try:
-                    await self._run(resume=move)
-                except NotLeader:
-                    return
+    def busy(self) -> bool:
+        """Is a move (or a chain's removal) under way, or an unfinished one waiting to resume?"""
+        return self.lock.locked() or bool(self._pending)
+
+    def resume(self, moves: list[Move]):
+        """A new term: finish or undo the moves the last one left (the coroutine is a leader
+        task; they count as under way from now on)."""
+        self._pending = list(moves)
+        return self._resume()
+
+    async def _resume(self) -> None:
+        try:
+            async with self.lock:
+                for move in self._pending:
+                    log.info("resuming the move of slot %d from chain %d to chain %d at phase %s",
+                             move.slot, move.source, move.target, move.phase)
+                    try:
+                        await self._run(resume=move)
+                    except NotLeader:
+                        return
+        finally:
+            self._pending = []
 
     async def move(self, first: int, last: int, target: int) -> int | str:
         """Move slots first..last to chain `target`, one at a time: how many moved, or why
         one was undone (an error line)."""
-        async with self._one:
+        async with self.lock:
             moved = 0
             for slot in range(first, last + 1):
                 source = sm.owner(self.c.shards.slot_map, slot)
@@ -89,7 +102,11 @@ class Mover:
     async def _save_map(self, slot: int, chain: int) -> None:
         """The map addresses `slot` to `chain` (saved by shards.py): returns once it is saved."""
         self.c.execute_shards(self.c.shards.assign(slot, chain, time.monotonic()))
-        while sm.owner(self.c.shards.slot_map, slot) != chain:
+        await self.map_reaches(lambda m: sm.owner(m, slot) == chain)
+
+    async def map_reaches(self, saved) -> None:
+        """Returns once the saved map satisfies `saved(map)`; NotLeader if the term ends first."""
+        while not saved(self.c.shards.slot_map):
             if not self.c.shards.leading:
                 raise NotLeader(self.c.store.leader)
             self.map_saved.clear()

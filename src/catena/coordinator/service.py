@@ -152,9 +152,16 @@ class Coordinator:
     def follow(self, parts: dict) -> None:
         """A follower's warm copy of the saved state (from the store's watch)."""
         if self.role != "leader":
-            for chain_id in layout.chain_ids(parts):
+            kept = layout.chain_ids(parts)
+            self._forget_chains_but(kept)
+            for chain_id in kept:
                 self._known(chain_id).follow(layout.chain_state(parts, chain_id))
             self.shards.follow(parts.get(layout.SLOTS))
+
+    def _forget_chains_but(self, kept) -> None:
+        """Drop the machines of chains the store no longer holds (MASTER.REMOVECHAIN)."""
+        for chain_id in set(self.machines) - set(kept) - {0}:
+            del self.machines[chain_id]
 
     def acting(self) -> bool:
         return self.role == "leader" and self._group is not None and self.store.leading() and self.machine.leading
@@ -195,8 +202,9 @@ class Coordinator:
 
     def execute(self, effects: list, machine: CoordinatorMachine | None = None) -> None:
         """Answer replies, log notes, start calls as leader tasks (their outcomes go back to
-        `machine`, chain 0's by default); close the probe connections of members no longer
-        probed; re-arm the machines' timer (a deadline may have moved)."""
+        `machine`, chain 0's by default); when its view changed, close the probe connections of
+        members no longer probed and hand the views to the slot map's keeper; re-arm the
+        machines' timer (a deadline may have moved)."""
         machine = machine or self.machine
         for fx in effects:
             if isinstance(fx, Reply):
@@ -210,7 +218,10 @@ class Coordinator:
                 self.store.resign(fx.reason)
             elif isinstance(fx, CALLS) and self._group is not None:
                 self._group.create_task(self._run(fx, machine))
-        if self._group is not None:
+        if self._group is not None and (self.machines.get(machine.chain_id) is not machine
+                                        or self.shards.views.get(machine.chain_id) != machine.view):
+            # Only when a chain's view changed (or a chain came or went): with many chains, both
+            # below look at every chain, and this runs after each of thousands of probes a second.
             for conn in self.calls.unused(lambda m: any(x.probing(m) for x in self.machines.values())):
                 self._group.create_task(conn.close())
             self.execute_shards(self.shards.on_views(self.views(), time.monotonic()))
@@ -299,12 +310,21 @@ class Coordinator:
         or of the `--chains` cluster mode starts with); then the slot map's keeper."""
         cluster_id = (state or {}).get(layout.CLUSTER, {}).get("cluster_id") or self.cluster_id
         self._term_cluster_id = cluster_id = cluster_id or uuid.uuid4().hex
-        now = time.monotonic()
-        for chain_id in sorted(set(layout.chain_ids(state) if state else [0]) | set(range(self.chains))):
+        now, kept = time.monotonic(), self._chain_ids(state)
+        self._forget_chains_but(kept)
+        for chain_id in sorted(kept):
             m = self._known(chain_id)
             self.execute(m.lead(now, state and layout.chain_state(state, chain_id), cluster_id), m)
         self.execute_shards(self.shards.lead((state or {}).get(layout.SLOTS), self.chains, self.store.fence,
                                              self.views(), now, new_store=state is None))
+
+    def _chain_ids(self, state: dict | None) -> set[int]:
+        """The chains a term leads: those the store holds, and, while it holds no slot map yet,
+        the `--chains` cluster mode starts with (a removed chain is not made again)."""
+        if state is None:
+            return {0, *range(self.chains)}
+        held = set(layout.chain_ids(state))
+        return held if layout.SLOTS in state else held | set(range(self.chains))
 
     async def _follow_membership(self, events) -> None:
         """Membership says a chain member failed or left: the machine probes it now."""

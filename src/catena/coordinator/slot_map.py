@@ -1,11 +1,14 @@
 """The slot map (pure data, docs/sharding.md §1): which chain each hash slot is addressed to, as
 the coordinator saves it (the layout's `slots` part) and pushes it. A map is a dict:
 
-    {"version": n, "chains": {"<id>": [[first, last], …]}, "synced": [id, …]}
+    {"version": n, "chains": {"<id>": [[first, last], …]}, "synced": [id, …],
+     "removed": {"<id>": epoch, …}}
 
 `version` grows by one on every change. A chain is in `chains` once the coordinator knows it
 (maybe with no slots); it is announced to the other chains' members only once it is in `synced`:
 its replicated table was made to match the map (every slot the map does not give it `none`).
+A removed chain (MASTER.REMOVECHAIN) leaves `chains` for `removed`, with the epoch under which
+members are told it has no members; its id is never used again.
 """
 
 from __future__ import annotations
@@ -61,6 +64,21 @@ def known(slot_map: dict, chain_id: int) -> dict:
 def synced(slot_map: dict, chain_id: int) -> dict:
     """`slot_map` with chain `chain_id`'s table matching it; version + 1."""
     return {**slot_map, "version": slot_map["version"] + 1, "synced": sorted({*slot_map["synced"], chain_id})}
+
+
+def drop(slot_map: dict, chain_id: int, epoch: int) -> dict:
+    """`slot_map` without chain `chain_id` (it must hold no slots), remembered as removed with
+    the `epoch` that announces it gone; version + 1."""
+    assert not count(slot_map, chain_id), f"chain {chain_id} still holds slots"
+    return {**slot_map, "version": slot_map["version"] + 1,
+            "chains": {c: spans for c, spans in slot_map["chains"].items() if c != str(chain_id)},
+            "synced": [c for c in slot_map["synced"] if c != chain_id],
+            "removed": {**removed(slot_map), str(chain_id): epoch}}
+
+
+def removed(slot_map: dict | None) -> dict[str, int]:
+    """The removed chains (id as text -> the epoch announcing each gone)."""
+    return dict((slot_map or {}).get("removed", {}))
 
 
 def move(slot_map: dict, slot: int, chain_id: int) -> dict:
