@@ -111,7 +111,7 @@ class World:
         self.k.at(due, fire)
 
     def _effect(self, chain: int, m: CoordinatorMachine, fx) -> None:
-        now, later, alive = self.k.now, self.k.after, fx.member not in self.dead if hasattr(fx, "member") else True
+        later, alive = self.k.after, fx.member not in self.dead if hasattr(fx, "member") else True
         if isinstance(fx, Probe):
             if alive:
                 later(ANSWER_S, self._run, chain, lambda: m.on_probe_answer(fx.member, fx.nonce, "1", self.k.now))

@@ -99,7 +99,7 @@ def test_a_single_chain_store_turning_cluster_mode_on_keeps_its_slots_with_chain
 
 def test_removing_an_empty_chain_drops_it_from_the_map_and_its_part_in_one_save_then_members_forget_it():
     s = synced_pair()
-    fx = s.on_views({**VIEWS, 2: View(2, 4, ("n",))}, 2.0)  # chain 2 joins with no slots
+    s.on_views({**VIEWS, 2: View(2, 4, ("n",))}, 2.0)  # chain 2 joins with no slots
     s.on_saved(True, 2.0)
     s.on_synced(2, True, 2.1)
     ack_all(s, kinds(s.on_saved(True, 2.1), PushShard), 2.2)
