@@ -21,14 +21,15 @@ service.py, calls.py, moves.py and move_runner.py do:
   it finds (moves.intents), then the operator re-sends what is left, planned from the map (as
   `catena reshard` does after a leader died mid-range).
 - faults, several per run, most while moves are under way: member crashes (the chain repaired
-  by a new view), members cut off for a while, the leader crashing (a successor leads with a
+  by a new view; the member restarts on an empty disk as a new incarnation and rejoins as a
+  learner behind the tail, promoted once the tail says it caught up), members cut off for a while, the leader crashing (a successor leads with a
   higher fence 0.05-1 s later) or pausing past its lease (a successor leads; the paused one wakes
   and goes on until its next save is refused by the fence, its calls on their way refused by the
   tables' fences), driver calls slow on their way, and a leader dying right after a pre-copy was
   applied (MoveSim's).
 
 Checks, after a quiet phase: every planned move ended (done, or undone and sent again), no
-intent is left in the store; every member of each chain holds the same data and seq, and its
+intent is left in the store, every chain is whole again; every member of each chain holds the same data and seq, and its
 table agrees with the saved map for every one of the 16,384 slots (owned exactly where the map
 says, given or none elsewhere); no chain keeps a key of a slot it does not own; the history of
 every key is linearizable across the moves (final reads at the owning chain's tail); each
@@ -36,8 +37,8 @@ counter (one per moved slot, written by INCRs retried under their request id aft
 between the increments acknowledged and those issued.
 
 Not modelled here (cluster_sim.py covers them on one chain): the `CoordinatorMachine`s that
-decide views (views here are repaired by script, as in slot_move_sim.py), member restarts and
-new members, etcd's election and leases (a term simply begins), membership, partitions between
+decide views (views here are repaired by script, as in slot_move_sim.py), restarts from a
+member's own disk, etcd's election and leases (a term simply begins), membership, partitions between
 the coordinator and members.
 
 `python tests/sim/shard_sim.py --seed N` replays one run; `--runs M` runs seeds N..N+M-1.
@@ -58,13 +59,15 @@ from catena.coordinator import layout, moves
 from catena.coordinator import slot_map as sm
 from catena.coordinator.migration import FINAL, Call, Finished, Migration, Save, SaveMap
 from catena.coordinator.shards import PushShard, SaveMap as SaveSlotMap, Shards, SyncTable
+from catena.effects import LearnerCaughtUp
 from catena.resp.codec import Error
 from catena.slots import SLOTS, key_slot
+from catena.view import View
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import slot_move_sim  # noqa: E402 (tests/sim is not a package)
-from slot_move_sim import A, B, MoveSim, SimFailure  # noqa: E402,F401
+from slot_move_sim import TICK_S as TICK_S_MEMBER, A, B, MoveSim, SimFailure  # noqa: E402,F401
 
 CHAINS = (A, B)
 HOT = key_slot(b"m"), key_slot(b"b")  # chain 1's and chain 0's in the even split: written by the clients
@@ -121,6 +124,8 @@ class ShardSim(MoveSim):
         self.routes: dict | None = None  # the map clients start from
         self.shell_commands = ShellCommands()
         self.resumed = 0  # intents a new term found and resumed
+        self.incarnations: dict[str, int] = {}
+        self.restarts = 0  # members restarted on an empty disk and rejoined as learners
 
     def initial_table(self, chain: int, replica: Replica) -> None:
         """Every chain starts owning every slot (cluster mode); Shards syncs them to the map."""
@@ -263,9 +268,44 @@ class ShardSim(MoveSim):
 
     def repair(self, chain: int, name: str) -> None:
         super().repair(chain, name)
+        self.view_changed(chain, pushed=True)
+
+    def view_changed(self, chain: int, pushed: bool = False) -> None:
+        if not pushed:
+            self.push_view(chain)
         if self.term is not None:  # the service hands Shards the views after every change
             t = self.term
             self.for_term(t, lambda: self.shards_fx(t, t.shards.on_views(dict(self.views), self.now)))
+
+    def crash(self, name: str) -> None:
+        was = name in self.alive
+        super().crash(name)
+        if was and name not in self.alive:
+            self.after(self.rng.uniform(0.2, 1.0), self.rejoin, name)
+
+    def rejoin(self, name: str) -> None:
+        """The member starts again on an empty disk, as a new incarnation, and joins its chain as
+        a learner behind the tail (the tail's snapshot brings the data and the slot table)."""
+        chain, view = self.chain_of[name], self.views[self.chain_of[name]]
+        if view.learner is not None:  # one at a time
+            self.after(0.2, self.rejoin, name)
+            return
+        self.incarnations[name] = self.incarnations.get(name, 1) + 1
+        self.replicas[name] = Replica(name, f"{name}/{self.incarnations[name]}".encode(), cluster=True)
+        self.alive.add(name)
+        self.after(TICK_S_MEMBER, self.tick, name)
+        self.views[chain] = View(chain, view.epoch + 1, view.members, name)
+        self.trace.append(f"{self.now:.3f} {name} restarts; chain {chain} view {view.members} learner {name}")
+        self.restarts += 1
+        self.view_changed(chain)
+
+    def caught_up(self, f: LearnerCaughtUp) -> None:
+        """The coordinator promotes the learner its tail vouches for: the new tail."""
+        view = self.views[f.chain_id]
+        if view.epoch == f.epoch and view.learner == f.learner and f.learner in self.alive:
+            self.views[f.chain_id] = View(f.chain_id, view.epoch + 1, (*view.members, f.learner))
+            self.trace.append(f"{self.now:.3f} chain {f.chain_id} view {self.views[f.chain_id].members}")
+            self.view_changed(f.chain_id)
 
     def deliver_view(self, name: str, view) -> None:
         """A member learns its own chain's views; the others' only from MEMBER.SHARD pushes."""
@@ -383,11 +423,17 @@ class ShardSim(MoveSim):
             self.fail(f"no convergence: plan at step {self.step}, intents {self.intents_left()}, "
                       f"{self.clients_left} clients still running")
         self.faults = False
+        self.run_until(self.whole, self.now + 30)  # every restarted member back in its chain
+        if not self.whole():
+            self.fail(f"the chains are not whole again: {self.views}")
         self.run_until(lambda: False, self.now + 1.0)  # the chains settle, the last pushes land
         self.verify()
 
+    def whole(self) -> bool:
+        return all(n in self.views[self.chain_of[n]].members for n in self.replicas)
+
     def summary(self) -> str:
-        return f", moves {self.results}, {self.resumed} intents resumed"
+        return f", moves {self.results}, {self.resumed} intents resumed, {self.restarts} members restarted"
 
     def verify(self) -> None:
         slot_map, now_ms = self.slot_map, int(self.now * 1000)

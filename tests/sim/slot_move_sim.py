@@ -35,7 +35,7 @@ from catena.chain.slot_table import GIVEN, NONE, OWNED
 from catena.check import History, check
 from catena.cluster_topology import Shard
 from catena.coordinator.migration import NO_ANSWER, Call, Finished, Migration, Save, SaveMap
-from catena.effects import FetchView, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Reply, Send
 from catena.resp.codec import Error
 from catena.slots import key_slot
 from catena.view import View
@@ -132,6 +132,11 @@ class MoveSim(Kernel):
                     self.after(self.rng.uniform(0.0002, 0.001), callback, f.value)
             elif kind is FetchView:
                 self.after(0.001, self.deliver_view, name, self.views[self.chain_of[name]])
+            elif kind is LearnerCaughtUp:
+                self.after(0.001, self.caught_up, f)
+
+    def caught_up(self, f: LearnerCaughtUp) -> None:
+        """A tail's learner holds its history (no learners here: shard_sim.py has them)."""
 
     def send(self, src: str, dst: str, msg) -> None:
         queue = self.links.setdefault((src, dst), deque())
@@ -182,7 +187,8 @@ class MoveSim(Kernel):
 
     def repair(self, chain: int, name: str) -> None:
         view = self.views[chain]
-        self.views[chain] = View(chain, view.epoch + 1, tuple(m for m in view.members if m != name))
+        learner = view.learner if view.learner != name else None
+        self.views[chain] = View(chain, view.epoch + 1, tuple(m for m in view.members if m != name), learner)
         self.trace.append(f"{self.now:.3f} chain {chain} view {self.views[chain].members}")
         self.push_view(chain)
 
