@@ -22,7 +22,8 @@ service.py, calls.py, moves.py and move_runner.py do:
   `catena reshard` does after a leader died mid-range).
 - faults, several per run, most while moves are under way: member crashes (the chain repaired
   by a new view; the member restarts on an empty disk as a new incarnation and rejoins as a
-  learner behind the tail, promoted once the tail says it caught up), members cut off for a while, the leader crashing (a successor leads with a
+  learner behind the tail, promoted once the tail says it caught up), members cut off for a
+  while (from the coordinator too: the driver's calls and the map's pushes to them fail), the leader crashing (a successor leads with a
   higher fence 0.05-1 s later) or pausing past its lease (a successor leads; the paused one wakes
   and goes on until its next save is refused by the fence, its calls on their way refused by the
   tables' fences), driver calls slow on their way, and a leader dying right after a pre-copy was
@@ -77,6 +78,7 @@ KEYS = [b"{m}k0", b"{m}k1", b"{b}k0", b"{o}k"]  # two hot slots and one that sta
 COUNTERS = (b"{m}n", b"{b}n")
 TICK_S = 0.05  # the shells' timers (shards' retries, the operator)
 CALL_TIMEOUT_S = 0.5
+COORDINATOR = "coordinator"  # the leader, as the partitions know it
 
 
 class ShellCommands(dict):
@@ -254,6 +256,8 @@ class ShardSim(MoveSim):
 
         self.waiting[token] = reply
         self.after(CALL_TIMEOUT_S, reply, None)
+        if not self.reaches(name):
+            return  # it times out
         if words[0] == b"MEMBER.SHARD":  # answered by the member's shell (node.py's command table)
             self.after(self.rng.uniform(0.0002, 0.002), self.shell_command, name, token, list(words))
         else:
@@ -265,6 +269,10 @@ class ShardSim(MoveSim):
             if reply is not None:
                 self.after(self.rng.uniform(0.0002, 0.001), reply,
                            self.shell_commands[words[0]](None, words, self.replicas[name]))
+
+    def reaches(self, name: str) -> bool:
+        """A member cut off is cut off from the coordinator too: its calls fail."""
+        return super().reaches(name) and self.parts.reachable(COORDINATOR, name)
 
     def repair(self, chain: int, name: str) -> None:
         super().repair(chain, name)
@@ -413,7 +421,7 @@ class ShardSim(MoveSim):
                     self.after(when, self.crash, self.rng.choice(sorted(self.replicas)))
                 elif what < 0.55:
                     self.after(when, self.partition, self.rng.choice(sorted(self.replicas)),
-                               self.rng.uniform(0.01, 0.3))
+                               self.rng.uniform(0.05, 1.0))
                 elif what < 0.8:
                     self.after(when, self.crash_leader)
                 else:

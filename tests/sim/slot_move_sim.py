@@ -258,7 +258,7 @@ class MoveSim(Kernel):
             self.drive(d, d.on_reply(call, reply, self.now))
 
         self.waiting[token] = answered
-        if head not in self.alive:
+        if not self.reaches(head):
             self.drive(driver, driver.on_reply(f.token, NO_ANSWER, self.now))
             return
         # A call may take long on its way (a slow connection): it can arrive after its driver
@@ -268,6 +268,10 @@ class MoveSim(Kernel):
             delay = self.rng.uniform(0.1, 0.4)
             self.after(0.0001, self.crash_driver)
         self.after(delay, self.arrive, head, token, words)
+
+    def reaches(self, name: str) -> bool:
+        """Whether the driver's call reaches member `name` (else it fails: NO_ANSWER)."""
+        return name in self.alive
 
     def arrive(self, name: str, token: int, words: list) -> None:
         """A command reaches a member (a client's or the driver's), at the time it arrives."""
