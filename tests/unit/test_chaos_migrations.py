@@ -38,11 +38,14 @@ def test_each_move_is_judged_by_where_its_slot_went_next():
     m = Migrations(Cluster(), [], 0.0, list, slotmap({0: "0-49,51-99", 1: "50,100-16383"}))
     m.records = [MoveRecord(50, True, 0, 1, 1.0, 2.0, "1"),  # the next move of 50 found it at 1: done
                  MoveRecord(60, False, 0, 1, 2.0, 3.0, "ConnectionError"),  # still at 0: undone
-                 MoveRecord(50, True, 1, 0, 3.0, 4.0, "ConnectionError")]  # the map has it at 1: undone
+                 MoveRecord(50, True, 1, 0, 3.0, 4.0, "ConnectionError"),  # the map has it at 1: undone
+                 MoveRecord(70, False, 0, 1, 5.0, 5.1, "ResponseError: not the leader (leader: unknown)")]
     assert m.judge() == []
-    assert [r.outcome for r in m.records] == ["done", "undone", "undone"]
+    assert [r.outcome for r in m.records] == ["done", "undone", "undone", "not started"]
     lines = m.lines([])
-    assert lines[-1] == "slot moves 3: done 1, undone 2" and "move slot 50 (hot) chain 0->1: done" in lines[0]
+    assert lines[-1].startswith("slot moves 4 (of 0 planned") and lines[-1].endswith(
+        ": done 1, undone 2, not started 1")
+    assert "move slot 50 (hot) chain 0->1: done" in lines[0]
 
 
 def test_a_slot_found_at_a_third_chain_is_a_problem():

@@ -123,6 +123,8 @@ class Migrations:
         for i, r in enumerate(self.records):
             after = next((n.source for n in self.records[i + 1:] if n.slot == r.slot), where[r.slot])
             r.outcome = "done" if after == r.target else "undone" if after == r.source else f"at chain {after}"
+            if r.outcome == "undone" and "not the leader" in r.reply:
+                r.outcome = "not started"  # a follower (or a leader stepping down) refused it
             if r.outcome.startswith("at chain"):
                 problems.append(f"slot {r.slot}, moved from chain {r.source} to {r.target}, ended {r.outcome}")
         return problems
@@ -137,6 +139,7 @@ class Migrations:
             acked = [s.end - s.start for s in writes if s.outcome == "ok"]
             out.append(r.line() + f"; writes to the slot meanwhile {len(writes)}, slowest acknowledged "
                        f"{max(acked, default=0) * 1000:.0f} ms, not acknowledged {len(writes) - len(acked)}")
-        done = sum(r.outcome == "done" for r in self.records)
-        out.append(f"slot moves {len(self.records)}: done {done}, undone {len(self.records) - done}")
+        count = {o: sum(r.outcome == o for r in self.records) for o in ("done", "undone", "not started")}
+        out.append(f"slot moves {len(self.records)} (of {len(self.planned)} planned; none is sent while no leader "
+                   f"answers): done {count['done']}, undone {count['undone']}, not started {count['not started']}")
         return out
