@@ -11,6 +11,11 @@ def test_the_plan_is_the_seeds_and_empty_with_one_chain():
     assert plan(7, 30, 1) == []
     moves = plan(7, 30, 3)
     assert moves and all(2.0 < m.at < 28.0 for m in moves) and any(m.hot for m in moves)
+    assert not any(m.add for m in moves)
+    grown = plan(7, 30, 3, add_chain=True)
+    added = [i for i, m in enumerate(grown) if m.add]
+    assert len(added) == 1 and 0 < added[0] < len(grown) - 1  # a move before it and one after
+    assert [m.at for m in grown] == [m.at for m in moves]
 
 
 class Cluster:

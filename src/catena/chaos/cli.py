@@ -98,7 +98,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     root = temp_root()
     delay = False
     if target is None:
-        cluster = LocalCluster(root, members, store, lab=lab, chains=chains)
+        cluster = LocalCluster(root, members, store, lab=lab, chains=chains, spare=1 if chains > 1 else 0)
         where = f"{store} store, data in {root}"
         if lab is not None:
             delay = lab.has_netem()
@@ -117,10 +117,12 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     # partitions need the proxy of a cluster started here
     faults = schedule(seed, duration, len(cluster.members), store, partitions=target is None, gray=lab is not None,
                       delay=delay)
-    moves = migrations.plan(seed, duration, chains)
+    moves = migrations.plan(seed, duration, chains, add_chain=bool(getattr(cluster, "spares", ())))
     verdict = Verdict()
     shape = f"{chains} chains of {members} members, {len(moves)} slot moves planned" if chains > 1 else \
         f"{members} members"
+    if any(m.add for m in moves):
+        shape += " (one of them adding a chain of one member)"
     say(f"chaos: seed {seed}, {duration:g} s, {shape}, {len(faults)} faults planned, {where}")
     workload = nemesis = watch = mover = None
     try:
@@ -155,7 +157,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         counters, unread = workload.final_reads()
         verdict.problems += [f"no final read of {u}" for u in unread]
         verdict.problems += nemesis.errors
-        if mover.records:
+        if mover.records or mover.added:
             verdict.problems += mover.judge()
         judge_registers(workload.history.operations(), verdict)
         judge_counters(workload.counters, counters, verdict)
@@ -180,7 +182,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         offset = time.time() - time.monotonic()
         quiets = [q for log in sorted((root / "logs").glob("coordinator-*.log")) for q in flap_quiets(log, offset)]
         verdict.windows = fault_windows(workload.samples, nemesis.applied, watch, quiets)
-        for line in mover.lines(workload.samples) if mover.records else ():
+        for line in mover.lines(workload.samples) if mover.records or mover.added else ():
             say(line)
         for line in verdict.lines():
             say(line)

@@ -137,9 +137,9 @@ class LocalCluster:
     known by its address there."""
 
     def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True,
-                 lab: Lab | None = None, chains: int = 1):
+                 lab: Lab | None = None, chains: int = 1, spare: int = 0):
         self.root = root
-        self.chains = chains
+        self.chains = self.founded = chains  # chains now, chains the coordinator starts with
         members *= chains
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
@@ -150,6 +150,9 @@ class LocalCluster:
         self.coordinator = ",".join(self.coordinators)  # as clients take it
         self.members = [f"{h}:{p}" for h, p in zip(hosts[coordinators:], ports[coordinators:coordinators + members])]
         self.chain_of = {a: i * chains // members for i, a in enumerate(self.members)}  # in order, per chain
+        # `spare` members of one more chain, started by `add_chain` (known to the proxy from the start)
+        self.spares = [f"{HOST}:{p}" for p in (free_ports(spare, set(ports)) if spare and lab is None else [])]
+        self.chain_of.update(dict.fromkeys(self.spares, chains))
         etcd_host = hosts[coordinators + members]
         self.etcd = f"{etcd_host}:{ports[-2]}" if store == "etcd" else None
         self._etcd_peer = f"http://{etcd_host}:{ports[-1]}"
@@ -169,7 +172,7 @@ class LocalCluster:
     @property
     def everyone(self) -> list[str]:
         """The processes behind the proxy."""
-        return [*self.coordinators, *self.members]
+        return [*self.coordinators, *self.members, *(a for a in self.spares if a not in self.members)]
 
     @property
     def store_url(self) -> str:
@@ -192,11 +195,11 @@ class LocalCluster:
         if addr in self.coordinators:
             store = (["--store", self.store_url] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
-            args = ["coordinator", *net, *store, *(["--chains", str(self.chains)] if self.chains > 1 else [])]
+            args = ["coordinator", *net, *store, *(["--chains", str(self.founded)] if self.founded > 1 else [])]
         else:
             args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"),
                     "--coordinator", self.store_url if self.etcd else self.coordinator,
-                    *(["--cluster-enabled", "yes", "--chain", str(self.chain_of[addr])] if self.chains > 1 else [])]
+                    *(["--cluster-enabled", "yes", "--chain", str(self.chain_of[addr])] if self.founded > 1 else [])]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
@@ -213,7 +216,8 @@ class LocalCluster:
         """A chain as the coordinator leader has it (followers answer NOTLEADER: the next is asked)."""
         for i, addr in enumerate(self.coordinators):
             try:
-                return [a if isinstance(a, str) else a.decode() for a in admin(addr, "MASTER.GET_CHAIN", *([chain_id] if self.chains > 1 else []))]
+                words = admin(addr, "MASTER.GET_CHAIN", *([chain_id] if self.founded > 1 else []))
+                return [a if isinstance(a, str) else a.decode() for a in words]
             except (redis.RedisError, OSError):
                 if i == len(self.coordinators) - 1:
                     raise
@@ -264,6 +268,23 @@ class LocalCluster:
         nodes[CLIENT] = self.lab.node(CLIENT, self.client_host)
         self.lab.join(CLIENT)
         self.faults = Faults(nodes)
+
+    def add_chain(self) -> int:
+        """Start the spare members: they found one more chain, which the coordinator empties and
+        announces in the slot map ("adding a chain"); returns its id once the map holds it."""
+        chain_id = self.chain_of[self.spares[0]]
+        for addr in self.spares:
+            self._spawn(addr)
+            wait_for(lambda: addr in self.chain(chain_id), START_TIMEOUT_S, f"{addr} to join chain {chain_id}")
+        self.members += self.spares
+        self.chains += 1
+        wait_for(lambda: str(chain_id) in map(str, self.slot_map()[1::2]), START_TIMEOUT_S,
+                 f"chain {chain_id} in the slot map")
+        return chain_id
+
+    def slot_map(self) -> list:
+        """MASTER.SLOTMAP at the leader: the map's version, then each chain's id and ranges."""
+        return admin(self.leader() or self.coordinators[0], "MASTER.SLOTMAP")
 
     def kill9(self, addr: str) -> None:
         self.procs[addr].kill9()
