@@ -18,9 +18,10 @@ from etcd alone.
 
 With --chains K (K >= 2) the local cluster is K chains of --members members in cluster mode (as
 `catena up --chains K`), the workload's clients route by slot, and a seeded plan of slot moves
-(`MASTER.MOVE`, most of them of slots the workload writes at that moment) runs alongside the
-faults; the checks cover every chain, and the verdict lists each move (done or undone, the
-writes to its slot meanwhile and the slowest acknowledged one).
+(`MASTER.MOVE`, most of them of slots the workload writes at that moment; midway, adding a chain
+of one member, which the next move goes to) runs alongside the faults; the checks cover every
+chain, and the verdict lists each move (done or undone, the writes to its slot meanwhile and
+the slowest acknowledged one).
 
 With --target (the coordinator address as clients are given it) the faults go to a cluster
 already running on this machine instead: its processes are found by their listening ports and
