@@ -23,11 +23,11 @@ service.py, calls.py, moves.py and move_runner.py do:
 - faults, several per run, most while moves are under way: member crashes (the chain repaired
   by a new view; the member restarts on an empty disk as a new incarnation and rejoins as a
   learner behind the tail, promoted once the tail says it caught up), members cut off for a
-  while (from the coordinator too: the driver's calls and the map's pushes to them fail), the leader crashing (a successor leads with a
-  higher fence 0.05-1 s later) or pausing past its lease (a successor leads; the paused one wakes
-  and goes on until its next save is refused by the fence, its calls on their way refused by the
-  tables' fences), driver calls slow on their way, and a leader dying right after a pre-copy was
-  applied (MoveSim's).
+  while (from the coordinator too: the driver's calls and the map's pushes to them fail), the
+  leader crashing (a successor leads with a higher fence 0.05-1 s later) or pausing past its
+  lease (a successor leads; the paused one wakes and goes on until its next save is refused by
+  the fence, its calls on their way refused by the tables' fences), driver calls slow on their
+  way, and a leader dying right after a pre-copy was applied (MoveSim's).
 
 Checks, after a quiet phase: every planned move ended (done, or undone and sent again), no
 intent is left in the store, every chain is whole again; every member of each chain holds the same data and seq, and its
@@ -68,7 +68,7 @@ from catena.view import View
 sys.path.insert(0, str(Path(__file__).parent))
 
 import slot_move_sim  # noqa: E402 (tests/sim is not a package)
-from slot_move_sim import TICK_S as TICK_S_MEMBER, A, B, MoveSim, SimFailure  # noqa: E402,F401
+from slot_move_sim import TICK_S as TICK_S_MEMBER, A, B, MoveSim  # noqa: E402
 
 CHAINS = (A, B)
 HOT = key_slot(b"m"), key_slot(b"b")  # chain 1's and chain 0's in the even split: written by the clients

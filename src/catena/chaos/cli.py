@@ -1,4 +1,5 @@
-"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--chains K] [--store etcd] [--netns] | [--target ADDRESS]`.
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--chains K] [--store etcd] [--netns]
+| [--target ADDRESS]`.
 
 Starts a local cluster in a temporary directory (with --store etcd: two coordinators on an etcd
 node), runs the workload while the seeded fault schedule kills, restarts and pauses processes
