@@ -19,28 +19,24 @@ def test_the_plan_is_the_seeds_and_empty_with_one_chain():
 
 
 class Cluster:
+    """MASTER.SLOTMAP with chain 0 holding 0-99 and chain 1 the rest, but for `where` (chain ->
+    ranges word)."""
     chains, coordinators = 2, ["c:1"]
 
-    def leader(self):
-        return "c:1"
+    def __init__(self, where: dict[int, str]):
+        self.where = where
 
-
-def slotmap(where: dict[int, str]):
-    """An admin() answering MASTER.SLOTMAP with chain 0 holding 0-99 and chain 1 the rest, but
-    for `where` (chain -> ranges word)."""
-    def admin(addr, *args, timeout=2.0):
-        assert addr == "c:1" and args == ("MASTER.SLOTMAP",)
-        return [9, 0, where.get(0, "0-99"), 1, where.get(1, "100-16383")]
-    return admin
+    def slot_map(self):
+        return [9, 0, self.where.get(0, "0-99"), 1, self.where.get(1, "100-16383")]
 
 
 def test_the_map_is_read_per_slot():
-    where = owners("c:1", slotmap({0: "0-98,5000", 1: "99-4999,5001-16383"}))
+    where = owners(Cluster({0: "0-98,5000", 1: "99-4999,5001-16383"}).slot_map())
     assert where[98] == 0 and where[99] == 1 and where[5000] == 0 and where[16383] == 1
 
 
 def test_each_move_is_judged_by_where_its_slot_went_next():
-    m = Migrations(Cluster(), [], 0.0, list, slotmap({0: "0-49,51-99", 1: "50,100-16383"}))
+    m = Migrations(Cluster({0: "0-49,51-99", 1: "50,100-16383"}), [], 0.0, list, None)
     m.records = [MoveRecord(50, True, 0, 1, 1.0, 2.0, "1"),  # the next move of 50 found it at 1: done
                  MoveRecord(60, False, 0, 1, 2.0, 3.0, "ConnectionError"),  # still at 0: undone
                  MoveRecord(50, True, 1, 0, 3.0, 4.0, "ConnectionError"),  # the map has it at 1: undone
@@ -54,6 +50,6 @@ def test_each_move_is_judged_by_where_its_slot_went_next():
 
 
 def test_a_slot_found_at_a_third_chain_is_a_problem():
-    m = Migrations(Cluster(), [], 0.0, list, slotmap({}))
+    m = Migrations(Cluster({}), [], 0.0, list, None)
     m.records = [MoveRecord(7000, False, 2, 3, 1.0, 2.0, "1")]
     assert m.judge() == ["slot 7000, moved from chain 2 to 3, ended at chain 1"]

@@ -68,9 +68,8 @@ def plan(seed: int, duration: float, chains: int, add_chain: bool = False) -> li
     return moves
 
 
-def owners(addr: str, admin) -> dict[int, int]:
-    """slot -> chain, from MASTER.SLOTMAP at `addr`."""
-    reply = admin(addr, "MASTER.SLOTMAP")
+def owners(reply: list) -> dict[int, int]:
+    """slot -> chain, from MASTER.SLOTMAP's reply (the version, then each chain and its ranges)."""
     out = {}
     for chain, word in zip(reply[1::2], reply[2::2]):
         for first, last in parse_ranges(word.encode() if isinstance(word, str) else word):
@@ -79,7 +78,8 @@ def owners(addr: str, admin) -> dict[int, int]:
 
 
 class Migrations:
-    """Applies the planned moves to `cluster` in a thread; `hot()` names the keys written now."""
+    """Applies the planned moves to `cluster` (a LocalCluster) in a thread; `hot()` names the keys
+    written now; `admin(addr, *words, timeout=…)` sends MASTER.MOVE."""
 
     def __init__(self, cluster, planned: list[PlannedMove], t0: float, hot: Callable[[], list[str]], admin):
         self.cluster, self.planned, self.t0, self.hot, self.admin = cluster, planned, t0, hot, admin
@@ -97,9 +97,6 @@ class Migrations:
         self._stop.set()
         self._thread.join(timeout=MOVE_TIMEOUT_S + 5)
 
-    def _leader(self) -> str:
-        return self.cluster.leader() or self.cluster.coordinators[0]
-
     def _run(self) -> None:
         for move in self.planned:
             if self._stop.wait(max(0.0, self.t0 + move.at - time.monotonic())):
@@ -108,7 +105,7 @@ class Migrations:
                 self._add_chain()
                 continue
             try:
-                where = owners(self._leader(), self.admin)
+                where = owners(self.cluster.slot_map())
             except (redis.RedisError, OSError):
                 continue  # no leader to ask now: this move is skipped
             keys = self.hot()
@@ -120,7 +117,7 @@ class Migrations:
             record = MoveRecord(slot, move.hot, source, target, time.monotonic())
             self.records.append(record)
             try:
-                record.reply = str(self.admin(self._leader(), "MASTER.MOVE", slot, record.target,
+                record.reply = str(self.admin(self.cluster.leading(), "MASTER.MOVE", slot, record.target,
                                               timeout=MOVE_TIMEOUT_S))
             except (redis.RedisError, OSError) as exc:
                 record.reply = f"{type(exc).__name__}: {exc}"[:80]
@@ -140,7 +137,7 @@ class Migrations:
         """Each move's outcome, once the cluster is whole again: where the next move of its slot
         found it, or for its slot's last move the map now. Problems, if any."""
         try:
-            where = owners(self._leader(), self.admin)
+            where = owners(self.cluster.slot_map())
         except (redis.RedisError, OSError) as exc:
             return [f"the slot map could not be read to judge the moves: {exc}"]
         problems = [a for a in self.added if a.startswith("adding a chain failed")]

@@ -284,7 +284,11 @@ class LocalCluster:
 
     def slot_map(self) -> list:
         """MASTER.SLOTMAP at the leader: the map's version, then each chain's id and ranges."""
-        return admin(self.leader() or self.coordinators[0], "MASTER.SLOTMAP")
+        return admin(self.leading(), "MASTER.SLOTMAP")
+
+    def leading(self) -> str:
+        """The coordinator to send an operator's command to: the leader, else the first."""
+        return self.leader() or self.coordinators[0]
 
     def kill9(self, addr: str) -> None:
         self.procs[addr].kill9()
