@@ -22,7 +22,8 @@ service.py, calls.py, moves.py and move_runner.py do:
   `catena reshard` does after a leader died mid-range).
 - faults, several per run, most while moves are under way: member crashes (the chain repaired
   by a new view; the member restarts on an empty disk as a new incarnation and rejoins as a
-  learner behind the tail, promoted once the tail says it caught up), members cut off for a
+  learner behind the tail, promoted once the tail says it caught up), replies lost on their
+  way (the caller sends again under the same request id), members cut off for a
   while (from the coordinator too: the driver's calls and the map's pushes to them fail), the
   leader crashing (a successor leads with a higher fence 0.05-1 s later) or pausing past its
   lease (a successor leads; the paused one wakes and goes on until its next save is refused by
@@ -60,7 +61,7 @@ from catena.coordinator import layout, moves
 from catena.coordinator import slot_map as sm
 from catena.coordinator.migration import FINAL, Call, Finished, Migration, Save, SaveMap
 from catena.coordinator.shards import PushShard, SaveMap as SaveSlotMap, Shards, SyncTable
-from catena.effects import LearnerCaughtUp
+from catena.effects import LearnerCaughtUp, Reply
 from catena.resp.codec import Error
 from catena.slots import SLOTS, key_slot
 from catena.view import View
@@ -79,6 +80,7 @@ COUNTERS = (b"{m}n", b"{b}n")
 TICK_S = 0.05  # the shells' timers (shards' retries, the operator)
 CALL_TIMEOUT_S = 0.5
 COORDINATOR = "coordinator"  # the leader, as the partitions know it
+REPLY_LOSS = 0.02  # replies lost on their way while faults run
 
 
 class ShellCommands(dict):
@@ -128,6 +130,8 @@ class ShardSim(MoveSim):
         self.resumed = 0  # intents a new term found and resumed
         self.incarnations: dict[str, int] = {}
         self.restarts = 0  # members restarted on an empty disk and rejoined as learners
+        self.replies_lost = 0
+        self.resent = 0  # writes of unknown outcome sent again after -MOVED
 
     def initial_table(self, chain: int, replica: Replica) -> None:
         """Every chain starts owning every slot (cluster mode); Shards syncs them to the map."""
@@ -315,6 +319,17 @@ class ShardSim(MoveSim):
             self.trace.append(f"{self.now:.3f} chain {f.chain_id} view {self.views[f.chain_id].members}")
             self.view_changed(f.chain_id)
 
+    def execute(self, name: str, fx) -> None:
+        """A reply may be lost on its way while faults run (the connection broke after the
+        command applied): its caller times out with the outcome unknown and sends it again, the
+        same request id included (a client, often to the slot's next chain after -MOVED; the
+        driver; the coordinator's pushes)."""
+        if self.faults and fx:
+            kept = [f for f in fx if type(f) is not Reply or self.rng.random() >= REPLY_LOSS]
+            self.replies_lost += len(fx) - len(kept)
+            fx = kept
+        super().execute(name, fx)
+
     def deliver_view(self, name: str, view) -> None:
         """A member learns its own chain's views; the others' only from MEMBER.SHARD pushes."""
         if self.chain_of[name] == view.chain_id:
@@ -395,6 +410,10 @@ class ShardSim(MoveSim):
     def redirect(self, client: dict, key: bytes, chain: int) -> None:
         client.setdefault("routes", {})[key_slot(key)] = chain
 
+    def resend(self, words: list) -> list:
+        self.resent += 1  # a write of unknown outcome, sent again to the slot's new chain
+        return super().resend(words)
+
     def moves_over(self) -> bool:
         t = self.term
         return (self.step >= len(PLAN) and t is not None and t.driver is None and not t.resume
@@ -441,7 +460,8 @@ class ShardSim(MoveSim):
         return all(n in self.views[self.chain_of[n]].members for n in self.replicas)
 
     def summary(self) -> str:
-        return f", moves {self.results}, {self.resumed} intents resumed, {self.restarts} members restarted"
+        return (f", moves {self.results}, {self.resumed} intents resumed, {self.restarts} members restarted, "
+                f"{self.replies_lost} replies lost, {self.resent} writes of unknown outcome resent after -MOVED")
 
     def verify(self) -> None:
         slot_map, now_ms = self.slot_map, int(self.now * 1000)

@@ -328,7 +328,8 @@ class MoveSim(Kernel):
                 self.refusals[text.split(" ")[0]] = self.refusals.get(text.split(" ")[0], 0) + 1
                 if text.startswith("MOVED"):  # (an unknown outcome too: its request moved along)
                     self.redirect(client, key, self.chain_of[text.split(" ")[2]])
-                    self.after(0.0005, self.attempt, client, op_id, kind, words, key, tries + 1, unknown)
+                    self.after(0.0005, self.attempt, client, op_id, kind, self.resend(words) if unknown else words,
+                               key, tries + 1, unknown)
                     return
                 if text.startswith(("TRYAGAIN", "CLUSTERDOWN", "ERR write")):
                     self.after(self.rng.uniform(0.005, 0.02), self.attempt, client, op_id, kind, words, key,
@@ -360,6 +361,10 @@ class MoveSim(Kernel):
 
     def redirect(self, client: dict, key: bytes, chain: int) -> None:
         client["owner"] = chain
+
+    def resend(self, words: list) -> list:
+        """A write of unknown outcome sent again after -MOVED: the same words, request id included."""
+        return words
 
     # -- a run -----------------------------------------------------------------------------------
 
