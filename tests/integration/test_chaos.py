@@ -76,6 +76,30 @@ def test_short_netns_chaos_run_is_clean_and_measures_each_fault(tmp_path):
     assert run.startswith(PREFIX) and not [n for n in listed() if n.startswith(run)]
 
 
+CHAINS_SEED = 15  # a hot slot's move begins just before the coordinator is killed (3.8 s)
+CHAINS_CHAOS_S = 15
+
+
+def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
+    """Two chains of two members; slots the workload writes move between them (and back) while
+    the faults go on, the coordinator killed mid-move among them, and a third chain is added
+    midway and given a hot slot: the verdict covers every chain and reports each move done or
+    undone, with the writes its slot saw meanwhile."""
+    _, out = _chaos(tmp_path, CHAINS_SEED, CHAINS_CHAOS_S, "--chains", "2", "--members", "2")
+    assert "2 chains of 2 members" in out
+    moves = [line for line in out.splitlines() if line.startswith("move slot ")]
+    summary = next(line for line in out.splitlines() if line.startswith("slot moves "))
+    assert len(moves) >= 2 and summary.startswith(f"slot moves {len(moves)} (of "), out
+    outcomes = [m.split(": ", 1)[1].split(" in ")[0] for m in moves]
+    assert set(outcomes) <= {"done", "undone", "not started"} and "done" in outcomes, moves
+    assert summary.endswith(f"done {outcomes.count('done')}, undone {outcomes.count('undone')}, "
+                            f"not started {outcomes.count('not started')}"), summary
+    hot = [m for m in moves if " (hot) " in m]
+    assert hot and any(" meanwhile 0," not in m for m in hot), moves  # the workload wrote while they moved
+    assert "chain 2 added " in out, out  # a chain added midway, and the next move went to it
+    assert any("->2: done in " in m for m in moves), moves
+
+
 def test_same_seed_same_schedule():
     assert schedule(3, 60, 3) == schedule(3, 60, 3)
     assert schedule(3, 60, 3) != schedule(4, 60, 3)

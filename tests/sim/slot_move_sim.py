@@ -35,7 +35,7 @@ from catena.chain.slot_table import GIVEN, NONE, OWNED
 from catena.check import History, check
 from catena.cluster_topology import Shard
 from catena.coordinator.migration import NO_ANSWER, Call, Finished, Migration, Save, SaveMap
-from catena.effects import FetchView, Reply, Send
+from catena.effects import FetchView, LearnerCaughtUp, Reply, Send
 from catena.resp.codec import Error
 from catena.slots import key_slot
 from catena.view import View
@@ -63,6 +63,13 @@ class SimFailure(AssertionError):
 
 
 class MoveSim(Kernel):
+    """Two chains (A, B) of replica machines, their links, clients and one move's driver. The
+    keys the clients use, how they route, and when the moves are over are hooks a sibling
+    simulation (shard_sim.py) overrides."""
+
+    keys, counters = KEYS, (COUNTER,)
+    think_s = 0.003  # a client's pause between operations, at most
+
     def __init__(self, seed: int, faults: bool = True, clients: int = 3, ops: int = 40):
         super().__init__(seed, start=1000.0)
         self.seed, self.faults = seed, faults
@@ -75,8 +82,7 @@ class MoveSim(Kernel):
             names = tuple(f"{prefix}{i}:1" for i in range(3))
             for n in names:
                 self.replicas[n] = Replica(n, f"{n}/1".encode(), cluster=True)
-                if chain == B:  # created to receive slots: it never owned this one (its first entry)
-                    self.replicas[n].state.table.states[SLOT] = NONE
+                self.initial_table(chain, self.replicas[n])
                 self.chain_of[n] = chain
                 self.alive.add(n)
             self.views[chain] = View(chain, 1, names)
@@ -88,7 +94,8 @@ class MoveSim(Kernel):
         self.drivers = itertools.count(1)
         self.driver_name = b""
         self.saved = None
-        self.incr_issued = self.incr_acked = 0
+        self.incr_issued = dict.fromkeys(self.counters, 0)  # counter key -> INCRs sent, acknowledged
+        self.incr_acked = dict.fromkeys(self.counters, 0)
         self.refusals: dict[str, int] = {}  # error word -> replies clients got
         self.clients_left = clients
         self.ops = ops
@@ -97,6 +104,10 @@ class MoveSim(Kernel):
             self.push_view(chain)
         for name in self.replicas:
             self.after(self.rng.uniform(0, TICK_S), self.tick, name)
+
+    def initial_table(self, chain: int, replica: Replica) -> None:
+        if chain == B:  # created to receive slots: it never owned this one (its first entry)
+            replica.state.table.states[SLOT] = NONE
 
     # -- members and the network ---------------------------------------------------------------
 
@@ -121,6 +132,11 @@ class MoveSim(Kernel):
                     self.after(self.rng.uniform(0.0002, 0.001), callback, f.value)
             elif kind is FetchView:
                 self.after(0.001, self.deliver_view, name, self.views[self.chain_of[name]])
+            elif kind is LearnerCaughtUp:
+                self.after(0.001, self.caught_up, f)
+
+    def caught_up(self, f: LearnerCaughtUp) -> None:
+        """A tail's learner holds its history (no learners here: shard_sim.py has them)."""
 
     def send(self, src: str, dst: str, msg) -> None:
         queue = self.links.setdefault((src, dst), deque())
@@ -171,7 +187,8 @@ class MoveSim(Kernel):
 
     def repair(self, chain: int, name: str) -> None:
         view = self.views[chain]
-        self.views[chain] = View(chain, view.epoch + 1, tuple(m for m in view.members if m != name))
+        learner = view.learner if view.learner != name else None
+        self.views[chain] = View(chain, view.epoch + 1, tuple(m for m in view.members if m != name), learner)
         self.trace.append(f"{self.now:.3f} chain {chain} view {self.views[chain].members}")
         self.push_view(chain)
 
@@ -241,7 +258,7 @@ class MoveSim(Kernel):
             self.drive(d, d.on_reply(call, reply, self.now))
 
         self.waiting[token] = answered
-        if head not in self.alive:
+        if not self.reaches(head):
             self.drive(driver, driver.on_reply(f.token, NO_ANSWER, self.now))
             return
         # A call may take long on its way (a slow connection): it can arrive after its driver
@@ -251,6 +268,10 @@ class MoveSim(Kernel):
             delay = self.rng.uniform(0.1, 0.4)
             self.after(0.0001, self.crash_driver)
         self.after(delay, self.arrive, head, token, words)
+
+    def reaches(self, name: str) -> bool:
+        """Whether the driver's call reaches member `name` (else it fails: NO_ANSWER)."""
+        return name in self.alive
 
     def arrive(self, name: str, token: int, words: list) -> None:
         """A command reaches a member (a client's or the driver's), at the time it arrives."""
@@ -267,11 +288,11 @@ class MoveSim(Kernel):
         if client["left"] == 0:
             self.clients_left -= 1
             return
-        if self.saved is not None and self.saved.phase in ("done", "undone"):
+        if self.moves_over():
             client["left"] -= 1
         client["n"] += 1
         r = self.rng.random()
-        key = self.rng.choice(KEYS)
+        key = self.rng.choice(self.keys)
         if r < 0.35:
             value = f"{client['name']}-{client['n']}".encode()
             op = ("set", key, value, [b"SET", key, value])
@@ -280,8 +301,9 @@ class MoveSim(Kernel):
         elif r < 0.7:
             op = ("get", key, None, [b"GET", key])
         else:
-            op = ("incr", COUNTER, None, [b"INCR", COUNTER])
-            self.incr_issued += 1
+            counter = self.rng.choice(self.counters)
+            op = ("incr", counter, None, [b"INCR", counter])
+            self.incr_issued[counter] += 1
         kind, key, arg, words = op
         op_id = self.history.invoke(client["name"], kind, key, arg, self.now) if kind != "incr" else None
         if kind != "get":
@@ -291,7 +313,7 @@ class MoveSim(Kernel):
     def attempt(self, client, op_id, kind, words, key, tries, unknown: bool) -> None:
         if tries > 400:
             self.fail(f"{client['name']}: {words} never answered")
-        chain = client["owner"] if key_slot(key) == SLOT else A
+        chain = self.route(client, key)
         members = [m for m in self.views[chain].members if m in self.alive] or list(self.views[chain].members)
         target = self.rng.choice(members)
         token = next(self.tokens)
@@ -305,8 +327,9 @@ class MoveSim(Kernel):
                 text = value.message
                 self.refusals[text.split(" ")[0]] = self.refusals.get(text.split(" ")[0], 0) + 1
                 if text.startswith("MOVED"):  # (an unknown outcome too: its request moved along)
-                    client["owner"] = self.chain_of[text.split(" ")[2]]
-                    self.after(0.0005, self.attempt, client, op_id, kind, words, key, tries + 1, unknown)
+                    self.redirect(client, key, self.chain_of[text.split(" ")[2]])
+                    self.after(0.0005, self.attempt, client, op_id, kind, self.resend(words) if unknown else words,
+                               key, tries + 1, unknown)
                     return
                 if text.startswith(("TRYAGAIN", "CLUSTERDOWN", "ERR write")):
                     self.after(self.rng.uniform(0.005, 0.02), self.attempt, client, op_id, kind, words, key,
@@ -314,10 +337,10 @@ class MoveSim(Kernel):
                     return
                 self.fail(f"{client['name']}: {words} answered {text}")
             if kind == "incr":
-                self.incr_acked += 1
+                self.incr_acked[key] += 1
             elif op_id is not None:
                 self.history.complete(op_id, value, self.now)
-            self.after(self.rng.uniform(0, 0.003), self.next_op, client)
+            self.after(self.rng.uniform(0, self.think_s), self.next_op, client)
 
         def timed_out():
             if not state["done"]:
@@ -328,6 +351,20 @@ class MoveSim(Kernel):
         self.waiting[token] = answered
         self.after(CLIENT_TIMEOUT_S, timed_out)
         self.after(self.rng.uniform(0.0002, 0.001), self.arrive, target, token, list(words))
+
+    def moves_over(self) -> bool:
+        return self.saved is not None and self.saved.phase in ("done", "undone")
+
+    def route(self, client: dict, key: bytes) -> int:
+        """The chain a client sends `key`'s command to (its own map: learnt from -MOVED)."""
+        return client["owner"] if key_slot(key) == SLOT else A
+
+    def redirect(self, client: dict, key: bytes, chain: int) -> None:
+        client["owner"] = chain
+
+    def resend(self, words: list) -> list:
+        """A write of unknown outcome sent again after -MOVED: the same words, request id included."""
+        return words
 
     # -- a run -----------------------------------------------------------------------------------
 
@@ -373,22 +410,39 @@ class MoveSim(Kernel):
         result = check(self.history.operations())
         if result.ok is not True:
             self.fail(f"not linearizable: {result.explanation}")
-        counter = int(tails[B].state.get(COUNTER, now_ms) or 0)
-        if not self.incr_acked <= counter <= self.incr_issued:
-            self.fail(f"counter is {counter} after {self.incr_issued} INCRs issued, {self.incr_acked} acknowledged")
+        self.check_counter(COUNTER, tails[B], now_ms)
+
+    def summary(self) -> str:
+        return ""
+
+    def check_counter(self, key: bytes, tail: Replica, now_ms: int) -> None:
+        """Nothing acknowledged lost, nothing applied twice: acknowledged <= value <= issued."""
+        value = int(tail.state.get(key, now_ms) or 0)
+        if not self.incr_acked[key] <= value <= self.incr_issued[key]:
+            self.fail(f"counter {key!r} is {value} after {self.incr_issued[key]} INCRs issued, "
+                      f"{self.incr_acked[key]} acknowledged")
 
 
-def run(seed: int, faults: bool = True) -> MoveSim:
-    sim = MoveSim(seed, faults)
+def run(seed: int, faults: bool = True, kind: type = MoveSim) -> MoveSim:
+    sim = kind(seed, faults)
     sim.run()
     return sim
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(run, doc: str) -> None:
+    """Replay seeds of a simulation built on MoveSim: `--seed N [--runs M] [--trace]`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--trace", action="store_true", help="print the run's trace")
     args = parser.parse_args()
     for seed in range(args.seed, args.seed + args.runs):
         sim = run(seed)
-        print(f"seed {seed}: ok ({sim.ran} events, {sim.incr_acked} INCRs acknowledged, refusals {sim.refusals})")
+        if args.trace:
+            print("\n".join(sim.trace))
+        print(f"seed {seed}: ok ({sim.ran} events, {sum(sim.incr_acked.values())} INCRs acknowledged, "
+              f"refusals {sim.refusals}{sim.summary()})")
+
+
+if __name__ == "__main__":
+    main(run, __doc__)

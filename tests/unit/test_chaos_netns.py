@@ -97,13 +97,17 @@ def test_a_coordinator_cut_from_the_members_is_the_leader():
 
     class Cluster:
         coordinators, members, etcd = ["c:1", "c:2"], ["m:1", "m:2", "m:3"], "e:1"
+        chain_of = dict.fromkeys(members, 0)
         cuts: list = []
 
         def name(self, addr):
             return addr
 
-        def chain(self):
+        def chain(self, chain_id=0):
             return self.members
+
+        def whole(self):
+            return True
 
         def leader(self):
             return "c:2"
@@ -192,9 +196,9 @@ def test_whole_after_a_fault_is_when_the_chain_last_became_whole_and_stayed(monk
         def __init__(self):
             self.members = members
 
-        def chain(self):
+        def whole(self):  # (every chain holds its members: LocalCluster.whole)
             t = clock.now - 100.0
-            return members[:2] if 0.3 <= t < 1.5 else members  # removed at 0.3 s, back at 1.5 s
+            return not 0.3 <= t < 1.5  # a member removed at 0.3 s, back at 1.5 s
 
     assert runner.settled_whole(Cluster(), 30, settle_s=1.0) == pytest.approx(101.5, abs=0.06)
     assert runner.settled_whole(Cluster(), 0.5, settle_s=1.0) is None  # never whole for 1 s by then

@@ -70,6 +70,11 @@ def test_a_target_on_another_host_is_refused_up_front(tmp_path, capsys):
 
 
 def test_members_or_store_do_not_go_with_target(capsys):
-    for flag in (["--members", "5"], ["--store", "etcd"], ["--netns"]):
+    for flag in (["--members", "5"], ["--store", "etcd"], ["--netns"], ["--chains", "2"]):
         assert main(["--target", "127.0.0.1:6369", *flag]) == 2
-        assert "--members, --store and --netns do not go with --target" in capsys.readouterr().err
+        assert "--members, --chains, --store and --netns do not go with --target" in capsys.readouterr().err
+
+
+def test_chains_must_be_at_least_one(capsys):
+    assert main(["--chains", "0"]) == 2
+    assert "--chains must be at least 1" in capsys.readouterr().err

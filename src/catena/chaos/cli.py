@@ -1,4 +1,5 @@
-"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--store etcd] [--netns] | [--target ADDRESS]`.
+"""`catena chaos --seed N --duration SECONDS [--out DIR] [--members 3] [--chains K] [--store etcd] [--netns]
+| [--target ADDRESS]`.
 
 Starts a local cluster in a temporary directory (with --store etcd: two coordinators on an etcd
 node), runs the workload while the seeded fault schedule kills, restarts and pauses processes
@@ -15,6 +16,13 @@ the kernel has it), and the schedule adds the gray failures: link cuts
 middle~tail and head~middle, a coordinator cut from every member, a flapping member (2 s cut,
 1 s up, 3 times), a one-way cut of the tail, packet loss, and with --store etcd the leader cut
 from etcd alone.
+
+With --chains K (K >= 2) the local cluster is K chains of --members members in cluster mode (as
+`catena up --chains K`), the workload's clients route by slot, and a seeded plan of slot moves
+(`MASTER.MOVE`, most of them of slots the workload writes at that moment; midway, adding a chain
+of one member, which the next move goes to) runs alongside the faults; the checks cover every
+chain, and the verdict lists each move (done or undone, the writes to its slot meanwhile and
+the slowest acknowledged one).
 
 With --target (the coordinator address as clients are given it) the faults go to a cluster
 already running on this machine instead: its processes are found by their listening ports and
@@ -77,21 +85,22 @@ class _Progress:
 
 def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 6, keep: bool = False,
         progress: bool = True, say=print, target: str | None = None, store: str = "embedded",
-        password: str | None = None, lab: Lab | None = None) -> Verdict:
+        password: str | None = None, lab: Lab | None = None, chains: int = 1) -> Verdict:
     """One chaos run; returns its verdict (the PNG is written to `out`). With `target` (a
     coordinator address) on that running cluster, whose size is then its chain's; with `lab`
     (entered) every process in a network namespace of its own there."""
     # Imported here: `catena --help` and the servers need none of it.
     from catena.chain.replica import WRITE_TIMEOUT_S
+    from catena.chaos import migrations
     from catena.chaos.report import Verdict, fault_windows, judge_counters, judge_late_writes, judge_registers, plot
-    from catena.chaos.runner import LocalCluster, Nemesis, schedule, temp_root
+    from catena.chaos.runner import LocalCluster, Nemesis, admin, schedule, temp_root
     from catena.chaos.watch import ChainWatch, flap_quiets
     from catena.chaos.workload import Workload
 
     root = temp_root()
     delay = False
     if target is None:
-        cluster = LocalCluster(root, members, store, lab=lab)
+        cluster = LocalCluster(root, members, store, lab=lab, chains=chains, spare=1 if chains > 1 else 0)
         where = f"{store} store, data in {root}"
         if lab is not None:
             delay = lab.has_netem()
@@ -108,19 +117,26 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         members = len(cluster.members)
         where = f"target {cluster.coordinator} (pids {', '.join(str(p.pid) for p in cluster.procs.values())})"
     # partitions need the proxy of a cluster started here
-    faults = schedule(seed, duration, members, store, partitions=target is None, gray=lab is not None,
+    faults = schedule(seed, duration, len(cluster.members), store, partitions=target is None, gray=lab is not None,
                       delay=delay)
+    moves = migrations.plan(seed, duration, chains, add_chain=bool(getattr(cluster, "spares", ())))
     verdict = Verdict()
-    say(f"chaos: seed {seed}, {duration:g} s, {members} members, {len(faults)} faults planned, {where}")
-    workload = nemesis = watch = None
+    shape = f"{chains} chains of {members} members, {len(moves)} slot moves planned" if chains > 1 else \
+        f"{members} members"
+    if any(m.add for m in moves):
+        shape += " (one of them adding a chain of one member)"
+    say(f"chaos: seed {seed}, {duration:g} s, {shape}, {len(faults)} faults planned, {where}")
+    workload = nemesis = watch = mover = None
     try:
         cluster.start()
-        watch = ChainWatch(cluster.chain)
+        watch = ChainWatch(cluster.chained)
         watch.start()
         workload = Workload(cluster.coordinator, seed, prefix=f"chaos{seed}", workers=workers, password=password)
         workload.start()
         nemesis = Nemesis(cluster, faults, workload.t0)
         nemesis.start()
+        mover = migrations.Migrations(cluster, moves, workload.t0, workload.hot, admin)
+        mover.start()
         bar = _Progress(duration, progress)
         try:
             while (elapsed := time.monotonic() - workload.t0) < duration and workload.failure is None:
@@ -132,6 +148,7 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         finally:
             bar.close()
         nemesis.stop()
+        mover.stop()
         cluster.heal()
         if not cluster.wait_whole(HEAL_TIMEOUT_S):
             verdict.problems.append(f"the chain was not whole again {HEAL_TIMEOUT_S:.0f} s after the faults ended")
@@ -142,6 +159,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         counters, unread = workload.final_reads()
         verdict.problems += [f"no final read of {u}" for u in unread]
         verdict.problems += nemesis.errors
+        if mover.records or mover.added:
+            verdict.problems += mover.judge()
         judge_registers(workload.history.operations(), verdict)
         judge_counters(workload.counters, counters, verdict)
         judge_late_writes(workload.history.operations(), verdict, WRITE_TIMEOUT_S + 1.0)
@@ -165,6 +184,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
         offset = time.time() - time.monotonic()
         quiets = [q for log in sorted((root / "logs").glob("coordinator-*.log")) for q in flap_quiets(log, offset)]
         verdict.windows = fault_windows(workload.samples, nemesis.applied, watch, quiets)
+        for line in mover.lines(workload.samples) if mover.records or mover.added else ():
+            say(line)
         for line in verdict.lines():
             say(line)
         if png is not None:
@@ -174,6 +195,8 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
     finally:
         if nemesis is not None:
             nemesis.stop()
+        if mover is not None:
+            mover.stop()
         if watch is not None:
             watch.stop()
         if workload is not None:
@@ -196,9 +219,13 @@ def cmd_chaos(args) -> int:
         print("chaos: --store etcd needs the aetcd package, which is not installed: pip install 'catena[etcd]'",
               file=sys.stderr)
         return 2
-    if args.target is not None and (args.members is not None or args.store is not None or args.netns):
-        print("chaos: --members, --store and --netns do not go with --target (the target's cluster is used)",
+    if args.target is not None and (args.members is not None or args.store is not None or args.netns
+                                    or args.chains != 1):
+        print("chaos: --members, --chains, --store and --netns do not go with --target (the target's cluster is used)",
               file=sys.stderr)
+        return 2
+    if args.chains < 1:
+        print("chaos: --chains must be at least 1", file=sys.stderr)
         return 2
     lab = None
     if args.netns:
@@ -220,7 +247,7 @@ def cmd_chaos(args) -> int:
         with lab or contextlib.nullcontext():
             verdict = run(args.seed, args.duration, Path(args.out), args.members or 3, args.workers, args.keep,
                           progress=not args.no_progress, target=args.target, store=args.store or "embedded",
-                          password=args.password, lab=lab)
+                          password=args.password, lab=lab, chains=args.chains)
     except KeyboardInterrupt:
         print("chaos: interrupted; " + ("every process was stopped" if args.target is None else
                                         "the target cluster was healed and left running"), file=sys.stderr)
@@ -242,6 +269,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of faults and load")
     p.add_argument("--out", default=".", help="directory for the timeline PNG (default: current directory)")
     p.add_argument("--members", type=int, default=None, help="members of the local cluster (default 3)")
+    p.add_argument("--chains", type=int, default=1,
+                   help="chains of the local cluster (2 or more: cluster mode, with slot moves among the faults)")
     p.add_argument("--store", choices=("embedded", "etcd"), default=None,
                    help="the local cluster's coordinator store: embedded (default: one coordinator) or "
                         "etcd (two coordinators on a local etcd node, which is faulted too)")

@@ -129,15 +129,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 class LocalCluster:
-    """`members` members and a coordinator (embedded store), or two coordinators on one etcd
+    """`members` members (per chain, `chains` chains: cluster mode when more than one, as
+    `catena up --chains`) and a coordinator (embedded store), or two coordinators on one etcd
     node (`store="etcd"`), under `root`. Coordinators and members are known by their addresses
     on 127.0.0.1 (the proxy's), each listening on its own 127.0.2.N; etcd listens directly.
     With a `lab`, each process (etcd and the run's clients too) in a namespace of its own,
     known by its address there."""
 
     def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True,
-                 lab: Lab | None = None):
+                 lab: Lab | None = None, chains: int = 1, spare: int = 0):
         self.root = root
+        self.chains = self.founded = chains  # chains now, chains the coordinator starts with
+        members *= chains
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
         ports = free_ports(coordinators + members + (2 if store == "etcd" else 0))
@@ -146,6 +149,10 @@ class LocalCluster:
         self.coordinators = [f"{h}:{p}" for h, p in zip(hosts, ports[:coordinators])]
         self.coordinator = ",".join(self.coordinators)  # as clients take it
         self.members = [f"{h}:{p}" for h, p in zip(hosts[coordinators:], ports[coordinators:coordinators + members])]
+        self.chain_of = {a: i * chains // members for i, a in enumerate(self.members)}  # in order, per chain
+        # `spare` members of one more chain, started by `add_chain` (known to the proxy from the start)
+        self.spares = [f"{HOST}:{p}" for p in (free_ports(spare, set(ports)) if spare and lab is None else [])]
+        self.chain_of.update(dict.fromkeys(self.spares, chains))
         etcd_host = hosts[coordinators + members]
         self.etcd = f"{etcd_host}:{ports[-2]}" if store == "etcd" else None
         self._etcd_peer = f"http://{etcd_host}:{ports[-1]}"
@@ -165,7 +172,7 @@ class LocalCluster:
     @property
     def everyone(self) -> list[str]:
         """The processes behind the proxy."""
-        return [*self.coordinators, *self.members]
+        return [*self.coordinators, *self.members, *(a for a in self.spares if a not in self.members)]
 
     @property
     def store_url(self) -> str:
@@ -188,10 +195,11 @@ class LocalCluster:
         if addr in self.coordinators:
             store = (["--store", self.store_url] if self.etcd else
                      ["--data-dir", str(self.root / f"coordinator-{port}")])
-            args = ["coordinator", *net, *store]
+            args = ["coordinator", *net, *store, *(["--chains", str(self.founded)] if self.founded > 1 else [])]
         else:
             args = ["member", *net, "--data-dir", str(self.root / f"member-{port}"),
-                    "--coordinator", self.store_url if self.etcd else self.coordinator]
+                    "--coordinator", self.store_url if self.etcd else self.coordinator,
+                    *(["--cluster-enabled", "yes", "--chain", str(self.chain_of[addr])] if self.founded > 1 else [])]
         return [sys.executable, "-m", "catena", *args]
 
     def _spawn(self, addr: str) -> Proc:
@@ -204,15 +212,28 @@ class LocalCluster:
         self._all.append(proc)
         return proc
 
-    def chain(self) -> list[str]:
-        """The chain as the coordinator leader has it (followers answer NOTLEADER: the next is asked)."""
+    def chain(self, chain_id: int = 0) -> list[str]:
+        """A chain as the coordinator leader has it (followers answer NOTLEADER: the next is asked)."""
         for i, addr in enumerate(self.coordinators):
             try:
-                return [a if isinstance(a, str) else a.decode() for a in admin(addr, "MASTER.GET_CHAIN")]
+                words = admin(addr, "MASTER.GET_CHAIN", *([chain_id] if self.founded > 1 else []))
+                return [a if isinstance(a, str) else a.decode() for a in words]
             except (redis.RedisError, OSError):
                 if i == len(self.coordinators) - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def chained(self) -> list[str]:
+        """Every chain's members as the leader has them, chain after chain."""
+        return [m for chain_id in range(self.chains) for m in self.chain(chain_id)]
+
+    def whole(self, exact: bool = False) -> bool:
+        """Every chain holds each of its members (`exact`: and no other)."""
+        for chain_id in range(self.chains):
+            chain, own = self.chain(chain_id), [m for m in self.members if self.chain_of[m] == chain_id]
+            if (sorted(chain) != sorted(own)) if exact else not set(own) <= set(chain):
+                return False
+        return True
 
     def leader(self) -> str | None:
         """The coordinator leading now, as the first one that answers knows it (None: none known)."""
@@ -237,7 +258,7 @@ class LocalCluster:
         wait_for(lambda: self.chain() is not None, START_TIMEOUT_S, "a coordinator to lead")
         for addr in self.members:  # they register themselves; one at a time
             self._spawn(addr)
-            wait_for(lambda: addr in self.chain(), START_TIMEOUT_S, f"{addr} to join the chain")
+            wait_for(lambda: addr in self.chain(self.chain_of[addr]), START_TIMEOUT_S, f"{addr} to join the chain")
 
     def _build_lab(self) -> None:
         """A namespace per process (named after it) and one for the run's clients, which this
@@ -247,6 +268,27 @@ class LocalCluster:
         nodes[CLIENT] = self.lab.node(CLIENT, self.client_host)
         self.lab.join(CLIENT)
         self.faults = Faults(nodes)
+
+    def add_chain(self) -> int:
+        """Start the spare members: they found one more chain, which the coordinator empties and
+        announces in the slot map ("adding a chain"); returns its id once the map holds it."""
+        chain_id = self.chain_of[self.spares[0]]
+        for addr in self.spares:
+            self._spawn(addr)
+            wait_for(lambda: addr in self.chain(chain_id), START_TIMEOUT_S, f"{addr} to join chain {chain_id}")
+        self.members += self.spares
+        self.chains += 1
+        wait_for(lambda: str(chain_id) in map(str, self.slot_map()[1::2]), START_TIMEOUT_S,
+                 f"chain {chain_id} in the slot map")
+        return chain_id
+
+    def slot_map(self) -> list:
+        """MASTER.SLOTMAP at the leader: the map's version, then each chain's id and ranges."""
+        return admin(self.leading(), "MASTER.SLOTMAP")
+
+    def leading(self) -> str:
+        """The coordinator to send an operator's command to: the leader, else the first."""
+        return self.leader() or self.coordinators[0]
 
     def kill9(self, addr: str) -> None:
         self.procs[addr].kill9()
@@ -303,7 +345,7 @@ class LocalCluster:
     def wait_whole(self, timeout: float = REJOIN_TIMEOUT_S) -> bool:
         """Until the coordinator's chain holds every member (in any order); False on timeout."""
         try:
-            wait_for(lambda: sorted(self.chain()) == sorted(self.members), timeout, "the whole chain")
+            wait_for(lambda: self.whole(exact=True), timeout, "the whole chain")
             return True
         except TimeoutError:
             return False
@@ -437,7 +479,7 @@ class Nemesis:
 
     def _apply(self, fault: Fault) -> None:
         c = self.cluster
-        chain = c.chain() if fault.kind in GRAY_KINDS else None
+        chain = c.chain(c.chain_of[c.members[fault.target]]) if fault.kind in GRAY_KINDS else None
         if fault.kind in ("isolate-coordinator-members", *GRAY_ETCD_KINDS) and len(c.coordinators) > 1:
             leader = c.leader()  # the one cut, if known
             fault = replace(fault, target=c.coordinators.index(leader) if leader else fault.target)
@@ -492,7 +534,7 @@ def settled_whole(cluster, timeout: float, settle_s: float = SETTLE_S) -> float 
     def settled():
         nonlocal since
         now = time.monotonic()
-        if not set(cluster.members) <= set(cluster.chain()):
+        if not cluster.whole():
             since = None
             return False
         since = since or now

@@ -321,9 +321,18 @@ class RunningCluster:
     def name(self, addr: str) -> str:
         return self.procs[self._resolve(addr)].name
 
-    def chain(self) -> list[str]:
+    def chain(self, chain_id: int = 0) -> list[str]:  # one chain: the run's faults and checks use chain 0's
         words, _ = self._call(b"MASTER.GET_CHAIN")
         return [w.decode() if isinstance(w, bytes) else str(w) for w in words]
+
+    chained = chain
+
+    @property
+    def chain_of(self) -> dict[str, int]:
+        return dict.fromkeys(self.members, 0)
+
+    def whole(self) -> bool:
+        return set(self.members) <= set(self.chain())
 
     def start(self) -> None:
         """Nothing to start; the chain must be whole before any fault."""
@@ -376,7 +385,7 @@ class RunningCluster:
     def wait_whole(self, timeout: float = REJOIN_TIMEOUT_S) -> bool:
         """Until the coordinator's chain holds every member found at the start; False on timeout."""
         try:
-            wait_for(lambda: set(self.members) <= set(self.chain()), timeout, "the whole chain")
+            wait_for(self.whole, timeout, "the whole chain")
         except TimeoutError:
             return False
         return True

@@ -44,6 +44,7 @@ class Sample:
     end: float
     outcome: str  # "ok", "unknown", "fail"
     write: bool = True
+    key: str = ""  # (the key it touched: a slot's writes, for the moves' figures)
 
 
 @dataclass
@@ -111,8 +112,7 @@ class Workload:
                 if rng.random() < 0.15:
                     await self._incr_counter(client, w, rng.choice(list(self.counters)))
                     continue
-                gen = int((time.monotonic() - self.t0) / GENERATION_S)
-                key = f"{self.prefix}:r{gen}:{rng.randrange(REGISTERS)}"
+                key = self.register(rng.randrange(REGISTERS))
                 self.registers.add(key)
                 value = w * 10_000_000 + n  # unique per write, and an integer so INCR applies
                 roll = rng.random()
@@ -140,23 +140,23 @@ class Workload:
         except Timeout as exc:
             self._note(exc)
             if write:
-                self.samples.append(Sample(start, time.monotonic(), "unknown"))
+                self.samples.append(Sample(start, time.monotonic(), "unknown", key=key))
             else:
                 self.history.fail(op, time.monotonic())
-                self.samples.append(Sample(start, time.monotonic(), "fail", write=False))
+                self.samples.append(Sample(start, time.monotonic(), "fail", write=False, key=key))
             return
         except (ClientError, OSError) as exc:
             self._note(exc)
             if write:  # refused, or unreachable: it may still have reached the head before
-                self.samples.append(Sample(start, time.monotonic(), "unknown"))
+                self.samples.append(Sample(start, time.monotonic(), "unknown", key=key))
             else:
                 self.history.fail(op, time.monotonic())
-                self.samples.append(Sample(start, time.monotonic(), "fail", write=False))
+                self.samples.append(Sample(start, time.monotonic(), "fail", write=False, key=key))
             await asyncio.sleep(0.01)
             return
         end = time.monotonic()
         self.history.complete(op, result(reply), end)
-        self.samples.append(Sample(start, end, "ok", write))
+        self.samples.append(Sample(start, end, "ok", write, key))
 
     async def _incr_counter(self, client, w, key) -> None:
         start = time.monotonic()
@@ -167,10 +167,18 @@ class Workload:
         except (ClientError, OSError) as exc:
             self._note(exc)
             self.counters[key].unknown += 1
-            self.samples.append(Sample(start, time.monotonic(), "unknown"))
+            self.samples.append(Sample(start, time.monotonic(), "unknown", key=key))
             return
         self.counters[key].acked.append(int(value))
-        self.samples.append(Sample(start, time.monotonic(), "ok"))
+        self.samples.append(Sample(start, time.monotonic(), "ok", key=key))
+
+    def register(self, i: int) -> str:
+        """Register `i` of the generation now."""
+        return f"{self.prefix}:r{int((time.monotonic() - self.t0) / GENERATION_S)}:{i}"
+
+    def hot(self) -> list[str]:
+        """The keys written now: the counters and this generation's registers."""
+        return [*self.counters, *(self.register(i) for i in range(REGISTERS))]
 
     # -- the final reads --------------------------------------------------------------------------
 
