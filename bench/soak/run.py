@@ -267,6 +267,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=600.0, help="seconds of soak (default 600)")
     ap.add_argument("--quick", action="store_true", help="60 s")
     ap.add_argument("--load", type=float, default=0.8, help="fraction of the measured peak to offer")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="offer this many SET/s instead (compares two builds at the same load)")
     ap.add_argument("--peak-seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--keys", type=int, default=100_000)
@@ -300,9 +302,10 @@ def main() -> int:
         if peak_load.errors:
             print(f"# errors while measuring the peak: {peak_load.errors[:5]}")
             return 1
-        rate = args.load * peak
+        rate = args.rate or args.load * peak
+        offered = "the given rate" if args.rate else f"{args.load:.0%}"
         print(f"peak_set_ops_s={peak:,.0f} (closed loop, {args.threads} connections, p99 "
-              f"{pct(lat, 0.99) * 1000:.1f} ms); offering {args.load:.0%}: {rate:,.0f} ops/s for {duration:.0f} s",
+              f"{pct(lat, 0.99) * 1000:.1f} ms); offering {offered}: {rate:,.0f} ops/s for {duration:.0f} s",
               flush=True)
 
         load = Load(head, args.threads, args.keys, rate)
