@@ -83,7 +83,9 @@ PURE = ["catena.coordinator.machine", "catena.coordinator.ending", "catena.coord
         "catena.control", "catena.chain.replica", "catena.membership.detector", "catena.client.router",
         "catena.view", "catena.leases", "catena.cluster_topology", "catena.chain.slot_guard",
         "catena.coordinator.migration", "catena.coordinator.link_health", "catena.coordinator.damping",
-        "catena.coordinator.slowness", "catena.chain.link_watch"]
+        "catena.coordinator.slowness", "catena.chain.link_watch", "catena.coordinator.shards",
+        "catena.coordinator.slot_map", "catena.coordinator.layout", "catena.chain.slot_ops",
+        "catena.chain.slot_table"]
 IO = {"asyncio", "socket", "time", "threading", "subprocess", "aetcd"}  # (`random` only types an injected rng)
 
 
