@@ -13,10 +13,11 @@ What runs (all of it the real pure machines of src/, fed by virtual time):
   test_coordinator_failover.py, and the real `CoordinatorMachine` (coordinator/machine.py), which
   makes every decision: changes one at a time, revoke-or-wait, fenced saves, pushes and their
   retries, probes, read-lease grants, failure and restart verdicts, the learner hand-over, a new
-  leader's finishing of what the last one left. This file only executes its effects, as
-  service.py does: `Probe`s reach `Replica.on_probe`, `Revoke`s `Replica.revoke`, `Push`es
-  `Replica.on_view`, `AskTail`s the tail's status, `Save`s the etcd model under the fence, and
-  membership "failed"/"leave" events bring a probe forward. Step-down drops a term's calls.
+  leader's finishing of what the last one left. Its effects are executed as service.py does
+  by coordinator_shell.py (shared with shard_sim.py): `Probe`s reach `Replica.on_probe`,
+  `Revoke`s `Replica.revoke`, `Push`es `Replica.on_view`, `AskTail`s the tail's status; here
+  `Save`s go to the etcd model under the fence, and membership "failed"/"leave" events bring a
+  probe forward. Step-down drops a term's calls.
 - member shells, modelled on chain/node.py: register with the leader (MASTER.REGISTER with the
   incarnation and the epoch seen), poll MASTER.GET_VIEW every second or at once on `FetchView`,
   register again after learning they left the chain.
@@ -57,13 +58,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from chain_sim import T0, ChainSim, Client, Member, SimConfig, SimFailure
+from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
 from catena.coordinator import election as elect
 from catena.coordinator.election import LEADER, Election
 from catena.chain.link_watch import LinkWatch
-from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
-                                        Push, Reply, Resign, Restarted, Revoke, Save)
 from catena.coordinator.damping import BASE_S, Damping
 from catena.coordinator.etcd_store import SIT_OUT_S
 from catena.coordinator.machine import CoordinatorMachine
@@ -85,9 +85,6 @@ PORT = 7946
 EPOCH_MS = 1_700_000_000_000
 CLUSTER_ID = "sim"
 
-REFUSED, TIMEOUT, NOTLEADER = "refused", "timeout", "notleader"  # failed calls answer these
-VERDICT_STATS = {Fail: "probe confirmed failure", AbandonAdd: "add rolled back", Restarted: "restart verdict",
-                 CaughtUp: "learner caught up", Cut: "link cut verdict"}
 
 
 @dataclass
@@ -162,7 +159,7 @@ def addr_name(addr: str) -> str:
     return addr.rpartition(":")[0]
 
 
-class ClusterSim(ChainSim):
+class ClusterSim(MachineShell, ChainSim):
     managed = True  # as `catena member --coordinator …` starts them
 
     def __init__(self, cfg: ClusterConfig):
@@ -446,47 +443,25 @@ class ClusterSim(ChainSim):
         if len(leading) > 1:
             self.fail(f"{len(leading)} coordinators act as leader at once: {leading}")
 
-    def machine_fx(self, c: Coord, effects: list) -> None:
-        """Execute the machine's effects as service.py's `_execute` does, then re-arm its timer."""
-        for fx in effects:
-            kind = type(fx)
-            if kind is Probe:
-                self.send_probe(c, fx)
-            elif kind is AskTail:
-                self.ask_tail(c, fx)
-            elif kind is Revoke:
-                self.send_revoke(c, fx)
-            elif kind is Save:
-                self.save(c, fx.state)
-            elif kind is Push:
-                self.push(c, fx)
-            elif kind is Reply:
-                respond = c.replies.pop(fx.token, None)
-                if respond is not None:
-                    respond(NOTLEADER if fx.error == NOT_LEADER else fx.error or fx.value)
-            elif kind is Note:
-                self.log(f"{c.name}: {fx.text}")
-                self.stats["coordinator suspected itself"] += "may be the one cut off" in fx.text
-            elif kind is Resign:  # etcd_store.py: hand over to a standby, sit out a while
-                self.stats["coordinator resigned"] += 1
-                self.election_fx(c, c.election.resign(fx.reason, self.now, SIT_OUT_S))
-            elif kind is DeleteKeys:
-                self.fail(f"{c.name} deletes session keys, but the simulation opens no sessions: {fx}")
-            else:
-                self.stats[VERDICT_STATS[kind]] += 1
-                self.log(f"{c.name}: verdict {fx}")
-        self.arm_machine(c)
+    @property
+    def revoke_leases(self) -> bool:
+        return self.cfg.revoke
 
-    def arm_machine(self, c: Coord) -> None:
-        due = c.machine.next_deadline()
-        if due is not None and due < c.timer_at:
-            c.timer_at, c.timer_gen = due, c.timer_gen + 1
-            self.at(max(due, self.now), self.for_coord, c, c.inc, self.machine_timer, c.timer_gen)
+    def machine_call(self, c: Coord, member: str, at_member, answered, timeout_s: float) -> None:
+        self.call(c.name, member, at_member, self.from_coord(c, c.term, answered), timeout_s)
 
-    def machine_timer(self, c: Coord, gen: int) -> None:
-        if gen == c.timer_gen:
-            c.timer_at = float("inf")
-            self.machine_fx(c, c.machine.on_timer(self.now))
+    def machine_at(self, c: Coord, when: float, fn, *args) -> None:
+        self.at(when, self.for_coord, c, c.inc, fn, *args)
+
+    def save_state(self, c: Coord, fx) -> None:
+        self.save(c, fx.state)
+
+    def resign(self, c: Coord, fx) -> None:
+        super().resign(c, fx)
+        self.election_fx(c, c.election.resign(fx.reason, self.now, SIT_OUT_S))
+
+    def member_status(self, name: str, respond) -> None:
+        respond(self.members[name].replica.status())
 
     def save(self, c: Coord, new: dict) -> None:
         """`store.save`: NotLeader before it sends unless the term is held; etcd compares the fence."""
@@ -527,30 +502,9 @@ class ClusterSim(ChainSim):
             self.log(f"saved view {view.epoch} {','.join(view.members)} learner={view.learner}")
         self.reconfig = Reconfig(CoordinatorState.from_dict(state))
 
-    def send_revoke(self, c: Coord, fx: Revoke) -> None:
-        """MEMBER.REVOKE (a coordinator with the planted fault `revoke=False` skips the call and
-        goes on as if it had been answered)."""
-        if not self.cfg.revoke:
-            self.machine_fx(c, c.machine.on_revoked(fx.member, True, self.now))
-            return
-
-        def answered(value):
-            self.stats["revoked" if value == "OK" else "lease waited out"] += 1
-            self.machine_fx(c, c.machine.on_revoked(fx.member, value == "OK", self.now))
-
-        self.call(c.name, fx.member, lambda respond: self.member_revoke(fx.member, fx.epoch, respond),
-                  self.from_coord(c, c.term, answered), fx.timeout_s)
-
     def member_revoke(self, name: str, epoch: int, respond) -> None:
         self.members[name].replica.revoke(epoch)
         respond("OK")
-
-    def push(self, c: Coord, fx: Push) -> None:
-        def answered(value):
-            self.machine_fx(c, c.machine.on_pushed(fx.member, fx.view.epoch, value == "OK", self.now))
-
-        self.call(c.name, fx.member, lambda respond: self.member_view(fx.member, fx.view, respond),
-                  self.from_coord(c, c.term, answered), fx.timeout_s)
 
     def member_view(self, name: str, view: View, respond) -> None:
         self.adopt_view(self.members[name], view)
@@ -567,29 +521,6 @@ class ClusterSim(ChainSim):
             m.saved_epoch = r.epoch
             self.maybe_check_pairs()
 
-    def send_probe(self, c: Coord, fx: Probe) -> None:
-        def answered(value):
-            if isinstance(value, tuple):
-                self.machine_fx(c, c.machine.on_probe_answer(fx.member, fx.nonce, *value[:1], self.now, value[1]))
-            else:
-                self.machine_fx(c, c.machine.on_probe_failed(fx.member, fx.nonce, self.now, refused=value == REFUSED))
-
-        self.call(c.name, fx.member,
-                  lambda respond: self.member_probe(fx.member, fx.epoch, fx.nonce, fx.grant, respond),
-                  self.from_coord(c, c.term, answered), fx.timeout_s)
-
-    def ask_tail(self, c: Coord, fx: AskTail) -> None:
-        def answered(value):
-            if isinstance(value, dict):
-                self.machine_fx(c, c.machine.on_tail_status(fx, self.now, epoch=value["epoch"],
-                                                            caught_up=value["learner_caught_up"] == 1,
-                                                            acked=value["learner_acked"]))
-            else:
-                self.machine_fx(c, c.machine.on_tail_status(fx, self.now))
-
-        self.call(c.name, fx.tail, lambda respond: respond(self.members[fx.tail].replica.status()),
-                  self.from_coord(c, c.term, answered), fx.timeout_s)
-
     def learner_caught_up(self, m: Member, fx: LearnerCaughtUp) -> None:
         """node.py `_tell_caught_up`: MASTER.CAUGHT_UP to the leader, once (lost if it fails)."""
         leader = self.etcd.leader[0] if self.etcd.leader else None
@@ -605,7 +536,7 @@ class ClusterSim(ChainSim):
         self.call(m.name, leader, at_coord, lambda value: None, 2.0)
 
     def coord_caught_up(self, c: Coord, fx: LearnerCaughtUp) -> None:
-        self.machine_fx(c, c.machine.on_caught_up(fx.epoch, fx.learner, self.now))
+        self.caught_up_at(c, fx.epoch, fx.learner)
 
     def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
         m = self.members[name]
@@ -661,11 +592,6 @@ class ClusterSim(ChainSim):
             respond(result)
 
         self.submit(c, Register(addr, incarnation, CLUSTER_ID, epoch), done)
-
-    def submit(self, c: Coord, request, respond) -> None:
-        token = self.token()
-        c.replies[token] = respond
-        self.machine_fx(c, c.machine.request(token, request, self.now))
 
     # -- member shells (node.py) -------------------------------------------------------------------
 
