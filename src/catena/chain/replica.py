@@ -192,6 +192,12 @@ class Replica:
         the view of the highest epoch seen is adopted once more."""
         if view.epoch < self.epoch or (view.epoch == self.epoch and self.view is not None):
             return []
+        if self.managed and (self.epoch, self.last_seq) == (0, 0) and self.me in view.members and len(view.members) > 1:
+            # A process that never adopted a view (a new data dir) named among a chain's members
+            # runs at a former member's address (its disk was lost): the coordinator's push is for
+            # the old incarnation. Acting on it, it would hand its empty history down the chain
+            # (as head: a snapshot wiping its successors). It waits to join as a learner.
+            return []
         fx: list = []
         old = self.view
         self.view, self.epoch = view, view.epoch
