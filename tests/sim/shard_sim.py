@@ -7,12 +7,25 @@ that follow -MOVED and retry -TRYAGAIN under one CATENA.REQ id, and its driver c
 what the coordinator's service adds around them, executing the pure machines' effects the way
 service.py, calls.py, moves.py and move_runner.py do:
 
-- a **term** per coordinator leader, with the store's fence: `Shards` (coordinator/shards.py)
+- a **term** per coordinator leader, with the store's fence, and in it **one real
+  `CoordinatorMachine` per chain** (coordinator/machine.py), as service.py runs them: each leads
+  from its chain's part of the store (`layout.chain_state`; the chains were founded before the
+  run, their epoch-1 views saved) and decides every view of its chain. Their effects are
+  executed by coordinator_shell.py, as cluster_sim.py executes its machine's: probes reach
+  `Replica.on_probe` (read leases granted, so revoke-or-wait matters), revokes, pushes, the
+  tail's status for the learner hand-over, fenced saves of the chain's parts only. A crashed
+  member is found by its machine's probes (refused, or missed while cut off) and taken out; its
+  members' shells (node.py's loop: MASTER.REGISTER, MASTER.GET_VIEW every second or on
+  FetchView, MASTER.CAUGHT_UP from the tail) bring it back: registered again, taken in as a
+  learner behind the tail, promoted when the tail vouches for it. A new term's machines finish
+  what the last left (push the saved view, resume the learner watch).
+- `Shards` (coordinator/shards.py)
   leads from the saved `slots` part (a new store: the even split over chains 0 and 1), syncs each
   chain's table with `CATENA.SLOTS FENCE f … none` at its head, saves the map with the chain
   synced and pushes `MEMBER.SHARD` to every member of the other chain; views it is handed after
-  every change. The store is a fenced dict of parts: a save from a term that is not the current
-  one is refused (NotLeader), and that term stops.
+  every change of a machine's view. The store is a fenced dict of parts: a save from a term
+  that is not the current one is refused (NotLeader), and that term stops (all its machines
+  step down).
 - **moves** one at a time per term (moves.py's `Mover`): the operator's planned `MASTER.MOVE`s
   (the clients' hot slots, one of them moved away and back, and an empty one), each a
   `Migration` (coordinator/migration.py) whose every phase is saved first as its `moves/<slot>`
@@ -20,34 +33,46 @@ service.py, calls.py, moves.py and move_runner.py do:
   the map with the slot at its new chain before the move goes on. A new term resumes every intent
   it finds (moves.intents), then the operator re-sends what is left, planned from the map (as
   `catena reshard` does after a leader died mid-range).
-- faults, several per run, most while moves are under way: member crashes (the chain repaired
-  by a new view; the member restarts on an empty disk as a new incarnation and rejoins as a
-  learner behind the tail, promoted once the tail says it caught up), replies lost on their
-  way (the caller sends again under the same request id), members cut off for a
-  while (from the coordinator too: the driver's calls and the map's pushes to them fail), the
-  leader crashing (a successor leads with a higher fence 0.05-1 s later) or pausing past its
-  lease (a successor leads; the paused one wakes and goes on until its next save is refused by
-  the fence, its calls on their way refused by the tables' fences), driver calls slow on their
-  way, and a leader dying right after a pre-copy was applied (MoveSim's).
+- faults, several per run, most while moves are under way: member crashes (the member restarts
+  on an empty disk as a new incarnation), replies lost on their way (the caller sends again
+  under the same request id), members cut off for a while (from the coordinator too: the
+  driver's calls, the map's pushes and the machine's probes fail), partitions between the
+  coordinator and one member that still reaches its chain and the clients (a long one takes
+  it out of its chain: its lease revoked or waited out first; healed, it registers again and
+  rejoins as a learner once the flap quiet passed), the leader crashing (a successor leads
+  with a higher fence 0.05-1 s later) or pausing past its lease (a successor leads; when the
+  paused one wakes its lease ran out and it steps down; its calls and saves still on their
+  way are refused by the tables' and the store's fences), driver calls slow on their way, and
+  a leader dying right after a pre-copy was applied (MoveSim's).
 
-Checks, after a quiet phase: every planned move ended (done, or undone and sent again), no
-intent is left in the store, every chain is whole again; every member of each chain holds the same data and seq, and its
+Checks, while it runs: every view a member adopts was saved by its chain's machine; per chain,
+saved views never regress (one view per epoch); no member's commit point goes back; a failure
+in one chain never changes another chain's view (a machine saves only its own chain's part,
+names only its chain's members in views, and judges only them). After a quiet phase: every
+planned move ended (done, or undone and sent again), no intent is left in the store, every
+chain is whole again (every member in its chain's saved view, no learner left, each holding
+that view); every member of each chain holds the same data and seq, and its
 table agrees with the saved map for every one of the 16,384 slots (owned exactly where the map
 says, given or none elsewhere); no chain keeps a key of a slot it does not own; the history of
 every key is linearizable across the moves (final reads at the owning chain's tail); each
 counter (one per moved slot, written by INCRs retried under their request id after -MOVED) lies
 between the increments acknowledged and those issued.
 
-Not modelled here (cluster_sim.py covers them on one chain): the `CoordinatorMachine`s that
-decide views (views here are repaired by script, as in slot_move_sim.py), restarts from a
-member's own disk, etcd's election and leases (a term simply begins), membership, partitions between
-the coordinator and members.
+It found that a member restarted on an empty disk acted on a view pushed for its old
+incarnation (as head it wiped its successors; tests/unit/test_lost_disk_member.py).
+
+Not modelled here (cluster_sim.py covers them on one chain): restarts from a member's own disk,
+etcd's election and leases (a term simply begins; a paused one steps down when it wakes),
+several coordinator processes (the machines of a new term start afresh, as a standby's would),
+the membership layer (probes alone find failures), link reports and their verdicts (probes carry
+none), MASTER.ADD/REMOVE and sessions.
 
 `python tests/sim/shard_sim.py --seed N` replays one run; `--runs M` runs seeds N..N+M-1.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -59,9 +84,14 @@ from catena.chain.slot_table import GIVEN, NONE, OWNED
 from catena.check import check
 from catena.coordinator import layout, moves
 from catena.coordinator import slot_map as sm
+from catena.coordinator.damping import Damping
+from catena.coordinator.machine import CoordinatorMachine
+from catena.coordinator.reconfig import CoordinatorState
+from catena.coordinator.requests import Register, watched
 from catena.coordinator.migration import FINAL, Call, Finished, Migration, Save, SaveMap
 from catena.coordinator.shards import PushShard, SaveMap as SaveSlotMap, Shards, SyncTable
 from catena.effects import LearnerCaughtUp, Reply
+from catena.leases import LEASE_S
 from catena.resp.codec import Error
 from catena.slots import SLOTS, key_slot
 from catena.view import View
@@ -69,6 +99,7 @@ from catena.view import View
 sys.path.insert(0, str(Path(__file__).parent))
 
 import slot_move_sim  # noqa: E402 (tests/sim is not a package)
+from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell  # noqa: E402
 from slot_move_sim import TICK_S as TICK_S_MEMBER, A, B, MoveSim  # noqa: E402
 
 CHAINS = (A, B)
@@ -81,6 +112,10 @@ TICK_S = 0.05  # the shells' timers (shards' retries, the operator)
 CALL_TIMEOUT_S = 0.5
 COORDINATOR = "coordinator"  # the leader, as the partitions know it
 REPLY_LOSS = 0.02  # replies lost on their way while faults run
+CLUSTER_ID = "shards"
+VIEW_POLL_S = 1.0  # node.py's poll of its chain's view (MASTER.GET_VIEW), and its registration retries
+MEMBER_CALL_TIMEOUT_S = 2.0  # a member's calls to the coordinator
+QUIET_S = 0.5  # the machines' flap quiet (--flap-quiet-ms): a member taken out rejoins after it
 
 
 class ShellCommands(dict):
@@ -100,9 +135,34 @@ class ShellCommands(dict):
 
 
 @dataclass
+class Shell:
+    """A member process's coordinator loop (node.py): registered yet, a poll under way."""
+    inc: int
+    registered: bool = False
+    polling: bool = False
+    poll_token: int = 0
+
+
+@dataclass(eq=False)
+class Seat:
+    """One chain's `CoordinatorMachine` in a leader's term (service.py's `machines[chain]`)."""
+    term: "Term" = field(repr=False)
+    chain: int
+    machine: CoordinatorMachine
+    timer_at: float = float("inf")
+    timer_gen: int = 0
+    replies: dict = field(default_factory=dict)  # token -> respond, for requests the machine answers
+
+    @property
+    def name(self) -> str:
+        return f"term {self.term.fence} chain {self.chain}"
+
+
+@dataclass(eq=False)
 class Term:
-    """One coordinator leader's term: its fence, its `Shards`, the move it drives."""
+    """One coordinator leader's term: its fence, a machine per chain, its `Shards`, the move it drives."""
     fence: int
+    seats: dict[int, Seat] = field(default_factory=dict)
     shards: Shards = field(default_factory=Shards)
     driver: Migration | None = None
     resume: list = field(default_factory=list)  # intents found at the start of the term, to finish first
@@ -112,7 +172,7 @@ class Term:
     map_wait: tuple | None = None  # (driver, slot, chain): a move waits for its map save
 
 
-class ShardSim(MoveSim):
+class ShardSim(MachineShell, MoveSim):
     keys, counters = KEYS, COUNTERS
     think_s = 0.01
 
@@ -132,6 +192,41 @@ class ShardSim(MoveSim):
         self.restarts = 0  # members restarted on an empty disk and rejoined as learners
         self.replies_lost = 0
         self.resent = 0  # writes of unknown outcome sent again after -MOVED
+        self.stats: collections.Counter = collections.Counter()  # what the machines did
+        self.saved_views = {chain: {1: view} for chain, view in self.views.items()}  # chain -> epoch -> view
+        self.fresh: set[str] = set()  # restarted on an empty disk, not yet promoted to a member again
+        self.commits: dict[str, tuple[Replica, int]] = {}  # member -> (its replica, highest commit_seq seen)
+        self.shells = {name: Shell(1, registered=True) for name in self.replicas}
+        for chain, view in self.views.items():  # founded before the run (a term leads from here)
+            registry = {n: self.replicas[n].client_id.decode() for n in view.members}
+            self.store.update(layout.parts_of(CoordinatorState({chain: view}, registry,
+                                                               cluster_id=CLUSTER_ID).to_dict()))
+        for name in self.replicas:
+            self.after(self.rng.uniform(0, VIEW_POLL_S), self.member_poll, name, 1)
+
+    def new_replica(self, name: str, incarnation: int) -> Replica:
+        """A member as `catena member --coordinator` runs it: it reads only under a read lease.
+        The first incarnations are the chains' founders, which have seen epoch 1 (their views are
+        saved before the run); a restarted one has an empty disk."""
+        return Replica(name, f"{name}/{incarnation}".encode(), cluster=True, lease_s=LEASE_S, managed=True,
+                       epoch=1 if incarnation == 1 else 0)
+
+    def log(self, text: str) -> None:
+        self.trace.append(f"{self.now:.3f} {text}")
+
+    def input(self, name: str, fn, *args) -> None:
+        """A member's input; its commit point never goes back (that would lose committed writes)."""
+        super().input(name, fn, *args)
+        r, seen = self.replicas[name], self.commits.get(name)
+        if seen is not None and seen[0] is r and r.commit_seq < seen[1]:
+            self.fail(f"{name}'s commit point went back from seq {seen[1]} to {r.commit_seq}: committed writes lost")
+        self.commits[name] = (r, r.commit_seq)
+
+    def token(self) -> int:
+        return next(self.tokens)
+
+    def delay(self) -> float:
+        return self.rng.uniform(0.0002, 0.002)
 
     def initial_table(self, chain: int, replica: Replica) -> None:
         """Every chain starts owning every slot (cluster mode); Shards syncs them to the map."""
@@ -148,13 +243,20 @@ class ShardSim(MoveSim):
         t = self.term = Term(self.store_fence, resume=moves.intents(self.store))
         self.resumed += len(t.resume)
         self.trace.append(f"{self.now:.3f} term {t.fence} leads; intents {[(m.slot, m.phase) for m in t.resume]}")
-        self.shards_fx(t, t.shards.lead(self.slot_map, len(CHAINS), t.fence, dict(self.views), self.now,
-                                        new_store=not self.store))
+        for chain in CHAINS:  # `_start_term`: every chain's machine leads from its part, then the map's keeper
+            c = t.seats[chain] = Seat(t, chain, CoordinatorMachine(chain_id=chain, damping=Damping(QUIET_S)))
+            self.machine_fx(c, c.machine.lead(self.now, layout.chain_state(self.store, chain), CLUSTER_ID))
+        self.shards_fx(t, t.shards.lead(self.slot_map, len(CHAINS), t.fence, self.term_views(t), self.now,
+                                        new_store=layout.SLOTS not in self.store))
         self.after(TICK_S, self.term_tick, t)
 
+    def term_views(self, t: Term) -> dict[int, View]:
+        return {chain: c.machine.view for chain, c in t.seats.items()}
+
     def for_term(self, t: Term, fn, *args) -> None:
-        """Run `fn` as term `t`'s process: never once it crashed, after its pause if paused."""
-        if t.crashed:
+        """Run `fn` as term `t`'s process: never once it crashed or stepped down (service.py
+        cancels a term's work), after its pause if paused."""
+        if t.crashed or t.deposed:
             return
         if self.now < t.paused_until:
             self.at(t.paused_until, self.for_term, t, fn, *args)
@@ -166,6 +268,7 @@ class ShardSim(MoveSim):
         def at_store():
             ok = t.fence == self.store_fence
             if ok:
+                self.accepted(parts)
                 for name, part in parts.items():
                     if part is None:
                         self.store.pop(name, None)
@@ -188,7 +291,9 @@ class ShardSim(MoveSim):
         self.after(self.rng.uniform(0.05, 1.0), self.new_term)
 
     def pause_leader(self) -> None:
-        """SIGSTOP past its lease: a successor leads; the paused one wakes later and goes on."""
+        """SIGSTOP past its lease: a successor leads; when the paused one wakes, its lease timer
+        fires first and it steps down (its calls and saves still on their way are refused by the
+        tables' and the store's fences)."""
         t = self.term
         if t is None or t.crashed or self.now < t.paused_until:
             return
@@ -197,6 +302,21 @@ class ShardSim(MoveSim):
         t.paused_until = self.now + pause
         self.term = None
         self.after(self.rng.uniform(0.1, pause), self.new_term)
+        self.at(t.paused_until, self.wake, t)
+
+    def wake(self, t: Term) -> None:
+        if self.term is not t:
+            self.log(f"leader {t.fence} wakes: its lease ran out; it steps down")
+            self.depose(t)
+
+    def depose(self, t: Term) -> None:
+        """The term is over (a save refused, or its lease lost): every machine steps down."""
+        if t.deposed:
+            return
+        for c in t.seats.values():
+            self.machine_fx(c, c.machine.step_down())
+        t.deposed = True
+        t.shards.step_down()
 
     def term_tick(self, t: Term) -> None:
         """The service's timer: shards' retries, the driver's re-sends, the next move."""
@@ -226,7 +346,7 @@ class ShardSim(MoveSim):
     def map_saved(self, t: Term, ok: bool) -> None:
         self.shards_fx(t, t.shards.on_saved(ok, self.now))
         if not t.shards.leading:
-            t.deposed = True
+            self.depose(t)
         if t.map_wait is not None:  # moves.py `_save_map`: on once the map names the slot's new chain
             driver, slot, chain = t.map_wait
             if t.deposed:
@@ -278,46 +398,231 @@ class ShardSim(MoveSim):
         """A member cut off is cut off from the coordinator too: its calls fail."""
         return super().reaches(name) and self.parts.reachable(COORDINATOR, name)
 
-    def repair(self, chain: int, name: str) -> None:
-        super().repair(chain, name)
-        self.view_changed(chain, pushed=True)
+    # -- the chains' machines: coordinator_shell.py's hooks, as service.py and calls.py run them -----
 
-    def view_changed(self, chain: int, pushed: bool = False) -> None:
-        if not pushed:
-            self.push_view(chain)
-        if self.term is not None:  # the service hands Shards the views after every change
-            t = self.term
-            self.for_term(t, lambda: self.shards_fx(t, t.shards.on_views(dict(self.views), self.now)))
+    def machine_fx(self, c: Seat, effects: list) -> None:
+        """Execute a machine's effects; when its view changed, hand the views to `Shards`."""
+        super().machine_fx(c, effects)
+        t = c.term
+        if t.shards.leading and not t.deposed and t.shards.views.get(c.chain) != c.machine.view:
+            self.shards_fx(t, t.shards.on_views(self.term_views(t), self.now))
 
-    def crash(self, name: str) -> None:
-        was = name in self.alive
-        super().crash(name)
-        if was and name not in self.alive:
-            self.after(self.rng.uniform(0.2, 1.0), self.rejoin, name)
+    def machine_at(self, c: Seat, when: float, fn, *args) -> None:
+        self.at(when, self.for_term, c.term, fn, c, *args)
 
-    def rejoin(self, name: str) -> None:
-        """The member starts again on an empty disk, as a new incarnation, and joins its chain as
-        a learner behind the tail (the tail's snapshot brings the data and the slot table)."""
-        chain, view = self.chain_of[name], self.views[self.chain_of[name]]
-        if view.learner is not None:  # one at a time
-            self.after(0.2, self.rejoin, name)
+    def machine_call(self, c: Seat, member: str, at_member, answered, timeout_s: float) -> None:
+        t, ended = c.term, []
+
+        def end(value):
+            if not ended:
+                ended.append(value)
+                self.for_term(t, answered, value)
+
+        self.after(timeout_s, end, TIMEOUT)
+        if not self.parts.reachable(COORDINATOR, member):
             return
-        self.incarnations[name] = self.incarnations.get(name, 1) + 1
-        self.replicas[name] = Replica(name, f"{name}/{self.incarnations[name]}".encode(), cluster=True)
-        self.alive.add(name)
-        self.after(TICK_S_MEMBER, self.tick, name)
-        self.views[chain] = View(chain, view.epoch + 1, view.members, name)
-        self.trace.append(f"{self.now:.3f} {name} restarts; chain {chain} view {view.members} learner {name}")
-        self.restarts += 1
-        self.view_changed(chain)
+
+        def arrive():
+            if member not in self.alive:  # no process: the connection is refused
+                self.after(self.delay(), end, REFUSED)
+                return
+            inc = self.incarnation(member)
+
+            def respond(value):
+                if member in self.alive and self.incarnation(member) == inc and self.parts.reachable(COORDINATOR,
+                                                                                                     member):
+                    self.after(self.delay(), end, value)
+
+            at_member(respond)
+
+        self.after(self.delay(), arrive)
+
+    def save_state(self, c: Seat, fx) -> None:
+        """The machine's fenced save of its chain's parts; one that names another chain's fails."""
+        parts = layout.parts_of(fx.state) if fx.parts is None else fx.parts
+        foreign = [n for n in parts if n not in (layout.CLUSTER, layout.chain_part(c.chain))
+                   and not n.startswith("sessions/")]
+        if foreign:
+            self.fail(f"chain {c.chain}'s machine saves parts of another: {foreign}")
+        self.save(c.term, parts, lambda ok: self.machine_saved(c, ok))
+
+    def machine_saved(self, c: Seat, ok: bool) -> None:
+        self.machine_fx(c, c.machine.on_save_result(ok, self.now))
+        if not ok:
+            self.depose(c.term)
+
+    def verdict(self, c: Seat, fx) -> None:
+        """A verdict of chain X's machine is about a member of chain X, never of another chain."""
+        super().verdict(c, fx)
+        if self.chain_of.get(fx.member) != c.chain:
+            self.fail(f"chain {c.chain}'s machine judged {fx.member} of chain {self.chain_of.get(fx.member)}: {fx}")
+
+    def accepted(self, parts: dict) -> None:
+        """A save the store accepted: per chain, views never regress (one view per epoch) and
+        name only that chain's members."""
+        for name, part in parts.items():
+            if not name.startswith("chains/") or part is None:
+                continue
+            chain, view = int(name.split("/")[1]), View.from_wire(part["view"])
+            last = self.views[chain]
+            if view.epoch < last.epoch or (view.epoch == last.epoch and view != last):
+                self.fail(f"chain {chain}'s saved view regressed: {last} then {view}")
+            if self.saved_views[chain].setdefault(view.epoch, view) != view:
+                self.fail(f"two views of chain {chain} saved under epoch {view.epoch}")
+            strangers = sorted(m for m in watched(view) if self.chain_of.get(m) != chain)
+            if strangers:
+                self.fail(f"chain {chain}'s view {view} names members of another chain: {strangers}")
+            if view != last:
+                self.log(f"saved chain {chain} view {view.epoch} {','.join(view.members)} learner={view.learner}")
+            self.fresh -= {m for m in view.members if m == last.learner}
+            self.views[chain] = view
+
+    # -- members: answering the machines' calls, and node.py's coordinator loop --------------------------
+
+    def incarnation(self, name: str) -> int:
+        return self.incarnations.get(name, 1)
+
+    def member_probe(self, name: str, epoch: int, nonce: int, grant: int, respond) -> None:
+        r = self.replicas[name]
+        self.input(name, r.on_probe, epoch, nonce, grant, self.now)
+        respond((r.client_id.decode(), None))  # (no link reports: no link verdicts here)
+
+    def member_revoke(self, name: str, epoch: int, respond) -> None:
+        self.replicas[name].revoke(epoch)
+        respond("OK")
+
+    def member_view(self, name: str, view: View, respond) -> None:
+        self.adopt_view(name, view)
+        respond("OK")
+
+    def member_status(self, name: str, respond) -> None:
+        respond(self.replicas[name].status())
+
+    def adopt_view(self, name: str, view: View) -> None:
+        """node.py `_on_view`: a newer view (or the first after a restart), which its chain's
+        machine must have saved."""
+        r = self.replicas[name]
+        if view.chain_id != self.chain_of[name]:
+            self.fail(f"{name} of chain {self.chain_of[name]} is told chain {view.chain_id}'s view {view}")
+        if view.epoch > r.epoch or r.view is None:
+            if self.saved_views[view.chain_id].get(view.epoch) != view:
+                self.fail(f"{name} is told view {view} that its chain's machine never saved")
+            self.input(name, r.on_view, view, self.now)
+
+    def to_leader(self, name: str, handler, done) -> None:
+        """A member's call to the leader's machine of its chain: `handler(c, respond)` there
+        (NOTLEADER once that term is over); `done(value)` back at the member, once."""
+        t, ended = self.term, []
+
+        def end(value):
+            if not ended:
+                ended.append(value)
+                done(value)
+
+        self.after(MEMBER_CALL_TIMEOUT_S, end, TIMEOUT)
+        if t is None or not self.parts.reachable(COORDINATOR, name):
+            return
+        c = t.seats[self.chain_of[name]]
+
+        def at_leader():
+            def respond(value):
+                if not t.crashed and self.parts.reachable(COORDINATOR, name):
+                    self.after(self.delay(), end, value)
+
+            if t.deposed or not c.machine.leading:
+                respond(NOTLEADER)
+            else:
+                handler(c, respond)
+
+        self.after(self.delay(), self.for_term, t, at_leader)
+
+    def member_poll(self, name: str, inc: int, token: int = 0) -> None:
+        """`_poll_coordinator`: register if not yet, then GET_VIEW; every VIEW_POLL_S or on FetchView."""
+        s = self.shells[name]
+        if name not in self.alive or s.inc != inc or s.polling or (token and token != s.poll_token):
+            return
+        s.polling = True
+
+        def current() -> bool:
+            return name in self.alive and self.shells[name] is s
+
+        def viewed(value):
+            s.polling = False
+            if not current():
+                return
+            if isinstance(value, View):
+                self.adopt_view(name, value)
+                if name not in watched(value):
+                    s.registered = False  # taken out: register again (it rejoins as a learner)
+            self.poll_later(name, s, VIEW_POLL_S)
+
+        def get_view():
+            self.to_leader(name, lambda c, respond: respond(c.machine.view), viewed)
+
+        def registered(value):
+            if not current():
+                return
+            if value == CLUSTER_ID:
+                s.registered = True
+                get_view()
+                return
+            if value not in (NOTLEADER, TIMEOUT, REFUSED):
+                self.fail(f"the coordinator refused {name}: {value}")
+            s.polling = False
+            self.poll_later(name, s, VIEW_POLL_S)
+
+        if s.registered:
+            get_view()
+            return
+        r = self.replicas[name]
+        what = Register(name, r.client_id.decode(), CLUSTER_ID, r.epoch)
+        self.to_leader(name, lambda c, respond: self.submit(c, what, respond), registered)
+
+    def poll_later(self, name: str, s: Shell, delay: float) -> None:
+        s.poll_token = self.token()
+        self.after(delay, self.member_poll, name, s.inc, s.poll_token)
+
+    def fetch_view(self, name: str) -> None:
+        s = self.shells[name]
+        if name in self.alive and not s.polling:
+            self.poll_later(name, s, 0.0)
 
     def caught_up(self, f: LearnerCaughtUp) -> None:
-        """The coordinator promotes the learner its tail vouches for: the new tail."""
-        view = self.views[f.chain_id]
-        if view.epoch == f.epoch and view.learner == f.learner and f.learner in self.alive:
-            self.views[f.chain_id] = View(f.chain_id, view.epoch + 1, (*view.members, f.learner))
-            self.trace.append(f"{self.now:.3f} chain {f.chain_id} view {self.views[f.chain_id].members}")
-            self.view_changed(f.chain_id)
+        """node.py `_tell_caught_up`: the tail tells the leader (MASTER.CAUGHT_UP), once."""
+        tail = self.views[f.chain_id].tail
+        if tail is not None:
+            self.to_leader(tail, lambda c, respond: (self.caught_up_at(c, f.epoch, f.learner), respond("OK")),
+                           lambda value: None)
+
+    def crash(self, name: str) -> None:
+        """A member process dies (while another member of its chain holds the chain's data); the
+        machine's probes find it. It restarts on an empty disk as a new incarnation, registers,
+        and its machine takes it in as a learner behind the tail and promotes it once caught up."""
+        chain = self.chain_of[name]
+        standing = [m for m in self.views[chain].members if m in self.alive and m not in self.fresh and m != name]
+        if name not in self.alive or not standing:
+            return
+        self.trace.append(f"{self.now:.3f} crash {name}")
+        self.alive.discard(name)
+        self.after(self.rng.uniform(0.2, 1.0), self.restart, name)
+
+    def restart(self, name: str) -> None:
+        inc = self.incarnations[name] = self.incarnation(name) + 1
+        self.replicas[name] = self.new_replica(name, inc)
+        self.alive.add(name)
+        self.fresh.add(name)
+        s = self.shells[name] = Shell(inc)
+        self.after(TICK_S_MEMBER, self.tick, name)
+        self.trace.append(f"{self.now:.3f} {name} restarts on an empty disk (incarnation {inc})")
+        self.restarts += 1
+        self.poll_later(name, s, self.rng.uniform(0, 0.05))
+
+    def cut_from_coordinator(self, name: str, seconds: float) -> None:
+        """A partition between the coordinator and one member, which still reaches its chain
+        and the clients: its probes and pushes fail; a long one takes it out of its chain."""
+        self.trace.append(f"{self.now:.3f} cut {name} from the coordinator for {seconds:.3f}s")
+        self.stats["coordinator cut"] += 1
+        self.after(seconds, self.parts.heal, self.parts.cut(COORDINATOR, [name]))
 
     def execute(self, name: str, fx) -> None:
         """A reply may be lost on its way while faults run (the connection broke after the
@@ -330,10 +635,14 @@ class ShardSim(MoveSim):
             fx = kept
         super().execute(name, fx)
 
+    def push_view(self, chain: int) -> None:
+        """Views reach members from the chains' machines only (their pushes, the members' polls)."""
+
     def deliver_view(self, name: str, view) -> None:
-        """A member learns its own chain's views; the others' only from MEMBER.SHARD pushes."""
+        """A member asks for its chain's view (`FetchView`): from the leader, at once. The other
+        chains' views it learns only from MEMBER.SHARD pushes."""
         if self.chain_of[name] == view.chain_id:
-            super().deliver_view(name, view)
+            self.fetch_view(name)
 
     # -- moves: moves.py's Mover around migration.py, as move_runner.py executes it -------------------
 
@@ -397,7 +706,7 @@ class ShardSim(MoveSim):
     def driver_saved(self, driver: Migration, move, ok: bool, rest: list) -> None:
         t, _ = self.terms_of[driver]
         if not ok:  # NotLeader: the move stops here; the next leader resumes its intent
-            t.deposed = True
+            self.depose(t)
             return
         self.drive(driver, rest + driver.on_saved(move, self.now))
 
@@ -438,9 +747,12 @@ class ShardSim(MoveSim):
                 when, what = self.rng.uniform(0.02, 1.5), self.rng.random()
                 if what < 0.3:
                     self.after(when, self.crash, self.rng.choice(sorted(self.replicas)))
-                elif what < 0.55:
+                elif what < 0.45:
                     self.after(when, self.partition, self.rng.choice(sorted(self.replicas)),
                                self.rng.uniform(0.05, 1.0))
+                elif what < 0.6:
+                    self.after(when, self.cut_from_coordinator, self.rng.choice(sorted(self.replicas)),
+                               self.rng.uniform(0.2, 2.0))
                 elif what < 0.8:
                     self.after(when, self.crash_leader)
                 else:
@@ -457,11 +769,14 @@ class ShardSim(MoveSim):
         self.verify()
 
     def whole(self) -> bool:
-        return all(n in self.views[self.chain_of[n]].members for n in self.replicas)
+        """Every member back in its chain's saved view (no learner left), and holding that view."""
+        return all(n in self.views[self.chain_of[n]].members and self.views[self.chain_of[n]].learner is None
+                   and self.replicas[n].epoch == self.views[self.chain_of[n]].epoch for n in self.replicas)
 
     def summary(self) -> str:
         return (f", moves {self.results}, {self.resumed} intents resumed, {self.restarts} members restarted, "
-                f"{self.replies_lost} replies lost, {self.resent} writes of unknown outcome resent after -MOVED")
+                f"{self.replies_lost} replies lost, {self.resent} writes of unknown outcome resent after -MOVED, "
+                f"machines: {dict(self.stats)}")
 
     def verify(self) -> None:
         slot_map, now_ms = self.slot_map, int(self.now * 1000)

@@ -81,7 +81,7 @@ class MoveSim(Kernel):
         for chain, prefix in ((A, "a"), (B, "b")):
             names = tuple(f"{prefix}{i}:1" for i in range(3))
             for n in names:
-                self.replicas[n] = Replica(n, f"{n}/1".encode(), cluster=True)
+                self.replicas[n] = self.new_replica(n, 1)
                 self.initial_table(chain, self.replicas[n])
                 self.chain_of[n] = chain
                 self.alive.add(n)
@@ -104,6 +104,9 @@ class MoveSim(Kernel):
             self.push_view(chain)
         for name in self.replicas:
             self.after(self.rng.uniform(0, TICK_S), self.tick, name)
+
+    def new_replica(self, name: str, incarnation: int) -> Replica:
+        return Replica(name, f"{name}/{incarnation}".encode(), cluster=True)
 
     def initial_table(self, chain: int, replica: Replica) -> None:
         if chain == B:  # created to receive slots: it never owned this one (its first entry)
