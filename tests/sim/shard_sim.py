@@ -85,6 +85,7 @@ from catena.check import check
 from catena.coordinator import layout, moves
 from catena.coordinator import slot_map as sm
 from catena.coordinator.damping import Damping
+from catena.coordinator.effects import Fail
 from catena.coordinator.machine import CoordinatorMachine
 from catena.coordinator.reconfig import CoordinatorState
 from catena.coordinator.requests import Register, watched
@@ -246,6 +247,7 @@ class ShardSim(MachineShell, MoveSim):
         for chain in CHAINS:  # `_start_term`: every chain's machine leads from its part, then the map's keeper
             c = t.seats[chain] = Seat(t, chain, CoordinatorMachine(chain_id=chain, damping=Damping(QUIET_S)))
             self.machine_fx(c, c.machine.lead(self.now, layout.chain_state(self.store, chain), CLUSTER_ID))
+            self.stats["add left to the next term"] += c.machine.view.learner is not None
         self.shards_fx(t, t.shards.lead(self.slot_map, len(CHAINS), t.fence, self.term_views(t), self.now,
                                         new_store=layout.SLOTS not in self.store))
         self.after(TICK_S, self.term_tick, t)
@@ -454,6 +456,7 @@ class ShardSim(MachineShell, MoveSim):
     def verdict(self, c: Seat, fx) -> None:
         """A verdict of chain X's machine is about a member of chain X, never of another chain."""
         super().verdict(c, fx)
+        self.stats["running member taken out"] += type(fx) is Fail and fx.member in self.alive
         if self.chain_of.get(fx.member) != c.chain:
             self.fail(f"chain {c.chain}'s machine judged {fx.member} of chain {self.chain_of.get(fx.member)}: {fx}")
 
@@ -752,7 +755,7 @@ class ShardSim(MachineShell, MoveSim):
                                self.rng.uniform(0.05, 1.0))
                 elif what < 0.6:
                     self.after(when, self.cut_from_coordinator, self.rng.choice(sorted(self.replicas)),
-                               self.rng.uniform(0.2, 2.0))
+                               self.rng.uniform(0.3, 3.0))
                 elif what < 0.8:
                     self.after(when, self.crash_leader)
                 else:
