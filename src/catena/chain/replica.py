@@ -30,6 +30,7 @@ from catena.chain.messages import (
 )
 from catena.chain.slot_guard import ClusterMode
 from catena.chain.state import DEL, PURGE, KVState, op_keys, valid_op
+from catena.chain.state_load import StateLoad
 from catena.chain.strings import FLUSH
 from catena.chain.values import Lcg
 from catena.errors import RemoteProtocolError
@@ -604,10 +605,16 @@ class Replica:
             self.barrier = None
 
     def _on_snapshot(self, sender, msg: Snapshot, now: float) -> list:
-        try:
-            state = KVState.load(msg.state)
-        except Exception as exc:  # anything msgpack or the shape check raises: nothing changed yet
-            raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc!r}"[:200]) from None
+        """Install the predecessor's state: its dump (bytes), or a `StateLoad` of it that the
+        shell completed across loop turns (chain/state_load.py)."""
+        blob = msg.state
+        if type(blob) is StateLoad:
+            state, blob = blob.state, blob.blob
+        else:
+            try:
+                state = KVState.load(blob)
+            except Exception as exc:  # anything msgpack or the shape check raises: nothing changed yet
+                raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc!r}"[:200]) from None
         self.state = state
         self.last_epoch, self.last_seq = msg.last_epoch, msg.last_seq
         self.window.clear()
@@ -618,7 +625,7 @@ class Replica:
         self.dirty_until = msg.last_seq
         state.versions.forget(msg.last_seq)
         self.published.clear()
-        fx: list = [PersistSnapshot(msg.state)]
+        fx: list = [PersistSnapshot(blob)]
         self._synced_with_pred(msg.commit_seq)
         self.snapshot_out = None  # a Snapshot we sent is of the state just replaced
         if self.succ:  # our successor's history may no longer be a prefix of ours
