@@ -23,6 +23,7 @@ from catena.chain.state_load import StateLoad
 from catena.effects import Persist
 from catena.errors import RemoteProtocolError
 from catena.loopback import HOST, free_ports
+from catena.view import View
 
 
 class _Transport:
@@ -170,6 +171,34 @@ def test_a_received_state_is_stored_from_a_thread_and_nothing_is_logged_before_i
         blob, records = _recovered(tmp_path / "member" / "log", tmp_path / "crash2")
         assert msgpack.unpackb(blob) == [2, 500, state]
         assert records == [msgpack.packb([after], use_bin_type=True)]  # after the snapshot, not before
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_member_installs_a_snapshot_from_its_predecessor_once_loaded_then_stores_it(tmp_path):
+    async def main():
+        node = MemberNode(f"{HOST}:{free_ports(1)[0]}", tmp_path / "member")
+        started = asyncio.Event()
+        task = asyncio.create_task(node.run(started))
+        async with asyncio.timeout(20):
+            await started.wait()
+        node._on_view(View(0, 3, (f"{HOST}:1",), learner=node.me))  # a learner behind 127.0.0.1:1
+        stored = asyncio.Event()
+        store_done = node._stored
+        node._stored = lambda size, error: (store_done(size, error), stored.set())
+        state = _big_state(50_000)
+        installed = node._on_peer_message(f"{HOST}:1", Snapshot(3, 2, 500, 480, state.dump()))
+        assert isinstance(installed, asyncio.Future)  # the link's later frames wait for it
+        assert node.replica.last_seq == 0 and not installed.done()  # loading, a slice per turn
+        async with asyncio.timeout(20):
+            await installed
+            await stored.wait()
+        assert (node.replica.last_epoch, node.replica.last_seq) == (2, 500)
+        assert node.replica.state.data == state.data and node.replica.state.unindexed == []
+        assert node.log.snapshot_bytes() > len(state.dump())
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
