@@ -33,7 +33,7 @@ from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
-from catena.errors import CatenaError, CorruptLog
+from catena.errors import CatenaError, CorruptLog, RemoteProtocolError
 from catena.gcstats import GcStats
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
@@ -345,6 +345,8 @@ class MemberNode:
             msg = await receive.loaded(sender, msg)
             self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the link closes (a bad dump); the member goes on
+            if not isinstance(exc, RemoteProtocolError):
+                log.exception("installing the Snapshot from %s failed", sender)
             installed.set_exception(exc)
         else:
             installed.set_result(None)
