@@ -75,6 +75,21 @@ def test_frames_behind_a_message_being_handled_wait_for_it_in_order():
     asyncio.run(main())
 
 
+def test_frames_go_on_a_turns_worth_at_a_time(monkeypatch):
+    from catena.chain import links
+    monkeypatch.setattr(links, "DELIVER_S", 0.0)  # a frame a turn
+
+    async def main():
+        got = []
+        inbound = PeerInbound(_Transport(), "a", lambda sender, msg: got.append(msg.seq))
+        inbound.feed(_frames(1, 2, 3))
+        assert got == [1]
+        await _turns(5)
+        assert got == [1, 2, 3]
+
+    asyncio.run(main())
+
+
 def test_a_message_whose_handling_fails_closes_the_link():
     async def main():
         got, transport = [], _Transport()

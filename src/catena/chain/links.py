@@ -25,7 +25,7 @@ from catena.resp.client import encode_command, open_tcp, split_addr
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.02, 0.5
-DELIVER_S = 0.02  # of frames that waited (behind a state transfer) delivered per loop turn
+DELIVER_S = 0.02  # of frames delivered per loop turn (many wait behind a state transfer): the rest in the next
 CONNECT_TIMEOUT_S = 1.0  # connect + hello; a SYN lost to a cut is not waited for (its retry is at 1 s)
 
 
