@@ -667,6 +667,28 @@ def test_a_learner_further_behind_than_the_resend_bound_gets_a_snapshot(monkeypa
     assert (c.r["d"].last_epoch, c.r["d"].last_seq) == (E, 6)
 
 
+def test_the_resend_bound_is_counted_only_as_far_as_it_reaches(monkeypatch):
+    """A new learner's Sync from the start of a long window of small entries: the tail counts the
+    entries' bytes only until the bound is passed (walking all 37,500 of a 300,000-key chain held
+    its loop 60 ms), and a Sync from near the end gets exactly the entries after it."""
+    from catena.chain import replica as replica_module
+    monkeypatch.setattr(replica_module, "RESEND_BYTES", 400)
+    counted = []
+    payload = replica_module._payload
+    monkeypatch.setattr(replica_module, "_payload", lambda op: counted.append(op) or payload(op))
+    c = chain3()
+    for i in range(60):
+        c.client("a", f"w{i}", "SET", f"k{i}", "v" * 40)
+    c.settle()
+    middle = c.r["b"]  # (its window holds every entry since seq 1)
+    counted.clear()
+    assert type(middle.on_message("c", Sync(E, 0, 0), NOW)[0].msg) is Snapshot
+    assert 0 < len(counted) <= 4  # 400 bytes: 4 entries of 106, not 60
+    middle.snapshot_out = None
+    fx = middle.on_message("c", Sync(E, E, 57), NOW)
+    assert [e[1] for f in fx for e in f.msg.entries] == [58, 59, 60]
+
+
 def test_snapshot_carries_the_dedup_table():
     state = KVState()
     state.apply((INCRBY, b"n", 5), 0)

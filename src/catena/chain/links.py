@@ -25,6 +25,7 @@ from catena.resp.client import encode_command, open_tcp, split_addr
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.02, 0.5
+DELIVER_S = 0.02  # of frames delivered per loop turn (many wait behind a state transfer): the rest in the next
 CONNECT_TIMEOUT_S = 1.0  # connect + hello; a SYN lost to a cut is not waited for (its retry is at 1 s)
 
 
@@ -123,7 +124,12 @@ class PeerLinks:
 
 class PeerInbound:
     """The receiving side of a peer's link: frames in, decoded messages to `deliver`; when
-    bytes last arrived from the sender goes in `heard` (monotonic; the member's link report)."""
+    bytes last arrived from the sender goes in `heard` (monotonic; the member's link report).
+    `deliver` may return a future (a state transfer being loaded across loop turns): the frames
+    after that message wait for it, in order (the link keeps reading: a window held shut would
+    have TCP_USER_TIMEOUT drop it); if it ends in an exception (RemoteProtocolError: a bad state
+    dump), the link is closed as for a bad frame. Frames that waited go on a turn's worth
+    (DELIVER_S) at a time."""
 
     def __init__(self, transport: asyncio.Transport, sender: str, deliver: Callable,
                  heard: dict[str, float] | None = None):
@@ -132,16 +138,44 @@ class PeerInbound:
         self.unpacker = messages.unpacker()
         self.heard = {} if heard is None else heard
         self.heard[sender] = time.monotonic()
+        self.waiting: asyncio.Future | None = None  # what the frames still in `unpacker` wait for
 
     def feed(self, data: bytes) -> None:
         self.heard[self.sender] = time.monotonic()
-        self.unpacker.feed(data)
+        try:
+            self.unpacker.feed(data)
+        except RemoteProtocolError as exc:
+            return self._close(exc)
+        if self.waiting is None:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        until = time.perf_counter() + DELIVER_S
         try:
             for frame in self.unpacker:
-                self.deliver(self.sender, messages.decode(frame))
+                wait = self.deliver(self.sender, messages.decode(frame))
+                if wait is None and time.perf_counter() > until:  # the rest in the next turn
+                    wait = asyncio.get_running_loop().create_future()
+                    wait.get_loop().call_soon(wait.set_result, None)
+                if wait is not None:
+                    self.waiting = wait
+                    wait.add_done_callback(self._resume)
+                    return
         except (RemoteProtocolError, ValueError) as exc:
-            log.warning("closing link from %s: %s", self.sender, exc)
-            self.transport.close()
+            self._close(exc)
+
+    def _resume(self, wait: asyncio.Future) -> None:
+        self.waiting = None
+        if wait.cancelled():
+            return
+        if (exc := wait.exception()) is not None:
+            return self._close(exc)
+        if not self.transport.is_closing():
+            self._deliver()
+
+    def _close(self, exc: Exception) -> None:
+        log.warning("closing link from %s: %s", self.sender, exc)
+        self.transport.close()
 
     def lost(self, exc) -> None:
         pass

@@ -17,8 +17,8 @@ from typing import NamedTuple, NoReturn
 import msgpack
 
 from catena import gcstats
-from catena.chain import (blocking, cluster_commands, disk, info, messages, ops, resp3, slot_ops, snapshotter,
-                          transactions)
+from catena.chain import (blocking, cluster_commands, disk, info, messages, ops, receive, resp3, slot_ops,
+                          snapshotter, transactions)
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.link_watch import LinkWatch
@@ -33,7 +33,7 @@ from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
 from catena.chain.state import KVState
 from catena.coordinator.discovery import CoordinatorClient, NoLeader
 from catena.effects import Deliver, FetchView, LearnerCaughtUp, Persist, PersistSnapshot, Reply, Send
-from catena.errors import CatenaError, CorruptLog
+from catena.errors import CatenaError, CorruptLog, RemoteProtocolError
 from catena.gcstats import GcStats
 from catena.loopstats import LoopMonitor
 from catena.membership.agent import JoinError, MembershipAgent
@@ -92,6 +92,7 @@ class MemberNode:
         self._snapshot_bytes = 0
         self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD  # (drawn again after each snapshot)
         self._child: snapshotter.Child | None = None  # writing a snapshot (catena.chain.snapshotter)
+        self._store: snapshotter.Store | None = None  # storing a snapshot from a thread: effects wait
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
             self.replica = self._recover()
@@ -326,11 +327,32 @@ class MemberNode:
             self._save_epoch(self.replica.epoch)
             self.ready.set()
 
-    def _on_peer_message(self, sender: str, msg) -> None:
+    def _on_peer_message(self, sender: str, msg) -> asyncio.Future | None:
+        """A peer's message to the machine; a state transfer is loaded first, across loop turns,
+        and the future returned holds the link's later frames until it is installed."""
         if type(msg) is Read and _is_keys(msg.args) and msg.epoch <= self.replica.epoch:
             self._group.create_task(self._keys_for_peer(sender, msg))
-            return
+            return None
+        if type(msg) is Snapshot and type(msg.state) is bytes and self._group is not None:
+            installed = asyncio.get_running_loop().create_future()
+            self._group.create_task(self._receive(sender, msg, installed))
+            return installed
         self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
+        return None
+
+    async def _receive(self, sender: str, msg: Snapshot, installed: asyncio.Future) -> None:
+        try:
+            msg = await receive.loaded(sender, msg)
+            self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - the link closes (a bad dump); the member goes on
+            if not isinstance(exc, RemoteProtocolError):
+                log.exception("installing the Snapshot from %s failed", sender)
+            installed.set_exception(exc)
+        else:
+            installed.set_result(None)
+        finally:
+            if not installed.done():  # cancelled: the member stops
+                installed.cancel()
 
     def _on_link(self, addr: str, up: bool) -> None:
         if not up:
@@ -360,7 +382,7 @@ class MemberNode:
         in a later turn, after the I/O already waiting (client requests, probes, heartbeats). A snapshot is taken at once (its history point is the machine's now)
         and stored in order with the rest. `next_turn`: start in the next turn."""
         later = self._later
-        if not later and self._drain_at is None and not next_turn:
+        if not later and self._drain_at is None and self._store is None and not next_turn:
             done = 0  # the common case (a read's reply): nothing waits, so answer in place
             for fx in effects:
                 if type(fx) is not Reply:
@@ -379,6 +401,8 @@ class MemberNode:
                     while not self.replica.state.index_step(INDEX_STEP):
                         pass
             later.append(fx)
+        if self._store is not None:  # `_stored` drains them
+            return
         if next_turn and self._drain_at is None:
             self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
         if self._drain_at is None:
@@ -401,6 +425,9 @@ class MemberNode:
                 if type(fx) is Reply:  # most effects (a write's reply): no step to split off
                     fx.token.resolve(fx.value)
                     continue
+                if type(fx) is _StoreSnapshot and self._group is not None:
+                    self._store_off_loop(fx.blob)  # the rest waits for it (`_stored`)
+                    return
                 size, rest = self._execute_one(fx)
             except Exception as exc:  # an effect that cannot be executed (say, encoded): stop, never wedge
                 self._fail(exc)
@@ -523,14 +550,36 @@ class MemberNode:
         self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
     def _store_snapshot(self, blob: list[bytes]) -> None:
-        if self._child is not None:  # this one is newer than the child's
-            snapshotter.abandon(self._child, self.log)
-            self._child = None
+        self._end_child()
         try:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
             self._disk_failed("writing a snapshot", exc)
         self._snapshot_taken(sum(map(len, blob)))
+
+    def _store_off_loop(self, blob: list[bytes]) -> None:
+        """Store a snapshot from a thread (snapshotter.Store) while the loop serves; the effects
+        after it (the entries after it to log, the acks that say they are stored) wait for it:
+        nothing is appended to the log meanwhile, so a crash leaves the older snapshot and its
+        segments, or this one."""
+        self._end_child()
+        size = sum(map(len, blob))
+        self._store = snapshotter.Store(lambda: self.metrics.timed_snapshot(self.log.snapshot, blob),
+                                        lambda error: self._stored(size, error))
+
+    def _stored(self, size: int, error: BaseException | None) -> None:
+        self._store.join()
+        self._store = None
+        if error is not None:
+            self._disk_failed("writing a snapshot", error)
+        self._snapshot_taken(size)
+        if self._drain_at is None:
+            self._drain()
+
+    def _end_child(self) -> None:
+        if self._child is not None:  # the snapshot about to be stored is newer than the child's
+            snapshotter.abandon(self._child, self.log)
+            self._child = None
 
     def _snapshot_taken(self, size: int) -> None:
         self._snapshot_bytes = size
@@ -572,6 +621,8 @@ class MemberNode:
                 self.gc_stats.stop()
                 if self._child is not None:  # its snapshot.tmp is dropped (recovery would too)
                     snapshotter.abandon(self._child, self.log)
+                if self._store is not None:  # the log is the thread's until it is done
+                    self._store.join()
                 try:
                     self.log.close()
                 except OSError as exc:
@@ -583,8 +634,11 @@ class MemberNode:
             now = time.time()
             self._run(self.replica.on_timer(now))
             await asyncio.sleep(0)  # each of these may be long after a large value: separate turns
-            await self._sync_log()
             self.transfers.reap()  # a state transfer's child that has exited since
+            if self._store is None:  # (else a thread is storing a snapshot: the log is its alone)
+                await self._sync_log()
+            if self._store is not None:
+                continue
             if self._child is not None:
                 self._poll_child()
             elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes) * self._snapshot_skew

@@ -386,17 +386,24 @@ class KVState:
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":
-        parts = msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False, ext_hook=unpack_value)
+        return cls.from_parts(msgpack.unpackb(blob, raw=True, use_list=False, strict_map_key=False,
+                                              ext_hook=unpack_value))
+
+    @classmethod
+    def from_parts(cls, parts, state: "KVState | None" = None) -> "KVState":
+        """The state of a dump's decoded parts; `state`: one whose data (the first part) and slot
+        index the caller already entered, key by key (chain/state_load.py)."""
         if type(parts) is not tuple or len(parts) not in (4, 5):
             raise ValueError("a state dump is [data, expires, dedup, floors, slot table]")
         data, expires, dedup, floors = parts[:4]  # dumps from before the slot table have four parts
         if not (type(data) is dict and type(expires) is dict and type(dedup) is dict and type(floors) is dict):
             raise ValueError("a state dump is [data, expires, dedup, floors] maps")
-        state = cls()
+        if state is None:
+            state = cls()
+            state.data = data  # msgpack builds the dicts; no copy
+            state.unindexed = list(data)
         if len(parts) == 5:
             state.table = SlotTable.load(parts[4])
-        state.data = data  # msgpack builds the dicts; no copy
-        state.unindexed = list(data)
         state.expires = expires
         state._heap = [(d, k) for k, d in state.expires.items()]
         heapq.heapify(state._heap)

@@ -1,0 +1,35 @@
+"""A state transfer received without holding the loop (shell): the `Snapshot` a member gets from
+its predecessor (joining as a learner, or after its history diverged) is loaded a slice per loop
+turn (chain/state_load.py) before the machine installs it; the frames behind it on that link
+wait meanwhile (links.PeerInbound). A 1M-key state took 2-3 s of a loop to load and index: in
+one turn, or in 20,000-key slices of up to 0.2 s after the member was already the tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from catena.chain.messages import Snapshot
+from catena.chain.state_load import StateLoad
+from catena.errors import RemoteProtocolError
+
+SLICE_S = 0.005  # of loading per loop turn
+STEP = 500  # keys a step (about a millisecond)
+
+
+async def loaded(sender: str, msg: Snapshot) -> Snapshot:
+    """`msg` with its state as a complete `StateLoad`, loaded a slice per loop turn;
+    RemoteProtocolError if it is not a state dump."""
+    try:
+        load = StateLoad(msg.state)
+        clock = time.perf_counter
+        while True:
+            until = clock() + SLICE_S
+            while not (done := load.step(STEP)) and clock() < until:
+                pass
+            if done:
+                return msg._replace(state=load)
+            await asyncio.sleep(0)
+    except ValueError as exc:
+        raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc}"[:200]) from None
