@@ -83,8 +83,9 @@ CHAINS_CHAOS_S = 15
 def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
     """Two chains of two members; slots the workload writes move between them (and back) while
     the faults go on, the coordinator killed mid-move among them, and a third chain is added
-    midway and given a hot slot: the verdict covers every chain and reports each move done or
-    undone, with the writes its slot saw meanwhile."""
+    midway and given a hot slot, then drained (its slots to the others) and removed while the
+    faults go on: the verdict covers every chain, reports each move done or undone, with the
+    writes its slot saw meanwhile, and the removal (a run that did not remove it is not clean)."""
     _, out = _chaos(tmp_path, CHAINS_SEED, CHAINS_CHAOS_S, "--chains", "2", "--members", "2")
     assert "2 chains of 2 members" in out
     moves = [line for line in out.splitlines() if line.startswith("move slot ")]
@@ -98,6 +99,12 @@ def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
     assert hot and any(" meanwhile 0," not in m for m in hot), moves  # the workload wrote while they moved
     assert "chain 2 added " in out, out  # a chain added midway, and the next move went to it
     assert any("->2: done in " in m for m in moves), moves
+    drained = [m for m in moves if " (drain) chain 2->" in m]
+    assert drained and all(m.split(": ", 1)[1].startswith(("done", "undone")) for m in drained), moves
+    removal = next(line for line in out.splitlines() if line.startswith("chain 2: drain began "))
+    assert " slots drained in " in removal and " removed " in removal, removal
+    assert "per-slot unavailability: slowest acknowledged write " in removal, removal
+    assert f"and {len(drained)} draining a chain;" in summary, summary
 
 
 def test_same_seed_same_schedule():
@@ -165,3 +172,14 @@ def test_a_fault_that_cannot_be_applied_fails_the_run():
     nemesis._run()
     assert nemesis.errors == ["kill-member: OSError('cannot signal m:2')"]
     assert nemesis.applied[0].note == "OSError('cannot signal m:2')"
+
+
+def test_a_chains_plan_drains_and_removes_the_added_chain_after_the_move_that_fed_it():
+    from catena.chaos.migrations import REMOVE_AFTER_S, plan
+
+    moves = plan(CHAINS_SEED, CHAINS_CHAOS_S, 2, add_chain=True)
+    add = next(i for i, m in enumerate(moves) if m.add)
+    remove = next(i for i, m in enumerate(moves) if m.remove)
+    assert remove == add + 2 and moves[remove].at == round(moves[add + 1].at + REMOVE_AFTER_S, 3), moves
+    assert [m.at for m in moves] == sorted(m.at for m in moves)
+    assert not any(m.remove for m in plan(CHAINS_SEED, CHAINS_CHAOS_S, 2))  # no chain added, none removed
