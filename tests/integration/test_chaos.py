@@ -183,3 +183,96 @@ def test_a_chains_plan_drains_and_removes_the_added_chain_after_the_move_that_fe
     assert remove == add + 2 and moves[remove].at == round(moves[add + 1].at + REMOVE_AFTER_S, 3), moves
     assert [m.at for m in moves] == sorted(m.at for m in moves)
     assert not any(m.remove for m in plan(CHAINS_SEED, CHAINS_CHAOS_S, 2))  # no chain added, none removed
+
+
+class _DrainedCluster:
+    """Three chains (chain 2 added, holding slots 5 and 6) behind a coordinator that fails the
+    first MASTER.MOVE (killed) and first refuses MASTER.REMOVECHAIN (a move under way)."""
+
+    founded, chains = 2, 3
+
+    def __init__(self):
+        self.owner = {s: (0 if s < 8192 else 1) for s in range(16384)} | {5: 2, 6: 2}
+        self.removed: set[int] = set()
+        self.calls: list[tuple] = []
+
+    def live_chains(self):
+        return [c for c in range(self.chains) if c not in self.removed]
+
+    def leading(self):
+        return "127.0.0.1:1"
+
+    def slot_map(self):
+        reply = [7]
+        for chain in sorted({*self.owner.values(), *self.live_chains()}):
+            slots = sorted(s for s, o in self.owner.items() if o == chain)
+            runs = [(s, s) for s in slots]
+            merged = []
+            for a, b in runs:
+                if merged and merged[-1][1] + 1 == a:
+                    merged[-1] = (merged[-1][0], b)
+                else:
+                    merged.append((a, b))
+            reply += [chain, ",".join(f"{a}-{b}" for a, b in merged) or "-"]
+        return reply
+
+    def admin(self, addr, *words, timeout):
+        import redis
+
+        self.calls.append(words)
+        if words[0] == "MASTER.MOVE":
+            if sum(w[0] == "MASTER.MOVE" for w in self.calls) == 1:
+                raise redis.ConnectionError("Connection refused")  # the coordinator was killed
+            self.owner[words[1]] = words[2]
+            return 1
+        if sum(w[0] == "MASTER.REMOVECHAIN" for w in self.calls) == 1:
+            raise redis.ResponseError("ERR a slot move is under way: try again once it is done")
+        self.removed.add(words[1])
+        return "OK"
+
+    def retire_chain(self, chain):
+        self.removed.add(chain)
+
+
+def test_a_drain_goes_on_through_a_failed_move_and_a_refused_removal(monkeypatch):
+    """The drain's retry path, without processes: a MASTER.MOVE that failed (its coordinator
+    killed) is sent again after reading the map, a refused MASTER.REMOVECHAIN is sent again, and
+    the verdict reports every drain move, the removal, and no problem."""
+    from catena.chaos import migrations
+
+    monkeypatch.setattr(migrations, "RETRY_S", 0.0)
+    cluster = _DrainedCluster()
+    mover = migrations.Migrations(cluster, [], time.monotonic(), lambda: [], cluster.admin)
+    mover._drain_and_remove()
+    removal = mover.removals[0]
+    assert removal.chain == 2 and removal.end and removal.attempts == 2, removal
+    assert cluster.owner[5] in (0, 1) and cluster.owner[6] in (0, 1) and cluster.removed == {2}
+    # slot 5's move failed, 6's went on, and 5 was moved again from the map read after
+    assert [(r.slot, r.drain) for r in mover.records] == [(5, True), (6, True), (5, True)], mover.records
+    assert mover.judge() == [] and [r.outcome for r in mover.records] == ["undone", "done", "done"]
+    lines = mover.lines([])
+    assert any(line.startswith("chain 2: drain began ") and "2 slots drained in " in line and
+               "(MASTER.REMOVECHAIN calls 2)" in line for line in lines), lines
+    assert lines[-1].startswith("slot moves 3 (of 0 planned, and 3 draining a chain;"), lines
+
+
+def test_a_drain_that_never_removes_its_chain_fails_the_run(monkeypatch):
+    from catena.chaos import migrations
+
+    monkeypatch.setattr(migrations, "RETRY_S", 0.0)
+    monkeypatch.setattr(migrations, "DRAIN_TIMEOUT_S", 0.05)
+    cluster = _DrainedCluster()
+    refuse = cluster.admin
+
+    def admin(addr, *words, timeout):
+        import redis
+
+        if words[0] == "MASTER.REMOVECHAIN":
+            raise redis.ResponseError("ERR a slot move is under way: try again once it is done")
+        return refuse(addr, *words, timeout=timeout)
+
+    mover = migrations.Migrations(cluster, [], time.monotonic(), lambda: [], admin)
+    mover._drain_and_remove()
+    assert not mover.removals[0].end and 2 not in cluster.removed
+    problems = mover.judge()
+    assert len(problems) == 1 and problems[0].startswith("chain 2 was not removed within "), problems
