@@ -40,7 +40,8 @@ def test_members_of_a_removed_chain_learn_it_leave_and_answer_moved_never_old_va
             wait_until(lambda: rc.nodes_manager.initialize() or rc.get_node_from_key(key).name == zero[0],
                        CHAIN_TIMEOUT_S, "the cluster client to route slot 100 to chain 0")
             assert rc.set(key, "new") is True
-        assert all(two[0] in alive_at(c, m) for m in (*zero, *two))
+        for m in (*zero, *one):  # (so that their leaving, below, is seen)
+            wait_until(lambda: set(two) <= alive_at(c, m), CHAIN_TIMEOUT_S, f"{m} to hold chain 2's members alive")
 
         assert c.admin("MASTER.REMOVECHAIN", 2) in ("OK", True)
         for m, h in zip(two, held):
@@ -52,8 +53,9 @@ def test_members_of_a_removed_chain_learn_it_leave_and_answer_moved_never_old_va
                 h.set(key, "late")
             with pytest.raises(redis.ResponseError, match="chain 2 of this member was removed from the cluster"):
                 h.dbsize()
-            with pytest.raises(redis.ResponseError, match="chain 2 of this member was removed"):
-                h.keys("*")
+            for keyless in (lambda: h.keys("*"), lambda: h.scan(0), h.randomkey):
+                with pytest.raises(redis.ResponseError, match="chain 2 of this member was removed"):
+                    keyless()
             assert h.ping() is True  # still up for connected clients
             assert shards_seen(c, m) == [(0, 8191, zero[0]), (8192, 16383, one[0])]  # itself no more
         # It left the membership group: no heartbeats as a chain member.
@@ -64,5 +66,10 @@ def test_members_of_a_removed_chain_learn_it_leave_and_answer_moved_never_old_va
                           socket_timeout=15) as rc:
             assert rc.get(key) == "new"
         assert c.client(zero[0]).get(key) == b"new"  # the late SET was refused, not applied
+        # Stopped cleanly; restarted, it is refused at registration and exits saying why.
+        assert c.stop(two[1]) == 0
+        c.restart(two[1], wait=False)
+        wait_until(lambda: not c.procs[two[1]].alive, CHAIN_TIMEOUT_S, "the restarted member to exit")
+        assert "chain 2 was removed (MASTER.REMOVECHAIN)" in c.procs[two[1]].log_tail(), c.procs[two[1]].log_tail()
     finally:
         c.close()

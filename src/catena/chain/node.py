@@ -260,9 +260,10 @@ class MemberNode:
 
     async def _keys(self, reply: Deferred, args) -> None:
         """KEYS in slices across loop turns; if this member may not answer it from its own data,
-        the machine asks the tail (which walks in slices too)."""
+        the machine asks the tail (which walks in slices too), or refuses it (a removed chain)."""
+        removed = self.replica.cluster is not None and self.replica.cluster.removed is not None
         try:
-            found = await walk_keys(self.replica, args[1], encoded=True)
+            found = None if removed else await walk_keys(self.replica, args[1], encoded=True)
         except Exception as exc:  # a bug here must not take the member down with it
             log.exception("KEYS failed")
             found = Error(f"ERR KEYS failed: {exc}")
