@@ -166,10 +166,14 @@ class Migrations:
             return  # it was never added
         removal = Removal(chain, time.monotonic())
         self.removals.append(removal)
+        passes = 0
         while time.monotonic() - removal.start < DRAIN_TIMEOUT_S:
             try:
                 held = ranges(self.cluster.slot_map())
                 if held.get(chain):
+                    passes += 1
+                    if passes > 1:  # moves of the last pass failed (no leader, or a follower asked)
+                        time.sleep(RETRY_S)
                     for a, b, target in drain_plan(held, chain):
                         for slot in range(a, b + 1):
                             self._move(MoveRecord(slot, False, chain, target, time.monotonic(), drain=True))
