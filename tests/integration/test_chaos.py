@@ -4,6 +4,7 @@ a lost write, a stale read and a duplicated increment in synthetic histories."""
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import time
@@ -102,8 +103,8 @@ def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
     drained = [m for m in moves if " (drain) chain 2->" in m]
     assert drained and all(m.split(": ", 1)[1].startswith(("done", "undone")) for m in drained), moves
     removal = next(line for line in out.splitlines() if line.startswith("chain 2: drain began "))
-    assert " slots drained in " in removal and " removed " in removal, removal
-    assert "per-slot unavailability: slowest acknowledged write " in removal, removal
+    assert re.search(r"; \d+ slots? drained in [\d.]+ s \(\d+ moves\), removed [\d.]+ s after", removal), removal
+    assert re.search(r"per-slot unavailability: (slowest acknowledged write \d+ ms|no writes to them)", removal), removal
     assert f"and {len(drained)} draining a chain;" in summary, summary
 
 

@@ -10,6 +10,8 @@ import redis
 
 from catena.chaos import migrations
 from catena.chaos.migrations import REMOVE_AFTER_S, Migrations, MoveRecord, owners, plan
+from catena.chaos.workload import Sample
+from catena.slots import key_slot
 
 
 def test_the_plan_is_the_seeds_and_empty_with_one_chain():
@@ -131,8 +133,22 @@ def test_a_drain_goes_on_through_a_failed_move_and_a_refused_removal(monkeypatch
     assert mover.judge() == [] and [r.outcome for r in mover.records] == ["undone", "done", "done"]
     lines = mover.lines([])
     assert any(line.startswith("chain 2: drain began ") and "2 slots drained in " in line and
-               "(MASTER.REMOVECHAIN calls 2)" in line for line in lines), lines
+               "(MASTER.REMOVECHAIN calls 2); per-slot unavailability: no writes to them" in line
+               for line in lines), lines
     assert lines[-1].startswith("slot moves 3 (of 0 planned, and 3 draining a chain;"), lines
+
+
+def test_a_drains_unavailability_is_the_slowest_acknowledged_write_to_a_drained_slot_during_its_move():
+    cluster = _DrainedCluster()
+    mover = Migrations(cluster, [], 0.0, lambda: [], cluster.admin)
+    mover.records = [MoveRecord(6, False, 2, 0, 10.0, 10.2, "1", drain=True)]
+    mover.removals = [migrations.Removal(2, 10.0, drained=10.2, end=10.3, attempts=1)]
+    key = next(f"k{i}" for i in range(1_000_000) if key_slot(f"k{i}".encode()) == 6)
+    writes = [Sample(10.05, 10.075, "ok", key=key), Sample(10.1, 12.0, "fail", key=key),
+              Sample(10.0, 10.5, "ok", key="elsewhere"), Sample(11.0, 11.9, "ok", key=key)]  # other slot; after
+    assert mover._removal_line(mover.removals[0], writes).endswith(
+        "1 slot drained in 0.20 s (1 moves), removed 0.30 s after the drain began (MASTER.REMOVECHAIN calls 1); "
+        "per-slot unavailability: slowest acknowledged write 25 ms")
 
 
 def test_a_drain_that_never_removes_its_chain_fails_the_run(monkeypatch):

@@ -244,14 +244,17 @@ class Migrations:
         unavailability its drain caused (the slowest acknowledged write to a drained slot
         begun during that slot's move: the client retries through -TRYAGAIN meanwhile)."""
         moves = [r for r in self.records if r.drain and r.source == removal.chain]
-        slowest = {r.slot: max(_writes(r, samples)[1], default=0.0) for r in moves}
+        writes = [_writes(r, samples) for r in moves]
         start = f"chain {removal.chain}: drain began {removal.start - self.t0:.1f} s into the run"
         if not removal.end:
             return start + f", not removed ({removal.attempts} MASTER.REMOVECHAIN calls)"
-        return (start + f"; {len({r.slot for r in moves})} slots drained in {removal.drained - removal.start:.2f} s "
-                f"({len(moves)} moves), removed {removal.end - removal.start:.2f} s after the drain began "
-                f"(MASTER.REMOVECHAIN calls {removal.attempts}); per-slot unavailability: slowest acknowledged "
-                f"write {max(slowest.values(), default=0.0) * 1000:.0f} ms")
+        slots = len({r.slot for r in moves})
+        unavailable = (f"slowest acknowledged write {max(max(acked, default=0.0) for _, acked in writes) * 1000:.0f} ms"
+                       if any(w for w, _ in writes) else "no writes to them during their moves")
+        return (start + f"; {slots} slot{'s' if slots != 1 else ''} drained in "
+                f"{removal.drained - removal.start:.2f} s ({len(moves)} moves), removed "
+                f"{removal.end - removal.start:.2f} s after the drain began (MASTER.REMOVECHAIN calls "
+                f"{removal.attempts}); per-slot unavailability: {unavailable}")
 
 
 def _writes(r: MoveRecord, samples) -> tuple[list, list[float]]:
