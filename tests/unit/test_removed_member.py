@@ -4,7 +4,7 @@ key's slot, else an error naming the removal; never a value from its own data.""
 
 from __future__ import annotations
 
-from test_cluster_mode import call, cluster_chain3
+from test_cluster_mode import K, S, call, cluster_chain3
 
 from catena.chain import removal
 from catena.cluster_topology import Shard
@@ -56,3 +56,22 @@ def test_a_write_forwarded_to_a_head_that_learned_first_gets_no_seq():
     before = c.r["a"].last_seq
     assert call(c, "b", b"SET", b"y", b"new") == GONE
     assert c.r["a"].last_seq == c.r["c"].last_seq == before
+
+
+def test_a_slot_given_to_a_chain_removed_since_is_moved_to_the_chain_serving_it_now():
+    """Chain 0 gave the slot to chain 2, which passed it to chain 1 and was removed: chain 0's
+    members send its clients to chain 1 (the map they were pushed), not -TRYAGAIN for ever."""
+    c = cluster_chain3()
+    assert call(c, "b", b"CATENA.SLOTS", b"%d" % S, b"%d" % S, b"frozen") is OK
+    assert call(c, "b", b"CATENA.SLOTS", b"%d" % S, b"%d" % S, b"given", b"2") is OK
+    for r in c.r.values():
+        r.cluster.topology.put(Shard(2, 5, ("h2:7001",), ()))
+    assert call(c, "a", b"GET", K) == Error(f"MOVED {S} h2:7001")  # chain 2 has a head: there
+    for r in c.r.values():
+        r.cluster.topology.put(Shard(2, 9, (), ()))  # chain 2 removed (MEMBER.SHARD 2 9 -)
+    assert call(c, "a", b"GET", K) == Error("TRYAGAIN Slot is being migrated, retry")  # no map for it yet
+    for r in c.r.values():
+        r.cluster.topology.put(Shard(1, 4, ("h1:7001", "h1:7002"), ((S, S),)))
+    for member in "abc":
+        assert call(c, member, b"GET", K) == Error(f"MOVED {S} h1:7001")
+        assert call(c, member, b"SET", K, b"x") == Error(f"MOVED {S} h1:7001")

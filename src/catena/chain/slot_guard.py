@@ -47,7 +47,9 @@ def refusal(table: SlotTable, slot: int, write: bool, head_of: HeadOf) -> Error 
         return None
     if state in (FROZEN, IMPORTING):
         return MIGRATING
-    head = head_of(table.peer(slot) if state == GIVEN else None, slot)
+    head = head_of(table.peer(slot), slot) if state == GIVEN else None
+    if head is None:  # never owned, or given to a chain that has no head now (or was removed since):
+        head = head_of(None, slot)  # the chain the pushed map names for the slot
     if head is not None:
         return Error(f"MOVED {slot} {head}")
     return MIGRATING if state == GIVEN else UNSERVED
