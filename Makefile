@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install system-deps sim-long bench clean
+.PHONY: up test install system-deps sim-long test-long bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ up: $(STAMP)
 # whole on one worker (its fixtures and servers stay its own).
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q -n 3 --dist loadfile
+
+# The integration tests too long for `make test` (a full rebalance to three chains: ~10 min).
+test-long: $(STAMP) system-deps
+	CATENA_LONG=1 $(PY) -m pytest -q tests/integration/test_rebalance_three_chains.py
 
 # Many more simulation schedules than `make test` runs.
 sim-long: $(STAMP)

@@ -4,6 +4,7 @@ a lost write, a stale read and a duplicated increment in synthetic histories."""
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import time
@@ -83,8 +84,9 @@ CHAINS_CHAOS_S = 15
 def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
     """Two chains of two members; slots the workload writes move between them (and back) while
     the faults go on, the coordinator killed mid-move among them, and a third chain is added
-    midway and given a hot slot: the verdict covers every chain and reports each move done or
-    undone, with the writes its slot saw meanwhile."""
+    midway and given a hot slot, then drained (its slots to the others) and removed while the
+    faults go on: the verdict covers every chain, reports each move done or undone, with the
+    writes its slot saw meanwhile, and the removal (a run that did not remove it is not clean)."""
     _, out = _chaos(tmp_path, CHAINS_SEED, CHAINS_CHAOS_S, "--chains", "2", "--members", "2")
     assert "2 chains of 2 members" in out
     moves = [line for line in out.splitlines() if line.startswith("move slot ")]
@@ -98,6 +100,12 @@ def test_short_chaos_run_with_two_chains_moves_hot_slots_and_is_clean(tmp_path):
     assert hot and any(" meanwhile 0," not in m for m in hot), moves  # the workload wrote while they moved
     assert "chain 2 added " in out, out  # a chain added midway, and the next move went to it
     assert any("->2: done in " in m for m in moves), moves
+    drained = [m for m in moves if " (drain) chain 2->" in m]
+    assert drained and all(m.split(": ", 1)[1].startswith(("done", "undone")) for m in drained), moves
+    removal = next(line for line in out.splitlines() if line.startswith("chain 2: drain began "))
+    assert re.search(r"; \d+ slots? drained in [\d.]+ s \(\d+ moves\), removed [\d.]+ s after", removal), removal
+    assert re.search(r"per-slot unavailability: (slowest acknowledged write \d+ ms|no writes to them)", removal), removal
+    assert f"and {len(drained)} draining a chain;" in summary, summary
 
 
 def test_same_seed_same_schedule():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from catena.chain import removal
 from catena.cluster_topology import Shard, node_id
 from catena.resp.codec import OK, Error
 from catena.resp.commands import INTERNAL, parse_int
@@ -52,6 +53,7 @@ _SUBCOMMANDS = {
     b"NODES": (2, lambda r, a: _topology(r).nodes(r.me)),
     b"INFO": (2, lambda r, a: _topology(r).info(r.epoch)),
 }
+_FROM_DATA = frozenset((b"COUNTKEYSINSLOT", b"GETKEYSINSLOT"))
 
 
 def _shard(replica, args):
@@ -77,6 +79,8 @@ def register(table, replica_of) -> None:
         if known is None or len(args) != known[0]:
             return Error(f"ERR Unknown subcommand or wrong number of arguments for '{args[1].decode(errors='replace')}'. "
                          "Try CLUSTER HELP.")
+        if sub in _FROM_DATA and replica.cluster.removed is not None:
+            return removal.gone(replica.cluster.removed)  # nothing from the data of a removed chain
         return known[1](replica, args)
 
     def accepted(client, args):

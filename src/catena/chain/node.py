@@ -17,8 +17,8 @@ from typing import NamedTuple, NoReturn
 import msgpack
 
 from catena import gcstats
-from catena.chain import (blocking, cluster_commands, disk, info, messages, ops, receive, resp3, slot_ops,
-                          snapshotter, transactions)
+from catena.chain import (blocking, cluster_commands, disk, info, messages, ops, receive, removal, resp3,
+                          slot_ops, snapshotter, transactions)
 from catena.chain.debug import debug_command
 from catena.chain.keys_walk import walk_keys
 from catena.chain.link_watch import LinkWatch
@@ -27,6 +27,7 @@ from catena.chain.liveness import LivenessResponder
 from catena.chain.log import MAX_RECORD, DurableLog
 from catena.chain.messages import Append, Read, ReadReply, Snapshot
 from catena.chain.multi import Transactions
+from catena.chain.slot_guard import ClusterMode
 from catena.chain.snapshotter import snapshot_parts
 from catena.chain.transfer import Dump, Transfers
 from catena.chain.replica import LATER, LEASE_S, NOT_SERVING, REQ, Replica
@@ -260,9 +261,10 @@ class MemberNode:
 
     async def _keys(self, reply: Deferred, args) -> None:
         """KEYS in slices across loop turns; if this member may not answer it from its own data,
-        the machine asks the tail (which walks in slices too)."""
+        the machine asks the tail (which walks in slices too), or refuses it (a removed chain)."""
+        removed = self.replica.cluster is not None and self.replica.cluster.removed is not None
         try:
-            found = await walk_keys(self.replica, args[1], encoded=True)
+            found = None if removed else await walk_keys(self.replica, args[1], encoded=True)
         except Exception as exc:  # a bug here must not take the member down with it
             log.exception("KEYS failed")
             found = Error(f"ERR KEYS failed: {exc}")
@@ -318,6 +320,17 @@ class MemberNode:
     def _left_chain(self) -> bool:
         view = self.replica.view
         return view is not None and self.me not in view.members and view.learner != self.me
+
+    def _chain_removed(self, view: View) -> None:
+        """Our chain was removed (chain/removal.py): refuse every client command from now on;
+        the caller stops polling and leaves the membership group."""
+        log.warning("chain %d was removed from the cluster (MASTER.REMOVECHAIN, epoch %d): this member serves "
+                    "nothing more (clients get -MOVED or an error naming the removal), leaves the membership "
+                    "group and may be stopped", view.chain_id, view.epoch,
+                    extra={"event": "chain_removed", "chain": view.chain_id, "epoch": view.epoch})
+        if self.replica.cluster is None:
+            self.replica.cluster = ClusterMode()
+        self.replica.cluster.remove(view.chain_id)
 
     def _on_view(self, view: View) -> None:
         if view.epoch > self.replica.epoch or self.replica.view is None:
@@ -689,12 +702,14 @@ class MemberNode:
         no coordinator leads, keep serving with the view we have."""
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.discovery.watch())  # etcd addresses: follow the leader key
-                group.create_task(self._membership())
+                watch = group.create_task(self.discovery.watch())  # etcd addresses: follow the leader key
+                membership = group.create_task(self._membership())
                 try:
-                    await self._poll_coordinator()
+                    await self._poll_coordinator()  # returns once our chain was removed
                 finally:
                     await self.discovery.close()
+                watch.cancel()
+                membership.cancel()  # leave the membership group: no more heartbeats
         except ExceptionGroup as group_exc:  # surface a refusal as itself (the process exits with it)
             if len(group_exc.exceptions) == 1:
                 raise group_exc.exceptions[0] from None
@@ -730,9 +745,12 @@ class MemberNode:
                 if not registered:
                     await self._register()
                     registered = True
-                raw = await self.discovery.call(b"MASTER.GET_VIEW", self.me, timeout=2.0)
+                raw = await self.discovery.call(b"MASTER.GET_VIEW", self.me, b"%d" % self.chain_id, timeout=2.0)
+                if raw and removal.removed(view := View.from_words(raw), self.chain_id):
+                    self._chain_removed(view)
+                    return
                 if raw:
-                    self._on_view(View.from_words(raw))
+                    self._on_view(view)
                 if self._left_chain():
                     registered = False  # removed (e.g. after a pause): rejoin as a learner
             except ReplyError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from catena.chain import ops, slot_ops, transactions
+from catena.chain import ops, removal, slot_ops, transactions
 from catena.chain.slot_table import FROZEN, GIVEN, IMPORTING, OWNED, SlotTable
 from catena.chain.state import op_keys
 from catena.chain.strings import FLUSH
@@ -47,20 +47,27 @@ def refusal(table: SlotTable, slot: int, write: bool, head_of: HeadOf) -> Error 
         return None
     if state in (FROZEN, IMPORTING):
         return MIGRATING
-    head = head_of(table.peer(slot) if state == GIVEN else None, slot)
+    head = head_of(table.peer(slot), slot) if state == GIVEN else None
+    if head is None:  # never owned, or given to a chain that has no head now (or was removed since):
+        head = head_of(None, slot)  # the chain the pushed map names for the slot
     if head is not None:
         return Error(f"MOVED {slot} {head}")
     return MIGRATING if state == GIVEN else UNSERVED
 
 
-def check_command(table: SlotTable, args: list[bytes], head_of: HeadOf) -> Error | None:
-    """A client's command at any member: its keys (as its key specification finds them) in one
-    slot this chain serves for it."""
+def command_slot(args: list[bytes]) -> int | None | Error:
+    """The one slot of a client's command's keys (as its key specification finds them; None:
+    it has none), or CROSSSLOT."""
     name = args[0].upper()
     keys = command_info.keys(name, args)
     if keys is None and name in ops.READS:  # catena's own reads (a transaction of reads)
         keys = ops.read_keys(args)
-    slot = slot_of(keys) if keys else None
+    return slot_of(keys) if keys else None
+
+
+def check_command(table: SlotTable, args: list[bytes], head_of: HeadOf) -> Error | None:
+    """A client's command at any member: its keys in one slot this chain serves for it."""
+    slot = command_slot(args)
     if slot is None or type(slot) is Error:
         return slot
     return refusal(table, slot, ops.is_write(args), head_of)
@@ -95,6 +102,12 @@ class ClusterMode:
 
     def __init__(self):
         self.topology = Topology()
+        self.removed: int | None = None  # this member's chain, once the coordinator said it was removed
+
+    def remove(self, chain_id: int) -> None:
+        """Chain `chain_id`, this member's, was removed: refuse every client command from now on
+        (`removal.refusal`) and leave it out of the topology."""
+        self.removed = chain_id
 
     def on_view(self, view: View) -> None:
         self.topology.put(Shard(view.chain_id, view.epoch, view.members, ()))
@@ -103,14 +116,19 @@ class ClusterMode:
         return self.topology.head_of(chain_id, slot)
 
     def check_command(self, table: SlotTable, args: list[bytes]) -> Error | None:
+        if self.removed is not None:
+            slot = command_slot(args)
+            return slot if type(slot) is Error else removal.refusal(self.removed, slot, self.head_of)
         return check_command(table, args, self.head_of)
 
     def check_write(self, table: SlotTable, op) -> Error | None:
+        if self.removed is not None and op[0] not in slot_ops.KINDS:
+            return removal.gone(self.removed)
         return check_write(table, op, self.head_of)
 
     def now(self, view: View | None, table: SlotTable) -> Topology:
         """The topology with this chain's slots as its table has them now."""
-        now = Topology(self.topology.shards.values())
-        if view is not None:
+        now = Topology(s for s in self.topology.shards.values() if s.chain_id != self.removed)
+        if view is not None and self.removed is None:
             now.put(Shard(view.chain_id, view.epoch, view.members, tuple(table.ranges())))
         return now

@@ -20,9 +20,10 @@ from etcd alone.
 With --chains K (K >= 2) the local cluster is K chains of --members members in cluster mode (as
 `catena up --chains K`), the workload's clients route by slot, and a seeded plan of slot moves
 (`MASTER.MOVE`, most of them of slots the workload writes at that moment; midway, adding a chain
-of one member, which the next move goes to) runs alongside the faults; the checks cover every
-chain, and the verdict lists each move (done or undone, the writes to its slot meanwhile and
-the slowest acknowledged one).
+of one member, which the next move goes to; then draining that chain's slots to the others and
+removing it, MASTER.REMOVECHAIN) runs alongside the faults; the checks cover every chain, and
+the verdict lists each move (done or undone, the writes to its slot meanwhile and the slowest
+acknowledged one) and the removal (when, how long the drain took, per-slot unavailability).
 
 With --target (the coordinator address as clients are given it) the faults go to a cluster
 already running on this machine instead: its processes are found by their listening ports and
@@ -121,10 +122,12 @@ def run(seed: int, duration: float, out: Path, members: int = 3, workers: int = 
                       delay=delay)
     moves = migrations.plan(seed, duration, chains, add_chain=bool(getattr(cluster, "spares", ())))
     verdict = Verdict()
-    shape = f"{chains} chains of {members} members, {len(moves)} slot moves planned" if chains > 1 else \
+    shape = f"{chains} chains of {members} members, {sum(not (m.add or m.remove) for m in moves)} slot moves " \
+        "planned" if chains > 1 else \
         f"{members} members"
     if any(m.add for m in moves):
-        shape += " (one of them adding a chain of one member)"
+        shape += " (one of them adding a chain of one member" + (
+            ", drained and removed later)" if any(m.remove for m in moves) else ")")
     say(f"chaos: seed {seed}, {duration:g} s, {shape}, {len(faults)} faults planned, {where}")
     workload = nemesis = watch = mover = None
     try:

@@ -139,7 +139,8 @@ class LocalCluster:
     def __init__(self, root: Path, members: int = 3, store: str = "embedded", proxy: bool = True,
                  lab: Lab | None = None, chains: int = 1, spare: int = 0):
         self.root = root
-        self.chains = self.founded = chains  # chains now, chains the coordinator starts with
+        self.chains = self.founded = chains  # chains made, chains the coordinator starts with
+        self.removed: set[int] = set()  # chains removed (MASTER.REMOVECHAIN)
         members *= chains
         (root / "logs").mkdir(parents=True, exist_ok=True)
         coordinators = 2 if store == "etcd" else 1
@@ -223,13 +224,17 @@ class LocalCluster:
                     raise
         raise AssertionError("unreachable")
 
+    def live_chains(self) -> list[int]:
+        """The chains made and not removed."""
+        return [c for c in range(self.chains) if c not in self.removed]
+
     def chained(self) -> list[str]:
         """Every chain's members as the leader has them, chain after chain."""
-        return [m for chain_id in range(self.chains) for m in self.chain(chain_id)]
+        return [m for chain_id in self.live_chains() for m in self.chain(chain_id)]
 
     def whole(self, exact: bool = False) -> bool:
         """Every chain holds each of its members (`exact`: and no other)."""
-        for chain_id in range(self.chains):
+        for chain_id in self.live_chains():
             chain, own = self.chain(chain_id), [m for m in self.members if self.chain_of[m] == chain_id]
             if (sorted(chain) != sorted(own)) if exact else not set(own) <= set(chain):
                 return False
@@ -281,6 +286,14 @@ class LocalCluster:
         wait_for(lambda: str(chain_id) in map(str, self.slot_map()[1::2]), START_TIMEOUT_S,
                  f"chain {chain_id} in the slot map")
         return chain_id
+
+    def retire_chain(self, chain_id: int) -> None:
+        """Chain `chain_id` was removed: its members are stopped and no longer faulted or healed."""
+        gone = [a for a in self.members if self.chain_of[a] == chain_id]
+        self.removed.add(chain_id)
+        self.members = [a for a in self.members if a not in gone]
+        for addr in gone:
+            self.procs.pop(addr).stop()
 
     def slot_map(self) -> list:
         """MASTER.SLOTMAP at the leader: the map's version, then each chain's id and ranges."""

@@ -20,6 +20,7 @@ from catena.resp.client import ReplyError, call
 from catena.resp.codec import OK, Error
 from catena.resp.commands import ADMIN, DATA, INTERNAL
 from catena.slots import parse_ranges
+from catena.view import View
 
 IDENTITY_TIMEOUT_S = 1.0  # MASTER.ADD asks the address who it is, within this
 
@@ -97,13 +98,22 @@ class CoordinatorCommands:
 
     def _view_of(self, args):
         """The view a read names: `chain` or a member's address in args[1] (absent: chain 0; a
-        member no chain knows: chain 0's, so that a member taken out learns it left)."""
+        member no chain knows: chain 0's, so that a member taken out learns it left, or when it
+        names in args[2] a chain that was removed, that chain with no members under the
+        removal's epoch, so that its members learn it: chain/removal.py)."""
         if len(args) > 1 and b":" in args[1]:
-            return self.c.machines[self.c.chain_of(args[1].decode(errors="replace")) or 0].view
+            chain = self.c.chain_of(args[1].decode(errors="replace"))
+            if chain is None and len(args) > 2 and (gone := self._removed_view(self._chain_arg(args, 2))):
+                return gone
+            return self.c.machines[chain or 0].view
         chain_id = self._chain_arg(args, 1)
         if chain_id not in self.c.machines:
             raise ValueError(f"there is no chain {chain_id}")
         return self.c.machines[chain_id].view
+
+    def _removed_view(self, chain_id: int) -> View | None:
+        epoch = sm.removed(self.c.shards.slot_map).get(str(chain_id))
+        return None if epoch is None else View(chain_id, epoch, ())
 
     def caught_up(self, client, args):
         """MASTER.CAUGHT_UP chain_id epoch learner: the tail of that view says its learner caught up."""
