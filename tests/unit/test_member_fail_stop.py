@@ -4,19 +4,15 @@ cannot execute what its replica returned, e.g. a frame msgpack cannot encode."""
 import asyncio
 
 from catena.chain.messages import Ack
-from catena.chain.node import MemberNode
 from catena.effects import Send
 from catena.errors import CatenaError
-from catena.loopback import HOST, free_ports
+
+from member_runs import started_member
 
 
 def test_an_effect_that_cannot_be_encoded_stops_the_member(tmp_path):
     async def main():
-        node = MemberNode(f"{HOST}:{free_ports(1)[0]}", tmp_path / "member")
-        started = asyncio.Event()
-        task = asyncio.create_task(node.run(started))
-        async with asyncio.timeout(20):
-            await started.wait()
+        node, task = await started_member(tmp_path / "member")
         assert not task.done()
         node.replica.flush = lambda: [Send("127.0.0.1:1", Ack(2**70, 1))]  # no msgpack int
         node._run([])

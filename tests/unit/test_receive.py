@@ -17,13 +17,15 @@ from catena.chain import messages, receive
 from catena.chain.links import PeerInbound
 from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
 from catena.chain.messages import Ack, Snapshot
-from catena.chain.node import MemberNode, _Snapshot
+from catena.chain.node import _Snapshot
 from catena.chain.state import SET, KVState
 from catena.chain.state_load import StateLoad
 from catena.effects import Persist
 from catena.errors import RemoteProtocolError
-from catena.loopback import HOST, free_ports
+from catena.loopback import HOST
 from catena.view import View
+
+from member_runs import started_member
 
 
 class _Transport:
@@ -145,11 +147,7 @@ def _recovered(directory, copy_to):
 
 def test_a_received_state_is_stored_from_a_thread_and_nothing_is_logged_before_it(tmp_path):
     async def main():
-        node = MemberNode(f"{HOST}:{free_ports(1)[0]}", tmp_path / "member")
-        started = asyncio.Event()
-        task = asyncio.create_task(node.run(started))
-        async with asyncio.timeout(20):
-            await started.wait()
+        node, task = await started_member(tmp_path / "member")
         loop = asyncio.get_running_loop()
         node._execute([Persist([(1, 1, 0, None, (SET, b"old", b"1", None, 0))])])
         old_record = msgpack.packb([(1, 1, 0, None, (SET, b"old", b"1", None, 0))], use_bin_type=True)
@@ -195,11 +193,7 @@ def test_a_received_state_is_stored_from_a_thread_and_nothing_is_logged_before_i
 
 def test_a_member_installs_a_snapshot_from_its_predecessor_once_loaded_then_stores_it(tmp_path):
     async def main():
-        node = MemberNode(f"{HOST}:{free_ports(1)[0]}", tmp_path / "member")
-        started = asyncio.Event()
-        task = asyncio.create_task(node.run(started))
-        async with asyncio.timeout(20):
-            await started.wait()
+        node, task = await started_member(tmp_path / "member")
         node._on_view(View(0, 3, (f"{HOST}:1",), learner=node.me))  # a learner behind 127.0.0.1:1
         stored = asyncio.Event()
         store_done = node._stored
