@@ -25,7 +25,6 @@ import csv
 import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import redis
 
-from catena.loopback import HOST, free_ports, port_is_free, wait_until
+from catena.loopback import HOST, free_ports, port_is_free, stop_processes, wait_until
 from catena.slots import SLOTS
 
 CLIENTS = 50
@@ -58,15 +57,7 @@ class Procs:
         return p
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_processes(self.procs, timeout=15)
         self.procs = []
 
 

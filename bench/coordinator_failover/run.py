@@ -40,7 +40,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from catena.etcd_local import ETCD, etcd_argv
-from catena.loopback import HOST, free_ports, wait_until
+from catena.loopback import HOST, free_ports, stop_processes, wait_until
 
 PREFIX = "/catena/bench"
 SETTINGS = {  # name: (tuned etcd timings, coordinator --lease-ttl-s or None for its default, target p99 s)
@@ -89,15 +89,7 @@ class Procs:
         return at
 
     def stop_all(self) -> None:
-        for proc in reversed(self.all):
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self.all:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(reversed(self.all))
 
 
 def catena(*args: str) -> list[str]:

@@ -39,7 +39,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from catena.loopback import HOST, free_ports, wait_until
+from catena.loopback import HOST, free_ports, stop_processes, wait_until
 
 CASES = ("head", "middle", "tail")
 SENTINEL_DOWN_AFTER_S = 30.0  # Redis Sentinel's default down-after-milliseconds
@@ -81,15 +81,7 @@ class Processes:
         proc.wait()
 
     def stop_all(self) -> None:
-        for proc in reversed(self._all):
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self._all:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes(reversed(self._all))
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):

@@ -1,4 +1,5 @@
-"""Free loopback ports for local clusters: `catena chaos`, the benchmarks and the tests.
+"""Free loopback ports for local clusters (`catena chaos`, the benchmarks, the tests), and the
+stopping of the processes they start (`stop_processes`).
 
 A catena process uses its port number for TCP (RESP) and UDP (membership), so a port is free
 only when both bind. Ports come from below the kernel's ephemeral range, so the outgoing
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -68,3 +71,18 @@ def wait_until(predicate, timeout: float, what: str, *, interval: float = 0.05, 
             detail = f" (last error: {last!r})" if last else ""
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def stop_processes(procs, timeout: float = 5.0) -> None:
+    """SIGTERM each process of `procs` (in that order) still running, then wait up to `timeout`
+    seconds for each and SIGKILL what is left."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from chain_sim import T0, ChainSim, Client, Member, SimConfig, SimFailure
-from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell
+from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell, Shell
 from etcd_model import EXPIRY_CHECK_S, TTL, Etcd
 
 from catena.coordinator import election as elect
@@ -134,15 +134,6 @@ class Coord:
     timer_gen: int = 0
     campaign_state: dict | None = None  # the state read in the winning campaign (None: a new store)
     replies: dict = field(default_factory=dict)  # token -> respond, for requests the machine answers
-
-
-@dataclass
-class Shell:
-    """A member process's coordinator loop and membership agent."""
-    inc: int
-    registered: bool = False
-    polling: bool = False
-    poll_token: int = 0
 
 
 @dataclass

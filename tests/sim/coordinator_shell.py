@@ -13,12 +13,23 @@ crashed, reports nothing), how the fenced `Save` is made (`save_state`), and how
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from catena.coordinator.effects import (NOT_LEADER, AbandonAdd, AskTail, CaughtUp, Cut, DeleteKeys, Fail, Note, Probe,
                                         Push, Reply, Resign, Restarted, Revoke, Save)
 
 REFUSED, TIMEOUT, NOTLEADER = "refused", "timeout", "notleader"  # failed calls answer these
 VERDICT_STATS = {Fail: "probe confirmed failure", AbandonAdd: "add rolled back", Restarted: "restart verdict",
                  CaughtUp: "learner caught up", Cut: "link cut verdict"}
+
+
+@dataclass
+class Shell:
+    """A member process's coordinator loop (node.py's): registered yet, a poll under way."""
+    inc: int
+    registered: bool = False
+    polling: bool = False
+    poll_token: int = 0
 
 
 class MachineShell:

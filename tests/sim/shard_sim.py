@@ -100,7 +100,7 @@ from catena.view import View
 sys.path.insert(0, str(Path(__file__).parent))
 
 import slot_move_sim  # noqa: E402 (tests/sim is not a package)
-from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell  # noqa: E402
+from coordinator_shell import NOTLEADER, REFUSED, TIMEOUT, MachineShell, Shell  # noqa: E402
 from slot_move_sim import TICK_S as TICK_S_MEMBER, A, B, MoveSim  # noqa: E402
 
 CHAINS = (A, B)
@@ -133,15 +133,6 @@ class ShellCommands(dict):
             self.replica = replica
             return fn(client, args)
         self[name] = call
-
-
-@dataclass
-class Shell:
-    """A member process's coordinator loop (node.py): registered yet, a poll under way."""
-    inc: int
-    registered: bool = False
-    polling: bool = False
-    poll_token: int = 0
 
 
 @dataclass(eq=False)
