@@ -10,7 +10,8 @@ redis-benchmark SETs at the head, then measures W more writes:
   idle interval and over the W writes, and the idle rate (the loop's timers) is subtracted.
   Instruction counts are repeatable on a busy machine, unlike wall-clock time.
 - `--tool cpu`: the members run as they are; their CPU time (user + system, from /proc) over
-  the W writes, in µs per write, with the rate the chain achieved.
+  the W writes, in µs per write, with the rate the chain achieved, and per write the read and
+  write syscalls and context switches each member made (how well its loop batches).
 - `--tool py-spy`: py-spy samples every member (CPU time only, not idle) during the W writes;
   printed per role: CPU µs per write and the functions the samples were in (own, and with
   their callees). Needs `pip install py-spy`.
@@ -119,17 +120,28 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
+def io_counts(pid: int) -> tuple[int, int, int]:
+    """(read syscalls, write syscalls, context switches) of process `pid` so far: the loop's
+    events and sends per write, which wall-clock noise does not change."""
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    status = Path(f"/proc/{pid}/status").read_text()
+    switches = sum(int(v) for v in re.findall(r"ctxt_switches:\s*(\d+)", status))
+    return int(io["syscr"]), int(io["syscw"]), switches
+
+
 def measure_cpu(started, ports, n: int, pipeline: int, test: str) -> None:
     port, where = target(ports, test)
-    before = [cpu_seconds(p.pid) for p in started]
+    before = [(cpu_seconds(p.pid), io_counts(p.pid)) for p in started]
     secs = writes(port, n, pipeline, test)
-    after = [cpu_seconds(p.pid) for p in started]
+    after = [(cpu_seconds(p.pid), io_counts(p.pid)) for p in started]
     print(f"# {n} {test.upper()}s (-c 50 -P {pipeline}) at the {where} in {secs:.1f} s ({n / secs:.0f}/s)")
     total = 0.0
-    for role, b, a in zip(ROLES, before, after):
+    for role, (b, bio), (a, aio) in zip(ROLES, before, after):
         user, system = (a[0] - b[0]) / n * 1e6, (a[1] - b[1]) / n * 1e6
+        reads, sends, switches = ((x - y) / n for x, y in zip(aio, bio))
         total += user + system
-        print(f"{role:<6} cpu_us_per_{test}={user + system:6.1f}  (user {user:.1f}, system {system:.1f})")
+        print(f"{role:<6} cpu_us_per_{test}={user + system:6.1f}  (user {user:.1f}, system {system:.1f})  "
+              f"reads={reads:.2f} writes={sends:.2f} switches={switches:.2f} per {test}")
     print(f"chain  cpu_us_per_{test}={total:6.1f}")
 
 
