@@ -18,6 +18,7 @@ import time
 from typing import Callable
 
 from catena.chain import messages
+from catena.chain.messages import Append
 from catena.errors import RemoteProtocolError
 from catena.net import detect_dead_peer
 from catena.resp.client import encode_command, open_tcp, split_addr
@@ -129,11 +130,12 @@ class PeerInbound:
     after that message wait for it, in order (the link keeps reading: a window held shut would
     have TCP_USER_TIMEOUT drop it); if it ends in an exception (RemoteProtocolError: a bad state
     dump), the link is closed as for a bad frame. Frames that waited go on a turn's worth
-    (DELIVER_S) at a time."""
+    (DELIVER_S) at a time. `received(entries, encoded)` is told, before an Append is delivered,
+    how its entries came on the wire, when that is known (messages._Frames.entries_bytes)."""
 
     def __init__(self, transport: asyncio.Transport, sender: str, deliver: Callable,
-                 heard: dict[str, float] | None = None):
-        self.transport, self.sender, self.deliver = transport, sender, deliver
+                 heard: dict[str, float] | None = None, received: Callable | None = None):
+        self.transport, self.sender, self.deliver, self.received = transport, sender, deliver, received
         detect_dead_peer(transport.get_extra_info("socket"))
         self.unpacker = messages.unpacker()
         self.heard = {} if heard is None else heard
@@ -152,8 +154,14 @@ class PeerInbound:
     def _deliver(self) -> None:
         until = time.perf_counter() + DELIVER_S
         try:
-            for frame in self.unpacker:
-                wait = self.deliver(self.sender, messages.decode(frame))
+            unpacker = self.unpacker
+            for frame in unpacker:
+                msg = messages.decode(frame)
+                if type(msg) is Append and self.received is not None:
+                    encoded = unpacker.entries_bytes(msg)
+                    if encoded is not None:
+                        self.received(msg.entries, encoded)
+                wait = self.deliver(self.sender, msg)
                 if wait is None and time.perf_counter() > until:  # the rest in the next turn
                     wait = asyncio.get_running_loop().create_future()
                     wait.get_loop().call_soon(wait.set_result, None)

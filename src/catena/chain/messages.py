@@ -120,11 +120,21 @@ def pack(msg) -> bytes:
     return msgpack.packb((msg.TAG, *msg), use_bin_type=True)
 
 
-def append_frame(epoch: int, commit_seq: int, record: bytes) -> list[bytes]:
+APPEND_JOIN = 64 * 1024  # an Append's record up to this size is copied into one buffer with its head
+
+
+def append_head(epoch: int, commit_seq: int) -> bytes:
+    """The bytes of `pack(Append(epoch, commit_seq, entries))` before its entries."""
+    return b"\x94" + msgpack.packb((Append.TAG, epoch, commit_seq))[1:]
+
+
+def append_frame(epoch: int, commit_seq: int, record: bytes) -> bytes | list[bytes]:
     """The frame of `Append(epoch, commit_seq, entries)` built around `record`, those entries as
-    the log stores them (msgpack of their list): two parts whose concatenation is `pack` of that
-    Append, so a large value the log just packed is sent without being packed again."""
-    return [b"\x94" + msgpack.packb((Append.TAG, epoch, commit_seq))[1:], record]
+    the log stores them (msgpack of their list): `pack` of that Append, or for a large record two
+    parts whose concatenation it is, so that entries packed (or received) once are not packed
+    again, and a large value is not copied."""
+    head = append_head(epoch, commit_seq)
+    return head + record if len(record) <= APPEND_JOIN else [head, record]
 
 
 def bin_head(n: int) -> bytes:
@@ -180,28 +190,46 @@ def size_bound(obj) -> int:
 
 
 class _Frames:
-    """msgpack frames from a byte stream; anything msgpack cannot read is RemoteProtocolError."""
+    """msgpack frames from a byte stream; anything msgpack cannot read is RemoteProtocolError.
+    `entries_bytes` gives an Append's entries as they came on the wire."""
 
     def __init__(self):
         self._unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=MAX_FRAME + 1024,
                                           strict_map_key=False)
+        self._chunk, self._chunk_at, self._fed = b"", 0, 0  # the bytes last fed, where they start in the stream
+        self._start = self._end = 0  # where the frame last yielded starts and ends in the stream
 
     def feed(self, data: bytes) -> None:
         try:
             self._unpacker.feed(data)
         except msgpack.BufferFull:
             raise RemoteProtocolError(f"peer frame larger than {MAX_FRAME} bytes") from None
+        self._chunk, self._chunk_at = (data if type(data) is bytes else b""), self._fed
+        self._fed += len(data)
 
     def __iter__(self):
         return self
 
     def __next__(self):
         try:
-            return next(self._unpacker)
+            frame = next(self._unpacker)
         except StopIteration:
             raise
         except Exception as exc:  # msgpack raises several kinds on garbage (even TypeError)
             raise RemoteProtocolError(f"bad peer frame: {exc!r}"[:200]) from None
+        self._start, self._end = self._end, self._unpacker.tell()
+        return frame
+
+    def entries_bytes(self, msg: Append) -> bytes | None:
+        """`msg.entries` encoded as they arrived, `msg` being the Append decoded from the frame
+        last yielded: the log's record of them, and the tail of the frame that forwards them. None
+        unless that frame came whole in the last bytes fed, its head encoded as `pack` does (then
+        what follows the head is the entries' encoding, whatever the sender's packer)."""
+        start = self._start - self._chunk_at
+        head = append_head(msg.epoch, msg.commit_seq)
+        if start < 0 or not self._chunk.startswith(head, start):
+            return None
+        return self._chunk[start + len(head):self._end - self._chunk_at]
 
 
 def unpacker() -> _Frames:

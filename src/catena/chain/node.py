@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections import deque
+from operator import is_
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
@@ -127,7 +128,7 @@ class MemberNode:
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
         self._owed = False  # a deferred append's fdatasync is still to come (`_append`)
-        self._big_record: tuple | None = None  # (entries, their log record): a large Persist's, for its Append
+        self._encoded: tuple | None = None  # (entries, their msgpack) last packed or received (`_encoding`)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -285,7 +286,8 @@ class MemberNode:
         if self.secret is not None and (len(args) < 3 or args[2].decode() != self.secret):
             return Error("WRONGPASS bad cluster secret on a peer link")
         sender = args[1].decode()
-        return Takeover(lambda transport: PeerInbound(transport, sender, self._on_peer_message, self.heard))
+        return Takeover(lambda transport: PeerInbound(transport, sender, self._on_peer_message, self.heard,
+                                                      self._received))
 
     def _view_cmd(self, client, args):
         """MEMBER.VIEW chain_id epoch learner|- member ... (pushed by the coordinator)."""
@@ -455,7 +457,8 @@ class MemberNode:
                 return
         if self._owed:
             self._settle()
-        self._big_record = None  # its Append, if any, was sent
+        if self._encoded is not None and len(self._encoded[1]) > BIG_EFFECT_BYTES:
+            self._encoded = None  # a large value's Append was sent: not held longer
 
     def _execute_one(self, fx) -> tuple[int, object]:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
@@ -471,14 +474,13 @@ class MemberNode:
             self.transfers.send(fx.to, frame)
             return size, None
         elif kind is Persist:
-            # One record per batch: one msgpack call and one checksum per event-loop turn (one
-            # per entry for a batch too big for a record).
-            record = msgpack.packb(fx.entries, use_bin_type=True)
+            # One record per batch: one checksum per event-loop turn, and at most one msgpack call
+            # (one per entry for a batch too big for a record).
+            record = self._encoding(fx.entries)
             if len(record) > MAX_RECORD:
                 records = [msgpack.packb([e], use_bin_type=True) for e in fx.entries]
                 return len(record), _Out(None, records)
             if len(record) > BIG_EFFECT_BYTES:
-                self._big_record = (fx.entries, record)
                 return len(record), _Out(None, [record])
             self._append([record], defer_sync=True)
             return len(record), None
@@ -510,14 +512,25 @@ class MemberNode:
             log.info("telling the coordinator that %s caught up: %s", fx.learner, exc or type(exc).__name__)
 
     def _frame(self, msg) -> bytes | list[bytes]:
-        """`msg` packed. An Append of the very entries whose large record was just packed for
-        the log is framed around that record instead: the value is not packed a second time."""
-        big = self._big_record
-        if (big is not None and type(msg) is Append and len(msg.entries) == len(big[0])
-                and all(a is b for a, b in zip(msg.entries, big[0]))):
-            self._big_record = None
-            return messages.append_frame(msg.epoch, msg.commit_seq, big[1])
+        """`msg` packed; an Append around its entries' encoding (`_encoding`)."""
+        if type(msg) is Append:
+            return messages.append_frame(msg.epoch, msg.commit_seq, self._encoding(msg.entries))
         return messages.pack(msg)
+
+    def _encoding(self, entries) -> bytes:
+        """msgpack of `entries` (a log record; the tail of the Append that forwards them): the
+        bytes last packed or received for the very same entries, so that a batch is packed at
+        most once at the head and not at all by the members it reaches; else packed now."""
+        known = self._encoded
+        if known is not None and len(known[0]) == len(entries) and all(map(is_, known[0], entries)):
+            return known[1]
+        record = msgpack.packb(entries, use_bin_type=True)
+        self._encoded = (entries, record)
+        return record
+
+    def _received(self, entries: tuple, encoded: bytes) -> None:
+        """A predecessor's Append brought `entries` encoded so (links.PeerInbound)."""
+        self._encoded = (entries, encoded)
 
     def _append(self, records: list[bytes], defer_sync: bool = False) -> None:
         """Append records to the log. Any failure stops the process here: no later effect (a
