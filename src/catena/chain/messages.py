@@ -256,14 +256,28 @@ def _is_rid(v) -> bool:
                          and all(_is_int(n) for n in v[1:]))
 
 
-def _is_entry(v) -> bool:
-    # (checks inline rather than calls: this runs for every entry a member receives)
-    return (type(v) is tuple and len(v) == 5 and type(v[0]) is int and type(v[1]) is int and type(v[2]) is int
-            and (v[3] is None or _is_rid(v[3])) and type(v[4]) is tuple and len(v[4]) > 0 and type(v[4][0]) is int)
+def _are_entries(v) -> bool:
+    """Is `v` a tuple of entries, each `(epoch, seq, ts_ms, rid, op)`: three ints, a request id
+    or nil, an op (a non-empty tuple, an int first)? One loop, no call per entry: this runs for
+    every entry a member receives."""
+    if type(v) is not tuple:
+        return False
+    for entry in v:
+        if type(entry) is not tuple or len(entry) != 5:
+            return False
+        epoch, seq, ts_ms, rid, op = entry
+        if not (type(epoch) is int and type(seq) is int and type(ts_ms) is int and (rid is None or _is_rid(rid))
+                and type(op) is tuple and op and type(op[0]) is int):
+            return False
+    return True
 
 
 _CHECKS = {"i": _is_int, "b": lambda v: type(v) is bytes, "r": _is_rid, "a": _is_words, "*": lambda v: True,
-           "e": lambda v: type(v) is tuple and all(map(_is_entry, v))}
+           "e": _are_entries}
+_SHAPES = {}  # per message: (how many fields at least, at most, their checks)
+for _cls, _kinds in _FIELDS.items():
+    _required, _, _optional = _kinds.partition("?")
+    _SHAPES[_cls] = (len(_required), len(_required + _optional), tuple(_CHECKS[k] for k in _required + _optional))
 
 
 def decode(frame) -> NamedTuple:
@@ -272,9 +286,8 @@ def decode(frame) -> NamedTuple:
     try:
         cls = MESSAGES[frame[0]]
         fields = frame[1:]
-        required, _, optional = _FIELDS[cls].partition("?")
-        kinds = required + optional
-        if not len(required) <= len(fields) <= len(kinds) or not all(_CHECKS[k](v) for k, v in zip(kinds, fields)):
+        least, most, checks = _SHAPES[cls]
+        if not least <= len(fields) <= most or not all(check(v) for check, v in zip(checks, fields)):
             raise ValueError(f"fields of {cls.__name__} have the wrong shape or types")
         if cls in _REPLIES:
             return cls(fields[0], unwire_reply(fields[1]))
