@@ -20,6 +20,9 @@ BAD = [
     (1, 7, 5, b"rid", (0, b"k")),  # rid neither nil nor a request id
     (1, 7, 5, (b"c",), (0, b"k")),  # rid too short
     (1, 7, 5, (b"c", b"1"), (0, b"k")),  # rid's number not an int
+    (1, 7, 5, (b"c", 1, None), (0, b"k")),  # rid's lowest-unanswered number not an int
+    (1, 7, 5, (b"c", 1, 2, 3), (0, b"k")),  # rid too long
+    (1, 7, 5, (1, 1), (0, b"k")),  # rid's client not bytes
     (1, 7, 5, None, ()),  # empty op
     (1, 7, 5, None, b"op"),  # op not a tuple
     (1, 7, 5, None, (b"SET", b"k")),  # op's code not an int
@@ -42,6 +45,7 @@ def test_one_bad_entry_refuses_the_batch(bad, where):
 
 
 def test_good_entries_are_delivered_as_they_are():
-    entries = (GOOD, GOOD[:3] + (None,) + GOOD[4:], (1, 8, 5, (b"c", 1), (3, b"n", -4)))
+    entries = (GOOD, GOOD[:3] + (None,) + GOOD[4:], (1, 8, 5, (b"c", 1), (3, b"n", -4)),
+               (1, 9, 5, (b"", 0, 0), (5, b"k")))
     assert _decode(entries) == Append(2, 0, entries)
     assert _decode(()) == Append(2, 0, ())

@@ -252,8 +252,9 @@ def _is_words(v) -> bool:
 
 
 def _is_rid(v) -> bool:
-    return v is None or (type(v) is tuple and 2 <= len(v) <= 3 and type(v[0]) is bytes
-                         and all(_is_int(n) for n in v[1:]))
+    # (no generator over the numbers: this runs for every forwarded write a member receives)
+    return v is None or (type(v) is tuple and 2 <= len(v) <= 3 and type(v[0]) is bytes and type(v[1]) is int
+                         and (len(v) == 2 or type(v[2]) is int))
 
 
 def _are_entries(v) -> bool:
