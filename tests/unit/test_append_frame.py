@@ -97,6 +97,9 @@ class _Links:
     def send(self, to, frame):
         self.sent.append((to, frame))
 
+    def flush(self):
+        pass
+
 
 def _node(tmp_path):
     from catena.chain.node import MemberNode

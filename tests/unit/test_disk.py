@@ -17,6 +17,7 @@ import pytest
 
 from catena.chain import disk, messages
 from catena.chain import log as log_module
+from catena.chain.links import PeerLinks, _Outbound
 from catena.chain.log import DurableLog
 from catena.chain.node import MemberNode, contiguous
 from catena.chain.replica import Replica
@@ -54,6 +55,9 @@ class Recorder:
 
     def send(self, to, frame):
         self.sent.append(to)
+
+    def flush(self):
+        pass
 
     def resolve(self, value):
         self.resolved.append(value)
@@ -115,30 +119,57 @@ def test_a_failed_persist_executes_nothing_after_it_and_exits(tmp_path, monkeypa
     node.log.close()
 
 
+class _Wire:
+    """A peer connection's writer: records each write on `order`."""
+
+    def __init__(self, order: list, to: str):
+        self.order, self.to = order, to
+
+    def is_closing(self) -> bool:
+        return False
+
+    def writelines(self, parts) -> None:
+        self.order.append(f"send to {self.to}")
+
+
+def wired(order: list, *peers: str) -> PeerLinks:
+    """Peer links (the real ones: a turn's frames leave at its end) up to `peers`."""
+    links = PeerLinks(ME, group=None, on_link=lambda addr, up: None)
+    for to in peers:
+        link = links.links[to] = _Outbound(links, to)
+        link.writer, link.up = _Wire(order, to), True
+    return links
+
+
 def test_under_fsync_always_the_forward_overtakes_the_fdatasync_and_nothing_else_does(tmp_path, monkeypatch,
                                                                                     exits):
-    """The members' fsyncs overlap: a batch is forwarded to the successor before its own
-    fdatasync; the ack and the reply wait for it, and a failed one stops them (the successor's
-    copy acknowledges nothing by itself: a commit needs every member's ack)."""
-    node, links = node_at(tmp_path, "always")
+    """The members' fsyncs overlap: a batch is forwarded to the successor (written to its
+    connection) before its own fdatasync; the ack and the reply wait for it, and a failed one
+    stops them (the successor's copy acknowledges nothing by itself: a commit needs every
+    member's ack)."""
+    node, _ = node_at(tmp_path, "always")
     order = []
     monkeypatch.setattr(log_module, "_datasync", lambda fd: order.append("fdatasync"))
-    monkeypatch.setattr(links, "send", lambda to, frame: order.append(f"send to {to}"))
     succ, pred = "127.0.0.1:7002", "127.0.0.1:7001"
+    node.links = wired(order, succ, pred)
 
     def turn(first_key: int, token) -> list:
         batch = entries(1, first_key)
         return [Persist(batch), Send(succ, messages.Append(1, 0, tuple(batch))), Send(pred, messages.Ack(1, 3)),
                 Reply(token, b"OK")]
 
+    async def execute(effects) -> None:
+        node._execute(effects)
+        await asyncio.sleep(0)  # the turn ends: what it sent leaves
+
     token = Recorder()
-    node._execute(turn(1, token))
+    asyncio.run(execute(turn(1, token)))
     assert order == [f"send to {succ}", "fdatasync", f"send to {pred}"] and token.resolved == [b"OK"]
     monkeypatch.setattr(log_module, "_datasync", eio)
     order.clear()
     token = Recorder()
     with pytest.raises(Exited):
-        node._execute(turn(2, token))
+        asyncio.run(execute(turn(2, token)))
     monkeypatch.undo()
     assert order == [f"send to {succ}"] and token.resolved == []  # forwarded; no ack, no reply
     assert exits == [disk.EXIT_DISK_FAULT]

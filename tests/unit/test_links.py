@@ -1,12 +1,15 @@
-"""Peer links: a frame sent on a link whose connection just closed is dropped, never raised
+"""Peer links: the frames sent to a peer in one loop turn leave in one write at its end (or at an
+explicit flush); a frame sent on a link whose connection just closed is dropped, never raised
 (the member would stop over it); the reconnect's handshake resends what the successor lacks."""
+
+import asyncio
 
 from catena.chain.links import PeerLinks, _Outbound
 
 
 class _Writer:
     def __init__(self, closing: bool):
-        self.closing, self.written = closing, []
+        self.closing, self.written, self.writes = closing, [], 0
 
     def is_closing(self) -> bool:
         return self.closing
@@ -16,41 +19,73 @@ class _Writer:
             raise RuntimeError("unable to perform operation on a closed transport")  # as uvloop does
         self.written.append(data)
 
-    def writelines(self, parts: list[bytes]) -> None:  # a frame in parts (a large value not copied)
+    def writelines(self, parts: list[bytes]) -> None:  # frames, or a frame in parts (a large value not copied)
+        self.writes += 1
         for part in parts:
             self.write(part)
 
 
-def _links_with(writer: _Writer) -> PeerLinks:
+def _links_with(*writers: _Writer) -> PeerLinks:
     links = PeerLinks("127.0.0.1:1", group=None, on_link=lambda addr, up: None)
-    link = links.links["127.0.0.1:2"] = _Outbound(links, "127.0.0.1:2")
-    link.writer, link.up = writer, True
+    for port, writer in enumerate(writers, 2):
+        link = links.links[f"127.0.0.1:{port}"] = _Outbound(links, f"127.0.0.1:{port}")
+        link.writer, link.up = writer, True
     return links
+
+
+def _in_a_turn(send) -> None:
+    async def main():
+        send()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
 
 
 def test_a_frame_on_a_link_closed_under_us_is_dropped():
     writer = _Writer(closing=True)
-    _links_with(writer).send("127.0.0.1:2", b"frame")
+    _in_a_turn(lambda: _links_with(writer).send("127.0.0.1:2", b"frame"))
     assert writer.written == []
 
 
-def test_a_frame_on_an_open_link_is_written():
-    writer = _Writer(closing=False)
-    _links_with(writer).send("127.0.0.1:2", b"frame")
-    assert writer.written == [b"frame"]
+def test_a_turns_frames_leave_in_one_write_per_link_at_its_end():
+    a, b = _Writer(closing=False), _Writer(closing=False)
+
+    async def main():
+        links = _links_with(a, b)
+        links.send("127.0.0.1:2", b"one")
+        links.send("127.0.0.1:3", b"other")
+        links.send("127.0.0.1:2", [b"head", b"value"])  # a frame in parts, in order
+        assert a.written == b.written == []  # not yet: the turn goes on
+        await asyncio.sleep(0)
+        assert (a.written, a.writes) == ([b"one", b"head", b"value"], 1)
+        assert (b.written, b.writes) == ([b"other"], 1)
+        links.send("127.0.0.1:2", b"next")
+        links.flush()  # (the member's, before an fdatasync: its Append is out first)
+        assert (a.written[-1], a.writes) == (b"next", 2)
+        await asyncio.sleep(0)
+        assert a.writes == 2
+
+    asyncio.run(main())
 
 
-def test_a_frame_in_parts_is_written_in_order():
+def test_a_link_that_breaks_drops_what_its_turn_had_pending():
     writer = _Writer(closing=False)
-    _links_with(writer).send("127.0.0.1:2", [b"head", b"value"])
-    assert writer.written == [b"head", b"value"]
+
+    async def main():
+        links = _links_with(writer)
+        links.send("127.0.0.1:2", b"frame")
+        link = links.links["127.0.0.1:2"]
+        link.pending.clear()  # as run() does when the connection ends
+        link.up = False
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert writer.written == []
 
 
 def test_frames_dropped_by_a_failed_connect_report_the_link_down():
     """Frames sent while connecting are dropped when the attempt fails: the machine hears the
     link went down (a Snapshot it sent then is lost, and the successor's next Sync is answered)."""
-    import asyncio
-
     from catena.loopback import free_ports
 
     events = []

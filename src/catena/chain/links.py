@@ -2,7 +2,9 @@
 
 A member sends its own messages on connections it opened (`PEER <its address>` on the
 peer's RESP port, then frames) and receives on connections its peers opened, so each direction
-of a pair is one ordered stream. Frames queued in one event-loop turn leave in one write.
+of a pair is one ordered stream. Frames sent in one event-loop turn leave in one write per link
+at its end (`flush`; uvloop writes each write() at once: a WriteReply per forwarded write was a
+syscall each).
 A link that breaks drops what it had queued, reconnects with bounded exponential backoff and
 reports up/down to its owner, which redoes the chain handshake (the machine resends). Both ends
 find a dead peer within ~2 s (catena.net), and a reconnect attempt is retried at least every
@@ -33,7 +35,8 @@ CONNECT_TIMEOUT_S = 1.0  # connect + hello; a SYN lost to a cut is not waited fo
 class _Outbound:
     def __init__(self, links: "PeerLinks", addr: str):
         self.links, self.addr = links, addr
-        self.queue: list[bytes] = []
+        self.queue: list[bytes] = []  # sent while connecting
+        self.pending: list[bytes] = []  # sent while up, in this turn: written by `flush`
         self.writer: asyncio.StreamWriter | None = None
         self.up = False
 
@@ -55,6 +58,7 @@ class _Outbound:
                 dropped = bool(self.queue)
                 self.queue.clear()
             finally:
+                self.pending.clear()  # lost with the connection, as what was written into it
                 if self.writer is not None:
                     self.writer.close()
                     self.writer = None
@@ -97,19 +101,32 @@ class PeerLinks:
         self.me, self.group, self.on_link, self.secret = me, group, on_link, secret
         self.links: dict[str, _Outbound] = {}
         self.tasks: dict[str, asyncio.Task] = {}
+        self.unflushed: list[_Outbound] = []  # links with frames pending (a flush is scheduled)
 
     def send(self, addr: str, frame: bytes | list[bytes]) -> None:
-        """Send a frame (or one frame in parts, a large value not copied into one buffer)."""
-        parts = [frame] if type(frame) is bytes else frame
+        """Send a frame (or one frame in parts, a large value not copied into one buffer): it
+        leaves at the end of this loop turn, or at the next `flush`."""
         link = self.links.get(addr)
         if link is None:
             link = self.links[addr] = _Outbound(self, addr)
             self.tasks[addr] = self.group.create_task(link.run())
-        if link.up:
-            if not link.writer.is_closing():  # closed under us: dropped, the reconnect's handshake resends
-                link.writer.writelines(parts)  # the transport buffers; frames are already batched per turn
+        into = link.pending if link.up else link.queue  # (queue: kept while connecting, dropped if it fails)
+        if link.up and not into:
+            if not self.unflushed:
+                asyncio.get_running_loop().call_soon(self.flush)
+            self.unflushed.append(link)
+        if type(frame) is bytes:
+            into.append(frame)
         else:
-            link.queue.extend(parts)  # kept while connecting, dropped if the attempt fails
+            into.extend(frame)
+
+    def flush(self) -> None:
+        """Write the frames sent since the last flush: one write per link."""
+        unflushed, self.unflushed = self.unflushed, []
+        for link in unflushed:
+            parts, link.pending = link.pending, []
+            if parts and link.up and not link.writer.is_closing():  # closed under us: dropped, the
+                link.writer.writelines(parts)  # reconnect's handshake resends
 
     def reset(self, addr: str) -> None:
         """Close the connection to `addr` (a frame on it was cut short): the link reconnects
@@ -119,6 +136,7 @@ class PeerLinks:
             link.writer.close()
 
     def close(self) -> None:
+        self.flush()
         for task in self.tasks.values():
             task.cancel()
 

@@ -545,8 +545,12 @@ class MemberNode:
         self._owed = defer_sync and self.log.fsync == "always"
 
     def _settle(self) -> None:
-        """The fdatasync a deferred append owes, before anything acknowledges its entries."""
+        """The fdatasync a deferred append owes, before anything acknowledges its entries. The
+        Append forwarding them leaves first (links write a turn's frames at its end): the
+        successor stores them while we sync."""
         self._owed = False
+        if self.links is not None:
+            self.links.flush()
         try:
             self.log.settle()
         except Exception as exc:  # noqa: BLE001 - the entries may not be stored
