@@ -102,6 +102,9 @@ class _Recorder:
     def send(self, to, frame):
         self.calls.append((f"send {to}", len(frame)))
 
+    def flush(self):  # (the links' end of a turn: sends are recorded as they are made)
+        pass
+
 
 def test_big_effects_end_the_turn_and_keep_their_order(tmp_path):
     """Persist before send, snapshot after what came before it and before what came after,
