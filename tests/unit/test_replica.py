@@ -356,6 +356,25 @@ def test_tail_answers_reads_itself():
     assert c.client("c", "r", "GET", "k") == [Reply("r", b"v")]
 
 
+def test_the_tail_answers_a_read_that_may_see_an_unpersisted_entry_only_after_persisting_it():
+    """The tail commits what it applies, as a sole member does: a read served between applying
+    an Append and persisting it would let a client see what a crash of every member could lose
+    (under --fsync always, the shell answers it after the batch's fdatasync)."""
+    c = chain3()
+    c.client("a", "w", "SET", "k", "v")
+    c.deliver_one()  # a -> b
+    src, dst, msg = c.queue.popleft()  # b -> c: applied, not flushed (persisted) yet
+    tail = c.r["c"]
+    c.run("c", tail.on_message(src, msg, c.now))
+    assert tail.read_now([b"GET", b"k"], NOW, NOW) is LATER
+    assert c.run("c", tail.on_client("r", [b"GET", b"k"], NOW)) == [] and "r" not in c.replies
+    fx = tail.flush()
+    assert [type(f) for f in fx][0] is Persist and type(fx[-1]) is Reply
+    c.run("c", fx)
+    assert c.replies["r"] == b"v"
+    assert tail.read_now([b"GET", b"k"], NOW, NOW) == b"v"  # nothing unpersisted: at once
+
+
 # -- failures (planned removals) --------------------------------------------------------------
 
 

@@ -277,7 +277,7 @@ class Replica:
             return LATER
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return why  # a slot this chain does not serve (now): MOVED, TRYAGAIN, CROSSSLOT
-        if (self.to_persist and self.is_head()) or not self.can_answer(ops.read_keys(args), mono):
+        if (self.to_persist and self.commits_on_apply()) or not self.can_answer(ops.read_keys(args), mono):
             return LATER  # (see `_read`)
         return ops.read(self.state, args, int(now * 1000), self.rng)
 
@@ -398,9 +398,10 @@ class Replica:
     def _read(self, token, args, now, mono: float) -> list:
         if self.can_answer(ops.read_keys(args), mono):
             reply = Reply(token, ops.read(self.state, args, int(now * 1000), self.rng))
-            if self.to_persist and self.is_head():
-                # A sole member's newest writes are durable nowhere until `flush` persists them:
-                # a read that may see them is answered after that, as their writers are.
+            if self.to_persist and self.commits_on_apply():
+                # A member that commits what it applies (the tail, a sole member): its newest
+                # entries may be durable nowhere until `flush` persists them; a read that may see
+                # them is answered after that (under --fsync always, after their fdatasync).
                 self.deferred.append(reply)
                 return []
             return [reply]
