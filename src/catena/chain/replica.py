@@ -455,8 +455,9 @@ class Replica:
                 counts[key] = counts.get(key, 0) + 1
         if self.succ_ready:
             self.out_entries.append(entry)
-        if self.blocked.by_key or self.blocked.waiters:
-            self.blocked.touch(op_keys(op), self.state.data.get)
+        blocked = self.blocked
+        if blocked.by_key or blocked.waiters:
+            blocked.touch(keys, state.data.get)
         if op[0] in pubsub.CARRIERS and not self._learning():  # a learner has no subscribers yet
             self.published += [(seq, channel, message) for channel, message in pubsub.messages(op)]
         return reply
@@ -468,7 +469,9 @@ class Replica:
         old = self.commit_seq
         self.commit_seq = seq
         counts = self.dirty
-        if counts:
+        if counts and seq == self.last_seq:
+            counts.clear()  # every applied entry is committed now: nothing is dirty
+        elif counts:
             start = self.window[0][1] if self.window else seq + 1
             for i in range(max(old + 1, start) - start, seq - start + 1):
                 for key in op_keys(self.window[i][4]):
