@@ -319,7 +319,7 @@ class Replica:
         if self.backlog or ((op[0] == DEL or op[0] == FLUSH) and _big_del(op)):
             return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign_write(op, rid, now_ms)
-        self._await_commit(seq, [(origin, token)], reply)
+        self._await_commit(seq, origin, token, reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
     def _assign(self, op, rid, now_ms: int):
@@ -343,14 +343,16 @@ class Replica:
             return self.last_seq, why
         return self._assign(op, rid, now_ms)
 
-    def _await_commit(self, seq: int, waiters, reply) -> None:
-        """Answer `waiters` with `reply` once `seq` is committed (at once if it is)."""
+    def _await_commit(self, seq: int, origin, token, reply) -> None:
+        """Answer `token` (of `origin`) with `reply` once `seq` is committed (at once if it is)."""
         if seq <= self.commit_seq:
-            self.deferred += [self._answer(origin, token, reply) for origin, token in waiters]
+            self.deferred.append(self._answer(origin, token, reply))
+            return
+        waits = self.waiting.get(seq)
+        if waits is None:
+            self.waiting[seq] = [(origin, token, reply)]
         else:
-            waits = self.waiting.setdefault(seq, [])
-            for origin, token in waiters:  # (a loop, not a generator: this runs for every write)
-                waits.append((origin, token, reply))
+            waits.append((origin, token, reply))
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
         """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop
@@ -379,7 +381,8 @@ class Replica:
                 keys, sliced, kind = op[1], True, op[0]
                 if done == 0 and self.cluster and (why := self.cluster.check_write(self.state.table, op)):
                     backlog.popleft()
-                    self._await_commit(self.last_seq, waiters, why)
+                    for origin, token in waiters:
+                        self._await_commit(self.last_seq, origin, token, why)
                     continue
                 last = done + DEL_SLICE >= len(keys)
                 seq, n = self._assign((kind, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
@@ -390,7 +393,8 @@ class Replica:
             else:
                 seq, reply = self._assign_write(op, rid, now_ms)
             backlog.popleft()
-            self._await_commit(seq, waiters, reply)
+            for origin, token in waiters:
+                self._await_commit(seq, origin, token, reply)
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -575,7 +579,7 @@ class Replica:
         window = self.window
         entries, size = [], 0
         for entry in itertools.islice(window, max(0, seq + 1 - window[0][1]) if window else 0, None):
-            size += _payload(entry[4])
+            size += _payload((entry,))
             if size > RESEND_BYTES:
                 return None
             entries.append(entry)
@@ -881,13 +885,13 @@ def _big_del(op) -> bool:
 def batches(entries: list):
     """`entries` in Append-sized batches: at most BATCH entries and about FRAME_BYTES of keys and
     values each, so that no frame outgrows what a successor accepts, whatever the values."""
-    if len(entries) <= BATCH and sum(_payload(e[4]) for e in entries) <= FRAME_BYTES:
+    if len(entries) <= BATCH and _payload(entries) <= FRAME_BYTES:
         if entries:
             yield tuple(entries)
         return
     batch, size = [], 0
     for entry in entries:
-        n = _payload(entry[4])
+        n = _payload((entry,))
         if batch and (len(batch) == BATCH or size + n > FRAME_BYTES):
             yield tuple(batch)
             batch, size = [], 0
@@ -897,13 +901,15 @@ def batches(entries: list):
         yield tuple(batch)
 
 
-def _payload(op) -> int:
-    """About how many bytes `op` encodes to: its keys and values, plus a little."""
-    n = 64
-    for part in op[1:]:
-        kind = type(part)
-        if kind is bytes:
-            n += len(part)
-        elif kind is tuple:
-            n += sum(map(len, part)) + 5 * len(part)
+def _payload(entries) -> int:
+    """About how many bytes the ops of `entries` encode to: their keys and values, plus a little
+    (one call for a whole batch: this runs for every entry sent)."""
+    n = 64 * len(entries)
+    for entry in entries:
+        for part in entry[4]:  # (the kind, an int, adds nothing)
+            kind = type(part)
+            if kind is bytes:
+                n += len(part)
+            elif kind is tuple:
+                n += sum(map(len, part)) + 5 * len(part)
     return n

@@ -53,7 +53,8 @@ def _deadline(v) -> bool:
 
 
 _SHAPES = {
-    SET: lambda op: len(op) == 5 and _key(op[1]) and _key(op[2]) and _deadline(op[3]) and type(op[4]) is int,
+    SET: lambda op: (len(op) == 5 and type(op[1]) is bytes and type(op[2]) is bytes  # (inline: every entry)
+                     and (op[3] is None or type(op[3]) is int) and type(op[4]) is int),
     MSET: lambda op: (len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 2 and len(op[1]) % 2 == 0
                       and all(_key(w) for w in op[1])),
     DEL: lambda op: len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 1 and all(_key(k) for k in op[1]),
