@@ -98,6 +98,7 @@ class Replica:
         self.epoch = epoch  # highest epoch seen (persisted by the shell across restarts)
         self.commit_seq = 0  # highest seq known committed
         self.dirty: dict[bytes, int] = {}  # key -> uncommitted entries touching it
+        self.dirtied: deque = deque()  # (seq, keys) of the entries counted in `dirty`, in seq order
         self.dirty_until = 0  # after a snapshot: anything up to here may be uncommitted
         self.in_chain = False  # a member of the chain since this process learnt it (not a learner)
         self.lease_s = lease_s  # None: no read leases (a fail-stop world, as in the simulator)
@@ -457,6 +458,7 @@ class Replica:
             counts = self.dirty
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
+            self.dirtied.append((seq, keys))
         if self.succ_ready:
             self.out_entries.append(entry)
         blocked = self.blocked
@@ -472,18 +474,19 @@ class Replica:
             return
         old = self.commit_seq
         self.commit_seq = seq
-        counts = self.dirty
-        if counts and seq == self.last_seq:
-            counts.clear()  # every applied entry is committed now: nothing is dirty
-        elif counts:
-            start = self.window[0][1] if self.window else seq + 1
-            for i in range(max(old + 1, start) - start, seq - start + 1):
-                for key in op_keys(self.window[i][4]):
-                    n = counts.get(key, 0) - 1
-                    if n > 0:
+        dirtied = self.dirtied
+        if dirtied and seq == self.last_seq:  # every applied entry is committed now: nothing is dirty
+            self.dirty.clear()
+            dirtied.clear()
+        elif dirtied:
+            counts = self.dirty
+            while dirtied and dirtied[0][0] <= seq:
+                for key in dirtied.popleft()[1]:
+                    n = counts[key] - 1
+                    if n:
                         counts[key] = n
                     else:
-                        counts.pop(key, None)
+                        del counts[key]
         published = self.published
         while published and published[0][0] <= seq:
             _, channel, message = published.popleft()
@@ -648,6 +651,7 @@ class Replica:
         self.base = (msg.last_epoch, msg.last_seq)
         self.to_persist.clear()
         self.dirty.clear()
+        self.dirtied.clear()
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
         state.versions.forget(msg.last_seq)
@@ -861,10 +865,11 @@ class Replica:
         if self.to_persist:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
-        if self.commits_on_apply() and self.commit_seq < self.last_seq:
+        commits = self.commits_on_apply()
+        if commits and self.commit_seq < self.last_seq:
             self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
-            commit = self.last_seq if self.commits_on_apply() else self.commit_seq
+            commit = self.last_seq if commits else self.commit_seq
             for batch in batches(self.out_entries):  # bounded frames: a successor's turn stays short
                 fx.append(Send(self.succ, Append(self.epoch, commit, batch)))
             self.out_entries = []
