@@ -23,7 +23,7 @@ from catena.chain.replica import (
     EXPIRE_ROUNDS, EXPIRE_SAMPLE, LATER, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, RETRY_S, WRITE_TIMEOUT_S,
     Replica,
 )
-from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState, valid_op
+from catena.chain.state import DEL, INCRBY, MSET, PURGE, SET, KVState, valid_op
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import OK, Error
 from catena.view import View
@@ -308,6 +308,25 @@ def test_clean_read_is_answered_locally_dirty_read_goes_to_the_tail():
     assert c.replies["r-dirty"] in (b"old", b"new")
     fx = c.client("b", "r-again", "GET", "k")
     assert fx == [Reply("r-again", b"new")]  # clean again after the ack
+
+
+def test_an_ack_short_of_the_last_entry_cleans_only_the_keys_the_acked_entries_wrote():
+    """A key stays dirty while any uncommitted entry wrote it: an ack that commits part of a
+    middle member's sent list un-dirties the keys of that part only, entry by entry; one that
+    commits the rest leaves nothing dirty."""
+    b = Replica("b", b"b/1")
+    b.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    entries = ((1, 1, 0, None, (SET, b"k1", b"v", None, 0)), (1, 2, 0, None, (SET, b"k2", b"v", None, 0)),
+               (1, 3, 0, None, (MSET, (b"k1", b"w", b"k2", b"w"))))
+    b.on_message("a", Append(1, 0, entries), NOW)
+    b.flush()
+    assert b.dirty == {b"k1": 2, b"k2": 2}
+    b.on_message("c", Ack(1, 1), NOW)
+    assert b.dirty == {b"k1": 1, b"k2": 2}
+    b.on_message("c", Ack(1, 2), NOW)
+    assert b.dirty == {b"k1": 1, b"k2": 1}
+    b.on_message("c", Ack(1, 3), NOW)
+    assert b.dirty == {} and not b.dirtied and b.commit_seq == 3
 
 
 def test_read_now_answers_exactly_the_reads_on_client_would_answer_at_once():
