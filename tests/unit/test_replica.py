@@ -990,6 +990,37 @@ def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
     assert list(batches([])) == [] and list(batches(entries[-3:])) == [tuple(entries[-3:])]
 
 
+def test_a_middle_forwards_one_appends_entries_as_one_frame_and_rebatches_several(monkeypatch):
+    """A middle member forwards the entries of one Append from its predecessor as they came
+    (batched within the bounds there), and measures again what several Appends of one loop turn
+    add up to: no frame it sends holds more than about FRAME_BYTES of keys and values."""
+    from catena.chain import replica as replica_module
+
+    monkeypatch.setattr(replica_module, "FRAME_BYTES", 64 * 2 + 2 * 40)  # two entries of 40-byte values
+    b = Replica("b", b"b/1")
+    b.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    b.on_message("c", Sync(1, 0, 0), NOW)  # the successor's handshake: b now forwards what it applies
+    value = b"v" * 38
+    entries = [(1, s, 0, None, (SET, b"k%d" % s, value, None, 0)) for s in range(1, 7)]
+    frames = list(replica_module.batches(entries))
+    assert [len(f) for f in frames] == [2, 2, 2]
+
+    def forwarded():
+        return [fx.msg.entries for fx in b.flush() if type(fx) is Send and type(fx.msg) is Append]
+
+    b.on_message("a", Append(1, 0, frames[0]), NOW)
+    assert forwarded() == [frames[0]]
+    for frame in frames[1:]:  # two Appends in one turn: four entries, more than one frame holds
+        b.on_message("a", Append(1, 0, frame), NOW)
+    assert forwarded() == frames[1:]
+    b.on_message("a", Append(1, 0, ((1, 7, 0, None, (SET, b"k7", value, None, 0)),)), NOW)
+    b.on_view(View(0, 2, ("b", "c")), NOW)  # the head now, in the same turn: its own writes are measured
+    b.on_message("c", Sync(2, 1, 7), NOW)
+    for i in range(4):
+        b.on_client(f"w{i}", [b"SET", b"n%d" % i, value], NOW)
+    assert [len(f) for f in forwarded()] == [2, 2]
+
+
 def test_a_repeated_sync_is_not_answered_with_a_second_snapshot(monkeypatch):
     """A learner re-sends its Sync every RETRY_S until answered; a large Snapshot takes longer
     than that to arrive, and each answer would dump, send and install the whole state again."""

@@ -113,6 +113,9 @@ class Replica:
         self.succ: str | None = None
         self.succ_ready = False
         self.out_entries: list = []
+        # out_entries came from one Append of our predecessor's and nothing else: they are one
+        # frame already, batched within the same bounds (`batches`), so need no measuring again
+        self.out_framed = False
         # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
@@ -328,6 +331,7 @@ class Replica:
         An EXEC whose watched key changed gets no seq: (last seq, None), its nil reply then
         waits for the commit of everything it saw."""
         seq = self.last_seq + 1
+        self.out_framed = False
         dirty = not self.commits_on_apply()
         if op[0] == transactions.EXEC:
             run = transactions.at_head(self.state, op, now_ms, self.rng)
@@ -603,6 +607,7 @@ class Replica:
     def _on_append(self, sender, msg: Append, now: float) -> list:
         tail = self.commits_on_apply()
         learning = self._learning()  # serves no reads and has no sent list
+        framed = not self.out_entries
         fx = []
         for entry in msg.entries:
             seq = entry[1]
@@ -614,6 +619,7 @@ class Replica:
             if not valid_op(entry[4]):
                 raise RemoteProtocolError(f"entry {seq} from {sender} holds no op this member applies")
             self._apply(entry, dirty=not tail and not learning)
+        self.out_framed = framed
         if learning:
             self._trim()
         self._synced_with_pred(msg.commit_seq)
@@ -870,9 +876,12 @@ class Replica:
             self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
             commit = self.last_seq if commits else self.commit_seq
-            for batch in batches(self.out_entries):  # bounded frames: a successor's turn stays short
+            out = self.out_entries
+            # bounded frames: a successor's turn stays short
+            for batch in (tuple(out),) if self.out_framed and len(out) <= BATCH else batches(out):
                 fx.append(Send(self.succ, Append(self.epoch, commit, batch)))
             self.out_entries = []
+            self.out_framed = False
         if self.out_ack is not None:
             fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
             self.out_ack = None
