@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from hypothesis import given, settings, strategies as st
 
 from catena.chain import ops
@@ -163,3 +165,16 @@ def test_keys_pattern_matches_like_redis_glob():
     assert sorted(ops.read(s, [b"KEYS", b"h[ae]llo"], 0)) == [b"hallo", b"hello"]
     assert sorted(ops.read(s, [b"KEYS", b"h[^e]llo"], 0)) == [b"h\nllo", b"hallo", b"hxllo"]
     assert sorted(ops.read(s, [b"KEYS", b"h[!e]llo"], 0)) == [b"hello"], "Redis negates with ^ only"
+
+
+def test_the_slot_index_is_nothing_the_garbage_collector_walks():
+    """The index's per-slot dicts hold bytes only, so the collector does not track them: a
+    collection never walks a keyspace's worth of keys (a set would be tracked)."""
+    state = KVState()
+    for i in range(100):
+        state.apply((SET, b"k%d" % i, b"v", None, 0), 0)
+    state.apply((MSET, (b"{t}a", b"1", b"{t}b", b"2")), 0)
+    state.apply((DEL, (b"k1",)), 0)
+    indexed = [keys for keys in state.by_slot if keys is not None]
+    assert len(indexed) > 1 and not any(gc.is_tracked(keys) for keys in indexed)
+    assert state.slot_keys(key_slot(b"{t}a")) == {b"{t}a", b"{t}b"}

@@ -23,7 +23,7 @@ from catena.chain.replica import (
     EXPIRE_ROUNDS, EXPIRE_SAMPLE, LATER, NOT_SERVING, OUTCOME_UNKNOWN, PAST_DEADLINE, RETRY_S, WRITE_TIMEOUT_S,
     Replica,
 )
-from catena.chain.state import DEL, INCRBY, PURGE, SET, KVState, valid_op
+from catena.chain.state import DEL, INCRBY, MSET, PURGE, SET, KVState, valid_op
 from catena.effects import FetchView, Persist, PersistSnapshot, Reply, Send
 from catena.resp.codec import OK, Error
 from catena.view import View
@@ -308,6 +308,25 @@ def test_clean_read_is_answered_locally_dirty_read_goes_to_the_tail():
     assert c.replies["r-dirty"] in (b"old", b"new")
     fx = c.client("b", "r-again", "GET", "k")
     assert fx == [Reply("r-again", b"new")]  # clean again after the ack
+
+
+def test_an_ack_short_of_the_last_entry_cleans_only_the_keys_the_acked_entries_wrote():
+    """A key stays dirty while any uncommitted entry wrote it: an ack that commits part of a
+    middle member's sent list un-dirties the keys of that part only, entry by entry; one that
+    commits the rest leaves nothing dirty."""
+    b = Replica("b", b"b/1")
+    b.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    entries = ((1, 1, 0, None, (SET, b"k1", b"v", None, 0)), (1, 2, 0, None, (SET, b"k2", b"v", None, 0)),
+               (1, 3, 0, None, (MSET, (b"k1", b"w", b"k2", b"w"))))
+    b.on_message("a", Append(1, 0, entries), NOW)
+    b.flush()
+    assert b.dirty == {b"k1": 2, b"k2": 2}
+    b.on_message("c", Ack(1, 1), NOW)
+    assert b.dirty == {b"k1": 1, b"k2": 2}
+    b.on_message("c", Ack(1, 2), NOW)
+    assert b.dirty == {b"k1": 1, b"k2": 1}
+    b.on_message("c", Ack(1, 3), NOW)
+    assert b.dirty == {} and not b.dirtied and b.commit_seq == 3
 
 
 def test_read_now_answers_exactly_the_reads_on_client_would_answer_at_once():
@@ -988,6 +1007,37 @@ def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
         assert len(b) <= BATCH and (len(b) == 1 or payload <= FRAME_BYTES)
     assert [len(b) for b in out[:7]] == [4, 4, 4, 4, 4, 2, 1]  # five fifths of a frame overflow it (keys count)
     assert list(batches([])) == [] and list(batches(entries[-3:])) == [tuple(entries[-3:])]
+
+
+def test_a_middle_forwards_one_appends_entries_as_one_frame_and_rebatches_several(monkeypatch):
+    """A middle member forwards the entries of one Append from its predecessor as they came
+    (batched within the bounds there), and measures again what several Appends of one loop turn
+    add up to: no frame it sends holds more than about FRAME_BYTES of keys and values."""
+    from catena.chain import replica as replica_module
+
+    monkeypatch.setattr(replica_module, "FRAME_BYTES", 64 * 2 + 2 * 40)  # two entries of 40-byte values
+    b = Replica("b", b"b/1")
+    b.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    b.on_message("c", Sync(1, 0, 0), NOW)  # the successor's handshake: b now forwards what it applies
+    value = b"v" * 38
+    entries = [(1, s, 0, None, (SET, b"k%d" % s, value, None, 0)) for s in range(1, 7)]
+    frames = list(replica_module.batches(entries))
+    assert [len(f) for f in frames] == [2, 2, 2]
+
+    def forwarded():
+        return [fx.msg.entries for fx in b.flush() if type(fx) is Send and type(fx.msg) is Append]
+
+    b.on_message("a", Append(1, 0, frames[0]), NOW)
+    assert forwarded() == [frames[0]]
+    for frame in frames[1:]:  # two Appends in one turn: four entries, more than one frame holds
+        b.on_message("a", Append(1, 0, frame), NOW)
+    assert forwarded() == frames[1:]
+    b.on_message("a", Append(1, 0, ((1, 7, 0, None, (SET, b"k7", value, None, 0)),)), NOW)
+    b.on_view(View(0, 2, ("b", "c")), NOW)  # the head now, in the same turn: its own writes are measured
+    b.on_message("c", Sync(2, 1, 7), NOW)
+    for i in range(4):
+        b.on_client(f"w{i}", [b"SET", b"n%d" % i, value], NOW)
+    assert [len(f) for f in forwarded()] == [2, 2]
 
 
 def test_a_repeated_sync_is_not_answered_with_a_second_snapshot(monkeypatch):

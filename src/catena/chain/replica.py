@@ -98,6 +98,7 @@ class Replica:
         self.epoch = epoch  # highest epoch seen (persisted by the shell across restarts)
         self.commit_seq = 0  # highest seq known committed
         self.dirty: dict[bytes, int] = {}  # key -> uncommitted entries touching it
+        self.dirtied: deque = deque()  # (seq, keys) of the entries counted in `dirty`, in seq order
         self.dirty_until = 0  # after a snapshot: anything up to here may be uncommitted
         self.in_chain = False  # a member of the chain since this process learnt it (not a learner)
         self.lease_s = lease_s  # None: no read leases (a fail-stop world, as in the simulator)
@@ -112,6 +113,9 @@ class Replica:
         self.succ: str | None = None
         self.succ_ready = False
         self.out_entries: list = []
+        # out_entries came from one Append of our predecessor's and nothing else: they are one
+        # frame already, batched within the same bounds (`batches`), so need no measuring again
+        self.out_framed = False
         # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
@@ -319,7 +323,7 @@ class Replica:
         if self.backlog or ((op[0] == DEL or op[0] == FLUSH) and _big_del(op)):
             return self._queue(origin, token, rid, op, now_ms)
         seq, reply = self._assign_write(op, rid, now_ms)
-        self._await_commit(seq, [(origin, token)], reply)
+        self._await_commit(seq, origin, token, reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
     def _assign(self, op, rid, now_ms: int):
@@ -327,6 +331,7 @@ class Replica:
         An EXEC whose watched key changed gets no seq: (last seq, None), its nil reply then
         waits for the commit of everything it saw."""
         seq = self.last_seq + 1
+        self.out_framed = False
         dirty = not self.commits_on_apply()
         if op[0] == transactions.EXEC:
             run = transactions.at_head(self.state, op, now_ms, self.rng)
@@ -343,14 +348,16 @@ class Replica:
             return self.last_seq, why
         return self._assign(op, rid, now_ms)
 
-    def _await_commit(self, seq: int, waiters, reply) -> None:
-        """Answer `waiters` with `reply` once `seq` is committed (at once if it is)."""
+    def _await_commit(self, seq: int, origin, token, reply) -> None:
+        """Answer `token` (of `origin`) with `reply` once `seq` is committed (at once if it is)."""
         if seq <= self.commit_seq:
-            self.deferred += [self._answer(origin, token, reply) for origin, token in waiters]
+            self.deferred.append(self._answer(origin, token, reply))
+            return
+        waits = self.waiting.get(seq)
+        if waits is None:
+            self.waiting[seq] = [(origin, token, reply)]
         else:
-            waits = self.waiting.setdefault(seq, [])
-            for origin, token in waiters:  # (a loop, not a generator: this runs for every write)
-                waits.append((origin, token, reply))
+            waits.append((origin, token, reply))
 
     def _queue(self, origin, token, rid, op, now_ms: int) -> list:
         """The head: a DEL of more than DEL_SLICE keys is assigned one slice (entry) per loop
@@ -379,7 +386,8 @@ class Replica:
                 keys, sliced, kind = op[1], True, op[0]
                 if done == 0 and self.cluster and (why := self.cluster.check_write(self.state.table, op)):
                     backlog.popleft()
-                    self._await_commit(self.last_seq, waiters, why)
+                    for origin, token in waiters:
+                        self._await_commit(self.last_seq, origin, token, why)
                     continue
                 last = done + DEL_SLICE >= len(keys)
                 seq, n = self._assign((kind, keys[done:done + DEL_SLICE]), rid if last else None, now_ms)
@@ -390,7 +398,8 @@ class Replica:
             else:
                 seq, reply = self._assign_write(op, rid, now_ms)
             backlog.popleft()
-            self._await_commit(seq, waiters, reply)
+            for origin, token in waiters:
+                self._await_commit(seq, origin, token, reply)
 
     def _answer(self, origin, token, value):
         return Reply(token, value) if origin is None else Send(origin, WriteReply(token, value))
@@ -454,10 +463,12 @@ class Replica:
             counts = self.dirty
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
+            self.dirtied.append((seq, keys))
         if self.succ_ready:
             self.out_entries.append(entry)
-        if self.blocked.by_key or self.blocked.waiters:
-            self.blocked.touch(op_keys(op), self.state.data.get)
+        blocked = self.blocked
+        if blocked.by_key or blocked.waiters:
+            blocked.touch(keys, state.data.get)
         if op[0] in pubsub.CARRIERS and not self._learning():  # a learner has no subscribers yet
             self.published += [(seq, channel, message) for channel, message in pubsub.messages(op)]
         return reply
@@ -468,16 +479,19 @@ class Replica:
             return
         old = self.commit_seq
         self.commit_seq = seq
-        counts = self.dirty
-        if counts:
-            start = self.window[0][1] if self.window else seq + 1
-            for i in range(max(old + 1, start) - start, seq - start + 1):
-                for key in op_keys(self.window[i][4]):
-                    n = counts.get(key, 0) - 1
-                    if n > 0:
+        dirtied = self.dirtied
+        if dirtied and seq == self.last_seq:  # every applied entry is committed now: nothing is dirty
+            self.dirty.clear()
+            dirtied.clear()
+        elif dirtied:
+            counts = self.dirty
+            while dirtied and dirtied[0][0] <= seq:
+                for key in dirtied.popleft()[1]:
+                    n = counts[key] - 1
+                    if n:
                         counts[key] = n
                     else:
-                        counts.pop(key, None)
+                        del counts[key]
         published = self.published
         while published and published[0][0] <= seq:
             _, channel, message = published.popleft()
@@ -573,7 +587,7 @@ class Replica:
         window = self.window
         entries, size = [], 0
         for entry in itertools.islice(window, max(0, seq + 1 - window[0][1]) if window else 0, None):
-            size += _payload(entry[4])
+            size += _payload((entry,))
             if size > RESEND_BYTES:
                 return None
             entries.append(entry)
@@ -594,6 +608,7 @@ class Replica:
     def _on_append(self, sender, msg: Append, now: float) -> list:
         tail = self.commits_on_apply()
         learning = self._learning()  # serves no reads and has no sent list
+        framed = not self.out_entries
         fx = []
         for entry in msg.entries:
             seq = entry[1]
@@ -605,6 +620,7 @@ class Replica:
             if not valid_op(entry[4]):
                 raise RemoteProtocolError(f"entry {seq} from {sender} holds no op this member applies")
             self._apply(entry, dirty=not tail and not learning)
+        self.out_framed = framed
         if learning:
             self._trim()
         self._synced_with_pred(msg.commit_seq)
@@ -642,6 +658,7 @@ class Replica:
         self.base = (msg.last_epoch, msg.last_seq)
         self.to_persist.clear()
         self.dirty.clear()
+        self.dirtied.clear()
         self.commit_seq = min(msg.commit_seq, msg.last_seq)
         self.dirty_until = msg.last_seq
         state.versions.forget(msg.last_seq)
@@ -855,13 +872,17 @@ class Replica:
         if self.to_persist:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
-        if self.commits_on_apply() and self.commit_seq < self.last_seq:
+        commits = self.commits_on_apply()
+        if commits and self.commit_seq < self.last_seq:
             self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
-            commit = self.last_seq if self.commits_on_apply() else self.commit_seq
-            for batch in batches(self.out_entries):  # bounded frames: a successor's turn stays short
+            commit = self.last_seq if commits else self.commit_seq
+            out = self.out_entries
+            # bounded frames: a successor's turn stays short
+            for batch in (tuple(out),) if self.out_framed and len(out) <= BATCH else batches(out):
                 fx.append(Send(self.succ, Append(self.epoch, commit, batch)))
             self.out_entries = []
+            self.out_framed = False
         if self.out_ack is not None:
             fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
             self.out_ack = None
@@ -879,13 +900,13 @@ def _big_del(op) -> bool:
 def batches(entries: list):
     """`entries` in Append-sized batches: at most BATCH entries and about FRAME_BYTES of keys and
     values each, so that no frame outgrows what a successor accepts, whatever the values."""
-    if len(entries) <= BATCH and sum(_payload(e[4]) for e in entries) <= FRAME_BYTES:
+    if len(entries) <= BATCH and _payload(entries) <= FRAME_BYTES:
         if entries:
             yield tuple(entries)
         return
     batch, size = [], 0
     for entry in entries:
-        n = _payload(entry[4])
+        n = _payload((entry,))
         if batch and (len(batch) == BATCH or size + n > FRAME_BYTES):
             yield tuple(batch)
             batch, size = [], 0
@@ -895,13 +916,15 @@ def batches(entries: list):
         yield tuple(batch)
 
 
-def _payload(op) -> int:
-    """About how many bytes `op` encodes to: its keys and values, plus a little."""
-    n = 64
-    for part in op[1:]:
-        kind = type(part)
-        if kind is bytes:
-            n += len(part)
-        elif kind is tuple:
-            n += sum(map(len, part)) + 5 * len(part)
+def _payload(entries) -> int:
+    """About how many bytes the ops of `entries` encode to: their keys and values, plus a little
+    (one call for a whole batch: this runs for every entry sent)."""
+    n = 64 * len(entries)
+    for entry in entries:
+        for part in entry[4]:  # (the kind, an int, adds nothing)
+            kind = type(part)
+            if kind is bytes:
+                n += len(part)
+            elif kind is tuple:
+                n += sum(map(len, part)) + 5 * len(part)
     return n

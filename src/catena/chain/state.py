@@ -53,7 +53,8 @@ def _deadline(v) -> bool:
 
 
 _SHAPES = {
-    SET: lambda op: len(op) == 5 and _key(op[1]) and _key(op[2]) and _deadline(op[3]) and type(op[4]) is int,
+    SET: lambda op: (len(op) == 5 and type(op[1]) is bytes and type(op[2]) is bytes  # (inline: every entry)
+                     and (op[3] is None or type(op[3]) is int) and type(op[4]) is int),
     MSET: lambda op: (len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 2 and len(op[1]) % 2 == 0
                       and all(_key(w) for w in op[1])),
     DEL: lambda op: len(op) == 2 and type(op[1]) is tuple and len(op[1]) >= 1 and all(_key(k) for k in op[1]),
@@ -105,8 +106,10 @@ def _expire_allowed(flags: int, current: int | None, pxat: int) -> bool:
 
 class KVState:
     """Keys and values (bytes, dict, set, deque or ZSet: string, hash, set, list or zset), expiry deadlines (ms since the epoch), dedup table, and the keys
-    indexed by hash slot (`by_slot[slot]`: a set, or None while the slot never held a key), so
-    SCAN and KEYS can walk the keyspace a few slots at a time. A state loaded from a snapshot
+    indexed by hash slot (`by_slot[slot]`: a dict of keys to None, or None while the slot never held
+    a key), so SCAN and KEYS can walk the keyspace a few slots at a time. (A dict of bytes to None,
+    unlike a set, is no container the garbage collector tracks: its collections never walk the
+    index.) A state loaded from a snapshot
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
     shell; `slot_keys` completes it first if a read needs it sooner)."""
 
@@ -114,7 +117,7 @@ class KVState:
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
-        self.by_slot: list[set[bytes] | None] = [None] * SLOTS
+        self.by_slot: list[dict[bytes, None] | None] = [None] * SLOTS
         self.unindexed: list[bytes] = []  # loaded keys not yet in by_slot (see index_step)
         self.expires: dict[bytes, int] = {}
         self.dedup: dict[bytes, dict[int, tuple]] = {}  # client -> number -> (seq, reply, first key | None)
@@ -204,21 +207,22 @@ class KVState:
             return False
         keys = self.by_slot[key_slot(key)]
         if keys is not None:  # None: a loaded key not indexed yet
-            keys.discard(key)
+            keys.pop(key, None)
         return True
 
     def _index(self, key: bytes) -> None:
-        """A key new to `data`: enter it in its slot's set."""
+        """A key new to `data`: enter it in its slot's index."""
         keys = self.by_slot[slot := key_slot(key)]
         if keys is None:
-            keys = self.by_slot[slot] = set()
-        keys.add(key)
+            keys = self.by_slot[slot] = {}
+        keys[key] = None
 
-    def slot_keys(self, slot: int) -> set[bytes]:
-        """The keys of one hash slot (expired ones included); empty if none."""
+    def slot_keys(self, slot: int):
+        """The keys of one hash slot (expired ones included), a set-like view; empty if none."""
         if self.unindexed:
             self.index_step(len(self.unindexed))
-        return self.by_slot[slot] or _EMPTY
+        keys = self.by_slot[slot]
+        return _EMPTY if keys is None else keys.keys()
 
     def index_step(self, n: int) -> bool:
         """Enter up to `n` more loaded keys in the slot index; True once it is complete."""
