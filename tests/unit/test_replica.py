@@ -345,6 +345,9 @@ def test_read_now_answers_exactly_the_reads_on_client_would_answer_at_once():
     assert b.read_now([b"SET", b"x", b"1"], NOW, NOW) is LATER
     assert b.read_now([b"BLPOP", b"l", b"0"], NOW, NOW) is LATER
     assert b.read_now([b"CATENA.REQ", b"c", b"1", b"GET", b"other"], NOW, NOW) is LATER
+    assert b.read_now([b"SORT", b"other", b"STORE", b"d"], NOW, NOW) is LATER  # a read's write form
+    assert b.read_now([b"SORT", b"other"], NOW, NOW) == []
+    assert b.read_now([b"GET"], NOW, NOW) == Error("ERR wrong number of arguments for 'get' command")
     assert c.r["c"].read_now([b"GET", b"k"], NOW, NOW) == b"old"  # the tail: committed data
     for name, args in (("b", [b"GET", b"other"]), ("b", [b"GET", b"k"]), ("c", [b"GET", b"k"])):
         value = c.r[name].read_now(args, NOW, NOW)
@@ -365,6 +368,14 @@ def test_read_now_answers_exactly_the_reads_on_client_would_answer_at_once():
     leased.on_view(View(0, 1, ("l",)), NOW)
     leased.flush()
     assert leased.read_now([b"GET", b"k"], NOW, NOW) is LATER  # no lease yet
+
+
+def test_no_read_is_also_a_write_a_blocking_command_or_a_request():
+    """`read_now` takes a name in READS for a read (unless WRITE_FORMS says this form writes)."""
+    from catena.chain import blocking, ops
+    from catena.chain.replica import REQ
+    assert not set(ops.READS) & (set(blocking.COMMANDS) | {REQ})
+    assert set(ops.READS) & set(ops.WRITES) <= set(ops.WRITE_FORMS) <= set(ops.READS)
 
 
 def test_tail_answers_reads_itself():

@@ -210,10 +210,14 @@ def test_malformed_frames_raise_protocol_errors(data):
         feed_all([data, wire(b"PING")])
 
 
-@pytest.mark.parametrize("data", [b"*1\r\n:5\r\n", b"*2\r\n$3\r\nGET\r\n+OK\r\n"], ids=["integer", "status"])
+@pytest.mark.parametrize("data", [b"*1\r\n:5\r\n", b"*2\r\n$3\r\nGET\r\n+OK\r\n", b"*2\r\n$3\r\nGET\r\n$-1\r\n",
+                                  b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\nk\r\n"], ids=["integer", "status", "null", "array"])
 def test_non_bulk_elements_raise_protocol_errors(data):
-    with pytest.raises(RemoteProtocolError, match="^Protocol error"):
-        CommandParser().feed(data)
+    for split in range(len(data)):  # whole, and the frame's start in an earlier read
+        parser = CommandParser()
+        with pytest.raises(RemoteProtocolError, match="^Protocol error"):
+            parser.feed(data[:split])
+            parser.feed(data[split:])
 
 
 def test_protocol_error_is_sticky_enough_to_close():

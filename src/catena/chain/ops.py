@@ -373,9 +373,16 @@ def _ttl(ms: int, unit: int) -> int:
 
 def read_keys(args: list[bytes]):
     """The keys a read touches (None: all of them); () when the arity is wrong."""
+    return keys_of(READS.get(args[0].upper()), args)
+
+
+def keys_of(entry, args: list[bytes]):
+    """`read_keys`, given the command's READS entry (None: not a read)."""
+    if entry is None:
+        return ()
     try:
-        return READS[args[0].upper()][1](args)
-    except (IndexError, KeyError):
+        return entry[1](args)
+    except IndexError:
         return ()
 
 
@@ -383,15 +390,22 @@ def read(state: KVState, args: list[bytes], now_ms: int, rng=None):
     """Answer a read command from `state`, or an Error reply for bad syntax. `rng` (random.Random's
     `randrange`; default a fixed seed) draws HRANDFIELD's and SRANDMEMBER's picks."""
     name = args[0].upper()
-    if name not in READS:
+    entry = READS.get(name)
+    if entry is None:
         return Error(f"ERR unknown command '{args[0].decode(errors='replace')}'")
-    arity, _, answer = READS[name]
+    return answer(state, name, entry, args, now_ms, rng)
+
+
+def answer(state: KVState, name: bytes, entry, args: list[bytes], now_ms: int, rng=None):
+    """`read`, given the command's upper-case `name` and its READS `entry` (looked up once by
+    a caller that needs them too)."""
+    arity, _, respond = entry
     if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
         return wrong_args(name)
     try:
         if name in _RANDOM:
-            return answer(state, args, now_ms, rng or _FIXED)
-        return answer(state, args, now_ms)
+            return respond(state, args, now_ms, rng or _FIXED)
+        return respond(state, args, now_ms)
     except WrongTypeError:
         return WRONGTYPE
     except TooManyDraws:

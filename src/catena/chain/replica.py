@@ -277,13 +277,14 @@ class Replica:
         (then `on_client` takes the command: a write, a read for the tail, a blocking pop…).
         The shell answers most reads this way, without a token or an effect."""
         name = args[0].upper()
-        if name not in ops.READS or name in blocking.COMMANDS or name == REQ or ops.is_write(args):
+        entry = ops.READS.get(name)  # (no blocking command, nor REQ, is in READS)
+        if entry is None or (name in ops.WRITE_FORMS and ops.is_write(args)):
             return LATER
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return why  # a slot this chain does not serve (now): MOVED, TRYAGAIN, CROSSSLOT
-        if (self.to_persist and self.commits_on_apply()) or not self.can_answer(ops.read_keys(args), mono):
+        if (self.to_persist and self.commits_on_apply()) or not self.can_answer(ops.keys_of(entry, args), mono):
             return LATER  # (see `_read`)
-        return ops.read(self.state, args, int(now * 1000), self.rng)
+        return ops.answer(self.state, name, entry, args, int(now * 1000), self.rng)
 
     def _write(self, origin, token, rid, args, now) -> list:
         view = self.view

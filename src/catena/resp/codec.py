@@ -121,13 +121,15 @@ class CommandParser:
                     self._guard(data, start)  # (up to 5 digits of count: below any limit, nothing to check)
                 if (cmd := reader.gets()) is False:
                     break
-                if type(cmd) is not list or not cmd or {*map(type, cmd)} != _BULKS:
+                if type(cmd) is not list or not cmd:
                     raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
-                if start >= 0:
+                if start >= 0:  # (the walk also sees that each element is a bulk string)
                     pending = size - _walk(data, start, cmd)
                 elif len(self._partial) + start >= 0 and len(self._partial) < _HEADER_WINDOW:
                     pending = size - (_walk(self._partial[:-start] + data, 0, cmd) + start)
                 else:  # began long ago: too long to have kept; its size still tells
+                    if {*map(type, cmd)} != _BULKS:
+                        raise RemoteProtocolError("Protocol error: expected an array of bulk strings")
                     pending -= _wire_size(cmd)
                 if pending < 0:
                     raise RemoteProtocolError("Protocol error: expected '$', got something else")
@@ -215,7 +217,7 @@ def _walk(buf: bytes, pos: int, cmd: list[bytes]) -> int:
     """Where the canonical frame of `cmd` that starts at `pos` in `buf` ends, checking what
     hiredis does not: each element is a '$' bulk followed by CRLF (hiredis skips those two
     bytes unchecked, so a bulk longer than announced would be cut and the rest taken as the
-    next command)."""
+    next command). So every element is a bulk string: bytes, not a null bulk (`$-1`)."""
     n = len(cmd)
     pos += 4 if n < 10 else 3 + len(str(n))
     try:
@@ -228,6 +230,8 @@ def _walk(buf: bytes, pos: int, cmd: list[bytes]) -> int:
                 raise RemoteProtocolError("Protocol error: bulk string longer than its announced length")
     except IndexError:
         raise RemoteProtocolError("Protocol error: expected '$', got something else") from None
+    except TypeError:  # len(None): a null bulk
+        raise RemoteProtocolError("Protocol error: expected an array of bulk strings") from None
     return pos
 
 

@@ -102,8 +102,9 @@ class CommandTable:
     def dispatch(self, client, args: list[bytes]):
         name = args[0].upper()
         client.cmd, client.last_seen = name, time.monotonic()
-        reply = self._dispatch(client, args, name)
-        if name in self.handlers:
+        entry = self.handlers.get(name)
+        reply = self._dispatch(client, args, name, entry)
+        if entry is not None:
             counts = self.calls.get(name)
             if counts is None:
                 counts = self.calls[name] = [0, 0]
@@ -114,14 +115,13 @@ class CommandTable:
             client.multi_failed = True  # a command that cannot be queued: EXEC aborts
         return reply
 
-    def _dispatch(self, client, args: list[bytes], name: bytes):
+    def _dispatch(self, client, args: list[bytes], name: bytes, entry):
         if name == b"AUTH":
             return self._auth(client, args)
         if name == b"HELLO":
             return self._hello(client, args)
         if not client.authenticated:
             return Error("NOAUTH Authentication required.")
-        entry = self.handlers.get(name)
         if entry is None:
             shown = " ".join(repr(a.decode(errors="replace")) for a in args[1:4])
             return Error(f"ERR unknown command '{args[0].decode(errors='replace')}', with args beginning with: {shown}")

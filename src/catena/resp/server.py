@@ -248,8 +248,9 @@ class _Connection(asyncio.Protocol):
             commands, failed = self.parser.feed(data), None
         except RemoteProtocolError as exc:  # answer what came before the bad frame, then close
             commands, failed = exc.commands, exc
-        if (over := self._account_input()) is not None:
-            failed = over
+        if (buffered := self.parser.buffered) or self.buffered:  # (a partial command, now or before)
+            if (over := self._account_input(buffered)) is not None:
+                failed = over
         table = self.server.table
         client = self.client
         pending = self.pending
@@ -301,10 +302,10 @@ class _Connection(asyncio.Protocol):
             self.paused = True  # backpressure: a deep pipeline waits in the client's socket
             self.transport.pause_reading()
 
-    def _account_input(self) -> str | None:
-        """Count the parser's partial command against this client's and everyone's caps."""
+    def _account_input(self, buffered: int) -> str | None:
+        """Count the parser's partial command (`buffered` bytes) against this client's and
+        everyone's caps."""
         server = self.server
-        buffered = self.parser.buffered
         server.input_buffered += buffered - self.buffered
         self.buffered = buffered
         limits = server.limits
@@ -403,15 +404,16 @@ class _Connection(asyncio.Protocol):
 
     def _write(self) -> None:
         """Hand what is ready to the transport, then hold the client to its output limits
-        (unless nothing was written or queued, and it was under them: then it still is)."""
+        (unless it was under them and every reply went out: then it still is)."""
+        transport = self.transport
         if self.out:
             data = b"".join(self.out)
             self.out.clear()
             self.queued -= len(data)
             self.server.bytes_out += len(data)
-            if not self.transport.is_closing():
-                self.transport.write(data)
-        elif not self.queued and self.soft_since is None:
+            if not transport.is_closing():
+                transport.write(data)
+        if self.soft_since is None and not self.queued and not transport.get_write_buffer_size():
             return
         self._check_output()
 
