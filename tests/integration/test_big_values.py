@@ -91,14 +91,10 @@ class _Recorder:
         self.calls.append(("log", sum(len(r) for r in records)))
         self.owed = defer_sync
 
-    def detach_owed(self, clock):
-        if not self.owed:
-            return None
-        self.owed = False
-        return self
-
-    def run(self):  # the detached fdatasync
-        self.calls.append(("sync", 0))
+    def settle(self):
+        if self.owed:
+            self.owed = False
+            self.calls.append(("sync", 0))
 
     def snapshot(self, blob):
         self.calls.append(("snapshot", len(blob)))

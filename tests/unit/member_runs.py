@@ -10,10 +10,9 @@ from catena.chain.node import MemberNode
 from catena.loopback import HOST, free_ports
 
 
-async def started_member(directory: Path, **options) -> tuple[MemberNode, asyncio.Task]:
-    """The member (MemberNode's `options`, e.g. fsync) and the task running it, once it listens
-    (within 20 s)."""
-    node = MemberNode(f"{HOST}:{free_ports(1)[0]}", directory, **options)
+async def started_member(directory: Path) -> tuple[MemberNode, asyncio.Task]:
+    """The member and the task running it, once it listens (within 20 s)."""
+    node = MemberNode(f"{HOST}:{free_ports(1)[0]}", directory)
     started = asyncio.Event()
     task = asyncio.create_task(node.run(started))
     async with asyncio.timeout(20):

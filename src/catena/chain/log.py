@@ -44,10 +44,9 @@ call raises LocalProtocolError, so nothing can be appended after a record that m
 The owner must stop (see disk.py). Each write and fsync is timed on an IoClock, for a watchdog.
 
 fsync policies, as Redis's appendfsync: "always" fdatasyncs before append() returns (or, with
-`defer_sync`, in a thread the owner runs `detach_owed()`'s sync in, before it acknowledges any of
-those records: a member forwards a batch to its successor while its own fsync is still to come,
-so the members' fsyncs overlap instead of running one after the other, and its loop serves on
-meanwhile); "everysec"
+`defer_sync`, in the owner's next `settle()`, which it calls before it acknowledges any of those
+records: a member forwards a batch to its successor while its own fsync is still to come, so the
+members' fsyncs overlap instead of running one after the other); "everysec"
 leaves it to the owner's timer calling maybe_sync(now), which syncs at most once a second and
 only when something was written (or detach_sync(now), the same fsync for another thread to run); "no" leaves it to the operating system. Snapshots and segment
 creation are always fsynced, whatever the policy.
@@ -138,8 +137,8 @@ class DurableLog:
 
     def append(self, records: Sequence[bytes], defer_sync: bool = False) -> None:
         """Append a batch of records with one write(); fdatasync before returning under
-        fsync="always", unless `defer_sync`: then the owner runs `detach_owed()`'s sync before it
-        acknowledges any of them. An OSError leaves the log unusable."""
+        fsync="always", unless `defer_sync`: then `settle()` does, and the caller calls it before
+        it acknowledges any of them. An OSError leaves the log unusable."""
         fd = self._fd
         if fd < 0:
             raise LocalProtocolError(self._unusable)
@@ -179,23 +178,11 @@ class DurableLog:
             self._dirty = True
             self._owed = self._always
 
-    def detach_owed(self, clock: IoClock) -> DetachedSync | None:
-        """The fdatasync a deferred append under fsync="always" still owes, for the owner to run
-        in another thread (`DetachedSync.run`), timed on `clock`, while its loop serves on; the
-        owner acknowledges none of the appended records until it has run. None when nothing is
-        owed. An OSError (no descriptor to spare) leaves the log unusable."""
-        if not self._owed:
-            return None
-        self._owed = False
-        if self._fd < 0:
-            raise LocalProtocolError(self._unusable)
-        try:
-            fd = os.dup(self._fd)
-        except OSError as exc:
-            self._fail(exc)
-            raise
-        self._dirty = False
-        return DetachedSync(fd, clock)
+    def settle(self) -> None:
+        """The fdatasync a deferred append under fsync="always" still owes (nothing otherwise)."""
+        if self._owed:
+            self._owed = False
+            self.sync()
 
     def maybe_sync(self, now: float) -> bool:
         """Under "everysec", fdatasync if something was written and a second passed since the

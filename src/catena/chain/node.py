@@ -128,7 +128,6 @@ class MemberNode:
         self._later: deque = deque()  # effects to execute, in order (see _execute)
         self._drain_at: asyncio.TimerHandle | None = None  # a later turn executes `_later`
         self._owed = False  # a deferred append's fdatasync is still to come (`_append`)
-        self._syncing: asyncio.Future | None = None  # that fdatasync, running in a thread: effects wait
         self._encoded: tuple | None = None  # (entries, their msgpack) last packed or received (`_encoding`)
 
     # -- recovery ------------------------------------------------------------------------------
@@ -231,8 +230,6 @@ class MemberNode:
     def _read(self, client, args):
         """A read: answered in this call when this member may answer it from its own data (the
         machine's `read_now`), else as any data command."""
-        if self._syncing is not None and self.replica.commits_on_apply():
-            return self._data(client, args)  # it may see what is not stored yet: answered after
         value = self.replica.read_now(args, time.time(), time.monotonic())
         if value is LATER:
             return self._data(client, args)
@@ -400,7 +397,7 @@ class MemberNode:
         in a later turn, after the I/O already waiting (client requests, probes, heartbeats). A snapshot is taken at once (its history point is the machine's now)
         and stored in order with the rest. `next_turn`: start in the next turn."""
         later = self._later
-        if not later and self._drain_at is None and self._store is None and self._syncing is None and not next_turn:
+        if not later and self._drain_at is None and self._store is None and not next_turn:
             done = 0  # the common case (a read's reply): nothing waits, so answer in place
             for fx in effects:
                 if type(fx) is not Reply:
@@ -419,7 +416,7 @@ class MemberNode:
                     while not self.replica.state.index_step(INDEX_STEP):
                         pass
             later.append(fx)
-        if self._store is not None or self._syncing is not None:  # `_stored`, `_synced` drain them
+        if self._store is not None:  # `_stored` drains them
             return
         if next_turn and self._drain_at is None:
             self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
@@ -433,15 +430,13 @@ class MemberNode:
 
     def _drain(self) -> None:
         self._drain_at = None
-        if self._syncing is not None:  # `_synced` goes on
-            return
         later = self._later
         moved = 0  # bytes this turn's effects moved (packed, checksummed, written, sent)
         while later and not self._failed:
-            if self._owed and not _forwards(later[0]) and self._settle():
-                return  # `_synced` goes on
             fx = later.popleft()
             try:
+                if self._owed and not _forwards(fx):
+                    self._settle()
                 if type(fx) is Reply:  # most effects (a write's reply): no step to split off
                     fx.token.resolve(fx.value)
                     continue
@@ -456,8 +451,8 @@ class MemberNode:
                 later.appendleft(rest)
             moved += size
             if moved > TURN_BYTES and later:
-                if self._owed and self._settle():  # no turn ends with a sync owed (a read served then would see it)
-                    return
+                if self._owed:  # no turn ends with a sync owed (a read served then would see it)
+                    self._settle()
                 self._drain_at = asyncio.get_running_loop().call_later(0, self._drain)
                 return
         if self._owed:
@@ -549,36 +544,17 @@ class MemberNode:
             self._disk_failed("appending to the log", exc)
         self._owed = defer_sync and self.log.fsync == "always"
 
-    def _settle(self) -> bool:
+    def _settle(self) -> None:
         """The fdatasync a deferred append owes, before anything acknowledges its entries. The
         Append forwarding them leaves first (links write a turn's frames at its end): the
-        successor stores them while we sync. While serving, it runs in a thread and every effect
-        after it waits (`_synced`): the loop reads, applies and answers reads of committed data
-        meanwhile, and the next batch gathers (a group commit). True when it is running so."""
+        successor stores them while we sync."""
         self._owed = False
         if self.links is not None:
             self.links.flush()
         try:
-            sync = self.log.detach_owed(self.sync_io)
-            if sync is not None and self._group is None:  # not serving yet: nothing to go on with
-                sync.run()
+            self.log.settle()
         except Exception as exc:  # noqa: BLE001 - the entries may not be stored
             self._disk_failed("syncing the log", exc)
-        if sync is None or self._group is None:
-            return False
-        self._syncing = asyncio.get_running_loop().run_in_executor(None, sync.run)
-        self._syncing.add_done_callback(self._synced)
-        return True
-
-    def _synced(self, done: asyncio.Future) -> None:
-        if done is not self._syncing:  # the member stopped meanwhile: its effects are dropped
-            return
-        self._syncing = None
-        if not done.cancelled() and (exc := done.exception()) is not None:
-            self.log.sync_failed(exc)
-            self._disk_failed("syncing the log", exc)
-        if self._drain_at is None and self._store is None:
-            self._drain()
 
     def _fail(self, exc: BaseException) -> None:
         """An effect could not be executed: execute nothing more, and stop (the coordinator
@@ -677,7 +653,6 @@ class MemberNode:
                     snapshotter.abandon(self._child, self.log)
                 if self._store is not None:  # the log is the thread's until it is done
                     self._store.join()
-                self._syncing = None  # (a sync still running has a descriptor of its own)
                 try:
                     self.log.close()
                 except OSError as exc:
