@@ -337,3 +337,14 @@ def test_a_command_longer_than_the_header_window_is_followed_by_the_next_one():
     for i in range(0, len(raw), 4096):
         commands += parser.feed(raw[i:i + 4096])
     assert commands == [[b"DEL", *keys], [b"PING"]]
+
+
+def test_buffered_counts_the_incomplete_command_after_every_feed():
+    parser = CommandParser()
+    frame = wire(b"SET", b"k", b"v" * 100)
+    assert parser.feed(frame[:30]) == [] and parser.buffered == 30
+    assert parser.feed(frame[30:60]) == [] and parser.buffered == 60
+    assert parser.feed(frame[60:] + frame[:5]) == [[b"SET", b"k", b"v" * 100]] and parser.buffered == 5
+    assert parser.feed(frame[5:]) == [[b"SET", b"k", b"v" * 100]] and parser.buffered == 0
+    assert parser.feed(b"PIN") == [] and parser.buffered == 3  # an inline command's start
+    assert parser.feed(b"G\r\n") == [[b"PING"]] and parser.buffered == 0

@@ -67,7 +67,7 @@ _BULKS = {bytes}  # the argument types of a command: bulk strings only
 class CommandParser:
     """Turns a byte stream from a client into commands (lists of bytes)."""
 
-    __slots__ = ("_reader", "_partial", "_pending", "_inline_line", "max_bulk_len", "max_args", "failed")
+    __slots__ = ("_reader", "_partial", "_pending", "_inline_line", "max_bulk_len", "max_args", "failed", "buffered")
 
     def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, max_args: int = DEFAULT_MAX_ARGS):
         self._reader = hiredis.Reader()
@@ -75,13 +75,9 @@ class CommandParser:
         self._pending = 0  # length of the incomplete frame so far
         self._inline_line = False  # `_partial` holds the start of an inline command
         self.failed: str | None = None  # set when the stream broke the protocol: no more commands
+        self.buffered = 0  # bytes of the incomplete command held, as `feed` left it (what client-query-buffer-limit bounds)
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of the incomplete command held so far (what client-query-buffer-limit bounds)."""
-        return len(self._partial) if self._inline_line else self._pending
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Parse `data`; return the complete commands. On bad input raise RemoteProtocolError
@@ -95,6 +91,8 @@ class CommandParser:
         except RemoteProtocolError as exc:
             self.failed = str(exc)
             raise _error(self.failed, commands) from None
+        finally:
+            self.buffered = len(self._partial) if self._inline_line else self._pending
         return commands
 
     def _feed(self, data: bytes, commands: list) -> None:

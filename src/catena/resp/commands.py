@@ -67,7 +67,7 @@ class CommandTable:
         self.ordered: set[bytes] = set()  # run only once the connection's earlier commands are answered
         self.on_close: list[Callable] = []  # hook(client) when a connection ends
         self.on_reset: list[Callable] = []  # hook(client) on RESET
-        self.guard: Callable | None = None  # guard(client, name) -> Error refusing a command, or None
+        self.guard: Callable | None = None  # guard(client, name) -> Error refusing a subscribed client's command, or None
         self.clients: Callable | None = None  # () -> every connection's Client (set by the server)
         self.settings: dict[str, str] = {}  # CONFIG GET's read-only values of this process
         self.calls: dict[bytes, list[int]] = {}  # name -> [calls, failed calls] (INFO commandstats)
@@ -132,7 +132,8 @@ class CommandTable:
         n = len(args)
         if (arity > 0 and n != arity) or (arity < 0 and n < -arity):
             return wrong_args(name)
-        if self.guard is not None and (refused := self.guard(client, name)) is not None:
+        if (client.channels or client.patterns) and self.guard is not None and \
+                (refused := self.guard(client, name)) is not None:
             return refused
         if client.multi is not None and not _controls(args):
             client.multi.append(args)

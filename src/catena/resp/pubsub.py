@@ -24,8 +24,9 @@ SUBSCRIBED_MODE = frozenset((b"SUBSCRIBE", b"PSUBSCRIBE", b"UNSUBSCRIBE", b"PUNS
 
 
 def restricted(client, name: bytes) -> Error | None:
-    """Redis's refusal of `name` for a RESP2 client in subscribed mode, or None."""
-    if (client.channels or client.patterns) and not client.resp3 and name not in SUBSCRIBED_MODE:
+    """Redis's refusal of `name` for a client with subscriptions (the table asks only for those)
+    when it speaks RESP2, or None."""
+    if not client.resp3 and name not in SUBSCRIBED_MODE:
         return Error(f"ERR Can't execute '{name.decode(errors='replace').lower()}': only (P|S)SUBSCRIBE / "
                      "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
     return None

@@ -371,13 +371,13 @@ class _Connection(asyncio.Protocol):
     def _drain(self):
         pending = self.pending
         resp3 = self.client.resp3
-        room = self._room()
+        room = None  # (read once a reply is queued: until then no limit can be passed)
         while pending:
             head = pending[0]
             kind = type(head)
             if kind is bytes:
                 self.out.append(head)
-            elif self.queued > room:
+            elif self.queued and self.queued > (room if room is not None else (room := self._room())):
                 return self._overflow(hard=True)
             elif kind is _Parked:
                 self.parked -= 1
