@@ -542,6 +542,26 @@ def test_learner_is_not_caught_up_while_the_tail_itself_is_unsynced():
     assert c.r["c"].learner_caught_up()
 
 
+def test_commits_on_apply_is_recomputed_at_every_view_and_at_the_hand_over():
+    """`commits_on_apply` is a flag kept by `_recommit`: each change of the view or of
+    `handing_over` must recompute it (the tail's, a new tail's, a head left alone's)."""
+    c = chain3()
+    flags = lambda: {n: r.commits_on_apply for n, r in c.r.items()}
+    assert flags() == {"a": False, "b": False, "c": True}
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    c.client("a", "w1", "INCR", "n")
+    c.settle()
+    assert c.r["c"].handing_over and flags() == {"a": False, "b": False, "c": False, "d": False}
+    c.view(E + 2, ("a", "b", "c", "d"))
+    c.settle()
+    assert flags() == {"a": False, "b": False, "c": False, "d": True}
+    c.view(E + 3, ("a",), to=["a"])
+    assert flags()["a"]
+    c.client("a", "w2", "INCR", "n")
+    assert c.replies["w2"] == 2 and c.r["a"].commit_seq == c.r["a"].last_seq
+
+
 def test_a_tail_handing_over_commits_only_what_its_learner_acked():
     """Seeds 562 and 906 of the simulator: a lone member extended by a learner must not
     acknowledge a write the learner lacks, or removing it loses the write."""

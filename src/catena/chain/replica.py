@@ -124,6 +124,7 @@ class Replica:
         self.dump_state = KVState.dump
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
         self.handing_over = False  # the tail commits only what its caught-up learner acked
+        self.commits_on_apply = False  # (`_recommit`)
         # predecessor link
         self.pred: str | None = None
         self.pred_synced = False
@@ -164,9 +165,10 @@ class Replica:
     def is_tail(self) -> bool:
         return self.view is not None and self.view.tail == self.me
 
-    def commits_on_apply(self) -> bool:
-        """The tail commits what it applies, unless it is handing over to a caught-up learner."""
-        return self.is_tail() and not self.handing_over
+    def _recommit(self) -> None:
+        """The tail commits what it applies, unless it is handing over to a caught-up learner:
+        `commits_on_apply`, recomputed whenever `view` or `handing_over` changes."""
+        self.commits_on_apply = self.is_tail() and not self.handing_over
 
     def is_head(self) -> bool:
         return self.view is not None and self.view.head == self.me
@@ -226,6 +228,7 @@ class Replica:
         self.succ_ready = False
         self.learner_acked = -1
         self.handing_over = False
+        self._recommit()
         self.out_entries.clear()
         if self.succ:
             fx.append(Send(self.succ, SyncRequest(self.epoch)))
@@ -235,7 +238,7 @@ class Replica:
         self.out_ack = None
         if self.pred:
             fx.append(self._sync(now))
-        if self.commits_on_apply():
+        if self.commits_on_apply:
             self._commit_to(self.last_seq)
         if old is None or old.head != view.head:
             fx += self._reforward(now)
@@ -282,7 +285,7 @@ class Replica:
             return LATER
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return why  # a slot this chain does not serve (now): MOVED, TRYAGAIN, CROSSSLOT
-        if (self.to_persist and self.commits_on_apply()) or not self.can_answer(ops.keys_of(entry, args), mono):
+        if (self.to_persist and self.commits_on_apply) or not self.can_answer(ops.keys_of(entry, args), mono):
             return LATER  # (see `_read`)
         return ops.answer(self.state, name, entry, args, int(now * 1000), self.rng)
 
@@ -333,7 +336,7 @@ class Replica:
         waits for the commit of everything it saw."""
         seq = self.last_seq + 1
         self.out_framed = False
-        dirty = not self.commits_on_apply()
+        dirty = not self.commits_on_apply
         if op[0] == transactions.EXEC:
             run = transactions.at_head(self.state, op, now_ms, self.rng)
             if run is None:
@@ -408,7 +411,7 @@ class Replica:
     def _read(self, token, args, now, mono: float) -> list:
         if self.can_answer(ops.read_keys(args), mono):
             reply = Reply(token, ops.read(self.state, args, int(now * 1000), self.rng))
-            if self.to_persist and self.commits_on_apply():
+            if self.to_persist and self.commits_on_apply:
                 # A member that commits what it applies (the tail, a sole member): its newest
                 # entries may be durable nowhere until `flush` persists them; a read that may see
                 # them is answered after that (under --fsync always, after their fdatasync).
@@ -436,7 +439,7 @@ class Replica:
             return False
         if self.lease_s is not None and self.managed and mono >= self.lease_until:
             return False
-        if self.commits_on_apply():
+        if self.commits_on_apply:
             return True
         if self.commit_seq < self.dirty_until:
             return False
@@ -569,7 +572,7 @@ class Replica:
         point = (msg.last_epoch, msg.last_seq)
         if self.snapshot_out == (sender, self.epoch, point):
             return []  # that Snapshot is on its way, and the entries after it behind it
-        commit = self.last_seq if self.commits_on_apply() else self.commit_seq
+        commit = self.last_seq if self.commits_on_apply else self.commit_seq
         self.succ_ready = True
         self.out_entries.clear()
         if point == (self.last_epoch, self.last_seq) or self._holds(point):
@@ -607,7 +610,7 @@ class Replica:
         return window[seq - window[0][1]][0] == epoch
 
     def _on_append(self, sender, msg: Append, now: float) -> list:
-        tail = self.commits_on_apply()
+        tail = self.commits_on_apply
         learning = self._learning()  # serves no reads and has no sent list
         framed = not self.out_entries
         fx = []
@@ -633,7 +636,7 @@ class Replica:
         self.pred_synced = True
         if first and self.barrier is not None:
             self.barrier = commit_seq
-        if self.commits_on_apply():
+        if self.commits_on_apply:
             self._commit_to(self.last_seq)
         if self._learning():
             self.out_ack = self.last_seq  # a learner's ack reports progress, not commit
@@ -778,6 +781,7 @@ class Replica:
         if (self.succ_ready and synced and self.learner_acked >= 0
                 and self.last_seq - self.learner_acked <= LEARNER_LAG):
             self.handing_over = True
+            self._recommit()
             return [LearnerCaughtUp(self.view.chain_id, self.view.epoch, self.view.learner)]
         return []
 
@@ -873,7 +877,7 @@ class Replica:
         if self.to_persist:
             fx.append(Persist(self.to_persist))
             self.to_persist = []
-        commits = self.commits_on_apply()
+        commits = self.commits_on_apply
         if commits and self.commit_seq < self.last_seq:
             self._commit_to(self.last_seq)  # persisted above (a sole member's own writes)
         if self.out_entries:
