@@ -382,8 +382,11 @@ class MemberNode:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """The turn's batch, executed; its frames leave now, not a loop iteration later."""
         self._flush_scheduled = False
         self._execute(self.replica.flush())
+        if self.links is not None:
+            self.links.flush()
         if self.replica.backlog and not self._flush_scheduled:  # a large DEL: a slice per turn
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
