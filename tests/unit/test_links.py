@@ -105,3 +105,23 @@ def test_frames_dropped_by_a_failed_connect_report_the_link_down():
 
     asyncio.run(run())
     assert events[0][1] is False
+
+
+def test_the_members_batch_leaves_when_its_flush_executes_it(tmp_path):
+    """The member's end-of-turn flush writes the batch's frames itself: left to the links' own
+    callback, scheduled from inside that flush, they would wait a whole loop iteration."""
+    from catena.chain.messages import Ack
+    from catena.chain.node import MemberNode
+    from catena.effects import Send
+
+    writer = _Writer(closing=False)
+
+    async def main():
+        node = MemberNode("127.0.0.1:1", tmp_path / "member")
+        node.links = _links_with(writer)
+        node.replica.flush = lambda: [Send("127.0.0.1:2", Ack(1, 1))]
+        node._flush()
+        assert writer.writes == 1 and writer.written  # in this call, not the next iteration
+        node.log.close()
+
+    asyncio.run(main())
