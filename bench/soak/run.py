@@ -4,7 +4,7 @@ Starts a coordinator and three members (`python -m catena coordinator|member`, m
 with `--coordinator`, fsync everysec) on free loopback ports with data in a temporary directory,
 measures the peak SET rate with the same loader running closed-loop (no rate limit) for
 `--peak-seconds`, then offers `--load` (default 0.8) of that rate for `--duration` seconds from
-rate-limited client threads. Every `--every` seconds it prints ops/s, p50/p99/max latency and
+one asyncio loader (open loop, see Load). Every `--every` seconds it prints ops/s, p50/p99/max latency and
 each member's RSS; at the end, p99 over time and each member's memory growth. Then, as the
 peer in the same run, the same loader offers the same rate to a redis-server (no persistence)
 for `--redis-seconds` (default 15; 0: skip): its p99 is the floor this machine and this loader
@@ -33,6 +33,7 @@ Every process it starts is stopped by PID at the end (SIGTERM, then SIGKILL afte
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import shutil
@@ -43,9 +44,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
+import hiredis
+
 from catena.loopback import free_ports, wait_until
+
+try:
+    from uvloop import new_event_loop
+except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio works too
+    from asyncio import new_event_loop
 
 HOST = "127.0.0.1"
 VALUE = b"v" * 16
@@ -162,74 +171,102 @@ def rss_mb(pid: int) -> float:
 
 
 class Load:
-    """`threads` connections to the head, each sending one SET at a time. With `rate` None they
-    run closed-loop (as fast as replies come); else each keeps its share of `rate` on a fixed
-    schedule and latency counts from the scheduled time."""
+    """`conns` connections to the server, driven by one asyncio loop (uvloop where present) in a
+    thread of its own. With `rate` None each keeps one SET in flight (closed loop: the peak).
+    Else the k-th SET is due at start + k / rate, on connection k mod `conns`, and is sent when
+    due whether or not earlier replies came (open loop): a stalled server delays nothing in the
+    schedule, and each latency counts from the SET's scheduled time, so the stall's backlog shows.
+    A ticker sends what is due every TICK_S; the loader's own lateness is at most that."""
 
-    def __init__(self, port: int, threads: int, keys: int, rate: float | None):
-        self.port, self.threads, self.keys, self.rate = port, threads, keys, rate
+    TICK_S = 0.001
+
+    def __init__(self, port: int, conns: int, keys: int, rate: float | None):
+        self.port, self.conns, self.keys, self.rate = port, conns, keys, rate
         self.latencies: list[float] = []  # swapped out by take()
         self.errors: list[str] = []
-        self.stopping = threading.Event()
-        self.workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+        self._loop = new_event_loop()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
 
     def start(self) -> None:
-        for w in self.workers:
-            w.start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self.stopping.set()
-        for w in self.workers:
-            w.join(timeout=10)
+        self._stopping = True
+        self._thread.join(timeout=10)
 
     def take(self) -> tuple[list[float], int]:
         """The latencies since the last call, and how many SETs they are."""
         lat, self.latencies = self.latencies, []
         return lat, len(lat)
 
-    def _run(self, i: int) -> None:
-        rng = random.Random(i)
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            sock = socket.create_connection((HOST, self.port), timeout=30)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            links = [(await loop.create_connection(lambda: _Conn(self), HOST, self.port))[1]
+                     for _ in range(self.conns)]
         except OSError as exc:
             self.errors.append(f"connect: {exc}")
             return
-        recv, send = sock.recv, sock.sendall
-        clock = time.perf_counter
-        period = self.threads / self.rate if self.rate else 0.0
+        rng = random.Random(1)
         keys = self.keys
-        next_at = clock() + rng.random() * period
-        stopping = self.stopping
-        try:
-            while not stopping.is_set():
-                if period:
-                    delay = next_at - clock()
-                    if delay > 0:
-                        time.sleep(delay)
-                    sent = next_at
-                    next_at += period
-                else:
-                    sent = clock()
-                key = b"soak:%06d" % int(rng.random() * keys)
-                send(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE))
-                reply = recv(256)
-                while not reply.endswith(b"\r\n"):
-                    more = recv(256)
-                    if not more:
-                        raise ConnectionError("connection closed")
-                    reply += more
-                if reply != b"+OK\r\n":
-                    self.errors.append(f"reply {reply[:100]!r}")
-                    if len(self.errors) > 100:
-                        return
-                    continue
-                self.latencies.append(clock() - sent)
-        except OSError as exc:
-            if not stopping.is_set():
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            sock.close()
+        clock = time.perf_counter
+
+        def request() -> bytes:
+            key = b"soak:%06d" % int(rng.random() * keys)
+            return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE)
+
+        if self.rate is None:
+            for link in links:
+                link.closed_loop = request
+                link.send(request(), clock())
+            while not self._stopping and not self.errors:
+                await asyncio.sleep(0.05)
+        else:
+            start, sent, n = clock(), 0, len(links)
+            while not self._stopping and len(self.errors) <= 100:
+                due = int((clock() - start) * self.rate)
+                while sent < due:
+                    links[sent % n].send(request(), start + sent / self.rate)
+                    sent += 1
+                await asyncio.sleep(self.TICK_S)
+        for link in links:
+            link.transport.close()
+
+
+class _Conn(asyncio.Protocol):
+    """One connection of a Load: its SETs' scheduled times in order, matched to replies."""
+
+    def __init__(self, load: Load):
+        self.load = load
+        self.reader = hiredis.Reader()
+        self.pending: deque[float] = deque()
+        self.closed_loop = None  # the next request's maker, in the closed loop
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, request: bytes, scheduled: float) -> None:
+        self.pending.append(scheduled)
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        load, clock = self.load, time.perf_counter
+        while (reply := self.reader.gets()) is not False:
+            scheduled = self.pending.popleft()
+            if reply != b"OK":
+                load.errors.append(f"reply {reply!r:.100}")
+            else:
+                load.latencies.append(clock() - scheduled)
+            if self.closed_loop is not None and not load._stopping:
+                self.send(self.closed_loop(), clock())
+
+    def connection_lost(self, exc) -> None:
+        if not self.load._stopping:
+            self.load.errors.append(f"connection lost: {exc}")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -248,7 +285,7 @@ def redis_p99(root: Path, rate: float, args) -> float:
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: call(port, "PING") == b"PONG", 30, "redis-server")
-        load = Load(port, args.threads, args.keys, rate)
+        load = Load(port, args.connections, args.keys, rate)
         load.start()
         time.sleep(args.redis_seconds)
         lat, _ = load.take()
@@ -270,7 +307,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=None,
                     help="offer this many SET/s instead (compares two builds at the same load)")
     ap.add_argument("--peak-seconds", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--every", type=float, default=30.0, help="seconds between report lines")
     ap.add_argument("--rss-slack-mb", type=float, default=16.0)
@@ -290,7 +327,7 @@ def main() -> int:
               f"{cluster.coordinator}; data in {root}", flush=True)
 
         # peak: the same loader, closed-loop; the first 2 s warm up and are not counted
-        peak_load = Load(head, args.threads, args.keys, None)
+        peak_load = Load(head, args.connections, args.keys, None)
         peak_load.start()
         time.sleep(2.0)
         peak_load.take()
@@ -304,11 +341,11 @@ def main() -> int:
             return 1
         rate = args.rate or args.load * peak
         offered = "the given rate" if args.rate else f"{args.load:.0%}"
-        print(f"peak_set_ops_s={peak:,.0f} (closed loop, {args.threads} connections, p99 "
+        print(f"peak_set_ops_s={peak:,.0f} (closed loop, {args.connections} connections, p99 "
               f"{pct(lat, 0.99) * 1000:.1f} ms); offering {offered}: {rate:,.0f} ops/s for {duration:.0f} s",
               flush=True)
 
-        load = Load(head, args.threads, args.keys, rate)
+        load = Load(head, args.connections, args.keys, rate)
         chain_before = call(cluster.coordinator, "MASTER.GET_CHAIN")
         pids = {port: cluster.pid(port) for port in cluster.members}
         rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
