@@ -1,9 +1,10 @@
-"""Snapshots written by a forked child (catena.chain.snapshotter) and the log steps they use
+"""Snapshots taken while the member serves (catena.chain.snapshotter) and the log steps they use
 (rotate, write_snapshot, install_snapshot): every point of the sequence recovers a history
 with nothing missing and nothing applied twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -28,11 +29,11 @@ def state_with(n: int) -> KVState:
     return state
 
 
-def wait_done(child, log, timeout: float = 30.0) -> float:
+async def wait_done(snap, timeout: float = 30.0) -> float:
     deadline = time.monotonic() + timeout
-    while (took := snapshotter.poll(child, log)) is None:
-        assert time.monotonic() < deadline, "the snapshot child did not finish"
-        time.sleep(0.01)
+    while (took := snap.poll()) is None:
+        assert time.monotonic() < deadline, "the snapshot did not finish"
+        await asyncio.sleep(0.01)
     return took
 
 
@@ -63,33 +64,75 @@ def test_rotate_then_install_covers_the_older_segments_only(tmp_path):
     assert reopen(tmp_path) == (b"state after c", [b"d", b"e"])
 
 
-def test_a_forked_child_writes_the_state_as_of_the_fork(tmp_path):
+def test_a_live_snapshot_is_the_state_as_of_its_start_while_ops_go_on(tmp_path):
+    """The loop goes on applying and logging while the snapshot is dumped a slice per turn:
+    the snapshot holds the state of its start, the log every record after the rotation."""
     log = DurableLog(tmp_path)
     log.recover()
     log.append([b"r1"])
-    state = state_with(1000)
-    child = snapshotter.start(log, 3, 1000, state)
-    assert child is not None and child.pid != os.getpid()
-    state.apply((SET, b"later", b"x", None, 0), 0)  # after the fork: not in the child's image
+    state = state_with(20_000)
+    at_start = state.dump()
+
+    async def main():
+        snap = snapshotter.LiveSnapshot(log, 3, 1000, state)
+        turns = 0
+        while snap.poll() is None:  # a write per turn, before the dump is done and after
+            state.apply((SET, b"k%d" % turns, b"changed", None, 0), 0)
+            state.apply((SET, b"later%d" % turns, b"x", None, 0), 0)
+            turns += 1
+            await asyncio.sleep(0)
+        return turns
+
+    turns = asyncio.run(main())
+    assert turns > 1  # in several turns: the loop was not held for the whole state
     log.append([b"r2"])
-    assert wait_done(child, log) >= 0
     log.close()
     blob, records = reopen(tmp_path)
     last_epoch, last_seq, dump = msgpack.unpackb(blob, raw=True)
-    loaded = KVState.load(dump)
-    assert (last_epoch, last_seq) == (3, 1000) and len(loaded.data) == 1000 and b"later" not in loaded.data
+    assert (last_epoch, last_seq) == (3, 1000)
+    assert msgpack.unpackb(dump, raw=True, strict_map_key=False) == msgpack.unpackb(at_start, raw=True,
+                                                                                     strict_map_key=False)
     assert records == [b"r2"]
 
 
-def test_an_abandoned_child_leaves_the_older_snapshot_and_every_record(tmp_path):
+def test_an_abandoned_snapshot_leaves_the_older_snapshot_and_every_record(tmp_path):
     log = DurableLog(tmp_path)
     log.recover()
     log.snapshot(b"old state")
     log.append([b"r1"])
-    child = snapshotter.start(log, 1, 1, state_with(200_000))
-    log.append([b"r2"])
-    snapshotter.abandon(child, log)
+    state = state_with(200_000)
+
+    async def main():
+        snap = snapshotter.LiveSnapshot(log, 1, 1, state)
+        await asyncio.sleep(0)
+        log.append([b"r2"])
+        snap.abandon()
+        assert state.dumping is None
+
+    asyncio.run(main())
     assert not (tmp_path / SNAPSHOT_TMP_NAME).exists()
+    log.close()
+    assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
+
+
+def test_a_snapshot_that_cannot_be_written_leaves_every_segment(tmp_path, monkeypatch):
+    """A failed write (a full disk): the log keeps its segments, the next trigger tries again."""
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.snapshot(b"old state")
+    log.append([b"r1"])
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "write_snapshot", full)
+
+    async def main():
+        snap = snapshotter.LiveSnapshot(log, 1, 1, state_with(100))
+        return await wait_done(snap)
+
+    assert asyncio.run(main()) >= 0
+    log.append([b"r2"])
     log.close()
     assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
 

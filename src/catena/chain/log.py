@@ -17,8 +17,8 @@ On-disk format (integers little-endian)
     snapshot.tmp  a snapshot being written; deleted by recovery.
 
 Recovery replays segments first_segment, first_segment+1, … in order and deletes the segments
-below first_segment. snapshot(blob) runs three steps (a forked child's snapshot runs them in
-another order, equally safe: rotate() does step 2 first, the child step 1 up to the fsync of
+below first_segment. snapshot(blob) runs three steps (a snapshot taken while the member serves runs them in
+another order, equally safe: rotate() does step 2 first, a thread step 1 up to the fsync of
 snapshot.tmp, install_snapshot() the rename and step 3):
   1. write snapshot.tmp, fsync it (every 64 MiB too), rename it over snapshot, fsync the
      directory. This is the commit point: before it the old snapshot and the old segments hold
@@ -375,10 +375,12 @@ class DurableLog:
         self._bytes = self._count = 0
         self._dirty = False
 
-    def write_snapshot(self, first: int, blob: bytes | Sequence[bytes]) -> None:
+    def write_snapshot(self, first: int, blob: bytes | Sequence[bytes], clock: IoClock | None = None) -> None:
         """Write `blob` (or its parts) to snapshot.tmp as the snapshot that starts at segment
         `first`, fsynced (every chunk: the stall bound holds). Step 1 of `snapshot`; alone, what
-        a forked child does after `rotate` (catena.chain.snapshotter)."""
+        a thread does after `rotate` while the loop appends (catena.chain.snapshotter), timed on
+        its own `clock`."""
+        clock = clock or self.clock
         parts = [blob] if isinstance(blob, bytes) else list(blob)
         size = sum(map(len, parts))
         crc = zlib.crc32(_SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, first, size, 0)[8:24])
@@ -387,18 +389,18 @@ class DurableLog:
         fd = os.open(self.directory / SNAPSHOT_TMP_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             what = "write of the snapshot"
-            write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, first, size, crc), self.clock, what)
+            write_all(fd, _SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, first, size, crc), clock, what)
             unsynced = 0
             for part in parts:
                 view = memoryview(part)
                 for start in range(0, len(part), WRITE_CHUNK):
                     chunk = view[start : start + WRITE_CHUNK]
                     if unsynced and unsynced + len(chunk) > WRITE_CHUNK:
-                        self._timed_sync(fd)  # each fsync has at most a chunk to write: the stall bound holds
+                        self._timed_sync(fd, clock=clock)  # each fsync has at most a chunk to write: the stall bound holds
                         unsynced = 0
-                    write_all(fd, chunk, self.clock, what)
+                    write_all(fd, chunk, clock, what)
                     unsynced += len(chunk)
-            self._timed_sync(fd, os.fsync)
+            self._timed_sync(fd, os.fsync, clock)
         finally:
             os.close(fd)
 
@@ -516,13 +518,14 @@ class DurableLog:
             raise
         self._dirty = False
 
-    def _timed_sync(self, fd: int, sync=None) -> None:
-        """fdatasync `fd` (or `sync` it), showing it on the clock while it runs."""
-        self.clock.busy = ("fsync of the log", time.monotonic())
+    def _timed_sync(self, fd: int, sync=None, clock: IoClock | None = None) -> None:
+        """fdatasync `fd` (or `sync` it), showing it on the clock (the log's) while it runs."""
+        clock = clock or self.clock
+        clock.busy = ("fsync of the log", time.monotonic())
         try:
             (sync or _datasync)(fd)
         finally:
-            self.clock.busy = None
+            clock.busy = None
 
     def _undo_partial_write(self, fd: int) -> None:
         """Cut a half-written batch off (best effort), so that a reader finds a clean end."""

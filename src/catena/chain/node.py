@@ -56,7 +56,7 @@ TICK_S = 0.1
 SNAPSHOT_MIN_BYTES = 16 * 1024 * 1024  # a log this large, and larger than the last snapshot,
 # triggers a snapshot (and log truncation): restart replay stays bounded, snapshots amortised
 SNAPSHOT_SPREAD = 0.5  # ... times a factor drawn from [1, 1 + this) for each snapshot: a chain's
-# members log the same entries, and without it all of them forked at the same moment
+# members log the same entries, and without it all of them snapshotted at the same moment
 VIEW_POLL_S = 1.0
 CLIENT_RIDS = b"client/"  # prefix of data clients' request-id client names (member ids have no "/" before ":")
 INDEX_STEP = 20_000  # loaded keys entered in the slot index per loop turn
@@ -93,7 +93,7 @@ class MemberNode:
         self.sync_watchdog = disk.StallWatchdog(self.sync_io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
         self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD  # (drawn again after each snapshot)
-        self._child: snapshotter.Child | None = None  # writing a snapshot (catena.chain.snapshotter)
+        self._snapshotting: snapshotter.LiveSnapshot | None = None  # taking a snapshot (catena.chain.snapshotter)
         self._store: snapshotter.Store | None = None  # storing a snapshot from a thread: effects wait
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
@@ -583,7 +583,7 @@ class MemberNode:
         self._store_snapshot(snapshot_parts(replica.last_epoch, replica.last_seq, state))
 
     def _store_snapshot(self, blob: list[bytes]) -> None:
-        self._end_child()
+        self._end_snapshotting()
         try:
             self.metrics.timed_snapshot(self.log.snapshot, blob)
         except OSError as exc:
@@ -595,7 +595,7 @@ class MemberNode:
         after it (the entries after it to log, the acks that say they are stored) wait for it:
         nothing is appended to the log meanwhile, so a crash leaves the older snapshot and its
         segments, or this one."""
-        self._end_child()
+        self._end_snapshotting()
         size = sum(map(len, blob))
         self._store = snapshotter.Store(lambda: self.metrics.timed_snapshot(self.log.snapshot, blob),
                                         lambda error: self._stored(size, error))
@@ -609,10 +609,10 @@ class MemberNode:
         if self._drain_at is None:
             self._drain()
 
-    def _end_child(self) -> None:
-        if self._child is not None:  # the snapshot about to be stored is newer than the child's
-            snapshotter.abandon(self._child, self.log)
-            self._child = None
+    def _end_snapshotting(self) -> None:
+        if self._snapshotting is not None:  # the snapshot about to be stored is newer
+            self._snapshotting.abandon()
+            self._snapshotting = None
 
     def _snapshot_taken(self, size: int) -> None:
         self._snapshot_bytes = size
@@ -652,8 +652,8 @@ class MemberNode:
                 self.watchdog.stop()
                 self.sync_watchdog.stop()
                 self.gc_stats.stop()
-                if self._child is not None:  # its snapshot.tmp is dropped (recovery would too)
-                    snapshotter.abandon(self._child, self.log)
+                if self._snapshotting is not None:  # its snapshot.tmp is dropped (recovery would too)
+                    self._snapshotting.abandon()
                 if self._store is not None:  # the log is the thread's until it is done
                     self._store.join()
                 try:
@@ -672,8 +672,8 @@ class MemberNode:
                 await self._sync_log()
             if self._store is not None:
                 continue
-            if self._child is not None:
-                self._poll_child()
+            if self._snapshotting is not None:
+                self._poll_snapshotting()
             elif (self.log.size_bytes() >= max(SNAPSHOT_MIN_BYTES, self._snapshot_bytes) * self._snapshot_skew
                     and not any(type(fx) in (_Snapshot, _StoreSnapshot) for fx in self._later)):
                 self._start_snapshot()
@@ -691,25 +691,21 @@ class MemberNode:
             self._disk_failed("syncing the log", exc)
 
     def _start_snapshot(self) -> None:
-        """A snapshot of the state as of now: written by a forked child, or where there is no
-        fork(), dumped in this turn, packed and stored in later ones, with nothing logged in between."""
+        """A snapshot of the state as of now, taken while the loop serves (snapshotter.LiveSnapshot)."""
         replica = self.replica
         try:
-            self._child = snapshotter.start(self.log, replica.last_epoch, replica.last_seq, replica.state)
+            self._snapshotting = snapshotter.LiveSnapshot(self.log, replica.last_epoch, replica.last_seq, replica.state)
         except OSError as exc:
             self._disk_failed("starting a snapshot", exc)
-        if self._child is None:
-            snap = _Snapshot(replica.last_epoch, replica.last_seq, replica.state.dump())
-            self._execute([snap], next_turn=True)
 
-    def _poll_child(self) -> None:
+    def _poll_snapshotting(self) -> None:
         try:
-            took = snapshotter.poll(self._child, self.log)
+            took = self._snapshotting.poll()
         except OSError as exc:
             self._disk_failed("installing a snapshot", exc)
         if took is not None:
-            log.info("snapshot of %d bytes written by a forked child in %.2f s", self.log.snapshot_bytes(), took)
-            self._child = None
+            log.info("snapshot of %d bytes taken in %.2f s while serving", self.log.snapshot_bytes(), took)
+            self._snapshotting = None
             self.metrics.snapshot.observe(took)
             self._snapshot_taken(self.log.snapshot_bytes())
 

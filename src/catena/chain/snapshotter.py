@@ -1,17 +1,23 @@
-"""A member's own snapshots, written by a forked child (shell), as Redis writes its RDB: packing
-a large state in the member's loop held every client for its whole length (400,000 keys: 100+
-ms; 1M keys: about half a second), while a child packs the copy-on-write image fork() gives it.
+"""A member's own snapshots, taken while it serves, and the forked child a state transfer uses.
+
+A snapshot is the state as of one moment, taken without stopping the loop (`LiveSnapshot`):
 
     first = log.rotate()            # records from now on go to a new segment
-    fork(): the child packs [last_epoch, last_seq, state] and writes it as the snapshot that
-            starts at segment `first` (snapshot.tmp, fsynced), then exits
-    poll(): once the child exited 0, log.install_snapshot(first) makes it the snapshot and
-            drops the older segments; if it failed, the log keeps every segment (recovery
-            replays them on the older snapshot) and the next trigger tries again
+    StateDump(state)                # the moment; then a slice of keys packed per loop turn, at
+                                    # most STEP_S each, while ops go on (chain/state_dump.py)
+    a thread writes [last_epoch, last_seq, state] as the snapshot that starts at segment
+            `first` (snapshot.tmp, fsynced)
+    poll(): once written, log.install_snapshot(first) makes it the snapshot and drops the older
+            segments; if it failed, the log keeps every segment (recovery replays them on the
+            older snapshot) and the next trigger tries again
 
-The state the child packs may hold entries whose records were appended after the rotation:
-recovery skips those by seq. Where fork() is missing, `start` returns None and the member
-snapshots in its loop as before.
+Records appended after the rotation may hold entries the dump's moment already includes:
+recovery skips those by seq. (It used to be a forked child packing the copy-on-write image, as
+Redis writes its RDB. fork() of an 80 MB member held its loop 7-10 ms, and the copy-on-write
+faults after it and the install more: a 30 s window's p99 doubled at each snapshot. The dump
+costs the loop STEP_S per turn and about 0.5 us per key in all.)
+
+A state transfer to a joining member still dumps from a forked child (`fork`, `background`).
 
 A state that arrived whole (a joining member's, from its predecessor; 30 MB for 1M keys) is
 already bytes: `Store` writes it with `log.snapshot` from a thread while the loop serves on,
@@ -29,34 +35,82 @@ import signal
 import threading
 import time
 import warnings
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import msgpack
 
+from catena.chain.disk import IoClock
 from catena.chain.messages import bin_head
+from catena.chain.state_dump import StateDump
 
 log = logging.getLogger(__name__)
 
 
-class Child(NamedTuple):
-    pid: int
-    first: int  # the snapshot's first segment
-    started: float  # monotonic seconds
-
-
 CHILD_NICE = 10  # added to the child's niceness where Linux's SCHED_IDLE is missing
+STEP_S = 0.002  # the loop time a snapshot's dump takes per turn
 
 
-def start(durable_log, last_epoch: int, last_seq: int, state) -> Child | None:
-    """Rotate the log and fork a child that writes the snapshot of `state` at (last_epoch,
-    last_seq); None where fork() is not available or fails (the caller snapshots itself). An
-    OSError is the log's (its rotation)."""
-    if not hasattr(os, "fork"):
-        return None
-    first = durable_log.rotate()
-    pid = fork(durable_log, lambda: durable_log.write_snapshot(first, snapshot_parts(last_epoch, last_seq,
-                                                                                      state.dump())))
-    return None if pid is None else Child(pid, first, time.monotonic())
+class LiveSnapshot:
+    """A snapshot of `state` at (last_epoch, last_seq), the state as of now, taken while the
+    loop serves. An OSError from the constructor is the log's (its rotation)."""
+
+    def __init__(self, durable_log, last_epoch: int, last_seq: int, state):
+        self.log = durable_log
+        self.first = durable_log.rotate()
+        self.started = time.monotonic()
+        self._at = (last_epoch, last_seq)
+        self._dump = StateDump(state)
+        self._loop = asyncio.get_running_loop()
+        self._next: asyncio.Handle | None = self._loop.call_soon(self._step)
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _step(self) -> None:
+        """Dump a slice, for at most STEP_S; the rest in later turns, then the write."""
+        end = time.perf_counter() + STEP_S
+        try:
+            while not self._dump.advance():
+                if time.perf_counter() >= end:
+                    self._next = self._loop.call_soon(self._step)
+                    return
+        except Exception as exc:  # noqa: BLE001 - this snapshot fails; the log keeps its segments
+            self._dump.stop()
+            self._next, self._error = None, exc
+            return
+        self._next = None
+        blob = snapshot_parts(*self._at, self._dump.parts)
+        self._writer = threading.Thread(target=self._write, args=(blob,), name="catena-snapshot", daemon=True)
+        self._writer.start()
+
+    def _write(self, blob: list[bytes]) -> None:
+        try:  # its own clock: the loop's times the loop's appends (the child's was its own too)
+            self.log.write_snapshot(self.first, blob, IoClock())
+        except BaseException as exc:  # noqa: BLE001 - reported by poll()
+            self._error = exc
+
+    def poll(self) -> float | None:
+        """If the snapshot is written, install it (or log its failure) and return how long it
+        took, in seconds; None while it is under way. An OSError is the install's."""
+        if self._error is None and (self._writer is None or self._writer.is_alive()):
+            return None
+        if self._writer is not None:
+            self._writer.join()
+        if self._error is None:
+            self.log.install_snapshot(self.first)
+        else:
+            log.warning("the snapshot failed (%r); the log keeps its segments", self._error)
+            self.log.discard_snapshot()
+        return time.monotonic() - self.started
+
+    def abandon(self) -> None:
+        """Stop and drop what was written (another snapshot is about to be stored, or the member
+        stops)."""
+        if self._next is not None:
+            self._next.cancel()
+        self._dump.stop()
+        if self._writer is not None:
+            self._writer.join()
+        self.log.discard_snapshot()
 
 
 def fork(durable_log, work) -> int | None:
@@ -100,37 +154,12 @@ def background() -> None:
         pass
 
 
-def poll(child: Child, durable_log) -> float | None:
-    """If the child is done, install its snapshot (or log its failure) and return how long it
-    took, in seconds; None while it runs."""
-    pid, status = os.waitpid(child.pid, os.WNOHANG)
-    if pid == 0:
-        return None
-    code = os.waitstatus_to_exitcode(status)
-    if code == 0:
-        durable_log.install_snapshot(child.first)
-    else:
-        log.warning("the snapshot child (pid %d) failed with status %d; the log keeps its segments", child.pid, code)
-        durable_log.discard_snapshot()
-    return time.monotonic() - child.started
-
-
-def abandon(child: Child, durable_log) -> None:
-    """Stop the child and drop what it wrote (another snapshot is about to be stored, or the
-    member stops)."""
-    try:
-        os.kill(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(child.pid, 0)
-    durable_log.discard_snapshot()
-
-
-def snapshot_parts(last_epoch: int, last_seq: int, state: bytes) -> list[bytes]:
+def snapshot_parts(last_epoch: int, last_seq: int, state: bytes | list[bytes]) -> list[bytes]:
     """A member's snapshot blob, msgpack `[last_epoch, last_seq, state]` (state as bin), as
-    parts whose concatenation is exactly that encoding: the state dump is the last part, so a
-    large one is never copied into another buffer."""
-    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + bin_head(len(state)), state]
+    parts whose concatenation is exactly that encoding: the state dump (or its parts) last, so
+    a large one is never copied into another buffer."""
+    parts = [state] if isinstance(state, bytes) else state
+    return [b"\x93" + msgpack.packb(last_epoch) + msgpack.packb(last_seq) + bin_head(sum(map(len, parts))), *parts]
 
 
 class Store:

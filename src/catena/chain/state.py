@@ -113,7 +113,8 @@ class KVState:
     enters its keys in the index in steps (`index_step`, a slice per loop turn in the member
     shell; `slot_keys` completes it first if a read needs it sooner)."""
 
-    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions", "table")
+    __slots__ = ("data", "expires", "dedup", "floors", "_heap", "by_slot", "unindexed", "versions", "table",
+                 "dumping")
 
     def __init__(self):
         self.data: dict[bytes, bytes] = {}
@@ -125,6 +126,7 @@ class KVState:
         self._heap: list[tuple[int, bytes]] = []
         self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
         self.table = SlotTable()  # the hash slots this chain serves (chain/slot_table.py)
+        self.dumping = None  # a StateDump in progress, told of every key before it changes (chain/state_dump.py)
 
     # -- reads (local clock) ----------------------------------------------------------------
 
@@ -202,6 +204,8 @@ class KVState:
         return value
 
     def _drop(self, key: bytes) -> bool:
+        if self.dumping is not None:  # (also keys the op does not name: an expired one, a cleared slot's)
+            self.dumping.before((key,))
         self.expires.pop(key, None)
         if self.data.pop(key, None) is None:
             return False
@@ -242,6 +246,8 @@ class KVState:
 
     def apply(self, op: tuple, ts: int):
         """Apply one op stamped with time `ts`; return the client's reply."""
+        if self.dumping is not None:
+            self.dumping.before(op_keys(op))
         kind = op[0]
         if kind == SET:
             _, key, value, pxat, flags = op
@@ -384,9 +390,13 @@ class KVState:
     # -- snapshots -----------------------------------------------------------------------------
 
     def dump(self) -> bytes:
+        """The whole state in one msgpack (chain/state_dump.py makes the same a slice at a time)."""
+        return msgpack.packb(self.dump_parts(), use_bin_type=True, default=pack_value)
+
+    def dump_parts(self) -> list:
+        """[data, expires, dedup, floors, slot table]: what a dump packs."""
         dedup = {c: [[r, s, wire_reply(v), k] for r, (s, v, k) in reqs.items()] for c, reqs in self.dedup.items()}
-        return msgpack.packb([self.data, self.expires, dedup, self.floors, self.table.dump()], use_bin_type=True,
-                             default=pack_value)
+        return [self.data, self.expires, dedup, self.floors, self.table.dump()]
 
     @classmethod
     def load(cls, blob: bytes) -> "KVState":

@@ -1,0 +1,105 @@
+"""A StateDump made a slice at a time while ops keep changing the state is the state as of the
+moment the dump began: the same as a whole dump taken then, whatever the ops did meanwhile."""
+
+from __future__ import annotations
+
+import msgpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catena.chain import ops, state_dump
+from catena.chain.slot_ops import CLEAR
+from catena.chain.slot_table import GIVEN
+from catena.chain.state import KVState
+from catena.chain.state_dump import StateDump
+from catena.slots import key_slot
+
+NOW = 1_000_000
+
+
+def unpacked(blob: bytes):
+    return msgpack.unpackb(blob, raw=True, strict_map_key=False)
+
+
+def run(state: KVState, args: list[bytes], now: int = NOW):
+    op = ops.to_op(args, now)
+    assert not hasattr(op, "message"), (args, op)
+    return state.apply(ops.decide(state, op, now, None), now)
+
+
+KEYS = [b"k%d" % i for i in range(40)]
+key = st.sampled_from(KEYS)
+word = st.binary(min_size=0, max_size=6)
+command = st.one_of(
+    st.tuples(st.just(b"SET"), key, word),
+    st.tuples(st.just(b"SET"), key, word, st.just(b"PX"), st.integers(1, 5_000).map(lambda n: b"%d" % n)),
+    st.tuples(st.just(b"DEL"), key, key),
+    st.tuples(st.just(b"APPEND"), key, word),
+    st.tuples(st.just(b"INCR"), key),
+    st.tuples(st.just(b"HSET"), key, word, word),
+    st.tuples(st.just(b"RPUSH"), key, word),
+    st.tuples(st.just(b"LPOP"), key),
+    st.tuples(st.just(b"SADD"), key, word),
+    st.tuples(st.just(b"SREM"), key, word),
+    st.tuples(st.just(b"ZADD"), key, st.integers(-5, 5).map(lambda n: b"%d" % n), word),
+    st.tuples(st.just(b"PEXPIRE"), key, st.integers(-10, 5_000).map(lambda n: b"%d" % n)),
+    st.tuples(st.just(b"PERSIST"), key),
+    st.tuples(st.just(b"RENAME"), key, key),
+    st.tuples(st.just(b"FLUSHALL"),),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=st.lists(command, max_size=60), during=st.lists(st.tuples(command, st.booleans()), max_size=80),
+       chunk=st.integers(1, 7))
+def test_a_dump_made_while_ops_apply_is_the_state_of_its_first_moment(before, during, chunk):
+    state_dump.CHUNK = chunk  # several slices even for a few keys (restored below)
+    try:
+        state = KVState()
+        for args in before:
+            run(state, list(args))
+        at_start = state.dump()
+        dump = StateDump(state)
+        for args, step in during:
+            run(state, list(args), NOW + 1_000)  # later: some deadlines have passed
+            if step:
+                dump.advance()
+        while not dump.advance():
+            pass
+        assert unpacked(b"".join(dump.parts)) == unpacked(at_start)
+        assert state.dumping is None  # done: ops no longer tell it anything
+    finally:
+        state_dump.CHUNK = 1000
+
+
+def test_keys_a_cleared_slot_drops_are_kept_as_they_were():
+    """CLEAR names no keys (its slot is served by nobody here), yet it drops them: each drop
+    saves the key first."""
+    state = KVState()
+    for k in KEYS:
+        run(state, [b"SET", k, b"v" + k])
+    slot = key_slot(KEYS[0])
+    state.table.states[slot] = GIVEN  # given away: clearable
+    at_start = state.dump()
+    dump = StateDump(state)
+    assert state.apply((CLEAR, slot), NOW) >= 1
+    assert state.get(KEYS[0], NOW) is None
+    while not dump.advance():
+        pass
+    assert unpacked(b"".join(dump.parts)) == unpacked(at_start)
+
+
+def test_a_dump_abandoned_midway_stops_watching_the_state():
+    state = KVState()
+    for k in KEYS:
+        run(state, [b"SET", k, b"v"])
+    dump = StateDump(state)
+    assert state.dumping is dump
+    dump.stop()
+    assert state.dumping is None
+    run(state, [b"SET", KEYS[0], b"w"])  # applies as usual
+
+
+def test_the_header_of_a_map_of_any_size():
+    for n in (0, 15, 16, 65_535, 65_536):
+        assert state_dump.map_header(n) == msgpack.packb({i: None for i in range(n)})[: len(state_dump.map_header(n))]
