@@ -2,6 +2,7 @@
 
 import gc
 
+from catena import gcstats
 from catena.gcstats import GcStats
 
 
@@ -28,3 +29,24 @@ def test_it_hears_the_real_collector_until_stopped():
     seen = list(stats.collections)
     gc.collect()
     assert stats.collections == seen
+
+
+def test_a_member_collects_on_its_ticks_young_often_old_rarely():
+    """Not on allocation counts, which a member's churn keeps low while its young list grows."""
+    ran: list[int] = []
+    schedule = gcstats.Schedule(collect=ran.append)
+    for _ in range(gcstats.MIDDLE_EVERY * gcstats.OLD_EVERY):
+        schedule.tick()
+    assert ran.count(0) == gcstats.OLD_EVERY * (gcstats.MIDDLE_EVERY - 1)  # every other tick: the young
+    assert ran.count(1) == gcstats.OLD_EVERY - 1
+    assert ran.count(2) == 1 and ran[-1] == 2
+    assert ran[: gcstats.MIDDLE_EVERY] == [0] * (gcstats.MIDDLE_EVERY - 1) + [1]
+
+
+def test_the_young_generation_is_empty_after_a_tick():
+    """What a tick allocated is walked once, then no longer young (the real collector)."""
+    keep = [(i, (b"k", i)) for i in range(5_000)]  # as a window of entries
+    schedule = gcstats.Schedule()
+    schedule.tick()
+    assert len(gc.get_objects(0)) < 100
+    assert keep

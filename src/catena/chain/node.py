@@ -120,6 +120,7 @@ class MemberNode:
         self.ready = asyncio.Event()
         self.loop_monitor = LoopMonitor()
         self.gc_stats = GcStats()
+        self.gc_schedule = gcstats.Schedule()
         self.liveness: LivenessResponder | None = None  # answers the coordinator off the loop (while running)
         self.liveness_port = liveness_port  # its UDP port (0: any free one)
         self._stopped: asyncio.Future | None = None  # run() waits on it: cancelled, or a fail-stop
@@ -667,6 +668,7 @@ class MemberNode:
             now = time.time()
             self._run(self.replica.on_timer(now))
             await asyncio.sleep(0)  # each of these may be long after a large value: separate turns
+            self.gc_schedule.tick()  # the young generation holds what one tick allocated (gcstats)
             self.transfers.reap()  # a state transfer's child that has exited since
             if self._store is None:  # (else a thread is storing a snapshot: the log is its alone)
                 await self._sync_log()
