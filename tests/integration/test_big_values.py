@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import redis.asyncio as aioredis
 
 from catena.chain import node as node_mod
-from catena.chain import snapshotter
 from catena.chain.node import MemberNode
 from catena.loopback import free_ports
 
@@ -23,7 +23,7 @@ def test_large_value_logged_and_snapshotted_in_turns_loses_nothing(tmp_path, mon
 
     def no_fork():
         raise AssertionError("a member's own snapshot forks no child")
-    monkeypatch.setattr(snapshotter.os, "fork", no_fork)
+    monkeypatch.setattr(os, "fork", no_fork)
     caplog.set_level(logging.INFO, logger="catena.chain.node")
 
     async def main():

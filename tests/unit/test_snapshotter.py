@@ -5,16 +5,13 @@ with nothing missing and nothing applied twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import msgpack
-import pytest
 
 from catena.chain import snapshotter
 from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
 from catena.chain.state import SET, KVState
-from catena.errors import LocalProtocolError
 
 
 def reopen(directory):
@@ -137,40 +134,9 @@ def test_a_snapshot_that_cannot_be_written_leaves_every_segment(tmp_path, monkey
     assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
 
 
-def test_a_childs_copy_of_the_log_lets_go_of_the_directory(tmp_path):
-    """What the forked child does first (`leave_to_parent`): it drops its copies of the segment
-    and the lock, so it appends nothing and, should it outlive its member, a restart can lock
-    the data dir. (Here, in one process, its copies are the only ones.)"""
-    log = DurableLog(tmp_path)
-    log.recover()
-    log.leave_to_parent()
-    with pytest.raises(LocalProtocolError):
-        log.append([b"r"])
-    with DurableLog(tmp_path) as again:  # the lock is free
-        again.recover()
-    log.write_snapshot(2, b"still writes its snapshot")  # the child's one job
-    assert (tmp_path / SNAPSHOT_TMP_NAME).read_bytes().endswith(b"still writes its snapshot")
-
-
-def test_a_forked_child_works_at_a_lower_cpu_priority(tmp_path):
-    """Background work: the child takes the CPU its parent (and the chain's other members) leave."""
-    log = DurableLog(tmp_path / "log")
-    log.recover()
-    out = tmp_path / "priority"
-    pid = snapshotter.fork(log, lambda: out.write_text(f"{os.nice(0)} {os.sched_getscheduler(0)}"))
-    assert pid is not None
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    niceness, policy = map(int, out.read_text().split())
-    assert niceness == min(19, os.nice(0) + snapshotter.CHILD_NICE)
-    assert policy == os.SCHED_IDLE  # runs only on CPU no member wants
-    assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the parent is untouched
-    log.close()
-
-
 def test_a_chains_members_snapshot_at_different_log_sizes(tmp_path):
     """Members log the same entries; each draws its own trigger factor, again after every
-    snapshot, so that their children are not forked at the same moment."""
+    snapshot, so that they do not snapshot at the same moment."""
     from catena.chain.node import SNAPSHOT_SPREAD, MemberNode
     from catena.loopback import HOST, free_ports
 

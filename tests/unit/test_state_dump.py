@@ -94,10 +94,31 @@ def test_a_dump_abandoned_midway_stops_watching_the_state():
     for k in KEYS:
         run(state, [b"SET", k, b"v"])
     dump = StateDump(state)
-    assert state.dumping is dump
+    assert state.dumping == (dump,)
     dump.stop()
     assert state.dumping is None
     run(state, [b"SET", KEYS[0], b"w"])  # applies as usual
+
+
+def test_two_dumps_of_two_moments_overlap():
+    """A transfer's dump and the member's own snapshot, begun at different moments: each is the
+    state of its own."""
+    state = KVState()
+    for k in KEYS:
+        run(state, [b"SET", k, b"1"])
+    first_moment = state.dump()
+    first = StateDump(state)
+    run(state, [b"SET", KEYS[0], b"2"])
+    run(state, [b"DEL", KEYS[1]])
+    second_moment = state.dump()
+    second = StateDump(state)
+    run(state, [b"SET", KEYS[0], b"3"])
+    run(state, [b"APPEND", KEYS[2], b"x"])
+    while not (first.advance() & second.advance()):
+        pass
+    assert unpacked(b"".join(first.parts)) == unpacked(first_moment)
+    assert unpacked(b"".join(second.parts)) == unpacked(second_moment)
+    assert state.dumping is None
 
 
 def test_the_header_of_a_map_of_any_size():

@@ -1,28 +1,25 @@
-"""State transfer off the loop (catena.chain.transfer): the successor gets exactly the frame
-`messages.pack(Snapshot(...))` of the state as of the dump, then what was sent meanwhile; a
-child that fails resets the link; a link that goes down drops the transfer."""
+"""State transfer without holding the loop (catena.chain.transfer): the successor gets exactly the
+frame `messages.pack(Snapshot(...))` of the state as of the dump, then what was sent meanwhile; a
+dump that fails resets the link; a link that goes down drops the transfer."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
-from catena.chain import messages, snapshotter, transfer
+from catena.chain import messages, transfer
 from catena.chain.messages import Append, Snapshot
 from catena.chain.state import SET, KVState
 from catena.chain.transfer import Dump, Transfers
 
 
-class _Log:
-    def leave_to_parent(self) -> None:
-        pass
+class _Boom(KVState):
+    """A state whose dump fails midway (a value nothing packs)."""
 
-
-class _Boom:
-    def dump(self) -> bytes:
-        raise RuntimeError("the child cannot dump")
+    def __init__(self):
+        super().__init__()
+        self.data[b"bad"] = object()
 
 
 def _state(n: int) -> KVState:
@@ -49,22 +46,14 @@ class _Peer:
         self.heard.set()
 
 
-def _reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
-
-
 def test_the_successor_gets_the_frame_of_the_state_as_of_the_dump_then_what_waited():
-    state = _state(200_000)  # several pipe chunks
+    state = _state(200_000)  # several chunks, dumped in several turns
     expected = messages.pack(Snapshot(7, 6, 200_000, 199_990, state.dump()))
     later = messages.pack(Append(7, 200_000, ()))
 
     async def run() -> _Peer:
         peer = _Peer()
-        transfers = Transfers(_Log(), peer.send, peer.reset)
+        transfers = Transfers(peer.send, peer.reset)
         dump = transfers.dump(state)
         assert type(dump) is Dump
         state.apply((SET, b"key:00000000", b"changed after the dump", None, 0), 0)
@@ -75,9 +64,8 @@ def test_the_successor_gets_the_frame_of_the_state_as_of_the_dump_then_what_wait
         while not peer.sent.get("b", b"").endswith(later):
             peer.heard.clear()
             await asyncio.wait_for(peer.heard.wait(), 30)
-        assert not transfers.active
-        transfers.close()  # reaps what has not been reaped yet
-        assert _reaped(dump.pid)
+        assert not transfers.active and state.dumping is None
+        transfers.close()
         return peer
 
     peer = asyncio.run(run())
@@ -92,7 +80,7 @@ def test_a_snapshot_sent_while_another_streams_waits_behind_it():
 
     async def run() -> _Peer:
         peer = _Peer()
-        transfers = Transfers(_Log(), peer.send, peer.reset)
+        transfers = Transfers(peer.send, peer.reset)
         transfers.start("b", Snapshot(1, 1, 1000, 1000, transfers.dump(first)))
         transfers.send("b", b"between")
         transfers.start("b", Snapshot(2, 1, 10, 10, transfers.dump(second)))
@@ -105,50 +93,63 @@ def test_a_snapshot_sent_while_another_streams_waits_behind_it():
     assert bytes(asyncio.run(run()).sent["b"]) == b"".join(want)
 
 
-def test_a_child_that_fails_resets_the_link_and_drops_what_waited():
-    async def run() -> tuple[_Peer, Dump]:
+def test_a_dump_that_fails_resets_the_link_and_drops_what_waited():
+    async def run() -> _Peer:
         peer = _Peer()
-        transfers = Transfers(_Log(), peer.send, peer.reset)
-        dump = transfers.dump(_Boom())
+        transfers = Transfers(peer.send, peer.reset)
+        state = _Boom()
+        dump = transfers.dump(state)
         transfers.start("b", Snapshot(1, 1, 5, 5, dump))
         transfers.send("b", b"held")
         await asyncio.wait_for(peer.heard.wait(), 30)
-        assert not transfers.active
+        assert not transfers.active and state.dumping is None
         transfers.send("b", b"after the reset")  # the link's own business now
         transfers.close()
-        return peer, dump
+        return peer
 
-    peer, dump = asyncio.run(run())
+    peer = asyncio.run(run())
     assert peer.resets == ["b"]
     assert bytes(peer.sent["b"]) == b"after the reset"
-    assert _reaped(dump.pid)
 
 
-def test_a_link_that_goes_down_drops_the_transfer_and_stops_its_child():
-    async def run() -> tuple[_Peer, Dump]:
+def test_a_link_that_goes_down_drops_the_transfer_and_stops_its_dump():
+    state = _state(100_000)
+
+    async def run() -> _Peer:
         peer = _Peer()
-        transfers = Transfers(_Log(), peer.send, peer.reset)
-        dump = transfers.dump(_state(100_000))
+        transfers = Transfers(peer.send, peer.reset)
+        dump = transfers.dump(state)
+        held = transfers.dump(state)
         transfers.start("b", Snapshot(1, 1, 5, 5, dump))
         transfers.send("b", b"held")
+        transfers.start("b", Snapshot(1, 1, 6, 6, held))
+        await asyncio.sleep(0)  # a slice of each
+        assert not dump.done and len(state.dumping) == 2
         transfers.abandon("b")
+        assert state.dumping is None  # neither hears of changes any more
         transfers.send("b", b"on the new link")
         transfers.close()
-        return peer, dump
+        return peer
 
-    peer, dump = asyncio.run(run())
-    assert _reaped(dump.pid)
+    peer = asyncio.run(run())
     assert bytes(peer.sent["b"]) == b"on the new link" and peer.resets == []
 
 
-def test_without_fork_the_dump_is_made_in_place(monkeypatch):
-    monkeypatch.setattr(snapshotter, "fork", lambda log, work: None)
-    state = _state(10)
+def test_the_dump_runs_in_slices_while_the_loop_serves():
+    """No turn holds the loop for the whole state: other callbacks run between the slices."""
+    state = _state(200_000)
 
-    async def run():
-        return Transfers(_Log(), lambda to, frame: None, lambda to: None).dump(state)
+    async def run() -> int:
+        transfers = Transfers(lambda to, frame: None, lambda to: None)
+        dump = transfers.dump(state)
+        turns = 0
+        while not dump.done:
+            turns += 1
+            await asyncio.sleep(0)
+        transfers.close()
+        return turns
 
-    assert asyncio.run(run()) == state.dump()
+    assert asyncio.run(run()) > 5
 
 
 @pytest.mark.parametrize("n", [0, 255, 256, 65_535, 65_536])

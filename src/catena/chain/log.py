@@ -442,17 +442,6 @@ class DurableLog:
         self._bytes -= covered_bytes
         self._count -= covered_count
 
-    def leave_to_parent(self) -> None:
-        """In a forked child: close this process's copies of the segment and the lock (the
-        parent keeps both), so the child appends nothing and, should it outlive its parent,
-        does not keep the directory locked against a restart."""
-        for fd in (self._fd, self._lock_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._fd = self._lock_fd = -1
-        self._unusable = "this is a forked child's copy of the log"
-
     def discard_snapshot(self) -> None:
         """Drop a snapshot.tmp that will not be installed (its writer failed or was stopped)."""
         with contextlib.suppress(OSError):

@@ -148,7 +148,7 @@ def bin_head(n: int) -> bytes:
 
 def snapshot_frame_head(msg: Snapshot, n: int) -> bytes:
     """The frame of `msg` up to its state, a bin of `n` bytes: followed by those bytes, it is
-    `pack` of `msg` with that state (chain/transfer.py sends the state as a child dumps it)."""
+    `pack` of `msg` with that state (chain/transfer.py sends the state once it is dumped)."""
     return b"\x96" + msgpack.packb((msg.TAG, *msg[:-1]))[1:] + bin_head(n)
 
 

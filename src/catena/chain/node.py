@@ -113,7 +113,7 @@ class MemberNode:
         self.links: PeerLinks | None = None
         self.link_watch = LinkWatch()  # what the probe answers say about our links
         self.heard: dict[str, float] = {}  # peer -> when bytes last arrived on its link to us (monotonic)
-        self.transfers = Transfers(self.log, lambda to, frame: self.links.send(to, frame),
+        self.transfers = Transfers(lambda to, frame: self.links.send(to, frame),
                                    lambda to: self.links.reset(to))  # Snapshots streamed to successors
         self.membership: MembershipAgent | None = None
         self.started = time.time()
@@ -468,7 +468,7 @@ class MemberNode:
         """Execute one effect, or its first step: (bytes it moved, the step left, or None)."""
         kind = type(fx)  # (a Reply is resolved by `_drain` itself)
         if kind is Send:
-            if type(fx.msg) is Snapshot and type(fx.msg.state) is Dump:  # dumped by a child: streamed
+            if type(fx.msg) is Snapshot and type(fx.msg.state) is Dump:  # dumped in slices: streamed
                 self.transfers.start(fx.to, fx.msg)
                 return 0, None
             frame = self._frame(fx.msg)
@@ -628,7 +628,7 @@ class MemberNode:
         async with asyncio.TaskGroup() as group:
             self._group = group  # also runs KEYS walks
             self.links = PeerLinks(self.me, group, self._on_link, self.secret)
-            self.replica.dump_state = self.transfers.dump  # a Snapshot to a successor: dumped by a child
+            self.replica.dump_state = self.transfers.dump  # a Snapshot to a successor: dumped in slices
             self.liveness = LivenessResponder(host, self.incarnation, self.loop_monitor,
                                               self.secret.encode() if self.secret else None, self.liveness_port)
             await self.server.start(host, int(port))
@@ -669,7 +669,6 @@ class MemberNode:
             self._run(self.replica.on_timer(now))
             await asyncio.sleep(0)  # each of these may be long after a large value: separate turns
             self.gc_schedule.tick()  # the young generation holds what one tick allocated (gcstats)
-            self.transfers.reap()  # a state transfer's child that has exited since
             if self._store is None:  # (else a thread is storing a snapshot: the log is its alone)
                 await self._sync_log()
             if self._store is not None:

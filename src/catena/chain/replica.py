@@ -41,8 +41,8 @@ from catena.view import View
 
 WINDOW = 100_000  # committed entries kept for delta catch-up of a successor
 RESEND_BYTES = 1024 * 1024  # ... of at most this many bytes of keys and values (Redis's default
-# repl-backlog-size); further behind, a successor gets a Snapshot, which a forked child packs and
-# the shell streams a chunk per turn: resent from the window, a new learner's 10 MB of Appends
+# repl-backlog-size); further behind, a successor gets a Snapshot, which the shell dumps and
+# streams a slice per turn: resent from the window, a new learner's 10 MB of Appends
 # queued ahead of every later effect of the tail (its acks and replies) and stalled the chain 0.7 s
 RETRY_S = 1.0  # resend Sync / forwarded writes after this long without an answer
 READ_TIMEOUT_S = 5.0
@@ -120,7 +120,7 @@ class Replica:
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
         # A Snapshot's state, as of the history point it names: the dump itself, or the shell's
-        # handle to the same bytes, dumped off its loop (chain/transfer.py)
+        # handle to the same bytes, dumped a slice per loop turn (chain/transfer.py)
         self.dump_state = KVState.dump
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
         self.handing_over = False  # the tail commits only what its caught-up learner acked

@@ -17,7 +17,7 @@ Redis writes its RDB. fork() of an 80 MB member held its loop 7-10 ms, and the c
 faults after it and the install more: a 30 s window's p99 doubled at each snapshot. The dump
 costs the loop STEP_S per turn and about 0.5 us per key in all.)
 
-A state transfer to a joining member still dumps from a forked child (`fork`, `background`).
+A state transfer to a joining member dumps the same way (`Steps`, chain/transfer.py).
 
 A state that arrived whole (a joining member's, from its predecessor; 30 MB for 1M keys) is
 already bytes: `Store` writes it with `log.snapshot` from a thread while the loop serves on,
@@ -30,11 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import threading
 import time
-import warnings
 from typing import Callable
 
 import msgpack
@@ -46,8 +43,38 @@ from catena.chain.state_dump import StateDump
 log = logging.getLogger(__name__)
 
 
-CHILD_NICE = 10  # added to the child's niceness where Linux's SCHED_IDLE is missing
-STEP_S = 0.002  # the loop time a snapshot's dump takes per turn
+STEP_S = 0.002  # the loop time a dump takes per turn
+
+
+class Steps:
+    """Advance a StateDump on the loop, at most STEP_S a turn; then `done(error or None)`."""
+
+    def __init__(self, dump: StateDump, done: Callable[[BaseException | None], None]):
+        self.dump, self._done = dump, done
+        self._loop = asyncio.get_running_loop()
+        self._next: asyncio.Handle | None = self._loop.call_soon(self._step)
+
+    def _step(self) -> None:
+        end = time.perf_counter() + STEP_S
+        try:
+            while not self.dump.advance():
+                if time.perf_counter() >= end:
+                    self._next = self._loop.call_soon(self._step)
+                    return
+        except Exception as exc:  # noqa: BLE001 - a bug: this dump fails, its owner decides
+            self._next = None
+            self.dump.stop()
+            self._done(exc)
+            return
+        self._next = None
+        self._done(None)
+
+    def cancel(self) -> None:
+        """Stop dumping (the dump stops hearing of changes)."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        self.dump.stop()
 
 
 class LiveSnapshot:
@@ -59,31 +86,21 @@ class LiveSnapshot:
         self.first = durable_log.rotate()
         self.started = time.monotonic()
         self._at = (last_epoch, last_seq)
-        self._dump = StateDump(state)
-        self._loop = asyncio.get_running_loop()
-        self._next: asyncio.Handle | None = self._loop.call_soon(self._step)
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._steps = Steps(StateDump(state), self._dumped)
 
-    def _step(self) -> None:
-        """Dump a slice, for at most STEP_S; the rest in later turns, then the write."""
-        end = time.perf_counter() + STEP_S
-        try:
-            while not self._dump.advance():
-                if time.perf_counter() >= end:
-                    self._next = self._loop.call_soon(self._step)
-                    return
-        except Exception as exc:  # noqa: BLE001 - this snapshot fails; the log keeps its segments
-            self._dump.stop()
-            self._next, self._error = None, exc
+    def _dumped(self, error: BaseException | None) -> None:
+        """The dump is complete (or failed): a thread writes it."""
+        if error is not None:
+            self._error = error
             return
-        self._next = None
-        blob = snapshot_parts(*self._at, self._dump.parts)
+        blob = snapshot_parts(*self._at, self._steps.dump.parts)
         self._writer = threading.Thread(target=self._write, args=(blob,), name="catena-snapshot", daemon=True)
         self._writer.start()
 
     def _write(self, blob: list[bytes]) -> None:
-        try:  # its own clock: the loop's times the loop's appends (the child's was its own too)
+        try:  # its own clock: the log's times the loop's appends
             self.log.write_snapshot(self.first, blob, IoClock())
         except BaseException as exc:  # noqa: BLE001 - reported by poll()
             self._error = exc
@@ -105,53 +122,10 @@ class LiveSnapshot:
     def abandon(self) -> None:
         """Stop and drop what was written (another snapshot is about to be stored, or the member
         stops)."""
-        if self._next is not None:
-            self._next.cancel()
-        self._dump.stop()
+        self._steps.cancel()
         if self._writer is not None:
             self._writer.join()
         self.log.discard_snapshot()
-
-
-def fork(durable_log, work) -> int | None:
-    """Fork a child that runs `work()` on the copy-on-write image of this process and exits (0
-    if it returned); its pid, or None where fork() is missing or fails (the caller does the work
-    in its loop). The child first lets go of what is the parent's: the log's segment and lock,
-    signals meant for the parent's loop; and it runs as background work (`background`)."""
-    if not hasattr(os, "fork"):
-        return None
-    try:
-        with warnings.catch_warnings():  # (3.12+ warns of forking with threads: the child touches none of theirs)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError as exc:  # no memory or processes to spare: the work runs in the loop this time
-        log.warning("cannot fork a child (%s); working in the event loop", exc)
-        return None
-    if pid == 0:  # the child: work, exit without running anything of the parent's
-        code = 1
-        try:
-            durable_log.leave_to_parent()  # its segment and lock stay the parent's alone
-            background()
-            signal.set_wakeup_fd(-1)  # a signal to the child must not reach the parent's loop
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-            work()
-            code = 0
-        finally:
-            os._exit(code)
-    return pid
-
-
-def background() -> None:
-    """Run this process only on CPU nobody else wants: Linux's SCHED_IDLE, which yields at once
-    to any process that wakes (a member with a request), else a lower niceness. Three members
-    snapshotting at once on 2 cores took a 30 s window's p99 from 5 to 70 ms at nice 0; a
-    niced child still held a member's wake-up for whole milliseconds."""
-    os.nice(CHILD_NICE)
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass
 
 
 def snapshot_parts(last_epoch: int, last_seq: int, state: bytes | list[bytes]) -> list[bytes]:

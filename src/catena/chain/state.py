@@ -126,7 +126,7 @@ class KVState:
         self._heap: list[tuple[int, bytes]] = []
         self.versions = Versions()  # for WATCH; kept by the replica, which knows the seqs
         self.table = SlotTable()  # the hash slots this chain serves (chain/slot_table.py)
-        self.dumping = None  # a StateDump in progress, told of every key before it changes (chain/state_dump.py)
+        self.dumping = None  # the StateDumps in progress (a tuple), told of every key before it changes (chain/state_dump.py)
 
     # -- reads (local clock) ----------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class KVState:
 
     def _drop(self, key: bytes) -> bool:
         if self.dumping is not None:  # (also keys the op does not name: an expired one, a cleared slot's)
-            self.dumping.before((key,))
+            self._before((key,))
         self.expires.pop(key, None)
         if self.data.pop(key, None) is None:
             return False
@@ -213,6 +213,10 @@ class KVState:
         if keys is not None:  # None: a loaded key not indexed yet
             keys.pop(key, None)
         return True
+
+    def _before(self, keys) -> None:
+        for dump in self.dumping:
+            dump.before(keys)
 
     def _index(self, key: bytes) -> None:
         """A key new to `data`: enter it in its slot's index."""
@@ -247,7 +251,7 @@ class KVState:
     def apply(self, op: tuple, ts: int):
         """Apply one op stamped with time `ts`; return the client's reply."""
         if self.dumping is not None:
-            self.dumping.before(op_keys(op))
+            self._before(op_keys(op))
         kind = op[0]
         if kind == SET:
             _, key, value, pxat, flags = op

@@ -58,7 +58,7 @@ class StateDump:
         self.parts: list[bytes] = [b""]  # [0]: the array and map headers, known at the end
         self._steps = self._run()
         self.done = False
-        state.dumping = self
+        state.dumping = (state.dumping or ()) + (self,)  # (a transfer's and a snapshot's may overlap)
 
     def before(self, keys) -> None:
         """The state is about to change `keys`: keep the pre-image of those not kept yet."""
@@ -76,8 +76,8 @@ class StateDump:
 
     def stop(self) -> None:
         """Stop being told of changes (the dump is complete or abandoned)."""
-        if self.state.dumping is self:
-            self.state.dumping = None
+        others = tuple(dump for dump in self.state.dumping or () if dump is not self)
+        self.state.dumping = others or None
 
     def _run(self):
         keys, pre, deadlines, parts, pack = self._keys, self._pre, self._deadlines, self.parts, self._pack

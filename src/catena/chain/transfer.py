@@ -1,91 +1,79 @@
-"""State transfer to a successor off the event loop (shell): the `Snapshot` a member sends to a
-joining learner (or a successor whose history diverged) is packed by a forked child, as its own
-snapshots are (chain/snapshotter.py), and sent a chunk per loop turn. Dumping and framing a 1M-key
-state in the loop held every client of the sender for 0.15–0.3 s, and its send as one frame more.
+"""State transfer to a successor without holding the loop (shell): the `Snapshot` a member sends
+to a joining learner (or a successor whose history diverged) is dumped a slice per loop turn, as
+its own snapshots are (chain/state_dump.py, snapshotter.Steps), and sent a chunk per loop turn.
+Dumping and framing a 1M-key state in the loop held every client of the sender for 0.15–0.3 s,
+and its send as one frame more; a forked child dumping it held the loop for the fork.
 
-    replica.dump_state = transfers.dump   the machine's dump, at the history point it sends:
-                                          fork(); the child writes u64 length ‖ state.dump()
-                                          into a pipe and exits
-    transfers.start(to, snapshot)         when the Send is executed: the frame's head (tag,
-                                          epoch, history point, commit, bin length), then the
-                                          dump as it comes out of the pipe, ≤ CHUNK a turn
+    replica.dump_state = transfers.dump   the machine's dump, at the history point it sends: a
+                                          StateDump of the state as of now, advanced STEP_S a turn
+    transfers.start(to, snapshot)         when the Send is executed and the dump is complete: the
+                                          frame's head (tag, epoch, history point, commit, bin
+                                          length), then the dump, ≤ CHUNK a turn
     transfers.send(to, frame)             any other frame to `to` meanwhile waits behind it
 
 The successor receives the same frame `messages.pack(Snapshot(...))` would make, so the protocol
-is unchanged: the state as of (last_epoch, last_seq), then the entries after it. If the child
-fails, the link is reset (the partial frame must not be followed by anything): the successor
-reconnects and Syncs again. If the link goes down, the transfer is dropped with the frames held
-behind it, as the link drops frames. Where fork() is missing, `dump` returns the dump itself.
+is unchanged: the state as of (last_epoch, last_seq), then the entries after it. If the dump
+fails (a bug: it raised), the link is reset: the successor reconnects and Syncs again. If the
+link goes down, the transfer is dropped with the frames held behind it, as the link drops frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import os
-import signal
 from collections import deque
 from typing import Callable
 
-from catena.chain import messages, snapshotter
+from catena.chain import messages
 from catena.chain.messages import Snapshot
+from catena.chain.snapshotter import Steps
+from catena.chain.state_dump import StateDump
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024  # bytes of the state sent per loop turn (and the pipe's size)
-_LENGTH = 8
+CHUNK = 1024 * 1024  # bytes of the state sent per loop turn
 
 
 class Dump:
-    """A state dump being written by the child `pid` into the pipe `fd` (u64 length first)."""
+    """A state dump for a Snapshot, made a slice per loop turn; `done` once complete or failed."""
 
-    def __init__(self, pid: int, fd: int):
-        self.pid, self.fd = pid, fd
+    def __init__(self, state, done: Callable[["Dump"], None]):
+        self.error: BaseException | None = None
+        self.done = False
+        self._on_done = done
+        self.steps = Steps(StateDump(state), self._finished)
+
+    @property
+    def parts(self) -> list[bytes]:
+        return self.steps.dump.parts
+
+    def _finished(self, error: BaseException | None) -> None:
+        self.done, self.error = True, error
+        self._on_done(self)
+
+    def stop(self) -> None:
+        self.steps.cancel()
 
 
 class _Transfer:
     def __init__(self, to: str, msg: Snapshot):
         self.to, self.msg, self.dump = to, msg, msg.state
-        self.buffered = b""  # read from the pipe, not yet sent (the length's bytes, at first)
-        self.left = -1  # state bytes still to send (-1: the length is not read yet)
+        self.parts: deque[bytes] = deque()  # the dump's parts not sent yet (once it is complete)
+        self.next: asyncio.Handle | None = None  # the next turn's chunk
         self.held: deque = deque()  # frames (or Snapshots to start) to `to` behind this one
 
 
 class Transfers:
     """The state transfers of one member: at most one streaming per successor."""
 
-    def __init__(self, durable_log, send: Callable[[str, bytes | list[bytes]], None],
-                 reset: Callable[[str], None]):
-        self.log, self._send, self._reset = durable_log, send, reset
+    def __init__(self, send: Callable[[str, bytes | list[bytes]], None], reset: Callable[[str], None]):
+        self._send, self._reset = send, reset
         self.active: dict[str, _Transfer] = {}
-        self.unsent: list[Dump] = []  # dumped for a Snapshot not started yet
-        self.exiting: list[int] = []  # children done or killed, not yet reaped (exiting takes a while)
+        self.unsent: list[Dump] = []  # dumping for a Snapshot not started yet
 
-    def dump(self, state) -> bytes | Dump:
-        """The machine's `dump_state`: a child writes `state.dump()` as of now; or the dump itself."""
-        self.reap()
-        rfd, wfd = os.pipe()
-
-        def work() -> None:
-            os.close(rfd)
-            blob = state.dump()
-            _write_all(wfd, len(blob).to_bytes(_LENGTH, "big"))
-            _write_all(wfd, blob)
-
-        pid = snapshotter.fork(self.log, work)
-        os.close(wfd)
-        if pid is None:
-            os.close(rfd)
-            return state.dump()
-        os.set_blocking(rfd, False)
-        if hasattr(fcntl, "F_SETPIPE_SZ"):
-            try:
-                fcntl.fcntl(rfd, fcntl.F_SETPIPE_SZ, CHUNK)
-            except OSError:  # above the system's pipe-max-size: the default size will do
-                pass
-        dump = Dump(pid, rfd)
+    def dump(self, state) -> Dump:
+        """The machine's `dump_state`: the state as of now, dumped in later turns."""
+        dump = Dump(state, self._dumped)
         self.unsent.append(dump)
         return dump
 
@@ -97,7 +85,8 @@ class Transfers:
             return
         self.unsent.remove(msg.state)
         transfer = self.active[to] = _Transfer(to, msg)
-        asyncio.get_running_loop().add_reader(msg.state.fd, self._pump, transfer)
+        if msg.state.done:
+            self._begin(transfer)
 
     def send(self, to: str, frame: bytes | list[bytes]) -> None:
         """Send a frame to `to`, or hold it behind the transfer streaming there."""
@@ -111,49 +100,50 @@ class Transfers:
         """The link to `to` went down: drop its transfer and what waits behind it."""
         transfer = self.active.pop(to, None)
         if transfer is not None:
-            self._stop(transfer.dump)
+            if transfer.next is not None:
+                transfer.next.cancel()
+            transfer.dump.stop()
             for item in transfer.held:
                 if type(item) is Snapshot:
-                    self._stop(item.state)
+                    item.state.stop()
 
     def close(self) -> None:
         for to in list(self.active):
             self.abandon(to)
-        for dump in list(self.unsent):
-            self._stop(dump)
-        for pid in self.exiting:
-            os.waitpid(pid, 0)
-        self.exiting.clear()
+        for dump in self.unsent:
+            dump.stop()
+        self.unsent.clear()
+
+    def _dumped(self, dump: Dump) -> None:
+        for transfer in list(self.active.values()):
+            if transfer.dump is dump:
+                self._begin(transfer)
+
+    def _begin(self, transfer: _Transfer) -> None:
+        """The dump is complete: the frame's head, then its parts a chunk per turn."""
+        dump = transfer.dump
+        if dump.error is not None:
+            return self._failed(transfer, f"its dump failed: {dump.error!r}")
+        transfer.parts.extend(dump.parts)
+        size = sum(map(len, transfer.parts))
+        self._send(transfer.to, messages.snapshot_frame_head(transfer.msg._replace(state=b""), size))
+        self._pump(transfer)
 
     def _pump(self, transfer: _Transfer) -> None:
-        """A turn's worth of the state from the pipe to the link."""
-        try:
-            data = os.read(transfer.dump.fd, CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            return self._failed(transfer, f"reading its pipe: {exc}")
-        if not data:
-            return self._failed(transfer, "its pipe closed early")
-        if transfer.left < 0:
-            data = transfer.buffered + data
-            if len(data) < _LENGTH:
-                transfer.buffered = data
-                return
-            transfer.left = int.from_bytes(data[:_LENGTH], "big")
-            data = data[_LENGTH:]
-            msg = transfer.msg
-            self._send(transfer.to, messages.snapshot_frame_head(msg._replace(state=b""), transfer.left))
-        if len(data) > transfer.left:
-            return self._failed(transfer, "it wrote more than the dump's length")
-        if data:
-            self._send(transfer.to, data)
-            transfer.left -= len(data)
-        if transfer.left == 0:
+        """A turn's worth of the state to the link."""
+        parts, chunk, size = transfer.parts, [], 0
+        while parts and size < CHUNK:
+            chunk.append(part := parts.popleft())
+            size += len(part)
+        if chunk:
+            self._send(transfer.to, chunk)
+        if parts:
+            transfer.next = asyncio.get_running_loop().call_soon(self._pump, transfer)
+        else:
+            transfer.next = None
             self._finish(transfer)
 
     def _finish(self, transfer: _Transfer) -> None:
-        self._stop(transfer.dump, kill=False)
         del self.active[transfer.to]
         held = transfer.held
         while held:  # in order; a Snapshot held starts the next transfer, the rest waits behind it
@@ -165,30 +155,6 @@ class Transfers:
             self._send(transfer.to, item)
 
     def _failed(self, transfer: _Transfer, why: str) -> None:
-        log.warning("state transfer to %s failed (the child %s); resetting the link", transfer.to, why)
+        log.warning("state transfer to %s failed (%s); resetting the link", transfer.to, why)
         self.abandon(transfer.to)
         self._reset(transfer.to)
-
-    def _stop(self, dump: Dump, kill: bool = True) -> None:
-        if dump in self.unsent:
-            self.unsent.remove(dump)
-        with contextlib.suppress(RuntimeError):  # (no loop: it was never read)
-            asyncio.get_running_loop().remove_reader(dump.fd)
-        os.close(dump.fd)
-        if kill:
-            try:
-                os.kill(dump.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.exiting.append(dump.pid)
-        self.reap()
-
-    def reap(self) -> None:
-        """Reap the children that have exited, without waiting for the others."""
-        self.exiting = [pid for pid in self.exiting if os.waitpid(pid, os.WNOHANG)[0] == 0]
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
