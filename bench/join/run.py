@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import random
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -54,66 +52,20 @@ def load_keys(port: int, n: int) -> None:
     r.close()
 
 
-class Load:
-    """Threads each sending one command at a time on a fixed schedule (open loop): SETs to
-    `set_port` and GETs to `get_port` over keys the load put there, `rate` commands/s in all.
-    Samples are (scheduled send time, latency s, whether a SET)."""
+def mixed_load(set_port: int, get_port: int, conns: int, rate: float, keys: int) -> "soak.Load":
+    """The soak's open-loop loader (one asyncio loop): `conns` connections, SETs to `set_port` on
+    the even ones and GETs to `get_port` on the odd ones, over keys the load put there, `rate`
+    commands/s in all. Its samples are (scheduled send time, latency s, connection index)."""
+    def get(rng):
+        key = b"join:%08d" % int(rng.random() * keys)
+        return b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
 
-    def __init__(self, set_port: int, get_port: int, threads: int, rate: float, keys: int):
-        self.samples: list[tuple[float, float, bool]] = []
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-        period = threads / rate
-        self.workers = [threading.Thread(target=self._run, args=(i, set_port if i % 2 == 0 else get_port, i % 2 == 0,
-                                                                 period, keys), daemon=True)
-                        for i in range(threads)]
+    def set_(rng):
+        key = b"join:%08d" % int(rng.random() * keys)
+        return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE)
 
-    def start(self) -> None:
-        for w in self.workers:
-            w.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for w in self.workers:
-            w.join(timeout=30)
-
-    def _run(self, i: int, port: int, writes: bool, period: float, keys: int) -> None:
-        rng, clock = random.Random(i), time.perf_counter
-        try:
-            sock = socket.create_connection((HOST, port), timeout=60)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            self.errors.append(f"connect: {exc}")
-            return
-        next_at = clock() + rng.random() * period
-        try:
-            while not self.stopping.is_set():
-                delay = next_at - clock()
-                if delay > 0:
-                    time.sleep(delay)
-                sent, next_at = next_at, next_at + period
-                key = b"join:%08d" % int(rng.random() * keys)
-                if writes:
-                    sock.sendall(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE))
-                    want = b"+OK\r\n"
-                else:
-                    sock.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
-                    want = b"$16\r\n" + VALUE + b"\r\n"
-                reply = sock.recv(256)
-                while len(reply) < len(want) and not reply.startswith(b"-") or not reply.endswith(b"\r\n"):
-                    more = sock.recv(256)
-                    if not more:
-                        raise ConnectionError("connection closed")
-                    reply += more
-                if reply != want:
-                    self.errors.append(f"reply {reply[:100]!r}")
-                    continue
-                self.samples.append((sent, clock() - sent, writes))
-        except OSError as exc:
-            if not self.stopping.is_set():
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            sock.close()
+    targets = [(set_port, set_, b"OK") if i % 2 == 0 else (get_port, get, VALUE) for i in range(conns)]
+    return soak.Load(targets, rate, samples=True)
 
 
 def summary(lat: list[float]) -> str:
@@ -125,7 +77,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=2000.0, help="commands/s in all, half SET, half GET")
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--before", type=float, default=8.0, help="seconds of steady load before the add")
     ap.add_argument("--after", type=float, default=5.0, help="seconds of load after the add answered")
     ap.add_argument("--keep", action="store_true", help="keep the data directory and logs")
@@ -148,7 +100,7 @@ def main() -> int:
         soak.wait_for(lambda: soak.call(learner, "PING") == b"PONG", 30, "the 4th member")
         coord = redis.Redis(host=HOST, port=cluster.coordinator, protocol=2, socket_timeout=120)
 
-        load = Load(head, tail, args.threads, args.rate, args.keys)
+        load = mixed_load(head, tail, args.connections, args.rate, args.keys)
         load.start()
         start = time.monotonic()
         time.sleep(args.before)
@@ -186,7 +138,8 @@ def main() -> int:
             print(f"{s:>6}  {phase:<7}  {summary(lat)}")
         phases: dict[str, list[float]] = {"before": [], "join": [], "after": []}
         kinds: dict[tuple[str, bool], list[float]] = {}
-        for sent, lat, writes in samples:
+        for sent, lat, index in samples:
+            writes = index % 2 == 0
             phase = "before" if sent < join_from else "join" if sent < join_to else "after"
             phases[phase].append(lat)
             kinds.setdefault((phase, writes), []).append(lat)

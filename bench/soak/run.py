@@ -46,6 +46,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
 import hiredis
 
@@ -170,23 +171,40 @@ def rss_mb(pid: int) -> float:
 # -- the load -----------------------------------------------------------------------------------
 
 
+def set_request(keys: int) -> Callable[[random.Random], bytes]:
+    """A SET of one of `keys` names (the soak's keyspace) to a 16-byte value."""
+    def make(rng: random.Random) -> bytes:
+        key = b"soak:%06d" % int(rng.random() * keys)
+        return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE)
+    return make
+
+
 class Load:
-    """`conns` connections to the server, driven by one asyncio loop (uvloop where present) in a
-    thread of its own. With `rate` None each keeps one SET in flight (closed loop: the peak).
-    Else the k-th SET is due at start + k / rate, on connection k mod `conns`, and is sent when
-    due whether or not earlier replies came (open loop): a stalled server delays nothing in the
-    schedule, and each latency counts from the SET's scheduled time, so the stall's backlog shows.
-    A ticker sends what is due every TICK_S; the loader's own lateness is at most that."""
+    """One connection per target (port, request maker, the reply each request must get, as hiredis
+    parses it), driven by one asyncio loop (uvloop where present) in a thread of its own. With
+    `rate` None each keeps one request in flight (closed loop: the peak). Else the k-th request
+    is due at start + k / rate, on connection k mod the number of targets, and is sent when due
+    whether or not earlier replies came (open loop): a stalled server delays nothing in the
+    schedule, and each latency counts from the request's scheduled time, so the stall's backlog
+    shows. A ticker sends what is due every TICK_S; the loader's own lateness is at most that.
+    `samples`, when asked for: (scheduled time, latency, target index) of every reply."""
 
     TICK_S = 0.001
 
-    def __init__(self, port: int, conns: int, keys: int, rate: float | None):
-        self.port, self.conns, self.keys, self.rate = port, conns, keys, rate
+    def __init__(self, targets: list[tuple[int, Callable[[random.Random], bytes], bytes]], rate: float | None,
+                 samples: bool = False):
+        self.targets, self.rate = targets, rate
         self.latencies: list[float] = []  # swapped out by take()
+        self.samples: list[tuple[float, float, int]] | None = [] if samples else None
         self.errors: list[str] = []
         self._loop = new_event_loop()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
+
+    @classmethod
+    def sets(cls, port: int, conns: int, keys: int, rate: float | None) -> "Load":
+        """The soak's load: SETs to `port` over `conns` connections."""
+        return cls([(port, set_request(keys), b"OK")] * conns, rate)
 
     def start(self) -> None:
         self._thread.start()
@@ -196,30 +214,25 @@ class Load:
         self._thread.join(timeout=10)
 
     def take(self) -> tuple[list[float], int]:
-        """The latencies since the last call, and how many SETs they are."""
+        """The latencies since the last call, and how many requests they are."""
         lat, self.latencies = self.latencies, []
         return lat, len(lat)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            links = [(await loop.create_connection(lambda: _Conn(self), HOST, self.port))[1]
-                     for _ in range(self.conns)]
+            links = [(await loop.create_connection(lambda i=i, want=want: _Conn(self, i, want), HOST, port))[1]
+                     for i, (port, _, want) in enumerate(self.targets)]
         except OSError as exc:
             self.errors.append(f"connect: {exc}")
             return
         rng = random.Random(1)
-        keys = self.keys
+        makers = [make for _, make, _ in self.targets]
         clock = time.perf_counter
-
-        def request() -> bytes:
-            key = b"soak:%06d" % int(rng.random() * keys)
-            return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE)
-
         if self.rate is None:
-            for link in links:
-                link.closed_loop = request
-                link.send(request(), clock())
+            for link, make in zip(links, makers):
+                link.closed_loop = lambda make=make: make(rng)
+                link.send(make(rng), clock())
             while not self._stopping and not self.errors:
                 await asyncio.sleep(0.05)
         else:
@@ -227,7 +240,7 @@ class Load:
             while not self._stopping and len(self.errors) <= 100:
                 due = int((clock() - start) * self.rate)
                 while sent < due:
-                    links[sent % n].send(request(), start + sent / self.rate)
+                    links[sent % n].send(makers[sent % n](rng), start + sent / self.rate)
                     sent += 1
                 await asyncio.sleep(self.TICK_S)
         for link in links:
@@ -235,10 +248,10 @@ class Load:
 
 
 class _Conn(asyncio.Protocol):
-    """One connection of a Load: its SETs' scheduled times in order, matched to replies."""
+    """One connection of a Load: its requests' scheduled times in order, matched to replies."""
 
-    def __init__(self, load: Load):
-        self.load = load
+    def __init__(self, load: Load, index: int, want: bytes):
+        self.load, self.index, self.want = load, index, want
         self.reader = hiredis.Reader()
         self.pending: deque[float] = deque()
         self.closed_loop = None  # the next request's maker, in the closed loop
@@ -254,13 +267,16 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        load, clock = self.load, time.perf_counter
+        load, clock, samples = self.load, time.perf_counter, self.load.samples
         while (reply := self.reader.gets()) is not False:
             scheduled = self.pending.popleft()
-            if reply != b"OK":
+            if reply != self.want:
                 load.errors.append(f"reply {reply!r:.100}")
             else:
-                load.latencies.append(clock() - scheduled)
+                latency = clock() - scheduled
+                load.latencies.append(latency)
+                if samples is not None:
+                    samples.append((scheduled, latency, self.index))
             if self.closed_loop is not None and not load._stopping:
                 self.send(self.closed_loop(), clock())
 
@@ -285,7 +301,7 @@ def redis_p99(root: Path, rate: float, args) -> float:
                                   stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: call(port, "PING") == b"PONG", 30, "redis-server")
-        load = Load(port, args.connections, args.keys, rate)
+        load = Load.sets(port, args.connections, args.keys, rate)
         load.start()
         time.sleep(args.redis_seconds)
         lat, _ = load.take()
@@ -327,7 +343,7 @@ def main() -> int:
               f"{cluster.coordinator}; data in {root}", flush=True)
 
         # peak: the same loader, closed-loop; the first 2 s warm up and are not counted
-        peak_load = Load(head, args.connections, args.keys, None)
+        peak_load = Load.sets(head, args.connections, args.keys, None)
         peak_load.start()
         time.sleep(2.0)
         peak_load.take()
@@ -345,7 +361,7 @@ def main() -> int:
               f"{pct(lat, 0.99) * 1000:.1f} ms); offering {offered}: {rate:,.0f} ops/s for {duration:.0f} s",
               flush=True)
 
-        load = Load(head, args.connections, args.keys, rate)
+        load = Load.sets(head, args.connections, args.keys, rate)
         chain_before = call(cluster.coordinator, "MASTER.GET_CHAIN")
         pids = {port: cluster.pid(port) for port in cluster.members}
         rss0 = {port: rss_mb(pid) for port, pid in pids.items()}
