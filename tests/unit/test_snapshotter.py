@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import msgpack
+import pytest
 
 from catena.chain import snapshotter
 from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
@@ -132,6 +133,27 @@ def test_a_snapshot_that_cannot_be_written_leaves_every_segment(tmp_path, monkey
     log.append([b"r2"])
     log.close()
     assert reopen(tmp_path) == (b"old state", [b"r1", b"r2"])
+
+
+def test_a_snapshot_that_cannot_be_installed_stops_its_owner(tmp_path, monkeypatch):
+    """Written, but the rename or the directory's fsync failed (in the thread): poll raises the
+    OSError, so the member fail-stops rather than go on with a directory in doubt."""
+    log = DurableLog(tmp_path)
+    log.recover()
+    log.append([b"r1"])
+
+    def broken(first, clock=None):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(log, "install_files", broken)
+
+    async def main():
+        snap = snapshotter.LiveSnapshot(log, 1, 1, state_with(100))
+        with pytest.raises(OSError, match="Input/output"):
+            await wait_done(snap)
+
+    asyncio.run(main())
+    log.close()
 
 
 def test_a_chains_members_snapshot_at_different_log_sizes(tmp_path):

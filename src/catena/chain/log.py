@@ -428,15 +428,26 @@ class DurableLog:
     def install_snapshot(self, first: int) -> None:
         """Make snapshot.tmp, written for segment `first` (the last `rotate`), the snapshot, and
         delete the segments it covers (steps 1's rename and 3 of `snapshot`)."""
-        if self._fd < 0:
-            raise LocalProtocolError(self._unusable)
         try:
-            os.replace(self.directory / SNAPSHOT_TMP_NAME, self.directory / SNAPSHOT_NAME)
-            fsync_dir(self.directory, self.clock)
-            self._drop_segments_below(first)
+            self.install_files(first)
         except OSError as exc:
             self._fail_snapshot(exc)
             raise
+        self.installed(first)
+
+    def install_files(self, first: int, clock: IoClock | None = None) -> None:
+        """The files' part of `install_snapshot`, timed on `clock` (the log's): a thread may run
+        it while the loop appends, as it touches no segment from `first` on; then the loop calls
+        `installed`. An OSError leaves the log as it was in memory; its owner must stop."""
+        if self._fd < 0:
+            raise LocalProtocolError(self._unusable)
+        clock = clock or self.clock
+        os.replace(self.directory / SNAPSHOT_TMP_NAME, self.directory / SNAPSHOT_NAME)
+        fsync_dir(self.directory, clock)
+        self._drop_segments_below(first, clock)
+
+    def installed(self, first: int) -> None:
+        """The snapshot for segment `first` is installed (`install_files`): count what it covers."""
         self._first = first
         covered_bytes, covered_count = self._rotated
         self._bytes -= covered_bytes
@@ -447,11 +458,11 @@ class DurableLog:
         with contextlib.suppress(OSError):
             (self.directory / SNAPSHOT_TMP_NAME).unlink(missing_ok=True)
 
-    def _drop_segments_below(self, first: int) -> None:
+    def _drop_segments_below(self, first: int, clock: IoClock | None = None) -> None:
         for n in range(self._first, first):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(n))
-        fsync_dir(self.directory, self.clock)
+        fsync_dir(self.directory, clock or self.clock)
 
     def _fail_snapshot(self, exc: OSError) -> None:
         self.discard_snapshot()
