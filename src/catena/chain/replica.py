@@ -266,8 +266,8 @@ class Replica:
             name = args[0].upper()
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return [Reply(token, why)]
-        if ops.is_write(args):
-            return self._write(None, token, rid, args, now)
+        if ops.is_write(args, name):
+            return self._write(None, token, rid, args, now, name)
         if name in blocking.COMMANDS and rid is None:
             waiter = self.blocked.start(token, args, int(now * 1000))
             return [Reply(token, waiter)] if type(waiter) is Error else self._pop(waiter, now)
@@ -289,11 +289,12 @@ class Replica:
             return LATER  # (see `_read`)
         return ops.answer(self.state, name, entry, args, int(now * 1000), self.rng)
 
-    def _write(self, origin, token, rid, args, now) -> list:
+    def _write(self, origin, token, rid, args, now, name: bytes | None = None) -> list:
+        """A write command (`name`: args[0] upper-cased, when the caller has it)."""
         view = self.view
         if view is None or not view.members:
             return [self._answer(origin, token, NO_VIEW)]
-        if view.head != self.me:
+        if view.members[0] != self.me:  # (not the head)
             if origin is not None:  # a forward reached a member that is not the head
                 return [Send(origin, Stale(self.epoch))]
             ftoken = next(self._tokens)
@@ -318,7 +319,7 @@ class Replica:
                 self.waiting.setdefault(seq, []).append((origin, token, reply))
                 return []
         now_ms = int(now * 1000)
-        op = ops.to_op(args, now_ms)
+        op = ops.to_op(args, now_ms, name)
         if type(op) is Error:
             return [self._answer(origin, token, op)]
         # proven encodable before it has a seq ((None, op) encodes to 6 bytes more than op)
