@@ -155,15 +155,15 @@ def test_the_head_refuses_an_op_it_cannot_encode_and_changes_nothing(monkeypatch
     head.on_view(View(0, 1, ("a:1", "b:2")), 1.0)
     head.flush()
     before = (head.last_seq, len(head.window), head.state.dump())
-    monkeypatch.setattr(ops, "to_op", lambda args, now_ms: (INCRBY, b"k", 2**64))  # a validation gap
+    monkeypatch.setattr(ops, "to_op", lambda args, now_ms, name=None: (INCRBY, b"k", 2**64))  # a validation gap
     assert head.on_client("t", [b"INCRBY", b"k", b"1"], 2.0) == [Reply("t", UNREPLICABLE)]
     assert head.flush() == []
     assert (head.last_seq, len(head.window), head.state.dump()) == before
     monkeypatch.setattr(replica, "MAX_ENTRY", 100)  # an entry larger than one frame or log record
-    monkeypatch.setattr(ops, "to_op", lambda args, now_ms: (SET, b"k", b"v" * 100, None, 0))
+    monkeypatch.setattr(ops, "to_op", lambda args, now_ms, name=None: (SET, b"k", b"v" * 100, None, 0))
     assert head.on_client("t", [b"SET", b"k", b"v"], 2.0) == [Reply("t", UNREPLICABLE)]
     assert head.last_seq == before[0]
-    monkeypatch.setattr(ops, "to_op", lambda args, now_ms: (SET, b"k", b"v" * 50, None, 0))
+    monkeypatch.setattr(ops, "to_op", lambda args, now_ms, name=None: (SET, b"k", b"v" * 50, None, 0))
     assert head.on_client("t", [b"SET", b"k", b"v"], 2.0) == []  # under the bound: assigned
     assert head.last_seq == before[0] + 1
 

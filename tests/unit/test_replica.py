@@ -1071,6 +1071,37 @@ def test_a_middle_forwards_one_appends_entries_as_one_frame_and_rebatches_severa
     assert [len(f) for f in forwarded()] == [2, 2]
 
 
+
+def test_the_head_frames_its_writes_by_the_sizes_it_proved_them_under(monkeypatch):
+    """The head measures each write once, when it proves it encodable: a turn's writes that fit
+    one frame by those bounds go in one Append without being measured again; writes whose op the
+    head completed after the proof (SPOP's members) are measured, and frames stay bounded."""
+    from catena.chain import replica as replica_module
+
+    measured = []
+    payload = replica_module._payload
+    monkeypatch.setattr(replica_module, "_payload", lambda entries: measured.append(len(entries)) or payload(entries))
+    a = Replica("a", b"a/1")
+    a.on_view(View(0, 1, ("a", "b")), NOW)
+    a.on_message("b", Sync(1, 0, 0), NOW)
+    a.flush()
+    measured.clear()
+
+    def forwarded():
+        return [len(fx.msg.entries) for fx in a.flush() if type(fx) is Send and type(fx.msg) is Append]
+
+    for i in range(4):
+        a.on_client(f"w{i}", [b"SET", b"n%d" % i, b"v" * 38], NOW)
+    assert forwarded() == [4] and measured == []
+    a.on_client("s", [b"SADD", b"s", b"m1", b"m2"], NOW)
+    a.on_client("p", [b"SPOP", b"s"], NOW)  # its members are chosen after the proof
+    assert forwarded() == [2] and measured == [2]
+    monkeypatch.setattr(replica_module, "FRAME_BYTES", 64 * 2 + 2 * 40)  # two entries of 40-byte values
+    measured.clear()
+    for i in range(4):
+        a.on_client(f"x{i}", [b"SET", b"n%d" % i, b"v" * 38], NOW)
+    assert forwarded() == [2, 2] and measured  # past a frame by the bounds: measured, and split
+
 def test_a_repeated_sync_is_not_answered_with_a_second_snapshot(monkeypatch):
     """A learner re-sends its Sync every RETRY_S until answered; a large Snapshot takes longer
     than that to arrive, and each answer would dump, send and install the whole state again."""

@@ -240,7 +240,7 @@ class MemberNode:
     def _data(self, client, args):
         reply = Deferred()
         token = resp3.token_for(reply, args, True) if client.resp3 else reply
-        self._submit(self.metrics.track(token, args), args)
+        self._run(self.replica.on_client(self.metrics.track(token, args), args, time.time(), time.monotonic()))
         return reply
 
     def _submit(self, token, args) -> None:

@@ -137,9 +137,11 @@ WRITE_FORMS = {}  # name -> is_write(args): a command in READS too, a write in s
 DECIDE = {}  # op kind -> decide(state, op, now_ms): more ops the head completes (SORT ... STORE's list)
 
 
-def is_write(args: list[bytes]) -> bool:
-    """Does this command go through the head as a write?"""
-    name = args[0].upper()
+def is_write(args: list[bytes], name: bytes | None = None) -> bool:
+    """Does this command go through the head as a write? (`name`: args[0] upper-cased, when
+    the caller has it.)"""
+    if name is None:
+        name = args[0].upper()
     form = WRITE_FORMS.get(name)
     return name in WRITES if form is None else form(args)
 
@@ -155,9 +157,10 @@ def decide(state, op, now_ms: int, rng):
     return strings.decide(state, op) if kind == strings.FLUSH else op
 
 
-def to_op(args: list[bytes], now_ms: int):
-    """A write command as an op, or an Error reply for bad syntax."""
-    name = args[0].upper()
+def to_op(args: list[bytes], now_ms: int, name: bytes | None = None):
+    """A write command as an op, or an Error reply for bad syntax (`name` as for `is_write`)."""
+    if name is None:
+        name = args[0].upper()
     if name not in WRITES:  # a forward from a peer can name anything
         return Error(f"ERR unknown command '{args[0].decode(errors='replace')}'")
     arity, build = WRITES[name]

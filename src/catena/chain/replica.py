@@ -116,6 +116,9 @@ class Replica:
         # out_entries came from one Append of our predecessor's and nothing else: they are one
         # frame already, batched within the same bounds (`batches`), so need no measuring again
         self.out_framed = False
+        # ... or `out_bounded` of them are the head's own writes, measured when proven encodable
+        # (`_write`) at `out_bound` bytes in all: when that is all of them, no measuring either
+        self.out_bounded = self.out_bound = 0
         # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
@@ -229,7 +232,7 @@ class Replica:
         self.learner_acked = -1
         self.handing_over = False
         self._recommit()
-        self.out_entries.clear()
+        self._clear_out()
         if self.succ:
             fx.append(Send(self.succ, SyncRequest(self.epoch)))
         # predecessor
@@ -266,8 +269,8 @@ class Replica:
             name = args[0].upper()
         if self.cluster and (why := self.cluster.check_command(self.state.table, args)):
             return [Reply(token, why)]
-        if ops.is_write(args):
-            return self._write(None, token, rid, args, now)
+        if ops.is_write(args, name):
+            return self._write(None, token, rid, args, now, name)
         if name in blocking.COMMANDS and rid is None:
             waiter = self.blocked.start(token, args, int(now * 1000))
             return [Reply(token, waiter)] if type(waiter) is Error else self._pop(waiter, now)
@@ -289,11 +292,12 @@ class Replica:
             return LATER  # (see `_read`)
         return ops.answer(self.state, name, entry, args, int(now * 1000), self.rng)
 
-    def _write(self, origin, token, rid, args, now) -> list:
+    def _write(self, origin, token, rid, args, now, name: bytes | None = None) -> list:
+        """A write command (`name`: args[0] upper-cased, when the caller has it)."""
         view = self.view
         if view is None or not view.members:
             return [self._answer(origin, token, NO_VIEW)]
-        if view.head != self.me:
+        if view.members[0] != self.me:  # (not the head)
             if origin is not None:  # a forward reached a member that is not the head
                 return [Send(origin, Stale(self.epoch))]
             ftoken = next(self._tokens)
@@ -318,22 +322,24 @@ class Replica:
                 self.waiting.setdefault(seq, []).append((origin, token, reply))
                 return []
         now_ms = int(now * 1000)
-        op = ops.to_op(args, now_ms)
+        op = ops.to_op(args, now_ms, name)
         if type(op) is Error:
             return [self._answer(origin, token, op)]
         # proven encodable before it has a seq ((None, op) encodes to 6 bytes more than op)
-        if not 0 <= (size_bound(op) if rid is None else size_bound((rid, op)) - 6) <= MAX_ENTRY - 6:
+        bound = size_bound(op) if rid is None else size_bound((rid, op)) - 6
+        if not 0 <= bound <= MAX_ENTRY - 6:
             return [self._answer(origin, token, UNREPLICABLE)]
         if self.backlog or ((op[0] == DEL or op[0] == FLUSH) and _big_del(op)):
             return self._queue(origin, token, rid, op, now_ms)
-        seq, reply = self._assign_write(op, rid, now_ms)
+        seq, reply = self._assign_write(op, rid, now_ms, bound)
         self._await_commit(seq, origin, token, reply)
         return []  # a sole member commits it in `flush`, once it is persisted
 
-    def _assign(self, op, rid, now_ms: int):
+    def _assign(self, op, rid, now_ms: int, bound: int | None = None):
         """The head: give `op` the next seq under the current epoch and apply it; (seq, reply).
         An EXEC whose watched key changed gets no seq: (last seq, None), its nil reply then
-        waits for the commit of everything it saw."""
+        waits for the commit of everything it saw. `bound`: what `_write` proved (rid, op)
+        encodes to at most, if it did."""
         seq = self.last_seq + 1
         self.out_framed = False
         dirty = not self.commits_on_apply
@@ -342,15 +348,18 @@ class Replica:
             if run is None:
                 return self.last_seq, None
             return seq, self._apply((self.epoch, seq, now_ms, rid, run[0]), dirty, run[1])
-        op = ops.decide(self.state, op, now_ms, self.rng)
-        return seq, self._apply((self.epoch, seq, now_ms, rid, op), dirty)
+        decided = ops.decide(self.state, op, now_ms, self.rng)
+        if bound is not None and decided is op and self.succ_ready:  # (then `_apply` adds it to out_entries)
+            self.out_bounded += 1
+            self.out_bound += bound
+        return seq, self._apply((self.epoch, seq, now_ms, rid, decided), dirty)
 
-    def _assign_write(self, op, rid, now_ms: int):
+    def _assign_write(self, op, rid, now_ms: int, bound: int | None = None):
         """A client's write: in cluster mode refused (no seq; the refusal answered once all it saw
         is committed) unless the table, as every earlier entry left it, serves its slot."""
         if self.cluster and (why := self.cluster.check_write(self.state.table, op)):
             return self.last_seq, why
-        return self._assign(op, rid, now_ms)
+        return self._assign(op, rid, now_ms, bound)
 
     def _await_commit(self, seq: int, origin, token, reply) -> None:
         """Answer `token` (of `origin`) with `reply` once `seq` is committed (at once if it is)."""
@@ -574,7 +583,7 @@ class Replica:
             return []  # that Snapshot is on its way, and the entries after it behind it
         commit = self.last_seq if self.commits_on_apply else self.commit_seq
         self.succ_ready = True
-        self.out_entries.clear()
+        self._clear_out()
         if point == (self.last_epoch, self.last_seq) or self._holds(point):
             entries = self._resend_after(msg.last_seq)
             if entries is not None:
@@ -721,7 +730,7 @@ class Replica:
         fx = []
         if peer == self.succ:
             self.succ_ready = False
-            self.out_entries.clear()
+            self._clear_out()
             if not up:  # a Snapshot sent is lost with the link (frames queued before it came up are not)
                 self.snapshot_out = None
             if up:
@@ -870,6 +879,11 @@ class Replica:
             fx += self._route(self._batch(backlog=False), self.now)  # still one DEL slice a turn
         return fx
 
+    def _clear_out(self) -> None:
+        """Nothing is to be sent to the successor (of what `_apply` added)."""
+        self.out_entries.clear()
+        self.out_bounded = self.out_bound = 0
+
     def _batch(self, backlog: bool = True) -> list:
         fx = []
         if backlog and self.backlog and self.is_head():
@@ -884,9 +898,11 @@ class Replica:
             commit = self.last_seq if commits else self.commit_seq
             out = self.out_entries
             # bounded frames: a successor's turn stays short
-            for batch in (tuple(out),) if self.out_framed and len(out) <= BATCH else batches(out):
+            whole = len(out) <= BATCH and (self.out_framed or (
+                self.out_bounded == len(out) and self.out_bound + 64 * len(out) <= FRAME_BYTES))  # (see _payload)
+            for batch in (tuple(out),) if whole else batches(out):
                 fx.append(Send(self.succ, Append(self.epoch, commit, batch)))
-            self.out_entries = []
+            self._clear_out()
             self.out_framed = False
         if self.out_ack is not None:
             fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
@@ -923,7 +939,7 @@ def batches(entries: list):
 
 def _payload(entries) -> int:
     """About how many bytes the ops of `entries` encode to: their keys and values, plus a little
-    (one call for a whole batch: this runs for every entry sent)."""
+    (one call for a whole batch: it runs for the entries `_batch` has no bound of yet)."""
     n = 64 * len(entries)
     for entry in entries:
         for part in entry[4]:  # (the kind, an int, adds nothing)
