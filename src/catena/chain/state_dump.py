@@ -26,6 +26,8 @@ import msgpack
 from catena.chain.dump_values import pack_value
 
 CHUNK = 1000  # keys packed per advance(): well under a millisecond for small values
+PART_BYTES = 1024 * 1024  # the dump's parts are this large (the last smaller): a thread writes
+# them with a few hand-overs of the interpreter lock, not one per slice
 
 
 def map_header(n: int) -> bytes:
@@ -80,12 +82,23 @@ class StateDump:
         self.state.dumping = others or None
 
     def _run(self):
-        keys, pre, deadlines, parts, pack = self._keys, self._pre, self._deadlines, self.parts, self._pack
+        keys, pre, deadlines, pack = self._keys, self._pre, self._deadlines, self._pack
         data, expires = self.state.data, self.state.expires
+        small: list[bytes] = []  # packed since the last part (parts of PART_BYTES: few to write)
+        size = 0
+
+        def settle(last: bool = False) -> None:
+            nonlocal size
+            if size >= PART_BYTES or last:
+                self.parts.append(b"".join(small))
+                small.clear()
+                size = 0
+
         for at in range(0, len(keys), CHUNK):
             chunk = keys[at : at + CHUNK]
             if not pre or pre.keys().isdisjoint(chunk):  # the common case: none changed since the moment
-                parts.append(_items(pack(list(chain.from_iterable(zip(chunk, map(data.__getitem__, chunk)))))))
+                small.append(packed := _items(pack(list(chain.from_iterable(zip(chunk, map(data.__getitem__, chunk)))))))
+                size += len(packed)
                 self._count += len(chunk)
                 if expires:
                     for key in chunk:
@@ -100,18 +113,23 @@ class StateDump:
                         continue
                     else:
                         packed, deadline = pack(key) + saved[0], saved[1]
-                    parts.append(packed)
+                    small.append(packed)
+                    size += len(packed)
                     self._count += 1
                     if deadline is not None:
                         deadlines[key] = deadline
+            settle()
             yield
-        parts.append(map_header(len(deadlines)))
+        small.append(map_header(len(deadlines)))
         items = list(deadlines.items())
         for at in range(0, len(items), 16 * CHUNK):
-            parts.append(_items(pack(dict(items[at : at + 16 * CHUNK]))))
+            small.append(packed := _items(pack(dict(items[at : at + 16 * CHUNK]))))
+            size += len(packed)
+            settle()
             yield
-        parts.append(self._tail)
-        parts[0] = b"\x95" + map_header(self._count)
+        small.append(self._tail)
+        settle(last=True)
+        self.parts[0] = b"\x95" + map_header(self._count)
         self._pre = self._deadlines = self._keys = None
         self.stop()
         self.done = True
