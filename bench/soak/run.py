@@ -160,6 +160,14 @@ def member_status(port: int) -> dict:
     return dict(zip(words[0::2], words[1::2]))
 
 
+def stalls(port: int) -> list[str]:
+    """A member's longest loop turn, turns over the budget, and collector pauses (its INFO)."""
+    info = call(port, "INFO", "all").decode(errors="replace").splitlines()
+    wanted = ("catena_longest_loop_turn_ms", "catena_loop_turns_over", "catena_gc_collections",
+              "catena_gc_longest_pause_ms", "catena_gc_total_ms")
+    return [line for line in info if line.startswith(wanted)]
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -424,6 +432,8 @@ def main() -> int:
         sizes = {p: sum(f.stat().st_size for f in (root / f"member-{p}").rglob("*") if f.is_file())
                  for p in cluster.members}
         print("# data dir sizes: " + ", ".join(f"{p}: {s / 2**20:.0f} MB" for p, s in sizes.items()))
+        for port in cluster.members:  # where a tail can come from inside a member: its loop, its collector
+            print(f"# member {port}: " + "  ".join(stalls(port)))
         if args.redis_seconds > 0 and shutil.which("redis-server"):
             worst = max(r[3] for r in rows)
             p99 = redis_p99(root, rate, args)
