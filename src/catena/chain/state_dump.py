@@ -1,20 +1,22 @@
 """A dump of a KVState as of one moment, made a slice at a time while the state goes on changing:
 how a member snapshots without fork() and without holding its loop for the whole state.
 
-    dump = StateDump(state)        # the moment: the keys there are now, in a list
-    while not dump.advance(): ...  # a slice of keys packed per call (the shell: a few per turn)
+    dump = StateDump(state)        # the moment
+    while not dump.advance(): ...  # a slice of hash slots packed per call (the shell: a few per turn)
     dump.parts                     # then: msgpack of [data, expires, dedup, floors, slot table],
-                                   # byte for byte what state.dump() gave at that moment
+                                   # the maps state.dump() gave at that moment (keys in slot order)
 
+The dump walks the state's slot index (its keys by hash slot) in slot order, slot after slot.
 Meanwhile the state applies ops. Before an op changes a key, KVState.apply (and `_drop`, for the
-keys an op removes besides its own: an expired key, a cleared slot) calls `before(keys)`: a key
-not saved yet has its value and deadline of now packed and kept (its pre-image, as in a
-copy-on-write snapshot, but per key and in the process). Packing a key then takes its pre-image
-if it has one, else its value as it is, unchanged since the moment. Keys new since the moment
-are not in the list; keys deleted since it have their pre-image. The dedup table, watermarks and
-slot table are small and packed at the moment.
+keys an op removes besides its own: an expired key, a cleared slot's) calls `before(keys)`: a key
+in a slot not dumped yet has its value and deadline of now packed and kept, once (its pre-image:
+a copy-on-write, but per key and in the process; a key absent now is kept as absent). Dumping a
+slot then takes each of its keys' pre-image if it has one (skipping keys absent at the moment),
+else the key's value as it is, unchanged since the moment; and the pre-images of its keys deleted
+since. Nothing is listed at the moment, so starting a dump costs no more than a slice. The dedup
+table, watermarks and slot table are small and packed at the moment.
 
-What it holds meanwhile: the key list, and one pre-image per key written during the dump.
+What it holds meanwhile: one pre-image per key written in a slot not dumped yet.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from itertools import chain
 import msgpack
 
 from catena.chain.dump_values import pack_value
+from catena.slots import SLOTS, key_slot
 
-CHUNK = 1000  # keys packed per advance(): well under a millisecond for small values
+CHUNK = 1000  # keys packed per advance() (at least; a slot's keys stay together): under a millisecond
 PART_BYTES = 1024 * 1024  # the dump's parts are this large (the last smaller): a thread writes
 # them with a few hand-overs of the interpreter lock, not one per slice
 
@@ -47,12 +50,14 @@ def _items(packed: bytes) -> bytes:
 
 
 class StateDump:
-    __slots__ = ("state", "parts", "_keys", "_pre", "_deadlines", "_count", "_tail", "_pack", "_steps", "done")
+    __slots__ = ("state", "parts", "_slot", "_pre", "_deadlines", "_count", "_tail", "_pack", "_steps", "done")
 
     def __init__(self, state):
         self.state = state
-        self._keys = list(state.data)
-        self._pre: dict[bytes, tuple[bytes | None, int | None]] = {}
+        if state.unindexed:  # a state loaded moments ago: every key in the index first
+            state.index_step(len(state.unindexed))
+        self._slot = 0  # the slots below it are dumped
+        self._pre: dict[int, dict[bytes, tuple[bytes | None, int | None]]] = {}  # slot -> key -> image
         self._deadlines: dict[bytes, int] = {}
         self._count = 0
         self._pack = msgpack.Packer(use_bin_type=True, default=pack_value).pack
@@ -63,12 +68,17 @@ class StateDump:
         state.dumping = (state.dumping or ()) + (self,)  # (a transfer's and a snapshot's may overlap)
 
     def before(self, keys) -> None:
-        """The state is about to change `keys`: keep the pre-image of those not kept yet."""
-        pre = self._pre
+        """The state is about to change `keys`: keep the pre-image of those not dumped or kept yet."""
         for key in keys:
-            if key not in pre:
+            slot = key_slot(key)
+            if slot < self._slot:
+                continue
+            saved = self._pre.get(slot)
+            if saved is None:
+                saved = self._pre[slot] = {}
+            if key not in saved:
                 value = self.state.data.get(key)
-                pre[key] = (None if value is None else self._pack(value), self.state.expires.get(key))
+                saved[key] = (None if value is None else self._pack(value), self.state.expires.get(key))
 
     def advance(self) -> bool:
         """Pack the next slice; True once the dump is complete (`parts`)."""
@@ -82,54 +92,66 @@ class StateDump:
         self.state.dumping = others or None
 
     def _run(self):
-        keys, pre, deadlines, pack = self._keys, self._pre, self._deadlines, self._pack
+        pre, deadlines, pack, by_slot = self._pre, self._deadlines, self._pack, self.state.by_slot
         data, expires = self.state.data, self.state.expires
         small: list[bytes] = []  # packed since the last part (parts of PART_BYTES: few to write)
         size = 0
+        unchanged: list[bytes] = []  # keys of dumped slots, unchanged since the moment: packed
+        # before the slice ends (a later write to them keeps no pre-image)
 
-        def settle(last: bool = False) -> None:
+        def add(packed: bytes, last: bool = False) -> None:
             nonlocal size
+            small.append(packed)
+            size += len(packed)
             if size >= PART_BYTES or last:
                 self.parts.append(b"".join(small))
                 small.clear()
                 size = 0
 
-        for at in range(0, len(keys), CHUNK):
-            chunk = keys[at : at + CHUNK]
-            if not pre or pre.keys().isdisjoint(chunk):  # the common case: none changed since the moment
-                small.append(packed := _items(pack(list(chain.from_iterable(zip(chunk, map(data.__getitem__, chunk)))))))
-                size += len(packed)
-                self._count += len(chunk)
-                if expires:
-                    for key in chunk:
-                        if (deadline := expires.get(key)) is not None:
-                            deadlines[key] = deadline
-            else:
-                for key in chunk:
-                    saved = pre.get(key)
-                    if saved is None:  # unchanged since the moment
-                        packed, deadline = pack(key) + pack(data[key]), expires.get(key)
-                    elif saved[0] is None:  # absent at the moment (it cannot be: keys are listed then)
-                        continue
-                    else:
-                        packed, deadline = pack(key) + saved[0], saved[1]
-                    small.append(packed)
-                    size += len(packed)
-                    self._count += 1
-                    if deadline is not None:
+        def pack_unchanged() -> None:
+            add(_items(pack(list(chain.from_iterable(zip(unchanged, map(data.__getitem__, unchanged)))))))
+            self._count += len(unchanged)
+            if expires:
+                for key in unchanged:
+                    if (deadline := expires.get(key)) is not None:
                         deadlines[key] = deadline
-            settle()
-            yield
-        small.append(map_header(len(deadlines)))
+            unchanged.clear()
+
+        def add_image(key: bytes, image: tuple) -> None:
+            add(pack(key) + image[0])
+            self._count += 1
+            if image[1] is not None:
+                deadlines[key] = image[1]
+
+        for slot in range(SLOTS):
+            keys = by_slot[slot]
+            saved = pre.pop(slot, None)
+            if saved is None:
+                if keys:
+                    unchanged.extend(keys)
+            else:
+                for key in keys or ():
+                    image = saved.get(key)
+                    if image is None:
+                        unchanged.append(key)
+                    elif image[0] is not None:  # changed since the moment: as it was (None: created since)
+                        add_image(key, image)
+                for key, image in saved.items():
+                    if image[0] is not None and (keys is None or key not in keys):  # deleted since the moment
+                        add_image(key, image)
+            self._slot = slot + 1
+            if len(unchanged) >= CHUNK:
+                pack_unchanged()
+                yield
+        if unchanged:
+            pack_unchanged()
         items = list(deadlines.items())
+        add(map_header(len(items)))
         for at in range(0, len(items), 16 * CHUNK):
-            small.append(packed := _items(pack(dict(items[at : at + 16 * CHUNK]))))
-            size += len(packed)
-            settle()
+            add(_items(pack(dict(items[at : at + 16 * CHUNK]))))
             yield
-        small.append(self._tail)
-        settle(last=True)
+        add(self._tail, last=True)
         self.parts[0] = b"\x95" + map_header(self._count)
-        self._pre = self._deadlines = self._keys = None
+        self._pre = self._deadlines = None
         self.stop()
         self.done = True

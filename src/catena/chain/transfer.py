@@ -77,15 +77,18 @@ class Transfers:
         self.unsent.append(dump)
         return dump
 
-    def start(self, to: str, msg: Snapshot) -> None:
-        """Send `msg`, whose state is a `Dump`, to `to`: after what is streaming there now."""
+    def start(self, to: str, msg: Snapshot, held=()) -> None:
+        """Send `msg`, whose state is a `Dump`, to `to`: after what is streaming there now
+        (`held`: frames to send after it)."""
         current = self.active.get(to)
         if current is not None:
             current.held.append(msg)
+            current.held.extend(held)
             return
         self.unsent.remove(msg.state)
         transfer = self.active[to] = _Transfer(to, msg)
-        if msg.state.done:
+        transfer.held.extend(held)
+        if msg.state.done:  # (it may be sent whole and finish in this call)
             self._begin(transfer)
 
     def send(self, to: str, frame: bytes | list[bytes]) -> None:
@@ -149,8 +152,7 @@ class Transfers:
         while held:  # in order; a Snapshot held starts the next transfer, the rest waits behind it
             item = held.popleft()
             if type(item) is Snapshot:
-                self.start(transfer.to, item)
-                self.active[transfer.to].held.extend(held)
+                self.start(transfer.to, item, list(held))
                 return
             self._send(transfer.to, item)
 
