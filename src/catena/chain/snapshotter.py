@@ -16,7 +16,7 @@ Records appended after the rotation may hold entries the dump's moment already i
 recovery skips those by seq. (It used to be a forked child packing the copy-on-write image, as
 Redis writes its RDB. fork() of an 80 MB member held its loop 7-10 ms, and the copy-on-write
 faults after it and the install more: a 30 s window's p99 doubled at each snapshot. The dump
-costs the loop STEP_S per turn and about 0.25 us per key in all.)
+costs the loop STEP_S per turn and 0.7-1 us per key in all.)
 
 A state transfer to a joining member dumps the same way (`Steps`, chain/transfer.py).
 
