@@ -85,7 +85,7 @@ PURE = ["catena.coordinator.machine", "catena.coordinator.ending", "catena.coord
         "catena.coordinator.migration", "catena.coordinator.link_health", "catena.coordinator.damping",
         "catena.coordinator.slowness", "catena.chain.link_watch", "catena.coordinator.shards",
         "catena.coordinator.slot_map", "catena.coordinator.layout", "catena.chain.slot_ops",
-        "catena.chain.slot_table", "catena.chain.state_load", "catena.chain.removal"]
+        "catena.chain.slot_table", "catena.chain.state_load", "catena.chain.state_dump", "catena.chain.removal"]
 IO = {"asyncio", "socket", "time", "threading", "subprocess", "aetcd"}  # (`random` only types an injected rng)
 
 
