@@ -5,7 +5,11 @@ with `--coordinator`, fsync everysec) on free loopback ports with data in a temp
 measures the peak SET rate with the same loader running closed-loop (no rate limit) for
 `--peak-seconds`, then offers `--load` (default 0.8) of that rate for `--duration` seconds from
 one asyncio loader (open loop, see Load). Every `--every` seconds it prints ops/s, p50/p99/max latency and
-each member's RSS; at the end, p99 over time and each member's memory growth. Then, as the
+each member's RSS (quantiles from a histogram of 1% buckets: sorting a window's 200k latencies
+held the loader's interpreter lock, and so its schedule, tens of milliseconds); at the end, p99
+over time, the seconds with the most requests over 10 ms (with `--keep`, every second's count
+in seconds.tsv beside the members' logs, to set against their snapshots) and each member's
+memory growth. Then, as the
 peer in the same run, the same loader offers the same rate to a redis-server (no persistence)
 for `--redis-seconds` (default 15; 0: skip): its p99 is the floor this machine and this loader
 give, and the worst window's p99 is printed as a ratio to it.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import shutil
@@ -202,7 +207,9 @@ class Load:
     def __init__(self, targets: list[tuple[int, Callable[[random.Random], bytes], bytes]], rate: float | None,
                  samples: bool = False):
         self.targets, self.rate = targets, rate
-        self.latencies: list[float] = []  # swapped out by take()
+        self.window = Histogram()  # swapped out by take()
+        self.epoch = time.perf_counter()
+        self.seconds: dict[int, list] = {}  # second since epoch -> [requests, slow ones, max latency]
         self.samples: list[tuple[float, float, int]] | None = [] if samples else None
         self.errors: list[str] = []
         self._loop = new_event_loop()
@@ -221,10 +228,23 @@ class Load:
         self._stopping = True
         self._thread.join(timeout=10)
 
-    def take(self) -> tuple[list[float], int]:
-        """The latencies since the last call, and how many requests they are."""
-        lat, self.latencies = self.latencies, []
-        return lat, len(lat)
+    def take(self) -> "Histogram":
+        """The latencies since the last call."""
+        window, self.window = self.window, Histogram()
+        return window
+
+    def record(self, scheduled: float, latency: float) -> None:
+        self.window.add(latency)
+        second = self.seconds.setdefault(int(scheduled - self.epoch), [0, 0, 0.0])
+        second[0] += 1
+        second[1] += latency > SLOW_S
+        second[2] = max(second[2], latency)
+
+    def worst_seconds(self, n: int) -> list[tuple[int, int, int, float]]:
+        """The n seconds (since start) whose requests most often took over SLOW_S: (second,
+        requests, slow ones, max latency)."""
+        rows = [(s, *v) for s, v in self.seconds.items()]
+        return sorted(rows, key=lambda r: (r[2], r[3]), reverse=True)[:n]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -282,7 +302,7 @@ class _Conn(asyncio.Protocol):
                 load.errors.append(f"reply {reply!r:.100}")
             else:
                 latency = clock() - scheduled
-                load.latencies.append(latency)
+                load.record(scheduled, latency)
                 if samples is not None:
                     samples.append((scheduled, latency, self.index))
             if self.closed_loop is not None and not load._stopping:
@@ -291,6 +311,42 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if not self.load._stopping:
             self.load.errors.append(f"connection lost: {exc}")
+
+
+SLOW_S = 0.010  # a request slower than this counts as slow in the per-second record
+
+
+class Histogram:
+    """Latencies in log buckets 1% wide, from 10 µs up: adding one is O(1) and a quantile never
+    sorts, so reading a window's p99 does not hold the interpreter lock (and the loader) for the
+    tens of milliseconds sorting 200k floats takes. Quantiles are exact to 1%; the max is exact."""
+
+    FLOOR, STEP = 1e-5, math.log(1.01)
+
+    def __init__(self):
+        self.counts: list[int] = []
+        self.count, self.max = 0, 0.0
+
+    def add(self, latency: float) -> None:
+        i = int(math.log(latency / self.FLOOR) / self.STEP) if latency > self.FLOOR else 0
+        counts = self.counts
+        if i >= len(counts):
+            counts.extend([0] * (i + 1 - len(counts)))
+        counts[i] += 1
+        self.count += 1
+        if latency > self.max:
+            self.max = latency
+
+    def quantile(self, q: float) -> float:
+        """The upper edge of the bucket holding the q-quantile (nan when empty)."""
+        if not self.count:
+            return float("nan")
+        rank, seen = min(self.count - 1, int(q * self.count)), 0
+        for i, n in enumerate(self.counts):
+            seen += n
+            if seen > rank:
+                return min(self.max, self.FLOOR * math.exp((i + 1) * self.STEP))
+        return self.max
 
 
 def pct(values: list[float], q: float) -> float:
@@ -312,9 +368,9 @@ def redis_p99(root: Path, rate: float, args) -> float:
         load = Load.sets(port, args.connections, args.keys, rate)
         load.start()
         time.sleep(args.redis_seconds)
-        lat, _ = load.take()
+        lat = load.take()
         load.stop()
-        return pct(lat, 0.99)
+        return lat.quantile(0.99)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
@@ -357,8 +413,8 @@ def main() -> int:
         peak_load.take()
         t = time.monotonic()
         time.sleep(args.peak_seconds)
-        lat, done = peak_load.take()
-        peak = done / (time.monotonic() - t)
+        lat = peak_load.take()
+        peak = lat.count / (time.monotonic() - t)
         peak_load.stop()
         if peak_load.errors:
             print(f"# errors while measuring the peak: {peak_load.errors[:5]}")
@@ -366,7 +422,7 @@ def main() -> int:
         rate = args.rate or args.load * peak
         offered = "the given rate" if args.rate else f"{args.load:.0%}"
         print(f"peak_set_ops_s={peak:,.0f} (closed loop, {args.connections} connections, p99 "
-              f"{pct(lat, 0.99) * 1000:.1f} ms); offering {offered}: {rate:,.0f} ops/s for {duration:.0f} s",
+              f"{lat.quantile(0.99) * 1000:.1f} ms); offering {offered}: {rate:,.0f} ops/s for {duration:.0f} s",
               flush=True)
 
         load = Load.sets(head, args.connections, args.keys, rate)
@@ -384,13 +440,14 @@ def main() -> int:
         while True:
             end = min(next_report, start + duration)
             time.sleep(max(0.0, end - time.monotonic()))
-            lat, done = load.take()
+            lat = load.take()
+            done = lat.count
             now = time.monotonic()
             total_done += done
             since = rows[-1][0] if rows else 0.0
             elapsed = now - start
             rss = {port: rss_mb(pid) for port, pid in pids.items()}
-            rows.append((elapsed, done / (elapsed - since), pct(lat, 0.5), pct(lat, 0.99), max(lat, default=0.0), rss))
+            rows.append((elapsed, done / (elapsed - since), lat.quantile(0.5), lat.quantile(0.99), lat.max, rss))
             r = rows[-1]
             print(f"{elapsed:>6.0f}  {r[1]:>8,.0f}  {r[2] * 1000:>6.2f}  {r[3] * 1000:>6.2f}  {r[4] * 1000:>6.1f}  "
                   + "  ".join(f"{rss[p]:>11.1f}" for p in cluster.members), flush=True)
@@ -411,6 +468,15 @@ def main() -> int:
         else:
             print("# chain unchanged during the soak: nobody removed")
         print("\n# p99 latency over time (ms): " + " ".join(f"{r[3] * 1000:.1f}@{r[0]:.0f}s" for r in rows))
+        worst = load.worst_seconds(8)
+        print(f"# seconds with the most requests over {SLOW_S * 1000:.0f} ms (t_s: slow/requests, max): "
+              + ", ".join(f"{t}: {slow}/{n} {top * 1000:.0f} ms" for t, n, slow, top in worst if slow))
+        if args.keep:  # every second's requests, slow ones and max, to set beside the members' logs
+            with open(root / "seconds.tsv", "w") as f:
+                f.write(f"# second since {time.strftime('%H:%M:%S', time.localtime(time.time() - (time.perf_counter() - load.epoch)))}"
+                        "\trequests\tslow\tmax_ms\n")
+                for t, (n, slow, top) in sorted(load.seconds.items()):
+                    f.write(f"{t}\t{n}\t{slow}\t{top * 1000:.1f}\n")
         achieved = total_done / elapsed
         print(f"# achieved {achieved:,.0f} ops/s of {rate:,.0f} offered ({achieved / rate:.0%}); "
               f"{total_done:,} SETs; errors={len(load.errors)}")

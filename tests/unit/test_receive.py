@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+from types import SimpleNamespace
 
 import msgpack
 import pytest
+from member_runs import started_member
 
 from catena.chain import messages, receive
 from catena.chain.links import PeerInbound
@@ -24,8 +26,6 @@ from catena.effects import Persist
 from catena.errors import RemoteProtocolError
 from catena.loopback import HOST
 from catena.view import View
-
-from member_runs import started_member
 
 
 class _Transport:
@@ -131,6 +131,23 @@ def test_a_snapshot_is_loaded_across_loop_turns():
         return turns
 
     assert asyncio.run(main()) > 1  # (about 100 ms of loading in 5 ms slices)
+
+
+def test_a_snapshot_is_loaded_in_slices_spaced_to_its_share_of_the_loop(monkeypatch):
+    """After each slice the load pauses for (1/SHARE - 1) times as long: flat out, it took a core
+    from the members serving beside it."""
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay):
+        pauses.append(delay)
+        await real_sleep(delay)
+
+    monkeypatch.setattr(receive, "asyncio", SimpleNamespace(sleep=sleep))
+    state = _big_state(20_000)
+    msg = asyncio.run(receive.loaded("a", Snapshot(3, 2, 500, 480, state.dump())))
+    assert msg.state.done
+    assert pauses and min(pauses) >= receive.SLICE_S * (1 / receive.SHARE - 1) * 0.999
 
 
 def test_a_snapshot_that_is_no_state_dump_is_a_protocol_error():

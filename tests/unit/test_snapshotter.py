@@ -13,6 +13,7 @@ import pytest
 from catena.chain import snapshotter
 from catena.chain.log import SNAPSHOT_TMP_NAME, DurableLog
 from catena.chain.state import SET, KVState
+from catena.chain.state_dump import StateDump
 
 
 def reopen(directory):
@@ -172,3 +173,51 @@ def test_a_chains_members_snapshot_at_different_log_sizes(tmp_path):
     finally:
         for node in nodes:
             node.log.close()
+
+
+def spaced(steps: snapshotter.Steps) -> list[float]:
+    """The pauses `steps` leaves after its slices (the delays it asks its loop for), as it runs."""
+    pauses: list[float] = []
+    loop = steps._loop
+
+    class Recording:
+        call_soon = staticmethod(loop.call_soon)
+
+        @staticmethod
+        def call_later(delay, callback, *args):
+            pauses.append(delay)
+            return loop.call_later(delay, callback, *args)
+
+    steps._loop = Recording()
+    return pauses
+
+
+def test_a_live_snapshot_dumps_in_slices_spaced_to_its_share_of_the_loop(tmp_path):
+    """After each slice (at least STEP_S) the dump pauses for (1/SNAPSHOT_SHARE - 1) times as long:
+    flat out, snapshots of the chain's members took the cores the chain was serving on."""
+    log = DurableLog(tmp_path)
+    log.recover()
+    state = state_with(20_000)
+
+    async def main():
+        snap = snapshotter.LiveSnapshot(log, 1, 1, state)
+        pauses = spaced(snap._steps)
+        await wait_done(snap)
+        return pauses
+
+    pauses = asyncio.run(main())
+    log.close()
+    assert pauses and min(pauses) >= snapshotter.STEP_S * (1 / snapshotter.SNAPSHOT_SHARE - 1) * 0.999
+
+
+def test_steps_with_the_whole_loop_take_a_slice_every_turn():
+    state = state_with(20_000)
+
+    async def main():
+        done = asyncio.get_running_loop().create_future()
+        steps = snapshotter.Steps(StateDump(state), done.set_result)
+        pauses = spaced(steps)
+        assert await done is None
+        return pauses
+
+    assert asyncio.run(main()) == []

@@ -8,9 +8,11 @@ import asyncio
 
 import msgpack
 import pytest
+from test_snapshotter import spaced
 
 from catena.chain import messages, transfer
 from catena.chain.messages import Append, Snapshot
+from catena.chain.snapshotter import STEP_S
 from catena.chain.state import SET, KVState
 from catena.chain.transfer import Dump, Transfers
 
@@ -166,6 +168,24 @@ def test_the_dump_runs_in_slices_while_the_loop_serves():
         return turns
 
     assert asyncio.run(run()) > 5
+
+
+def test_a_dump_to_send_takes_at_most_its_share_of_the_loop():
+    """Its slices are spaced: flat out, a sender's dump and the learner's load took both cores
+    from the chain serving beside them."""
+    state = _state(50_000)
+
+    async def run() -> list[float]:
+        transfers = Transfers(lambda to, frame: None, lambda to: None)
+        dump = transfers.dump(state)
+        pauses = spaced(dump.steps)
+        while not dump.done:
+            await asyncio.sleep(0.001)
+        transfers.close()
+        return pauses
+
+    pauses = asyncio.run(run())
+    assert pauses and min(pauses) >= STEP_S * (1 / transfer.SHARE - 1) * 0.999
 
 
 @pytest.mark.parametrize("n", [0, 255, 256, 65_535, 65_536])

@@ -1,7 +1,7 @@
 """A state transfer received without holding the loop (shell): the `Snapshot` a member gets from
 its predecessor (joining as a learner, or after its history diverged) is loaded a slice per loop
-turn (chain/state_load.py) before the machine installs it; the frames behind it on that link
-wait meanwhile (links.PeerInbound). A 1M-key state took 2-3 s of a loop to load and index: in
+turn, at most SHARE of the loop's time (chain/state_load.py), before the machine installs it;
+the frames behind it on that link wait meanwhile (links.PeerInbound). A 1M-key state took 2-3 s of a loop to load and index: in
 one turn, or in 20,000-key slices of up to 0.2 s after the member was already the tail.
 """
 
@@ -16,6 +16,8 @@ from catena.errors import RemoteProtocolError
 
 SLICE_S = 0.005  # of loading per loop turn
 STEP = 500  # keys a step (about a millisecond)
+SHARE = 0.5  # of the loop's time, what loading takes: slices are spaced so. The member is not
+# serving this chain yet, but it shares the cores with members that are (transfer.SHARE)
 
 
 async def loaded(sender: str, msg: Snapshot) -> Snapshot:
@@ -25,11 +27,11 @@ async def loaded(sender: str, msg: Snapshot) -> Snapshot:
         load = StateLoad(msg.state)
         clock = time.perf_counter
         while True:
-            until = clock() + SLICE_S
-            while not (done := load.step(STEP)) and clock() < until:
+            start = clock()
+            while not (done := load.step(STEP)) and clock() < start + SLICE_S:
                 pass
             if done:
                 return msg._replace(state=load)
-            await asyncio.sleep(0)
+            await asyncio.sleep((clock() - start) * (1.0 / SHARE - 1.0))
     except ValueError as exc:
         raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc}"[:200]) from None

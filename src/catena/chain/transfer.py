@@ -5,7 +5,8 @@ Dumping and framing a 1M-key state in the loop held every client of the sender f
 and its send as one frame more; a forked child dumping it held the loop for the fork.
 
     replica.dump_state = transfers.dump   the machine's dump, at the history point it sends: a
-                                          StateDump of the state as of now, advanced STEP_S a turn
+                                          StateDump of the state as of now, a slice at a time,
+                                          at most SHARE of the loop's time
     transfers.start(to, snapshot)         when the Send is executed and the dump is complete: the
                                           frame's head (tag, epoch, history point, commit, bin
                                           length), then the dump, ≤ CHUNK a turn
@@ -32,6 +33,9 @@ from catena.chain.state_dump import StateDump
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024  # bytes of the state sent per loop turn
+SHARE = 0.5  # of the loop's time, what dumping a state to send takes (snapshotter.Steps): flat
+# out, the sender's dump and the learner's load (receive.SHARE) took both cores for seconds
+# while the chain served, and a join tripled its p99
 
 
 class Dump:
@@ -41,7 +45,7 @@ class Dump:
         self.error: BaseException | None = None
         self.done = False
         self._on_done = done
-        self.steps = Steps(StateDump(state), self._finished)
+        self.steps = Steps(StateDump(state), self._finished, SHARE)
 
     @property
     def parts(self) -> list[bytes]:
