@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import threading
+import time
 
 import msgpack
 import pytest
@@ -272,6 +273,17 @@ def test_a_hung_fsync_trips_the_watchdog_thread(tmp_path, monkeypatch):
     assert stalls[0][0] == "fsync of the log" and stalls[0][1] > 0.05
 
 
+def watched(node, dog, monkeypatch, main):
+    """`main()` run with `dog` watching; then the patches undone and the node's log closed."""
+    dog.start()
+    try:
+        return asyncio.run(main())
+    finally:
+        dog.stop()
+        monkeypatch.undo()
+        node.log.close()
+
+
 def test_under_everysec_the_members_fsync_runs_beside_its_loop_and_its_hang_is_caught(tmp_path, monkeypatch):
     """The once-a-second fdatasync runs in a thread: the loop keeps turning while it is in the
     kernel, and a hung one still trips the member's watchdog (the stall bound)."""
@@ -294,13 +306,7 @@ def test_under_everysec_the_members_fsync_runs_beside_its_loop_and_its_hang_is_c
 
     node.log.append([b"x"])
     monkeypatch.setattr(log_module, "_datasync", hung_fsync)
-    node.sync_watchdog.start()
-    try:
-        turns = asyncio.run(main())
-    finally:
-        node.sync_watchdog.stop()
-        monkeypatch.undo()
-        node.log.close()
+    turns = watched(node, node.sync_watchdog, monkeypatch, main)
     assert stalls and stalls[0][0] == "fsync of the log" and stalls[0][1] > 0.2
     assert turns >= 10  # the loop ran on while the fsync hung (0.2 s at least)
 
@@ -372,3 +378,31 @@ def test_a_damaged_snapshot_stops_the_member_saying_what_to_do(tmp_path):
         MemberNode(ME, tmp_path / "member")
     assert f"{snapshot}: checksum mismatch" in str(raised.value)
     assert f"move {tmp_path / 'member'} aside" in str(raised.value)
+
+
+def test_a_snapshot_write_that_hangs_trips_the_members_watchdog(tmp_path, monkeypatch):
+    """The snapshot is written by a thread of its own while the loop serves; a write there that
+    hangs (a fail-slow disk) is bounded too: the member stops rather than wait on it forever."""
+    node = MemberNode(ME, tmp_path / "member", fsync="everysec", disk_stall_timeout_s=0.2)
+    fired = threading.Event()
+    stalls = []
+    node.snapshot_watchdog.on_stall = lambda what, seconds: (stalls.append((what, seconds)), fired.set())
+    real_write_all = log_module.write_all
+
+    def hung_write(fd, buf, clock, what):
+        if what == "write of the snapshot":  # (the loop's log writes go on as usual)
+            clock.busy = (what, time.monotonic())
+            assert fired.wait(30), "the watchdog did not fire"
+        real_write_all(fd, buf, clock, what)
+
+    async def main() -> float:
+        node._start_snapshot()
+        while (took := node._snapshotting.poll()) is None:
+            await asyncio.sleep(0.01)
+        return took
+
+    node.replica.state.put(b"k", b"v")
+    monkeypatch.setattr(log_module, "write_all", hung_write)
+    took = watched(node, node.snapshot_watchdog, monkeypatch, main)
+    assert stalls and stalls[0][0] == "write of the snapshot" and stalls[0][1] > 0.2
+    assert took > 0.2

@@ -91,6 +91,8 @@ class MemberNode:
         self.watchdog = disk.StallWatchdog(self.io, disk_stall_timeout_s, self._disk_stalled)
         self.sync_io = self.metrics.sync_io  # the log's fsync under everysec, in a thread (`_sync_log`)
         self.sync_watchdog = disk.StallWatchdog(self.sync_io, disk_stall_timeout_s, self._disk_stalled)
+        self.snapshot_io = self.metrics.snapshot_io  # the snapshot writer thread's (snapshotter.LiveSnapshot)
+        self.snapshot_watchdog = disk.StallWatchdog(self.snapshot_io, disk_stall_timeout_s, self._disk_stalled)
         self._snapshot_bytes = 0
         self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD  # (drawn again after each snapshot)
         self._snapshotting: snapshotter.LiveSnapshot | None = None  # taking a snapshot (catena.chain.snapshotter)
@@ -634,8 +636,8 @@ class MemberNode:
             await self.server.start(host, int(port))
             self.liveness.start()
             log.info("member %s listening on %s, data in %s", self.me, self.listen, self.data_dir)
-            self.watchdog.start()
-            self.sync_watchdog.start()
+            for dog in self._watchdogs():
+                dog.start()
             if started is not None:
                 started.set()
             try:
@@ -650,17 +652,17 @@ class MemberNode:
                 self.transfers.close()
                 self.liveness.stop()
                 await self.server.close()
-                self.watchdog.stop()
-                self.sync_watchdog.stop()
                 self.gc_stats.stop()
                 if self._snapshotting is not None:  # its snapshot.tmp is dropped (recovery would too)
-                    self._snapshotting.abandon()
+                    self._snapshotting.abandon()  # (waits for its writer: a hung disk trips the watchdog)
                 if self._store is not None:  # the log is the thread's until it is done
                     self._store.join()
                 try:
                     self.log.close()
                 except OSError as exc:
                     self._disk_failed("syncing the log at shutdown", exc)
+                for dog in self._watchdogs():  # (after the log's last fsync: it may hang too)
+                    dog.stop()
 
     async def _ticker(self) -> None:
         while True:
@@ -691,11 +693,17 @@ class MemberNode:
             self.log.sync_failed(exc)
             self._disk_failed("syncing the log", exc)
 
+    def _watchdogs(self) -> tuple[disk.StallWatchdog, ...]:
+        """One per thread that writes the data directory: the loop's, the everysec fsync's and
+        the snapshot writer's."""
+        return self.watchdog, self.sync_watchdog, self.snapshot_watchdog
+
     def _start_snapshot(self) -> None:
         """A snapshot of the state as of now, taken while the loop serves (snapshotter.LiveSnapshot)."""
         replica = self.replica
         try:
-            self._snapshotting = snapshotter.LiveSnapshot(self.log, replica.last_epoch, replica.last_seq, replica.state)
+            self._snapshotting = snapshotter.LiveSnapshot(self.log, replica.last_epoch, replica.last_seq, replica.state,
+                                                          self.snapshot_io)
         except OSError as exc:
             self._disk_failed("starting a snapshot", exc)
 

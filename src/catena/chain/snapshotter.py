@@ -101,8 +101,10 @@ class LiveSnapshot:
     """A snapshot of `state` at (last_epoch, last_seq), the state as of now, taken while the
     loop serves. An OSError from the constructor is the log's (its rotation)."""
 
-    def __init__(self, durable_log, last_epoch: int, last_seq: int, state):
+    def __init__(self, durable_log, last_epoch: int, last_seq: int, state, clock: IoClock | None = None):
         self.log = durable_log
+        self._clock = clock or IoClock()  # the writer thread's (the log's times the loop's appends):
+        # its owner's watchdog fail-stops the member if a write or fsync on it hangs
         self.first = durable_log.rotate()
         self.started = time.monotonic()
         self._at = (last_epoch, last_seq)
@@ -120,7 +122,7 @@ class LiveSnapshot:
         self._writer = _writer().submit(self._write, snapshot_parts(*self._at, self._steps.dump.parts))
 
     def _write(self, blob: list[bytes]) -> None:
-        clock = IoClock()  # its own: the log's times the loop's appends
+        clock = self._clock
         try:
             self.log.write_snapshot(self.first, blob, clock)
         except BaseException as exc:  # noqa: BLE001 - reported by poll()

@@ -96,6 +96,7 @@ class MemberMetrics:
         self.latency = {"read": Buckets(), "write": Buckets()}
         self.io = MeteredIoClock()
         self.sync_io = MeteredIoClock(self.io.fsync)  # the log's background fsync (everysec), in its thread
+        self.snapshot_io = MeteredIoClock(self.io.fsync)  # the snapshot writer thread's writes and fsyncs
         self.snapshot = Buckets()
         self.url = ""  # http://…/metrics when the metrics port is open
 
