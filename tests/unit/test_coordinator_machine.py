@@ -24,7 +24,10 @@ Commands (t: monotonic seconds; members are short names; requests are numbered 1
     revoked t=T a ok|unanswered                a's revoke answered, or did not
     saved t=T [failed]                         the store saved the last Save (or refused it)
     pushed t=T a epoch=E ok|failed             a acknowledged the view of epoch E, or the push failed
-    tail t=T [epoch=E acked=N] [caught-up]     the tail's answer to the last AskTail (no epoch: none)
+    tail t=T [epoch=E acked=N sent=B loaded=S] [caught-up]
+                                               the tail's answer to the last AskTail (no epoch: none);
+                                               sent/loaded: the state transfer's progress at the
+                                               tail and at the learner
     told-caught-up t=T c epoch=E               the tail's MASTER.CAUGHT_UP: its learner c caught up
     request t=T add|remove a                   MASTER.ADD / MASTER.REMOVE
     request t=T register a inc=I [epoch=E] [cluster=C]
@@ -220,7 +223,8 @@ class Story:
         elif cmd == "tail":
             epoch = int(kv["epoch"]) if "epoch" in kv else None
             fx = m.on_tail_status(self.asked, t, epoch=epoch, caught_up="caught-up" in args,
-                                  acked=int(kv.get("acked", -1)))
+                                  acked=int(kv.get("acked", -1)),
+                                  transfer=(int(kv.get("sent", 0)), int(kv.get("loaded", 0))))
         elif cmd == "told-caught-up":
             fx = m.on_caught_up(int(kv["epoch"]), args[0], t)
         elif cmd == "learner-poll":

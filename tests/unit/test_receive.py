@@ -145,9 +145,11 @@ def test_a_snapshot_is_loaded_in_slices_spaced_to_its_share_of_the_loop(monkeypa
 
     monkeypatch.setattr(receive, "asyncio", SimpleNamespace(sleep=sleep))
     state = _big_state(20_000)
-    msg = asyncio.run(receive.loaded("a", Snapshot(3, 2, 500, 480, state.dump())))
+    slices = []
+    msg = asyncio.run(receive.loaded("a", Snapshot(3, 2, 500, 480, state.dump()), lambda: slices.append(1)))
     assert msg.state.done
     assert pauses and min(pauses) >= receive.SLICE_S * (1 / receive.SHARE - 1) * 0.999
+    assert len(slices) == len(pauses)  # each slice told (MEMBER.STATUS `state_transfer` at the learner)
 
 
 def test_a_snapshot_that_is_no_state_dump_is_a_protocol_error():

@@ -90,6 +90,28 @@ def test_the_successor_gets_the_frame_of_the_state_as_of_the_dump_then_what_wait
     assert peer.resets == []
 
 
+def test_progress_grows_while_the_state_is_dumped_and_sent():
+    """What MEMBER.STATUS reports as `state_transfer` at the sender: the coordinator takes its
+    growth for the learner's progress while no entry can be acked."""
+    state = _state(200_000)
+
+    async def run() -> tuple[list[int], int]:
+        peer = _Peer()
+        transfers = Transfers(peer.send, peer.reset)
+        seen = [transfers.progress()]
+        dump = transfers.dump(state)
+        transfers.start("b", Snapshot(7, 6, 200_000, 199_990, dump))
+        while transfers.active:
+            await asyncio.sleep(0.001)
+            seen.append(transfers.progress())
+        transfers.close()
+        return seen, len(peer.sent["b"])
+
+    seen, sent = asyncio.run(run())
+    assert seen == sorted(seen) and len(set(seen)) > 3  # it grew, in steps, never back
+    assert seen[-1] >= sent - 64  # every byte of the state (the frame's head aside)
+
+
 def test_a_snapshot_sent_while_another_streams_waits_behind_it():
     first, second = _state(1000), _state(10)
     between, after = messages.pack(Append(1, 5, ())), messages.pack(Append(2, 6, ()))

@@ -96,6 +96,7 @@ class MemberNode:
         self._snapshot_bytes = 0
         self._snapshot_skew = 1.0 + random.random() * SNAPSHOT_SPREAD  # (drawn again after each snapshot)
         self._snapshotting: snapshotter.LiveSnapshot | None = None  # taking a snapshot (catena.chain.snapshotter)
+        self._loaded_steps = 0  # slices of received states loaded, ever (receive.loaded)
         self._store: snapshotter.Store | None = None  # storing a snapshot from a thread: effects wait
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
@@ -207,6 +208,7 @@ class MemberNode:
         t.register(b"PEER", self._peer, -2, role=INTERNAL)
         t.register(b"MEMBER.VIEW", self._view_cmd, -4, role=INTERNAL)
         t.register(b"MEMBER.STATUS", lambda c, a: {**self.replica.status(), **self.metrics.status(),
+                                                   "state_transfer": self.transfers.progress() + self._loaded_steps,
                                                    "requirepass": int(bool(self.table.password))}, 1)
         t.register(b"MEMBER.PROBE", self._probe_cmd, 4, role=INTERNAL)
         t.register(b"MEMBER.REVOKE", self._revoke_cmd, 2, role=INTERNAL)
@@ -360,7 +362,7 @@ class MemberNode:
 
     async def _receive(self, sender: str, msg: Snapshot, installed: asyncio.Future) -> None:
         try:
-            msg = await receive.loaded(sender, msg)
+            msg = await receive.loaded(sender, msg, self._loading)
             self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the link closes (a bad dump); the member goes on
             if not isinstance(exc, RemoteProtocolError):
@@ -371,6 +373,10 @@ class MemberNode:
         finally:
             if not installed.done():  # cancelled: the member stops
                 installed.cancel()
+
+    def _loading(self) -> None:
+        """A received state's load went on (MEMBER.STATUS `state_transfer` grows with it)."""
+        self._loaded_steps += 1
 
     def _on_link(self, addr: str, up: bool) -> None:
         if not up:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 
 from catena.chain.messages import Snapshot
 from catena.chain.state_load import StateLoad
@@ -20,9 +21,10 @@ SHARE = 0.5  # of the loop's time, what loading takes: slices are spaced so. The
 # serving this chain yet, but it shares the cores with members that are (transfer.SHARE)
 
 
-async def loaded(sender: str, msg: Snapshot) -> Snapshot:
-    """`msg` with its state as a complete `StateLoad`, loaded a slice per loop turn;
-    RemoteProtocolError if it is not a state dump."""
+async def loaded(sender: str, msg: Snapshot, progress: Callable[[], object] = lambda: None) -> Snapshot:
+    """`msg` with its state as a complete `StateLoad`, loaded a slice at a time, at most SHARE
+    of the loop's time (`progress()` after each slice); RemoteProtocolError if it is not a
+    state dump."""
     try:
         load = StateLoad(msg.state)
         clock = time.perf_counter
@@ -32,6 +34,7 @@ async def loaded(sender: str, msg: Snapshot) -> Snapshot:
                 pass
             if done:
                 return msg._replace(state=load)
+            progress()
             await asyncio.sleep((clock() - start) * (1.0 / SHARE - 1.0))
     except ValueError as exc:
         raise RemoteProtocolError(f"snapshot from {sender} is not a state dump: {exc}"[:200]) from None

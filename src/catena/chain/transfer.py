@@ -63,6 +63,7 @@ class _Transfer:
     def __init__(self, to: str, msg: Snapshot):
         self.to, self.msg, self.dump = to, msg, msg.state
         self.parts: deque[bytes] = deque()  # the dump's parts not sent yet (once it is complete)
+        self.begun = False  # streaming (the dump is complete)
         self.next: asyncio.Handle | None = None  # the next turn's chunk
         self.held: deque = deque()  # frames (or Snapshots to start) to `to` behind this one
 
@@ -74,6 +75,7 @@ class Transfers:
         self._send, self._reset = send, reset
         self.active: dict[str, _Transfer] = {}
         self.unsent: list[Dump] = []  # dumping for a Snapshot not started yet
+        self.work = 0  # bytes of states dumped and sent, ever, but for the dumps under way
 
     def dump(self, state) -> Dump:
         """The machine's `dump_state`: the state as of now, dumped in later turns."""
@@ -94,6 +96,12 @@ class Transfers:
         transfer.held.extend(held)
         if msg.state.done:  # (it may be sent whole and finish in this call)
             self._begin(transfer)
+
+    def progress(self) -> int:
+        """Bytes of states dumped and sent, ever: it grows while a transfer is under way (the
+        coordinator's watch of an add counts that as the learner's progress)."""
+        dumping = [*self.unsent, *(t.dump for t in self.active.values() if not t.begun)]
+        return self.work + sum(len(part) for dump in dumping for part in dump.parts)
 
     def send(self, to: str, frame: bytes | list[bytes]) -> None:
         """Send a frame to `to`, or hold it behind the transfer streaming there."""
@@ -133,6 +141,8 @@ class Transfers:
             return self._failed(transfer, f"its dump failed: {dump.error!r}")
         transfer.parts.extend(dump.parts)
         size = sum(map(len, transfer.parts))
+        transfer.begun = True
+        self.work += size  # dumped
         self._send(transfer.to, messages.snapshot_frame_head(transfer.msg._replace(state=b""), size))
         self._pump(transfer)
 
@@ -144,6 +154,7 @@ class Transfers:
             size += len(part)
         if chunk:
             self._send(transfer.to, chunk)
+            self.work += size  # sent
         if parts:
             transfer.next = asyncio.get_running_loop().call_soon(self._pump, transfer)
         else:

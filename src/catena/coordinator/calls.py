@@ -50,11 +50,15 @@ class MemberCalls:
             ok = await self._call(fx.member, fx.timeout_s, *encode(MemberView(fx.view))) is not None
             return machine.on_pushed(fx.member, fx.view.epoch, ok, now())
         if isinstance(fx, AskTail):
-            status = as_map(await self._call(fx.tail, fx.timeout_s, b"MEMBER.STATUS"))
+            status, learner = await asyncio.gather(self._call(fx.tail, fx.timeout_s, b"MEMBER.STATUS"),
+                                                   self._call(fx.learner, fx.timeout_s, b"MEMBER.STATUS"))
+            status, learner = as_map(status), as_map(learner)
             acked = status.get(b"learner_acked", -1)
+            transfer = tuple(s.get(b"state_transfer", 0) for s in (status, learner))  # sent, loaded
             return machine.on_tail_status(fx, now(), epoch=status.get(b"epoch"),
                                           caught_up=status.get(b"learner_caught_up") == 1,
-                                          acked=acked if isinstance(acked, int) else -1)
+                                          acked=acked if isinstance(acked, int) else -1,
+                                          transfer=transfer if all(isinstance(n, int) for n in transfer) else (0, 0))
         return machine.on_keys_deleted(fx.session, fx.batch, await self._delete(fx), now())
 
     async def _delete(self, fx: DeleteKeys) -> bool:

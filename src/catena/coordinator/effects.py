@@ -55,7 +55,8 @@ class Revoke:
 
 @dataclass(frozen=True)
 class AskTail:
-    """Ask `tail` (MEMBER.STATUS) how far `learner` got under `epoch`; report `on_tail_status`."""
+    """Ask `tail` (MEMBER.STATUS) how far `learner` got under `epoch`, and both how far the
+    state transfer between them got; report `on_tail_status`."""
     tail: str
     epoch: int
     learner: str

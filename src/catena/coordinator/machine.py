@@ -119,7 +119,7 @@ class _Prober:
 @dataclass
 class _LearnerWatch:
     learner: str | None = None
-    progress: tuple[int, int] | None = None  # (epoch, entries the learner acked) last seen
+    progress: tuple | None = None  # (epoch, entries the learner acked, state transfer) last seen
     since: float = 0.0  # when progress was last seen (or the watch of this learner began)
     asked: AskTail | None = None  # the question in flight
     due: float | None = None  # when the tail is asked next (None: asking, or a decision pending)
@@ -734,9 +734,11 @@ class CoordinatorMachine(SessionEnding):
     # -- the learner hand-over ------------------------------------------------------------------------
 
     def on_tail_status(self, asked: AskTail, now: float, epoch: int | None = None, caught_up: bool = False,
-                       acked: int = -1) -> list:
+                       acked: int = -1, transfer: tuple[int, int] = (0, 0)) -> list:
         """The tail's answer to `asked` (its epoch, whether its learner caught up, how many
-        entries the learner acked); no `epoch`: it did not answer."""
+        entries the learner acked) and how far a state transfer to the learner got (the tail's
+        bytes dumped and sent, the learner's slices loaded: either growing is progress too, so
+        a large state is not taken for a stuck add); no `epoch`: the tail did not answer."""
         w = self._watch
         if w is None or w.asked != asked:
             return []
@@ -745,8 +747,8 @@ class CoordinatorMachine(SessionEnding):
             return []
         if epoch == asked.epoch and caught_up:
             return self.on_caught_up(asked.epoch, asked.learner, now)
-        if epoch is not None and acked >= 0 and (asked.epoch, acked) != w.progress:
-            w.progress, w.since = (asked.epoch, acked), now
+        if epoch is not None and (acked >= 0 or any(transfer)) and (asked.epoch, acked, transfer) != w.progress:
+            w.progress, w.since = (asked.epoch, acked, transfer), now
         if now - w.since > self.add_timeout_s:
             w.deciding = True
             return self._verdict(None, AbandonAdd(w.learner, self.add_timeout_s), now)
