@@ -27,7 +27,7 @@ def run(state: KVState, args: list[bytes], now: int = NOW):
     return state.apply(ops.decide(state, op, now, None), now)
 
 
-KEYS = [b"k%d" % i for i in range(40)]
+KEYS = [b"k%d" % i for i in range(40)] + [b"{tag}%d" % i for i in range(20)]  # 20 keys in one slot
 key = st.sampled_from(KEYS)
 word = st.binary(min_size=0, max_size=6)
 command = st.one_of(
@@ -51,9 +51,10 @@ command = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(before=st.lists(command, max_size=60), during=st.lists(st.tuples(command, st.booleans()), max_size=80),
-       chunk=st.integers(1, 7))
-def test_a_dump_made_while_ops_apply_is_the_state_of_its_first_moment(before, during, chunk):
+       chunk=st.integers(1, 7), big=st.integers(1, 12))
+def test_a_dump_made_while_ops_apply_is_the_state_of_its_first_moment(before, during, chunk, big):
     state_dump.CHUNK = chunk  # several slices even for a few keys (restored below)
+    state_dump.BIG_SLOT = big  # and a slot over `big` keys (the hash tag's) over several slices
     try:
         state = KVState()
         for args in before:
@@ -69,7 +70,28 @@ def test_a_dump_made_while_ops_apply_is_the_state_of_its_first_moment(before, du
         assert unpacked(b"".join(dump.parts)) == unpacked(at_start)
         assert state.dumping is None  # done: ops no longer tell it anything
     finally:
-        state_dump.CHUNK = 1000
+        state_dump.CHUNK, state_dump.BIG_SLOT = 1000, 4000
+
+
+def test_a_slot_too_big_for_a_slice_is_dumped_over_several():
+    """A hash tag most keys share puts them in one slot: it is walked CHUNK keys a slice, not in
+    one slice that would hold the loop for the whole slot (a second per million keys)."""
+    state = KVState()
+    for i in range(10_000):
+        run(state, [b"SET", b"{user}:%05d" % i, b"v"])
+    at_start = state.dump()
+    dump = StateDump(state)
+    for i in range(0, 300, 3):  # before the walk reaches the slot: deleted, changed, created
+        run(state, [b"DEL", b"{user}:%05d" % i])
+        run(state, [b"SET", b"{user}:%05d" % (i + 1), b"changed"])
+        run(state, [b"SET", b"{user}:new%d" % i, b"v"])
+    slices = 1
+    while not dump.advance():
+        slices += 1
+        run(state, [b"SET", b"{user}:%05d" % (slices * 7), b"changed"])  # a key packed, or not yet
+        run(state, [b"DEL", b"{user}:%05d" % (9_999 - slices)])
+    assert slices >= 10_000 // state_dump.CHUNK
+    assert unpacked(b"".join(dump.parts)) == unpacked(at_start)
 
 
 def test_keys_a_cleared_slot_drops_are_kept_as_they_were():

@@ -13,8 +13,10 @@ in a slot not dumped yet has its value and deadline of now packed and kept, once
 a copy-on-write, but per key and in the process; a key absent now is kept as absent). Dumping a
 slot then takes each of its keys' pre-image if it has one (skipping keys absent at the moment),
 else the key's value as it is, unchanged since the moment; and the pre-images of its keys deleted
-since. Nothing is listed at the moment, so starting a dump costs no more than a slice. The dedup
-table, watermarks and slot table are small and packed at the moment.
+since. Nothing is listed at the moment, so starting a dump costs no more than a slice. A slot
+with more than BIG_SLOT keys (a hash tag most keys share) is walked over several slices, pre-images
+kept until its last key is packed. The dedup table, watermarks and slot table are small and
+packed at the moment.
 
 What it holds meanwhile: one pre-image per key written in a slot not dumped yet.
 """
@@ -29,6 +31,7 @@ from catena.chain.dump_values import pack_value
 from catena.slots import SLOTS, key_slot
 
 CHUNK = 1000  # keys packed per advance() (at least; a slot's keys stay together): under a millisecond
+BIG_SLOT = 4 * CHUNK  # a slot with more keys is dumped over several slices (`_big_slot`)
 PART_BYTES = 1024 * 1024  # the dump's parts are this large (the last smaller): a thread writes
 # them with a few hand-overs of the interpreter lock, not one per slice
 
@@ -125,6 +128,11 @@ class StateDump:
 
         for slot in range(SLOTS):
             keys = by_slot[slot]
+            if keys is not None and len(keys) > BIG_SLOT:
+                if unchanged:
+                    pack_unchanged()
+                yield from self._big_slot(slot, keys, add_image, unchanged, pack_unchanged)
+                continue
             saved = pre.pop(slot, None)
             if saved is None:
                 if keys:
@@ -155,3 +163,25 @@ class StateDump:
         self._pre = self._deadlines = None
         self.stop()
         self.done = True
+
+    def _big_slot(self, slot: int, keys, add_image, unchanged: list[bytes], pack_unchanged):
+        """Dump one slot too large for a slice (a hash tag most keys share) CHUNK keys a slice. The
+        slot stays not dumped until its last key is packed, so `before` keeps the pre-image of
+        each key changed meanwhile, packed or not: the keys are walked as they were listed on
+        reaching the slot, each once, taking its pre-image if it has one by then."""
+        saved = self._pre.setdefault(slot, {})
+        for key, image in list(saved.items()):
+            if image[0] is not None and key not in keys:  # deleted before the walk got here
+                add_image(key, image)
+        listed = list(keys)
+        for at in range(0, len(listed), CHUNK):
+            for key in listed[at : at + CHUNK]:
+                image = saved.get(key)
+                if image is None:
+                    unchanged.append(key)
+                elif image[0] is not None:  # changed since the moment: as it was (None: created since)
+                    add_image(key, image)
+            pack_unchanged()  # (before the slice ends: a later write to them keeps a pre-image, unused)
+            yield
+        self._slot = slot + 1
+        del self._pre[slot]
