@@ -830,7 +830,7 @@ class Replica:
         return fx
 
     def _fail_waiting(self, error) -> list:
-        fx = [self._answer(origin, token, error) for waits in self.waiting.values()
+        fx = [self._answer(None, token, error) for waits in self.waiting.values()
               for origin, token, _ in waits if origin is None]
         self.waiting.clear()
         return fx
