@@ -115,7 +115,7 @@ class StallWatchdog:
                 return
 
 
-def write_all(fd: int, buf: bytes, clock: IoClock, what: str) -> None:
+def write_all(fd: int, buf: bytes | memoryview, clock: IoClock, what: str) -> None:
     """write() all of `buf`, in chunks of at most WRITE_CHUNK bytes, each timed on `clock`."""
     view = memoryview(buf)
     done, size = 0, len(buf)

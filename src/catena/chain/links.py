@@ -199,7 +199,7 @@ class PeerInbound:
         if not self.transport.is_closing():
             self._deliver()
 
-    def _close(self, exc: Exception) -> None:
+    def _close(self, exc: BaseException) -> None:
         log.warning("closing link from %s: %s", self.sender, exc)
         self.transport.close()
 

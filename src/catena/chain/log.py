@@ -144,7 +144,7 @@ class DurableLog:
             raise LocalProtocolError(self._unusable)
         if not records:
             return
-        parts = []
+        parts: list[bytes] = []
         add = parts.append
         crc32 = zlib.crc32
         frame = _FRAME.pack

@@ -541,8 +541,8 @@ class Replica:
             rec = self.forwarded.pop(msg.token, None)
             return [Reply(rec[0], msg.reply)] if rec else []
         if kind is ReadReply:
-            rec = self.reads.pop(msg.token, None)
-            return [Reply(rec[0], msg.reply)] if rec else []
+            read = self.reads.pop(msg.token, None)
+            return [Reply(read[0], msg.reply)] if read else []
         if kind is Stale:
             return [FetchView(msg.epoch)] if msg.epoch > self.epoch else []
         if kind is Read and msg.epoch > self.epoch:
@@ -830,7 +830,7 @@ class Replica:
         return fx
 
     def _fail_waiting(self, error) -> list:
-        fx = [self._answer(origin, token, error) for waits in self.waiting.values()
+        fx = [self._answer(None, token, error) for waits in self.waiting.values()
               for origin, token, _ in waits if origin is None]
         self.waiting.clear()
         return fx

@@ -117,7 +117,7 @@ class KVState:
                  "dumping")
 
     def __init__(self):
-        self.data: dict[bytes, bytes] = {}
+        self.data: dict[bytes, object] = {}  # bytes, or a collection (chain/values.py)
         self.by_slot: list[dict[bytes, None] | None] = [None] * SLOTS
         self.unindexed: list[bytes] = []  # loaded keys not yet in by_slot (see index_step)
         self.expires: dict[bytes, int] = {}

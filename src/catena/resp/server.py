@@ -79,7 +79,7 @@ class Deferred:
     __slots__ = ("value", "done", "conn", "muted")
 
     def __init__(self):
-        self.value = None
+        self.value: Any = None
         self.done = False
         self.conn: _Connection | None = None
         self.muted = False  # CLIENT REPLY OFF/SKIP: resolved, but never sent
@@ -158,7 +158,7 @@ class _Connection(asyncio.Protocol):
         self.pending: deque = deque()  # replies in request order: encoded bytes or Deferreds
         self.out: list[bytes] = []
         self.futures: set[asyncio.Future] = set()  # admin commands still running
-        self.peer = None
+        self.peer: Any = None  # after a Takeover: the protocol given the transport (feed/lost)
         self.closing = False
         self.paused = False  # too many unanswered commands: not reading
         self.write_paused = False  # unread replies past the soft limit: not reading
@@ -166,7 +166,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0  # bytes of the partial command the parser holds (counted in the server's total)
         self.soft_since: float | None = None  # when unread replies went past the soft limit
         self.soft_timer: asyncio.TimerHandle | None = None
-        self.probation = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
+        self.probation: Any = None  # in the headroom above maxclients: a timer, then _RESERVED_ONLY (or None)
         self.parked = 0  # _Parked commands in `pending`: while any wait, later commands wait behind them
 
     def connection_made(self, transport):
@@ -244,6 +244,7 @@ class _Connection(asyncio.Protocol):
             return
         if self.closing:
             return
+        failed: RemoteProtocolError | str | None
         try:
             commands, failed = self.parser.feed(data), None
         except RemoteProtocolError as exc:  # answer what came before the bad frame, then close
