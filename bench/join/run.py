@@ -4,9 +4,11 @@ the tail sends to it (state transfer).
 
 Starts a coordinator and three members (the soak's processes: `--coordinator`, fsync everysec)
 on free loopback ports, loads the keys with pipelined MSETs, starts a 4th member without a
-coordinator, then runs an open-loop load (SETs at the head and GETs at the tail, `--rate` in
-all, latency counted from each request's scheduled send time) for `--before` seconds, issues
-MASTER.ADD of the 4th member, and keeps the load `--after` seconds past its answer. Prints one
+coordinator, waits until no member is taking a snapshot (INFO's `rdb_bgsave_in_progress`: the
+load makes each snapshot the whole state, and a steady phase with those in it is not steady),
+then runs an open-loop load (SETs at the head and GETs at the tail, `--rate` in all, latency
+counted from each request's scheduled send time) for `--before` seconds, issues MASTER.ADD of
+the 4th member, and keeps the load `--after` seconds past its answer. Prints one
 line per second, each phase's p50/p99/max, how long the add took, and `join_p99_ratio`: the
 join's p99 over the steady (before) p99 (target ≤ 2).
 
@@ -98,6 +100,10 @@ def main() -> int:
         print(f"# chain up in {t1 - t0:.1f} s; {args.keys:,} keys loaded in {time.monotonic() - t1:.1f} s; "
               f"data in {root}", flush=True)
         soak.wait_for(lambda: soak.call(learner, "PING") == b"PONG", 30, "the 4th member")
+        t2 = time.monotonic()  # the load's log makes every member snapshot: the steady phase is after
+        soak.wait_for(lambda: not any(b"rdb_bgsave_in_progress:1" in soak.call(m, "INFO", "persistence")
+                                      for m in cluster.members), 300, "the members' snapshots of the load")
+        print(f"# the members' snapshots of the loaded keys done {time.monotonic() - t2:.1f} s later", flush=True)
         coord = redis.Redis(host=HOST, port=cluster.coordinator, protocol=2, socket_timeout=120)
 
         load = mixed_load(head, tail, args.connections, args.rate, args.keys)

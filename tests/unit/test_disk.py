@@ -16,7 +16,7 @@ import time
 import msgpack
 import pytest
 
-from catena.chain import disk, messages
+from catena.chain import disk, info, messages
 from catena.chain import log as log_module
 from catena.chain.links import PeerLinks, _Outbound
 from catena.chain.log import DurableLog
@@ -406,3 +406,31 @@ def test_a_snapshot_write_that_hangs_trips_the_members_watchdog(tmp_path, monkey
     took = watched(node, node.snapshot_watchdog, monkeypatch, main)
     assert stalls and stalls[0][0] == "write of the snapshot" and stalls[0][1] > 0.2
     assert took > 0.2
+
+
+def test_info_says_when_a_snapshot_is_under_way(tmp_path):
+    """INFO persistence's rdb_bgsave_in_progress, as Redis's tools read it: 1 from the snapshot's
+    start until it is installed."""
+    node = MemberNode(ME, tmp_path / "member", fsync="everysec")
+    for i in range(5_000):
+        node.replica.state.put(b"k%d" % i, b"v")
+
+    def saving() -> bytes:
+        return [line for line in info.render(node, [b"persistence"]).splitlines()
+                if line.startswith(b"rdb_bgsave_in_progress:")][0]
+
+    async def main() -> list[bytes]:
+        seen = [saving()]
+        node._start_snapshot()
+        seen.append(saving())
+        while node._snapshotting is not None:  # (the member's ticker polls it so)
+            await asyncio.sleep(0.01)
+            node._poll_snapshotting()
+        seen.append(saving())
+        return seen
+
+    try:
+        assert asyncio.run(main()) == [b"rdb_bgsave_in_progress:0", b"rdb_bgsave_in_progress:1",
+                                       b"rdb_bgsave_in_progress:0"]
+    finally:
+        node.log.close()

@@ -71,7 +71,8 @@ def _memory(node):
 
 
 def _persistence(node):
-    return ["loading:0", "async_loading:0", "rdb_bgsave_in_progress:0", "rdb_last_bgsave_status:ok",
+    saving = node._snapshotting is not None or node._store is not None  # a snapshot being taken or stored
+    return ["loading:0", "async_loading:0", f"rdb_bgsave_in_progress:{int(saving)}", "rdb_last_bgsave_status:ok",
             "aof_enabled:1", "aof_rewrite_in_progress:0", "aof_last_write_status:ok",
             f"catena_fsync:{node.table.settings.get('appendfsync', 'everysec')}"]
 
