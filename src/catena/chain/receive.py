@@ -1,8 +1,10 @@
 """A state transfer received without holding the loop (shell): the `Snapshot` a member gets from
 its predecessor (joining as a learner, or after its history diverged) is loaded a slice per loop
 turn, at most SHARE of the loop's time (chain/state_load.py), before the machine installs it;
-the frames behind it on that link wait meanwhile (links.PeerInbound). A 1M-key state took 2-3 s of a loop to load and index: in
-one turn, or in 20,000-key slices of up to 0.2 s after the member was already the tail.
+the frames behind it on that link wait meanwhile (links.PeerInbound). A 1M-key state took 2-3 s
+of a loop to load and index: in one turn, or in 20,000-key slices of up to 0.2 s after the
+member was already the tail. Each slice is told to `progress` (MEMBER.STATUS `state_transfer`,
+which the coordinator's watch of an add counts as the learner's progress).
 """
 
 from __future__ import annotations

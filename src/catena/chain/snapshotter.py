@@ -3,8 +3,9 @@
 A snapshot is the state as of one moment, taken without stopping the loop (`LiveSnapshot`):
 
     first = log.rotate()            # records from now on go to a new segment
-    StateDump(state)                # the moment; then a slice of keys packed per loop turn, at
-                                    # most STEP_S each, while ops go on (chain/state_dump.py)
+    StateDump(state)                # the moment; then slices of keys packed, STEP_S each and
+                                    # spaced to SNAPSHOT_SHARE of the loop's time, while ops go
+                                    # on (chain/state_dump.py)
     a thread writes [last_epoch, last_seq, state] as the snapshot that starts at segment
             `first` (snapshot.tmp, fsynced), then installs it: renames it the snapshot and
             drops the older segments (log.install_files)
@@ -16,9 +17,11 @@ Records appended after the rotation may hold entries the dump's moment already i
 recovery skips those by seq. (It used to be a forked child packing the copy-on-write image, as
 Redis writes its RDB. fork() of an 80 MB member held its loop 7-10 ms, and the copy-on-write
 faults after it and the install more: a 30 s window's p99 doubled at each snapshot. The dump
-costs the loop STEP_S per turn and 0.7-1 us per key in all.)
+costs the loop a STEP_S slice at a time and 0.7-1 us per key in all; the writer thread's I/O
+is timed on the clock its owner's stall watchdog reads.)
 
-A state transfer to a joining member dumps the same way (`Steps`, chain/transfer.py).
+A state transfer to a joining member dumps the same way (`Steps`, chain/transfer.py), at a
+share of its own.
 
 A state that arrived whole (a joining member's, from its predecessor; 30 MB for 1M keys) is
 already bytes: `Store` writes it with `log.snapshot` from a thread while the loop serves on,
@@ -123,7 +126,7 @@ class LiveSnapshot:
 
     def _write(self, blob: list[bytes]) -> None:
         clock = self._clock
-        try:
+        try:  # (a hung write or fsync here trips the owner's watchdog: the member stops)
             self.log.write_snapshot(self.first, blob, clock)
         except BaseException as exc:  # noqa: BLE001 - reported by poll()
             self._error = exc

@@ -11,6 +11,9 @@ and its send as one frame more; a forked child dumping it held the loop for the 
                                           frame's head (tag, epoch, history point, commit, bin
                                           length), then the dump, ≤ CHUNK a turn
     transfers.send(to, frame)             any other frame to `to` meanwhile waits behind it
+    transfers.progress()                  bytes of states dumped and sent, ever: MEMBER.STATUS
+                                          `state_transfer`, the learner's progress to the
+                                          coordinator while it can ack no entry
 
 The successor receives the same frame `messages.pack(Snapshot(...))` would make, so the protocol
 is unchanged: the state as of (last_epoch, last_seq), then the entries after it. If the dump
