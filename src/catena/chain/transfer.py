@@ -36,9 +36,11 @@ from catena.chain.state_dump import StateDump
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024  # bytes of the state sent per loop turn
-SHARE = 0.5  # of the loop's time, what dumping a state to send takes (snapshotter.Steps): flat
+SHARE = 0.25  # of the loop's time, what dumping a state to send takes (snapshotter.Steps): flat
 # out, the sender's dump and the learner's load (receive.SHARE) took both cores for seconds
-# while the chain served, and a join tripled its p99
+# while the chain served, and a join tripled its p99. The sender serves in the chain, its
+# slices in the chain's path: a quarter kept a 1M-key join's p99 at 1.5-1.6x the steady one
+# (half: 1.8-2.1x), the add taking 7.5-9 s
 
 
 class Dump:
