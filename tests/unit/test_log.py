@@ -389,6 +389,11 @@ def test_each_write_and_fsync_shows_on_the_clock_while_it_runs(tmp_path, monkeyp
     log.append([b"x"])
     assert seen == ["write to the log", "fsync of the log"]
     assert log.clock.busy is None
+    first = log.rotate()
+    monkeypatch.setattr(os, "fsync", lambda fd: seen.append(log.clock.busy[0]))
+    seen.clear()
+    log.write_snapshot(first, b"state")  # a stall there is named as the snapshot's
+    assert seen == ["write of the snapshot"] * 2 + ["fsync of the snapshot"]  # (its header, then the state)
     log.close()
 
 

@@ -396,11 +396,11 @@ class DurableLog:
                 for start in range(0, len(part), WRITE_CHUNK):
                     chunk = view[start : start + WRITE_CHUNK]
                     if unsynced and unsynced + len(chunk) > WRITE_CHUNK:
-                        self._timed_sync(fd, clock=clock)  # each fsync has at most a chunk to write: the stall bound holds
+                        self._timed_sync(fd, clock=clock, what="fsync of the snapshot")  # each fsync has at most a chunk to write: the stall bound holds
                         unsynced = 0
                     write_all(fd, chunk, clock, what)
                     unsynced += len(chunk)
-            self._timed_sync(fd, os.fsync, clock)
+            self._timed_sync(fd, os.fsync, clock, "fsync of the snapshot")
         finally:
             os.close(fd)
 
@@ -518,10 +518,11 @@ class DurableLog:
             raise
         self._dirty = False
 
-    def _timed_sync(self, fd: int, sync=None, clock: IoClock | None = None) -> None:
-        """fdatasync `fd` (or `sync` it), showing it on the clock (the log's) while it runs."""
+    def _timed_sync(self, fd: int, sync=None, clock: IoClock | None = None, what: str = "fsync of the log") -> None:
+        """fdatasync `fd` (or `sync` it), showing it on the clock (the log's) as `what` while it
+        runs (a stall's fail-stop message names it)."""
         clock = clock or self.clock
-        clock.busy = ("fsync of the log", time.monotonic())
+        clock.busy = (what, time.monotonic())
         try:
             (sync or _datasync)(fd)
         finally:
