@@ -15,6 +15,7 @@ the coordinators ask for is then the smallest etcd grants (2 s by default, 1 s t
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 from pathlib import Path
 
@@ -37,11 +38,16 @@ class EtcdNode:
         self.root = root
         self.name = name
         self.tuned = tuned
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = self.peer_port = 0
         self.data_dir = root / f"etcd-{name}"
+        self.new_ports()
         self.proc: Proc | None = None
         self.procs: list[Proc] = []
+
+    def new_ports(self) -> None:
+        """Free ports, and an empty data dir (a first start on them)."""
+        self.client_port, self.peer_port = free_port(), free_port()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @property
     def client_url(self) -> str:
@@ -90,14 +96,29 @@ class EtcdCluster:
         self.root = root
         self.tuned = tuned
         self.nodes = [EtcdNode(root, f"e{i}", tuned) for i in range(size)]
-        self.initial_cluster = ",".join(f"{n.name}={n.peer_url}" for n in self.nodes)
 
-    def start(self) -> "EtcdCluster":
-        for n in self.nodes:
-            n.start(self.initial_cluster)
-        for n in self.nodes:
-            n.wait_listening()
-        wait_until(self.healthy, ETCD_START_S, "etcd to elect a leader and answer")
+    @property
+    def initial_cluster(self) -> str:
+        return ",".join(f"{n.name}={n.peer_url}" for n in self.nodes)
+
+    def start(self, attempts: int = 3) -> "EtcdCluster":
+        """Start every node and wait until they elect a leader. A free port can be taken by
+        another test's process before etcd binds it (then "listening" is that process, and
+        etcd never answers): after ETCD_START_S, the nodes start again on fresh ports."""
+        for attempt in range(attempts):
+            for n in self.nodes:
+                n.start(self.initial_cluster)
+            try:
+                for n in self.nodes:
+                    n.wait_listening()
+                wait_until(self.healthy, ETCD_START_S, "etcd to elect a leader and answer")
+                return self
+            except AssertionError:
+                if attempt == attempts - 1:
+                    raise
+                self.stop()
+                for n in self.nodes:
+                    n.new_ports()
         return self
 
     @property
