@@ -15,6 +15,7 @@ A failing run names its seed and the command that replays it exactly:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -98,9 +99,16 @@ class _DropsOneMember(KVState):
 
 
 def test_a_replica_that_drops_a_typed_write_is_caught(monkeypatch):
+    """Among the first seeds, one whose schedule reads s:0 after the dropped SADD (0-2, 4-7 and 9
+    today: schedules move whenever the code changes, so a few are tried)."""
     monkeypatch.setattr(catena.chain.replica, "KVState", _DropsOneMember)
-    with pytest.raises(SimFailure, match=r"(?s)not linearizable.*key b's:0'"):
-        run_seed(3)  # (a seed whose schedule reads s:0 after the dropped SADD; 3-5, 9, 10, … too)
+    for seed in range(10):
+        try:
+            run_seed(seed)
+        except SimFailure as exc:
+            if re.search(r"(?s)not linearizable.*key b's:0'", str(exc)):
+                return
+    raise AssertionError("no seed of the first 10 catches the dropped SADD")
 
 
 class _ZincrbyByOne(CommandModel):

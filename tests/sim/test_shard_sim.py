@@ -99,9 +99,9 @@ class LostDiskActsOnOldView(ShardSim):
 def test_the_checks_catch_a_member_that_lost_its_disk_acting_on_its_old_view():
     """As head it sends its empty history down the chain: its successors' commit points go back.
     It takes a push of the old view reaching the restarted process before its machine saw the
-    restart (a new leader's, or a retried one): seeds 3, 5 and 21 of the first 40."""
+    restart (a new leader's, or a retried one): seeds 7, 21 and 36 of the first 40."""
     caught = 0
-    for seed in (3, 5, 21):
+    for seed in (7, 21, 36):
         try:
             LostDiskActsOnOldView(seed).run()
         except SimFailure as exc:

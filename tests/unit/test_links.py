@@ -1,6 +1,7 @@
 """Peer links: the frames sent to a peer in one loop turn leave in one write at its end (or at an
 explicit flush); a frame sent on a link whose connection just closed is dropped, never raised
-(the member would stop over it); the reconnect's handshake resends what the successor lacks."""
+(the member would stop over it); the reconnect's handshake resends what the successor lacks.
+The member's end-of-turn flush writes its frames and its clients' replies itself."""
 
 import asyncio
 
@@ -122,6 +123,37 @@ def test_the_members_batch_leaves_when_its_flush_executes_it(tmp_path):
         node.replica.flush = lambda: [Send("127.0.0.1:2", Ack(1, 1))]
         node._flush()
         assert writer.writes == 1 and writer.written  # in this call, not the next iteration
+        node.log.close()
+
+    asyncio.run(main())
+
+
+def test_the_members_flush_writes_the_replies_it_resolved(tmp_path):
+    """Replies resolved by the member's end-of-turn flush are written by it too: left to the
+    server's own callback, they would wait a loop iteration, behind the next poll's input."""
+    from catena.chain.node import MemberNode
+    from catena.effects import Reply
+    from catena.resp.codec import OK
+    from catena.resp.server import Deferred
+
+    flushed = []
+
+    class _Connection:
+        def __init__(self, server):
+            self.server = server
+
+        def flush(self):
+            flushed.append(self)
+
+    async def main():
+        node = MemberNode("127.0.0.1:1", tmp_path / "member")
+        conn, reply = _Connection(node.server), Deferred()
+        reply.conn = conn
+        node.replica.flush = lambda: [Reply(reply, OK)]
+        node._flush()
+        assert flushed == [conn] and reply.value is OK  # in this call, not the next iteration
+        await asyncio.sleep(0)
+        assert flushed == [conn]  # and once
         node.log.close()
 
     asyncio.run(main())

@@ -166,6 +166,46 @@ def test_head_assigns_seq_and_answers_only_after_commit():
     assert c.r["a"].commit_seq == 1
 
 
+def test_the_tail_tells_the_head_of_a_commit_directly_so_its_client_need_not_wait_for_the_middle():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "v")
+    c.deliver_one()  # a -> b Append
+    c.deliver_one()  # b -> c Append: the tail commits
+    acks = [(s, d) for s, d, m in c.queue if type(m) is Ack]
+    assert acks == [("c", "b"), ("c", "a")]
+    c.queue.remove(next(q for q in c.queue if q[:2] == ("c", "b")))  # the middle's ack is late
+    c.deliver_one()  # c -> a
+    assert c.replies["w1"] == OK and c.r["a"].commit_seq == 1
+    assert c.r["b"].commit_seq == 0  # the middle waits for its own successor's word
+
+
+def test_the_head_takes_a_direct_ack_only_from_the_tail_of_its_own_epoch():
+    c = chain3()
+    c.client("a", "w1", "SET", "k", "v")
+    a = c.r["a"]
+    for sender, msg in (("x", Ack(E, 1)), ("c", Ack(E - 1, 1))):  # not a member; an older epoch
+        c.run("a", a.on_message(sender, msg, NOW))
+        c.flush()
+        assert a.commit_seq == 0 and "w1" not in c.replies
+    b = c.r["b"]
+    c.deliver_one()  # a -> b
+    c.run("b", b.on_message("a", Ack(E, 1), NOW))  # a predecessor's ack means nothing
+    assert b.commit_seq == 0
+
+
+def test_in_a_chain_of_two_the_tail_acks_its_predecessor_once():
+    c = Cluster("a", "b")
+    for epoch, members, learner in ((1, "a", None), (2, "a", "b"), (3, "ab", None)):
+        c.view(epoch, tuple(members), learner)
+        c.settle()
+        if learner:
+            c.run("a", c.r["a"].on_timer(c.now))
+    c.sent.clear()
+    c.client("a", "w", "SET", "k", "v")
+    c.settle()
+    assert c.replies["w"] == OK and kinds(c, "b") == ["Ack"]
+
+
 def test_persist_comes_before_the_append_in_a_flush():
     c = chain3()
     c.run("a", c.r["a"].on_client("t", [b"SET", b"k", b"v"], NOW))
@@ -540,6 +580,33 @@ def test_learner_is_not_caught_up_while_the_tail_itself_is_unsynced():
     c.settle()
     c.run("c", c.r["c"].on_timer(NOW))
     assert c.r["c"].learner_caught_up()
+
+
+def test_the_tail_says_its_learner_caught_up_only_once_it_holds_every_acknowledged_write():
+    """A tail that acknowledged writes on its own before the hand-over began must wait for its
+    learner to hold them too: promoted earlier, the learner could be all that is left of the
+    chain (the old tail cut off and removed) without writes clients were told are stored (the
+    chain simulation's seed 52)."""
+    c = chain3()
+    c.add("d")
+    c.view(E + 1, ("a", "b", "c"), learner="d")
+    learner = lambda s, d, m: "d" in (s, d)
+    c.settle(hold=learner)
+    for i in range(3):
+        c.client("a", f"w{i}", "SET", f"k{i}", "v")
+    c.settle(hold=learner)
+    tail = c.r["c"]
+    assert tail.commit_seq == tail.last_seq and {c.replies[f"w{i}"] for i in range(3)} == {OK}
+    sync = next(q for q in c.queue if q[0] == "d" and type(q[2]) is Sync)
+    c.run("c", tail.on_message("d", sync[2], NOW))  # the learner is linked, and not far behind:
+    assert c.run("c", tail.on_message("d", Ack(E + 1, tail.commit_seq - 2), NOW)) == []
+    assert tail.handing_over and not tail.learner_caught_up()  # the hand-over begins, unsaid
+    c.client("a", "w3", "SET", "k3", "v")
+    c.settle(hold=learner)
+    assert tail.commit_seq == tail.last_seq - 1 and "w3" not in c.replies  # the learner's to ack now
+    fx = tail.on_message("d", Ack(E + 1, tail.last_seq - 1), NOW)
+    assert [type(f).__name__ for f in fx] == ["LearnerCaughtUp"] and tail.learner_caught_up()
+    assert tail.on_message("d", Ack(E + 1, tail.last_seq), NOW) == [] and tail.commit_seq == tail.last_seq
 
 
 def test_commits_on_apply_is_recomputed_at_every_view_and_at_the_hand_over():

@@ -391,11 +391,13 @@ class MemberNode:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """The turn's batch, executed; its frames leave now, not a loop iteration later."""
+        """The turn's batch, executed; its frames and replies leave now, not a loop iteration
+        later (after another poll for input, which the replies would wait behind)."""
         self._flush_scheduled = False
         self._execute(self.replica.flush())
         if self.links is not None:
             self.links.flush()
+        self.server.flush_ready()
         if self.replica.backlog and not self._flush_scheduled:  # a large DEL: a slice per turn
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -3,7 +3,8 @@
 van Renesse & Schneider's protocol with CRAQ reads. The head stamps each write with
 (epoch, seq, ts) and applies it; every member applies entries in seq order and forwards them to
 its successor; the tail commits and acks flow upstream, trimming each sent list (the entries
-above `commit_seq`). The head answers a write once its ack arrives. A member answers a read
+above `commit_seq`). The tail sends its acks to the head as well, which answers a write once the
+first ack of it arrives: a hop sooner than through the middle members. A member answers a read
 itself when every key it touches is clean (no uncommitted entry touches it), else asks the tail.
 
 One handshake serves a new tail, a removed middle member and a restarted member: under each new
@@ -127,6 +128,7 @@ class Replica:
         self.dump_state = KVState.dump
         self.learner_acked = -1  # the learner's progress under the current epoch (-1: none yet)
         self.handing_over = False  # the tail commits only what its caught-up learner acked
+        self.told_caught_up = False  # ... and has said so (`LearnerCaughtUp`) under this epoch
         self.commits_on_apply = False  # (`_recommit`)
         # predecessor link
         self.pred: str | None = None
@@ -230,7 +232,7 @@ class Replica:
         self.succ = view.successor(self.me)
         self.succ_ready = False
         self.learner_acked = -1
-        self.handing_over = False
+        self.handing_over = self.told_caught_up = False
         self._recommit()
         self._clear_out()
         if self.succ:
@@ -567,7 +569,11 @@ class Replica:
         if kind is Append:
             return self._on_append(sender, msg, now) if sender == self.pred else []
         if kind is Ack:
-            return self._on_ack(sender, msg) if sender == self.succ else []
+            if sender == self.succ:
+                return self._on_ack(sender, msg)
+            if self.is_head() and sender == self.view.tail:  # the tail's own word: committed
+                self._commit_to(msg.seq)  # everywhere (the middle's ack follows)
+            return []
         if kind is Sync:
             return self._on_sync(sender, msg) if sender == self.succ else []
         if kind is Snapshot:
@@ -690,7 +696,6 @@ class Replica:
             self.learner_acked = msg.seq
             if self.handing_over:
                 self._commit_to(msg.seq)
-                return []
             return self._maybe_hand_over()
         self._commit_to(msg.seq)
         return []
@@ -769,30 +774,35 @@ class Replica:
                 return
 
     def learner_caught_up(self) -> bool:
-        """The tail's word that its learner holds (nearly) all its history (told to the
+        """The tail's word that its learner holds every write the chain committed (told to the
         coordinator once, `LearnerCaughtUp`, and in MEMBER.STATUS): the coordinator then
-        promotes the learner. From the first such ack on, the tail commits
-        only what the learner acked (`handing_over`), so the coordinator may act on this answer
-        at any later time."""
+        promotes the learner. The tail commits only what the learner acked from the hand-over
+        on, so the word stays true and the coordinator may act on it at any later time."""
         view = self.view
-        return view is not None and view.learner is not None and self.is_tail() and self.handing_over
+        return (view is not None and view.learner is not None and self.is_tail() and self.handing_over
+                and self.learner_acked >= self.commit_seq)
 
     def _maybe_hand_over(self) -> list:
-        """Once the learner is close behind, put it in the commit path: from then on whatever
-        we acknowledge it holds, so nothing acknowledged is lost if we are removed (or fail)
-        before we learn of the view that makes it the tail. Then tell the coordinator."""
-        if self.handing_over or self.view is None or self.view.learner is None or not self.is_tail():
+        """Once the learner is close behind, put it in the commit path (`handing_over`): from
+        then on whatever we acknowledge it holds. Once it also holds what we acknowledged
+        before, tell the coordinator: nothing acknowledged is lost if we are removed (or fail)
+        before we learn of the view that makes the learner the tail."""
+        if self.view is None or self.view.learner is None or not self.is_tail():
             return []
-        # Only a tail synced with its predecessor under this epoch knows the chain's committed
-        # prefix: until then the learner would inherit a commit point that misses acknowledged
-        # writes (the barrier it gets from us is our commit_seq).
-        synced = self.serving_reads() and (self.pred is None or self.pred_synced)
-        if (self.succ_ready and synced and self.learner_acked >= 0
-                and self.last_seq - self.learner_acked <= LEARNER_LAG):
+        if not self.handing_over:
+            # Only a tail synced with its predecessor under this epoch knows the chain's committed
+            # prefix: until then the learner would inherit a commit point that misses acknowledged
+            # writes (the barrier it gets from us is our commit_seq).
+            synced = self.serving_reads() and (self.pred is None or self.pred_synced)
+            if not (self.succ_ready and synced and self.learner_acked >= 0
+                    and self.last_seq - self.learner_acked <= LEARNER_LAG):
+                return []
             self.handing_over = True
             self._recommit()
-            return [LearnerCaughtUp(self.view.chain_id, self.view.epoch, self.view.learner)]
-        return []
+        if self.told_caught_up or not self.learner_caught_up():
+            return []
+        self.told_caught_up = True
+        return [LearnerCaughtUp(self.view.chain_id, self.view.epoch, self.view.learner)]
 
     def next_deadline(self, now: float) -> float:
         return now + 0.1
@@ -905,7 +915,10 @@ class Replica:
             self._clear_out()
             self.out_framed = False
         if self.out_ack is not None:
-            fx.append(Send(self.pred, Ack(self.epoch, self.out_ack)))
+            ack = Ack(self.epoch, self.out_ack)
+            fx.append(Send(self.pred, ack))
+            if self.is_tail() and self.view.head not in (self.pred, self.me):  # the head hears of commits a hop
+                fx.append(Send(self.view.head, ack))  # sooner: its clients' replies wait on them
             self.out_ack = None
         if self.deferred:
             fx += self.deferred

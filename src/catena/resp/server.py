@@ -497,14 +497,16 @@ class RespServer:
         self._server: asyncio.base_events.Server | None = None
 
     def ready(self, conn: _Connection) -> None:
-        """A deferred reply of `conn` resolved: write it (and whatever else is ready) this turn."""
+        """A deferred reply of `conn` resolved: write it (and whatever else is ready) at the next
+        `flush_ready`, which the member calls at the end of its turn, or in the next loop
+        iteration at the latest."""
         if not self._ready:
-            asyncio.get_running_loop().call_soon(self._flush_ready)
+            asyncio.get_running_loop().call_soon(self.flush_ready)
         self._ready.append(conn)
 
-    def _flush_ready(self) -> None:
+    def flush_ready(self) -> None:
         ready, self._ready = self._ready, []
-        for conn in set(ready):
+        for conn in set(ready) if len(ready) > 1 else ready:
             conn.flush()
 
     async def start(self, host: str, port: int) -> None:
