@@ -157,3 +157,17 @@ def test_the_members_flush_writes_the_replies_it_resolved(tmp_path):
         node.log.close()
 
     asyncio.run(main())
+
+
+def test_a_member_that_fsyncs_each_batch_never_acks_the_head_past_its_middle(tmp_path):
+    """`--fsync always`: an acknowledged write is stored on every member, so the head must hear
+    of a commit through the middle (which acks only after its own fsync), not from the tail."""
+    from catena.chain.node import MemberNode
+
+    async def main():
+        for fsync, direct in (("always", False), ("everysec", True), ("no", True)):
+            node = MemberNode("127.0.0.1:1", tmp_path / fsync, fsync=fsync)
+            assert node.replica.acks_head is direct
+            node.log.close()
+
+    asyncio.run(main())

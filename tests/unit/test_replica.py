@@ -179,6 +179,19 @@ def test_the_tail_tells_the_head_of_a_commit_directly_so_its_client_need_not_wai
     assert c.r["b"].commit_seq == 0  # the middle waits for its own successor's word
 
 
+def test_under_fsync_always_the_head_hears_of_a_commit_only_through_the_middle():
+    """A middle member forwards a batch before its own fsync, so the tail's ack does not say
+    the batch is stored there: with `acks_head` off the head waits for the middle's ack."""
+    c = chain3()
+    c.r["c"].acks_head = False
+    c.client("a", "w1", "SET", "k", "v")
+    c.deliver_one()  # a -> b
+    c.deliver_one()  # b -> c
+    assert [(s, d) for s, d, m in c.queue if type(m) is Ack] == [("c", "b")]
+    c.settle()
+    assert c.replies["w1"] == OK
+
+
 def test_the_head_takes_a_direct_ack_only_from_the_tail_of_its_own_epoch():
     c = chain3()
     c.client("a", "w1", "SET", "k", "v")

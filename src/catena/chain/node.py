@@ -101,6 +101,7 @@ class MemberNode:
         try:
             self.log = DurableLog(self.data_dir / "log", fsync, self.io)
             self.replica = self._recover()
+            self.replica.acks_head = self.log.fsync != "always"
         except OSError as exc:
             self._disk_failed("recovering the log", exc)
         except CorruptLog as exc:

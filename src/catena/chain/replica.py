@@ -3,8 +3,8 @@
 van Renesse & Schneider's protocol with CRAQ reads. The head stamps each write with
 (epoch, seq, ts) and applies it; every member applies entries in seq order and forwards them to
 its successor; the tail commits and acks flow upstream, trimming each sent list (the entries
-above `commit_seq`). The tail sends its acks to the head as well, which answers a write once the
-first ack of it arrives: a hop sooner than through the middle members. A member answers a read
+above `commit_seq`). The tail sends its acks to the head as well (`acks_head`), which answers a
+write once the first ack of it arrives: a hop sooner than through the middle members. A member answers a read
 itself when every key it touches is clean (no uncommitted entry touches it), else asks the tail.
 
 One handshake serves a new tail, a removed middle member and a restarted member: under each new
@@ -76,6 +76,10 @@ OUTCOME_UNKNOWN = Error("ERR write forwarded to the head got no reply before its
 
 class Replica:
     write_timeout_s = WRITE_TIMEOUT_S  # the deadline of the writes this member forwards
+    # The tail's acks go to the head as well, a hop sooner, unless the chain fsyncs each batch
+    # before acking it (--fsync always): a middle member forwards a batch before its fsync, so
+    # only its own ack says the batch is stored there. (Set by the shell from its policy.)
+    acks_head = True
 
     def __init__(self, me: str, client_id: bytes, state: KVState | None = None,
                  last: tuple[int, int] = (0, 0), entries=(), epoch: int = 0, lease_s: float | None = None,
@@ -917,8 +921,8 @@ class Replica:
         if self.out_ack is not None:
             ack = Ack(self.epoch, self.out_ack)
             fx.append(Send(self.pred, ack))
-            if self.is_tail() and self.view.head not in (self.pred, self.me):  # the head hears of commits a hop
-                fx.append(Send(self.view.head, ack))  # sooner: its clients' replies wait on them
+            if self.acks_head and self.is_tail() and self.view.head not in (self.pred, self.me):
+                fx.append(Send(self.view.head, ack))  # the head's clients' replies wait on it
             self.out_ack = None
         if self.deferred:
             fx += self.deferred
