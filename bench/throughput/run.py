@@ -10,11 +10,13 @@ Starts, one system at a time, on free loopback ports:
 and runs `redis-benchmark -c 50 -r 100000 -P 1` and `-P 16`: SET at the head (RedisRaft: the
 leader), GET at a middle member (RedisRaft: the leader, quorum reads as configured by default).
 Every line pairs matched durability (catena `always` with RedisRaft `log-fsync yes`, `everysec`
-with `no`) and prints `ratio_vs_redisraft=` and `ratio_vs_redis=`. With --memory it then loads M
+with `no`) and prints `ratio_vs_redisraft=` and `ratio_vs_redis=` (with --rounds N, the medians
+of N interleaved rounds and their range). With --memory it then loads M
 keys of 16 bytes into Redis and catena over one pipelined connection and prints the resident
 memory per key. Every process it starts is stopped by PID at the end.
 
-    python bench/throughput/run.py            # about a minute on 2 cores
+    python bench/throughput/run.py            # about four minutes on 2 cores
+    python bench/throughput/run.py --rounds 3 # every system three times, interleaved: medians
     python bench/throughput/run.py --quick    # fewer requests
     python bench/throughput/run.py --memory   # and the memory figure (M=1000000)
 """
@@ -28,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -259,19 +262,28 @@ def start_redisraft(so: str, server: str, fsync: bool):
     return start
 
 
-def report(results: dict[str, dict], raft_note: str | None) -> None:
-    redis = results["redis"]
+def report(rounds: list[dict[str, dict]], raft_note: str | None) -> None:
+    """One line per test and durability: each system's median over the rounds, and the median
+    of the rounds' ratios (each round measures every system once, back to back), with their
+    range when there are several rounds."""
+    def ratio(ours: str, peer: str, key) -> str:
+        values = sorted(r[ours][key] / r[peer][key] for r in rounds)
+        spread = f" ({values[0]:.2f}-{values[-1]:.2f})" if len(values) > 1 else ""
+        return f"{statistics.median(values):.2f}{spread}"
+
+    def median(system: str, key) -> float:
+        return statistics.median(r[system][key] for r in rounds)
+
     for catena, raft, durability in (("catena-always", "redisraft-fsync", "fsync=always/log-fsync=yes"),
                                      ("catena-everysec", "redisraft-nofsync", "fsync=everysec/log-fsync=no")):
         for key in TESTS:
-            ours = results[catena][key]
-            line = f"{key[0]:<4} -P {key[1]:<2}  {durability:<28} catena={ours:>8.0f}"
-            if raft in results:
-                line += f"  redisraft={results[raft][key]:>8.0f}"
-            line += f"  redis={redis[key]:>8.0f}"
-            if raft in results:
-                line += f"  ratio_vs_redisraft={ours / results[raft][key]:.2f}"
-            print(f"{line}  ratio_vs_redis={ours / redis[key]:.2f}", flush=True)
+            line = f"{key[0]:<4} -P {key[1]:<2}  {durability:<28} catena={median(catena, key):>8.0f}"
+            if raft in rounds[0]:
+                line += f"  redisraft={median(raft, key):>8.0f}"
+            line += f"  redis={median('redis', key):>8.0f}"
+            if raft in rounds[0]:
+                line += f"  ratio_vs_redisraft={ratio(catena, raft, key)}"
+            print(f"{line}  ratio_vs_redis={ratio(catena, 'redis', key)}", flush=True)
     if raft_note:
         print(f"# {raft_note}")
 
@@ -313,6 +325,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests")
     ap.add_argument("-n", "--requests", type=int, default=None, help="requests per redis-benchmark run")
+    ap.add_argument("--rounds", type=int, default=1, help="measure every system this many times, interleaved, "
+                    "and print medians (the ratios of one round swing by 2x on shared cores)")
     ap.add_argument("--memory", action="store_true", help="also measure resident memory per key")
     ap.add_argument("--keys", type=int, default=1_000_000, help="keys loaded for the memory figure")
     args = ap.parse_args(argv)
@@ -338,11 +352,14 @@ def main(argv=None) -> int:
             systems += [("redisraft-fsync", start_redisraft(so, server, True)),
                         ("redisraft-nofsync", start_redisraft(so, server, False))]
         systems += [("catena-always", start_catena("always")), ("catena-everysec", start_catena("everysec"))]
-        results = {}
-        for name, start in systems:
-            results[name] = run_system(root, name, taken, start, args.quick, args.requests)
-            print(f"# {name}: " + "  ".join(f"{t} -P {p}={v:.0f}" for (t, p), v in results[name].items()), flush=True)
-        report(results, raft_note)
+        rounds = []
+        for n in range(args.rounds):
+            results = {}
+            for name, start in systems:
+                results[name] = run_system(root, f"{name}-{n}", taken, start, args.quick, args.requests)
+                print(f"# {name}: " + "  ".join(f"{t} -P {p}={v:.0f}" for (t, p), v in results[name].items()), flush=True)
+            rounds.append(results)
+        report(rounds, raft_note)
         if args.memory:
             memory(root, taken, args.keys)
         return 0
