@@ -15,7 +15,7 @@ of N interleaved rounds and their range). With --memory it then loads M
 keys of 16 bytes into Redis and catena over one pipelined connection and prints the resident
 memory per key. Every process it starts is stopped by PID at the end.
 
-    python bench/throughput/run.py            # about four minutes on 2 cores
+    python bench/throughput/run.py            # under a minute on 2 cores
     python bench/throughput/run.py --rounds 3 # every system three times, interleaved: medians
     python bench/throughput/run.py --quick    # fewer requests
     python bench/throughput/run.py --memory   # and the memory figure (M=1000000)
