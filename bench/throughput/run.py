@@ -9,6 +9,8 @@ Starts, one system at a time, on free loopback ports:
 
 and runs `redis-benchmark -c 50 -r 100000 -P 1` and `-P 16`: SET at the head (RedisRaft: the
 leader), GET at a middle member (RedisRaft: the leader, quorum reads as configured by default).
+A last line per durability runs GETs at all three members at once (every member answers reads),
+the 50 clients split among them, beside each peer's GETs at its one process that serves them.
 Every line pairs matched durability (catena `always` with RedisRaft `log-fsync yes`, `everysec`
 with `no`) and prints `ratio_vs_redisraft=` and `ratio_vs_redis=` (with --rounds N, the medians
 of N interleaved rounds and their range). With --memory it then loads M
@@ -43,6 +45,7 @@ from catena.loopback import HOST, free_ports, wait_until
 CLIENTS = 50
 KEYSPACE = 100_000  # redis-benchmark -r: random keys among this many
 TESTS = (("SET", 1), ("SET", 16), ("GET", 1), ("GET", 16))
+SPREAD = ("GET*", 1)  # GET -P 1 at every member at once, the clients split among them
 VALUE = b"v" * 16
 
 
@@ -164,6 +167,23 @@ def benchmark(port: int, n: int, pipeline: int, tests: str = "set,get") -> dict[
     return rows
 
 
+def spread_gets(ports: list[int], n: int, pipeline: int) -> float:
+    """GETs at every member at once (CRAQ: each answers reads), the clients split among them,
+    `n` requests each (the runs overlap for longer than their starts take): all the requests
+    over the time the slowest redis-benchmark took."""
+    share = [CLIENTS // len(ports) + (i < CLIENTS % len(ports)) for i in range(len(ports))]
+    started = time.monotonic()
+    runs = [subprocess.Popen(["redis-benchmark", "-h", HOST, "-p", str(port), "-t", "get", "-n", str(n),
+                              "-c", str(c), "-r", str(KEYSPACE), "-P", str(pipeline), "-q"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for port, c in zip(ports, share)]
+    for run in runs:
+        _, err = run.communicate(timeout=600)
+        if run.returncode != 0:
+            raise RuntimeError(f"redis-benchmark (spread GETs) failed: {err.strip()}")
+    return n * len(ports) / (time.monotonic() - started)
+
+
 def rss(port: int) -> int:
     return int(info(port)["used_memory_rss"])
 
@@ -222,22 +242,27 @@ def requests(pipeline: int, quick: bool, n: int | None) -> int:
     return (8_000 if quick else 15_000) * (5 if pipeline > 1 else 1)
 
 
-def measure(port_set: int, port_get: int, quick: bool, n: int | None) -> dict[tuple[str, int], float]:
-    """ops/s per (test, pipeline): SET at `port_set`, then GET (of the keys just set) at `port_get`."""
+def measure(port_set: int, port_get: int, quick: bool, n: int | None,
+            readers: list[int] = ()) -> dict[tuple[str, int], float]:
+    """ops/s per (test, pipeline): SET at `port_set`, then GET (of the keys just set) at `port_get`;
+    with several `readers`, also GET -P 1 at all of them at once (SPREAD)."""
     out = {}
     for pipeline in (1, 16):
         out["SET", pipeline] = benchmark(port_set, requests(pipeline, quick, n), pipeline, "set")["SET"]
         out["GET", pipeline] = benchmark(port_get, requests(pipeline, quick, n), pipeline, "get")["GET"]
+    if len(readers) > 1:
+        out[SPREAD] = spread_gets(list(readers), requests(1, quick, n), 1)
     return out
 
 
 def run_system(root: Path, name: str, taken: set[int], start, quick: bool, n: int | None) -> dict[tuple[str, int], float]:
-    """Start one system (`start(procs, taken) -> (SET port, GET port)`), measure it, stop it."""
+    """Start one system (`start(procs, taken) -> (SET port, GET port, every port serving reads)`),
+    measure it, stop it."""
     (root / name).mkdir()
     procs = Procs(root / name)
     try:
-        port_set, port_get = start(procs, taken)
-        return measure(port_set, port_get, quick, n)
+        port_set, port_get, readers = start(procs, taken)
+        return measure(port_set, port_get, quick, n, readers)
     finally:
         procs.stop_all()
 
@@ -245,29 +270,30 @@ def run_system(root: Path, name: str, taken: set[int], start, quick: bool, n: in
 def start_redis_peer(procs: Procs, taken: set[int]) -> tuple[int, int]:
     port = free_port(taken)
     start_redis(procs, port)
-    return port, port
+    return port, port, [port]
 
 
 def start_catena(fsync: str):
     def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
         members = start_chain(procs, [free_port(taken) for _ in range(4)], fsync)
-        return members[0], members[1]
+        return members[0], members[1], members
     return start
 
 
 def start_redisraft(so: str, server: str, fsync: bool):
     def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
         leader = redisraft.start(procs, [free_port(taken) for _ in range(3)], so, server, fsync, cli, wait_for, HOST)
-        return leader, leader
+        return leader, leader, [leader]  # (reads at the leader: linearizable only there)
     return start
 
 
 def report(rounds: list[dict[str, dict]], raft_note: str | None) -> None:
     """One line per test and durability: each system's median over the rounds, and the median
     of the rounds' ratios (each round measures every system once, back to back), with their
-    range when there are several rounds."""
-    def ratio(ours: str, peer: str, key) -> str:
-        values = sorted(r[ours][key] / r[peer][key] for r in rounds)
+    range when there are several rounds. Then catena's GETs at all three members at once beside
+    each peer's GETs at its one process that serves them (RedisRaft: the leader)."""
+    def ratio(ours: str, peer: str, key, peer_key=None) -> str:
+        values = sorted(r[ours][key] / r[peer][peer_key or key] for r in rounds)
         spread = f" ({values[0]:.2f}-{values[-1]:.2f})" if len(values) > 1 else ""
         return f"{statistics.median(values):.2f}{spread}"
 
@@ -276,14 +302,16 @@ def report(rounds: list[dict[str, dict]], raft_note: str | None) -> None:
 
     for catena, raft, durability in (("catena-always", "redisraft-fsync", "fsync=always/log-fsync=yes"),
                                      ("catena-everysec", "redisraft-nofsync", "fsync=everysec/log-fsync=no")):
-        for key in TESTS:
-            line = f"{key[0]:<4} -P {key[1]:<2}  {durability:<28} catena={median(catena, key):>8.0f}"
+        for key in (*TESTS, SPREAD):
+            name = f"{key[0]:<4} -P {key[1]:<2}" if key != SPREAD else "GET  -P 1 at all 3 members"
+            line = f"{name:<26} {durability:<28} catena={median(catena, key):>8.0f}"
+            peer_key = ("GET", 1) if key == SPREAD else key
             if raft in rounds[0]:
-                line += f"  redisraft={median(raft, key):>8.0f}"
-            line += f"  redis={median('redis', key):>8.0f}"
+                line += f"  redisraft={median(raft, peer_key):>8.0f}"
+            line += f"  redis={median('redis', peer_key):>8.0f}"
             if raft in rounds[0]:
-                line += f"  ratio_vs_redisraft={ratio(catena, raft, key)}"
-            print(f"{line}  ratio_vs_redis={ratio(catena, 'redis', key)}", flush=True)
+                line += f"  ratio_vs_redisraft={ratio(catena, raft, key, peer_key)}"
+            print(f"{line}  ratio_vs_redis={ratio(catena, 'redis', key, peer_key)}", flush=True)
     if raft_note:
         print(f"# {raft_note}")
 
