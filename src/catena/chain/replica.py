@@ -4,8 +4,9 @@ van Renesse & Schneider's protocol with CRAQ reads. The head stamps each write w
 (epoch, seq, ts) and applies it; every member applies entries in seq order and forwards them to
 its successor; the tail commits and acks flow upstream, trimming each sent list (the entries
 above `commit_seq`). The tail sends its acks to the head as well (`acks_head`), which answers a
-write once the first ack of it arrives: a hop sooner than through the middle members. A member answers a read
-itself when every key it touches is clean (no uncommitted entry touches it), else asks the tail.
+write once the first ack of it arrives: a hop sooner than through the middle members. A member
+answers a read itself when every key it touches is clean (no uncommitted entry touches it), else
+asks the tail.
 
 One handshake serves a new tail, a removed middle member and a restarted member: under each new
 epoch the successor sends `Sync(last_epoch, last_seq)` and the predecessor answers with the
