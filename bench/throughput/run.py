@@ -167,7 +167,7 @@ def benchmark(port: int, n: int, pipeline: int, tests: str = "set,get") -> dict[
     return rows
 
 
-def spread_gets(ports: list[int], n: int, pipeline: int) -> float:
+def spread_gets(ports: tuple[int, ...], n: int, pipeline: int) -> float:
     """GETs at every member at once (CRAQ: each answers reads), the clients split among them,
     `n` requests each (the runs overlap for longer than their starts take): all the requests
     over the time the slowest redis-benchmark took."""
@@ -243,7 +243,7 @@ def requests(pipeline: int, quick: bool, n: int | None) -> int:
 
 
 def measure(port_set: int, port_get: int, quick: bool, n: int | None,
-            readers: list[int] = ()) -> dict[tuple[str, int], float]:
+            readers: tuple[int, ...] = ()) -> dict[tuple[str, int], float]:
     """ops/s per (test, pipeline): SET at `port_set`, then GET (of the keys just set) at `port_get`;
     with several `readers`, also GET -P 1 at all of them at once (SPREAD)."""
     out = {}
@@ -251,7 +251,7 @@ def measure(port_set: int, port_get: int, quick: bool, n: int | None,
         out["SET", pipeline] = benchmark(port_set, requests(pipeline, quick, n), pipeline, "set")["SET"]
         out["GET", pipeline] = benchmark(port_get, requests(pipeline, quick, n), pipeline, "get")["GET"]
     if len(readers) > 1:
-        out[SPREAD] = spread_gets(list(readers), requests(1, quick, n), 1)
+        out[SPREAD] = spread_gets(readers, requests(1, quick, n), 1)
     return out
 
 
@@ -267,23 +267,23 @@ def run_system(root: Path, name: str, taken: set[int], start, quick: bool, n: in
         procs.stop_all()
 
 
-def start_redis_peer(procs: Procs, taken: set[int]) -> tuple[int, int]:
+def start_redis_peer(procs: Procs, taken: set[int]) -> tuple[int, int, tuple[int, ...]]:
     port = free_port(taken)
     start_redis(procs, port)
-    return port, port, [port]
+    return port, port, (port,)
 
 
 def start_catena(fsync: str):
-    def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
+    def start(procs: Procs, taken: set[int]) -> tuple[int, int, tuple[int, ...]]:
         members = start_chain(procs, [free_port(taken) for _ in range(4)], fsync)
-        return members[0], members[1], members
+        return members[0], members[1], tuple(members)
     return start
 
 
 def start_redisraft(so: str, server: str, fsync: bool):
-    def start(procs: Procs, taken: set[int]) -> tuple[int, int]:
+    def start(procs: Procs, taken: set[int]) -> tuple[int, int, tuple[int, ...]]:
         leader = redisraft.start(procs, [free_port(taken) for _ in range(3)], so, server, fsync, cli, wait_for, HOST)
-        return leader, leader, [leader]  # (reads at the leader: linearizable only there)
+        return leader, leader, (leader,)  # (reads at the leader: linearizable only there)
     return start
 
 
