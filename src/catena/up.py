@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from catena.loopback import free_ports
@@ -50,6 +51,42 @@ def _spawn(args: list[str], log_path: Path, env: dict) -> subprocess.Popen:
     out = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "catena", *args], stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env, preexec_fn=_die_with_parent)
+
+
+METRICS_TAKEN = "cannot listen on --metrics-listen"  # (catena.metrics.http)
+METRICS_ATTEMPTS = 3
+
+
+def _spawn_metered(args: list[str], log_path: Path, env: dict, taken: set[int]) -> tuple[subprocess.Popen, str]:
+    """`_spawn` with `--metrics-listen` on a free loopback port, and that port open: a port found
+    free may be taken by another program before the process binds it (the process then stops at
+    once), so it starts again on another port, up to METRICS_ATTEMPTS times. (process, address)."""
+    for _ in range(METRICS_ATTEMPTS):
+        metrics = f"127.0.0.1:{free_ports(1, taken)[0]}"
+        proc = _spawn([*args, "--metrics-listen", metrics], log_path, env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _serves_metrics(metrics):
+                return proc, metrics
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"a catena process did not open its metrics port {metrics} within "
+                               f"{START_TIMEOUT_S:.0f} s; see its log")
+        if METRICS_TAKEN not in log_path.read_text(errors="replace"):
+            raise RuntimeError(f"a catena process exited early (status {proc.returncode}); see its log")
+    raise RuntimeError(f"{METRICS_ATTEMPTS} metrics ports in a row were taken before a catena process bound them")
+
+
+def _serves_metrics(addr: str) -> bool:
+    """Does a catena process answer at `addr` with its metrics (not some other program that took
+    the port)?"""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=0.5) as reply:
+            return b"catena_" in reply.read()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_key(chain_id: int, chains: int) -> bytes:
@@ -122,19 +159,20 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
     if password:
         env["CATENA_REQUIREPASS"], auth = password, (b"default", password)
     procs: list[subprocess.Popen] = []
-    metrics = [f"127.0.0.1:{p}" for p in free_ports(total + 1, set(range(port, port + total + 1)))]
+    taken = set(range(port, port + total + 1))  # (metrics ports are picked among the others)
     ops = ["--log-format", log_format]
     try:
-        procs.append(_spawn(["coordinator", "--listen", coordinator, "--data-dir", str(root / "coordinator"),
-                             *secret, *ops, "--metrics-listen", metrics[0],
-                             *(["--chains", str(chains)] if sharded else [])],
-                            root / "coordinator.log", env))
+        coord, status = _spawn_metered(["coordinator", "--listen", coordinator, "--data-dir",
+                                        str(root / "coordinator"), *secret, *ops,
+                                        *(["--chains", str(chains)] if sharded else [])],
+                                       root / "coordinator.log", env, taken)
+        procs.append(coord)
         for i in range(1, total + 1):  # one at a time, so each chain's order is the ports' order
             addr, chain = f"127.0.0.1:{port + i}", (i - 1) // members
-            procs.append(_spawn(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
-                                 "--coordinator", coordinator, *secret, *ops, "--metrics-listen", metrics[i],
-                                 "--cluster-enabled", "yes" if cluster_enabled else "no", "--chain", str(chain)],
-                                root / f"member-{port + i}.log", env))
+            procs.append(_spawn_metered(["member", "--listen", addr, "--data-dir", str(root / f"member-{port + i}"),
+                                         "--coordinator", coordinator, *secret, *ops,
+                                         "--cluster-enabled", "yes" if cluster_enabled else "no", "--chain", str(chain)],
+                                        root / f"member-{port + i}.log", env, taken)[0])
             asyncio.run(_wait_chain(coordinator, (i - 1) % members + 1, procs, auth, chain, chains))
         if sharded:
             asyncio.run(_wait_slots([f"127.0.0.1:{port + i}" for i in range(1, total + 1)], auth))
@@ -149,7 +187,7 @@ def run_cluster(members: int, port: int, data_dir: str | None, password: str | N
             tables.append(f"chain {chain}\n{table}" if sharded else table)
         print(f"catena is up. Data and logs in {root}; the cluster secret is in {secret[1]} (mode 0600)")
         print(f"coordinator  {coordinator}  (redis-cli -p {port} MASTER.GET_CHAIN)  status page "
-              f"http://{metrics[0]}/  metrics http://{metrics[0]}/metrics")
+              f"http://{status}/  metrics http://{status}/metrics")
         print("\n".join(tables))
         print("Ctrl-C stops everything.", flush=True)
         stop = {signal.SIGINT, signal.SIGTERM}

@@ -205,3 +205,27 @@ def test_mass_insertion_with_redis_cli_pipe(cluster):
                          capture_output=True, timeout=60)
     assert b"errors: 0, replies: 1000" in out.stdout, out.stdout + out.stderr
     assert cluster.client(members[1]).dbsize() == 1000
+
+
+def test_catena_up_starts_a_process_again_when_its_metrics_port_was_taken(tmp_path, monkeypatch):
+    """A metrics port found free can be taken before the process binds it (another program, a
+    parallel test): the process stops at once, and `catena up` starts it again on another port
+    instead of failing."""
+    from catena import up
+
+    with socket.socket() as held:
+        held.bind((HOST, 0))
+        held.listen()
+        taken_port, spare = held.getsockname()[1], free_port()
+        picks = iter([[taken_port], [spare]])
+        monkeypatch.setattr(up, "free_ports", lambda n, taken: next(picks))
+        log = tmp_path / "member.log"
+        proc, metrics = up._spawn_metered(["member", "--listen", f"{HOST}:{free_port()}", "--data-dir",
+                                           str(tmp_path / "member")], log, dict(os.environ), set())
+    try:
+        assert metrics == f"{HOST}:{spare}" and proc.poll() is None
+        assert log.read_text().count(up.METRICS_TAKEN) == 1  # the first attempt, stopped at once
+        assert urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
