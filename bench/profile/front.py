@@ -1,4 +1,4 @@
-"""Instructions per command of a member's RESP front end and read path, exactly.
+"""Instructions per command of a member's RESP front end, read path and write path, exactly.
 
 A member runs in this process (a chain of one, so it answers reads as a tail does); one
 connection gets an in-memory transport, and N copies of one command's frame go through its
@@ -6,9 +6,14 @@ connection gets an in-memory transport, and N copies of one command's frame go t
 (`--toggle-collect`). No sockets, no loop turns, no idle timers: the count is repeatable to
 tens of instructions, so a change of 1% shows (bench/profile/run.py measures the whole chain,
 loop and idle timers included, to within 2-3k instructions per op). What it leaves out: the
-event loop, recv/send, and the write path past the front end.
+event loop, recv/send, and for GET and PING the write path past the front end.
 
-    python bench/profile/front.py                # GET of a key that exists, and PING
+SET goes as at a head under `redis-benchmark -c 50 -P 1`: one write from each of 50
+connections, then the member's end-of-turn flush (the batch's log record, the commit a chain of
+one makes at once, the replies), all inside the count; what it leaves out of a head's work is
+the chain: the Append out, the acks in.
+
+    python bench/profile/front.py                # GET of a key that exists, PING, and SET
     python bench/profile/front.py --n 5000 --command get
 """
 
@@ -28,7 +33,10 @@ from pathlib import Path
 FRAMES = {
     "get": b"*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n",
     "ping": b"*1\r\n$4\r\nPING\r\n",
+    "set": b"*3\r\n$3\r\nSET\r\n$5\r\nkey:1\r\n$3\r\nabc\r\n",
 }
+CLIENTS = 50  # SET: connections that each send one write per turn
+REPLIES = {"get": b"$3\r\nabc\r\n", "ping": b"+PONG\r\n", "set": b"+OK\r\n"}
 
 
 class Transport:
@@ -95,8 +103,20 @@ async def inside(name: str, n: int) -> None:
         await until(transport, b"+OK\r\n", "the view")
         conn.data_received(command(b"SET", b"key:1", b"abc"))
         await until(transport, b"+OK\r\n", "a first write")
-        collections.deque(maxlen=0).extend(map(conn.data_received, itertools.repeat(FRAMES[name], n)))
-        expected = {"get": b"$3\r\nabc\r\n", "ping": b"+PONG\r\n"}[name] * n
+        step, frames = conn.data_received, itertools.repeat(FRAMES[name], n)
+        if name == "set":  # as at a head under -c 50 -P 1: a write from each of CLIENTS connections, then the end-of-turn flush
+            conns = [conn] + [_Connection(node.server) for _ in range(CLIENTS - 1)]
+            for other in conns[1:]:
+                other.connection_made(transport)
+
+            def step(frame, feeds=[c.data_received for c in conns], flush=node._flush):
+                for feed in feeds:
+                    feed(frame)
+                flush()
+            frames = itertools.repeat(FRAMES[name], n // CLIENTS)
+            n = n // CLIENTS * CLIENTS
+        collections.deque(maxlen=0).extend(map(step, frames))
+        expected = REPLIES[name] * n
         if bytes(transport.written) != expected:
             raise SystemExit(f"unexpected replies to {name.upper()}: {bytes(transport.written[:80])!r}")
     finally:
@@ -116,7 +136,7 @@ def measure(name: str, n: int) -> int:
         m = re.search(r"^(?:summary|totals):\s*(\d+)", out.read_text(errors="replace"), re.M)
         if not m or not int(m.group(1)):
             raise SystemExit("callgrind counted nothing: is deque_extend a symbol of this Python?")
-        return int(m.group(1)) // n
+        return int(m.group(1)) // (n // CLIENTS * CLIENTS if name == "set" else n)
 
 
 def main(argv=None) -> int:
@@ -131,9 +151,11 @@ def main(argv=None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    for name in args.command or ("get", "ping"):
+    what = {"get": "front end and read path", "ping": "front end",
+            "set": "front end, write path, log append and reply: a chain of one"}
+    for name in args.command or ("get", "ping", "set"):
         print(f"{name.upper():<5} instructions_per_command={measure(name, args.n):>7}  "
-              f"(front end{' and read path' if name == 'get' else ''}, in-process, {args.n} commands)")
+              f"({what[name]}, in-process, {args.n} commands)")
     return 0
 
 
