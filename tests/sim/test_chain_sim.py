@@ -67,8 +67,9 @@ def test_same_seed_replays_exactly():
 
 
 def test_runs_do_the_work_they_claim():
-    """Guard against a simulator that passes because nothing happens."""
-    sims = [run_seed(seed) for seed in range(6)]
+    """Guard against a simulator that passes because nothing happens (over nine seeds: a
+    client's error reply comes in about one schedule in four)."""
+    sims = [run_seed(seed) for seed in range(9)]
     assert all(len(s.committed) > 50 for s in sims)
     assert all(len(s.views) > 5 for s in sims)
     stats = sum((s.stats for s in sims), start=type(sims[0].stats)())

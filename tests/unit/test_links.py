@@ -171,3 +171,48 @@ def test_a_member_that_fsyncs_each_batch_never_acks_the_head_past_its_middle(tmp
             node.log.close()
 
     asyncio.run(main())
+
+
+def test_a_middle_member_sends_an_append_on_before_it_applies_it(tmp_path):
+    """The middle writes its predecessor's Append to its successor's link before its machine
+    applies the entries (Replica.relay), framed around the bytes it received, and only once."""
+    import time
+
+    import msgpack
+
+    from catena.chain import messages
+    from catena.chain.messages import Append, Sync
+    from catena.chain.node import MemberNode
+    from catena.chain.state import SET
+    from catena.view import View
+
+    writer = _Writer(closing=False)
+    head, me, succ = "127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:2"
+
+    async def main():
+        node = MemberNode(me, tmp_path / "member")
+        node.links = _links_with(writer)
+        replica = node.replica
+        replica.on_view(View(0, 1, (head, me, succ)), time.time())
+        replica.on_message(succ, Sync(1, 0, 0), time.time())
+        seen = []
+        on_message = replica.on_message
+
+        def spy(sender, msg, now, mono=None):
+            seen.append((b"".join(writer.written), replica.last_seq))
+            return on_message(sender, msg, now, mono)
+
+        replica.on_message = spy
+        entries = tuple((1, s, 0, None, (SET, b"k%d" % s, b"v", None, 0)) for s in (1, 2, 3))
+        encoded = msgpack.packb(entries, use_bin_type=True)
+        node._received(entries, encoded)
+        node._on_peer_message(head, Append(1, 0, entries))
+        frame = messages.append_frame(1, 0, encoded)
+        assert seen == [(frame, 0)]  # on the wire, nothing applied yet
+        assert replica.last_seq == 3
+        node._flush()
+        await asyncio.sleep(0)
+        assert b"".join(writer.written) == frame  # sent once
+        node.log.close()
+
+    asyncio.run(main())

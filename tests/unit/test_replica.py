@@ -1121,9 +1121,11 @@ def test_append_batches_are_bounded_in_bytes_as_well_as_entries():
 
 
 def test_a_middle_forwards_one_appends_entries_as_one_frame_and_rebatches_several(monkeypatch):
-    """A middle member forwards the entries of one Append from its predecessor as they came
-    (batched within the bounds there), and measures again what several Appends of one loop turn
-    add up to: no frame it sends holds more than about FRAME_BYTES of keys and values."""
+    """A middle member sends an Append from its predecessor on as it came (batched within the
+    bounds there), before it applies it, when it continues the member's history; Appends it
+    forwards from its turn's flush (a resend overlapping what it holds, and what follows that
+    turn) are measured again: no frame it sends holds more than about FRAME_BYTES of keys and
+    values."""
     from catena.chain import replica as replica_module
 
     monkeypatch.setattr(replica_module, "FRAME_BYTES", 64 * 2 + 2 * 40)  # two entries of 40-byte values
@@ -1135,21 +1137,90 @@ def test_a_middle_forwards_one_appends_entries_as_one_frame_and_rebatches_severa
     frames = list(replica_module.batches(entries))
     assert [len(f) for f in frames] == [2, 2, 2]
 
-    def forwarded():
-        return [fx.msg.entries for fx in b.flush() if type(fx) is Send and type(fx.msg) is Append]
+    def forwarded(fx):
+        return [f.msg.entries for f in fx if type(f) is Send and type(f.msg) is Append]
 
-    b.on_message("a", Append(1, 0, frames[0]), NOW)
-    assert forwarded() == [frames[0]]
-    for frame in frames[1:]:  # two Appends in one turn: four entries, more than one frame holds
-        b.on_message("a", Append(1, 0, frame), NOW)
-    assert forwarded() == frames[1:]
-    b.on_message("a", Append(1, 0, ((1, 7, 0, None, (SET, b"k7", value, None, 0)),)), NOW)
+    assert forwarded(b.on_message("a", Append(1, 0, frames[0]), NOW)) == [frames[0]]  # relayed
+    assert forwarded(b.flush()) == []
+    overlap = frames[0][1:] + frames[1]  # resent from seq 2 after a reconnect: not relayed
+    assert forwarded(b.on_message("a", Append(1, 0, overlap), NOW)) == []
+    assert forwarded(b.on_message("a", Append(1, 0, frames[2]), NOW)) == []  # behind entries still to send
+    assert forwarded(b.flush()) == frames[1:]  # four entries, more than one frame holds
+    assert b.last_seq == 6
+    seventh = ((1, 7, 0, None, (SET, b"k7", value, None, 0)),)
+    assert forwarded(b.on_message("a", Append(1, 0, seventh), NOW)) == [seventh]
     b.on_view(View(0, 2, ("b", "c")), NOW)  # the head now, in the same turn: its own writes are measured
     b.on_message("c", Sync(2, 1, 7), NOW)
     for i in range(4):
         b.on_client(f"w{i}", [b"SET", b"n%d" % i, value], NOW)
-    assert [len(f) for f in forwarded()] == [2, 2]
+    assert [len(f) for f in forwarded(b.flush())] == [2, 2]
 
+
+def _middle(succ_ready: bool = True) -> Replica:
+    """b: the middle of a, b, c, synced with its successor c (unless not `succ_ready`)."""
+    b = Replica("b", b"b/1")
+    b.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    if succ_ready:
+        b.on_message("c", Sync(1, 0, 0), NOW)
+    return b
+
+
+def _sets(first: int, last: int, epoch: int = 1) -> tuple:
+    return tuple((epoch, s, 0, None, (SET, b"k%d" % s, b"v", None, 0)) for s in range(first, last + 1))
+
+
+def test_a_middle_sends_an_append_on_before_it_applies_it():
+    """`relay` decides before anything is applied: the Append continues b's history, so b sends
+    the same entries on (its own commit point) and `on_message` then applies them without
+    forwarding them again, in its effects or in the turn's flush."""
+    b = _middle()
+    msg = Append(1, 0, _sets(1, 3))
+    relayed = b.relay("a", msg)
+    assert relayed == [Send("c", Append(1, 0, msg.entries))] and relayed[0].msg.entries is msg.entries
+    assert (b.last_seq, b.state.data) == (0, {})  # nothing applied yet
+    assert not [f for f in b.on_message("a", msg, NOW) if type(f) is Send]
+    assert b.last_seq == 3 and b.state.data[b"k3"] == b"v"
+    assert not [f for f in b.flush() if type(f) is Send and type(f.msg) is Append]
+    # the commit point goes on as the middle's own, and a shell that did not relay gets it first
+    b.on_message("c", Ack(1, 2), NOW)
+    fx = b.on_message("a", Append(1, 3, _sets(4, 5)), NOW)
+    assert fx[0] == Send("c", Append(1, 2, _sets(4, 5))) and b.last_seq == 5
+
+
+@pytest.mark.parametrize("case", ["gap", "gap inside", "overlap", "empty", "not the predecessor", "older epoch", "newer epoch",
+                                  "entries still to send", "successor not synced", "tail", "learner"])
+def test_a_member_relays_only_an_append_that_continues_its_history_with_nothing_before_it(case):
+    b = _middle(succ_ready=case != "successor not synced")
+    b.on_message("a", Append(1, 0, _sets(1, 2)), NOW)
+    b.flush()
+    sender, msg = "a", Append(1, 0, _sets(3, 4))
+    if case == "gap":
+        msg = Append(1, 0, _sets(4, 5))
+    elif case == "gap inside":  # (no head sends one: the entries relayed are exactly those applied)
+        msg = Append(1, 0, _sets(3, 3) + _sets(5, 5))
+    elif case == "overlap":  # a resend after a reconnect
+        msg = Append(1, 0, _sets(2, 3))
+    elif case == "empty":
+        msg = Append(1, 0, ())
+    elif case == "not the predecessor":
+        sender = "c"
+    elif case == "older epoch":
+        b.on_view(View(0, 2, ("a", "b", "c")), NOW)
+        b.on_message("c", Sync(2, 1, 2), NOW)
+    elif case == "newer epoch":
+        msg = Append(2, 0, _sets(3, 4, epoch=2))
+    elif case == "entries still to send":
+        b.relayed = None
+        b.out_entries.append(_sets(2, 2)[0])
+    elif case == "tail":
+        b.on_view(View(0, 2, ("a", "b")), NOW)
+        msg = Append(2, 0, _sets(3, 4, epoch=2))
+    elif case == "learner":
+        b.on_view(View(0, 2, ("a",), learner="b"), NOW)
+        msg = Append(2, 0, _sets(3, 4, epoch=2))
+    before = (b.last_seq, dict(b.state.data))
+    assert b.relay(sender, msg) == []
+    assert (b.last_seq, b.state.data) == before and b.relayed is None
 
 
 def test_the_head_frames_its_writes_by_the_sizes_it_proved_them_under(monkeypatch):

@@ -358,8 +358,20 @@ class MemberNode:
             installed = asyncio.get_running_loop().create_future()
             self._group.create_task(self._receive(sender, msg, installed))
             return installed
+        if type(msg) is Append and self._relays(msg):
+            for fx in self.replica.relay(sender, msg):  # sent on first: the successor works on it while we apply it
+                self.transfers.send(fx.to, self._frame(fx.msg))
+                self.links.flush()
         self._run(self.replica.on_message(sender, msg, time.time(), time.monotonic()))
         return None
+
+    def _relays(self, msg: Append) -> bool:
+        """May `msg` be sent on before it is applied (`Replica.relay`)? When nothing waits to be
+        executed before it, and it came small and encoded as it will leave (a large one goes
+        through `_execute`, which ends the loop turn before it)."""
+        known = self._encoded
+        return (not self._later and self._drain_at is None and self._store is None and not self._failed
+                and known is not None and known[0] is msg.entries and len(known[1]) <= BIG_EFFECT_BYTES)
 
     async def _receive(self, sender: str, msg: Snapshot, installed: asyncio.Future) -> None:
         try:

@@ -4,7 +4,9 @@ van Renesse & Schneider's protocol with CRAQ reads. The head stamps each write w
 (epoch, seq, ts) and applies it; every member applies entries in seq order and forwards them to
 its successor; the tail commits and acks flow upstream, trimming each sent list (the entries
 above `commit_seq`). The tail sends its acks to the head as well (`acks_head`), which answers a
-write once the first ack of it arrives: a hop sooner than through the middle members. A member
+write once the first ack of it arrives: a hop sooner than through the middle members. A middle
+member sends an Append on before it applies it (`relay`) when the Append continues its history
+exactly: its successor works on the entries while it applies them. A member
 answers a read itself when every key it touches is clean (no uncommitted entry touches it), else
 asks the tail.
 
@@ -15,7 +17,8 @@ its own or the entries are gone from its window, with a `Snapshot` followed by t
 
 `now` is wall-clock seconds: expiry deadlines are absolute and must mean the same after a
 restart. Inputs are `on_view`, `on_client`, `on_message`, `on_link`, `on_timer`; each returns
-effects to execute at once (replies to reads, forwards), and `flush()` returns what the event
+effects to execute at once (replies to reads, forwards; a shell that sends `relay(sender, msg)`'s
+effects before giving it `msg` gets the rest from `on_message`), and `flush()` returns what the event
 loop turn batched: one Persist of the new entries, then one Append per successor and one Ack
 per predecessor, then the replies to committed writes.
 """
@@ -125,6 +128,7 @@ class Replica:
         # ... or `out_bounded` of them are the head's own writes, measured when proven encodable
         # (`_write`) at `out_bound` bytes in all: when that is all of them, no measuring either
         self.out_bounded = self.out_bound = 0
+        self.relayed = None  # the Append `relay` sent on, until `on_message` applies it
         # (successor, epoch, its Sync's point) we answered with a Snapshot on the link that is still
         # up: a Sync repeating it is impatience (the link delivers that Snapshot in order), not loss
         self.snapshot_out: tuple | None = None
@@ -572,7 +576,10 @@ class Replica:
         if msg.epoch < self.epoch:
             return [Send(sender, Stale(self.epoch))]
         if kind is Append:
-            return self._on_append(sender, msg, now) if sender == self.pred else []
+            if sender != self.pred:
+                return []
+            fx = [] if self.relayed is msg else self.relay(sender, msg)  # (unless the shell sent it already)
+            return fx + self._on_append(sender, msg, now)
         if kind is Ack:
             if sender == self.succ:
                 return self._on_ack(sender, msg)
@@ -629,7 +636,23 @@ class Replica:
             return False
         return window[seq - window[0][1]][0] == epoch
 
+    def relay(self, sender: str, msg) -> list:
+        """A middle member's Append from its predecessor, sent on before it is applied: the
+        successor works on the entries while this member applies them. Only an Append that
+        continues this member's history exactly, with nothing of its own still to send before
+        it: then the successor's history stays a prefix of this member's (it applies them in
+        the same step, `on_message`). [Send] or []; `on_message(sender, msg)` must follow."""
+        if type(msg) is not Append or sender != self.pred or msg.epoch != self.epoch:
+            return []
+        entries = msg.entries
+        if (not self.succ_ready or self.out_entries or self.commits_on_apply or not entries or self._learning()
+                or entries[0][1] != self.last_seq + 1 or entries[-1][1] != self.last_seq + len(entries)):
+            return []
+        self.relayed = msg
+        return [Send(self.succ, Append(self.epoch, self.commit_seq, entries))]
+
     def _on_append(self, sender, msg: Append, now: float) -> list:
+        relayed, self.relayed = self.relayed is msg, None
         tail = self.commits_on_apply
         learning = self._learning()  # serves no reads and has no sent list
         framed = not self.out_entries
@@ -644,6 +667,8 @@ class Replica:
             if not valid_op(entry[4]):
                 raise RemoteProtocolError(f"entry {seq} from {sender} holds no op this member applies")
             self._apply(entry, dirty=not tail and not learning)
+        if relayed:
+            self._clear_out()  # sent on already
         self.out_framed = framed
         if learning:
             self._trim()
