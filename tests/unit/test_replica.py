@@ -1223,6 +1223,28 @@ def test_a_member_relays_only_an_append_that_continues_its_history_with_nothing_
     assert (b.last_seq, b.state.data) == before and b.relayed is None
 
 
+def test_a_relayed_append_with_an_op_nobody_applies_leaves_the_middle_and_its_successor_alike():
+    """A hostile or broken predecessor: the middle relays an Append before it finds an entry
+    whose op it does not apply; it refuses the frame at that entry, and so does its successor
+    given the same bytes, so both hold the same prefix and the successor's history stays a
+    prefix of the middle's."""
+    from catena.errors import RemoteProtocolError
+
+    b = _middle()
+    c = Replica("c", b"c/1")
+    c.on_view(View(0, 1, ("a", "b", "c")), NOW)
+    c.on_message("b", Append(1, 0, ()), NOW)
+    c.flush()
+    msg = Append(1, 0, _sets(1, 2) + ((1, 3, 0, None, (250, b"k")),))
+    relayed = b.relay("a", msg)
+    assert [type(f.msg) for f in relayed] == [Append]
+    for member, sender, frame in ((b, "a", msg), (c, "b", wire(relayed[0].msg))):
+        with pytest.raises(RemoteProtocolError):
+            member.on_message(sender, frame, NOW)
+    assert (b.last_seq, c.last_seq) == (2, 2) and b.state.data == c.state.data
+    assert b.relayed is None
+
+
 def test_the_head_frames_its_writes_by_the_sizes_it_proved_them_under(monkeypatch):
     """The head measures each write once, when it proves it encodable: a turn's writes that fit
     one frame by those bounds go in one Append without being measured again; writes whose op the
