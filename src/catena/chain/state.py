@@ -220,7 +220,8 @@ class KVState:
 
     def _index(self, key: bytes) -> None:
         """A key new to `data`: enter it in its slot's index."""
-        keys = self.by_slot[slot := key_slot(key)]
+        slot = key_slot(key)
+        keys = self.by_slot[slot]
         if keys is None:
             keys = self.by_slot[slot] = {}
         keys[key] = None
