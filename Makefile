@@ -4,21 +4,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install compiled system-deps sim-long test-long bench clean
+.PHONY: up test install system-deps sim-long test-long bench clean
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	CATENA_PURE_PYTHON=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
-	$(MAKE) compiled
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
-
-# The write path's modules compiled with Cython beside their sources (src/catena/compiled.py):
-# only the modules whose .py changed since the last build are compiled again.
-compiled:
-	$(PY) setup.py --quiet build_ext --inplace 2>&1 | grep -v -e _BetaConfiguration -e 'warnings.warn' || true
 
 # Debian packages the tests and benchmarks use (real redis-cli/redis-benchmark/redis-server, etcd,
 # iptables and iproute2 for kernel-level partitions in a test's own network namespace, openssl
@@ -29,16 +23,13 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools etcd-server iptables iproute2 openssl chromium; \
 	fi
 
-up: $(STAMP) compiled
+up: $(STAMP)
 	$(VENV)/bin/catena up
 
 # Three workers on two cores: integration tests mostly wait on processes; each test file runs
 # whole on one worker (its fixtures and servers stay its own).
-# Then the pure machines and the simulator again with every module from its .py (the fallback
-# a machine without a compiler runs).
-test: $(STAMP) system-deps compiled
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -n 3 --dist loadfile
-	CATENA_PURE_PYTHON=1 $(PY) -m pytest -q -n 3 --dist loadfile tests/unit tests/sim
 
 # The integration tests too long for `make test` (a full rebalance to three chains: ~10 min).
 test-long: $(STAMP) system-deps
@@ -52,5 +43,4 @@ bench: $(STAMP) system-deps
 	$(PY) bench/throughput/run.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis src/catena/compiled.json
-	find src -name '*.so' -delete
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

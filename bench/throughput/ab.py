@@ -8,13 +8,8 @@ SET at -P 1 and -P 16 (`-c 50 -r 100000`), and the p50 latency of SET -P 1 with 
 cores swings by 2x, so it prints each line's medians over the rounds, their ratio and how many
 rounds this code won. Every process it starts is stopped by PID.
 
-REV's archive has no build, so it runs pure Python while this tree runs its compiled write path
-(src/catena/compiled.py); REV `pure` is this tree with CATENA_PURE_PYTHON=1, what the build is
-worth.
-
     python bench/throughput/ab.py aa6e095                      # 5 rounds, fsync everysec
     python bench/throughput/ab.py HEAD~1 --rounds 8 --fsync always
-    python bench/throughput/ab.py pure                         # compiled against pure Python
 """
 
 from __future__ import annotations
@@ -52,10 +47,11 @@ def p50_ms(port: int, clients: int, n: int) -> float:
     return float(next(csv.DictReader(io.StringIO(out)))["p50_latency_ms"])
 
 
-def measure(root: Path, env: dict, fsync: str) -> tuple[float, float, float]:
-    """One chain of the code `env` selects (set while its processes start): the three lines' figures."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+def measure(root: Path, pythonpath: str | None, fsync: str) -> tuple[float, float, float]:
+    """One chain of the code on `pythonpath` (None: this tree's): the three lines' figures."""
+    saved = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = pythonpath
     procs, taken = Procs(root), set()
     try:
         head = start_chain(procs, [free_port(taken) for _ in range(4)], fsync)[0]
@@ -63,23 +59,21 @@ def measure(root: Path, env: dict, fsync: str) -> tuple[float, float, float]:
                 p50_ms(head, 10, 30_000))
     finally:
         procs.stop_all()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("rev", help="the revision to compare with (anything git names), or `pure`")
+    ap.add_argument("rev", help="the revision to compare with (anything git names)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="catena-ab-") as tmp:
-        other = ({"CATENA_PURE_PYTHON": "1"} if args.rev == "pure"
-                 else {"PYTHONPATH": str(export(args.rev, Path(tmp) / "rev"))})
-        codes = (("this", {}), (args.rev, other))
+        other = str(export(args.rev, Path(tmp) / "rev"))
+        codes = (("this", None), (args.rev, other))
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in codes}
         for r in range(args.rounds):
             for name, path in codes if r % 2 == 0 else codes[::-1]:

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 
-from catena import __version__, compiled
+from catena import __version__
 from catena.resp.commands import REDIS_VERSION
 
 DEFAULT = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats",
@@ -52,8 +52,7 @@ def _server(node):
             "multiplexing_api:epoll", f"process_id:{os.getpid()}", f"tcp_port:{node.listen.rpartition(':')[2]}",
             f"uptime_in_seconds:{uptime}", f"uptime_in_days:{uptime // 86400}", "hz:10", "configured_hz:10",
             f"executable:{sys.argv[0]}", "config_file:", f"catena_version:{__version__}",
-            f"catena_liveness_port:{node.liveness.port if node.liveness else 0}",
-            f"catena_compiled_modules:{compiled.summary()}"]
+            f"catena_liveness_port:{node.liveness.port if node.liveness else 0}"]
 
 
 def _clients(node):

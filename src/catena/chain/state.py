@@ -220,8 +220,7 @@ class KVState:
 
     def _index(self, key: bytes) -> None:
         """A key new to `data`: enter it in its slot's index."""
-        slot = key_slot(key)
-        keys = self.by_slot[slot]
+        keys = self.by_slot[slot := key_slot(key)]
         if keys is None:
             keys = self.by_slot[slot] = {}
         keys[key] = None
