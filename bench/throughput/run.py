@@ -235,11 +235,17 @@ def load_keys(port: int, count: int) -> float:
     return time.monotonic() - started
 
 
-def requests(pipeline: int, quick: bool, n: int | None) -> int:
-    """Requests per redis-benchmark run: enough for a few seconds at catena's rate."""
+# Requests per redis-benchmark run: about 2 s at catena's rate on 2 cores (SET -P 1 ~20k/s, SET -P 16
+# ~50k/s, GET -P 1 ~60k/s, GET -P 16 ~150k/s). A GET run sized like a SET run lasted 0.13-0.25 s:
+# redis-benchmark's start and one scheduling hiccup were a visible part of its rate.
+REQUESTS = {("set", 1): 40_000, ("set", 16): 100_000, ("get", 1): 120_000, ("get", 16): 300_000}
+
+
+def requests(test: str, pipeline: int, quick: bool, n: int | None) -> int:
+    """Requests per redis-benchmark run (`--quick`: a quarter; `-n`: that many for every run)."""
     if n:
         return n
-    return (8_000 if quick else 15_000) * (5 if pipeline > 1 else 1)
+    return REQUESTS[test, pipeline] // (4 if quick else 1)
 
 
 def measure(port_set: int, port_get: int, quick: bool, n: int | None,
@@ -248,10 +254,10 @@ def measure(port_set: int, port_get: int, quick: bool, n: int | None,
     with several `readers`, also GET -P 1 at all of them at once (SPREAD)."""
     out = {}
     for pipeline in (1, 16):
-        out["SET", pipeline] = benchmark(port_set, requests(pipeline, quick, n), pipeline, "set")["SET"]
-        out["GET", pipeline] = benchmark(port_get, requests(pipeline, quick, n), pipeline, "get")["GET"]
+        out["SET", pipeline] = benchmark(port_set, requests("set", pipeline, quick, n), pipeline, "set")["SET"]
+        out["GET", pipeline] = benchmark(port_get, requests("get", pipeline, quick, n), pipeline, "get")["GET"]
     if len(readers) > 1:
-        out[SPREAD] = spread_gets(readers, requests(1, quick, n), 1)
+        out[SPREAD] = spread_gets(readers, requests("get", 1, quick, n) // len(readers), 1)
     return out
 
 
