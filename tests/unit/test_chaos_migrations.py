@@ -72,6 +72,52 @@ def test_a_chains_plan_drains_and_removes_the_added_chain_after_the_move_that_fe
     assert not any(m.remove for m in plan(15, 15, 2))  # no chain added, none removed
 
 
+def test_a_move_to_a_chain_not_yet_synced_is_sent_again_until_the_coordinator_takes_it(monkeypatch):
+    """A chain just added is listed in the map before its table is synced; the coordinator refuses
+    moves to it until then. Refused once, such a move used to be judged undone, and a run whose
+    only move to the new chain it was failed its check."""
+    monkeypatch.setattr(migrations, "RETRY_S", 0.0)
+    calls = []
+
+    def admin(addr, *words, timeout):
+        calls.append(words)
+        if len(calls) < 3:
+            raise redis.ResponseError("ERR there is no chain 2 in the slot map")
+        return 1
+
+    m = Migrations(Cluster({}), [], 0.0, list, admin)
+    m.cluster.leading = lambda: "c:1"
+    m._move(MoveRecord(7, True, 0, 2, time.monotonic()))
+    assert calls == [("MASTER.MOVE", 7, 2)] * 3 and [r.reply for r in m.records] == ["1"]
+
+
+def test_a_refusal_for_another_reason_is_not_sent_again(monkeypatch):
+    monkeypatch.setattr(migrations, "RETRY_S", 0.0)
+    calls = []
+
+    def admin(addr, *words, timeout):
+        calls.append(words)
+        raise redis.ResponseError("ERR not the leader (leader: unknown)")
+
+    m = Migrations(Cluster({}), [], 0.0, list, admin)
+    m.cluster.leading = lambda: "c:1"
+    m._move(MoveRecord(7, True, 0, 2, time.monotonic()))
+    assert len(calls) == 1 and m.records[0].reply.startswith("ResponseError: ERR not the leader")
+
+
+def test_a_chain_that_never_syncs_is_given_up_after_the_moves_timeout(monkeypatch):
+    monkeypatch.setattr(migrations, "RETRY_S", 0.0)
+    monkeypatch.setattr(migrations, "MOVE_TIMEOUT_S", 0.05)
+
+    def admin(addr, *words, timeout):
+        raise redis.ResponseError("ERR there is no chain 2 in the slot map")
+
+    m = Migrations(Cluster({}), [], 0.0, list, admin)
+    m.cluster.leading = lambda: "c:1"
+    m._move(MoveRecord(7, True, 0, 2, time.monotonic()))
+    assert "there is no chain 2" in m.records[0].reply and m.records[0].end - m.records[0].start < 5
+
+
 class _DrainedCluster:
     """Three chains (chain 2 added, holding slots 5 and 6) behind a coordinator that fails the
     first MASTER.MOVE (killed) and first refuses MASTER.REMOVECHAIN (a move under way)."""

@@ -149,12 +149,20 @@ class Migrations:
             self._move(MoveRecord(slot, move.hot, source, target, time.monotonic()))
 
     def _move(self, record: MoveRecord) -> None:
+        """One MASTER.MOVE. A chain just added is in the map (MASTER.SLOTMAP lists it) before its
+        table is synced, and until then the coordinator refuses moves to it: sent again, as an
+        operator would, for up to MOVE_TIMEOUT_S."""
         self.records.append(record)
-        try:
-            record.reply = str(self.admin(self.cluster.leading(), "MASTER.MOVE", record.slot, record.target,
-                                          timeout=MOVE_TIMEOUT_S))
-        except (redis.RedisError, OSError) as exc:
-            record.reply = f"{type(exc).__name__}: {exc}"[:80]
+        unsynced = f"there is no chain {record.target} in the slot map"
+        while True:
+            try:
+                record.reply = str(self.admin(self.cluster.leading(), "MASTER.MOVE", record.slot, record.target,
+                                              timeout=MOVE_TIMEOUT_S))
+            except (redis.RedisError, OSError) as exc:
+                record.reply = f"{type(exc).__name__}: {exc}"[:80]
+            if (unsynced not in record.reply or time.monotonic() - record.start >= MOVE_TIMEOUT_S
+                    or self._stop.wait(RETRY_S)):
+                break
         record.end = time.monotonic()
 
     def _drain_and_remove(self) -> None:
