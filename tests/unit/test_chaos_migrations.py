@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from catena.chaos import migrations
@@ -82,7 +83,7 @@ def test_a_move_to_a_chain_not_yet_synced_is_sent_again_until_the_coordinator_ta
     def admin(addr, *words, timeout):
         calls.append(words)
         if len(calls) < 3:
-            raise redis.ResponseError("ERR there is no chain 2 in the slot map")
+            raise redis.ResponseError("TRYAGAIN chain 2 is joining the slot map (its table is not synced yet): try again shortly")
         return 1
 
     m = Migrations(Cluster({}), [], 0.0, list, admin)
@@ -91,18 +92,19 @@ def test_a_move_to_a_chain_not_yet_synced_is_sent_again_until_the_coordinator_ta
     assert calls == [("MASTER.MOVE", 7, 2)] * 3 and [r.reply for r in m.records] == ["1"]
 
 
-def test_a_refusal_for_another_reason_is_not_sent_again(monkeypatch):
+@pytest.mark.parametrize("refusal", ["ERR not the leader (leader: unknown)", "ERR there is no chain 2 in the slot map"])
+def test_a_refusal_for_another_reason_is_not_sent_again(monkeypatch, refusal):
     monkeypatch.setattr(migrations, "RETRY_S", 0.0)
     calls = []
 
     def admin(addr, *words, timeout):
         calls.append(words)
-        raise redis.ResponseError("ERR not the leader (leader: unknown)")
+        raise redis.ResponseError(refusal)
 
     m = Migrations(Cluster({}), [], 0.0, list, admin)
     m.cluster.leading = lambda: "c:1"
     m._move(MoveRecord(7, True, 0, 2, time.monotonic()))
-    assert len(calls) == 1 and m.records[0].reply.startswith("ResponseError: ERR not the leader")
+    assert len(calls) == 1 and m.records[0].reply == f"ResponseError: {refusal}"
 
 
 def test_a_chain_that_never_syncs_is_given_up_after_the_moves_timeout(monkeypatch):
@@ -110,12 +112,12 @@ def test_a_chain_that_never_syncs_is_given_up_after_the_moves_timeout(monkeypatc
     monkeypatch.setattr(migrations, "MOVE_TIMEOUT_S", 0.05)
 
     def admin(addr, *words, timeout):
-        raise redis.ResponseError("ERR there is no chain 2 in the slot map")
+        raise redis.ResponseError("TRYAGAIN chain 2 is joining the slot map (its table is not synced yet): try again shortly")
 
     m = Migrations(Cluster({}), [], 0.0, list, admin)
     m.cluster.leading = lambda: "c:1"
     m._move(MoveRecord(7, True, 0, 2, time.monotonic()))
-    assert "there is no chain 2" in m.records[0].reply and m.records[0].end - m.records[0].start < 5
+    assert "chain 2 is joining" in m.records[0].reply and m.records[0].end - m.records[0].start < 5
 
 
 class _DrainedCluster:

@@ -80,6 +80,16 @@ def test_a_failed_sync_is_retried_and_a_new_chain_joins_the_map_with_no_slots():
     assert next(p for p in pushes if p.chain == 2).words[3] == b"-"
 
 
+def test_a_move_to_a_chain_the_map_lists_but_has_not_synced_is_try_again_not_no_such_chain():
+    s = synced_pair()
+    (save,) = s.on_views({**VIEWS, 2: View(2, 1, ("n",))}, 2.0)
+    joining = save.slot_map
+    assert sm.move_refusal(joining, 1) is None
+    assert sm.move_refusal(joining, 2).startswith("TRYAGAIN chain 2 is joining the slot map")
+    assert sm.move_refusal(joining, 5) == "ERR there is no chain 5 in the slot map"
+    assert sm.move_refusal(sm.synced(joining, 2), 2) is None
+
+
 def test_a_failed_map_save_ends_the_term_and_a_move_keeps_the_map_whole():
     s = Shards()
     s.lead(None, 2, 7, VIEWS, 0.0)

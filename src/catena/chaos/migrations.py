@@ -150,10 +150,10 @@ class Migrations:
 
     def _move(self, record: MoveRecord) -> None:
         """One MASTER.MOVE. A chain just added is in the map (MASTER.SLOTMAP lists it) before its
-        table is synced, and until then the coordinator refuses moves to it: sent again, as an
+        table is synced, and until then the coordinator answers TRYAGAIN: sent again, as an
         operator would, for up to MOVE_TIMEOUT_S."""
         self.records.append(record)
-        unsynced = f"there is no chain {record.target} in the slot map"
+        unsynced = f"chain {record.target} is joining the slot map"
         while True:
             try:
                 record.reply = str(self.admin(self.cluster.leading(), "MASTER.MOVE", record.slot, record.target,

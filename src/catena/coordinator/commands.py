@@ -176,8 +176,8 @@ class CoordinatorCommands:
             return Error(f"ERR bad slot range {args[1].decode(errors='replace')!r}: expected slot or first-last "
                          "within 0-16383")
         target = self._chain_arg(args, 2)
-        if target not in slot_map["synced"]:
-            return Error(f"ERR there is no chain {target} in the slot map")
+        if refused := sm.move_refusal(slot_map, target):
+            return Error(refused)
 
         async def work():
             moved = await self.c.mover.move(first, last, target)

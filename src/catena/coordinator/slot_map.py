@@ -56,6 +56,17 @@ def word(spans: list[tuple[int, int]]) -> bytes:
     return ",".join(f"{a}-{b}" for a, b in spans).encode() or b"-"
 
 
+def move_refusal(slot_map: dict, target: int) -> str | None:
+    """Why slots cannot be moved to chain `target` now (an error line), or None. A chain the map
+    lists (MASTER.SLOTMAP shows it) is a target only once its table is synced: until then the
+    refusal says to try again, not that the chain does not exist."""
+    if target in slot_map["synced"]:
+        return None
+    if str(target) in slot_map["chains"]:
+        return f"TRYAGAIN chain {target} is joining the slot map (its table is not synced yet): try again shortly"
+    return f"ERR there is no chain {target} in the slot map"
+
+
 def known(slot_map: dict, chain_id: int) -> dict:
     """`slot_map` with chain `chain_id` known (no slots, not synced yet); version + 1."""
     return {**slot_map, "version": slot_map["version"] + 1, "chains": {**slot_map["chains"], str(chain_id): []}}
